@@ -1,0 +1,1 @@
+//! mlc-netsuite-sim

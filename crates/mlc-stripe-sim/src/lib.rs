@@ -1,0 +1,1 @@
+//! mlc-stripe-sim

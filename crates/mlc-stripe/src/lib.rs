@@ -1,0 +1,7 @@
+//! Stripe side of ml-connector: webhook signature verification, thin version-tolerant models and
+//! the API client.
+//!
+//! Architecture invariant: only this crate parses Stripe JSON; it knows nothing of NetSuite.
+#![forbid(unsafe_code)]
+
+pub mod webhook;

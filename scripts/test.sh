@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: every crate, on SQLite always and on PostgreSQL when it is reachable,
+# plus the checks by independent clients (the official stripe Python SDK, PyJWT).
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Python venv with the pinned independent clients; reused when the requirements did not change.
+venv=.venv
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "== setting up $venv (pinned: scripts/requirements-test.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  echo "$want" > "$stamp"
+fi
+export MLC_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# PostgreSQL: use TEST_DATABASE_URL if given, else the local server when it answers.
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    export TEST_DATABASE_URL="postgres://root@127.0.0.1:5432/test"
+  else
+    echo "== PostgreSQL is not reachable on 127.0.0.1:5432: running the SQLite half only"
+  fi
+fi
+echo "== TEST_DATABASE_URL=${TEST_DATABASE_URL:-<unset>}"
+
+cargo test --workspace --locked "$@"
