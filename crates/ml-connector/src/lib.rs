@@ -1,1 +1,11 @@
-//! ml-connector
+//! ml-connector: Stripe charges and subscription invoices into NetSuite customer invoices,
+//! exactly once. `main.rs` is a thin shim over [`cli::run`]; [`startup::App`] is the one place the
+//! service is wired, shared by `serve` and the tests.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod pipeline;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,101 @@
+//! Command-line interface: one binary, one subcommand per job.
+
+pub mod bench;
+pub mod events;
+pub mod send;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, Sources};
+use crate::startup::{self, App};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "ml-connector", version, about = "Posts Stripe charges and invoices into NetSuite, exactly once.")]
+pub struct Cli {
+    /// Configuration file (TOML) layered over the embedded defaults; MLC__SECTION__KEY
+    /// environment variables override both.
+    #[arg(long, global = true, env = "MLC_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: webhook intake, worker, health and metrics.
+    Serve,
+    /// Print the merged configuration with every secret redacted, or say what is wrong.
+    CheckConfig,
+    /// Apply database migrations and exit (serve also applies them at start).
+    Migrate,
+    /// Inspect stored events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Sign a test event with the configured webhook secret and POST it to a running instance.
+    SendTestEvent(send::SendArgs),
+    /// Benchmarks that print figures (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Drive N signed webhooks at an in-process server over loopback; print events/s and latency.
+    Intake(bench::IntakeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NoArgs {}
+
+/// Loads the configuration or returns its error unchanged (it already names the key).
+pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, config::Merged)> {
+    Ok(config::load(&Sources::from_process(cli.config.clone()))?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::CheckConfig => {
+            let (_, merged) = load_config(&cli)?;
+            println!("# configuration is valid; secrets are redacted\n");
+            print!("{}", merged.redacted_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            let (config, _) = load_config(&cli)?;
+            telemetry::init_logging(&config.log);
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {} (server.listen): {e}",
+                        config.server.listen
+                    )
+                })?;
+            let app = App::build(config, listener).await?;
+            let shutdown = CancellationToken::new();
+            startup::cancel_on_signals(shutdown.clone());
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Migrate => {
+            let (config, _) = load_config(&cli)?;
+            telemetry::init_logging(&config.log);
+            let store = startup::connect_store(&config).await?;
+            println!("migrations applied ({:?})", store.backend());
+            Ok(())
+        }
+        Command::Events(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let store = startup::connect_store(&config).await?;
+            events::run(cmd, &store, &config).await
+        }
+        Command::SendTestEvent(args) => {
+            let (config, _) = load_config(&cli)?;
+            send::run(args, &config).await
+        }
+        Command::Bench(BenchCommand::Intake(args)) => bench::intake(args).await,
+    }
+}

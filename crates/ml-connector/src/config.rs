@@ -1,0 +1,649 @@
+//! Configuration: embedded defaults ← optional file ← `MLC__SECTION__KEY` environment variables,
+//! parsed once into strong types.
+//!
+//! The embedded `config.default.toml` is also the schema: a key that is not in it is refused, and
+//! an environment value is parsed with the type of the default it overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use toml::Value;
+
+/// The embedded defaults, every key commented.
+pub const DEFAULT_TOML: &str = include_str!("../config.default.toml");
+
+/// Prefix of environment overrides: `MLC__DATABASE__URL`.
+pub const ENV_PREFIX: &str = "MLC__";
+
+/// Keys whose values are secrets: printed redacted, never logged.
+const SECRET_KEYS: &[&str] = &[
+    "stripe.api_key",
+    "stripe.webhook_secrets",
+    "netsuite.consumer_secret",
+    "netsuite.token_secret",
+];
+
+/// A configuration problem, naming the key, what is wrong and what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("configuration key `{key}` ({origin}): {problem}; expected {expected}")]
+    Invalid {
+        key: String,
+        origin: String,
+        problem: String,
+        expected: String,
+    },
+    #[error("unknown configuration key `{key}` ({origin}); see config.default.toml for the keys")]
+    UnknownKey { key: String, origin: String },
+}
+
+fn invalid(key: &str, origin: &str, problem: impl Into<String>, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        origin: origin.to_string(),
+        problem: problem.into(),
+        expected: expected.to_string(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// May hold a password: see [`redact_url`].
+    pub url: String,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_key: Option<SecretString>,
+    pub webhook_secrets: Vec<SecretString>,
+    pub webhook_tolerance_secs: i64,
+    pub api_base: String,
+    pub api_version: String,
+}
+
+/// How the connector authenticates to NetSuite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetSuiteAuthKind {
+    M2m,
+    Tba,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetSuiteConfig {
+    pub account_id: String,
+    pub base_url: Option<String>,
+    pub auth: NetSuiteAuthKind,
+    pub client_id: String,
+    pub certificate_id: String,
+    pub algorithm: String,
+    pub private_key_path: Option<PathBuf>,
+    pub consumer_key: String,
+    pub consumer_secret: Option<SecretString>,
+    pub token_id: String,
+    pub token_secret: Option<SecretString>,
+    pub concurrency: usize,
+    pub token_refresh_before_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub max_attempts: i32,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub stripe: StripeConfig,
+    pub netsuite: NetSuiteConfig,
+    pub worker: WorkerConfig,
+}
+
+/// Where configuration values come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Environment variables to consider (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// The merged layers, before conversion; kept for `check-config`.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub value: Value,
+    /// Where each overridden key came from (for error messages).
+    origins: Vec<(String, String)>,
+}
+
+impl Merged {
+    fn origin(&self, key: &str) -> String {
+        self.origins
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(|| "default".to_string())
+    }
+
+    /// The merged configuration as TOML with every secret replaced by `<redacted>`.
+    pub fn redacted_toml(&self) -> String {
+        let mut v = self.value.clone();
+        if let Value::Table(sections) = &mut v {
+            for (section, table) in sections.iter_mut() {
+                let Value::Table(table) = table else { continue };
+                for (key, value) in table.iter_mut() {
+                    let path = format!("{section}.{key}");
+                    if SECRET_KEYS.contains(&path.as_str()) {
+                        *value = redact_value(value);
+                    } else if path == "database.url" {
+                        if let Value::String(s) = value {
+                            *s = redact_url(s);
+                        }
+                    }
+                }
+            }
+        }
+        toml::to_string_pretty(&v).unwrap_or_default()
+    }
+}
+
+fn redact_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.is_empty() => Value::String(String::new()),
+        Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
+        _ => Value::String("<redacted>".to_string()),
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("<redacted>"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Merges the layers. Unknown keys and ill-typed environment values are refused here.
+pub fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
+    let mut value: Value = toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::Syntax {
+        path: PathBuf::from("<embedded config.default.toml>"),
+        message: e.to_string(),
+    })?;
+    let mut origins = Vec::new();
+
+    if let Some(path) = &sources.file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file: Value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let origin = format!("file {}", path.display());
+        let Value::Table(sections) = file else {
+            return Ok(Merged { value, origins });
+        };
+        for (section, table) in sections {
+            let Value::Table(table) = table else {
+                return Err(ConfigError::UnknownKey {
+                    key: section,
+                    origin,
+                });
+            };
+            for (key, v) in table {
+                let path = format!("{section}.{key}");
+                let default = lookup(&value, &section, &key).ok_or_else(|| {
+                    ConfigError::UnknownKey {
+                        key: path.clone(),
+                        origin: origin.clone(),
+                    }
+                })?;
+                if std::mem::discriminant(default) != std::mem::discriminant(&v) {
+                    return Err(invalid(
+                        &path,
+                        &origin,
+                        format!("has type {}", v.type_str()),
+                        &format!("a {}", default.type_str()),
+                    ));
+                }
+                set(&mut value, &section, &key, v);
+                origins.push((path, origin.clone()));
+            }
+        }
+    }
+
+    let mut env: Vec<&(String, String)> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    env.sort();
+    for (name, raw) in env {
+        let rest = &name[ENV_PREFIX.len()..];
+        let origin = format!("environment {name}");
+        let Some((section, key)) = rest.split_once("__") else {
+            return Err(ConfigError::UnknownKey {
+                key: rest.to_ascii_lowercase(),
+                origin,
+            });
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let path = format!("{section}.{key}");
+        let default = lookup(&value, &section, &key).ok_or_else(|| ConfigError::UnknownKey {
+            key: path.clone(),
+            origin: origin.clone(),
+        })?;
+        let parsed = match default {
+            Value::String(_) => Value::String(raw.clone()),
+            Value::Integer(_) => raw.trim().parse::<i64>().map(Value::Integer).map_err(|_| {
+                invalid(&path, &origin, format!("`{raw}` is not a whole number"), "a whole number")
+            })?,
+            Value::Boolean(_) => raw.trim().parse::<bool>().map(Value::Boolean).map_err(|_| {
+                invalid(&path, &origin, format!("`{raw}` is not true/false"), "true or false")
+            })?,
+            Value::Array(_) => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            ),
+            other => {
+                return Err(invalid(
+                    &path,
+                    &origin,
+                    "cannot be set from the environment",
+                    &format!("a {} in the configuration file", other.type_str()),
+                ));
+            }
+        };
+        set(&mut value, &section, &key, parsed);
+        origins.push((path, origin));
+    }
+    Ok(Merged { value, origins })
+}
+
+fn lookup<'a>(v: &'a Value, section: &str, key: &str) -> Option<&'a Value> {
+    v.get(section)?.get(key)
+}
+
+fn set(v: &mut Value, section: &str, key: &str, new: Value) {
+    if let Some(Value::Table(t)) = v.get_mut(section) {
+        t.insert(key.to_string(), new);
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(sources: &Sources) -> Result<(Config, Merged), ConfigError> {
+    let merged = merge(sources)?;
+    let config = Config::from_merged(&merged)?;
+    Ok((config, merged))
+}
+
+/// Typed access to the merged table with errors that name the key.
+struct Reader<'a> {
+    merged: &'a Merged,
+}
+
+impl Reader<'_> {
+    fn value(&self, path: &str) -> &Value {
+        let (section, key) = path.split_once('.').unwrap_or((path, ""));
+        // Every path read here exists in the embedded defaults, which are merged first.
+        lookup(&self.merged.value, section, key).unwrap_or(&Value::Boolean(false))
+    }
+
+    fn string(&self, path: &str) -> String {
+        self.value(path).as_str().unwrap_or_default().to_string()
+    }
+
+    fn opt_string(&self, path: &str) -> Option<String> {
+        Some(self.string(path)).filter(|s| !s.trim().is_empty())
+    }
+
+    fn secret(&self, path: &str) -> Option<SecretString> {
+        self.opt_string(path).map(SecretString::from)
+    }
+
+    fn int(&self, path: &str, min: i64, max: i64, expected: &str) -> Result<i64, ConfigError> {
+        let n = self.value(path).as_integer().unwrap_or(i64::MIN);
+        if n < min || n > max {
+            return Err(invalid(
+                path,
+                &self.merged.origin(path),
+                format!("{n} is out of range"),
+                expected,
+            ));
+        }
+        Ok(n)
+    }
+
+    fn parse<T: std::str::FromStr>(&self, path: &str, expected: &str) -> Result<T, ConfigError> {
+        let s = self.string(path);
+        s.trim().parse::<T>().map_err(|_| {
+            invalid(
+                path,
+                &self.merged.origin(path),
+                format!("`{s}` is not valid"),
+                expected,
+            )
+        })
+    }
+
+    fn choice<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let s = self.string(path).to_ascii_lowercase();
+        T::deserialize(toml::Value::String(s.clone())).map_err(|_| {
+            invalid(
+                path,
+                &self.merged.origin(path),
+                format!("`{s}` is not one of the choices"),
+                expected,
+            )
+        })
+    }
+}
+
+impl Config {
+    pub fn from_merged(merged: &Merged) -> Result<Self, ConfigError> {
+        let r = Reader { merged };
+        let url = r.string("database.url");
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database.url",
+                &merged.origin("database.url"),
+                format!("`{}` is not a supported database URL", redact_url(&url)),
+                "sqlite://PATH or postgres://USER@HOST:PORT/DB",
+            ));
+        }
+        let webhook_secrets: Vec<SecretString> = match r.value("stripe.webhook_secrets") {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for s in &webhook_secrets {
+            use secrecy::ExposeSecret;
+            if !s.expose_secret().starts_with("whsec_") {
+                return Err(invalid(
+                    "stripe.webhook_secrets",
+                    &merged.origin("stripe.webhook_secrets"),
+                    "a value does not start with `whsec_` (value not shown)",
+                    "the endpoint's signing secret from the Stripe Dashboard, whsec_…",
+                ));
+            }
+        }
+        let api_key = r.secret("stripe.api_key");
+        if let Some(k) = &api_key {
+            use secrecy::ExposeSecret;
+            let k = k.expose_secret();
+            if !(k.starts_with("sk_") || k.starts_with("rk_")) {
+                return Err(invalid(
+                    "stripe.api_key",
+                    &merged.origin("stripe.api_key"),
+                    "the key does not start with `sk_` or `rk_` (value not shown)",
+                    "a secret key sk_live_…/sk_test_… or a restricted key rk_…",
+                ));
+            }
+        }
+        let algorithm = r.string("netsuite.algorithm").to_ascii_uppercase();
+        if !["PS256", "PS384", "PS512", "ES256", "ES384"].contains(&algorithm.as_str()) {
+            return Err(invalid(
+                "netsuite.algorithm",
+                &merged.origin("netsuite.algorithm"),
+                format!("`{algorithm}` is not accepted by NetSuite for client credentials"),
+                "PS256 (default), PS384, PS512, ES256 or ES384; RS256 is refused by NetSuite since 2025",
+            ));
+        }
+        Ok(Config {
+            server: ServerConfig {
+                listen: r.parse("server.listen", "host:port such as 127.0.0.1:8080")?,
+                body_limit_bytes: r.int(
+                    "server.body_limit_bytes",
+                    1024,
+                    64 * 1024 * 1024,
+                    "between 1024 and 67108864 bytes",
+                )? as usize,
+                shutdown_grace_secs: r.int(
+                    "server.shutdown_grace_secs",
+                    0,
+                    3600,
+                    "0 to 3600 seconds",
+                )? as u64,
+            },
+            database: DatabaseConfig { url },
+            log: LogConfig {
+                format: r.choice("log.format", "auto, pretty or json")?,
+                level: r.string("log.level"),
+            },
+            stripe: StripeConfig {
+                api_key,
+                webhook_secrets,
+                webhook_tolerance_secs: r.int(
+                    "stripe.webhook_tolerance_secs",
+                    1,
+                    86_400,
+                    "1 to 86400 seconds (Stripe's SDKs use 300)",
+                )?,
+                api_base: r.string("stripe.api_base"),
+                api_version: r.string("stripe.api_version"),
+            },
+            netsuite: NetSuiteConfig {
+                account_id: r.string("netsuite.account_id"),
+                base_url: r.opt_string("netsuite.base_url"),
+                auth: r.choice("netsuite.auth", "m2m or tba")?,
+                client_id: r.string("netsuite.client_id"),
+                certificate_id: r.string("netsuite.certificate_id"),
+                algorithm,
+                private_key_path: r.opt_string("netsuite.private_key_path").map(PathBuf::from),
+                consumer_key: r.string("netsuite.consumer_key"),
+                consumer_secret: r.secret("netsuite.consumer_secret"),
+                token_id: r.string("netsuite.token_id"),
+                token_secret: r.secret("netsuite.token_secret"),
+                concurrency: r.int("netsuite.concurrency", 1, 100, "1 to 100 requests")? as usize,
+                token_refresh_before_secs: r.int(
+                    "netsuite.token_refresh_before_secs",
+                    0,
+                    3000,
+                    "0 to 3000 seconds (tokens last 3600 s)",
+                )? as u64,
+            },
+            worker: WorkerConfig {
+                concurrency: r.int("worker.concurrency", 1, 256, "1 to 256 jobs")? as usize,
+                lease_secs: r.int("worker.lease_secs", 5, 3600, "5 to 3600 seconds")? as u64,
+                poll_interval_ms: r.int("worker.poll_interval_ms", 10, 60_000, "10 to 60000 ms")?
+                    as u64,
+                max_attempts: r.int("worker.max_attempts", 1, 1000, "1 to 1000 attempts")? as i32,
+            },
+        })
+    }
+
+    /// The defaults alone (for tests and tools).
+    pub fn defaults() -> Config {
+        match load(&Sources::default()) {
+            Ok((c, _)) => c,
+            Err(e) => unreachable!("embedded defaults are valid: {e}"),
+        }
+    }
+}
+
+/// Reads a file given by path, for keys that name files (private keys).
+pub fn read_secret_file(path: &Path) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::defaults();
+        assert_eq!(c.database.url, "sqlite://ml-connector.db");
+        assert_eq!(c.stripe.webhook_tolerance_secs, 300);
+        assert_eq!(c.server.body_limit_bytes, 1024 * 1024);
+        assert!(c.stripe.webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_with_types() {
+        let (c, _) = load(&env(&[
+            ("MLC__SERVER__LISTEN", "0.0.0.0:9000"),
+            ("MLC__STRIPE__WEBHOOK_SECRETS", "whsec_a, whsec_b"),
+            ("MLC__WORKER__CONCURRENCY", "8"),
+            ("UNRELATED", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.stripe.webhook_secrets.len(), 2);
+        assert_eq!(c.worker.concurrency, 8);
+    }
+
+    #[test]
+    fn file_then_env_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[worker]\nconcurrency = 3\nlease_secs = 30\n").unwrap();
+        let mut s = env(&[("MLC__WORKER__CONCURRENCY", "5")]);
+        s.file = Some(path);
+        let (c, _) = load(&s).unwrap();
+        assert_eq!(c.worker.concurrency, 5, "env beats file");
+        assert_eq!(c.worker.lease_secs, 30, "file beats default");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_expected() {
+        let e = load(&env(&[("MLC__SERVER__LISTEN", "nonsense")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+        assert!(msg.contains("MLC__SERVER__LISTEN"), "{msg}");
+        assert!(msg.contains("expected host:port"), "{msg}");
+
+        let e = load(&env(&[("MLC__WORKER__CONCURRENCY", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("worker.concurrency"), "{e}");
+
+        let e = load(&env(&[("MLC__WORKER__NOPE", "1")])).unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+
+        let e = load(&env(&[("MLC__NETSUITE__ALGORITHM", "RS256")])).unwrap_err();
+        assert!(e.to_string().contains("RS256 is refused"), "{e}");
+
+        let e = load(&env(&[("MLC__STRIPE__WEBHOOK_SECRETS", "not_a_secret_xyz")])).unwrap_err();
+        assert!(!e.to_string().contains("not_a_secret_xyz"), "{e}");
+    }
+
+    #[test]
+    fn file_type_mismatch_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[worker]\nconcurrency = \"four\"\n").unwrap();
+        let e = load(&Sources {
+            file: Some(path.clone()),
+            env: vec![],
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("worker.concurrency"), "{e}");
+        std::fs::write(&path, "[wrker]\nconcurrency = 4\n").unwrap();
+        let e = load(&Sources {
+            file: Some(path),
+            env: vec![],
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+    }
+
+    #[test]
+    fn redacted_output_hides_every_secret() {
+        let (_, merged) = load(&env(&[
+            ("MLC__STRIPE__API_KEY", "sk_test_supersecret123"),
+            ("MLC__STRIPE__WEBHOOK_SECRETS", "whsec_hidden1,whsec_hidden2"),
+            ("MLC__NETSUITE__TOKEN_SECRET", "tok_secret_value"),
+            ("MLC__DATABASE__URL", "postgres://u:pgpass@localhost/db"),
+        ]))
+        .unwrap();
+        let out = merged.redacted_toml();
+        for s in ["supersecret", "hidden1", "hidden2", "tok_secret_value", "pgpass"] {
+            assert!(!out.contains(s), "{s} leaked:\n{out}");
+        }
+        assert!(out.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,33 @@
+//! The route table: every route of the service, in one place.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mlc_store::Store;
+use mlc_stripe::webhook::WebhookVerifier;
+use tokio::sync::Notify;
+
+use super::{health, webhooks};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub verifier: Arc<WebhookVerifier>,
+    pub body_limit_bytes: usize,
+    pub max_attempts: i32,
+    /// Wakes the worker when a job was enqueued, so it need not wait for its next poll.
+    pub worker_wake: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/stripe", post(webhooks::receive))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}

@@ -1,0 +1,132 @@
+//! The test harness: an `App` built through the same `startup` as `serve`, on a fresh store.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ml_connector::config::{self, Config, Sources};
+use ml_connector::startup::App;
+use mlc_store::Store;
+use mlc_store::testing::TestDb;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "whsec_test_secret";
+pub const OLD_SECRET: &str = "whsec_test_secret_rolled_key";
+
+pub fn config_for(url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env = vec![
+        ("MLC__DATABASE__URL".to_string(), url.to_string()),
+        (
+            "MLC__STRIPE__WEBHOOK_SECRETS".to_string(),
+            format!("{SECRET},{OLD_SECRET}"),
+        ),
+        ("MLC__WORKER__POLL_INTERVAL_MS".to_string(), "50".to_string()),
+        ("MLC__SERVER__SHUTDOWN_GRACE_SECS".to_string(), "5".to_string()),
+    ];
+    for (k, v) in extra {
+        env.push((k.to_string(), v.to_string()));
+    }
+    config::load(&Sources { file: None, env }).expect("test config").0
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn start(db: &TestDb) -> TestApp {
+        TestApp::start_with(db, &[]).await
+    }
+
+    pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
+        let config = config_for(&db.url, extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = App::build(config, listener).await.expect("app builds");
+        let addr = app.addr();
+        let store = app.store().clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+        TestApp {
+            addr,
+            store,
+            client: reqwest::Client::new(),
+            stop,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs `body` to the webhook endpoint with the given signature header (None: no header).
+    pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("stripe-signature", sig);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Signs `body` now with `secret` and POSTs it.
+    pub async fn send_signed(&self, body: &str, secret: &str) -> (u16, serde_json::Value) {
+        let header = sign_now(secret, body);
+        self.post_webhook(body.as_bytes(), Some(&header)).await
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stopped cleanly");
+        }
+    }
+}
+
+pub fn sign_now(secret: &str, body: &str) -> String {
+    let t = mlc_core::now_millis() / 1000;
+    mlc_stripe::webhook::signature_header(&[secret], t, body.as_bytes())
+}
+
+pub fn event_json(id: &str, event_type: &str) -> String {
+    serde_json::json!({
+        "id": id,
+        "object": "event",
+        "api_version": "2026-07-29.dahlia",
+        "created": 1_764_201_600,
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": event_type,
+        "data": {"object": {"id": "ch_3TestCharge", "object": "charge", "amount": 2000, "currency": "usd"}}
+    })
+    .to_string()
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

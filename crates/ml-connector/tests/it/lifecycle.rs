@@ -1,0 +1,98 @@
+//! Restarts and signals: nothing is lost.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use mlc_store::testing::backends;
+use mlc_store::{EventFilter, JobState, Store};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn events_survive_a_restart() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        for i in 0..5 {
+            let (status, _) = app.send_signed(&event_json(&format!("evt_1Keep{i}"), "invoice.paid"), SECRET).await;
+            assert_eq!(status, 200);
+        }
+        app.stop().await;
+        let app = TestApp::start(&db).await;
+        for i in 0..5 {
+            assert!(app.store.get_event(&format!("evt_1Keep{i}")).await.unwrap().is_some());
+        }
+        // A redelivery after the restart is still a duplicate.
+        let (_, json) = app.send_signed(&event_json("evt_1Keep0", "invoice.paid"), SECRET).await;
+        assert_eq!(json["duplicate"], true);
+        app.stop().await;
+    }
+}
+
+/// The real binary, stopped with SIGTERM while webhooks are arriving: every event answered 200 is
+/// stored with its job, and no job is left running.
+#[tokio::test]
+async fn sigterm_loses_nothing() {
+    for db in backends().await {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+            .arg("serve")
+            .env("MLC__DATABASE__URL", &db.url)
+            .env("MLC__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("MLC__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MLC__LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("binary starts");
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/webhooks/stripe");
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok()
+            })
+            .await,
+            "server did not come up"
+        );
+
+        let mut accepted = Vec::new();
+        for i in 0..40 {
+            let id = format!("evt_1Term{i}");
+            let body = event_json(&id, "invoice.paid");
+            if i == 20 {
+                let pid = child.id().expect("pid");
+                let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+                assert!(status.success());
+            }
+            let ok = client
+                .post(&url)
+                .header("stripe-signature", sign_now(SECRET, &body))
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ok {
+                accepted.push(id);
+            }
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status:?}");
+        assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
+
+        let store = Store::connect(&db.url).await.unwrap();
+        for id in &accepted {
+            assert!(store.get_event(id).await.unwrap().is_some(), "{id} lost ({})", db.label);
+            let job = store.get_job_for_event(id).await.unwrap().expect("job kept");
+            assert_ne!(job.state, JobState::Running, "{id} left running");
+        }
+        let all = store.list_events(&EventFilter { limit: 1000, ..EventFilter::default() }).await.unwrap();
+        assert_eq!(all.len(), accepted.len(), "only answered events are stored");
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, the app driven over HTTP as Stripe and operators drive it.
+
+mod helpers;
+mod intake;
+mod lifecycle;
