@@ -6,7 +6,7 @@
 
 use mlc_core::{ExternalId, NetSuiteInternalId};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// A NetSuite date (`tranDate`), `YYYY-MM-DD`, already in the account's time zone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,26 +37,101 @@ impl TranDate {
     }
 }
 
-/// An exact decimal as a JSON number (needs serde_json's `arbitrary_precision`, enabled in the
-/// workspace): `12.30` stays `12.30`, never a binary float.
-pub fn decimal_number(d: Decimal) -> Value {
-    serde_json::from_str::<serde_json::Number>(&d.to_string())
-        .map(Value::Number)
-        .unwrap_or_else(|_| Value::String(d.to_string()))
+/// A JSON tree whose numbers are exact decimals. `serde_json::Value` would hold amounts as
+/// `f64`; this renders `12.30` as the JSON number `12.30`, digit for digit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Str(String),
+    Num(Decimal),
+    Bool(bool),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+    /// A value given by the caller (custom field values).
+    Value(Value),
 }
 
-fn reference(id: &NetSuiteInternalId) -> Value {
-    json!({"id": id.as_str()})
+impl serde::Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        match self {
+            Json::Str(v) => s.serialize_str(v),
+            Json::Num(d) => serde_json::value::RawValue::from_string(d.to_string())
+                .map_err(S::Error::custom)?
+                .serialize(s),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Arr(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(i)?;
+                }
+                seq.end()
+            }
+            Json::Obj(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+            Json::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+impl Json {
+    /// The request body text.
+    pub fn to_body(&self) -> String {
+        // Serialising this tree cannot fail: keys are strings and decimals print as numbers.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// As a `serde_json::Value` (amounts become binary floats: for display and tests only).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.to_body()).unwrap_or(Value::Null)
+    }
+}
+
+/// Builds a JSON object field by field.
+#[derive(Default)]
+struct Obj(Vec<(String, Json)>);
+
+impl Obj {
+    fn put(&mut self, k: &str, v: Json) {
+        self.0.push((k.to_string(), v));
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        self.put(k, Json::Str(v.to_string()));
+    }
+    fn num(&mut self, k: &str, v: Decimal) {
+        self.put(k, Json::Num(v));
+    }
+    fn reference(&mut self, k: &str, id: &NetSuiteInternalId) {
+        self.put(k, reference(id));
+    }
+    fn opt_reference(&mut self, k: &str, id: &Option<NetSuiteInternalId>) {
+        if let Some(id) = id {
+            self.reference(k, id);
+        }
+    }
+    fn custom(&mut self, fields: &CustomFields) {
+        for (k, v) in fields {
+            self.put(k, Json::Value(v.clone()));
+        }
+    }
+    fn sublist(&mut self, k: &str, items: Vec<Json>) {
+        self.put(k, Json::Obj(vec![("items".to_string(), Json::Arr(items))]));
+    }
+    fn done(self) -> Json {
+        Json::Obj(self.0)
+    }
+}
+
+fn reference(id: &NetSuiteInternalId) -> Json {
+    Json::Obj(vec![("id".to_string(), Json::Str(id.as_str().to_string()))])
 }
 
 /// Custom body/entity fields (`custbody_…`, `custentity_…`) and their values.
 pub type CustomFields = Vec<(String, Value)>;
-
-fn put_custom(map: &mut Map<String, Value>, fields: &CustomFields) {
-    for (k, v) in fields {
-        map.insert(k.clone(), v.clone());
-    }
-}
 
 /// One line of a customer invoice.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,43 +166,39 @@ impl InvoiceDoc {
         self.lines.iter().map(|l| l.amount).sum()
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("externalId".into(), json!(self.external_id.as_str()));
-        m.insert("entity".into(), reference(&self.customer));
-        if let Some(s) = &self.subsidiary {
-            m.insert("subsidiary".into(), reference(s));
-        }
-        if let Some(c) = &self.currency {
-            m.insert("currency".into(), reference(c));
-        }
-        m.insert("tranDate".into(), json!(self.tran_date.as_str()));
-        m.insert("memo".into(), json!(self.memo));
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.reference("entity", &self.customer);
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.str("tranDate", self.tran_date.as_str());
+        m.str("memo", &self.memo);
         if let Some(n) = &self.other_ref_num {
-            m.insert("otherRefNum".into(), json!(n));
+            m.str("otherRefNum", n);
         }
-        put_custom(&mut m, &self.custom_fields);
-        let items: Vec<Value> = self
+        m.custom(&self.custom_fields);
+        let items = self
             .lines
             .iter()
             .map(|l| {
-                let mut line = Map::new();
-                line.insert("item".into(), reference(&l.item));
-                line.insert("quantity".into(), decimal_number(l.quantity));
-                line.insert("rate".into(), decimal_number(l.rate));
-                line.insert("amount".into(), decimal_number(l.amount));
+                let mut line = Obj::default();
+                line.reference("item", &l.item);
+                line.num("quantity", l.quantity);
+                line.num("rate", l.rate);
+                line.num("amount", l.amount);
                 if let Some(d) = &l.description {
-                    line.insert("description".into(), json!(d));
+                    line.str("description", d);
                 }
                 if let Some((start, end)) = &l.period {
-                    line.insert("revRecStartDate".into(), json!(start.as_str()));
-                    line.insert("revRecEndDate".into(), json!(end.as_str()));
+                    line.str("revRecStartDate", start.as_str());
+                    line.str("revRecEndDate", end.as_str());
                 }
-                Value::Object(line)
+                line.done()
             })
             .collect();
-        m.insert("item".into(), json!({ "items": items }));
-        Value::Object(m)
+        m.sublist("item", items);
+        m.done()
     }
 }
 
@@ -148,32 +219,23 @@ pub struct CustomerPaymentDoc {
 }
 
 impl CustomerPaymentDoc {
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("externalId".into(), json!(self.external_id.as_str()));
-        m.insert("customer".into(), reference(&self.customer));
-        if let Some(s) = &self.subsidiary {
-            m.insert("subsidiary".into(), reference(s));
-        }
-        if let Some(c) = &self.currency {
-            m.insert("currency".into(), reference(c));
-        }
-        if let Some(a) = &self.account {
-            m.insert("account".into(), reference(a));
-        }
-        m.insert("tranDate".into(), json!(self.tran_date.as_str()));
-        m.insert("memo".into(), json!(self.memo));
-        m.insert("payment".into(), decimal_number(self.payment));
-        put_custom(&mut m, &self.custom_fields);
-        m.insert(
-            "apply".into(),
-            json!({"items": [{
-                "doc": reference(&self.apply_to),
-                "apply": true,
-                "amount": decimal_number(self.payment),
-            }]}),
-        );
-        Value::Object(m)
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.reference("customer", &self.customer);
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.opt_reference("account", &self.account);
+        m.str("tranDate", self.tran_date.as_str());
+        m.str("memo", &self.memo);
+        m.num("payment", self.payment);
+        m.custom(&self.custom_fields);
+        let mut apply = Obj::default();
+        apply.reference("doc", &self.apply_to);
+        apply.put("apply", Json::Bool(true));
+        apply.num("amount", self.payment);
+        m.sublist("apply", vec![apply.done()]);
+        m.done()
     }
 }
 
@@ -205,40 +267,36 @@ impl JournalEntryDoc {
         self.lines.iter().map(|l| l.debit_minus_credit).sum::<Decimal>() == Decimal::ZERO
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("externalId".into(), json!(self.external_id.as_str()));
-        if let Some(s) = &self.subsidiary {
-            m.insert("subsidiary".into(), reference(s));
-        }
-        if let Some(c) = &self.currency {
-            m.insert("currency".into(), reference(c));
-        }
-        m.insert("tranDate".into(), json!(self.tran_date.as_str()));
-        m.insert("memo".into(), json!(self.memo));
-        put_custom(&mut m, &self.custom_fields);
-        let items: Vec<Value> = self
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.str("tranDate", self.tran_date.as_str());
+        m.str("memo", &self.memo);
+        m.custom(&self.custom_fields);
+        let items = self
             .lines
             .iter()
             .map(|l| {
-                let mut line = Map::new();
-                line.insert("account".into(), reference(&l.account));
+                let mut line = Obj::default();
+                line.reference("account", &l.account);
                 if l.debit_minus_credit >= Decimal::ZERO {
-                    line.insert("debit".into(), decimal_number(l.debit_minus_credit));
+                    line.num("debit", l.debit_minus_credit);
                 } else {
-                    line.insert("credit".into(), decimal_number(-l.debit_minus_credit));
+                    line.num("credit", -l.debit_minus_credit);
                 }
                 if let Some(memo) = &l.memo {
-                    line.insert("memo".into(), json!(memo));
+                    line.str("memo", memo);
                 }
                 if let Some(e) = &l.entity {
-                    line.insert("entity".into(), reference(e));
+                    line.reference("entity", e);
                 }
-                Value::Object(line)
+                line.done()
             })
             .collect();
-        m.insert("line".into(), json!({ "items": items }));
-        Value::Object(m)
+        m.sublist("line", items);
+        m.done()
     }
 }
 
@@ -254,21 +312,17 @@ pub struct CustomerDoc {
 }
 
 impl CustomerDoc {
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("externalId".into(), json!(self.external_id.as_str()));
-        m.insert("companyName".into(), json!(self.company_name));
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.str("companyName", &self.company_name);
         if let Some(e) = &self.email {
-            m.insert("email".into(), json!(e));
+            m.str("email", e);
         }
-        if let Some(s) = &self.subsidiary {
-            m.insert("subsidiary".into(), reference(s));
-        }
-        if let Some(c) = &self.currency {
-            m.insert("currency".into(), reference(c));
-        }
-        put_custom(&mut m, &self.custom_fields);
-        Value::Object(m)
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.custom(&self.custom_fields);
+        m.done()
     }
 }
 
@@ -315,9 +369,9 @@ mod tests {
                     period: None,
                 },
             ],
-            custom_fields: vec![("custbody_stripe_id".into(), json!("in_1Abc"))],
+            custom_fields: vec![("custbody_stripe_id".into(), Value::from("in_1Abc"))],
         };
-        let text = doc.to_json().to_string();
+        let text = doc.to_json().to_body();
         assert!(text.contains(r#""amount":0.30"#), "{text}");
         assert!(text.contains(r#""amount":-1.230"#), "{text}");
         assert!(text.contains(r#""entity":{"id":"107"}"#), "{text}");
@@ -351,7 +405,7 @@ mod tests {
             custom_fields: vec![],
         };
         assert!(je.is_balanced());
-        let text = je.to_json().to_string();
+        let text = je.to_json().to_body();
         assert!(text.contains(r#""debit":0.88"#) && text.contains(r#""credit":0.88"#), "{text}");
     }
 
