@@ -4,4 +4,5 @@
 //! Architecture invariant: only this crate parses Stripe JSON; it knows nothing of NetSuite.
 #![forbid(unsafe_code)]
 
+pub mod models;
 pub mod webhook;
