@@ -4,5 +4,6 @@
 //! Architecture invariant: only this crate parses Stripe JSON; it knows nothing of NetSuite.
 #![forbid(unsafe_code)]
 
+pub mod facts;
 pub mod models;
 pub mod webhook;

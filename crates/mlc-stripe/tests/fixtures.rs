@@ -52,8 +52,14 @@ fn check_object(name: &str, text: &str, expected_kind: &str) -> StripeObject {
             "{name}: {expected_kind} should have a typed model"
         );
     }
-    assert!(object.id().is_some_and(|id| !id.is_empty()), "{name}: no id");
-    assert_eq!(object.raw().get("object").and_then(|o| o.as_str()), Some(expected_kind));
+    assert!(
+        object.id().is_some_and(|id| !id.is_empty()),
+        "{name}: no id"
+    );
+    assert_eq!(
+        object.raw().get("object").and_then(|o| o.as_str()),
+        Some(expected_kind)
+    );
     object
 }
 
@@ -61,7 +67,11 @@ fn check_object(name: &str, text: &str, expected_kind: &str) -> StripeObject {
 fn every_top_level_fixture_parses_into_its_model() {
     let dir = fixtures_dir();
     let files = json_files(&dir);
-    assert!(files.len() >= 25, "expected the fixture set, found {} files", files.len());
+    assert!(
+        files.len() >= 25,
+        "expected the fixture set, found {} files",
+        files.len()
+    );
     let mut typed = 0;
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -75,7 +85,9 @@ fn every_top_level_fixture_parses_into_its_model() {
             assert_eq!(event.event_type, "plan.created");
             assert_eq!(event.api_version, None);
             assert_eq!(event.object_kind(), Some("plan"));
-            assert!(matches!(event.object().unwrap(), StripeObject::Other { ref object, .. } if object == "plan"));
+            assert!(
+                matches!(event.object().unwrap(), StripeObject::Other { ref object, .. } if object == "plan")
+            );
             continue;
         }
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -85,7 +97,10 @@ fn every_top_level_fixture_parses_into_its_model() {
             typed += 1;
         }
     }
-    assert!(typed >= 18, "only {typed} fixtures parsed into typed models");
+    assert!(
+        typed >= 18,
+        "only {typed} fixtures parsed into typed models"
+    );
 }
 
 #[test]
@@ -154,10 +169,18 @@ fn fixture_fields_land_where_posting_reads_them() {
     let invoice = Invoice::from_json(&read("invoice.json")).unwrap();
     assert_eq!(invoice.number, None);
     assert_eq!(invoice.status.as_deref(), Some("draft"));
-    assert_eq!(invoice.customer.as_ref().map(|c| c.id()), Some("cus_QXg1o8vcGmoR32"));
+    assert_eq!(
+        invoice.customer.as_ref().map(|c| c.id()),
+        Some("cus_QXg1o8vcGmoR32")
+    );
     let line = &invoice.lines.data[0];
     assert_eq!(line.amount, 1000);
-    assert!(line.parent.as_ref().and_then(|p| p.details()).is_some_and(|d| d.proration));
+    assert!(
+        line.parent
+            .as_ref()
+            .and_then(|p| p.details())
+            .is_some_and(|d| d.proration)
+    );
     assert_eq!(line.raw["subtotal"], 2060319484_i64);
 
     // The placeholder currency "currency" still parses: the raw model is tolerant, the facts are not.
@@ -169,11 +192,17 @@ fn fixture_fields_land_where_posting_reads_them() {
 #[test]
 fn wrong_kind_and_missing_id_are_refused() {
     let err = Charge::from_json(r#"{"id":"in_1","object":"invoice"}"#).unwrap_err();
-    assert_eq!(err.to_string(), "expected a Stripe charge object, got `invoice`");
+    assert_eq!(
+        err.to_string(),
+        "expected a Stripe charge object, got `invoice`"
+    );
     let err = Charge::from_json(r#"{"object":"charge","amount":1}"#).unwrap_err();
     assert!(err.to_string().contains("missing field `id`"), "{err}");
     let err = Charge::from_json(r#"{"id":"ch_1","amount":"ten"}"#).unwrap_err();
-    assert!(err.to_string().starts_with("malformed Stripe charge"), "{err}");
+    assert!(
+        err.to_string().starts_with("malformed Stripe charge"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -136,7 +136,10 @@ pub enum StripeObject {
     Payout(Payout),
     Discount(Discount),
     /// A kind this crate does not model; `object` is its `object` field.
-    Other { object: String, raw: Value },
+    Other {
+        object: String,
+        raw: Value,
+    },
 }
 
 impl StripeObject {
@@ -157,7 +160,9 @@ impl StripeObject {
             InvoiceLineItem::OBJECT => {
                 StripeObject::InvoiceLineItem(InvoiceLineItem::from_json(text)?)
             }
-            InvoicePayment::OBJECT => StripeObject::InvoicePayment(InvoicePayment::from_json(text)?),
+            InvoicePayment::OBJECT => {
+                StripeObject::InvoicePayment(InvoicePayment::from_json(text)?)
+            }
             PaymentIntent::OBJECT => StripeObject::PaymentIntent(PaymentIntent::from_json(text)?),
             BalanceTransaction::OBJECT => {
                 StripeObject::BalanceTransaction(BalanceTransaction::from_json(text)?)
