@@ -4,6 +4,11 @@
 //! Architecture invariant: only this crate parses Stripe JSON; it knows nothing of NetSuite.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod facts;
 pub mod models;
 pub mod webhook;
+
+pub use client::{ListEventsParams, StripeClient, StripeClientConfig, StripeError};
+pub use facts::{ChargeFacts, FactsError, InvoiceFacts, LineFacts};
+pub use models::{ModelError, StripeModel, StripeObject};

@@ -684,7 +684,45 @@ pub struct Discount {
     pub raw: Value,
 }
 
+/// The Stripe account the key belongs to (`acct_...`), for a credentials check.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Account {
+    pub id: String,
+    pub country: Option<String>,
+    pub default_currency: Option<String>,
+    pub email: Option<String>,
+    pub charges_enabled: bool,
+    pub business_profile: Option<BusinessProfile>,
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+/// `account.business_profile`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct BusinessProfile {
+    pub name: Option<String>,
+}
+
+impl Account {
+    /// A name for the account as a person would recognise it: the business name, else the
+    /// dashboard display name, else the ID.
+    pub fn display_name(&self) -> &str {
+        self.business_profile
+            .as_ref()
+            .and_then(|b| b.name.as_deref())
+            .or_else(|| {
+                self.raw
+                    .pointer("/settings/dashboard/display_name")
+                    .and_then(Value::as_str)
+            })
+            .unwrap_or(&self.id)
+    }
+}
+
 impl_model!(
+    Account => "account",
     Charge => "charge",
     BalanceTransaction => "balance_transaction",
     Invoice => "invoice",
