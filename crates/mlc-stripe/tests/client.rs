@@ -535,6 +535,26 @@ async fn error_classes_and_messages() {
 }
 
 #[tokio::test]
+async fn an_object_of_the_other_mode_needs_a_person() {
+    let (_, base) = Fake::scripted(vec![err(404, "invalid_request_error", "resource_missing",
+        "No such charge: 'ch_1'; a similar object exists in live mode, but a test mode key was used to make this request.")])
+    .await;
+    let e = client(&base).retrieve_charge("ch_1").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StripeError::WrongMode {
+                expected: "live",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.class(), ErrorClass::NeedsPerson);
+    assert!(e.to_string().contains("use a live key"), "{e}");
+}
+
+#[tokio::test]
 async fn non_json_errors_and_bad_bodies_are_classified() {
     let (_, base) = Fake::scripted(vec![Reply {
         status: 502,

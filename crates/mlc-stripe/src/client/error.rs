@@ -29,6 +29,21 @@ pub enum StripeError {
         request_id: Option<String>,
     },
 
+    /// HTTP 404 whose message says the object exists in the other mode: a test key is reading
+    /// live objects or the reverse.
+    #[error(
+        "Stripe has the object at {path} only in the other mode (HTTP 404{}): use a {expected} key \
+         for these events; Stripe said: {message}",
+        request_suffix(request_id)
+    )]
+    WrongMode {
+        path: String,
+        /// `live` or `test`: the mode of key the object needs.
+        expected: &'static str,
+        message: String,
+        request_id: Option<String>,
+    },
+
     /// HTTP 404 (`resource_missing`): the object does not exist in this account and mode.
     #[error(
         "Stripe has no object at {path} (HTTP 404{}): {message}",
@@ -135,6 +150,7 @@ impl Classify for StripeError {
         match self {
             StripeError::Authentication { .. }
             | StripeError::Permission { .. }
+            | StripeError::WrongMode { .. }
             | StripeError::Config(_) => ErrorClass::NeedsPerson,
             StripeError::NotFound { .. }
             | StripeError::InvalidRequest(_)
@@ -154,7 +170,7 @@ impl StripeError {
         match self {
             StripeError::Authentication { .. } => Some(401),
             StripeError::Permission { .. } => Some(403),
-            StripeError::NotFound { .. } => Some(404),
+            StripeError::NotFound { .. } | StripeError::WrongMode { .. } => Some(404),
             StripeError::InvalidRequest(e) => Some(e.status),
             StripeError::Server { status, .. } => Some(*status),
             StripeError::RateLimited { .. } => Some(429),

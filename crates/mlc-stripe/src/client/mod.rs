@@ -584,6 +584,20 @@ impl Failure {
                 message,
                 request_id,
             },
+            // "a similar object exists in live mode, but a test mode key was used to make this
+            // request": a person must fix the key, retrying cannot help.
+            404 if message.contains("exists in live mode") => StripeError::WrongMode {
+                path,
+                expected: "live",
+                message,
+                request_id,
+            },
+            404 if message.contains("exists in test mode") => StripeError::WrongMode {
+                path,
+                expected: "test",
+                message,
+                request_id,
+            },
             404 => StripeError::NotFound {
                 path,
                 code: envelope.code,
