@@ -115,6 +115,10 @@ fn every_sync_engine_event_parses_envelope_and_object() {
         assert!(event.id.starts_with("evt_"), "{name}");
         assert!(!event.livemode, "{name}");
         assert!(event.api_version.is_some(), "{name}");
+        assert!(
+            event.request.as_ref().is_some_and(|r| r.id.is_none()),
+            "{name}"
+        );
         let expected = object_for_event_type(&event.event_type)
             .unwrap_or_else(|| panic!("{name}: unexpected type {}", event.event_type));
         let object = check_object(&name, event.data.object.get(), expected);

@@ -27,9 +27,20 @@ pub struct Event {
     pub account: Option<String>,
     #[serde(default)]
     pub pending_webhooks: Option<i64>,
+    /// The API request that caused the event; `id` is null for automatic events.
+    #[serde(default)]
+    pub request: Option<EventRequest>,
     pub data: EventData,
     #[serde(skip)]
     pub raw: Value,
+}
+
+/// `event.request`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct EventRequest {
+    pub id: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 /// `event.data`.
