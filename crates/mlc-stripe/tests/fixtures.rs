@@ -115,8 +115,14 @@ fn every_sync_engine_event_parses_envelope_and_object() {
         assert!(event.id.starts_with("evt_"), "{name}");
         assert!(!event.livemode, "{name}");
         assert!(event.api_version.is_some(), "{name}");
+        let request = event.request.as_ref().unwrap();
+        assert_eq!(
+            request.id.as_deref(),
+            event.raw["request"]["id"].as_str(),
+            "{name}"
+        );
         assert!(
-            event.request.as_ref().is_some_and(|r| r.id.is_none()),
+            request.id.as_ref().is_none_or(|id| id.starts_with("req_")),
             "{name}"
         );
         let expected = object_for_event_type(&event.event_type)
