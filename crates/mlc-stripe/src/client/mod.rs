@@ -1,0 +1,684 @@
+//! A read-only Stripe API client for what posting needs: retrieve with the right `expand[]`s so
+//! one event costs one request where Stripe allows it, page events, check credentials.
+//!
+//! Every request carries `Authorization: Bearer <key>` and a pinned `Stripe-Version`, waits for
+//! the client-side rate limiter, and is retried on 429, 409, 5xx and network errors with
+//! exponential backoff and jitter, honouring `Retry-After` and `Stripe-Should-Retry`.
+
+mod error;
+mod query;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use percent_encoding::utf8_percent_encode;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+pub use error::{InvalidRequest, StripeError};
+pub use query::Query;
+
+use crate::models::{
+    Account, BalanceTransaction, Charge, CheckoutSession, Customer, Event, Invoice,
+    InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent, Price, Product, StripeModel,
+};
+use error::{ErrorBody, scrub};
+use query::SEGMENT;
+
+/// Stripe's API host.
+pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com";
+/// The API version requests are pinned to (stripe-go/stripe-node pin as of 2026-08).
+pub const DEFAULT_API_VERSION: &str = "2026-07-29.dahlia";
+/// The first API version with the basil shapes (`invoice.payments`, `line.pricing`).
+pub const BASIL: &str = "2025-03-31";
+/// Default client-side limit for test-mode keys (Stripe allows 25/s in sandboxes).
+pub const DEFAULT_TEST_RATE_PER_SEC: u32 = 20;
+/// Default client-side limit for live-mode keys (Stripe allows 100/s).
+pub const DEFAULT_LIVE_RATE_PER_SEC: u32 = 80;
+/// Stripe's maximum page size.
+pub const MAX_PAGE_SIZE: u8 = 100;
+/// Stripe accepts at most this many `types[]` on `GET /v1/events`.
+pub const MAX_EVENT_TYPES: usize = 20;
+
+/// Whether a key acts on test or live data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    Test,
+    Live,
+}
+
+/// How to reach Stripe. `Debug` never shows the key.
+#[derive(Debug, Clone)]
+pub struct StripeClientConfig {
+    /// `https://api.stripe.com`, or a simulator's address in tests.
+    pub base_url: Url,
+    /// A secret (`sk_test_`/`sk_live_`) or restricted (`rk_test_`/`rk_live_`) key.
+    pub api_key: SecretString,
+    /// Sent as `Stripe-Version` on every request.
+    pub api_version: String,
+    /// Retries after the first attempt (so at most `max_retries + 1` requests per call).
+    pub max_retries: u32,
+    /// Client-side limit; `None` picks 20/s for test keys and 80/s for live keys.
+    pub rate_limit_per_sec: Option<NonZeroU32>,
+    /// Per-request timeout (connect + response).
+    pub timeout: Duration,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub retry_base_delay: Duration,
+    /// Longest backoff delay between two attempts.
+    pub retry_max_delay: Duration,
+    /// A `Retry-After` longer than this is not waited for: the call fails (transient) and the
+    /// job queue retries later.
+    pub max_retry_after: Duration,
+}
+
+impl StripeClientConfig {
+    /// Defaults for Stripe itself with this key.
+    pub fn new(api_key: SecretString) -> Self {
+        StripeClientConfig {
+            // A constant that always parses; the fallback is never used.
+            base_url: Url::parse(DEFAULT_BASE_URL).unwrap_or_else(|_| unreachable!()),
+            api_key,
+            api_version: DEFAULT_API_VERSION.to_string(),
+            max_retries: 3,
+            rate_limit_per_sec: None,
+            timeout: Duration::from_secs(30),
+            retry_base_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parameters of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListEventsParams {
+    /// At most [`MAX_EVENT_TYPES`]; empty means all types.
+    pub types: Vec<String>,
+    pub created_gt: Option<i64>,
+    pub created_gte: Option<i64>,
+    pub created_lt: Option<i64>,
+    pub created_lte: Option<i64>,
+    /// Only events not yet delivered successfully to some endpoint (`Some(false)`).
+    pub delivery_success: Option<bool>,
+    /// Cursor: the last event ID of the previous page (pages go from newest to oldest).
+    pub starting_after: Option<String>,
+    /// 1–100; `None` uses 100.
+    pub limit: Option<u8>,
+}
+
+/// Pages `GET /v1/events` newest-first; see [`StripeClient::events_pager`].
+#[derive(Debug)]
+pub struct EventPager {
+    client: StripeClient,
+    params: ListEventsParams,
+    done: bool,
+}
+
+impl EventPager {
+    /// The next page, or `None` when there are no more events.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Event>>, StripeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.client.list_events(&self.params).await?;
+        match page.data.last() {
+            Some(last) if page.has_more => self.params.starting_after = Some(last.id.clone()),
+            _ => self.done = true,
+        }
+        if page.data.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(page.data))
+    }
+}
+
+/// The Stripe API client. Cheap to clone; clones share the rate limiter and request counter.
+#[derive(Clone)]
+pub struct StripeClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: StripeClientConfig,
+    limiter: DefaultDirectRateLimiter,
+    requests: AtomicU64,
+    mode: KeyMode,
+}
+
+impl std::fmt::Debug for StripeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeClient")
+            .field("base_url", &self.inner.config.base_url.as_str())
+            .field("api_version", &self.inner.config.api_version)
+            .field("mode", &self.inner.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Test or live mode from a key's prefix; `None` when it is not a secret or restricted key.
+pub fn key_mode(key: &str) -> Option<KeyMode> {
+    if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+        Some(KeyMode::Test)
+    } else if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+        Some(KeyMode::Live)
+    } else {
+        None
+    }
+}
+
+/// True for API versions with the basil (2025-03-31) shapes or later.
+pub fn is_basil_or_later(api_version: &str) -> bool {
+    // Versions are `YYYY-MM-DD[.name]`, so the date compares as text.
+    api_version.get(..10).is_some_and(|date| date >= BASIL)
+}
+
+impl StripeClient {
+    /// Builds a client; refuses keys that are not `sk_`/`rk_` test or live keys (a publishable
+    /// `pk_` key cannot read these objects).
+    pub fn new(config: StripeClientConfig) -> Result<Self, StripeError> {
+        let mode = key_mode(config.api_key.expose_secret()).ok_or_else(|| {
+            StripeError::Config(
+                "the Stripe API key must be a secret or restricted key (starting sk_test_, \
+                 sk_live_, rk_test_ or rk_live_)"
+                    .to_string(),
+            )
+        })?;
+        if !matches!(config.base_url.scheme(), "http" | "https") {
+            return Err(StripeError::Config(format!(
+                "the Stripe base URL must be http(s), not `{}`",
+                config.base_url.scheme()
+            )));
+        }
+        let rate = config.rate_limit_per_sec.unwrap_or(match mode {
+            KeyMode::Test => NonZeroU32::new(DEFAULT_TEST_RATE_PER_SEC).unwrap_or(NonZeroU32::MIN),
+            KeyMode::Live => NonZeroU32::new(DEFAULT_LIVE_RATE_PER_SEC).unwrap_or(NonZeroU32::MIN),
+        });
+        // A burst of one spaces requests evenly, so no one-second window ever holds more than
+        // `rate` of them (a full-size burst could put nearly twice that in one window).
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("ml-connector/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StripeError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(StripeClient {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                limiter,
+                requests: AtomicU64::new(0),
+                mode,
+            }),
+        })
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_made(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Test or live, from the key.
+    pub fn mode(&self) -> KeyMode {
+        self.inner.mode
+    }
+
+    /// The pinned API version.
+    pub fn api_version(&self) -> &str {
+        &self.inner.config.api_version
+    }
+
+    /// `GET /v1/account`: checks the key and names the account it belongs to.
+    pub async fn retrieve_account(&self) -> Result<Account, StripeError> {
+        self.get_model("/v1/account", &Query::new()).await
+    }
+
+    /// `GET /v1/charges/{id}` with the balance transaction (fee, net, FX) and customer expanded.
+    pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {
+        let mut q = Query::new();
+        q.expand(&["balance_transaction", "customer"]);
+        self.get_model(&object_path("/v1/charges", id)?, &q).await
+    }
+
+    /// `GET /v1/invoices/{id}` with customer and discounts expanded (and, on basil+ versions, the
+    /// InvoicePayments); lines beyond the embedded page are fetched from
+    /// `GET /v1/invoices/{id}/lines`, so the result always has every line (`lines.has_more` false,
+    /// `raw` updated to match).
+    pub async fn retrieve_invoice(&self, id: &str) -> Result<Invoice, StripeError> {
+        let path = object_path("/v1/invoices", id)?;
+        let mut q = Query::new();
+        if is_basil_or_later(self.api_version()) {
+            q.expand(&["payments"]);
+        }
+        q.expand(&["customer", "discounts"]);
+        let mut invoice: Invoice = self.get_model(&path, &q).await?;
+        if invoice.lines.has_more {
+            let lines_path = format!("{path}/lines");
+            while invoice.lines.has_more {
+                let mut q = Query::new();
+                q.push("limit", MAX_PAGE_SIZE.to_string());
+                if let Some(last) = invoice.lines.data.last() {
+                    q.push("starting_after", last.id.clone());
+                }
+                let page: List<InvoiceLineItem> = self.get_list(&lines_path, &q).await?;
+                if page.data.is_empty() {
+                    // Stripe said there is more but gave nothing: stop rather than loop.
+                    break;
+                }
+                invoice.lines.has_more = page.has_more;
+                invoice.lines.data.extend(page.data);
+            }
+            invoice.lines.has_more = false;
+            let all: Vec<serde_json::Value> =
+                invoice.lines.data.iter().map(|l| l.raw.clone()).collect();
+            if let Some(lines) = invoice.raw.get_mut("lines") {
+                lines["data"] = serde_json::Value::Array(all);
+                lines["has_more"] = serde_json::Value::Bool(false);
+            }
+        }
+        Ok(invoice)
+    }
+
+    /// `GET /v1/payment_intents/{id}` with the latest charge and its balance transaction.
+    pub async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, StripeError> {
+        let mut q = Query::new();
+        q.expand(&["latest_charge.balance_transaction"]);
+        self.get_model(&object_path("/v1/payment_intents", id)?, &q)
+            .await
+    }
+
+    /// `GET /v1/customers/{id}` (a deleted customer comes back with `deleted: true`).
+    pub async fn retrieve_customer(&self, id: &str) -> Result<Customer, StripeError> {
+        self.get_model(&object_path("/v1/customers", id)?, &Query::new())
+            .await
+    }
+
+    /// `GET /v1/products/{id}`.
+    pub async fn retrieve_product(&self, id: &str) -> Result<Product, StripeError> {
+        self.get_model(&object_path("/v1/products", id)?, &Query::new())
+            .await
+    }
+
+    /// `GET /v1/prices/{id}`.
+    pub async fn retrieve_price(&self, id: &str) -> Result<Price, StripeError> {
+        self.get_model(&object_path("/v1/prices", id)?, &Query::new())
+            .await
+    }
+
+    /// `GET /v1/balance_transactions/{id}`.
+    pub async fn retrieve_balance_transaction(
+        &self,
+        id: &str,
+    ) -> Result<BalanceTransaction, StripeError> {
+        self.get_model(&object_path("/v1/balance_transactions", id)?, &Query::new())
+            .await
+    }
+
+    /// `GET /v1/checkout/sessions?payment_intent=pi_...` with each session's line items.
+    pub async fn list_checkout_sessions_for_payment_intent(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Vec<CheckoutSession>, StripeError> {
+        let mut q = Query::new();
+        q.push("payment_intent", payment_intent)
+            .expand(&["data.line_items"]);
+        let list: List<CheckoutSession> = self.get_list("/v1/checkout/sessions", &q).await?;
+        Ok(list.data)
+    }
+
+    /// `GET /v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]=pi_...`:
+    /// the basil+ way from a payment back to its invoice(s).
+    pub async fn list_invoice_payments_for_payment_intent(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Vec<InvoicePayment>, StripeError> {
+        let mut q = Query::new();
+        q.push("payment[type]", "payment_intent")
+            .push("payment[payment_intent]", payment_intent)
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        let list: List<InvoicePayment> = self.get_list("/v1/invoice_payments", &q).await?;
+        Ok(list.data)
+    }
+
+    /// One page of `GET /v1/events` (newest first).
+    pub async fn list_events(&self, params: &ListEventsParams) -> Result<List<Event>, StripeError> {
+        if params.types.len() > MAX_EVENT_TYPES {
+            return Err(StripeError::InvalidArgument(format!(
+                "Stripe accepts at most {MAX_EVENT_TYPES} event types per request, got {}",
+                params.types.len()
+            )));
+        }
+        let limit = params.limit.unwrap_or(MAX_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(StripeError::InvalidArgument(format!(
+                "the page size must be 1 to {MAX_PAGE_SIZE}, got {limit}"
+            )));
+        }
+        let mut q = Query::new();
+        for t in &params.types {
+            q.push("types[]", t.clone());
+        }
+        for (op, value) in [
+            ("gt", params.created_gt),
+            ("gte", params.created_gte),
+            ("lt", params.created_lt),
+            ("lte", params.created_lte),
+        ] {
+            if let Some(v) = value {
+                q.push(format!("created[{op}]"), v.to_string());
+            }
+        }
+        if let Some(ok) = params.delivery_success {
+            q.push("delivery_success", ok.to_string());
+        }
+        if let Some(cursor) = &params.starting_after {
+            q.push("starting_after", cursor.clone());
+        }
+        q.push("limit", limit.to_string());
+        self.get_list("/v1/events", &q).await
+    }
+
+    /// A pager over every event matching `params`, page by page, newest first.
+    pub fn events_pager(&self, params: ListEventsParams) -> EventPager {
+        EventPager {
+            client: self.clone(),
+            params,
+            done: false,
+        }
+    }
+
+    /// Every event matching `params`, newest first (follows `has_more` to the end).
+    pub async fn list_all_events(
+        &self,
+        params: ListEventsParams,
+    ) -> Result<Vec<Event>, StripeError> {
+        let mut pager = self.events_pager(params);
+        let mut all = Vec::new();
+        while let Some(page) = pager.next_page().await? {
+            all.extend(page);
+        }
+        Ok(all)
+    }
+
+    /// `GET` any path and parse the body as a model (exact numbers, `raw` kept).
+    pub async fn get_model<T: StripeModel>(
+        &self,
+        path: &str,
+        query: &Query,
+    ) -> Result<T, StripeError> {
+        let body = self.get_text(path, query).await?;
+        T::from_json(&body).map_err(|source| StripeError::Decode {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// `GET` any list path and parse the body as a list object.
+    pub async fn get_list<T>(&self, path: &str, query: &Query) -> Result<List<T>, StripeError>
+    where
+        List<T>: DeserializeOwned,
+    {
+        let body = self.get_text(path, query).await?;
+        serde_json::from_str(&body).map_err(|source| StripeError::Decode {
+            path: path.to_string(),
+            source: ModelError::Malformed {
+                what: "list",
+                source,
+            },
+        })
+    }
+
+    /// `GET` with auth, version, rate limiting and retries; returns the 2xx body.
+    pub async fn get_text(&self, path: &str, query: &Query) -> Result<String, StripeError> {
+        let config = &self.inner.config;
+        let mut url = format!("{}{}", config.base_url.as_str().trim_end_matches('/'), path);
+        if !query.pairs().is_empty() {
+            url.push('?');
+            url.push_str(&query.encode());
+        }
+        let max_attempts = config.max_retries.saturating_add(1);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            self.inner.limiter.until_ready().await;
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .inner
+                .http
+                .get(&url)
+                .bearer_auth(config.api_key.expose_secret())
+                .header("Stripe-Version", &config.api_version)
+                .send()
+                .await;
+            let failure = match sent {
+                Err(e) => Failure::network(path, attempt, &e),
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    match response.text().await {
+                        Err(e) => Failure::network(path, attempt, &e),
+                        Ok(body) if status.is_success() => return Ok(body),
+                        Ok(body) => {
+                            Failure::from_response(path, attempt, status.as_u16(), &headers, &body)
+                        }
+                    }
+                }
+            };
+            if !failure.retry || attempt >= max_attempts {
+                return Err(failure.error);
+            }
+            let delay = match failure.retry_after {
+                Some(wait) if wait > config.max_retry_after => return Err(failure.error),
+                Some(wait) => wait,
+                None => backoff(config.retry_base_delay, config.retry_max_delay, attempt),
+            };
+            tracing::debug!(path, attempt, ?delay, error = %failure.error, "retrying Stripe request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// `/v1/things/{id}`. Stripe IDs are letters, digits and `_`; anything else (`..`, `/`, `?`)
+/// is refused so an ID can never point the request elsewhere.
+fn object_path(collection: &str, id: &str) -> Result<String, StripeError> {
+    let ok = !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(StripeError::InvalidArgument(format!(
+            "`{}` is not a Stripe object ID",
+            id.escape_debug()
+        )));
+    }
+    Ok(format!("{collection}/{}", utf8_percent_encode(id, SEGMENT)))
+}
+
+/// Exponential backoff with "equal jitter": half the step fixed, half random, so concurrent
+/// clients spread out but never retry immediately.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let step = base
+        .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(max);
+    let half = step / 2;
+    let jitter = rand::rng().random_range(0.0..=1.0);
+    half + half.mul_f64(jitter)
+}
+
+/// One failed attempt: its error, and whether and when to try again.
+struct Failure {
+    error: StripeError,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn network(path: &str, attempts: u32, e: &reqwest::Error) -> Self {
+        let what = if e.is_timeout() {
+            "timed out".to_string()
+        } else if e.is_connect() {
+            "connection failed".to_string()
+        } else {
+            "request failed".to_string()
+        };
+        // reqwest's message names the URL (IDs, never the key, which travels in a header).
+        let detail = std::error::Error::source(e)
+            .map(|s| format!(" ({})", scrub(&s.to_string())))
+            .unwrap_or_default();
+        Failure {
+            error: StripeError::Network {
+                path: path.to_string(),
+                attempts,
+                message: format!("{what}{detail}"),
+            },
+            retry: true,
+            retry_after: None,
+        }
+    }
+
+    fn from_response(
+        path: &str,
+        attempts: u32,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let request_id = header("request-id").map(str::to_string);
+        let should_retry = match header("stripe-should-retry") {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let envelope = ErrorBody::parse(body);
+        let message = envelope
+            .message
+            .as_deref()
+            .map(scrub)
+            .unwrap_or_else(|| format!("HTTP {status} without a Stripe error body"));
+        let path = path.to_string();
+        let rate_limited = status == 429
+            || matches!(
+                envelope.code.as_deref(),
+                Some("rate_limit" | "lock_timeout")
+            );
+        let error = match status {
+            _ if rate_limited => StripeError::RateLimited {
+                path,
+                attempts,
+                request_id,
+            },
+            401 => StripeError::Authentication { request_id },
+            403 => StripeError::Permission {
+                path,
+                message,
+                request_id,
+            },
+            // "a similar object exists in live mode, but a test mode key was used to make this
+            // request": a person must fix the key, retrying cannot help.
+            404 if message.contains("exists in live mode") => StripeError::WrongMode {
+                path,
+                expected: "live",
+                message,
+                request_id,
+            },
+            404 if message.contains("exists in test mode") => StripeError::WrongMode {
+                path,
+                expected: "test",
+                message,
+                request_id,
+            },
+            404 => StripeError::NotFound {
+                path,
+                code: envelope.code,
+                message,
+                request_id,
+            },
+            409 => StripeError::Conflict {
+                path,
+                attempts,
+                message,
+            },
+            424 | 500..=599 => StripeError::Server {
+                status,
+                path,
+                attempts,
+                message,
+                request_id,
+            },
+            _ => StripeError::InvalidRequest(Box::new(InvalidRequest {
+                status,
+                path,
+                kind: envelope.kind,
+                code: envelope.code,
+                param: envelope.param,
+                message,
+                request_id,
+            })),
+        };
+        // Stripe's own verdict wins over the status-based default, as in its SDKs.
+        let retry = should_retry.unwrap_or(matches!(
+            error,
+            StripeError::RateLimited { .. }
+                | StripeError::Conflict { .. }
+                | StripeError::Server { .. }
+        ));
+        Failure {
+            error,
+            retry,
+            retry_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for _ in 0..50 {
+            let first = backoff(base, max, 1);
+            assert!(first >= Duration::from_millis(50) && first <= base);
+            let third = backoff(base, max, 3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = backoff(base, max, 30);
+            assert!(late >= max / 2 && late <= max);
+        }
+    }
+
+    #[test]
+    fn versions_and_keys_are_classified() {
+        assert!(is_basil_or_later("2026-07-29.dahlia"));
+        assert!(is_basil_or_later("2025-03-31.basil"));
+        assert!(!is_basil_or_later("2024-09-30.acacia"));
+        assert!(!is_basil_or_later("2020-03-02"));
+        assert_eq!(key_mode("sk_test_x"), Some(KeyMode::Test));
+        assert_eq!(key_mode("rk_live_x"), Some(KeyMode::Live));
+        assert_eq!(key_mode("pk_test_x"), None);
+    }
+
+    #[test]
+    fn ids_cannot_escape_their_path_segment() {
+        assert_eq!(
+            object_path("/v1/charges", "ch_1").unwrap(),
+            "/v1/charges/ch_1"
+        );
+        for bad in ["..", "ch_1/../../account", "ch_1?expand[]=x", "", "ch 1"] {
+            let err = object_path("/v1/charges", bad).unwrap_err();
+            assert!(matches!(err, StripeError::InvalidArgument(_)), "{bad}");
+        }
+    }
+}
