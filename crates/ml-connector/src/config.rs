@@ -250,12 +250,11 @@ pub fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
             };
             for (key, v) in table {
                 let path = format!("{section}.{key}");
-                let default = lookup(&value, &section, &key).ok_or_else(|| {
-                    ConfigError::UnknownKey {
+                let default =
+                    lookup(&value, &section, &key).ok_or_else(|| ConfigError::UnknownKey {
                         key: path.clone(),
                         origin: origin.clone(),
-                    }
-                })?;
+                    })?;
                 if std::mem::discriminant(default) != std::mem::discriminant(&v) {
                     return Err(invalid(
                         &path,
@@ -294,11 +293,25 @@ pub fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
         let parsed = match default {
             Value::String(_) => Value::String(raw.clone()),
             Value::Integer(_) => raw.trim().parse::<i64>().map(Value::Integer).map_err(|_| {
-                invalid(&path, &origin, format!("`{raw}` is not a whole number"), "a whole number")
+                invalid(
+                    &path,
+                    &origin,
+                    format!("`{raw}` is not a whole number"),
+                    "a whole number",
+                )
             })?,
-            Value::Boolean(_) => raw.trim().parse::<bool>().map(Value::Boolean).map_err(|_| {
-                invalid(&path, &origin, format!("`{raw}` is not true/false"), "true or false")
-            })?,
+            Value::Boolean(_) => raw
+                .trim()
+                .parse::<bool>()
+                .map(Value::Boolean)
+                .map_err(|_| {
+                    invalid(
+                        &path,
+                        &origin,
+                        format!("`{raw}` is not true/false"),
+                        "true or false",
+                    )
+                })?,
             Value::Array(_) => Value::Array(
                 raw.split(',')
                     .map(str::trim)
@@ -408,7 +421,10 @@ impl Config {
     pub fn from_merged(merged: &Merged) -> Result<Self, ConfigError> {
         let r = Reader { merged };
         let url = r.string("database.url");
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database.url",
                 &merged.origin("database.url"),
@@ -607,7 +623,11 @@ mod tests {
         let e = load(&env(&[("MLC__NETSUITE__ALGORITHM", "RS256")])).unwrap_err();
         assert!(e.to_string().contains("RS256 is refused"), "{e}");
 
-        let e = load(&env(&[("MLC__STRIPE__WEBHOOK_SECRETS", "not_a_secret_xyz")])).unwrap_err();
+        let e = load(&env(&[(
+            "MLC__STRIPE__WEBHOOK_SECRETS",
+            "not_a_secret_xyz",
+        )]))
+        .unwrap_err();
         assert!(!e.to_string().contains("not_a_secret_xyz"), "{e}");
     }
 
@@ -635,13 +655,22 @@ mod tests {
     fn redacted_output_hides_every_secret() {
         let (_, merged) = load(&env(&[
             ("MLC__STRIPE__API_KEY", "sk_test_supersecret123"),
-            ("MLC__STRIPE__WEBHOOK_SECRETS", "whsec_hidden1,whsec_hidden2"),
+            (
+                "MLC__STRIPE__WEBHOOK_SECRETS",
+                "whsec_hidden1,whsec_hidden2",
+            ),
             ("MLC__NETSUITE__TOKEN_SECRET", "tok_secret_value"),
             ("MLC__DATABASE__URL", "postgres://u:pgpass@localhost/db"),
         ]))
         .unwrap();
         let out = merged.redacted_toml();
-        for s in ["supersecret", "hidden1", "hidden2", "tok_secret_value", "pgpass"] {
+        for s in [
+            "supersecret",
+            "hidden1",
+            "hidden2",
+            "tok_secret_value",
+            "pgpass",
+        ] {
             assert!(!out.contains(s), "{s} leaked:\n{out}");
         }
         assert!(out.contains("<redacted>"));

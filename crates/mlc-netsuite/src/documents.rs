@@ -264,7 +264,11 @@ pub struct JournalEntryDoc {
 impl JournalEntryDoc {
     /// Debits equal credits: NetSuite refuses an unbalanced entry.
     pub fn is_balanced(&self) -> bool {
-        self.lines.iter().map(|l| l.debit_minus_credit).sum::<Decimal>() == Decimal::ZERO
+        self.lines
+            .iter()
+            .map(|l| l.debit_minus_credit)
+            .sum::<Decimal>()
+            == Decimal::ZERO
     }
 
     pub fn to_json(&self) -> Json {
@@ -406,7 +410,10 @@ mod tests {
         };
         assert!(je.is_balanced());
         let text = je.to_json().to_body();
-        assert!(text.contains(r#""debit":0.88"#) && text.contains(r#""credit":0.88"#), "{text}");
+        assert!(
+            text.contains(r#""debit":0.88"#) && text.contains(r#""credit":0.88"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ pub async fn intake(args: &IntakeArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut runs: Vec<(&'static str, String)> = Vec::new();
     if matches!(args.store, BenchStore::Sqlite | BenchStore::Both) {
-        runs.push(("sqlite", format!("sqlite://{}", dir.path().join("bench.db").display())));
+        runs.push((
+            "sqlite",
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+        ));
     }
     if matches!(args.store, BenchStore::Postgres | BenchStore::Both) {
         let url = args
@@ -73,7 +76,9 @@ pub async fn intake(args: &IntakeArgs) -> anyhow::Result<()> {
         "intake benchmark: {} signed webhooks, {} connections, {} cores",
         args.events,
         args.concurrency,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     for (name, url) in runs {
         let f = run_intake(name, &url, args.events, args.concurrency).await?;
@@ -107,11 +112,16 @@ pub async fn run_intake(
 ) -> anyhow::Result<IntakeFigures> {
     let env = vec![
         ("MLC__DATABASE__URL".to_string(), database_url.to_string()),
-        ("MLC__STRIPE__WEBHOOK_SECRETS".to_string(), SECRET.to_string()),
+        (
+            "MLC__STRIPE__WEBHOOK_SECRETS".to_string(),
+            SECRET.to_string(),
+        ),
     ];
     let (config, _) = crate::config::load(&Sources { file: None, env })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let app = App::build(config_without_worker(config), listener).await?.without_worker();
+    let app = App::build(config_without_worker(config), listener)
+        .await?
+        .without_worker();
     let url = format!("http://{}/webhooks/stripe", app.addr());
     let stop = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -124,7 +134,8 @@ pub async fn run_intake(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, next, url, run_id) = (client.clone(), next.clone(), url.clone(), run_id.clone());
+        let (client, next, url, run_id) =
+            (client.clone(), next.clone(), url.clone(), run_id.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;

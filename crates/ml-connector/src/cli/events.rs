@@ -97,17 +97,24 @@ pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow
                 .with_context(|| format!("no event {event_id} is stored"))?;
             let job = store.get_job_for_event(event_id).await?;
             let audit = store.audit_for_event(event_id).await?;
-            let body: serde_json::Value = serde_json::from_slice(&event.raw_body)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&event.raw_body).into()));
+            let body: serde_json::Value =
+                serde_json::from_slice(&event.raw_body).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&event.raw_body).into())
+                });
             if *json {
-                let out = serde_json::json!({"event": event, "body": body, "job": job, "audit": audit});
+                let out =
+                    serde_json::json!({"event": event, "body": body, "job": job, "audit": audit});
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(());
             }
             println!("Event     {}", event.event_id);
             println!("Type      {}", event.event_type);
             println!("Object    {}", event.object_id.as_deref().unwrap_or("-"));
-            println!("Received  {} ({} deliveries)", format_time(event.received_at), event.deliveries);
+            println!(
+                "Received  {} ({} deliveries)",
+                format_time(event.received_at),
+                event.deliveries
+            );
             println!("Livemode  {}", event.livemode);
             println!("API ver.  {}", event.api_version.as_deref().unwrap_or("-"));
             match &job {
@@ -117,7 +124,10 @@ pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow
                     j.state,
                     j.attempts,
                     j.max_attempts,
-                    j.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                    j.last_error
+                        .as_deref()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default()
                 ),
                 None => println!("Job       none (event type not handled: recorded as ignored)"),
             }

@@ -14,7 +14,11 @@ use crate::startup::{self, App};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "ml-connector", version, about = "Posts Stripe charges and invoices into NetSuite, exactly once.")]
+#[command(
+    name = "ml-connector",
+    version,
+    about = "Posts Stripe charges and invoices into NetSuite, exactly once."
+)]
 pub struct Cli {
     /// Configuration file (TOML) layered over the embedded defaults; MLC__SECTION__KEY
     /// environment variables override both.

@@ -26,7 +26,10 @@ pub struct SendArgs {
 /// A minimal snapshot event of `event_type` with a fresh ID.
 pub fn sample_event(event_type: &str) -> String {
     let id = format!("evt_test_{}", uuid::Uuid::new_v4().simple());
-    let object_id = format!("ch_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let object_id = format!(
+        "ch_test_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
     serde_json::json!({
         "id": id,
         "object": "event",
@@ -46,7 +49,9 @@ pub async fn run(args: &SendArgs, config: &Config) -> anyhow::Result<()> {
         "no webhook secret configured: set MLC__STRIPE__WEBHOOK_SECRETS=whsec_… (the same as the server's)",
     )?;
     let body = match &args.file {
-        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         None => sample_event(&args.event_type).into_bytes(),
     };
     let t = mlc_core::now_millis() / 1000;

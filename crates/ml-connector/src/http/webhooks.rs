@@ -48,7 +48,11 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
     match receive_inner(&state, request).await {
         Ok(response) => response,
         Err(err) => {
-            let outcome = if err.status.is_server_error() { "error" } else { "rejected" };
+            let outcome = if err.status.is_server_error() {
+                "error"
+            } else {
+                "rejected"
+            };
             metrics::counter!(names::EVENTS_RECEIVED, "type" => "unknown", "outcome" => outcome)
                 .increment(1);
             err.into_response()

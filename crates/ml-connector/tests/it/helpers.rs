@@ -20,13 +20,21 @@ pub fn config_for(url: &str, extra: &[(&str, &str)]) -> Config {
             "MLC__STRIPE__WEBHOOK_SECRETS".to_string(),
             format!("{SECRET},{OLD_SECRET}"),
         ),
-        ("MLC__WORKER__POLL_INTERVAL_MS".to_string(), "50".to_string()),
-        ("MLC__SERVER__SHUTDOWN_GRACE_SECS".to_string(), "5".to_string()),
+        (
+            "MLC__WORKER__POLL_INTERVAL_MS".to_string(),
+            "50".to_string(),
+        ),
+        (
+            "MLC__SERVER__SHUTDOWN_GRACE_SECS".to_string(),
+            "5".to_string(),
+        ),
     ];
     for (k, v) in extra {
         env.push((k.to_string(), v.to_string()));
     }
-    config::load(&Sources { file: None, env }).expect("test config").0
+    config::load(&Sources { file: None, env })
+        .expect("test config")
+        .0
 }
 
 pub struct TestApp {
@@ -64,7 +72,11 @@ impl TestApp {
     }
 
     /// POSTs `body` to the webhook endpoint with the given signature header (None: no header).
-    pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> (u16, serde_json::Value) {
+    pub async fn post_webhook(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self
             .client
             .post(self.url("/webhooks/stripe"))

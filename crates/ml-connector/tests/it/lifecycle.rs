@@ -13,16 +13,29 @@ async fn events_survive_a_restart() {
     for db in backends().await {
         let app = TestApp::start(&db).await;
         for i in 0..5 {
-            let (status, _) = app.send_signed(&event_json(&format!("evt_1Keep{i}"), "invoice.paid"), SECRET).await;
+            let (status, _) = app
+                .send_signed(
+                    &event_json(&format!("evt_1Keep{i}"), "invoice.paid"),
+                    SECRET,
+                )
+                .await;
             assert_eq!(status, 200);
         }
         app.stop().await;
         let app = TestApp::start(&db).await;
         for i in 0..5 {
-            assert!(app.store.get_event(&format!("evt_1Keep{i}")).await.unwrap().is_some());
+            assert!(
+                app.store
+                    .get_event(&format!("evt_1Keep{i}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         }
         // A redelivery after the restart is still a duplicate.
-        let (_, json) = app.send_signed(&event_json("evt_1Keep0", "invoice.paid"), SECRET).await;
+        let (_, json) = app
+            .send_signed(&event_json("evt_1Keep0", "invoice.paid"), SECRET)
+            .await;
         assert_eq!(json["duplicate"], true);
         app.stop().await;
     }
@@ -52,7 +65,11 @@ async fn sigterm_loses_nothing() {
         let url = format!("http://127.0.0.1:{port}/webhooks/stripe");
         assert!(
             eventually(Duration::from_secs(20), || async {
-                client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok()
+                client
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok()
             })
             .await,
             "server did not come up"
@@ -64,7 +81,10 @@ async fn sigterm_loses_nothing() {
             let body = event_json(&id, "invoice.paid");
             if i == 20 {
                 let pid = child.id().expect("pid");
-                let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+                let status = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap();
                 assert!(status.success());
             }
             let ok = client
@@ -88,11 +108,25 @@ async fn sigterm_loses_nothing() {
 
         let store = Store::connect(&db.url).await.unwrap();
         for id in &accepted {
-            assert!(store.get_event(id).await.unwrap().is_some(), "{id} lost ({})", db.label);
-            let job = store.get_job_for_event(id).await.unwrap().expect("job kept");
+            assert!(
+                store.get_event(id).await.unwrap().is_some(),
+                "{id} lost ({})",
+                db.label
+            );
+            let job = store
+                .get_job_for_event(id)
+                .await
+                .unwrap()
+                .expect("job kept");
             assert_ne!(job.state, JobState::Running, "{id} left running");
         }
-        let all = store.list_events(&EventFilter { limit: 1000, ..EventFilter::default() }).await.unwrap();
+        let all = store
+            .list_events(&EventFilter {
+                limit: 1000,
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(all.len(), accepted.len(), "only answered events are stored");
     }
 }
