@@ -601,21 +601,36 @@ impl NetSuiteClient {
     }
 
     /// All rows of a query, 1000 per page, until `hasMore` is false. Fails (permanent) if the
-    /// query has more than 100,000 rows: NetSuite cannot page past that. Write such queries as
+    /// query reaches 100,000 rows (NetSuite's cap: it cannot page past it and the result would
+    /// be silently cut), judged from `totalResults` on the first page when present. Write such queries as
     /// `… WHERE id > ? ORDER BY id` and use [`Self::suiteql_keyset`].
     pub async fn suiteql_all(
         &self,
         query: &str,
         params: Vec<String>,
     ) -> Result<Vec<SuiteQlRow>, NetSuiteError> {
+        let too_many = || {
+            NetSuiteError::InvalidArgument(format!(
+                "the query returns {SUITEQL_MAX_ROWS} rows or more, NetSuite's cap for one SuiteQL \
+                 query (rows past it are silently dropped): write it as `… WHERE id > ? ORDER BY \
+                 id` and use suiteql_keyset"
+            ))
+        };
         let mut rows = Vec::new();
         let mut offset = 0u64;
         loop {
             let page = self
                 .suiteql(query, params.clone(), SUITEQL_MAX_LIMIT, offset)
                 .await?;
+            // Fail on the first page rather than after 100 requests when NetSuite says how many.
+            if page.total_results.is_some_and(|t| t >= SUITEQL_MAX_ROWS) {
+                return Err(too_many());
+            }
             let n = page.items.len();
             rows.extend(page.items);
+            if rows.len() as u64 >= SUITEQL_MAX_ROWS {
+                return Err(too_many());
+            }
             if !page.has_more {
                 return Ok(rows);
             }
@@ -626,12 +641,6 @@ impl NetSuiteClient {
                 });
             }
             offset += u64::from(SUITEQL_MAX_LIMIT);
-            if offset >= SUITEQL_MAX_ROWS {
-                return Err(NetSuiteError::InvalidArgument(format!(
-                    "the query returns more than {SUITEQL_MAX_ROWS} rows, NetSuite's cap for one \
-                     SuiteQL query: write it as `… WHERE id > ? ORDER BY id` and use suiteql_keyset"
-                )));
-            }
         }
     }
 
