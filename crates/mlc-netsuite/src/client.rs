@@ -29,9 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::auth::{
-    AccountId, AuthError, Credentials, M2mAuth, M2mOptions, TbaSigner, TokenStatus,
-};
+use crate::auth::{AccountId, AuthError, Credentials, M2mAuth, M2mOptions, TbaSigner, TokenStatus};
 use crate::error::NetSuiteError;
 use crate::governor::{AdaptiveLimit, ConcurrencyBudget};
 
@@ -184,7 +182,7 @@ enum Policy {
 }
 
 enum Authenticator {
-    M2m(M2mAuth),
+    M2m(Box<M2mAuth>),
     Tba(TbaSigner),
 }
 
@@ -267,8 +265,11 @@ impl NetSuiteClient {
                 private_key_pem,
                 algorithm,
             } => {
-                let token_url = join_path(&base, &["services", "rest", "auth", "oauth2", "v1", "token"])?;
-                Authenticator::M2m(M2mAuth::new(
+                let token_url = join_path(
+                    &base,
+                    &["services", "rest", "auth", "oauth2", "v1", "token"],
+                )?;
+                Authenticator::M2m(Box::new(M2mAuth::new(
                     http.clone(),
                     token_url,
                     client_id.clone(),
@@ -276,7 +277,7 @@ impl NetSuiteClient {
                     private_key_pem,
                     *algorithm,
                     config.m2m.clone(),
-                )?)
+                )?))
             }
             Credentials::Tba {
                 consumer_key,
@@ -385,7 +386,14 @@ impl NetSuiteClient {
     ) -> Result<NetSuiteInternalId, NetSuiteError> {
         let url = self.record_url(record_type, None)?;
         let reply = self
-            .send(Kind::RecordWrite, Method::POST, url, Some(&body), &[], Policy::Write)
+            .send(
+                Kind::RecordWrite,
+                Method::POST,
+                url,
+                Some(&body),
+                &[],
+                Policy::Write,
+            )
             .await?;
         if let Some(id) = reply.location.as_deref().and_then(id_from_location) {
             return Ok(id);
@@ -415,7 +423,14 @@ impl NetSuiteClient {
     ) -> Result<Option<NetSuiteInternalId>, NetSuiteError> {
         let url = self.record_url(record_type, Some(&format!("eid:{}", external_id.as_str())))?;
         let reply = self
-            .send(Kind::RecordWrite, Method::PUT, url, Some(&body), &[], Policy::Write)
+            .send(
+                Kind::RecordWrite,
+                Method::PUT,
+                url,
+                Some(&body),
+                &[],
+                Policy::Write,
+            )
             .await?;
         Ok(reply.location.as_deref().and_then(id_from_location))
     }
@@ -446,7 +461,14 @@ impl NetSuiteClient {
 
     async fn get_json(&self, url: Url) -> Result<Value, NetSuiteError> {
         let reply = self
-            .send(Kind::RecordRead, Method::GET, url, None, &[], Policy::Idempotent)
+            .send(
+                Kind::RecordRead,
+                Method::GET,
+                url,
+                None,
+                &[],
+                Policy::Idempotent,
+            )
             .await?;
         serde_json::from_slice(&reply.body).map_err(|e| NetSuiteError::UnexpectedResponse {
             message: format!("record body is not JSON: {e}"),
@@ -463,8 +485,15 @@ impl NetSuiteClient {
         body: Value,
     ) -> Result<(), NetSuiteError> {
         let url = self.record_url(record_type, Some(id.as_str()))?;
-        self.send(Kind::RecordWrite, Method::PATCH, url, Some(&body), &[], Policy::Write)
-            .await?;
+        self.send(
+            Kind::RecordWrite,
+            Method::PATCH,
+            url,
+            Some(&body),
+            &[],
+            Policy::Write,
+        )
+        .await?;
         Ok(())
     }
 
@@ -543,12 +572,14 @@ impl NetSuiteClient {
     ) -> Result<Option<NetSuiteInternalId>, NetSuiteError> {
         match self.get_by_external_id(record_type, external_id).await? {
             None => Ok(None),
-            Some(v) => id_of_record(&v).map(Some).ok_or_else(|| {
-                NetSuiteError::UnexpectedResponse {
-                    message: format!("record `eid:{external_id}` has no usable `id`"),
-                    ambiguous: false,
-                }
-            }),
+            Some(v) => {
+                id_of_record(&v)
+                    .map(Some)
+                    .ok_or_else(|| NetSuiteError::UnexpectedResponse {
+                        message: format!("record `eid:{external_id}` has no usable `id`"),
+                        ambiguous: false,
+                    })
+            }
         }
     }
 
@@ -569,7 +600,7 @@ impl NetSuiteClient {
                 "SuiteQL limit must be between 1 and {SUITEQL_MAX_LIMIT}, got {limit}"
             )));
         }
-        if offset % u64::from(limit) != 0 {
+        if !offset.is_multiple_of(u64::from(limit)) {
             return Err(NetSuiteError::InvalidArgument(format!(
                 "SuiteQL offset must be a multiple of the limit ({limit}), got {offset}"
             )));
@@ -579,7 +610,10 @@ impl NetSuiteClient {
                 "SuiteQL offset {offset} is past NetSuite's {SUITEQL_MAX_ROWS}-row cap; use suiteql_keyset"
             )));
         }
-        let mut url = join_path(&self.inner.base, &["services", "rest", "query", "v1", "suiteql"])?;
+        let mut url = join_path(
+            &self.inner.base,
+            &["services", "rest", "query", "v1", "suiteql"],
+        )?;
         url.query_pairs_mut()
             .append_pair("limit", &limit.to_string())
             .append_pair("offset", &offset.to_string());
@@ -815,8 +849,11 @@ impl NetSuiteClient {
                     continue;
                 }
                 Ok(reply) => {
-                    let err =
-                        NetSuiteError::from_response(reply.status.as_u16(), &reply.body, policy == Policy::Write);
+                    let err = NetSuiteError::from_response(
+                        reply.status.as_u16(),
+                        &reply.body,
+                        policy == Policy::Write,
+                    );
                     if let NetSuiteError::ConcurrencyLimit { .. } = err {
                         c.throttled.fetch_add(1, Ordering::Relaxed);
                         self.inner.budget.on_throttled(&permit);
@@ -905,10 +942,11 @@ struct RawPage {
 }
 
 fn parse_suiteql_page(body: &[u8]) -> Result<SuiteQlPage, NetSuiteError> {
-    let raw: RawPage = serde_json::from_slice(body).map_err(|e| NetSuiteError::UnexpectedResponse {
-        message: format!("SuiteQL response is not a result page: {e}"),
-        ambiguous: false,
-    })?;
+    let raw: RawPage =
+        serde_json::from_slice(body).map_err(|e| NetSuiteError::UnexpectedResponse {
+            message: format!("SuiteQL response is not a result page: {e}"),
+            ambiguous: false,
+        })?;
     let items: Vec<SuiteQlRow> = raw
         .items
         .into_iter()
@@ -933,13 +971,17 @@ mod tests {
     #[test]
     fn location_ids() {
         assert_eq!(
-            id_from_location("https://demo123.suitetalk.api.netsuite.com/services/rest/record/v1/customer/647")
-                .unwrap()
-                .as_str(),
+            id_from_location(
+                "https://demo123.suitetalk.api.netsuite.com/services/rest/record/v1/customer/647"
+            )
+            .unwrap()
+            .as_str(),
             "647"
         );
         assert_eq!(
-            id_from_location("/services/rest/record/v1/invoice/12/").unwrap().as_str(),
+            id_from_location("/services/rest/record/v1/invoice/12/")
+                .unwrap()
+                .as_str(),
             "12"
         );
         assert!(id_from_location("/services/rest/async/v1/job/abc").is_none());
@@ -970,9 +1012,19 @@ mod tests {
     fn paths_join_under_the_base() {
         let b = Url::parse("http://127.0.0.1:9/").unwrap();
         assert_eq!(
-            join_path(&b, &["services", "rest", "record", "v1", "invoice", "eid:stripe_in_1"])
-                .unwrap()
-                .as_str(),
+            join_path(
+                &b,
+                &[
+                    "services",
+                    "rest",
+                    "record",
+                    "v1",
+                    "invoice",
+                    "eid:stripe_in_1"
+                ]
+            )
+            .unwrap()
+            .as_str(),
             "http://127.0.0.1:9/services/rest/record/v1/invoice/eid:stripe_in_1"
         );
         let b = Url::parse("http://127.0.0.1:9/prefix/").unwrap();

@@ -16,13 +16,25 @@ pub struct ErrorDetail {
     #[serde(default)]
     pub detail: String,
     /// `o:errorCode`, e.g. `INVALID_CONTENT`.
-    #[serde(rename = "o:errorCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "o:errorCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error_code: Option<String>,
     /// `o:errorPath`, e.g. `item.items[0].item`.
-    #[serde(rename = "o:errorPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "o:errorPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error_path: Option<String>,
     /// `o:errorQueryParam`, e.g. `q`.
-    #[serde(rename = "o:errorQueryParam", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "o:errorQueryParam",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error_query_param: Option<String>,
 }
 
@@ -39,7 +51,11 @@ pub struct ErrorEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Top-level `o:errorCode` (e.g. `USER_ERROR`), when present.
-    #[serde(rename = "o:errorCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "o:errorCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error_code: Option<String>,
     /// The details; usually one.
     #[serde(rename = "o:errorDetails", default)]
@@ -142,7 +158,7 @@ pub enum NetSuiteError {
         /// The first `o:errorPath`, e.g. `item.items[0].item`.
         error_path: Option<String>,
         /// The whole envelope, if there was one.
-        envelope: Option<ErrorEnvelope>,
+        envelope: Option<Box<ErrorEnvelope>>,
     },
     /// 404 `NONEXISTENT_ID`.
     #[error("NetSuite record not found: {detail}")]
@@ -206,15 +222,22 @@ impl NetSuiteError {
         if status == 404 {
             return NetSuiteError::NotFound { detail };
         }
-        if status == 429 || env.as_ref().is_some_and(|e| e.has_code("CONCURRENCY_LIMIT_EXCEEDED")) {
+        if status == 429
+            || env
+                .as_ref()
+                .is_some_and(|e| e.has_code("CONCURRENCY_LIMIT_EXCEEDED"))
+        {
             return NetSuiteError::ConcurrencyLimit { attempts: 1 };
         }
         NetSuiteError::Rejected {
             status,
             code: code.unwrap_or_else(|| format!("HTTP_{status}")),
             detail,
-            error_path: env.as_ref().and_then(|e| e.error_path()).map(str::to_string),
-            envelope: env,
+            error_path: env
+                .as_ref()
+                .and_then(|e| e.error_path())
+                .map(str::to_string),
+            envelope: env.map(Box::new),
         }
     }
 
@@ -282,7 +305,10 @@ mod tests {
         let e = NetSuiteError::from_response(400, body, false);
         match &e {
             NetSuiteError::Rejected {
-                code, error_path, detail, ..
+                code,
+                error_path,
+                detail,
+                ..
             } => {
                 assert_eq!(code, "INVALID_CONTENT");
                 assert_eq!(error_path.as_deref(), Some("item.items[0].item"));
@@ -297,9 +323,15 @@ mod tests {
     #[test]
     fn classifies_the_documented_codes() {
         let env = |status: u16, code: &str| {
-            format!(r#"{{"type":"x","title":"t","status":{status},"o:errorCode":"USER_ERROR","o:errorDetails":[{{"detail":"d","o:errorCode":"{code}"}}]}}"#)
+            format!(
+                r#"{{"type":"x","title":"t","status":{status},"o:errorCode":"USER_ERROR","o:errorDetails":[{{"detail":"d","o:errorCode":"{code}"}}]}}"#
+            )
         };
-        let e = NetSuiteError::from_response(429, env(429, "CONCURRENCY_LIMIT_EXCEEDED").as_bytes(), false);
+        let e = NetSuiteError::from_response(
+            429,
+            env(429, "CONCURRENCY_LIMIT_EXCEEDED").as_bytes(),
+            false,
+        );
         assert!(matches!(e, NetSuiteError::ConcurrencyLimit { .. }));
         assert_eq!(e.class(), ErrorClass::Transient);
         let e = NetSuiteError::from_response(404, env(404, "NONEXISTENT_ID").as_bytes(), false);
@@ -308,7 +340,11 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Transient);
         assert!(e.is_ambiguous());
         assert_eq!(e.error_code(), Some("UNEXPECTED_ERROR"));
-        let e = NetSuiteError::from_response(400, env(400, "INSUFFICIENT_PERMISSION").as_bytes(), false);
+        let e = NetSuiteError::from_response(
+            400,
+            env(400, "INSUFFICIENT_PERMISSION").as_bytes(),
+            false,
+        );
         assert_eq!(e.class(), ErrorClass::NeedsPerson);
         let e = NetSuiteError::from_response(400, env(400, "USER_ERROR").as_bytes(), false);
         assert_eq!(e.class(), ErrorClass::Permanent);

@@ -166,7 +166,10 @@ impl ConcurrencyBudget for AdaptiveLimit {
         if permit.epoch == st.epoch {
             st.limit = (st.limit / 2).max(1);
             st.epoch += 1;
-            tracing::warn!(limit = st.limit, "NetSuite concurrency limit hit; lowering our limit");
+            tracing::warn!(
+                limit = st.limit,
+                "NetSuite concurrency limit hit; lowering our limit"
+            );
         }
     }
 

@@ -65,11 +65,17 @@ async fn ps256_assertion_is_accepted_and_the_token_is_reused() {
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
     let id = fake.insert_record("customer", "stripe_cus_1", json!({"companyName": "Acme"}));
     let got = client
-        .get("customer", &NetSuiteInternalId::parse(&id.to_string()).unwrap())
+        .get(
+            "customer",
+            &NetSuiteInternalId::parse(&id.to_string()).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(got["companyName"], "Acme");
-    let again = client.get_by_external_id("customer", &eid("stripe_cus_1")).await.unwrap();
+    let again = client
+        .get_by_external_id("customer", &eid("stripe_cus_1"))
+        .await
+        .unwrap();
     assert_eq!(again.unwrap()["id"], id.to_string());
 
     assert_eq!(assertion_failures(&fake), Vec::<String>::new());
@@ -86,7 +92,13 @@ async fn ps256_assertion_is_accepted_and_the_token_is_reused() {
 async fn es256_assertion_is_accepted() {
     let fake = FakeBuilder::m2m(&EC_KEY).start().await;
     let client = NetSuiteClient::new(m2m_config(&fake, &EC_KEY, SigningAlgorithm::Es256)).unwrap();
-    assert!(client.get_by_external_id("customer", &eid("nope")).await.unwrap().is_none());
+    assert!(
+        client
+            .get_by_external_id("customer", &eid("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(assertion_failures(&fake), Vec::<String>::new());
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
 }
@@ -97,12 +109,22 @@ async fn token_is_renewed_before_it_expires() {
     // while still valid, and NetSuite never sees an expired token.
     let fake = FakeBuilder::m2m(&RSA_KEY).expires_in(2).start().await;
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
-    client.get_by_external_id("customer", &eid("a")).await.unwrap();
+    client
+        .get_by_external_id("customer", &eid("a"))
+        .await
+        .unwrap();
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    client.get_by_external_id("customer", &eid("a")).await.unwrap();
+    client
+        .get_by_external_id("customer", &eid("a"))
+        .await
+        .unwrap();
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 2);
-    assert_eq!(fake.unauthorized.load(Ordering::SeqCst), 0, "an expired token was sent");
+    assert_eq!(
+        fake.unauthorized.load(Ordering::SeqCst),
+        0,
+        "an expired token was sent"
+    );
     assert_eq!(client.request_counts().reauths, 0);
 }
 
@@ -112,15 +134,24 @@ async fn a_401_re_authenticates_once_and_retries() {
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
     client.check_auth().await.unwrap();
     fake.reject_next.store(1, Ordering::SeqCst);
-    let r = client.get_by_external_id("customer", &eid("x")).await.unwrap();
+    let r = client
+        .get_by_external_id("customer", &eid("x"))
+        .await
+        .unwrap();
     assert!(r.is_none());
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 2);
     assert_eq!(client.request_counts().reauths, 1);
 
     // Twice in a row: a person must look.
     fake.reject_next.store(2, Ordering::SeqCst);
-    let e = client.get_by_external_id("customer", &eid("x")).await.unwrap_err();
-    assert!(matches!(e, NetSuiteError::Auth(AuthError::InvalidLogin { .. })), "{e:?}");
+    let e = client
+        .get_by_external_id("customer", &eid("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NetSuiteError::Auth(AuthError::InvalidLogin { .. })),
+        "{e:?}"
+    );
     assert_eq!(e.class(), ErrorClass::NeedsPerson);
     assert!(e.to_string().contains("Login Audit Trail"), "{e}");
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 3);
@@ -139,7 +170,10 @@ async fn fifty_tasks_share_one_token_and_one_renewal() {
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let c = client.clone();
-                tokio::spawn(async move { c.get_by_external_id("customer", &eid(&format!("c{i}"))).await })
+                tokio::spawn(async move {
+                    c.get_by_external_id("customer", &eid(&format!("c{i}")))
+                        .await
+                })
             })
             .collect();
         for t in tasks {
@@ -165,10 +199,16 @@ async fn token_endpoint_refusal_says_what_to_fix_without_secrets() {
         *certificate_id = "wrong-cert".into();
     }
     let client = NetSuiteClient::new(cfg).unwrap();
-    let e = client.get_by_external_id("customer", &eid("x")).await.unwrap_err();
+    let e = client
+        .get_by_external_id("customer", &eid("x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.class(), ErrorClass::NeedsPerson);
     let msg = e.to_string();
-    assert!(msg.contains("invalid_grant") && msg.contains("certificate ID"), "{msg}");
+    assert!(
+        msg.contains("invalid_grant") && msg.contains("certificate ID"),
+        "{msg}"
+    );
     assert!(msg.contains("clock") && msg.contains("expired"), "{msg}");
     let key_body: String = RSA_KEY.pem.lines().nth(1).unwrap().to_string();
     assert!(!msg.contains(&key_body));
@@ -180,7 +220,10 @@ async fn token_endpoint_refusal_says_what_to_fix_without_secrets() {
 
     // A 5xx from the token endpoint is transient.
     *fake.token_error.lock().unwrap() = Some((503, "temporarily_unavailable".into()));
-    let e = client.get_by_external_id("customer", &eid("x")).await.unwrap_err();
+    let e = client
+        .get_by_external_id("customer", &eid("x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Transient, "{e}");
 }
 
@@ -190,7 +233,13 @@ async fn wrong_key_type_for_algorithm_fails_at_construction() {
     let e = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Es256)).unwrap_err();
     assert_eq!(e.class(), ErrorClass::NeedsPerson);
     assert!(e.to_string().contains("EC"), "{e}");
-    assert!("RS256".parse::<SigningAlgorithm>().unwrap_err().to_string().contains("PS256"));
+    assert!(
+        "RS256"
+            .parse::<SigningAlgorithm>()
+            .unwrap_err()
+            .to_string()
+            .contains("PS256")
+    );
 }
 
 // ---- TBA --------------------------------------------------------------------------------------
@@ -201,7 +250,10 @@ async fn tba_signature_verifies_in_the_fake() {
     fake.suiteql_rows.store(3, Ordering::SeqCst);
     let client = NetSuiteClient::new(tba_config(&fake, CONSUMER_SECRET)).unwrap();
     let id = client
-        .create("customer", json!({"companyName": "Acme & Sons", "externalId": "stripe_cus_9"}))
+        .create(
+            "customer",
+            json!({"companyName": "Acme & Sons", "externalId": "stripe_cus_9"}),
+        )
         .await
         .unwrap();
     let got = client.get("customer", &id).await.unwrap();
@@ -212,7 +264,10 @@ async fn tba_signature_verifies_in_the_fake() {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 2);
-    assert_eq!(fake.auth_failures.lock().unwrap().clone(), Vec::<String>::new());
+    assert_eq!(
+        fake.auth_failures.lock().unwrap().clone(),
+        Vec::<String>::new()
+    );
     assert!(client.token_status().is_none());
 
     // A wrong secret is refused by the fake, retried once with a fresh signature, then reported.
@@ -229,7 +284,10 @@ async fn hammer(client: &NetSuiteClient, n: usize) {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let c = client.clone();
-            tokio::spawn(async move { c.get_by_external_id("customer", &eid(&format!("k{i}"))).await })
+            tokio::spawn(async move {
+                c.get_by_external_id("customer", &eid(&format!("k{i}")))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -278,12 +336,21 @@ async fn on_429_the_client_backs_off_and_lowers_its_limit() {
 
 #[tokio::test]
 async fn concurrency_limit_error_after_retries_is_transient() {
-    let fake = FakeBuilder::m2m(&RSA_KEY).concurrency_limit(0).start().await;
+    let fake = FakeBuilder::m2m(&RSA_KEY)
+        .concurrency_limit(0)
+        .start()
+        .await;
     let mut cfg = m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256);
     cfg.max_retries = 2;
     let client = NetSuiteClient::new(cfg).unwrap();
-    let e = client.get_by_external_id("customer", &eid("x")).await.unwrap_err();
-    assert!(matches!(e, NetSuiteError::ConcurrencyLimit { attempts: 3 }), "{e:?}");
+    let e = client
+        .get_by_external_id("customer", &eid("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NetSuiteError::ConcurrencyLimit { attempts: 3 }),
+        "{e:?}"
+    );
     assert_eq!(e.class(), ErrorClass::Transient);
     assert_eq!(client.requests_made(), 3);
     assert_eq!(client.budget().current_limit(), 1);
@@ -306,7 +373,11 @@ async fn create_once_survives_a_committed_but_lost_response() {
     assert_eq!(stored.len(), 1, "exactly one invoice");
     assert_eq!(stored[0].id.to_string(), id.as_str());
     assert_eq!(stored[0].body["externalId"], "stripe_in_1Abc");
-    assert_eq!(fake.creates_received.load(Ordering::SeqCst), 1, "no second POST");
+    assert_eq!(
+        fake.creates_received.load(Ordering::SeqCst),
+        1,
+        "no second POST"
+    );
 
     // Replayed later (e.g. the job ran again): found, not created.
     let (id2, outcome) = client
@@ -326,7 +397,11 @@ async fn create_once_survives_a_timeout_after_commit() {
     client.check_auth().await.unwrap();
     fake.hang_next_creates.store(1, Ordering::SeqCst);
     let (_, outcome) = client
-        .create_once("customer", &eid("stripe_cus_T"), json!({"companyName": "T"}))
+        .create_once(
+            "customer",
+            &eid("stripe_cus_T"),
+            json!({"companyName": "T"}),
+        )
         .await
         .unwrap();
     assert_eq!(outcome, CreateOutcome::Created);
@@ -397,7 +472,11 @@ async fn upsert_and_patch() {
         .patch("customer", &id1, json!({"email": "a@example.com"}))
         .await
         .unwrap();
-    let got = client.get_by_external_id("customer", &e).await.unwrap().unwrap();
+    let got = client
+        .get_by_external_id("customer", &e)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got["companyName"], "Two");
     assert_eq!(got["email"], "a@example.com");
     let counts = client.request_counts();
@@ -411,7 +490,11 @@ async fn netsuite_error_envelopes_become_typed_errors() {
     let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
     let e = client
-        .create_once("invoice", &eid("stripe_in_bad"), json!({"entity": {"id": "9999"}}))
+        .create_once(
+            "invoice",
+            &eid("stripe_in_bad"),
+            json!({"entity": {"id": "9999"}}),
+        )
         .await
         .unwrap_err();
     match &e {
@@ -436,7 +519,13 @@ async fn netsuite_error_envelopes_become_typed_errors() {
     let e = client.get("invoice", &missing).await.unwrap_err();
     assert!(matches!(e, NetSuiteError::NotFound { .. }), "{e:?}");
     assert_eq!(e.error_code(), Some("NONEXISTENT_ID"));
-    assert!(client.get_by_external_id("invoice", &eid("none")).await.unwrap().is_none());
+    assert!(
+        client
+            .get_by_external_id("invoice", &eid("none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 // ---- SuiteQL ----------------------------------------------------------------------------------
@@ -446,8 +535,14 @@ async fn suiteql_paging_rules_are_checked_before_sending() {
     let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
     for (limit, offset) in [(1001, 0), (0, 0), (1000, 10), (100, 100_000)] {
-        let e = client.suiteql("SELECT id FROM item", vec![], limit, offset).await.unwrap_err();
-        assert!(matches!(e, NetSuiteError::InvalidArgument(_)), "{limit}/{offset}: {e:?}");
+        let e = client
+            .suiteql("SELECT id FROM item", vec![], limit, offset)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, NetSuiteError::InvalidArgument(_)),
+            "{limit}/{offset}: {e:?}"
+        );
         assert_eq!(e.class(), ErrorClass::Permanent);
     }
     assert_eq!(client.requests_made(), 0);
@@ -459,7 +554,10 @@ async fn suiteql_all_pages_until_has_more_is_false() {
     fake.suiteql_rows.store(2500, Ordering::SeqCst);
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
     let rows = client
-        .suiteql_all("SELECT id, tranid FROM transaction WHERE type = 'CustInvc'", vec![])
+        .suiteql_all(
+            "SELECT id, tranid FROM transaction WHERE type = 'CustInvc'",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 2500);
@@ -469,10 +567,19 @@ async fn suiteql_all_pages_until_has_more_is_false() {
     let calls = fake.suiteql_calls.lock().unwrap().clone();
     let shape: Vec<(u64, u64)> = calls.iter().map(|c| (c.limit, c.offset)).collect();
     assert_eq!(shape, vec![(1000, 0), (1000, 1000), (1000, 2000)]);
-    assert!(calls.iter().all(|c| c.prefer.as_deref() == Some("transient")));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.prefer.as_deref() == Some("transient"))
+    );
 
     let page = client
-        .suiteql("SELECT id FROM transaction WHERE id > ?", vec!["2400".into()], 50, 50)
+        .suiteql(
+            "SELECT id FROM transaction WHERE id > ?",
+            vec!["2400".into()],
+            50,
+            50,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 50);
@@ -486,7 +593,10 @@ async fn past_100k_rows_offset_paging_stops_and_keyset_paging_gets_everything() 
     let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
     fake.suiteql_rows.store(100_500, Ordering::SeqCst);
     let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
-    let Err(e) = client.suiteql_all("SELECT id FROM transaction", vec![]).await else {
+    let Err(e) = client
+        .suiteql_all("SELECT id FROM transaction", vec![])
+        .await
+    else {
         panic!("suiteql_all must refuse a result cut at 100,000 rows");
     };
     assert!(e.to_string().contains("suiteql_keyset"), "{e}");
@@ -495,7 +605,11 @@ async fn past_100k_rows_offset_paging_stops_and_keyset_paging_gets_everything() 
     assert_eq!(client.request_counts().suiteql, 1);
 
     let rows = client
-        .suiteql_keyset("SELECT id FROM transaction WHERE id > ? ORDER BY id", vec![], "id")
+        .suiteql_keyset(
+            "SELECT id FROM transaction WHERE id > ? ORDER BY id",
+            vec![],
+            "id",
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 100_500);

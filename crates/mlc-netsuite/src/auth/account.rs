@@ -89,7 +89,10 @@ mod tests {
         );
         // Host form in, same account out.
         assert_eq!(AccountId::parse("1234567-sb1").unwrap(), a);
-        assert_eq!(AccountId::parse("tstdrv99").unwrap().realm_form(), "TSTDRV99");
+        assert_eq!(
+            AccountId::parse("tstdrv99").unwrap().realm_form(),
+            "TSTDRV99"
+        );
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub enum AlgorithmError {
     )]
     RsaPkcs1(String),
     /// Anything else.
-    #[error("`{0}` is not a supported signing algorithm: use one of PS256, PS384, PS512, ES256, ES384")]
+    #[error(
+        "`{0}` is not a supported signing algorithm: use one of PS256, PS384, PS512, ES256, ES384"
+    )]
     Unknown(String),
 }
 
@@ -349,7 +351,10 @@ impl M2mAuth {
         }
         let pem = private_key_pem.expose_secret().as_bytes();
         let key = if algorithm.is_ec() {
-            if private_key_pem.expose_secret().contains("BEGIN EC PRIVATE KEY") {
+            if private_key_pem
+                .expose_secret()
+                .contains("BEGIN EC PRIVATE KEY")
+            {
                 return Err(AuthError::Config(
                     "the EC private key is in SEC1 form (`BEGIN EC PRIVATE KEY`); convert it to \
                      PKCS#8 with `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-pkcs8.pem`"
@@ -545,7 +550,9 @@ impl M2mAuth {
                 _ => None,
             }
             .filter(|s| *s > 0)
-            .ok_or_else(|| AuthError::Malformed("expires_in missing or not a positive number".into()))?;
+            .ok_or_else(|| {
+                AuthError::Malformed("expires_in missing or not a positive number".into())
+            })?;
             if parsed.access_token.is_empty() {
                 return Err(AuthError::Malformed("empty access_token".into()));
             }
@@ -610,7 +617,9 @@ mod tests {
 
     #[test]
     fn garbage_key_is_a_config_error_without_the_key() {
-        let pem = SecretString::from("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n");
+        let pem = SecretString::from(
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n",
+        );
         let e = M2mAuth::new(
             reqwest::Client::new(),
             Url::parse("https://x.example/t").unwrap(),
@@ -623,7 +632,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.class(), ErrorClass::NeedsPerson);
         assert!(!e.to_string().contains("c2VjcmV0"));
-        let sec1 = SecretString::from("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n");
+        let sec1 = SecretString::from(
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        );
         let e = M2mAuth::new(
             reqwest::Client::new(),
             Url::parse("https://x.example/t").unwrap(),

@@ -70,7 +70,11 @@ pub fn signature_base_string(method: &str, url: &Url, extra_params: &[(String, S
 }
 
 /// `base64(HMAC-SHA256(enc(consumer_secret)&enc(token_secret), base_string))`.
-pub fn hmac_sha256_signature(base_string: &str, consumer_secret: &str, token_secret: &str) -> String {
+pub fn hmac_sha256_signature(
+    base_string: &str,
+    consumer_secret: &str,
+    token_secret: &str,
+) -> String {
     let key = format!(
         "{}&{}",
         percent_encode(consumer_secret),
@@ -179,8 +183,8 @@ mod tests {
     /// RFC 5849 §3.4.1.1 example: the exact base string from the RFC.
     #[test]
     fn rfc5849_base_string_example() {
-        let url = Url::parse("http://example.com:80/request?b5=%3D%253D&a3=a&c%40=&a2=r%20b")
-            .unwrap();
+        let url =
+            Url::parse("http://example.com:80/request?b5=%3D%253D&a3=a&c%40=&a2=r%20b").unwrap();
         // Body `c2&a3=2+q` (form encoded), decoded; `realm` is not part of the signature.
         let extra: Vec<(String, String)> = [
             ("c2", ""),

@@ -263,7 +263,10 @@ fn envelope(status: u16, title: &str, code: &str, detail: &str, path: Option<&st
     });
     (
         StatusCode::from_u16(status).unwrap(),
-        [("content-type", "application/vnd.oracle.resource+json; type=error")],
+        [(
+            "content-type",
+            "application/vnd.oracle.resource+json; type=error",
+        )],
         body.to_string(),
     )
         .into_response()
@@ -271,7 +274,9 @@ fn envelope(status: u16, title: &str, code: &str, detail: &str, path: Option<&st
 
 async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     if path == "/services/rest/auth/oauth2/v1/token" {
         return token(&fake, &parts.method, &body);
@@ -332,7 +337,11 @@ fn token(fake: &Fake, method: &Method, body: &[u8]) -> Response {
     }
     let refuse = |why: String| {
         fake.assertion_failures.lock().unwrap().push(why);
-        (StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}).to_string()).into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant"}).to_string(),
+        )
+            .into_response()
     };
     if method != Method::POST {
         return refuse("not POST".into());
@@ -395,10 +404,10 @@ fn token(fake: &Fake, method: &Method, body: &[u8]) -> Response {
     let n = fake.token_seq.fetch_add(1, Ordering::SeqCst);
     let tok = format!("tok-{n}-{}", uuid::Uuid::new_v4().simple());
     let expires_in = fake.expires_in.load(Ordering::SeqCst);
-    fake.tokens
-        .lock()
-        .unwrap()
-        .insert(tok.clone(), Instant::now() + Duration::from_secs(expires_in));
+    fake.tokens.lock().unwrap().insert(
+        tok.clone(),
+        Instant::now() + Duration::from_secs(expires_in),
+    );
     (
         StatusCode::OK,
         json!({"access_token": tok, "expires_in": expires_in, "token_type": "Bearer"}).to_string(),
@@ -469,7 +478,10 @@ fn check_tba(
     let mut fields: HashMap<String, String> = HashMap::new();
     for part in rest.split(", ") {
         let (k, v) = part.split_once('=').ok_or("bad field")?;
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or("unquoted")?;
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or("unquoted")?;
         fields.insert(k.to_string(), dec(v));
     }
     let get = |k: &str| fields.get(k).cloned().ok_or(format!("missing {k}"));
@@ -541,7 +553,13 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
         match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => {
-                return envelope(400, "Bad Request", "INVALID_REQUEST", "The request could not be understood by the server due to malformed syntax.", None);
+                return envelope(
+                    400,
+                    "Bad Request",
+                    "INVALID_REQUEST",
+                    "The request could not be understood by the server due to malformed syntax.",
+                    None,
+                );
             }
         }
     };
@@ -551,7 +569,9 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
             recs.iter()
                 .find(|r| {
                     r.record_type == record_type
-                        && r.external_id.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(eid))
+                        && r.external_id
+                            .as_deref()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(eid))
                 })
                 .cloned()
         } else {
@@ -566,13 +586,25 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
         (Method::POST, None) => {
             fake.creates_received.fetch_add(1, Ordering::SeqCst);
             if body["entity"]["id"] == "9999" {
-                return envelope(400, "Bad Request", "INVALID_CONTENT", "Error while accessing resource: You have entered an Invalid Field Value 9999 for the following field: entity", Some("entity"));
+                return envelope(
+                    400,
+                    "Bad Request",
+                    "INVALID_CONTENT",
+                    "Error while accessing resource: You have entered an Invalid Field Value 9999 for the following field: entity",
+                    Some("entity"),
+                );
             }
             let eid = body["externalId"].as_str().map(str::to_string);
             if let Some(e) = &eid
                 && !fake.records_with_external_id(e).is_empty()
             {
-                return envelope(400, "Bad Request", "USER_ERROR", "Error while accessing a resource. This entity already exists.", None);
+                return envelope(
+                    400,
+                    "Bad Request",
+                    "USER_ERROR",
+                    "Error while accessing a resource. This entity already exists.",
+                    None,
+                );
             }
             let id = fake.next_id.fetch_add(1, Ordering::SeqCst);
             fake.records.lock().unwrap().push(StoredRecord {
@@ -586,7 +618,13 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
-                return envelope(500, "Internal Server Error", "UNEXPECTED_ERROR", "An unexpected error occurred. Error ID: jrgbpyylphhishmmlxyt", None);
+                return envelope(
+                    500,
+                    "Internal Server Error",
+                    "UNEXPECTED_ERROR",
+                    "An unexpected error occurred. Error ID: jrgbpyylphhishmmlxyt",
+                    None,
+                );
             }
             if fake
                 .hang_next_creates
@@ -595,7 +633,12 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
             {
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
-            (StatusCode::NO_CONTENT, [("location", location(id))], Body::empty()).into_response()
+            (
+                StatusCode::NO_CONTENT,
+                [("location", location(id))],
+                Body::empty(),
+            )
+                .into_response()
         }
         (Method::GET, Some(k)) => {
             if k.starts_with("eid:")
@@ -604,11 +647,23 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok()
             {
-                return envelope(404, "Not Found", "NONEXISTENT_ID", "Record does not exist.", None);
+                return envelope(
+                    404,
+                    "Not Found",
+                    "NONEXISTENT_ID",
+                    "Record does not exist.",
+                    None,
+                );
             }
             match find(k) {
                 Some(r) => (StatusCode::OK, record_json(&r).to_string()).into_response(),
-                None => envelope(404, "Not Found", "NONEXISTENT_ID", "Record does not exist.", None),
+                None => envelope(
+                    404,
+                    "Not Found",
+                    "NONEXISTENT_ID",
+                    "Record does not exist.",
+                    None,
+                ),
             }
         }
         (Method::PUT, Some(k)) if k.starts_with("eid:") => {
@@ -633,11 +688,22 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                     id
                 }
             };
-            (StatusCode::NO_CONTENT, [("location", location(id))], Body::empty()).into_response()
+            (
+                StatusCode::NO_CONTENT,
+                [("location", location(id))],
+                Body::empty(),
+            )
+                .into_response()
         }
         (Method::PATCH, Some(k)) => {
             let Some(r) = find(k) else {
-                return envelope(404, "Not Found", "NONEXISTENT_ID", "Record does not exist.", None);
+                return envelope(
+                    404,
+                    "Not Found",
+                    "NONEXISTENT_ID",
+                    "Record does not exist.",
+                    None,
+                );
             };
             let mut recs = fake.records.lock().unwrap();
             if let Some(x) = recs.iter_mut().find(|x| x.id == r.id)
@@ -647,9 +713,20 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                     dst.insert(k.clone(), v.clone());
                 }
             }
-            (StatusCode::NO_CONTENT, [("location", location(r.id))], Body::empty()).into_response()
+            (
+                StatusCode::NO_CONTENT,
+                [("location", location(r.id))],
+                Body::empty(),
+            )
+                .into_response()
         }
-        _ => envelope(405, "Method Not Allowed", "INVALID_REQUEST", "unsupported", None),
+        _ => envelope(
+            405,
+            "Method Not Allowed",
+            "INVALID_REQUEST",
+            "unsupported",
+            None,
+        ),
     }
 }
 
@@ -658,14 +735,22 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
 fn suiteql(fake: &Fake, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Response {
     let q: HashMap<String, String> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let limit: u64 = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(1000);
     let offset: u64 = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let params: Vec<String> = body["params"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let prefer = headers
         .get("prefer")
@@ -678,17 +763,32 @@ fn suiteql(fake: &Fake, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8])
         prefer: prefer.clone(),
     });
     if prefer.as_deref() != Some("transient") {
-        return envelope(400, "Bad Request", "INVALID_REQUEST", "Prefer: transient is required", None);
+        return envelope(
+            400,
+            "Bad Request",
+            "INVALID_REQUEST",
+            "Prefer: transient is required",
+            None,
+        );
     }
-    if limit == 0 || limit > 1000 || offset % limit != 0 || offset >= 100_000 {
-        return envelope(400, "Bad Request", "INVALID_PARAMETER", "Invalid limit/offset", Some("limit"));
+    if limit == 0 || limit > 1000 || !offset.is_multiple_of(limit) || offset >= 100_000 {
+        return envelope(
+            400,
+            "Bad Request",
+            "INVALID_PARAMETER",
+            "Invalid limit/offset",
+            Some("limit"),
+        );
     }
     if !body["q"].is_string() {
         return envelope(400, "Bad Request", "INVALID_REQUEST", "missing q", None);
     }
     // A `?` in the query binds the last param as the keyset lower bound.
     let lower: i64 = if body["q"].as_str().unwrap_or("").contains('?') {
-        params.last().and_then(|p| p.parse().ok()).unwrap_or(i64::MIN)
+        params
+            .last()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(i64::MIN)
     } else {
         i64::MIN
     };
