@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mlc_core::{ExternalId, NetSuiteInternalId};
+use mlc_core::{ExternalId, IdempotencyKey, NetSuiteInternalId};
 use rand::Rng as _;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -112,6 +112,27 @@ pub enum CreateOutcome {
     /// A record with this external ID existed already (found first, or the create was refused
     /// because of it).
     AlreadyExisted,
+}
+
+/// A write accepted for asynchronous processing (`202` + `Location` of the job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncJob {
+    /// The job URL from `Location` (`…/services/rest/async/v1/job/<id>`, absolute or relative).
+    pub location: String,
+    /// NetSuite had seen this idempotency key before (`IDEMPOTENCY_ERROR`); `location` is the
+    /// original job, nothing new was submitted.
+    pub reused: bool,
+}
+
+/// The `X-NetSuite-Idempotency-Key` value for a key. NetSuite asks for an RFC 4122 UUID, while
+/// our keys are `<event id>:<operation>`; a version-8 UUID made from the key's SHA-256 is stable
+/// across retries and restarts.
+pub fn netsuite_idempotency_uuid(key: &IdempotencyKey) -> uuid::Uuid {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_str().as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// One SuiteQL result row: lowercase column names to values (NetSuite sends numbers as strings,
@@ -583,6 +604,48 @@ impl NetSuiteClient {
         }
     }
 
+    /// `POST /record/v1/{type}` with `Prefer: respond-async` and `X-NetSuite-Idempotency-Key`:
+    /// the only way NetSuite honours an idempotency key (it ignores it on synchronous requests).
+    /// Because the key makes the request idempotent, ambiguous failures are retried here; a
+    /// resubmission NetSuite recognises comes back as the original job (`reused: true`).
+    /// Polling the job is not implemented: the connector's main path is synchronous requests +
+    /// external IDs ([`Self::create_once`]); this exists for bulk or slow writes.
+    pub async fn create_async(
+        &self,
+        record_type: &str,
+        body: Value,
+        key: &IdempotencyKey,
+    ) -> Result<AsyncJob, NetSuiteError> {
+        let url = self.record_url(record_type, None)?;
+        let key_header = netsuite_idempotency_uuid(key).to_string();
+        let reply = self
+            .send_with(
+                Kind::RecordWrite,
+                Method::POST,
+                url,
+                Some(&body),
+                &[
+                    ("prefer", "respond-async".to_string()),
+                    ("x-netsuite-idempotency-key", key_header),
+                ],
+                Policy::Idempotent,
+            )
+            .await?;
+        let location = reply
+            .location
+            .ok_or_else(|| NetSuiteError::UnexpectedResponse {
+                message: format!(
+                    "asynchronous create answered {} without a job Location",
+                    reply.status.as_u16()
+                ),
+                ambiguous: false,
+            })?;
+        Ok(AsyncJob {
+            location,
+            reused: !reply.status.is_success(),
+        })
+    }
+
     // ----- SuiteQL ------------------------------------------------------------------------
 
     /// One SuiteQL page: `POST /query/v1/suiteql?limit=&offset=` with `Prefer: transient` and
@@ -776,6 +839,23 @@ impl NetSuiteClient {
         headers: &[(&'static str, &'static str)],
         policy: Policy,
     ) -> Result<Reply, NetSuiteError> {
+        let owned: Vec<(&'static str, String)> = headers
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_string()))
+            .collect();
+        self.send_with(kind, method, url, body, &owned, policy)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        kind: Kind,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        headers: &[(&'static str, String)],
+        policy: Policy,
+    ) -> Result<Reply, NetSuiteError> {
         let c = &self.inner.counters;
         let mut attempt = 0u32;
         let mut reauthed = false;
@@ -788,7 +868,7 @@ impl NetSuiteClient {
                 .request(method.clone(), url.clone())
                 .header(AUTHORIZATION, auth);
             for (k, v) in headers {
-                rb = rb.header(*k, *v);
+                rb = rb.header(*k, v.as_str());
             }
             if let Some(b) = body {
                 rb = rb.json(b);
@@ -847,6 +927,14 @@ impl NetSuiteClient {
                         m.invalidate(g);
                     }
                     continue;
+                }
+                Ok(reply)
+                    if reply.location.is_some()
+                        && crate::error::ErrorEnvelope::parse(&reply.body)
+                            .is_some_and(|e| e.has_code("IDEMPOTENCY_ERROR")) =>
+                {
+                    // A resubmitted idempotency key: NetSuite points at the original job.
+                    return Ok(reply);
                 }
                 Ok(reply) => {
                     let err = NetSuiteError::from_response(

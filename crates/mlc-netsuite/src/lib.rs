@@ -14,8 +14,8 @@ pub use auth::{
     M2mOptions, SigningAlgorithm, TbaSigner, TokenStatus,
 };
 pub use client::{
-    CreateOutcome, NetSuiteClient, NetSuiteConfig, RequestCounts, SUITEQL_MAX_LIMIT,
-    SUITEQL_MAX_ROWS, SuiteQlPage, SuiteQlRow,
+    AsyncJob, CreateOutcome, NetSuiteClient, NetSuiteConfig, RequestCounts, SUITEQL_MAX_LIMIT,
+    SUITEQL_MAX_ROWS, SuiteQlPage, SuiteQlRow, netsuite_idempotency_uuid,
 };
 pub use error::{ErrorDetail, ErrorEnvelope, NetSuiteError};
 pub use governor::{AdaptiveLimit, BoxFuture, BudgetPermit, ConcurrencyBudget};

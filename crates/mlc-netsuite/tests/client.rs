@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use mlc_core::{Classify, ErrorClass, ExternalId, NetSuiteInternalId};
+use mlc_core::{Classify, ErrorClass, ExternalId, IdempotencyKey, NetSuiteInternalId, StripeId};
 use mlc_netsuite::{
     AccountId, AuthError, CreateOutcome, Credentials, NetSuiteClient, NetSuiteConfig,
     NetSuiteError, SigningAlgorithm,
@@ -641,4 +641,37 @@ async fn shared_clients_share_counters() {
     c2.get_by_external_id("customer", &eid("z")).await.unwrap();
     assert_eq!(client.requests_made(), 1);
     assert_eq!(client.request_counts().token, 1);
+}
+
+// ---- async + idempotency key ------------------------------------------------------------------
+
+#[tokio::test]
+async fn async_create_sends_the_idempotency_key_and_survives_a_lost_response() {
+    let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
+    let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
+    let key = IdempotencyKey::derive(&StripeId::parse_any("evt_1").unwrap(), "invoice");
+    // The first response is lost after NetSuite accepted the job; the retry carries the same
+    // key, so NetSuite points at the original job instead of creating a second record.
+    fake.lose_next_creates.store(1, Ordering::SeqCst);
+    let job = client
+        .create_async("invoice", json!({"externalId": "stripe_in_A"}), &key)
+        .await
+        .unwrap();
+    assert_eq!(job.location, "/services/rest/async/v1/job/1");
+    assert!(job.reused);
+    assert_eq!(fake.records_with_external_id("stripe_in_A").len(), 1);
+    assert_eq!(fake.creates_received.load(Ordering::SeqCst), 2);
+    // The key header is a UUID derived from the key, stable across calls.
+    let uuid = mlc_netsuite::netsuite_idempotency_uuid(&key).to_string();
+    assert_eq!(fake.jobs.lock().unwrap().get(&uuid), Some(&1));
+
+    let other = IdempotencyKey::derive(&StripeId::parse_any("evt_2").unwrap(), "invoice");
+    let job2 = client
+        .create_async("invoice", json!({"externalId": "stripe_in_B"}), &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        (job2.location.as_str(), job2.reused),
+        ("/services/rest/async/v1/job/2", false)
+    );
 }

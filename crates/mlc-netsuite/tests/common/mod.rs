@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::signature::KeyPair as _;
 use axum::Router;
 use axum::body::Body;
@@ -24,18 +24,24 @@ use sha2::Sha256;
 /// A generated key pair: PKCS#8 PEM private key for the client, decoding key for the fake.
 pub struct TestKey {
     pub pem: String,
+    /// SubjectPublicKeyInfo PEM, for independent verifiers (PyJWT).
+    pub public_pem: String,
     pub decoding: DecodingKey,
     pub alg: Algorithm,
 }
 
 fn pem_wrap(der: &[u8]) -> String {
+    pem_wrap_as("PRIVATE KEY", der)
+}
+
+fn pem_wrap_as(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = String::from("-----BEGIN PRIVATE KEY-----\n");
+    let mut s = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         s.push_str(std::str::from_utf8(chunk).unwrap());
         s.push('\n');
     }
-    s.push_str("-----END PRIVATE KEY-----\n");
+    s.push_str(&format!("-----END {label}-----\n"));
     s
 }
 
@@ -43,8 +49,10 @@ fn pem_wrap(der: &[u8]) -> String {
 pub static RSA_KEY: LazyLock<TestKey> = LazyLock::new(|| {
     let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa3072).unwrap();
     let der: Pkcs8V1Der<'static> = kp.as_der().unwrap();
+    let spki: PublicKeyX509Der<'static> = kp.public_key().as_der().unwrap();
     TestKey {
         pem: pem_wrap(der.as_ref()),
+        public_pem: pem_wrap_as("PUBLIC KEY", spki.as_ref()),
         decoding: DecodingKey::from_rsa_der(kp.public_key().as_ref()),
         alg: Algorithm::PS256,
     }
@@ -57,8 +65,10 @@ pub static EC_KEY: LazyLock<TestKey> = LazyLock::new(|| {
     )
     .unwrap();
     let doc = kp.to_pkcs8v1().unwrap();
+    let spki: PublicKeyX509Der<'static> = kp.public_key().as_der().unwrap();
     TestKey {
         pem: pem_wrap(doc.as_ref()),
+        public_pem: pem_wrap_as("PUBLIC KEY", spki.as_ref()),
         decoding: DecodingKey::from_ec_der(kp.public_key().as_ref()),
         alg: Algorithm::ES256,
     }
@@ -126,6 +136,8 @@ pub struct Fake {
     pub creates_received: AtomicU64,
     pub suiteql_rows: AtomicU64,
     pub suiteql_calls: Mutex<Vec<SuiteQlCall>>,
+    /// Idempotency key → async job number.
+    pub jobs: Mutex<HashMap<String, u64>>,
 }
 
 struct InFlight(Arc<Fake>);
@@ -201,6 +213,7 @@ impl FakeBuilder {
             creates_received: AtomicU64::new(0),
             suiteql_rows: AtomicU64::new(0),
             suiteql_calls: Mutex::new(Vec::new()),
+            jobs: Mutex::new(HashMap::new()),
         });
         let app = Router::new().fallback(handle).with_state(fake.clone());
         tokio::spawn(async move {
@@ -213,6 +226,7 @@ impl FakeBuilder {
 /// TBA fakes never check a key; any static will do.
 static RSA_KEY_PLACEHOLDER: LazyLock<TestKey> = LazyLock::new(|| TestKey {
     pem: String::new(),
+    public_pem: String::new(),
     decoding: DecodingKey::from_secret(b"unused"),
     alg: Algorithm::HS256,
 });
@@ -318,7 +332,7 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
     }
     if let Some(rest) = path.strip_prefix("/services/rest/record/v1/") {
         let segs: Vec<&str> = rest.split('/').collect();
-        return record(&fake, &parts.method, &segs, &body).await;
+        return record(&fake, &parts.method, &parts.headers, &segs, &body).await;
     }
     if path == "/services/rest/query/v1/suiteql" && parts.method == Method::POST {
         return suiteql(&fake, &parts.uri, &parts.headers, &body);
@@ -544,7 +558,13 @@ fn record_json(r: &StoredRecord) -> Value {
     v
 }
 
-async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -> Response {
+async fn record(
+    fake: &Arc<Fake>,
+    method: &Method,
+    headers: &HeaderMap,
+    segs: &[&str],
+    body: &[u8],
+) -> Response {
     let record_type = segs[0].to_string();
     let key = segs.get(1).copied().filter(|s| !s.is_empty());
     let body: Value = if body.is_empty() {
@@ -594,6 +614,49 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                     Some("entity"),
                 );
             }
+            // Async + idempotency key: a key seen before answers with the original job.
+            let prefer = headers.get("prefer").and_then(|v| v.to_str().ok());
+            let idem = headers
+                .get("x-netsuite-idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let is_async = prefer == Some("respond-async");
+            if is_async {
+                let Some(k) = &idem else {
+                    return envelope(
+                        400,
+                        "Bad Request",
+                        "INVALID_REQUEST",
+                        "test fake wants a key",
+                        None,
+                    );
+                };
+                if uuid::Uuid::parse_str(k).is_err() {
+                    return envelope(
+                        400,
+                        "Bad Request",
+                        "INVALID_REQUEST",
+                        "idempotency key is not a UUID",
+                        None,
+                    );
+                }
+                if let Some(job) = fake.jobs.lock().unwrap().get(k) {
+                    let mut r = envelope(
+                        400,
+                        "Conflict",
+                        "IDEMPOTENCY_ERROR",
+                        "A request with the same idempotency key is already submitted. See the \"Location\" header for a link to the previously submitted job",
+                        None,
+                    );
+                    r.headers_mut().insert(
+                        "location",
+                        format!("/services/rest/async/v1/job/{job}")
+                            .parse()
+                            .unwrap(),
+                    );
+                    return r;
+                }
+            }
             let eid = body["externalId"].as_str().map(str::to_string);
             if let Some(e) = &eid
                 && !fake.records_with_external_id(e).is_empty()
@@ -613,6 +676,14 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                 external_id: eid,
                 body,
             });
+            let job = if is_async {
+                let mut jobs = fake.jobs.lock().unwrap();
+                let job = jobs.len() as u64 + 1;
+                jobs.insert(idem.clone().unwrap_or_default(), job);
+                Some(job)
+            } else {
+                None
+            };
             if fake
                 .lose_next_creates
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -632,6 +703,17 @@ async fn record(fake: &Arc<Fake>, method: &Method, segs: &[&str], body: &[u8]) -
                 .is_ok()
             {
                 tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            if let Some(job) = job {
+                return (
+                    StatusCode::ACCEPTED,
+                    [
+                        ("location", format!("/services/rest/async/v1/job/{job}")),
+                        ("preference-applied", "respond-async".to_string()),
+                    ],
+                    Body::empty(),
+                )
+                    .into_response();
             }
             (
                 StatusCode::NO_CONTENT,
