@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mlc_core::{ExternalId, IdempotencyKey, NetSuiteInternalId};
+use mlc_core::{Classify as _, ExternalId, IdempotencyKey, NetSuiteInternalId};
 use rand::Rng as _;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -861,7 +861,22 @@ impl NetSuiteClient {
         let mut reauthed = false;
         loop {
             let permit = self.inner.budget.acquire().await;
-            let (auth, generation) = self.authorize(&method, &url).await?;
+            let (auth, generation) = match self.authorize(&method, &url).await {
+                Ok(a) => a,
+                // The token endpoint was down: nothing was sent, so any request may wait and retry.
+                Err(e)
+                    if e.class() == mlc_core::ErrorClass::Transient
+                        && attempt < self.inner.max_retries =>
+                {
+                    drop(permit);
+                    attempt += 1;
+                    c.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(attempt, error = %e, "NetSuite token request failed; retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut rb = self
                 .inner
                 .http

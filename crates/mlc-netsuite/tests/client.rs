@@ -228,6 +228,23 @@ async fn token_endpoint_refusal_says_what_to_fix_without_secrets() {
 }
 
 #[tokio::test]
+async fn a_token_endpoint_outage_is_retried() {
+    let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
+    let client = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Ps256)).unwrap();
+    fake.token_fail_next.store(2, Ordering::SeqCst);
+    assert!(
+        client
+            .get_by_external_id("customer", &eid("x"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 3);
+    assert_eq!(client.request_counts().retries, 2);
+    assert!(client.token_status().unwrap().last_error.is_none());
+}
+
+#[tokio::test]
 async fn wrong_key_type_for_algorithm_fails_at_construction() {
     let fake = FakeBuilder::m2m(&RSA_KEY).start().await;
     let e = NetSuiteClient::new(m2m_config(&fake, &RSA_KEY, SigningAlgorithm::Es256)).unwrap_err();

@@ -112,6 +112,8 @@ pub struct Fake {
     pub delay: Duration,
     pub token_requests: AtomicU64,
     pub token_error: Mutex<Option<(u16, String)>>,
+    /// Answer 503 to this many token requests.
+    pub token_fail_next: AtomicU32,
     pub assertion_failures: Mutex<Vec<String>>,
     seen_jti: Mutex<HashSet<String>>,
     tokens: Mutex<HashMap<String, Instant>>,
@@ -193,6 +195,7 @@ impl FakeBuilder {
             delay: self.delay,
             token_requests: AtomicU64::new(0),
             token_error: Mutex::new(None),
+            token_fail_next: AtomicU32::new(0),
             assertion_failures: Mutex::new(Vec::new()),
             seen_jti: Mutex::new(HashSet::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -342,6 +345,13 @@ async fn handle(State(fake): State<Arc<Fake>>, req: Request) -> Response {
 
 fn token(fake: &Fake, method: &Method, body: &[u8]) -> Response {
     fake.token_requests.fetch_add(1, Ordering::SeqCst);
+    if fake
+        .token_fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response();
+    }
     if let Some((status, code)) = fake.token_error.lock().unwrap().clone() {
         return (
             StatusCode::from_u16(status).unwrap(),
