@@ -983,7 +983,7 @@ impl NetSuiteClient {
                         "connection failed"
                     };
                     error = NetSuiteError::Network {
-                        message: format!("{what}: {}", e.without_url()),
+                        message: format!("{what}: {}", crate::error::describe_http_error(e)),
                         ambiguous,
                     };
                 }

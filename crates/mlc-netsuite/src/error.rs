@@ -257,6 +257,23 @@ impl NetSuiteError {
     }
 }
 
+/// A reqwest error with its causes ("error sending request: connection closed before message
+/// completed"), without the URL. NetSuite URLs carry no secrets, but they add nothing here.
+pub(crate) fn describe_http_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
 fn body_excerpt(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s = s.trim();

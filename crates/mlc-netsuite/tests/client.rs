@@ -692,3 +692,33 @@ async fn async_create_sends_the_idempotency_key_and_survives_a_lost_response() {
         ("/services/rest/async/v1/job/2", false)
     );
 }
+
+#[tokio::test]
+async fn unreachable_netsuite_is_transient_and_not_ambiguous() {
+    // A port nothing listens on: the request was never sent, so even a create may be retried.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let fake = FakeBuilder::tba().start().await;
+    let mut cfg = tba_config(&fake, CONSUMER_SECRET);
+    cfg.base_url = Some(format!("http://{addr}/").parse().unwrap());
+    cfg.max_retries = 2;
+    let client = NetSuiteClient::new(cfg).unwrap();
+    let e = client
+        .create("customer", json!({"companyName": "X"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NetSuiteError::Network {
+                ambiguous: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.class(), ErrorClass::Transient);
+    assert!(e.to_string().contains("could not connect"), "{e}");
+    assert_eq!(client.requests_made(), 3, "first attempt + 2 retries");
+}

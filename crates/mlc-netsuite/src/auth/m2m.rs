@@ -527,12 +527,12 @@ impl M2mAuth {
             ])
             .send()
             .await
-            .map_err(|e| AuthError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::Unavailable(crate::error::describe_http_error(e)))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| AuthError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::Unavailable(crate::error::describe_http_error(e)))?;
         if status.is_success() {
             let parsed: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|e| AuthError::Malformed(format!("not a token response: {e}")))?;
