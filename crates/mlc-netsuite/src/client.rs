@@ -103,6 +103,67 @@ impl NetSuiteConfig {
     }
 }
 
+/// A request body: JSON text sent byte for byte. Built from a `serde_json::Value`, or from a
+/// [`crate::documents::Json`] document whose amounts are exact decimals (a `Value` would turn
+/// them into binary floats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBody {
+    text: String,
+}
+
+impl RecordBody {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Sets `externalId` (or checks it matches), keeping every other value's exact text.
+    fn with_external_id(self, external_id: &ExternalId) -> Result<RecordBody, NetSuiteError> {
+        let mut fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&self.text).map_err(|_| {
+                NetSuiteError::InvalidArgument("a record body must be a JSON object".into())
+            })?;
+        match fields.get("externalId") {
+            Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(s) if s.eq_ignore_ascii_case(external_id.as_str()) => return Ok(self),
+                _ => {
+                    return Err(NetSuiteError::InvalidArgument(format!(
+                        "body externalId {} differs from `{external_id}`",
+                        raw.get()
+                    )));
+                }
+            },
+            None => {
+                let value = serde_json::value::to_raw_value(external_id.as_str())
+                    .map_err(|e| NetSuiteError::InvalidArgument(format!("external ID: {e}")))?;
+                fields.insert("externalId".into(), value);
+            }
+        }
+        let text = serde_json::to_string(&fields)
+            .map_err(|e| NetSuiteError::InvalidArgument(format!("record body: {e}")))?;
+        Ok(RecordBody { text })
+    }
+}
+
+impl From<Value> for RecordBody {
+    fn from(v: Value) -> Self {
+        RecordBody {
+            text: v.to_string(),
+        }
+    }
+}
+
+impl From<&crate::documents::Json> for RecordBody {
+    fn from(j: &crate::documents::Json) -> Self {
+        RecordBody { text: j.to_body() }
+    }
+}
+
+impl From<crate::documents::Json> for RecordBody {
+    fn from(j: crate::documents::Json) -> Self {
+        RecordBody::from(&j)
+    }
+}
+
 /// Whether [`NetSuiteClient::create_once`] made the record or found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -403,8 +464,9 @@ impl NetSuiteClient {
     pub async fn create(
         &self,
         record_type: &str,
-        body: Value,
+        body: impl Into<RecordBody>,
     ) -> Result<NetSuiteInternalId, NetSuiteError> {
+        let body = body.into();
         let url = self.record_url(record_type, None)?;
         let reply = self
             .send(
@@ -440,8 +502,9 @@ impl NetSuiteClient {
         &self,
         record_type: &str,
         external_id: &ExternalId,
-        body: Value,
+        body: impl Into<RecordBody>,
     ) -> Result<Option<NetSuiteInternalId>, NetSuiteError> {
+        let body = body.into();
         let url = self.record_url(record_type, Some(&format!("eid:{}", external_id.as_str())))?;
         let reply = self
             .send(
@@ -503,8 +566,9 @@ impl NetSuiteClient {
         &self,
         record_type: &str,
         id: &NetSuiteInternalId,
-        body: Value,
+        body: impl Into<RecordBody>,
     ) -> Result<(), NetSuiteError> {
+        let body = body.into();
         let url = self.record_url(record_type, Some(id.as_str()))?;
         self.send(
             Kind::RecordWrite,
@@ -538,24 +602,9 @@ impl NetSuiteClient {
         &self,
         record_type: &str,
         external_id: &ExternalId,
-        mut body: Value,
+        body: impl Into<RecordBody>,
     ) -> Result<(NetSuiteInternalId, CreateOutcome), NetSuiteError> {
-        let Some(obj) = body.as_object_mut() else {
-            return Err(NetSuiteError::InvalidArgument(
-                "a record body must be a JSON object".into(),
-            ));
-        };
-        match obj.get("externalId") {
-            Some(Value::String(s)) if s.eq_ignore_ascii_case(external_id.as_str()) => {}
-            Some(other) => {
-                return Err(NetSuiteError::InvalidArgument(format!(
-                    "body externalId {other} differs from `{external_id}`"
-                )));
-            }
-            None => {
-                obj.insert("externalId".into(), Value::String(external_id.to_string()));
-            }
-        }
+        let body = body.into().with_external_id(external_id)?;
         if let Some(id) = self.find_by_external_id(record_type, external_id).await? {
             return Ok((id, CreateOutcome::AlreadyExisted));
         }
@@ -613,9 +662,10 @@ impl NetSuiteClient {
     pub async fn create_async(
         &self,
         record_type: &str,
-        body: Value,
+        body: impl Into<RecordBody>,
         key: &IdempotencyKey,
     ) -> Result<AsyncJob, NetSuiteError> {
+        let body = body.into();
         let url = self.record_url(record_type, None)?;
         let key_header = netsuite_idempotency_uuid(key).to_string();
         let reply = self
@@ -680,10 +730,11 @@ impl NetSuiteClient {
         url.query_pairs_mut()
             .append_pair("limit", &limit.to_string())
             .append_pair("offset", &offset.to_string());
-        let mut body = serde_json::json!({ "q": query });
+        let mut query_body = serde_json::json!({ "q": query });
         if !params.is_empty() {
-            body["params"] = Value::from(params);
+            query_body["params"] = Value::from(params);
         }
+        let body = RecordBody::from(query_body);
         let reply = self
             .send(
                 Kind::SuiteQl,
@@ -835,7 +886,7 @@ impl NetSuiteClient {
         kind: Kind,
         method: Method,
         url: Url,
-        body: Option<&Value>,
+        body: Option<&RecordBody>,
         headers: &[(&'static str, &'static str)],
         policy: Policy,
     ) -> Result<Reply, NetSuiteError> {
@@ -852,7 +903,7 @@ impl NetSuiteClient {
         kind: Kind,
         method: Method,
         url: Url,
-        body: Option<&Value>,
+        body: Option<&RecordBody>,
         headers: &[(&'static str, String)],
         policy: Policy,
     ) -> Result<Reply, NetSuiteError> {
@@ -886,7 +937,9 @@ impl NetSuiteClient {
                 rb = rb.header(*k, v.as_str());
             }
             if let Some(b) = body {
-                rb = rb.json(b);
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.text.clone());
             }
             c.total.fetch_add(1, Ordering::Relaxed);
             match kind {
@@ -1135,5 +1188,27 @@ mod tests {
             join_path(&b, &["a"]).unwrap().as_str(),
             "http://127.0.0.1:9/prefix/a"
         );
+    }
+}
+
+#[cfg(test)]
+mod record_body_tests {
+    use super::*;
+
+    #[test]
+    fn external_id_is_added_without_touching_exact_amounts() {
+        let doc = crate::documents::Json::Obj(vec![(
+            "amount".into(),
+            crate::documents::Json::Num("1234567890123.450".parse().unwrap()),
+        )]);
+        let eid = ExternalId::parse("stripe_in_1").unwrap();
+        let body = RecordBody::from(doc).with_external_id(&eid).unwrap();
+        assert!(body.as_str().contains(r#""amount":1234567890123.450"#), "{}", body.as_str());
+        assert!(body.as_str().contains(r#""externalId":"stripe_in_1""#));
+        // A matching externalId (any case) is kept; a different one is refused.
+        let same = RecordBody::from(serde_json::json!({"externalId": "STRIPE_IN_1"}));
+        assert!(same.with_external_id(&eid).is_ok());
+        let other = RecordBody::from(serde_json::json!({"externalId": "stripe_in_2"}));
+        assert!(other.with_external_id(&eid).is_err());
     }
 }

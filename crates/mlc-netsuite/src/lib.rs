@@ -38,8 +38,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod documents;
 pub mod client;
+pub mod documents;
 pub mod error;
 pub mod governor;
 
@@ -48,8 +48,8 @@ pub use auth::{
     M2mOptions, SigningAlgorithm, TbaSigner, TokenStatus,
 };
 pub use client::{
-    AsyncJob, CreateOutcome, NetSuiteClient, NetSuiteConfig, RequestCounts, SUITEQL_MAX_LIMIT,
-    SUITEQL_MAX_ROWS, SuiteQlPage, SuiteQlRow, netsuite_idempotency_uuid,
+    AsyncJob, CreateOutcome, NetSuiteClient, NetSuiteConfig, RecordBody, RequestCounts,
+    SUITEQL_MAX_LIMIT, SUITEQL_MAX_ROWS, SuiteQlPage, SuiteQlRow, netsuite_idempotency_uuid,
 };
 pub use error::{ErrorDetail, ErrorEnvelope, NetSuiteError};
 pub use governor::{AdaptiveLimit, BoxFuture, BudgetPermit, ConcurrencyBudget};
