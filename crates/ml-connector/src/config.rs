@@ -7,6 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use mlc_core::{Currency, NetSuiteInternalId};
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Value;
@@ -133,6 +136,69 @@ pub struct WorkerConfig {
     pub max_attempts: i32,
 }
 
+/// When a Stripe invoice is posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvoiceTrigger {
+    Paid,
+    Finalized,
+}
+
+/// How Stripe's processing fees are booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeeMode {
+    /// Revenue net of fees: the fee is a negative line on the fee item (the seed's rule).
+    Net,
+    /// Revenue at the amount charged; the fee is a journal entry.
+    Gross,
+}
+
+/// How a Stripe product finds its NetSuite item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemMatch {
+    CustomField,
+    ExternalId,
+}
+
+/// One way of finding the NetSuite customer of a Stripe customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerMatch {
+    ExternalId,
+    CustomField,
+    Email,
+}
+
+/// What posts, when, and onto which NetSuite references.
+#[derive(Debug, Clone)]
+pub struct PostingConfig {
+    pub invoice_trigger: InvoiceTrigger,
+    pub fees: FeeMode,
+    pub time_zone: jiff::tz::TimeZone,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub discount_item: Option<NetSuiteInternalId>,
+    pub tax_item: Option<NetSuiteInternalId>,
+    pub fee_item: Option<NetSuiteInternalId>,
+    pub default_item: Option<NetSuiteInternalId>,
+    pub charge_product_metadata_key: Option<String>,
+    pub payment_account: Option<NetSuiteInternalId>,
+    pub fee_expense_account: Option<NetSuiteInternalId>,
+    pub fee_clearing_account: Option<NetSuiteInternalId>,
+    pub currencies: BTreeMap<Currency, NetSuiteInternalId>,
+    pub stripe_id_field: Option<String>,
+    pub item_match: ItemMatch,
+    pub item_field: String,
+    pub customer_match: Vec<CustomerMatch>,
+    pub customer_field: String,
+    pub create_customers: bool,
+    pub guest_customer: Option<NetSuiteInternalId>,
+    pub unmapped_retry_secs: u64,
+    pub unmapped_retry_max_secs: u64,
+    pub unmapped_give_up_secs: u64,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -142,6 +208,7 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub netsuite: NetSuiteConfig,
     pub worker: WorkerConfig,
+    pub posting: PostingConfig,
 }
 
 /// Where configuration values come from.
@@ -400,6 +467,132 @@ impl Reader<'_> {
         })
     }
 
+    fn internal_id(&self, path: &str) -> Result<Option<NetSuiteInternalId>, ConfigError> {
+        match self.opt_string(path) {
+            None => Ok(None),
+            Some(s) => NetSuiteInternalId::parse(s.trim()).map(Some).map_err(|_| {
+                invalid(
+                    path,
+                    &self.merged.origin(path),
+                    format!("`{s}` is not a NetSuite internal ID"),
+                    "the record's internal ID (digits), or empty",
+                )
+            }),
+        }
+    }
+
+    fn strings(&self, path: &str) -> Vec<String> {
+        match self.value(path) {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn bool(&self, path: &str) -> bool {
+        self.value(path).as_bool().unwrap_or(false)
+    }
+
+    fn custom_field(&self, path: &str, prefixes: &[&str]) -> Result<Option<String>, ConfigError> {
+        let Some(name) = self.opt_string(path) else {
+            return Ok(None);
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let ok = prefixes.iter().any(|p| name.starts_with(p))
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(invalid(
+                path,
+                &self.merged.origin(path),
+                format!("`{name}` is not a NetSuite custom field ID"),
+                &format!("a script ID starting with {}", prefixes.join(" or ")),
+            ));
+        }
+        Ok(Some(name))
+    }
+
+    fn posting(&self) -> Result<PostingConfig, ConfigError> {
+        let tz_name = self.string("posting.time_zone");
+        let time_zone = jiff::tz::TimeZone::get(tz_name.trim()).map_err(|_| {
+            invalid(
+                "posting.time_zone",
+                &self.merged.origin("posting.time_zone"),
+                format!("`{tz_name}` is not a known time zone"),
+                "an IANA name such as America/New_York or Europe/Paris",
+            )
+        })?;
+        let mut currencies = BTreeMap::new();
+        for entry in self.strings("posting.currencies") {
+            let parsed = entry.split_once('=').and_then(|(code, id)| {
+                Some((Currency::parse(code.trim()).ok()?, NetSuiteInternalId::parse(id.trim()).ok()?))
+            });
+            let Some((currency, id)) = parsed else {
+                return Err(invalid(
+                    "posting.currencies",
+                    &self.merged.origin("posting.currencies"),
+                    format!("`{entry}` is not CODE=ID"),
+                    "entries such as \"USD=1\" (ISO code = NetSuite currency internal ID)",
+                ));
+            };
+            currencies.insert(currency, id);
+        }
+        let mut customer_match = Vec::new();
+        for m in self.strings("posting.customer_match") {
+            let parsed = CustomerMatch::deserialize(toml::Value::String(m.to_ascii_lowercase()))
+                .map_err(|_| {
+                    invalid(
+                        "posting.customer_match",
+                        &self.merged.origin("posting.customer_match"),
+                        format!("`{m}` is not a matching method"),
+                        "a list of external_id, custom_field, email",
+                    )
+                })?;
+            customer_match.push(parsed);
+        }
+        let posting = PostingConfig {
+            invoice_trigger: self.choice("posting.invoice_trigger", "paid or finalized")?,
+            fees: self.choice("posting.fees", "net or gross")?,
+            time_zone,
+            subsidiary: self.internal_id("posting.subsidiary")?,
+            discount_item: self.internal_id("posting.discount_item")?,
+            tax_item: self.internal_id("posting.tax_item")?,
+            fee_item: self.internal_id("posting.fee_item")?,
+            default_item: self.internal_id("posting.default_item")?,
+            charge_product_metadata_key: self.opt_string("posting.charge_product_metadata_key"),
+            payment_account: self.internal_id("posting.payment_account")?,
+            fee_expense_account: self.internal_id("posting.fee_expense_account")?,
+            fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
+            currencies,
+            stripe_id_field: self.custom_field("posting.stripe_id_field", &["custbody"])?,
+            item_match: self.choice("posting.item_match", "custom_field or external_id")?,
+            item_field: self
+                .custom_field("posting.item_field", &["custitem"])?
+                .unwrap_or_else(|| "custitem_stripe_product_id".into()),
+            customer_match,
+            customer_field: self
+                .custom_field("posting.customer_field", &["custentity"])?
+                .unwrap_or_else(|| "custentity_stripe_customer_id".into()),
+            create_customers: self.bool("posting.create_customers"),
+            guest_customer: self.internal_id("posting.guest_customer")?,
+            unmapped_retry_secs: self.int("posting.unmapped_retry_secs", 1, 86_400, "1 to 86400 seconds")? as u64,
+            unmapped_retry_max_secs: self.int("posting.unmapped_retry_max_secs", 1, 604_800, "1 to 604800 seconds")? as u64,
+            unmapped_give_up_secs: self.int("posting.unmapped_give_up_secs", 60, 31_536_000, "60 seconds to a year")? as u64,
+        };
+        if posting.fees == FeeMode::Net && posting.invoice_trigger == InvoiceTrigger::Finalized {
+            return Err(invalid(
+                "posting.invoice_trigger",
+                &self.merged.origin("posting.invoice_trigger"),
+                "`finalized` cannot work with posting.fees = \"net\": Stripe's fee is only known once the invoice is paid",
+                "invoice_trigger = \"paid\", or fees = \"gross\" to post invoices at finalization",
+            ));
+        }
+        Ok(posting)
+    }
+
     fn choice<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
@@ -535,6 +728,7 @@ impl Config {
                     as u64,
                 max_attempts: r.int("worker.max_attempts", 1, 1000, "1 to 1000 attempts")? as i32,
             },
+            posting: r.posting()?,
         })
     }
 
@@ -649,6 +843,37 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+    }
+
+    #[test]
+    fn posting_settings_are_typed_and_checked() {
+        let (c, _) = load(&env(&[
+            ("MLC__POSTING__CURRENCIES", "USD=1, eur=2"),
+            ("MLC__POSTING__FEE_ITEM", "77"),
+            ("MLC__POSTING__TIME_ZONE", "Europe/Paris"),
+        ]))
+        .unwrap();
+        assert_eq!(c.posting.currencies.len(), 2);
+        assert_eq!(c.posting.currencies[&Currency::EUR].as_str(), "2");
+        assert_eq!(c.posting.fee_item.as_ref().unwrap().as_str(), "77");
+        assert_eq!(c.posting.fees, FeeMode::Net);
+
+        let e = load(&env(&[("MLC__POSTING__INVOICE_TRIGGER", "finalized")])).unwrap_err();
+        assert!(e.to_string().contains("fee is only known once the invoice is paid"), "{e}");
+        assert!(load(&env(&[
+            ("MLC__POSTING__INVOICE_TRIGGER", "finalized"),
+            ("MLC__POSTING__FEES", "gross"),
+        ]))
+        .is_ok());
+
+        let e = load(&env(&[("MLC__POSTING__FEE_ITEM", "fees")])).unwrap_err();
+        assert!(e.to_string().contains("posting.fee_item"), "{e}");
+        let e = load(&env(&[("MLC__POSTING__TIME_ZONE", "Mars/Olympus")])).unwrap_err();
+        assert!(e.to_string().contains("posting.time_zone"), "{e}");
+        let e = load(&env(&[("MLC__POSTING__CURRENCIES", "USD:1")])).unwrap_err();
+        assert!(e.to_string().contains("CODE=ID"), "{e}");
+        let e = load(&env(&[("MLC__POSTING__ITEM_FIELD", "stripe id")])).unwrap_err();
+        assert!(e.to_string().contains("posting.item_field"), "{e}");
     }
 
     #[test]

@@ -15,15 +15,7 @@ use mlc_stripe::facts::{ChargeFacts, InvoiceFacts};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::json;
 
-/// How Stripe's processing fees are booked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FeeMode {
-    /// Revenue net of fees: the fee is a negative line on the fee item (the seed's rule).
-    Net,
-    /// Revenue at the amount charged; the fee is a journal entry.
-    Gross,
-}
+pub use crate::config::FeeMode;
 
 /// Configured NetSuite references and choices the mapping needs.
 #[derive(Debug, Clone)]
