@@ -283,7 +283,7 @@ fn line_from_item(db: &mut Db, item: &Value, invoice: &str) -> Value {
             "subscription_item_details": null, "type": "invoice_item_details",
         },
         "period": item["period"], "pretax_credit_amounts": [], "pricing": item["pricing"],
-        "quantity": item["quantity"], "subscription": null, "subtotal": item["amount"], "taxes": [],
+        "quantity": item["quantity"], "quantity_decimal": item["quantity"].as_i64().map(|q| q.to_string()), "subscription": null, "subtotal": item["amount"], "taxes": [],
         "_tax_rates": item["_tax_rates"],
     })
 }
@@ -369,7 +369,7 @@ pub(crate) fn invoice_items(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str],
                 "customer_account": null, "date": now, "description": description,
                 "discountable": params::boolean(p, "discountable")?.unwrap_or(true), "discounts": [],
                 "invoice": invoice, "livemode": ctx.livemode, "metadata": params::metadata(p)?, "net_amount": amount,
-                "parent": null, "period": period, "pricing": pricing, "proration": false, "quantity": quantity,
+                "parent": null, "period": period, "pricing": pricing, "proration": false, "quantity": quantity, "quantity_decimal": quantity.to_string(),
                 "tax_rates": tr_objs, "test_clock": null, "_tax_rates": tax_rates,
             });
             db.insert("invoiceitem", &id, item.clone());
@@ -1051,7 +1051,7 @@ fn bill_subscription(db: &mut Db, ctx: &Ctx, sub_id: &str, reason: &str) -> Resu
             },
             "period": {"end": it["current_period_end"], "start": it["current_period_start"]},
             "pretax_credit_amounts": [], "pricing": {"price_details": {"price": price_id, "product": price["product"]}, "type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"]},
-            "quantity": qty, "subscription": sub_id, "subtotal": unit * qty, "taxes": [], "_tax_rates": it["_tax_rates"],
+            "quantity": qty, "quantity_decimal": qty.to_string(), "subscription": sub_id, "subtotal": unit * qty, "taxes": [], "_tax_rates": it["_tax_rates"],
         }));
     }
     let discounts = sub["discounts"].clone();
@@ -1149,14 +1149,14 @@ pub(crate) fn subscriptions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str],
                 "id": sub_id, "object": "subscription", "application": null, "application_fee_percent": null,
                 "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null},
                 "billing_cycle_anchor": now, "billing_cycle_anchor_config": null, "billing_mode": {"type": "classic"},
-                "billing_thresholds": null, "cancel_at": null, "cancel_at_period_end": false, "canceled_at": null,
+                "billing_schedules": [], "billing_thresholds": null, "cancel_at": null, "cancel_at_period_end": false, "canceled_at": null,
                 "cancellation_details": {"comment": null, "feedback": null, "reason": null},
                 "collection_method": cm, "created": now, "currency": cur.as_str(), "customer": customer,
                 "customer_account": null, "days_until_due": due, "default_payment_method": dpm, "default_source": null,
                 "default_tax_rates": rate_objs, "description": s(p, "description"), "discounts": discounts,
                 "ended_at": null, "invoice_settings": {"account_tax_ids": null, "issuer": {"type": "self"}},
                 "items": {"object": "list", "data": si, "has_more": false, "total_count": prices.len(), "url": format!("/v1/subscription_items?subscription={sub_id}")},
-                "latest_invoice": null, "livemode": ctx.livemode, "metadata": params::metadata(p)?,
+                "latest_invoice": null, "livemode": ctx.livemode, "managed_payments": {"enabled": false}, "metadata": params::metadata(p)?,
                 "next_pending_invoice_item_invoice": null, "on_behalf_of": null, "pause_collection": null,
                 "payment_settings": {"payment_method_options": null, "payment_method_types": null, "save_default_payment_method": "off"},
                 "pending_invoice_item_interval": null, "pending_setup_intent": null, "pending_update": null,

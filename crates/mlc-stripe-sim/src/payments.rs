@@ -314,7 +314,7 @@ pub(crate) fn new_pi(db: &mut Db, ctx: &Ctx, amount: i64, cur: Currency, custome
         "capture_method": "automatic_async", "client_secret": format!("{id}_{secret_tail}"),
         "confirmation_method": "automatic", "created": db.now(), "currency": cur.as_str(), "customer": customer,
         "customer_account": null, "description": description, "excluded_payment_method_types": null,
-        "last_payment_error": null, "latest_charge": null, "livemode": ctx.livemode, "metadata": metadata,
+        "last_payment_error": null, "latest_charge": null, "livemode": ctx.livemode, "managed_payments": {"enabled": false}, "metadata": metadata,
         "next_action": null, "on_behalf_of": null, "payment_method": null,
         "payment_method_configuration_details": null,
         "payment_method_options": {"card": {"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"}},
