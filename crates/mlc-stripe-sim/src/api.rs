@@ -38,7 +38,11 @@ pub(crate) enum Out {
     /// A stored object, rendered in the request's version.
     Obj(String),
     /// A list of stored objects.
-    List { url: String, ids: Vec<String>, has_more: bool },
+    List {
+        url: String,
+        ids: Vec<String>,
+        has_more: bool,
+    },
     /// A value already rendered.
     Raw(Value),
 }
@@ -103,7 +107,13 @@ async fn advance_clock(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
     Json(json!({"now": db.now()})).into_response()
 }
 
-fn respond(status: StatusCode, body: &Value, req_id: &str, version: &str, extra: &[(&str, String)]) -> Response {
+fn respond(
+    status: StatusCode,
+    body: &Value,
+    req_id: &str,
+    version: &str,
+    extra: &[(&str, String)],
+) -> Response {
     let text = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
     let mut resp = (status, text).into_response();
     let h = resp.headers_mut();
@@ -115,7 +125,10 @@ fn respond(status: StatusCode, body: &Value, req_id: &str, version: &str, extra:
         h.insert("stripe-version", v);
     }
     for (k, v) in extra {
-        if let (Ok(name), Ok(val)) = (axum::http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(val)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             h.insert(name, val);
         }
     }
@@ -133,11 +146,18 @@ fn error_response(e: &ApiError, req_id: &str, version: &str) -> Response {
 /// The API key from `Authorization: Bearer sk_...` or Basic with the key as username.
 fn api_key(headers: &HeaderMap) -> Option<String> {
     let h = headers.get("authorization")?.to_str().ok()?.trim();
-    if let Some(k) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+    if let Some(k) = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+    {
         return Some(k.trim().to_string());
     }
-    let b = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+    let b = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     Some(s.split(':').next().unwrap_or("").to_string())
 }
@@ -145,17 +165,29 @@ fn api_key(headers: &HeaderMap) -> Option<String> {
 fn new_req_id() -> String {
     const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
-    let tail: String = (0..14).map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char).collect();
+    let tail: String = (0..14)
+        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+        .collect();
     format!("req_{tail}")
 }
 
-async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(st): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req_id = new_req_id();
     let path = uri.path().to_string();
     let default_v = st.default_version.as_str().to_string();
     let is_api = path.starts_with("/v1/") || path.starts_with("/_sim/");
     if !is_api {
-        return error_response(&ApiError::unrecognized_url(method.as_str(), &path), &req_id, &default_v);
+        return error_response(
+            &ApiError::unrecognized_url(method.as_str(), &path),
+            &req_id,
+            &default_v,
+        );
     }
 
     // Fault injection happens before anything executes.
@@ -165,9 +197,13 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
     }
     let injected = {
         let mut rng = st.fault_rng();
-        if faults.rate_limit_probability > 0.0 && rng.random_bool(faults.rate_limit_probability.clamp(0.0, 1.0)) {
+        if faults.rate_limit_probability > 0.0
+            && rng.random_bool(faults.rate_limit_probability.clamp(0.0, 1.0))
+        {
             Some(ApiError::rate_limited())
-        } else if faults.error_500_probability > 0.0 && rng.random_bool(faults.error_500_probability.clamp(0.0, 1.0)) {
+        } else if faults.error_500_probability > 0.0
+            && rng.random_bool(faults.error_500_probability.clamp(0.0, 1.0))
+        {
             Some(ApiError::internal())
         } else {
             None
@@ -187,7 +223,10 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
     }
     let livemode = key.starts_with("sk_live_") || key.starts_with("rk_live_");
 
-    let version = match headers.get("stripe-version").map(|v| v.to_str().unwrap_or("")) {
+    let version = match headers
+        .get("stripe-version")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         None => st.default_version.clone(),
         Some(v) => match ApiVersion::parse(v.trim()) {
             Some(v) => v,
@@ -210,15 +249,21 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
     };
 
     let idem_key = if method == Method::POST {
-        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string)
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     } else {
         None
     };
-    if let Some(k) = &idem_key {
-        if k.len() > 255 {
-            let e = ApiError::invalid_nocode("Idempotency-Key must be no more than 255 characters long.", None);
-            return error_response(&e, &req_id, &vstr);
-        }
+    if let Some(k) = &idem_key
+        && k.len() > 255
+    {
+        let e = ApiError::invalid_nocode(
+            "Idempotency-Key must be no more than 255 characters long.",
+            None,
+        );
+        return error_response(&e, &req_id, &vstr);
     }
     let fingerprint = format!("{} {} {}", method, path, crate::form::encode(&params));
     let idem_slot = idem_key.as_ref().map(|k| format!("{key}\u{0}{k}"));
@@ -234,19 +279,19 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
 
     let (status, value, jobs) = {
         let mut db = st.db();
-        if let Some(slot) = &idem_slot {
-            if let Some(rec) = db.idem.get(slot) {
-                let extra = [
-                    ("idempotent-replayed", "true".to_string()),
-                    ("idempotency-key", idem_key.clone().unwrap_or_default()),
-                ];
-                if rec.fingerprint != fingerprint {
-                    let e = ApiError::idempotency_mismatch(idem_key.as_deref().unwrap_or(""));
-                    return error_response(&e, &req_id, &vstr);
-                }
-                let code = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
-                return respond(code, &rec.body, &req_id, &vstr, &extra);
+        if let Some(slot) = &idem_slot
+            && let Some(rec) = db.idem.get(slot)
+        {
+            let extra = [
+                ("idempotent-replayed", "true".to_string()),
+                ("idempotency-key", idem_key.clone().unwrap_or_default()),
+            ];
+            if rec.fingerprint != fingerprint {
+                let e = ApiError::idempotency_mismatch(idem_key.as_deref().unwrap_or(""));
+                return error_response(&e, &req_id, &vstr);
             }
+            let code = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
+            return respond(code, &rec.body, &req_id, &vstr, &extra);
         }
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let result = dispatch(&mut db, &ctx, method.as_str(), &segs, &params)
@@ -254,12 +299,20 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
         let (status, value, save) = match result {
             Ok(v) => (StatusCode::OK, v, true),
             // Card errors executed (a charge exists), so Stripe saves them; validation errors not.
-            Err(e) => (e.status, e.to_json(), e.status == StatusCode::PAYMENT_REQUIRED),
+            Err(e) => (
+                e.status,
+                e.to_json(),
+                e.status == StatusCode::PAYMENT_REQUIRED,
+            ),
         };
         if let (Some(slot), true) = (&idem_slot, save) {
             db.idem.insert(
                 slot.clone(),
-                IdemRecord { fingerprint, status: status.as_u16(), body: value.clone() },
+                IdemRecord {
+                    fingerprint,
+                    status: status.as_u16(),
+                    body: value.clone(),
+                },
             );
         }
         let jobs = events::drain_jobs(&mut db);
@@ -279,9 +332,13 @@ async fn handle(State(st): State<Arc<Shared>>, method: Method, uri: Uri, headers
 fn finish(db: &Db, ctx: &Ctx, out: Out, p: &Value) -> Result<Value, ApiError> {
     let paths = render::expand_paths(p)?;
     let mut v = match out {
-        Out::Obj(id) => render::render_id(db, &id, &ctx.version).ok_or_else(|| ApiError::not_found("object", &id))?,
+        Out::Obj(id) => render::render_id(db, &id, &ctx.version)
+            .ok_or_else(|| ApiError::not_found("object", &id))?,
         Out::List { url, ids, has_more } => {
-            let data = ids.iter().filter_map(|id| render::render_id(db, id, &ctx.version)).collect();
+            let data = ids
+                .iter()
+                .filter_map(|id| render::render_id(db, id, &ctx.version))
+                .collect();
             render::list_envelope(&url, data, has_more)
         }
         Out::Raw(v) => v,
@@ -299,13 +356,16 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["v1", "products", rest @ ..] => products(db, ctx, method, rest, p),
         ["v1", "prices", rest @ ..] => prices(db, ctx, method, rest, p),
         ["v1", "payment_methods", id] if method == "GET" => {
-            db.get_kind("payment_method", id).ok_or_else(|| ApiError::not_found("PaymentMethod", id))?;
+            db.get_kind("payment_method", id)
+                .ok_or_else(|| ApiError::not_found("PaymentMethod", id))?;
             Ok(Out::Obj(id.to_string()))
         }
         ["v1", "payment_intents", rest @ ..] => payments::payment_intents(db, ctx, method, rest, p),
         ["v1", "charges", rest @ ..] => payments::charges(db, ctx, method, rest, p),
         ["v1", "refunds", rest @ ..] => payments::refunds(db, ctx, method, rest, p),
-        ["v1", "balance_transactions", rest @ ..] => payments::balance_transactions(db, method, rest, p),
+        ["v1", "balance_transactions", rest @ ..] => {
+            payments::balance_transactions(db, method, rest, p)
+        }
         ["v1", "tax_rates", rest @ ..] => billing::tax_rates(db, ctx, method, rest, p),
         ["v1", "coupons", rest @ ..] => billing::coupons(db, ctx, method, rest, p),
         ["v1", "invoiceitems", rest @ ..] => billing::invoice_items(db, ctx, method, rest, p),
@@ -315,9 +375,15 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["v1", "checkout", "sessions", rest @ ..] => checkout::sessions(db, ctx, method, rest, p),
         ["v1", "events"] if method == "GET" => events::list_events(db, p),
         ["v1", "events", id] if method == "GET" => events::get_event(db, id),
-        ["v1", "webhook_endpoints", rest @ ..] => events::webhook_endpoints(db, ctx, method, rest, p),
-        ["_sim", "checkout", "sessions", id, "complete"] if method == "POST" => checkout::complete(db, ctx, id, p),
-        ["_sim", "subscriptions", id, "renew"] if method == "POST" => billing::renew(db, ctx, id, p),
+        ["v1", "webhook_endpoints", rest @ ..] => {
+            events::webhook_endpoints(db, ctx, method, rest, p)
+        }
+        ["_sim", "checkout", "sessions", id, "complete"] if method == "POST" => {
+            checkout::complete(db, ctx, id, p)
+        }
+        ["_sim", "subscriptions", id, "renew"] if method == "POST" => {
+            billing::renew(db, ctx, id, p)
+        }
         _ => Err(unknown()),
     }
 }
@@ -336,30 +402,62 @@ fn account(db: &Db, ctx: &Ctx) -> Value {
 }
 
 /// Lists of a kind with a filter, paginated.
-pub(crate) fn list_kind(db: &Db, kind: &str, url: &str, p: &Value, filter: impl Fn(&Value) -> Result<bool, ApiError>) -> R {
+pub(crate) fn list_kind(
+    db: &Db,
+    kind: &str,
+    url: &str,
+    p: &Value,
+    filter: impl Fn(&Value) -> Result<bool, ApiError>,
+) -> R {
     let page = page_params(p)?;
     let mut ids = Vec::new();
     for id in db.ids_of(kind) {
-        if let Some(v) = db.get_kind(kind, &id) {
-            if filter(v)? && events::created_matches(p, v)? {
-                ids.push(id);
-            }
+        if let Some(v) = db.get_kind(kind, &id)
+            && filter(v)?
+            && events::created_matches(p, v)?
+        {
+            ids.push(id);
         }
     }
     let (ids, has_more) = paginate(&ids, &page, crate::state::noun(kind))?;
-    Ok(Out::List { url: url.into(), ids, has_more })
+    Ok(Out::List {
+        url: url.into(),
+        ids,
+        has_more,
+    })
 }
 
 /// Looks up a referenced object for a parameter (400 resource_missing if absent).
-pub(crate) fn need_ref<'a>(db: &'a Db, kind: &str, id: &str, param: &str) -> Result<&'a Value, ApiError> {
-    db.get_kind(kind, id).ok_or_else(|| ApiError::missing_ref(crate::state::noun(kind), id, param))
+pub(crate) fn need_ref<'a>(
+    db: &'a Db,
+    kind: &str,
+    id: &str,
+    param: &str,
+) -> Result<&'a Value, ApiError> {
+    db.get_kind(kind, id)
+        .ok_or_else(|| ApiError::missing_ref(crate::state::noun(kind), id, param))
 }
 
 fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
     const FIELDS: &[&str] = &[
-        "address", "balance", "description", "email", "metadata", "name", "phone", "payment_method",
-        "invoice_settings", "preferred_locales", "shipping", "tax_exempt", "invoice_prefix",
-        "next_invoice_sequence", "tax", "test_clock", "business_name", "individual_name",
+        "address",
+        "balance",
+        "description",
+        "email",
+        "metadata",
+        "name",
+        "phone",
+        "payment_method",
+        "invoice_settings",
+        "preferred_locales",
+        "shipping",
+        "tax_exempt",
+        "invoice_prefix",
+        "next_invoice_sequence",
+        "tax",
+        "test_clock",
+        "business_name",
+        "individual_name",
     ];
     match (method, segs) {
         ("POST", []) => {
@@ -389,18 +487,22 @@ fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> 
                 token_map = Some((pm.to_string(), pm_id));
             }
             db.insert("customer", &id, v.clone());
-            if let Some((_, pm_id)) = &token_map {
-                if let Some(pm) = db.get_kind_mut("payment_method", pm_id) {
-                    pm["customer"] = json!(id);
-                }
+            if let Some((_, pm_id)) = &token_map
+                && let Some(pm) = db.get_kind_mut("payment_method", pm_id)
+            {
+                pm["customer"] = json!(id);
             }
-            if let Some(dpm) = params::path(p, &["invoice_settings", "default_payment_method"]).and_then(Value::as_str) {
+            if let Some(dpm) = params::path(p, &["invoice_settings", "default_payment_method"])
+                .and_then(Value::as_str)
+            {
                 let resolved = match &token_map {
                     Some((tok, pm_id)) if tok == dpm || pm_id == dpm => pm_id.clone(),
                     _ => {
                         db.objects.remove(&id);
                         return Err(ApiError::invalid_nocode(
-                            format!("The customer does not have a payment method with the ID {dpm}. The payment method must be attached to the customer."),
+                            format!(
+                                "The customer does not have a payment method with the ID {dpm}. The payment method must be attached to the customer."
+                            ),
                             Some("invoice_settings[default_payment_method]"),
                         ));
                     }
@@ -417,9 +519,21 @@ fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> 
             Ok(Out::Obj(id))
         }
         ("GET", []) => {
-            allow(p, &["created", "email", "limit", "starting_after", "ending_before", "test_clock"])?;
+            allow(
+                p,
+                &[
+                    "created",
+                    "email",
+                    "limit",
+                    "starting_after",
+                    "ending_before",
+                    "test_clock",
+                ],
+            )?;
             let email = s(p, "email").map(str::to_string);
-            list_kind(db, "customer", "/v1/customers", p, |c| Ok(email.as_ref().is_none_or(|e| c["email"] == json!(e))))
+            list_kind(db, "customer", "/v1/customers", p, |c| {
+                Ok(email.as_ref().is_none_or(|e| c["email"] == json!(e)))
+            })
         }
         ("GET", [id]) => match db.get(id) {
             Some(st) if st.kind == "customer" => Ok(Out::Obj(id.to_string())),
@@ -427,7 +541,10 @@ fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> 
         },
         ("POST", [id]) => {
             allow(p, FIELDS)?;
-            let old = db.get_kind("customer", id).cloned().ok_or_else(|| ApiError::not_found("customer", id))?;
+            let old = db
+                .get_kind("customer", id)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("customer", id))?;
             let mut v = old.clone();
             for k in ["description", "email", "name", "phone"] {
                 if let Some(x) = p.get(k).and_then(Value::as_str) {
@@ -437,11 +554,17 @@ fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> 
             if let Some(a) = p.get("address") {
                 v["address"] = a.clone();
             }
-            if let Some(dpm) = params::path(p, &["invoice_settings", "default_payment_method"]).and_then(Value::as_str) {
-                let attached = db.get_kind("payment_method", dpm).is_some_and(|pm| pm["customer"] == json!(id));
+            if let Some(dpm) = params::path(p, &["invoice_settings", "default_payment_method"])
+                .and_then(Value::as_str)
+            {
+                let attached = db
+                    .get_kind("payment_method", dpm)
+                    .is_some_and(|pm| pm["customer"] == json!(id));
                 if !attached {
                     return Err(ApiError::invalid_nocode(
-                        format!("The customer does not have a payment method with the ID {dpm}. The payment method must be attached to the customer."),
+                        format!(
+                            "The customer does not have a payment method with the ID {dpm}. The payment method must be attached to the customer."
+                        ),
                         Some("invoice_settings[default_payment_method]"),
                     ));
                 }
@@ -459,21 +582,38 @@ fn customers(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> 
             Ok(Out::Obj(id.to_string()))
         }
         ("DELETE", [id]) => {
-            db.get_kind("customer", id).ok_or_else(|| ApiError::not_found("customer", id))?;
+            db.get_kind("customer", id)
+                .ok_or_else(|| ApiError::not_found("customer", id))?;
             if let Some(st) = db.objects.get_mut(*id) {
                 st.deleted = true;
             }
             events::emit(db, ctx, "customer.deleted", id, None);
-            Ok(Out::Raw(json!({"id": id, "object": "customer", "deleted": true})))
+            Ok(Out::Raw(
+                json!({"id": id, "object": "customer", "deleted": true}),
+            ))
         }
-        _ => Err(ApiError::unrecognized_url(method, &format!("/v1/customers/{}", segs.join("/")))),
+        _ => Err(ApiError::unrecognized_url(
+            method,
+            &format!("/v1/customers/{}", segs.join("/")),
+        )),
     }
 }
 
 fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
     const FIELDS: &[&str] = &[
-        "id", "name", "active", "description", "metadata", "images", "shippable", "statement_descriptor",
-        "tax_code", "unit_label", "url", "marketing_features", "package_dimensions",
+        "id",
+        "name",
+        "active",
+        "description",
+        "metadata",
+        "images",
+        "shippable",
+        "statement_descriptor",
+        "tax_code",
+        "unit_label",
+        "url",
+        "marketing_features",
+        "package_dimensions",
     ];
     match (method, segs) {
         ("POST", []) => {
@@ -482,7 +622,11 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
             let id = match s(p, "id") {
                 Some(x) => {
                     if db.get(x).is_some() {
-                        return Err(ApiError::invalid("resource_already_exists", format!("Product already exists."), Some("id")));
+                        return Err(ApiError::invalid(
+                            "resource_already_exists",
+                            "Product already exists.".to_string(),
+                            Some("id"),
+                        ));
                     }
                     x.to_string()
                 }
@@ -503,12 +647,26 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
             Ok(Out::Obj(id))
         }
         ("GET", []) => {
-            allow(p, &["active", "created", "ids", "limit", "starting_after", "ending_before", "shippable", "url"])?;
+            allow(
+                p,
+                &[
+                    "active",
+                    "created",
+                    "ids",
+                    "limit",
+                    "starting_after",
+                    "ending_before",
+                    "shippable",
+                    "url",
+                ],
+            )?;
             let active = params::boolean(p, "active")?;
             let ids = params::str_list(p, "ids")?;
             list_kind(db, "product", "/v1/products", p, |v| {
                 Ok(active.is_none_or(|a| v["active"] == json!(a))
-                    && ids.as_ref().is_none_or(|l| l.iter().any(|i| v["id"] == json!(i))))
+                    && ids
+                        .as_ref()
+                        .is_none_or(|l| l.iter().any(|i| v["id"] == json!(i))))
             })
         }
         ("GET", [id]) => match db.get(id) {
@@ -516,8 +674,25 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
             _ => Err(ApiError::not_found("product", id)),
         },
         ("POST", [id]) => {
-            allow(p, &["name", "active", "description", "metadata", "images", "default_price", "tax_code", "unit_label", "url", "statement_descriptor"])?;
-            let old = db.get_kind("product", id).cloned().ok_or_else(|| ApiError::not_found("product", id))?;
+            allow(
+                p,
+                &[
+                    "name",
+                    "active",
+                    "description",
+                    "metadata",
+                    "images",
+                    "default_price",
+                    "tax_code",
+                    "unit_label",
+                    "url",
+                    "statement_descriptor",
+                ],
+            )?;
+            let old = db
+                .get_kind("product", id)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("product", id))?;
             let mut v = old.clone();
             if let Some(n) = p.get("name").and_then(Value::as_str) {
                 if n.is_empty() {
@@ -525,7 +700,13 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
                 }
                 v["name"] = json!(n);
             }
-            for k in ["description", "tax_code", "unit_label", "url", "statement_descriptor"] {
+            for k in [
+                "description",
+                "tax_code",
+                "unit_label",
+                "url",
+                "statement_descriptor",
+            ] {
                 if let Some(x) = p.get(k).and_then(Value::as_str) {
                     v[k] = if x.is_empty() { Value::Null } else { json!(x) };
                 }
@@ -536,7 +717,10 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
             if let Some(dp) = s(p, "default_price") {
                 let price = need_ref(db, "price", dp, "default_price")?;
                 if price["product"] != json!(id) {
-                    return Err(ApiError::invalid_nocode(format!("The price {dp} does not belong to product {id}."), Some("default_price")));
+                    return Err(ApiError::invalid_nocode(
+                        format!("The price {dp} does not belong to product {id}."),
+                        Some("default_price"),
+                    ));
                 }
                 v["default_price"] = json!(dp);
             }
@@ -553,41 +737,78 @@ fn products(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
             Ok(Out::Obj(id.to_string()))
         }
         ("DELETE", [id]) => {
-            db.get_kind("product", id).ok_or_else(|| ApiError::not_found("product", id))?;
-            let has_prices = db.ids_of("price").iter().any(|pid| db.get_kind("price", pid).is_some_and(|pr| pr["product"] == json!(id)));
+            db.get_kind("product", id)
+                .ok_or_else(|| ApiError::not_found("product", id))?;
+            let has_prices = db.ids_of("price").iter().any(|pid| {
+                db.get_kind("price", pid)
+                    .is_some_and(|pr| pr["product"] == json!(id))
+            });
             if has_prices {
-                return Err(ApiError::invalid_nocode("This product cannot be deleted because it has one or more user-created prices.", None));
+                return Err(ApiError::invalid_nocode(
+                    "This product cannot be deleted because it has one or more user-created prices.",
+                    None,
+                ));
             }
             if let Some(st) = db.objects.get_mut(*id) {
                 st.deleted = true;
             }
             events::emit(db, ctx, "product.deleted", id, None);
-            Ok(Out::Raw(json!({"id": id, "object": "product", "deleted": true})))
+            Ok(Out::Raw(
+                json!({"id": id, "object": "product", "deleted": true}),
+            ))
         }
-        _ => Err(ApiError::unrecognized_url(method, &format!("/v1/products/{}", segs.join("/")))),
+        _ => Err(ApiError::unrecognized_url(
+            method,
+            &format!("/v1/products/{}", segs.join("/")),
+        )),
     }
 }
 
 fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
     match (method, segs) {
         ("POST", []) => {
-            allow(p, &[
-                "currency", "product", "product_data", "unit_amount", "unit_amount_decimal", "recurring",
-                "nickname", "lookup_key", "metadata", "active", "tax_behavior", "billing_scheme",
-                "transfer_lookup_key",
-            ])?;
+            allow(
+                p,
+                &[
+                    "currency",
+                    "product",
+                    "product_data",
+                    "unit_amount",
+                    "unit_amount_decimal",
+                    "recurring",
+                    "nickname",
+                    "lookup_key",
+                    "metadata",
+                    "active",
+                    "tax_behavior",
+                    "billing_scheme",
+                    "transfer_lookup_key",
+                ],
+            )?;
             let cur = params::currency_of(params::req_s(p, "currency")?, "currency")?;
             let product = match (s(p, "product"), p.get("product_data")) {
-                (Some(_), Some(_)) => return Err(ApiError::invalid_nocode("You may only specify one of these parameters: product, product_data.", None)),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid_nocode(
+                        "You may only specify one of these parameters: product, product_data.",
+                        None,
+                    ));
+                }
                 (Some(pid), None) => {
                     let prod = need_ref(db, "product", pid, "product")?;
                     if prod["active"] == json!(false) {
-                        return Err(ApiError::invalid_nocode(format!("The product `{pid}` is inactive."), Some("product")));
+                        return Err(ApiError::invalid_nocode(
+                            format!("The product `{pid}` is inactive."),
+                            Some("product"),
+                        ));
                     }
                     pid.to_string()
                 }
                 (None, Some(pd)) => {
-                    let name = pd.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| ApiError::missing("product_data[name]"))?;
+                    let name = pd
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| ApiError::missing("product_data[name]"))?;
                     let pid = db.new_id("prod");
                     let now = db.now();
                     db.insert("product", &pid, json!({
@@ -603,33 +824,73 @@ fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
                 (None, None) => return Err(ApiError::missing("product")),
             };
             if s(p, "billing_scheme").is_some_and(|b| b != "per_unit") {
-                return Err(ApiError::invalid_nocode("The simulator only supports billing_scheme=per_unit.", Some("billing_scheme")));
+                return Err(ApiError::invalid_nocode(
+                    "The simulator only supports billing_scheme=per_unit.",
+                    Some("billing_scheme"),
+                ));
             }
             let unit = match (params::int(p, "unit_amount")?, s(p, "unit_amount_decimal")) {
-                (Some(_), Some(_)) => return Err(ApiError::invalid_nocode("You may only specify one of these parameters: unit_amount, unit_amount_decimal.", None)),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid_nocode(
+                        "You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
+                        None,
+                    ));
+                }
                 (Some(u), None) => u,
-                (None, Some(d)) => d.parse::<i64>().map_err(|_| ApiError::invalid_nocode("The simulator only supports whole unit_amount_decimal values.", Some("unit_amount_decimal")))?,
-                (None, None) => return Err(ApiError::invalid_nocode("You must pass either `unit_amount`, `unit_amount_decimal`, or `custom_unit_amount`.", None)),
+                (None, Some(d)) => d.parse::<i64>().map_err(|_| {
+                    ApiError::invalid_nocode(
+                        "The simulator only supports whole unit_amount_decimal values.",
+                        Some("unit_amount_decimal"),
+                    )
+                })?,
+                (None, None) => {
+                    return Err(ApiError::invalid_nocode(
+                        "You must pass either `unit_amount`, `unit_amount_decimal`, or `custom_unit_amount`.",
+                        None,
+                    ));
+                }
             };
             params::check_amount(unit, cur, "unit_amount", true)?;
             let recurring = match p.get("recurring") {
                 None => Value::Null,
                 Some(r) => {
-                    let interval = r.get("interval").and_then(Value::as_str).ok_or_else(|| ApiError::missing("recurring[interval]"))?;
+                    let interval = r
+                        .get("interval")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| ApiError::missing("recurring[interval]"))?;
                     if !["day", "week", "month", "year"].contains(&interval) {
-                        return Err(ApiError::invalid("parameter_invalid_string", format!("Invalid recurring[interval]: must be one of day, week, month, or year"), Some("recurring[interval]")));
+                        return Err(ApiError::invalid(
+                            "parameter_invalid_string",
+                            "Invalid recurring[interval]: must be one of day, week, month, or year"
+                                .to_string(),
+                            Some("recurring[interval]"),
+                        ));
                     }
-                    let count = params::int_at(r.get("interval_count"), "recurring[interval_count]")?.unwrap_or(1);
-                    let max = match interval { "day" => 1095, "week" => 156, "month" => 36, _ => 3 };
+                    let count =
+                        params::int_at(r.get("interval_count"), "recurring[interval_count]")?
+                            .unwrap_or(1);
+                    let max = match interval {
+                        "day" => 1095,
+                        "week" => 156,
+                        "month" => 36,
+                        _ => 3,
+                    };
                     if count < 1 || count > max {
-                        return Err(ApiError::invalid_nocode("Invalid recurring[interval_count]: the maximum billing interval is 3 years.", Some("recurring[interval_count]")));
+                        return Err(ApiError::invalid_nocode(
+                            "Invalid recurring[interval_count]: the maximum billing interval is 3 years.",
+                            Some("recurring[interval_count]"),
+                        ));
                     }
                     json!({"interval": interval, "interval_count": count, "meter": null, "trial_period_days": null, "usage_type": "licensed"})
                 }
             };
             let tax_behavior = s(p, "tax_behavior").unwrap_or("unspecified");
             if !["inclusive", "exclusive", "unspecified"].contains(&tax_behavior) {
-                return Err(ApiError::invalid("parameter_invalid_string", "Invalid tax_behavior", Some("tax_behavior")));
+                return Err(ApiError::invalid(
+                    "parameter_invalid_string",
+                    "Invalid tax_behavior",
+                    Some("tax_behavior"),
+                ));
             }
             let id = db.new_id("price");
             let v = json!({
@@ -646,17 +907,31 @@ fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
             if recurring.is_object() {
                 // Stripe still emits the legacy plan event for recurring prices.
                 events::emit(db, ctx, "plan.created", &id, None);
-                if let Some(ev_id) = db.new_events.last().cloned() {
-                    if let Some(ev) = db.get_kind_mut("event", &ev_id) {
-                        ev["_kind"] = json!("plan");
-                        ev["data"]["object"] = plan_of(&ev["data"]["object"]);
-                    }
+                if let Some(ev_id) = db.new_events.last().cloned()
+                    && let Some(ev) = db.get_kind_mut("event", &ev_id)
+                {
+                    ev["_kind"] = json!("plan");
+                    ev["data"]["object"] = plan_of(&ev["data"]["object"]);
                 }
             }
             Ok(Out::Obj(id))
         }
         ("GET", []) => {
-            allow(p, &["active", "created", "currency", "limit", "starting_after", "ending_before", "lookup_keys", "product", "recurring", "type"])?;
+            allow(
+                p,
+                &[
+                    "active",
+                    "created",
+                    "currency",
+                    "limit",
+                    "starting_after",
+                    "ending_before",
+                    "lookup_keys",
+                    "product",
+                    "recurring",
+                    "type",
+                ],
+            )?;
             let active = params::boolean(p, "active")?;
             let cur = s(p, "currency").map(str::to_lowercase);
             let product = s(p, "product").map(str::to_string);
@@ -667,16 +942,32 @@ fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
                     && cur.as_ref().is_none_or(|c| v["currency"] == json!(c))
                     && product.as_ref().is_none_or(|x| v["product"] == json!(x))
                     && ty.as_ref().is_none_or(|x| v["type"] == json!(x))
-                    && lookup.as_ref().is_none_or(|l| l.iter().any(|k| v["lookup_key"] == json!(k))))
+                    && lookup
+                        .as_ref()
+                        .is_none_or(|l| l.iter().any(|k| v["lookup_key"] == json!(k))))
             })
         }
         ("GET", [id]) => {
-            db.get_kind("price", id).ok_or_else(|| ApiError::not_found("price", id))?;
+            db.get_kind("price", id)
+                .ok_or_else(|| ApiError::not_found("price", id))?;
             Ok(Out::Obj(id.to_string()))
         }
         ("POST", [id]) => {
-            allow(p, &["active", "metadata", "nickname", "lookup_key", "tax_behavior", "transfer_lookup_key"])?;
-            let old = db.get_kind("price", id).cloned().ok_or_else(|| ApiError::not_found("price", id))?;
+            allow(
+                p,
+                &[
+                    "active",
+                    "metadata",
+                    "nickname",
+                    "lookup_key",
+                    "tax_behavior",
+                    "transfer_lookup_key",
+                ],
+            )?;
+            let old = db
+                .get_kind("price", id)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("price", id))?;
             let mut v = old.clone();
             if let Some(a) = params::boolean(p, "active")? {
                 v["active"] = json!(a);
@@ -688,7 +979,10 @@ fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
             }
             if let Some(tb) = s(p, "tax_behavior") {
                 if old["tax_behavior"] != "unspecified" && old["tax_behavior"] != json!(tb) {
-                    return Err(ApiError::invalid_nocode("Tax behavior cannot be changed once it is set to inclusive or exclusive.", Some("tax_behavior")));
+                    return Err(ApiError::invalid_nocode(
+                        "Tax behavior cannot be changed once it is set to inclusive or exclusive.",
+                        Some("tax_behavior"),
+                    ));
                 }
                 v["tax_behavior"] = json!(tb);
             }
@@ -703,7 +997,10 @@ fn prices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
             }
             Ok(Out::Obj(id.to_string()))
         }
-        _ => Err(ApiError::unrecognized_url(method, &format!("/v1/prices/{}", segs.join("/")))),
+        _ => Err(ApiError::unrecognized_url(
+            method,
+            &format!("/v1/prices/{}", segs.join("/")),
+        )),
     }
 }
 

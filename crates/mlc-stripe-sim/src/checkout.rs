@@ -14,23 +14,53 @@ use crate::state::Db;
 pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
     match (method, segs) {
         ("POST", []) => {
-            allow(p, &[
-                "mode", "line_items", "customer", "customer_email", "success_url", "cancel_url", "metadata",
-                "client_reference_id", "payment_method_types", "payment_intent_data", "customer_creation",
-                "allow_promotion_codes", "ui_mode", "submit_type", "locale", "return_url", "expires_at",
-                "billing_address_collection", "currency",
-            ])?;
+            allow(
+                p,
+                &[
+                    "mode",
+                    "line_items",
+                    "customer",
+                    "customer_email",
+                    "success_url",
+                    "cancel_url",
+                    "metadata",
+                    "client_reference_id",
+                    "payment_method_types",
+                    "payment_intent_data",
+                    "customer_creation",
+                    "allow_promotion_codes",
+                    "ui_mode",
+                    "submit_type",
+                    "locale",
+                    "return_url",
+                    "expires_at",
+                    "billing_address_collection",
+                    "currency",
+                ],
+            )?;
             let mode = params::req_s(p, "mode")?;
             match mode {
                 "payment" => {}
                 "subscription" | "setup" => {
-                    return Err(ApiError::invalid_nocode(format!("The simulator supports only mode=payment (got {mode})."), Some("mode")));
+                    return Err(ApiError::invalid_nocode(
+                        format!("The simulator supports only mode=payment (got {mode})."),
+                        Some("mode"),
+                    ));
                 }
-                _ => return Err(ApiError::invalid("parameter_invalid_string", "Invalid mode: must be one of payment, setup, or subscription", Some("mode"))),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "parameter_invalid_string",
+                        "Invalid mode: must be one of payment, setup, or subscription",
+                        Some("mode"),
+                    ));
+                }
             }
             let items = params::hash_list(p, "line_items")?;
             if items.is_empty() {
-                return Err(ApiError::invalid_nocode("`line_items` is required in `payment` mode.", Some("line_items")));
+                return Err(ApiError::invalid_nocode(
+                    "`line_items` is required in `payment` mode.",
+                    Some("line_items"),
+                ));
             }
             let mut lines = Vec::new();
             let mut cur: Option<Currency> = None;
@@ -38,29 +68,56 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
             for (i, it) in items.iter().enumerate() {
                 let param = format!("line_items[{i}][price]");
                 if it.contains_key("price_data") {
-                    return Err(ApiError::invalid_nocode("The simulator supports only line_items[][price].", Some(&format!("line_items[{i}][price_data]"))));
+                    return Err(ApiError::invalid_nocode(
+                        "The simulator supports only line_items[][price].",
+                        Some(&format!("line_items[{i}][price_data]")),
+                    ));
                 }
-                let pid = it.get("price").and_then(Value::as_str).filter(|x| !x.is_empty()).ok_or_else(|| ApiError::missing(&param))?;
+                let pid = it
+                    .get("price")
+                    .and_then(Value::as_str)
+                    .filter(|x| !x.is_empty())
+                    .ok_or_else(|| ApiError::missing(&param))?;
                 let price = need_ref(db, "price", pid, &param)?.clone();
                 if price["type"] != "one_time" {
-                    return Err(ApiError::invalid_nocode("You must provide at least one recurring price in `subscription` mode when using prices.", Some(&param)));
+                    return Err(ApiError::invalid_nocode(
+                        "You must provide at least one recurring price in `subscription` mode when using prices.",
+                        Some(&param),
+                    ));
                 }
                 if price["active"] == json!(false) {
-                    return Err(ApiError::invalid_nocode(format!("The price `{pid}` is not active."), Some(&param)));
+                    return Err(ApiError::invalid_nocode(
+                        format!("The price `{pid}` is not active."),
+                        Some(&param),
+                    ));
                 }
-                let qty = params::int_at(it.get("quantity"), &format!("line_items[{i}][quantity]"))?
-                    .ok_or_else(|| ApiError::missing(&format!("line_items[{i}][quantity]")))?;
+                let qty =
+                    params::int_at(it.get("quantity"), &format!("line_items[{i}][quantity]"))?
+                        .ok_or_else(|| ApiError::missing(&format!("line_items[{i}][quantity]")))?;
                 if !(1..=999_999).contains(&qty) {
-                    return Err(ApiError::invalid_nocode("Quantity must be between 1 and 999999.", Some(&format!("line_items[{i}][quantity]"))));
+                    return Err(ApiError::invalid_nocode(
+                        "Quantity must be between 1 and 999999.",
+                        Some(&format!("line_items[{i}][quantity]")),
+                    ));
                 }
-                let pc = price["currency"].as_str().and_then(|c| Currency::parse(c).ok()).unwrap_or(Currency::USD);
+                let pc = price["currency"]
+                    .as_str()
+                    .and_then(|c| Currency::parse(c).ok())
+                    .unwrap_or(Currency::USD);
                 if cur.is_some_and(|c| c != pc) {
-                    return Err(ApiError::invalid_nocode("All prices on a Checkout Session must use the same currency.", Some(&param)));
+                    return Err(ApiError::invalid_nocode(
+                        "All prices on a Checkout Session must use the same currency.",
+                        Some(&param),
+                    ));
                 }
                 cur = Some(pc);
                 let amount = price["unit_amount"].as_i64().unwrap_or(0) * qty;
                 subtotal += amount;
-                let name = price["product"].as_str().and_then(|x| db.get_kind("product", x)).map(|x| x["name"].clone()).unwrap_or(Value::Null);
+                let name = price["product"]
+                    .as_str()
+                    .and_then(|x| db.get_kind("product", x))
+                    .map(|x| x["name"].clone())
+                    .unwrap_or(Value::Null);
                 let li = db.new_id("li");
                 lines.push(json!({
                     "id": li, "object": "item", "amount_discount": 0, "amount_subtotal": amount, "amount_tax": 0,
@@ -76,13 +133,20 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
                 None => Value::Null,
             };
             if customer.is_string() && s(p, "customer_email").is_some() {
-                return Err(ApiError::invalid_nocode("You may only specify one of these parameters: customer, customer_email.", None));
+                return Err(ApiError::invalid_nocode(
+                    "You may only specify one of these parameters: customer, customer_email.",
+                    None,
+                ));
             }
             let raw = db.new_id("cs_test_a1");
             let id = raw.replacen("cs_test_a1_", "cs_test_a1", 1);
             let now = db.now();
-            let pid_meta = params::path(p, &["payment_intent_data", "metadata"]).cloned().unwrap_or(json!({}));
-            let pid_desc = params::path(p, &["payment_intent_data", "description"]).cloned().unwrap_or(Value::Null);
+            let pid_meta = params::path(p, &["payment_intent_data", "metadata"])
+                .cloned()
+                .unwrap_or(json!({}));
+            let pid_desc = params::path(p, &["payment_intent_data", "description"])
+                .cloned()
+                .unwrap_or(Value::Null);
             db.insert("checkout.session", &id, json!({
                 "id": id, "object": "checkout.session", "adaptive_pricing": {"enabled": false}, "after_expiration": null,
                 "allow_promotion_codes": params::boolean(p, "allow_promotion_codes")?, "amount_subtotal": subtotal,
@@ -112,7 +176,20 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
             Ok(Out::Obj(id))
         }
         ("GET", []) => {
-            allow(p, &["payment_intent", "customer", "status", "created", "payment_link", "subscription", "limit", "starting_after", "ending_before"])?;
+            allow(
+                p,
+                &[
+                    "payment_intent",
+                    "customer",
+                    "status",
+                    "created",
+                    "payment_link",
+                    "subscription",
+                    "limit",
+                    "starting_after",
+                    "ending_before",
+                ],
+            )?;
             let pi = s(p, "payment_intent").map(str::to_string);
             let customer = s(p, "customer").map(str::to_string);
             let status = s(p, "status").map(str::to_string);
@@ -123,24 +200,47 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
             })
         }
         ("GET", [id]) => {
-            db.get_kind("checkout.session", id).ok_or_else(|| ApiError::not_found("checkout.session", id))?;
+            db.get_kind("checkout.session", id)
+                .ok_or_else(|| ApiError::not_found("checkout.session", id))?;
             Ok(Out::Obj(id.to_string()))
         }
         ("GET", [id, "line_items"]) => {
             allow(p, &["limit", "starting_after", "ending_before"])?;
-            let sess = db.get_kind("checkout.session", id).ok_or_else(|| ApiError::not_found("checkout.session", id))?;
+            let sess = db
+                .get_kind("checkout.session", id)
+                .ok_or_else(|| ApiError::not_found("checkout.session", id))?;
             let items: Vec<Value> = sess["_line_items"].as_array().cloned().unwrap_or_default();
-            let ids: Vec<String> = items.iter().filter_map(|l| l["id"].as_str().map(str::to_string)).collect();
+            let ids: Vec<String> = items
+                .iter()
+                .filter_map(|l| l["id"].as_str().map(str::to_string))
+                .collect();
             let (sel, more) = paginate(&ids, &page_params(p)?, "line_item")?;
-            let mut data: Value = json!(sel.iter().filter_map(|lid| items.iter().find(|l| l["id"] == json!(lid)).cloned()).collect::<Vec<_>>());
+            let mut data: Value = json!(
+                sel.iter()
+                    .filter_map(|lid| items.iter().find(|l| l["id"] == json!(lid)).cloned())
+                    .collect::<Vec<_>>()
+            );
             render::render_session_items(db, &mut data, &ctx.version);
             let data = data.as_array().cloned().unwrap_or_default();
-            Ok(Out::Raw(render::list_envelope(&format!("/v1/checkout/sessions/{id}/line_items"), data, more)))
+            Ok(Out::Raw(render::list_envelope(
+                &format!("/v1/checkout/sessions/{id}/line_items"),
+                data,
+                more,
+            )))
         }
         ("POST", [id, "expire"]) => {
-            let sess = db.get_kind("checkout.session", id).cloned().ok_or_else(|| ApiError::not_found("checkout.session", id))?;
+            let sess = db
+                .get_kind("checkout.session", id)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("checkout.session", id))?;
             if sess["status"] != "open" {
-                return Err(ApiError::invalid_nocode(format!("Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \"{}\".", sess["status"].as_str().unwrap_or("")), None));
+                return Err(ApiError::invalid_nocode(
+                    format!(
+                        "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \"{}\".",
+                        sess["status"].as_str().unwrap_or("")
+                    ),
+                    None,
+                ));
             }
             if let Some(x) = db.get_kind_mut("checkout.session", id) {
                 x["status"] = json!("expired");
@@ -149,7 +249,10 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
             emit(db, ctx, "checkout.session.expired", id, None);
             Ok(Out::Obj(id.to_string()))
         }
-        _ => Err(ApiError::unrecognized_url(method, &format!("/v1/checkout/sessions/{}", segs.join("/")))),
+        _ => Err(ApiError::unrecognized_url(
+            method,
+            &format!("/v1/checkout/sessions/{}", segs.join("/")),
+        )),
     }
 }
 
@@ -157,16 +260,37 @@ pub(crate) fn sessions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
 /// `payment_method` (default `pm_card_visa`), `email`, `name`.
 pub(crate) fn complete(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> R {
     allow(p, &["payment_method", "email", "name"])?;
-    let sess = db.get_kind("checkout.session", id).cloned().ok_or_else(|| ApiError::not_found("checkout.session", id))?;
+    let sess = db
+        .get_kind("checkout.session", id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("checkout.session", id))?;
     if sess["status"] != "open" {
-        return Err(ApiError::invalid_nocode(format!("This Checkout Session is no longer open (status {}).", sess["status"].as_str().unwrap_or("")), None));
+        return Err(ApiError::invalid_nocode(
+            format!(
+                "This Checkout Session is no longer open (status {}).",
+                sess["status"].as_str().unwrap_or("")
+            ),
+            None,
+        ));
     }
-    let cur = sess["currency"].as_str().and_then(|c| Currency::parse(c).ok()).unwrap_or(Currency::USD);
+    let cur = sess["currency"]
+        .as_str()
+        .and_then(|c| Currency::parse(c).ok())
+        .unwrap_or(Currency::USD);
     let amount = sess["amount_total"].as_i64().unwrap_or(0);
     let pi = match sess["payment_intent"].as_str() {
         Some(pi) => pi.to_string(),
         None => {
-            let pi = payments::new_pi(db, ctx, amount, cur, sess["customer"].clone(), sess["_pi_description"].clone(), sess["_pi_metadata"].clone(), None);
+            let pi = payments::new_pi(
+                db,
+                ctx,
+                amount,
+                cur,
+                sess["customer"].clone(),
+                sess["_pi_description"].clone(),
+                sess["_pi_metadata"].clone(),
+                None,
+            );
             if let Some(x) = db.get_kind_mut("checkout.session", id) {
                 x["payment_intent"] = json!(pi);
             }
@@ -177,11 +301,25 @@ pub(crate) fn complete(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> R {
     let pm_token = s(p, "payment_method").unwrap_or("pm_card_visa");
     let pm = payments::resolve_pm(db, ctx, pm_token, "payment_method", false)?;
     let email = s(p, "email").map(str::to_string).or_else(|| {
-        sess["customer_email"].as_str().map(str::to_string).or_else(|| {
-            sess["customer"].as_str().and_then(|c| db.get_kind("customer", c)).and_then(|c| c["email"].as_str().map(str::to_string))
-        })
+        sess["customer_email"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                sess["customer"]
+                    .as_str()
+                    .and_then(|c| db.get_kind("customer", c))
+                    .and_then(|c| c["email"].as_str().map(str::to_string))
+            })
     });
-    let (charge, ok) = payments::confirm(db, ctx, Confirm { pi_id: &pi, pm_id: &pm, invoice: None })?;
+    let (charge, ok) = payments::confirm(
+        db,
+        ctx,
+        Confirm {
+            pi_id: &pi,
+            pm_id: &pm,
+            invoice: None,
+        },
+    )?;
     if !ok {
         return Err(payments::decline_error(db, ctx, &pi, &charge));
     }

@@ -58,7 +58,11 @@ pub struct DeliveryConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { max_attempts: 5, base_delay_ms: 100, timeout_ms: 10_000 }
+        DeliveryConfig {
+            max_attempts: 5,
+            base_delay_ms: 100,
+            timeout_ms: 10_000,
+        }
     }
 }
 

@@ -98,7 +98,9 @@ pub(crate) fn enqueue(shared: &Arc<Shared>, jobs: Vec<(String, String)>) {
     let hub = &shared.hub;
     for (event_id, endpoint_id) in jobs {
         let mut copies = 1u32;
-        if faults.duplicate_probability > 0.0 && rng.random_bool(faults.duplicate_probability.clamp(0.0, 1.0)) {
+        if faults.duplicate_probability > 0.0
+            && rng.random_bool(faults.duplicate_probability.clamp(0.0, 1.0))
+        {
             copies += rng.random_range(1..=faults.max_extra_copies.max(1));
         }
         let mut st = lock(&hub.stats);
@@ -108,7 +110,14 @@ pub(crate) fn enqueue(shared: &Arc<Shared>, jobs: Vec<(String, String)>) {
         for _ in 0..copies {
             hub.inflight.fetch_add(1, Ordering::SeqCst);
             // The receiver lives as long as the worker; if it is gone the sim is shutting down.
-            if hub.tx.send(Job { event_id: event_id.clone(), endpoint_id: endpoint_id.clone() }).is_err() {
+            if hub
+                .tx
+                .send(Job {
+                    event_id: event_id.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                })
+                .is_err()
+            {
                 hub.done_one();
             }
         }
@@ -165,7 +174,13 @@ fn unix_now() -> i64 {
 }
 
 /// `Stripe-Signature` for a body at time `t`: `t=..,v1=..` plus a fake `v0` in test mode.
-pub fn signature_header(secret: &str, t: i64, body: &[u8], test_mode: bool, fake_v0: &str) -> String {
+pub fn signature_header(
+    secret: &str,
+    t: i64,
+    body: &[u8],
+    test_mode: bool,
+    fake_v0: &str,
+) -> String {
     let v1 = sign(secret, t, body);
     if test_mode {
         format!("t={t},v1={v1},v0={fake_v0}")
@@ -251,7 +266,10 @@ async fn deliver(shared: &Arc<Shared>, job: Job) {
                 .post(&p.url)
                 .timeout(policy.timeout())
                 .header("Content-Type", "application/json; charset=utf-8")
-                .header("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+                .header(
+                    "User-Agent",
+                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                )
                 .header("Cache-Control", "no-cache")
                 .header("Accept", "*/*; q=0.5, application/xml")
                 .header("Stripe-Signature", sig)

@@ -16,11 +16,20 @@ pub struct ApiError {
 }
 
 fn doc_url(code: &str) -> String {
-    format!("https://stripe.com/docs/error-codes/{}", code.replace('_', "-"))
+    format!(
+        "https://stripe.com/docs/error-codes/{}",
+        code.replace('_', "-")
+    )
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &str, code: Option<&str>, message: String, param: Option<&str>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &str,
+        code: Option<&str>,
+        message: String,
+        param: Option<&str>,
+    ) -> Self {
         let mut body = Map::new();
         if let Some(code) = code {
             body.insert("code".into(), json!(code));
@@ -31,22 +40,42 @@ impl ApiError {
             body.insert("param".into(), json!(p));
         }
         body.insert("type".into(), json!(kind));
-        ApiError { status, body, should_retry: None }
+        ApiError {
+            status,
+            body,
+            should_retry: None,
+        }
     }
 
     /// 400 invalid_request_error with a code.
     pub fn invalid(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some(code), message.into(), param)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some(code),
+            message.into(),
+            param,
+        )
     }
 
     /// 400 invalid_request_error without a code (Stripe omits it for many state errors).
     pub fn invalid_nocode(message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, message.into(), param)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            message.into(),
+            param,
+        )
     }
 
     /// 400 `parameter_missing`: "Missing required param: amount."
     pub fn missing(param: &str) -> Self {
-        Self::invalid("parameter_missing", format!("Missing required param: {param}."), Some(param))
+        Self::invalid(
+            "parameter_missing",
+            format!("Missing required param: {param}."),
+            Some(param),
+        )
     }
 
     /// 400 `parameter_unknown`.
@@ -60,14 +89,20 @@ impl ApiError {
 
     /// 400 `parameter_invalid_integer`.
     pub fn invalid_integer(param: &str, value: &str) -> Self {
-        Self::invalid("parameter_invalid_integer", format!("Invalid integer: {value}"), Some(param))
+        Self::invalid(
+            "parameter_invalid_integer",
+            format!("Invalid integer: {value}"),
+            Some(param),
+        )
     }
 
     /// 400 `parameter_invalid_empty`.
     pub fn invalid_empty(param: &str) -> Self {
         Self::invalid(
             "parameter_invalid_empty",
-            format!("You passed an empty string for '{param}'. We assume empty values are an attempt to unset a parameter; however '{param}' cannot be unset. You should remove '{param}' from your request or supply a non-empty value."),
+            format!(
+                "You passed an empty string for '{param}'. We assume empty values are an attempt to unset a parameter; however '{param}' cannot be unset. You should remove '{param}' from your request or supply a non-empty value."
+            ),
             Some(param),
         )
     }
@@ -85,7 +120,11 @@ impl ApiError {
 
     /// 400 `resource_missing` for an id passed as a parameter.
     pub fn missing_ref(noun: &str, id: &str, param: &str) -> Self {
-        Self::invalid("resource_missing", format!("No such {noun}: '{id}'"), Some(param))
+        Self::invalid(
+            "resource_missing",
+            format!("No such {noun}: '{id}'"),
+            Some(param),
+        )
     }
 
     /// 404 for an unknown path, as Stripe words it.
@@ -94,7 +133,9 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             None,
-            format!("Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."),
+            format!(
+                "Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
+            ),
             None,
         )
     }
@@ -112,7 +153,14 @@ impl ApiError {
 
     /// 401 with a wrong key; the key is shown redacted like Stripe does (last four only).
     pub fn bad_key(key: &str) -> Self {
-        let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = key
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         let prefix = if key.starts_with("sk_live_") {
             "sk_live_"
         } else if key.starts_with("sk_test_") {
@@ -149,7 +197,9 @@ impl ApiError {
             StatusCode::BAD_REQUEST,
             "idempotency_error",
             Some("idempotency_key_in_use"),
-            format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+            format!(
+                "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
+            ),
             None,
         )
     }
@@ -224,7 +274,9 @@ impl Classify for SimError {
         match self {
             SimError::Bind { .. } | SimError::Client(_) => ErrorClass::NeedsPerson,
             SimError::Transport { .. } => ErrorClass::Transient,
-            SimError::Api { status, .. } if *status == 429 || *status >= 500 => ErrorClass::Transient,
+            SimError::Api { status, .. } if *status == 429 || *status >= 500 => {
+                ErrorClass::Transient
+            }
             SimError::Api { .. } | SimError::Unexpected { .. } => ErrorClass::Permanent,
         }
     }

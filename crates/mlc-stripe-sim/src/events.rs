@@ -13,27 +13,88 @@ use crate::state::{ApiVersion, Db};
 
 /// Event types a webhook endpoint may subscribe to (a subset of Stripe's list).
 pub(crate) const KNOWN_TYPES: &[&str] = &[
-    "balance.available", "charge.captured", "charge.dispute.closed", "charge.dispute.created",
-    "charge.dispute.funds_reinstated", "charge.dispute.funds_withdrawn", "charge.dispute.updated",
-    "charge.expired", "charge.failed", "charge.pending", "charge.refund.updated", "charge.refunded",
-    "charge.succeeded", "charge.updated", "checkout.session.async_payment_failed",
-    "checkout.session.async_payment_succeeded", "checkout.session.completed", "checkout.session.expired",
-    "coupon.created", "coupon.deleted", "coupon.updated", "credit_note.created", "credit_note.updated",
-    "credit_note.voided", "customer.created", "customer.deleted", "customer.updated",
-    "customer.discount.created", "customer.discount.deleted", "customer.discount.updated",
-    "customer.subscription.created", "customer.subscription.deleted", "customer.subscription.updated",
-    "invoice.created", "invoice.deleted", "invoice.finalization_failed", "invoice.finalized",
-    "invoice.marked_uncollectible", "invoice.overdue", "invoice.overpaid", "invoice.paid",
-    "invoice.payment_action_required", "invoice.payment_failed", "invoice.payment_succeeded",
-    "invoice.sent", "invoice.upcoming", "invoice.updated", "invoice.voided", "invoice.will_be_due",
-    "invoice_payment.paid", "invoiceitem.created", "invoiceitem.deleted", "payment_intent.amount_capturable_updated",
-    "payment_intent.canceled", "payment_intent.created", "payment_intent.partially_funded",
-    "payment_intent.payment_failed", "payment_intent.processing", "payment_intent.requires_action",
-    "payment_intent.succeeded", "payment_method.attached", "payment_method.detached", "payout.canceled",
-    "payout.created", "payout.failed", "payout.paid", "payout.reconciliation_completed", "payout.updated",
-    "plan.created", "plan.deleted", "plan.updated", "price.created", "price.deleted", "price.updated",
-    "product.created", "product.deleted", "product.updated", "refund.created", "refund.failed",
-    "refund.updated", "tax_rate.created", "tax_rate.updated",
+    "balance.available",
+    "charge.captured",
+    "charge.dispute.closed",
+    "charge.dispute.created",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.updated",
+    "charge.expired",
+    "charge.failed",
+    "charge.pending",
+    "charge.refund.updated",
+    "charge.refunded",
+    "charge.succeeded",
+    "charge.updated",
+    "checkout.session.async_payment_failed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "coupon.created",
+    "coupon.deleted",
+    "coupon.updated",
+    "credit_note.created",
+    "credit_note.updated",
+    "credit_note.voided",
+    "customer.created",
+    "customer.deleted",
+    "customer.updated",
+    "customer.discount.created",
+    "customer.discount.deleted",
+    "customer.discount.updated",
+    "customer.subscription.created",
+    "customer.subscription.deleted",
+    "customer.subscription.updated",
+    "invoice.created",
+    "invoice.deleted",
+    "invoice.finalization_failed",
+    "invoice.finalized",
+    "invoice.marked_uncollectible",
+    "invoice.overdue",
+    "invoice.overpaid",
+    "invoice.paid",
+    "invoice.payment_action_required",
+    "invoice.payment_failed",
+    "invoice.payment_succeeded",
+    "invoice.sent",
+    "invoice.upcoming",
+    "invoice.updated",
+    "invoice.voided",
+    "invoice.will_be_due",
+    "invoice_payment.paid",
+    "invoiceitem.created",
+    "invoiceitem.deleted",
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.canceled",
+    "payment_intent.created",
+    "payment_intent.partially_funded",
+    "payment_intent.payment_failed",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "payment_intent.succeeded",
+    "payment_method.attached",
+    "payment_method.detached",
+    "payout.canceled",
+    "payout.created",
+    "payout.failed",
+    "payout.paid",
+    "payout.reconciliation_completed",
+    "payout.updated",
+    "plan.created",
+    "plan.deleted",
+    "plan.updated",
+    "price.created",
+    "price.deleted",
+    "price.updated",
+    "product.created",
+    "product.deleted",
+    "product.updated",
+    "refund.created",
+    "refund.failed",
+    "refund.updated",
+    "tax_rate.created",
+    "tax_rate.updated",
 ];
 
 /// Records an event for the object `obj_id` (snapshot of its current internal state).
@@ -90,22 +151,22 @@ fn previous_attributes(old: &Value, new: &Value) -> Value {
         match o.get(k) {
             Some(ov) if ov == nv => {}
             Some(ov) => {
-                if let (Some(om), Some(nm)) = (ov.as_object(), nv.as_object()) {
-                    if k == "metadata" {
-                        let mut diff = Map::new();
-                        for (mk, mv) in nm {
-                            if om.get(mk) != Some(mv) {
-                                diff.insert(mk.clone(), om.get(mk).cloned().unwrap_or(Value::Null));
-                            }
+                if let (Some(om), Some(nm)) = (ov.as_object(), nv.as_object())
+                    && k == "metadata"
+                {
+                    let mut diff = Map::new();
+                    for (mk, mv) in nm {
+                        if om.get(mk) != Some(mv) {
+                            diff.insert(mk.clone(), om.get(mk).cloned().unwrap_or(Value::Null));
                         }
-                        for (mk, mv) in om {
-                            if !nm.contains_key(mk) {
-                                diff.insert(mk.clone(), mv.clone());
-                            }
-                        }
-                        out.insert(k.clone(), Value::Object(diff));
-                        continue;
                     }
+                    for (mk, mv) in om {
+                        if !nm.contains_key(mk) {
+                            diff.insert(mk.clone(), mv.clone());
+                        }
+                    }
+                    out.insert(k.clone(), Value::Object(diff));
+                    continue;
                 }
                 out.insert(k.clone(), ov.clone());
             }
@@ -120,7 +181,10 @@ fn previous_attributes(old: &Value, new: &Value) -> Value {
 /// Renders a stored event in `version` (a webhook endpoint's), or in the version it was
 /// created in (the Events API never re-renders).
 pub(crate) fn render_event(db: &Db, ev: &Value, version: Option<&ApiVersion>) -> Value {
-    let stored_version = ev["api_version"].as_str().and_then(ApiVersion::parse).unwrap_or_default();
+    let stored_version = ev["api_version"]
+        .as_str()
+        .and_then(ApiVersion::parse)
+        .unwrap_or_default();
     let version = version.cloned().unwrap_or(stored_version);
     let kind = ev["_kind"].as_str().unwrap_or("");
     let obj = &ev["data"]["object"];
@@ -156,7 +220,9 @@ fn update_event(shared: &Arc<Shared>, event_id: &str, f: impl FnOnce(&mut Value)
 
 pub(crate) fn mark_delivered(shared: &Arc<Shared>, event_id: &str, endpoint_id: &str) {
     update_event(shared, event_id, |ev| {
-        let Some(d) = ev["_delivered"].as_array_mut() else { return };
+        let Some(d) = ev["_delivered"].as_array_mut() else {
+            return;
+        };
         if !d.iter().any(|x| x == endpoint_id) {
             d.push(json!(endpoint_id));
         }
@@ -168,10 +234,10 @@ pub(crate) fn mark_delivered(shared: &Arc<Shared>, event_id: &str, endpoint_id: 
 
 pub(crate) fn mark_failed(shared: &Arc<Shared>, event_id: &str, endpoint_id: &str) {
     update_event(shared, event_id, |ev| {
-        if let Some(f) = ev["_failed"].as_array_mut() {
-            if !f.iter().any(|x| x == endpoint_id) {
-                f.push(json!(endpoint_id));
-            }
+        if let Some(f) = ev["_failed"].as_array_mut()
+            && !f.iter().any(|x| x == endpoint_id)
+        {
+            f.push(json!(endpoint_id));
         }
     });
 }
@@ -197,7 +263,9 @@ fn created_filter(p: &Value, created: i64) -> Result<bool, ApiError> {
         None => Ok(true),
         Some(Value::String(s)) if s.is_empty() => Ok(true),
         Some(Value::String(s)) => {
-            let n: i64 = s.parse().map_err(|_| ApiError::invalid_integer("created", s))?;
+            let n: i64 = s
+                .parse()
+                .map_err(|_| ApiError::invalid_integer("created", s))?;
             Ok(created == n)
         }
         Some(Value::Object(m)) => {
@@ -235,7 +303,18 @@ fn type_matches(pattern: &str, ty: &str) -> bool {
 
 /// `GET /v1/events`.
 pub(crate) fn list_events(db: &Db, p: &Value) -> Result<Out, ApiError> {
-    allow(p, &["created", "delivery_success", "ending_before", "limit", "starting_after", "type", "types"])?;
+    allow(
+        p,
+        &[
+            "created",
+            "delivery_success",
+            "ending_before",
+            "limit",
+            "starting_after",
+            "type",
+            "types",
+        ],
+    )?;
     let page = page_params(p)?;
     let ty = s(p, "type");
     let types = params::str_list(p, "types")?;
@@ -246,22 +325,27 @@ pub(crate) fn list_events(db: &Db, p: &Value) -> Result<Out, ApiError> {
         ));
     }
     if types.as_ref().is_some_and(|t| t.len() > 20) {
-        return Err(ApiError::invalid_nocode("You may pass at most 20 types.", Some("types")));
+        return Err(ApiError::invalid_nocode(
+            "You may pass at most 20 types.",
+            Some("types"),
+        ));
     }
     let delivery = params::boolean(p, "delivery_success")?;
     let mut ids = Vec::new();
     for id in db.ids_of("event") {
-        let Some(ev) = db.get_kind("event", &id) else { continue };
+        let Some(ev) = db.get_kind("event", &id) else {
+            continue;
+        };
         let t = ev["type"].as_str().unwrap_or("");
-        if let Some(pat) = ty {
-            if !type_matches(pat, t) {
-                continue;
-            }
+        if let Some(pat) = ty
+            && !type_matches(pat, t)
+        {
+            continue;
         }
-        if let Some(ts) = &types {
-            if !ts.iter().any(|x| x == t) {
-                continue;
-            }
+        if let Some(ts) = &types
+            && !ts.iter().any(|x| x == t)
+        {
+            continue;
         }
         if !created_matches(p, ev)? {
             continue;
@@ -282,12 +366,18 @@ pub(crate) fn list_events(db: &Db, p: &Value) -> Result<Out, ApiError> {
         .filter_map(|id| db.get_kind("event", id))
         .map(|ev| render_event(db, ev, None))
         .collect();
-    Ok(Out::Raw(render::list_envelope("/v1/events", data, has_more)))
+    Ok(Out::Raw(render::list_envelope(
+        "/v1/events",
+        data,
+        has_more,
+    )))
 }
 
 /// `GET /v1/events/{id}`.
 pub(crate) fn get_event(db: &Db, id: &str) -> Result<Out, ApiError> {
-    let ev = db.get_kind("event", id).ok_or_else(|| ApiError::not_found("event", id))?;
+    let ev = db
+        .get_kind("event", id)
+        .ok_or_else(|| ApiError::not_found("event", id))?;
     Ok(Out::Raw(render_event(db, ev, None)))
 }
 
@@ -299,7 +389,9 @@ fn validate_events(list: &[String]) -> Result<(), ApiError> {
         if t != "*" && !KNOWN_TYPES.contains(&t.as_str()) {
             return Err(ApiError::invalid(
                 "parameter_invalid_string",
-                format!("Invalid enabled_events[{i}]: must be one of the supported event types or '*' (got '{t}')."),
+                format!(
+                    "Invalid enabled_events[{i}]: must be one of the supported event types or '*' (got '{t}')."
+                ),
                 Some(&format!("enabled_events[{i}]")),
             ));
         }
@@ -308,34 +400,65 @@ fn validate_events(list: &[String]) -> Result<(), ApiError> {
 }
 
 fn validate_url(u: &str) -> Result<(), ApiError> {
-    let ok = (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 10 && !u.contains(' ');
+    let ok =
+        (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 10 && !u.contains(' ');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid("url_invalid", format!("Invalid URL: {u}"), Some("url")))
+        Err(ApiError::invalid(
+            "url_invalid",
+            format!("Invalid URL: {u}"),
+            Some("url"),
+        ))
     }
 }
 
 /// Webhook endpoint routes.
-pub(crate) fn webhook_endpoints(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> Result<Out, ApiError> {
+pub(crate) fn webhook_endpoints(
+    db: &mut Db,
+    ctx: &Ctx,
+    method: &str,
+    segs: &[&str],
+    p: &Value,
+) -> Result<Out, ApiError> {
     match (method, segs) {
         ("POST", []) => {
-            allow(p, &["url", "enabled_events", "api_version", "description", "metadata", "connect"])?;
+            allow(
+                p,
+                &[
+                    "url",
+                    "enabled_events",
+                    "api_version",
+                    "description",
+                    "metadata",
+                    "connect",
+                ],
+            )?;
             let url = params::req_s(p, "url")?;
             validate_url(url)?;
-            let events = params::str_list(p, "enabled_events")?.ok_or_else(|| ApiError::missing("enabled_events"))?;
+            let events = params::str_list(p, "enabled_events")?
+                .ok_or_else(|| ApiError::missing("enabled_events"))?;
             validate_events(&events)?;
             let version = match s(p, "api_version") {
                 Some(v) => Some(
                     ApiVersion::parse(v)
-                        .ok_or_else(|| ApiError::invalid("parameter_invalid_string", format!("Invalid API version: {v}"), Some("api_version")))?
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "parameter_invalid_string",
+                                format!("Invalid API version: {v}"),
+                                Some("api_version"),
+                            )
+                        })?
                         .as_str()
                         .to_string(),
                 ),
                 None => None,
             };
             if params::boolean(p, "connect")? == Some(true) {
-                return Err(ApiError::invalid_nocode("Connect endpoints are not supported by this account.", Some("connect")));
+                return Err(ApiError::invalid_nocode(
+                    "Connect endpoints are not supported by this account.",
+                    Some("connect"),
+                ));
             }
             let id = db.new_id("we");
             let secret = db.new_id("whsec");
@@ -356,14 +479,28 @@ pub(crate) fn webhook_endpoints(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&s
             let page = page_params(p)?;
             let ids = db.ids_of("webhook_endpoint");
             let (ids, more) = paginate(&ids, &page, "webhook_endpoint")?;
-            Ok(Out::List { url: "/v1/webhook_endpoints".into(), ids, has_more: more })
+            Ok(Out::List {
+                url: "/v1/webhook_endpoints".into(),
+                ids,
+                has_more: more,
+            })
         }
         ("GET", [id]) => {
-            db.get_kind("webhook_endpoint", id).ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;
+            db.get_kind("webhook_endpoint", id)
+                .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;
             Ok(Out::Obj(id.to_string()))
         }
         ("POST", [id]) => {
-            allow(p, &["url", "enabled_events", "description", "metadata", "disabled"])?;
+            allow(
+                p,
+                &[
+                    "url",
+                    "enabled_events",
+                    "description",
+                    "metadata",
+                    "disabled",
+                ],
+            )?;
             let url = s(p, "url").map(str::to_string);
             if let Some(u) = &url {
                 validate_url(u)?;
@@ -394,12 +531,18 @@ pub(crate) fn webhook_endpoints(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&s
             Ok(Out::Obj(id.to_string()))
         }
         ("DELETE", [id]) => {
-            db.get_kind("webhook_endpoint", id).ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;
+            db.get_kind("webhook_endpoint", id)
+                .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;
             if let Some(st) = db.objects.get_mut(*id) {
                 st.deleted = true;
             }
-            Ok(Out::Raw(json!({"id": id, "object": "webhook_endpoint", "deleted": true})))
+            Ok(Out::Raw(
+                json!({"id": id, "object": "webhook_endpoint", "deleted": true}),
+            ))
         }
-        _ => Err(ApiError::unrecognized_url(method, &format!("/v1/webhook_endpoints/{}", segs.join("/")))),
+        _ => Err(ApiError::unrecognized_url(
+            method,
+            &format!("/v1/webhook_endpoints/{}", segs.join("/")),
+        )),
     }
 }

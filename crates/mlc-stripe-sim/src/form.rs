@@ -70,7 +70,9 @@ fn insert(node: &mut Value, path: &[String], value: String) -> Result<(), String
         return insert(child, rest, value);
     }
     let Value::Object(map) = node else {
-        return Err(format!("Invalid parameter: `{first}` mixes a value and a hash"));
+        return Err(format!(
+            "Invalid parameter: `{first}` mixes a value and a hash"
+        ));
     };
     if rest.is_empty() {
         map.insert(first.clone(), Value::String(value));
@@ -80,7 +82,9 @@ fn insert(node: &mut Value, path: &[String], value: String) -> Result<(), String
         .entry(first.clone())
         .or_insert_with(|| Value::Object(Map::new()));
     if !child.is_object() {
-        return Err(format!("Invalid parameter: `{first}` mixes a value and a hash"));
+        return Err(format!(
+            "Invalid parameter: `{first}` mixes a value and a hash"
+        ));
     }
     insert(child, rest, value)
 }

@@ -91,7 +91,10 @@ impl SimHandle {
         }
         let first = keys[0].clone();
         let default_version = ApiVersion::parse(&config.default_api_version).ok_or_else(|| {
-            SimError::Client(format!("invalid default API version {}", config.default_api_version))
+            SimError::Client(format!(
+                "invalid default API version {}",
+                config.default_api_version
+            ))
         })?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -103,7 +106,10 @@ impl SimHandle {
             default_version,
             account_currency: config.account_currency,
             delivery_config: config.delivery,
-            faults: Mutex::new(Faults { api: config.api_faults, delivery: config.delivery_faults }),
+            faults: Mutex::new(Faults {
+                api: config.api_faults,
+                delivery: config.delivery_faults,
+            }),
             fault_rng: Mutex::new(StdRng::seed_from_u64(config.seed ^ 0x5eed_f00d)),
             hub: delivery::Hub::new(client),
         });
@@ -111,7 +117,13 @@ impl SimHandle {
             .hub
             .take_rx()
             .map(|rx| tokio::spawn(delivery::worker(shared.clone(), rx)));
-        Ok((SimHandle { shared, worker: Arc::new(Mutex::new(worker)) }, first))
+        Ok((
+            SimHandle {
+                shared,
+                worker: Arc::new(Mutex::new(worker)),
+            },
+            first,
+        ))
     }
 
     /// Current fault settings.
@@ -187,19 +199,25 @@ pub struct RunningSim {
 
 impl std::fmt::Debug for RunningSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningSim").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("RunningSim")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
 impl StripeSim {
     /// Binds `config.listen` (default 127.0.0.1:0) and serves in the background.
     pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
-        let addr = config.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (handle, api_key) = SimHandle::new(&config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
         let app = router(&handle);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -246,7 +264,9 @@ pub async fn serve(listen: SocketAddr, mut config: SimConfig) -> Result<(), SimE
     let sim = StripeSim::start(config).await?;
     println!("Stripe simulator listening on {}", sim.base_url);
     println!("API key: {}", sim.api_key_str());
-    println!("Sim-only endpoints: POST /_sim/faults, GET /_sim/deliveries, POST /_sim/checkout/sessions/{{id}}/complete");
+    println!(
+        "Sim-only endpoints: POST /_sim/faults, GET /_sim/deliveries, POST /_sim/checkout/sessions/{{id}}/complete"
+    );
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;
     Ok(())
@@ -269,7 +289,11 @@ pub async fn scenario_cli(
         Err(e) => tracing::warn!(error = %e, "cannot print the scenario report"),
     }
     if keep_serving {
-        println!("Stripe simulator listening on {} (key {})", sim.base_url, sim.api_key_str());
+        println!(
+            "Stripe simulator listening on {} (key {})",
+            sim.base_url,
+            sim.api_key_str()
+        );
         let _ = tokio::signal::ctrl_c().await;
     }
     sim.shutdown().await;

@@ -27,7 +27,11 @@ pub(crate) fn req_s<'a>(p: &'a Value, k: &str) -> Result<&'a str, ApiError> {
         None => Err(ApiError::missing(k)),
         Some(Value::String(s)) if s.is_empty() => Err(ApiError::invalid_empty(k)),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::invalid("parameter_invalid_string", format!("Invalid string: {k}"), Some(k))),
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid_string",
+            format!("Invalid string: {k}"),
+            Some(k),
+        )),
     }
 }
 
@@ -85,29 +89,41 @@ pub(crate) fn str_list(p: &Value, k: &str) -> Result<Option<Vec<String>>, ApiErr
         Some(Value::Array(a)) => a
             .iter()
             .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k)))
+                x.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k))
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k))),
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid_array",
+            "Invalid array",
+            Some(k),
+        )),
     }
 }
 
 /// An array of hashes (`items[0][price]=...`).
-pub(crate) fn hash_list<'a>(p: &'a Value, k: &str) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
+pub(crate) fn hash_list<'a>(
+    p: &'a Value,
+    k: &str,
+) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
     match p.get(k) {
         None => Ok(Vec::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
         Some(Value::Array(a)) => a
             .iter()
             .map(|x| {
-                x.as_object()
-                    .ok_or_else(|| ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k)))
+                x.as_object().ok_or_else(|| {
+                    ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k))
+                })
             })
             .collect(),
-        Some(_) => Err(ApiError::invalid("parameter_invalid_array", "Invalid array", Some(k))),
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid_array",
+            "Invalid array",
+            Some(k),
+        )),
     }
 }
 
@@ -119,11 +135,17 @@ const SUPPORTED: &[&str] = &[
 ];
 
 pub(crate) fn currency_of(v: &str, k: &str) -> Result<Currency, ApiError> {
-    let c = Currency::parse(v).ok().filter(|c| SUPPORTED.contains(&c.as_str()));
+    let c = Currency::parse(v)
+        .ok()
+        .filter(|c| SUPPORTED.contains(&c.as_str()));
     c.ok_or_else(|| {
         ApiError::invalid(
             "parameter_invalid_string",
-            format!("Invalid currency: {}. Stripe currently supports these currencies: {}", v.to_lowercase(), SUPPORTED.join(", ")),
+            format!(
+                "Invalid currency: {}. Stripe currently supports these currencies: {}",
+                v.to_lowercase(),
+                SUPPORTED.join(", ")
+            ),
             Some(k),
         )
     })
@@ -135,11 +157,19 @@ pub(crate) fn currency(p: &Value, k: &str) -> Result<Option<Currency>, ApiError>
 
 /// Amount checks Stripe applies: non-negative, and a multiple of the currency's step
 /// (three-decimal currencies must end in 0).
-pub(crate) fn check_amount(amount: i64, cur: Currency, name: &str, allow_zero: bool) -> Result<(), ApiError> {
+pub(crate) fn check_amount(
+    amount: i64,
+    cur: Currency,
+    name: &str,
+    allow_zero: bool,
+) -> Result<(), ApiError> {
     if amount < 0 || (!allow_zero && amount == 0) {
         return Err(ApiError::invalid(
             "parameter_invalid_integer",
-            format!("This value must be greater than or equal to {}.", if allow_zero { 0 } else { 1 }),
+            format!(
+                "This value must be greater than or equal to {}.",
+                if allow_zero { 0 } else { 1 }
+            ),
             Some(name),
         ));
     }
@@ -153,9 +183,16 @@ pub(crate) fn check_amount(amount: i64, cur: Currency, name: &str, allow_zero: b
                 amount - amount % 10 + 10
             )
         } else {
-            format!("Invalid {name}: amounts in {} must be a multiple of {step}.", cur.as_str())
+            format!(
+                "Invalid {name}: amounts in {} must be a multiple of {step}.",
+                cur.as_str()
+            )
         };
-        return Err(ApiError::invalid("parameter_invalid_integer", msg, Some(name)));
+        return Err(ApiError::invalid(
+            "parameter_invalid_integer",
+            msg,
+            Some(name),
+        ));
     }
     Ok(())
 }
@@ -178,17 +215,26 @@ pub(crate) fn merge_metadata(existing: &mut Map<String, Value>, p: &Value) -> Re
         Some(Value::Object(m)) => {
             for (k, v) in m {
                 let Some(v) = v.as_str() else {
-                    return Err(ApiError::invalid("parameter_invalid_string", "Invalid metadata", Some("metadata")));
+                    return Err(ApiError::invalid(
+                        "parameter_invalid_string",
+                        "Invalid metadata",
+                        Some("metadata"),
+                    ));
                 };
                 if k.chars().count() > 40 {
                     return Err(ApiError::invalid_nocode(
-                        format!("Metadata keys can have a maximum length of 40 characters. The key `{k}` is too long."),
+                        format!(
+                            "Metadata keys can have a maximum length of 40 characters. The key `{k}` is too long."
+                        ),
                         Some(&format!("metadata[{k}]")),
                     ));
                 }
                 if v.chars().count() > 500 {
                     return Err(ApiError::invalid_nocode(
-                        format!("Metadata values can have up to 500 characters, but you passed in a value that is {} characters. Invalid value: {v}", v.chars().count()),
+                        format!(
+                            "Metadata values can have up to 500 characters, but you passed in a value that is {} characters. Invalid value: {v}",
+                            v.chars().count()
+                        ),
                         Some(&format!("metadata[{k}]")),
                     ));
                 }
@@ -206,15 +252,29 @@ pub(crate) fn merge_metadata(existing: &mut Map<String, Value>, p: &Value) -> Re
             }
             Ok(())
         }
-        Some(_) => Err(ApiError::invalid("parameter_invalid_string", "Invalid hash", Some("metadata"))),
+        Some(_) => Err(ApiError::invalid(
+            "parameter_invalid_string",
+            "Invalid hash",
+            Some("metadata"),
+        )),
     }
 }
 
 /// Parses a decimal such as `8.25` into an integer scaled by 10^4 (82500); rates, not money.
 pub(crate) fn rate_e4(v: &str, name: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::invalid("parameter_invalid_string", format!("Invalid decimal: {v}"), Some(name));
+    let bad = || {
+        ApiError::invalid(
+            "parameter_invalid_string",
+            format!("Invalid decimal: {v}"),
+            Some(name),
+        )
+    };
     let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
-    if whole.is_empty() || frac.len() > 4 || !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 4
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
     let w: i64 = whole.parse().map_err(|_| bad())?;

@@ -32,7 +32,11 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
     let basil = version.is_basil_or_later();
     match kind {
         "invoice" => {
-            if let Some(lines) = out.get_mut("lines").and_then(|l| l.get_mut("data")).and_then(Value::as_array_mut) {
+            if let Some(lines) = out
+                .get_mut("lines")
+                .and_then(|l| l.get_mut("data"))
+                .and_then(Value::as_array_mut)
+            {
                 for line in lines.iter_mut() {
                     *line = render(db, "line_item", line, version);
                 }
@@ -40,7 +44,10 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
             if !basil {
                 let paid = src.get("status").and_then(Value::as_str) == Some("paid");
                 out.insert("charge".into(), take_internal(src, "_charge"));
-                out.insert("payment_intent".into(), take_internal(src, "_payment_intent"));
+                out.insert(
+                    "payment_intent".into(),
+                    take_internal(src, "_payment_intent"),
+                );
                 out.insert("subscription".into(), take_internal(src, "_subscription"));
                 out.insert("paid".into(), json!(paid));
                 out.insert("paid_out_of_band".into(), json!(false));
@@ -49,7 +56,10 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(|t| t["amount"].as_i64()).sum())
                     .unwrap_or(0);
-                let has_tax = src.get("total_taxes").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+                let has_tax = src
+                    .get("total_taxes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
                 out.insert("tax".into(), if has_tax { json!(tax) } else { Value::Null });
                 let tta: Vec<Value> = src
                     .get("total_taxes")
@@ -68,45 +78,77 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
                 out.insert("discount".into(), first_discount);
                 out.insert("application_fee_amount".into(), Value::Null);
                 out.insert("transfer_data".into(), Value::Null);
-                for k in ["parent", "total_taxes", "payments", "amount_overpaid", "amount_paid_off_stripe", "confirmation_secret", "total_pretax_credit_amounts"] {
+                for k in [
+                    "parent",
+                    "total_taxes",
+                    "payments",
+                    "amount_overpaid",
+                    "amount_paid_off_stripe",
+                    "confirmation_secret",
+                    "total_pretax_credit_amounts",
+                ] {
                     out.remove(k);
                 }
             }
         }
-        "line_item" => {
-            if !basil {
-                let price_id = src
-                    .get("pricing")
-                    .and_then(|p| p.get("price_details"))
-                    .and_then(|d| d.get("price"))
-                    .and_then(Value::as_str);
-                let price = price_id
-                    .and_then(|id| db.get_kind("price", id))
-                    .map(|p| render(db, "price", p, version))
-                    .unwrap_or(Value::Null);
-                let parent = src.get("parent").cloned().unwrap_or(Value::Null);
-                let (ty, details) = match parent.get("type").and_then(Value::as_str) {
-                    Some("subscription_item_details") => ("subscription", parent["subscription_item_details"].clone()),
-                    _ => ("invoiceitem", parent["invoice_item_details"].clone()),
-                };
-                out.insert("type".into(), json!(ty));
-                out.insert("price".into(), price);
-                out.insert("proration".into(), details.get("proration").cloned().unwrap_or(json!(false)));
-                out.insert("invoice_item".into(), details.get("invoice_item").cloned().unwrap_or(Value::Null));
-                out.insert("subscription_item".into(), details.get("subscription_item").cloned().unwrap_or(Value::Null));
-                out.insert("subscription".into(), details.get("subscription").cloned().unwrap_or(Value::Null));
-                let taxes: Vec<Value> = src
-                    .get("taxes")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().map(legacy_tax_amount).collect())
-                    .unwrap_or_default();
-                let rates: Vec<Value> = taxes.iter().filter_map(|t| t.get("tax_rate").cloned()).collect();
-                out.insert("tax_amounts".into(), json!(taxes));
-                out.insert("tax_rates".into(), json!(rates));
-                out.insert("unit_amount_excluding_tax".into(), src.get("pricing").and_then(|p| p.get("unit_amount_decimal")).cloned().unwrap_or(Value::Null));
-                for k in ["parent", "pricing", "taxes", "pretax_credit_amounts"] {
-                    out.remove(k);
+        "line_item" if !basil => {
+            let price_id = src
+                .get("pricing")
+                .and_then(|p| p.get("price_details"))
+                .and_then(|d| d.get("price"))
+                .and_then(Value::as_str);
+            let price = price_id
+                .and_then(|id| db.get_kind("price", id))
+                .map(|p| render(db, "price", p, version))
+                .unwrap_or(Value::Null);
+            let parent = src.get("parent").cloned().unwrap_or(Value::Null);
+            let (ty, details) = match parent.get("type").and_then(Value::as_str) {
+                Some("subscription_item_details") => {
+                    ("subscription", parent["subscription_item_details"].clone())
                 }
+                _ => ("invoiceitem", parent["invoice_item_details"].clone()),
+            };
+            out.insert("type".into(), json!(ty));
+            out.insert("price".into(), price);
+            out.insert(
+                "proration".into(),
+                details.get("proration").cloned().unwrap_or(json!(false)),
+            );
+            out.insert(
+                "invoice_item".into(),
+                details.get("invoice_item").cloned().unwrap_or(Value::Null),
+            );
+            out.insert(
+                "subscription_item".into(),
+                details
+                    .get("subscription_item")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            out.insert(
+                "subscription".into(),
+                details.get("subscription").cloned().unwrap_or(Value::Null),
+            );
+            let taxes: Vec<Value> = src
+                .get("taxes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(legacy_tax_amount).collect())
+                .unwrap_or_default();
+            let rates: Vec<Value> = taxes
+                .iter()
+                .filter_map(|t| t.get("tax_rate").cloned())
+                .collect();
+            out.insert("tax_amounts".into(), json!(taxes));
+            out.insert("tax_rates".into(), json!(rates));
+            out.insert(
+                "unit_amount_excluding_tax".into(),
+                src.get("pricing")
+                    .and_then(|p| p.get("unit_amount_decimal"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            for k in ["parent", "pricing", "taxes", "pretax_credit_amounts"] {
+                out.remove(k);
             }
         }
         "charge" | "payment_intent" => {
@@ -118,31 +160,48 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
             }
         }
         "subscription" => {
-            if let Some(items) = out.get_mut("items").and_then(|l| l.get_mut("data")).and_then(Value::as_array_mut) {
+            if let Some(items) = out
+                .get_mut("items")
+                .and_then(|l| l.get_mut("data"))
+                .and_then(Value::as_array_mut)
+            {
                 for item in items.iter_mut() {
-                    if let Some(pid) = item.get("price").and_then(Value::as_str).map(str::to_string) {
-                        if let Some(p) = db.get_kind("price", &pid) {
-                            item["price"] = render(db, "price", p, version);
-                        }
+                    if let Some(pid) = item
+                        .get("price")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        && let Some(p) = db.get_kind("price", &pid)
+                    {
+                        item["price"] = render(db, "price", p, version);
                     }
                 }
             }
             if !basil {
                 let first = src["items"]["data"].get(0).cloned().unwrap_or(Value::Null);
-                out.insert("current_period_start".into(), first.get("current_period_start").cloned().unwrap_or(Value::Null));
-                out.insert("current_period_end".into(), first.get("current_period_end").cloned().unwrap_or(Value::Null));
+                out.insert(
+                    "current_period_start".into(),
+                    first
+                        .get("current_period_start")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+                out.insert(
+                    "current_period_end".into(),
+                    first
+                        .get("current_period_end")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
             }
         }
-        "discount" => {
-            if !version.is_clover_or_later() {
-                let coupon = src["source"]["coupon"]
-                    .as_str()
-                    .and_then(|id| db.get_kind("coupon", id))
-                    .map(|c| render(db, "coupon", c, version))
-                    .unwrap_or(Value::Null);
-                out.remove("source");
-                out.insert("coupon".into(), coupon);
-            }
+        "discount" if !version.is_clover_or_later() => {
+            let coupon = src["source"]["coupon"]
+                .as_str()
+                .and_then(|id| db.get_kind("coupon", id))
+                .map(|c| render(db, "coupon", c, version))
+                .unwrap_or(Value::Null);
+            out.remove("source");
+            out.insert("coupon".into(), coupon);
         }
         _ => {}
     }
@@ -188,7 +247,11 @@ pub(crate) fn expand_paths(params: &Value) -> Result<Vec<Vec<String>>, ApiError>
     let mut out = Vec::new();
     for p in list {
         let Some(s) = p.as_str() else {
-            return Err(ApiError::invalid("parameter_invalid_array", "Invalid array", Some("expand")));
+            return Err(ApiError::invalid(
+                "parameter_invalid_array",
+                "Invalid array",
+                Some("expand"),
+            ));
         };
         let segs: Vec<String> = s.split('.').map(str::to_string).collect();
         if segs.len() > 4 {
@@ -216,19 +279,24 @@ pub(crate) fn apply_expand(
     version: &ApiVersion,
 ) -> Result<(), ApiError> {
     for p in paths {
-        expand_at(db, v, p, version, &p.join("."))?;
+        expand_at(db, v, p, version)?;
     }
     Ok(())
 }
 
-fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full: &str) -> Result<(), ApiError> {
+fn expand_at(
+    db: &Db,
+    v: &mut Value,
+    segs: &[String],
+    version: &ApiVersion,
+) -> Result<(), ApiError> {
     let Some((first, rest)) = segs.split_first() else {
         return Ok(());
     };
     match v {
         Value::Array(items) => {
             for it in items.iter_mut() {
-                expand_at(db, it, segs, version, full)?;
+                expand_at(db, it, segs, version)?;
             }
             Ok(())
         }
@@ -240,8 +308,16 @@ fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full
                 )
             };
             // Includable lists: not in the object unless asked for.
-            let kind = m.get("object").and_then(Value::as_str).unwrap_or("").to_string();
-            let id = m.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+            let kind = m
+                .get("object")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let id = m
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if kind == "invoice" && first == "payments" && !m.contains_key("payments") {
                 if !version.is_basil_or_later() {
                     return Err(not_expandable());
@@ -258,7 +334,8 @@ fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full
                     json!({"object":"list","data":data,"has_more":false,"url":format!("/v1/invoices/{id}/payments")}),
                 );
             }
-            if kind == "checkout.session" && first == "line_items" && !m.contains_key("line_items") {
+            if kind == "checkout.session" && first == "line_items" && !m.contains_key("line_items")
+            {
                 let items = db
                     .get_kind("checkout.session", &id)
                     .and_then(|s| s.get("_line_items"))
@@ -280,7 +357,7 @@ fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full
                         return Err(not_expandable());
                     };
                     *field = obj;
-                    expand_at(db, field, rest, version, full)
+                    expand_at(db, field, rest, version)
                 }
                 Value::Array(a) if a.iter().all(Value::is_string) && !a.is_empty() => {
                     for x in a.iter_mut() {
@@ -289,12 +366,12 @@ fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full
                             return Err(not_expandable());
                         };
                         *x = obj;
-                        expand_at(db, x, rest, version, full)?;
+                        expand_at(db, x, rest, version)?;
                     }
                     Ok(())
                 }
                 Value::Null => Ok(()),
-                Value::Object(_) | Value::Array(_) => expand_at(db, field, rest, version, full),
+                Value::Object(_) | Value::Array(_) => expand_at(db, field, rest, version),
                 _ => Err(not_expandable()),
             }
         }
@@ -306,10 +383,10 @@ fn expand_at(db: &Db, v: &mut Value, segs: &[String], version: &ApiVersion, full
 pub(crate) fn render_session_items(db: &Db, items: &mut Value, version: &ApiVersion) {
     if let Some(a) = items.as_array_mut() {
         for it in a.iter_mut() {
-            if let Some(pid) = it.get("price").and_then(Value::as_str).map(str::to_string) {
-                if let Some(p) = db.get_kind("price", &pid) {
-                    it["price"] = render(db, "price", p, version);
-                }
+            if let Some(pid) = it.get("price").and_then(Value::as_str).map(str::to_string)
+                && let Some(p) = db.get_kind("price", &pid)
+            {
+                it["price"] = render(db, "price", p, version);
             }
         }
     }
@@ -326,18 +403,24 @@ pub(crate) fn page_params(params: &Value) -> Result<Page, ApiError> {
     let limit = match params.get("limit").and_then(Value::as_str) {
         None | Some("") => 10,
         Some(s) => {
-            let n: i64 = s.parse().map_err(|_| ApiError::invalid_integer("limit", s))?;
+            let n: i64 = s
+                .parse()
+                .map_err(|_| ApiError::invalid_integer("limit", s))?;
             if n < 1 {
                 return Err(ApiError::invalid(
                     "parameter_invalid_integer",
-                    format!("This value must be greater than or equal to 1 (it currently is '{n}')."),
+                    format!(
+                        "This value must be greater than or equal to 1 (it currently is '{n}')."
+                    ),
                     Some("limit"),
                 ));
             }
             if n > 100 {
                 return Err(ApiError::invalid(
                     "parameter_invalid_integer",
-                    format!("This value must be less than or equal to 100 (it currently is '{n}')."),
+                    format!(
+                        "This value must be less than or equal to 100 (it currently is '{n}')."
+                    ),
                     Some("limit"),
                 ));
             }
@@ -359,11 +442,19 @@ pub(crate) fn page_params(params: &Value) -> Result<Page, ApiError> {
             None,
         ));
     }
-    Ok(Page { limit, starting_after, ending_before })
+    Ok(Page {
+        limit,
+        starting_after,
+        ending_before,
+    })
 }
 
 /// Paginates ids (newest first) and returns the page plus `has_more`.
-pub(crate) fn paginate(ids: &[String], page: &Page, noun: &str) -> Result<(Vec<String>, bool), ApiError> {
+pub(crate) fn paginate(
+    ids: &[String],
+    page: &Page,
+    noun: &str,
+) -> Result<(Vec<String>, bool), ApiError> {
     if let Some(after) = &page.starting_after {
         let pos = ids
             .iter()

@@ -172,7 +172,12 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&mut self, method: reqwest::Method, path: &str, params: &Value) -> Result<(u16, Value), SimError> {
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        params: &Value,
+    ) -> Result<(u16, Value), SimError> {
         self.counter += 1;
         // Deterministic idempotency keys so a retried POST (after an injected 429/500) is safe.
         let idem = format!("scenario-{}-{}", self.seed, self.counter);
@@ -187,7 +192,10 @@ impl Api {
             } else {
                 format!("{}{path}", self.base)
             };
-            let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.key);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.key);
             if method == reqwest::Method::POST {
                 req = req
                     .header("Idempotency-Key", &idem)
@@ -207,16 +215,33 @@ impl Api {
                 last = format!("status {status}");
                 continue;
             }
-            let v: Value = serde_json::from_str(&text).map_err(|e| SimError::Unexpected { path: path.into(), message: e.to_string() })?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| SimError::Unexpected {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
             return Ok((status, v));
         }
-        Err(SimError::Transport { method: method.to_string(), path: path.into(), message: last })
+        Err(SimError::Transport {
+            method: method.to_string(),
+            path: path.into(),
+            message: last,
+        })
     }
 
-    async fn ok(&mut self, method: reqwest::Method, path: &str, params: Value) -> Result<Value, SimError> {
+    async fn ok(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        params: Value,
+    ) -> Result<Value, SimError> {
         let (status, v) = self.call(method.clone(), path, &params).await?;
         if status != 200 {
-            return Err(SimError::Api { method: method.to_string(), path: path.into(), status, body: v.to_string() });
+            return Err(SimError::Api {
+                method: method.to_string(),
+                path: path.into(),
+                status,
+                body: v.to_string(),
+            });
         }
         Ok(v)
     }
@@ -256,21 +281,49 @@ fn local_amount(usd_cents: i64, cur: Currency) -> i64 {
 }
 
 /// Runs the scenario against `base_url` with `api_key`.
-pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) -> Result<ScenarioReport, SimError> {
-    let http = reqwest::Client::builder().build().map_err(|e| SimError::Client(e.to_string()))?;
-    let mut api = Api { http, base: base_url.trim_end_matches('/').to_string(), key: api_key.to_string(), counter: 0, seed: cfg.seed };
+pub async fn run_scenario(
+    base_url: &str,
+    api_key: &str,
+    cfg: ScenarioConfig,
+) -> Result<ScenarioReport, SimError> {
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| SimError::Client(e.to_string()))?;
+    let mut api = Api {
+        http,
+        base: base_url.trim_end_matches('/').to_string(),
+        key: api_key.to_string(),
+        counter: 0,
+        seed: cfg.seed,
+    };
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut rep = ScenarioReport { seed: cfg.seed, ..Default::default() };
+    let mut rep = ScenarioReport {
+        seed: cfg.seed,
+        ..Default::default()
+    };
     let account = api.get("/v1/account", json!({})).await?;
-    let settle = account["default_currency"].as_str().unwrap_or("usd").to_string();
-    let currencies = if cfg.currencies.is_empty() { vec![Currency::USD] } else { cfg.currencies.clone() };
+    let settle = account["default_currency"]
+        .as_str()
+        .unwrap_or("usd")
+        .to_string();
+    let currencies = if cfg.currencies.is_empty() {
+        vec![Currency::USD]
+    } else {
+        cfg.currencies.clone()
+    };
     for c in &currencies {
-        rep.totals.insert(c.as_str().to_string(), CurrencyTotals::default());
+        rep.totals
+            .insert(c.as_str().to_string(), CurrencyTotals::default());
     }
 
     let vat = api.post("/v1/tax_rates", json!({"display_name": "VAT", "percentage": "20", "inclusive": "false", "country": "DE", "jurisdiction": "DE"})).await?;
     rep.tax_rate = id_of(&vat);
-    let coupon = api.post("/v1/coupons", json!({"percent_off": "10", "duration": "forever", "name": "Launch 10%"})).await?;
+    let coupon = api
+        .post(
+            "/v1/coupons",
+            json!({"percent_off": "10", "duration": "forever", "name": "Launch 10%"}),
+        )
+        .await?;
     rep.coupon = id_of(&coupon);
 
     // name, USD list price, recurring?
@@ -284,14 +337,23 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
     // prices[(product name, currency, interval)] = price id
     let mut price_ids: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
     for (name, usd, recurring) in &catalog {
-        let prod = api.post("/v1/products", json!({"name": name, "metadata": {"sku": name.to_lowercase().replace(' ', "-")}})).await?;
+        let prod = api
+            .post(
+                "/v1/products",
+                json!({"name": name, "metadata": {"sku": name.to_lowercase().replace(' ', "-")}}),
+            )
+            .await?;
         let pid = id_of(&prod);
         rep.products.insert(name.to_string(), pid.clone());
         if *name == cfg.unmapped_product_name {
             rep.unmapped_product = pid.clone();
         }
         for c in &currencies {
-            let intervals: Vec<Option<&str>> = if *recurring { vec![Some("month"), Some("year")] } else { vec![None] };
+            let intervals: Vec<Option<&str>> = if *recurring {
+                vec![Some("month"), Some("year")]
+            } else {
+                vec![None]
+            };
             for iv in intervals {
                 let amount = local_amount(if iv == Some("year") { usd * 10 } else { *usd }, *c);
                 let mut params = json!({"product": pid, "currency": c.as_str(), "unit_amount": amount.to_string()});
@@ -299,36 +361,80 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
                     params["recurring"] = json!({"interval": i});
                 }
                 let price = api.post("/v1/prices", params).await?;
-                price_ids.insert((name.to_string(), c.as_str().to_string(), iv.unwrap_or("one_time").to_string()), (id_of(&price), amount));
-                rep.prices.push(PriceInfo { id: id_of(&price), product: pid.clone(), currency: c.as_str().into(), unit_amount: amount, interval: iv.map(str::to_string) });
+                price_ids.insert(
+                    (
+                        name.to_string(),
+                        c.as_str().to_string(),
+                        iv.unwrap_or("one_time").to_string(),
+                    ),
+                    (id_of(&price), amount),
+                );
+                rep.prices.push(PriceInfo {
+                    id: id_of(&price),
+                    product: pid.clone(),
+                    currency: c.as_str().into(),
+                    unit_amount: amount,
+                    interval: iv.map(str::to_string),
+                });
             }
         }
     }
 
-    const FIRST: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Linus", "Frances", "John"];
-    const LAST: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman", "Torvalds", "Allen", "Backus"];
+    const FIRST: &[&str] = &[
+        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Linus",
+        "Frances", "John",
+    ];
+    const LAST: &[&str] = &[
+        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson",
+        "Perlman", "Torvalds", "Allen", "Backus",
+    ];
     let mut checkout_candidates = Vec::new();
     let mut monthly_active = Vec::new();
     for i in 0..cfg.customers {
         let cur = currencies[rng.random_range(0..currencies.len())];
         let fails = rng.random_range(0..100) < cfg.failed_payment_percent;
-        let card = if fails { "pm_card_chargeCustomerFail" } else { "pm_card_visa" };
-        let name = format!("{} {}", FIRST[rng.random_range(0..FIRST.len())], LAST[rng.random_range(0..LAST.len())]);
+        let card = if fails {
+            "pm_card_chargeCustomerFail"
+        } else {
+            "pm_card_visa"
+        };
+        let name = format!(
+            "{} {}",
+            FIRST[rng.random_range(0..FIRST.len())],
+            LAST[rng.random_range(0..LAST.len())]
+        );
         let cust = api
-            .post("/v1/customers", json!({
-                "name": name, "email": format!("customer{:03}@example.com", i + 1),
-                "payment_method": card, "invoice_settings": {"default_payment_method": card},
-                "metadata": {"crm_id": format!("CRM-{:05}", 1000 + i)},
-            }))
+            .post(
+                "/v1/customers",
+                json!({
+                    "name": name, "email": format!("customer{:03}@example.com", i + 1),
+                    "payment_method": card, "invoice_settings": {"default_payment_method": card},
+                    "metadata": {"crm_id": format!("CRM-{:05}", 1000 + i)},
+                }),
+            )
             .await?;
         let cid = id_of(&cust);
         rep.customers.push(cid.clone());
-        let plan = if rng.random_range(0..100) < 70 { "Pro Plan" } else { "Team Plan" };
+        let plan = if rng.random_range(0..100) < 70 {
+            "Pro Plan"
+        } else {
+            "Team Plan"
+        };
         let annual = rng.random_range(0..100) < cfg.annual_percent;
         let interval = if annual { "year" } else { "month" };
-        let (price, _) = price_ids[&(plan.to_string(), cur.as_str().to_string(), interval.to_string())].clone();
-        let seats = if plan == "Team Plan" { rng.random_range(2..=8) } else { 1 };
-        let mut params = json!({"customer": cid, "items": [{"price": price, "quantity": seats.to_string()}]});
+        let (price, _) = price_ids[&(
+            plan.to_string(),
+            cur.as_str().to_string(),
+            interval.to_string(),
+        )]
+            .clone();
+        let seats = if plan == "Team Plan" {
+            rng.random_range(2..=8)
+        } else {
+            1
+        };
+        let mut params =
+            json!({"customer": cid, "items": [{"price": price, "quantity": seats.to_string()}]});
         if cur == Currency::EUR {
             params["default_tax_rates"] = json!([rep.tax_rate]);
         }
@@ -337,7 +443,10 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
         }
         let sub = api.post("/v1/subscriptions", params).await?;
         rep.subscriptions.push(id_of(&sub));
-        let inv_id = sub["latest_invoice"].as_str().unwrap_or_default().to_string();
+        let inv_id = sub["latest_invoice"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         record_invoice(&mut api, &mut rep, &inv_id).await?;
         if sub["status"] == "active" && !annual && rng.random_range(0..100) < cfg.renewal_percent {
             monthly_active.push(id_of(&sub));
@@ -349,7 +458,9 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
 
     // Renewals during the month.
     for sub in monthly_active {
-        let s = api.post(&format!("/_sim/subscriptions/{sub}/renew"), json!({})).await?;
+        let s = api
+            .post(&format!("/_sim/subscriptions/{sub}/renew"), json!({}))
+            .await?;
         let inv = s["latest_invoice"].as_str().unwrap_or_default().to_string();
         record_invoice(&mut api, &mut rep, &inv).await?;
     }
@@ -358,8 +469,13 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
     for k in 0..cfg.manual_invoices.min(rep.customers.len()) {
         let cid = rep.customers[rng.random_range(0..rep.customers.len())].clone();
         let cust = api.get(&format!("/v1/customers/{cid}"), json!({})).await?;
-        let dpm = cust["invoice_settings"]["default_payment_method"].as_str().unwrap_or("").to_string();
-        let pm = api.get(&format!("/v1/payment_methods/{dpm}"), json!({})).await?;
+        let dpm = cust["invoice_settings"]["default_payment_method"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let pm = api
+            .get(&format!("/v1/payment_methods/{dpm}"), json!({}))
+            .await?;
         if pm["card"]["last4"] == "0341" {
             continue; // a failing card; keep manual invoices paid
         }
@@ -369,14 +485,18 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
         let hours = rng.random_range(2..=10);
         let unit = local_amount(15_000, cur);
         api.post("/v1/invoiceitems", json!({"customer": cid, "invoice": inv_id, "currency": cur.as_str(), "unit_amount_decimal": unit.to_string(), "quantity": hours.to_string(), "description": format!("Implementation work ({hours} h)")})).await?;
-        api.post(&format!("/v1/invoices/{inv_id}/finalize"), json!({})).await?;
-        api.post(&format!("/v1/invoices/{inv_id}/pay"), json!({})).await?;
+        api.post(&format!("/v1/invoices/{inv_id}/finalize"), json!({}))
+            .await?;
+        api.post(&format!("/v1/invoices/{inv_id}/pay"), json!({}))
+            .await?;
         record_invoice(&mut api, &mut rep, &inv_id).await?;
     }
 
     // One-time purchases through Checkout.
     for (cid, cur, fails) in checkout_candidates {
-        let mut items = vec![json!({"price": price_ids[&("Onboarding Package".to_string(), cur.as_str().to_string(), "one_time".to_string())].0, "quantity": "1"})];
+        let mut items = vec![
+            json!({"price": price_ids[&("Onboarding Package".to_string(), cur.as_str().to_string(), "one_time".to_string())].0, "quantity": "1"}),
+        ];
         if rng.random_bool(0.5) {
             items.push(json!({"price": price_ids[&("Priority Support".to_string(), cur.as_str().to_string(), "one_time".to_string())].0, "quantity": rng.random_range(1..=3).to_string()}));
         }
@@ -385,16 +505,33 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
         }
         let sess = api.post("/v1/checkout/sessions", json!({"mode": "payment", "customer": cid, "line_items": items, "success_url": "https://example.com/thanks"})).await?;
         let sid = id_of(&sess);
-        let card = if fails { "pm_card_chargeDeclined" } else { "pm_card_visa" };
-        let (status, v) = api.call(reqwest::Method::POST, &format!("/_sim/checkout/sessions/{sid}/complete"), &json!({"payment_method": card})).await?;
+        let card = if fails {
+            "pm_card_chargeDeclined"
+        } else {
+            "pm_card_visa"
+        };
+        let (status, v) = api
+            .call(
+                reqwest::Method::POST,
+                &format!("/_sim/checkout/sessions/{sid}/complete"),
+                &json!({"payment_method": card}),
+            )
+            .await?;
         let t = rep.totals.entry(cur.as_str().to_string()).or_default();
         if status == 200 {
             let pi = v["payment_intent"].as_str().unwrap_or_default().to_string();
-            let pi_v = api.get(&format!("/v1/payment_intents/{pi}"), json!({})).await?;
+            let pi_v = api
+                .get(&format!("/v1/payment_intents/{pi}"), json!({}))
+                .await?;
             let t = rep.totals.entry(cur.as_str().to_string()).or_default();
             t.standalone_charges += 1;
             t.standalone_charge_total += v["amount_total"].as_i64().unwrap_or(0);
-            rep.standalone_charges.push(pi_v["latest_charge"].as_str().unwrap_or_default().to_string());
+            rep.standalone_charges.push(
+                pi_v["latest_charge"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
             rep.checkout_sessions.push(sid);
         } else {
             t.failed_payments += 1;
@@ -408,16 +545,37 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
     let refundable = rep.standalone_charges.clone();
     for (k, ch) in refundable.iter().take(cfg.refunds).enumerate() {
         let charge = api.get(&format!("/v1/charges/{ch}"), json!({})).await?;
-        let cur = Currency::parse(charge["currency"].as_str().unwrap_or("usd")).unwrap_or(Currency::USD);
+        let cur =
+            Currency::parse(charge["currency"].as_str().unwrap_or("usd")).unwrap_or(Currency::USD);
         let amount = charge["amount"].as_i64().unwrap_or(0);
-        let amt = if k == 0 { (amount / 2) / cur.amount_step() * cur.amount_step() } else { amount };
-        let re = api.post("/v1/refunds", json!({"charge": ch, "amount": amt.to_string(), "reason": "requested_by_customer"})).await?;
-        rep.totals.entry(cur.as_str().to_string()).or_default().refunded_total += amt;
-        rep.refunds.push(RefundInfo { id: id_of(&re), charge: ch.clone(), amount: amt, currency: cur.as_str().into() });
+        let amt = if k == 0 {
+            (amount / 2) / cur.amount_step() * cur.amount_step()
+        } else {
+            amount
+        };
+        let re = api
+            .post(
+                "/v1/refunds",
+                json!({"charge": ch, "amount": amt.to_string(), "reason": "requested_by_customer"}),
+            )
+            .await?;
+        rep.totals
+            .entry(cur.as_str().to_string())
+            .or_default()
+            .refunded_total += amt;
+        rep.refunds.push(RefundInfo {
+            id: id_of(&re),
+            charge: ch.clone(),
+            amount: amt,
+            currency: cur.as_str().into(),
+        });
     }
 
     // Settlement totals from the balance transactions, read back through the API.
-    let mut st = SettlementTotals { currency: settle, ..Default::default() };
+    let mut st = SettlementTotals {
+        currency: settle,
+        ..Default::default()
+    };
     let mut after: Option<String> = None;
     loop {
         let mut q = json!({"limit": "100"});
@@ -446,28 +604,53 @@ pub async fn run_scenario(base_url: &str, api_key: &str, cfg: ScenarioConfig) ->
     Ok(rep)
 }
 
-async fn record_invoice(api: &mut Api, rep: &mut ScenarioReport, inv_id: &str) -> Result<(), SimError> {
+async fn record_invoice(
+    api: &mut Api,
+    rep: &mut ScenarioReport,
+    inv_id: &str,
+) -> Result<(), SimError> {
     if inv_id.is_empty() {
         return Ok(());
     }
-    let inv = api.get(&format!("/v1/invoices/{inv_id}"), json!({"expand": ["payments"]})).await?;
+    let inv = api
+        .get(
+            &format!("/v1/invoices/{inv_id}"),
+            json!({"expand": ["payments"]}),
+        )
+        .await?;
     let cur = inv["currency"].as_str().unwrap_or("usd").to_string();
     let t = rep.totals.entry(cur).or_default();
     match inv["status"].as_str() {
         Some("paid") => {
             t.paid_invoices += 1;
             t.paid_invoice_total += inv["total"].as_i64().unwrap_or(0);
-            t.paid_invoice_tax += inv["total_taxes"].as_array().map(|a| a.iter().filter(|x| x["tax_behavior"] == "exclusive").filter_map(|x| x["amount"].as_i64()).sum::<i64>()).unwrap_or(0);
-            t.paid_invoice_discount += inv["total_discount_amounts"].as_array().map(|a| a.iter().filter_map(|x| x["amount"].as_i64()).sum::<i64>()).unwrap_or(0);
+            t.paid_invoice_tax += inv["total_taxes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|x| x["tax_behavior"] == "exclusive")
+                        .filter_map(|x| x["amount"].as_i64())
+                        .sum::<i64>()
+                })
+                .unwrap_or(0);
+            t.paid_invoice_discount += inv["total_discount_amounts"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["amount"].as_i64()).sum::<i64>())
+                .unwrap_or(0);
             rep.paid_invoices.push(inv_id.to_string());
         }
         Some("open") => {
             t.open_invoices += 1;
             t.failed_payments += 1;
             rep.open_invoices.push(inv_id.to_string());
-            let pi = inv["payments"]["data"][0]["payment"]["payment_intent"].as_str().unwrap_or_default().to_string();
+            let pi = inv["payments"]["data"][0]["payment"]["payment_intent"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if !pi.is_empty() {
-                let p = api.get(&format!("/v1/payment_intents/{pi}"), json!({})).await?;
+                let p = api
+                    .get(&format!("/v1/payment_intents/{pi}"), json!({}))
+                    .await?;
                 if let Some(ch) = p["latest_charge"].as_str() {
                     rep.failed_charges.push(ch.to_string());
                 }

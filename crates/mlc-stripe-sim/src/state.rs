@@ -32,7 +32,9 @@ impl ApiVersion {
             .strip_prefix('.')
             .map(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase()))
             .unwrap_or(s.len() == date.len());
-        (ok && suffix_ok && date >= "2011-01-01").then(|| ApiVersion { full: s.to_string() })
+        (ok && suffix_ok && date >= "2011-01-01").then(|| ApiVersion {
+            full: s.to_string(),
+        })
     }
 
     /// The version string as given.
@@ -57,7 +59,9 @@ impl ApiVersion {
 
 impl Default for ApiVersion {
     fn default() -> Self {
-        ApiVersion { full: Self::DEFAULT.to_string() }
+        ApiVersion {
+            full: Self::DEFAULT.to_string(),
+        }
     }
 }
 
@@ -139,7 +143,12 @@ impl Db {
         self.seq += 1;
         self.objects.insert(
             id.to_string(),
-            Stored { kind, seq: self.seq, v, deleted: false },
+            Stored {
+                kind,
+                seq: self.seq,
+                v,
+                deleted: false,
+            },
         );
     }
 
@@ -169,10 +178,9 @@ impl Db {
             .filter(|(_, s)| s.kind == kind && !s.deleted)
             .map(|(id, s)| (id, s.seq))
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
         v.into_iter().map(|(id, _)| id.clone()).collect()
     }
-
 }
 
 fn rand_str(rng: &mut StdRng, len: usize) -> String {

@@ -9,12 +9,16 @@ use mlc_stripe_sim::{SimConfig, StripeSim};
 async fn python_sdk_against_simulator() {
     let Some(python) = std::env::var_os("MLC_TEST_PYTHON") else {
         if std::env::var_os("CI").is_some() {
-            panic!("MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv with stripe==16.1.0 and exports MLC_TEST_PYTHON)");
+            panic!(
+                "MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv with stripe==16.1.0 and exports MLC_TEST_PYTHON)"
+            );
         }
         println!("skipped: MLC_TEST_PYTHON unset");
         return;
     };
-    let sim = StripeSim::start(SimConfig::default()).await.expect("sim starts");
+    let sim = StripeSim::start(SimConfig::default())
+        .await
+        .expect("sim starts");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stripe_sdk_check.py");
     let child = tokio::process::Command::new(&python)
         .arg(&script)
@@ -29,7 +33,11 @@ async fn python_sdk_against_simulator() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "stripe SDK check failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "stripe SDK check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
     assert!(stdout.contains("OK:"), "unexpected output: {stdout}");
     sim.shutdown().await;
 }

@@ -10,7 +10,9 @@ use common::{Client, sim};
 use serde_json::{Value, json};
 
 fn fixture_keys(name: &str) -> BTreeSet<String> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.json"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.json"));
     let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     v.as_object().unwrap().keys().cloned().collect()
 }
@@ -47,17 +49,55 @@ async fn objects_match_stripe_fixture_fields() {
     let pi = c
         .post("/v1/payment_intents", json!({"amount": "2000", "currency": "usd", "customer": cus["id"], "payment_method": "pm_card_visa", "payment_method_types": ["card"], "confirm": "true"}))
         .await;
-    let ch = c.get(&format!("/v1/charges/{}", pi["latest_charge"].as_str().unwrap()), json!({})).await;
-    let txn = c.get(&format!("/v1/balance_transactions/{}", ch["balance_transaction"].as_str().unwrap()), json!({})).await;
-    let re = c.post("/v1/refunds", json!({"charge": ch["id"], "amount": "500"})).await;
+    let ch = c
+        .get(
+            &format!("/v1/charges/{}", pi["latest_charge"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    let txn = c
+        .get(
+            &format!(
+                "/v1/balance_transactions/{}",
+                ch["balance_transaction"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let re = c
+        .post("/v1/refunds", json!({"charge": ch["id"], "amount": "500"}))
+        .await;
     let coupon = c.post("/v1/coupons", json!({"percent_off": "5"})).await;
     let sub = c.post("/v1/subscriptions", json!({"customer": cus["id"], "items": [{"price": price["id"]}], "discounts": [{"coupon": coupon["id"]}]})).await;
-    let inv = c.get(&format!("/v1/invoices/{}", sub["latest_invoice"].as_str().unwrap()), json!({})).await;
+    let inv = c
+        .get(
+            &format!("/v1/invoices/{}", sub["latest_invoice"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
     let line = &inv["lines"]["data"][0];
-    let pay = c.get("/v1/invoice_payments", json!({"invoice": inv["id"]})).await;
-    let di = c.get(&format!("/v1/invoices/{}", inv["id"].as_str().unwrap()), json!({"expand": ["discounts"]})).await["discounts"][0].clone();
-    let ii = c.post("/v1/invoiceitems", json!({"customer": cus["id"], "amount": "100", "currency": "usd"})).await;
-    let ep = c.post("/v1/webhook_endpoints", json!({"url": "https://example.com/h", "enabled_events": ["*"]})).await;
+    let pay = c
+        .get("/v1/invoice_payments", json!({"invoice": inv["id"]}))
+        .await;
+    let di = c
+        .get(
+            &format!("/v1/invoices/{}", inv["id"].as_str().unwrap()),
+            json!({"expand": ["discounts"]}),
+        )
+        .await["discounts"][0]
+        .clone();
+    let ii = c
+        .post(
+            "/v1/invoiceitems",
+            json!({"customer": cus["id"], "amount": "100", "currency": "usd"}),
+        )
+        .await;
+    let ep = c
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": "https://example.com/h", "enabled_events": ["*"]}),
+        )
+        .await;
 
     let mut problems = Vec::new();
     problems.extend(diff("customer", &cus, &[], &["customer_account"]));
@@ -77,6 +117,10 @@ async fn objects_match_stripe_fixture_fields() {
     problems.extend(diff("discount", &di, &[], &[]));
     problems.extend(diff("invoiceitem", &ii, &[], &[]));
     problems.extend(diff("subscription", &sub, &[], &[]));
-    assert!(problems.is_empty(), "shape differences:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "shape differences:\n{}",
+        problems.join("\n")
+    );
     sim.shutdown().await;
 }

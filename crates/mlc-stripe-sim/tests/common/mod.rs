@@ -13,7 +13,9 @@ use mlc_stripe_sim::{RunningSim, SimConfig, StripeSim, form};
 use serde_json::{Value, json};
 
 pub async fn sim() -> RunningSim {
-    StripeSim::start(SimConfig::default()).await.expect("sim starts")
+    StripeSim::start(SimConfig::default())
+        .await
+        .expect("sim starts")
 }
 
 pub async fn sim_with(cfg: SimConfig) -> RunningSim {
@@ -30,7 +32,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(sim: &RunningSim) -> Self {
-        Client { http: reqwest::Client::new(), base: sim.base_url.clone(), key: sim.api_key_str().to_string(), version: None }
+        Client {
+            http: reqwest::Client::new(),
+            base: sim.base_url.clone(),
+            key: sim.api_key_str().to_string(),
+            version: None,
+        }
     }
 
     pub fn with_version(mut self, v: &str) -> Self {
@@ -38,14 +45,23 @@ impl Client {
         self
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, params: Value, idem: Option<&str>) -> (u16, Value, HeaderMap) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: Value,
+        idem: Option<&str>,
+    ) -> (u16, Value, HeaderMap) {
         let body = form::encode(&params);
         let url = if method == reqwest::Method::POST || body.is_empty() {
             format!("{}{path}", self.base)
         } else {
             format!("{}{path}?{body}", self.base)
         };
-        let mut req = self.http.request(method.clone(), url).bearer_auth(&self.key);
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(&self.key);
         if let Some(v) = &self.version {
             req = req.header("Stripe-Version", v);
         }
@@ -53,7 +69,9 @@ impl Client {
             req = req.header("Idempotency-Key", k);
         }
         if method == reqwest::Method::POST {
-            req = req.header("Content-Type", "application/x-www-form-urlencoded").body(body);
+            req = req
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body);
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
@@ -104,14 +122,19 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
     }
-    r.got.lock().unwrap().push(Received { headers, body: body.to_vec() });
+    r.got.lock().unwrap().push(Received {
+        headers,
+        body: body.to_vec(),
+    });
     StatusCode::OK
 }
 
 /// Starts a receiver on 127.0.0.1:0; returns its URL.
 pub async fn receiver() -> (String, Receiver) {
     let r = Receiver::default();
-    let app = axum::Router::new().route("/hook", post(receive)).with_state(r.clone());
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -141,7 +164,10 @@ pub fn verify(secret: &str, header: &str, body: &[u8]) -> Result<i64, String> {
     if !v1.iter().any(|s| s == &expected) {
         return Err("no matching v1 signature".into());
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     if now - t > 300 {
         return Err("timestamp outside tolerance".into());
     }
