@@ -28,6 +28,9 @@ pub(crate) struct Ctx {
     /// The account default version (events are frozen in it).
     pub account_version: ApiVersion,
     pub req_id: String,
+    /// True for sim-only endpoints that stand for Stripe acting on its own (renewals, a
+    /// customer paying on a hosted page): their events carry `request.id: null`, as Stripe's do.
+    pub automatic: bool,
     pub idem_key: Option<String>,
     pub livemode: bool,
     pub account_currency: mlc_core::Currency,
@@ -272,6 +275,7 @@ async fn handle(
         version: version.clone(),
         account_version: st.default_version.clone(),
         req_id: req_id.clone(),
+        automatic: path.starts_with("/_sim/"),
         idem_key: idem_key.clone(),
         livemode,
         account_currency: st.account_currency,
@@ -383,6 +387,9 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         }
         ["_sim", "subscriptions", id, "renew"] if method == "POST" => {
             billing::renew(db, ctx, id, p)
+        }
+        ["_sim", "webhook_endpoints", id, "roll"] if method == "POST" => {
+            events::roll_secret(db, ctx, id, p)
         }
         _ => Err(unknown()),
     }

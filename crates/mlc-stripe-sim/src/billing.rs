@@ -1056,6 +1056,7 @@ fn pay(
             iv["amount_remaining"] = json!(0);
             iv["status_transitions"]["paid_at"] = json!(now);
             iv["next_payment_attempt"] = Value::Null;
+            iv["_paid_out_of_band"] = json!(true);
         }
         for ip in db.ids_of("invoice_payment") {
             if let Some(x) = db.get_kind_mut("invoice_payment", &ip)

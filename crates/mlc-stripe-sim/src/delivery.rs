@@ -173,20 +173,25 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// `Stripe-Signature` for a body at time `t`: `t=..,v1=..` plus a fake `v0` in test mode.
+/// `Stripe-Signature` for a body at time `t`: `t=..,v1=..` with one `v1` per active secret
+/// (current first, then secrets still active after a roll), plus a fake `v0` in test mode.
 pub fn signature_header(
-    secret: &str,
+    secrets: &[&str],
     t: i64,
     body: &[u8],
     test_mode: bool,
     fake_v0: &str,
 ) -> String {
-    let v1 = sign(secret, t, body);
-    if test_mode {
-        format!("t={t},v1={v1},v0={fake_v0}")
-    } else {
-        format!("t={t},v1={v1}")
+    let mut h = format!("t={t}");
+    for s in secrets {
+        h.push_str(",v1=");
+        h.push_str(&sign(s, t, body));
     }
+    if test_mode {
+        h.push_str(",v0=");
+        h.push_str(fake_v0);
+    }
+    h
 }
 
 /// Lowercase hex HMAC-SHA256 of `"<t>.<body>"` keyed by the whole `whsec_…` string.
@@ -203,7 +208,7 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
 
 struct Prepared {
     url: String,
-    secret: String,
+    secrets: Vec<String>,
     body: String,
     livemode: bool,
 }
@@ -223,7 +228,15 @@ fn prepare(shared: &Shared, job: &Job) -> Option<Prepared> {
     let body = serde_json::to_string_pretty(&rendered).ok()?;
     Some(Prepared {
         url: ep["url"].as_str()?.to_string(),
-        secret: ep["_secret"].as_str()?.to_string(),
+        secrets: std::iter::once(ep["_secret"].clone())
+            .chain(
+                ep["_previous_secrets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
         body,
         livemode: ev["livemode"].as_bool().unwrap_or(false),
     })
@@ -259,7 +272,8 @@ async fn deliver(shared: &Arc<Shared>, job: Job) {
                 shared.fault_rng().fill_bytes(&mut b);
                 hex::encode(b)
             };
-            let sig = signature_header(&p.secret, t, p.body.as_bytes(), !p.livemode, &fake_v0);
+            let secrets: Vec<&str> = p.secrets.iter().map(String::as_str).collect();
+            let sig = signature_header(&secrets, t, p.body.as_bytes(), !p.livemode, &fake_v0);
             let res = shared
                 .hub
                 .client

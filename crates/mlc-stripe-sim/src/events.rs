@@ -129,7 +129,11 @@ pub(crate) fn emit(db: &mut Db, ctx: &Ctx, ty: &str, obj_id: &str, prev: Option<
         "data": {"object": snapshot},
         "livemode": ctx.livemode,
         "pending_webhooks": endpoints.len(),
-        "request": {"id": ctx.req_id, "idempotency_key": ctx.idem_key},
+        "request": if ctx.automatic {
+            json!({"id": null, "idempotency_key": null})
+        } else {
+            json!({"id": ctx.req_id, "idempotency_key": ctx.idem_key})
+        },
         "type": ty,
         "_kind": kind,
         "_prev": prev.unwrap_or(Value::Null),
@@ -466,7 +470,7 @@ pub(crate) fn webhook_endpoints(
                 "id": id, "object": "webhook_endpoint", "api_version": version, "application": null,
                 "created": db.now(), "description": s(p, "description"), "enabled_events": events,
                 "livemode": ctx.livemode, "metadata": params::metadata(p)?, "status": "enabled",
-                "url": url, "_secret": secret,
+                "url": url, "_secret": secret, "_previous_secrets": [],
             });
             db.insert("webhook_endpoint", &id, v.clone());
             // The secret is only ever shown in the creation response.
@@ -545,4 +549,23 @@ pub(crate) fn webhook_endpoints(
             &format!("/v1/webhook_endpoints/{}", segs.join("/")),
         )),
     }
+}
+
+/// Sim-only `POST /_sim/webhook_endpoints/{id}/roll`: a new signing secret, returned once, like
+/// rolling in the Dashboard. Unless `expire_previous=true`, the old secret stays active and each
+/// delivery then carries one `v1` per active secret.
+pub(crate) fn roll_secret(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> Result<Out, ApiError> {
+    allow(p, &["expire_previous"])?;
+    let expire = params::boolean(p, "expire_previous")?.unwrap_or(false);
+    let secret = db.new_id("whsec");
+    let ep = db
+        .get_kind_mut("webhook_endpoint", id)
+        .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;
+    let old = ep["_secret"].clone();
+    ep["_secret"] = json!(secret);
+    ep["_previous_secrets"] = if expire { json!([]) } else { json!([old]) };
+    let v = ep.clone();
+    let mut out = render::render(db, "webhook_endpoint", &v, &ctx.version);
+    out["secret"] = json!(secret);
+    Ok(Out::Raw(out))
 }

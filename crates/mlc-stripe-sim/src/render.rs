@@ -50,7 +50,10 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
                 );
                 out.insert("subscription".into(), take_internal(src, "_subscription"));
                 out.insert("paid".into(), json!(paid));
-                out.insert("paid_out_of_band".into(), json!(false));
+                out.insert(
+                    "paid_out_of_band".into(),
+                    json!(src.get("_paid_out_of_band") == Some(&json!(true))),
+                );
                 let tax: i64 = src
                     .get("total_taxes")
                     .and_then(Value::as_array)

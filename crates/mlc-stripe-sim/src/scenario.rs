@@ -81,6 +81,13 @@ pub struct CurrencyTotals {
     pub failed_payments: u32,
     /// Invoices left open after a decline.
     pub open_invoices: u32,
+    /// Succeeded charges in this currency (invoice and one-time), as settled: gross amount in
+    /// the settlement currency (see [`SettlementTotals::currency`]).
+    pub settled_gross: i64,
+    /// Fees of those charges, in the settlement currency.
+    pub settled_fees: i64,
+    /// Refunds of charges in this currency, in the settlement currency (negative).
+    pub settled_refunds: i64,
 }
 
 /// Settlement totals from balance transactions (in the account currency).
@@ -569,6 +576,39 @@ pub async fn run_scenario(
             amount: amt,
             currency: cur.as_str().into(),
         });
+    }
+
+    // Per presentment currency: settled amounts and fees of charges and refunds.
+    for (path, is_refund) in [("/v1/charges", false), ("/v1/refunds", true)] {
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = json!({"limit": "100", "expand": ["data.balance_transaction"]});
+            if let Some(a) = &after {
+                q["starting_after"] = json!(a);
+            }
+            let page = api.get(path, q).await?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            for x in &data {
+                let txn = &x["balance_transaction"];
+                if !txn.is_object() {
+                    continue; // failed charges have no balance transaction
+                }
+                let t = rep
+                    .totals
+                    .entry(x["currency"].as_str().unwrap_or("usd").to_string())
+                    .or_default();
+                if is_refund {
+                    t.settled_refunds += txn["amount"].as_i64().unwrap_or(0);
+                } else {
+                    t.settled_gross += txn["amount"].as_i64().unwrap_or(0);
+                    t.settled_fees += txn["fee"].as_i64().unwrap_or(0);
+                }
+            }
+            after = data.last().map(id_of);
+            if page["has_more"] != json!(true) || after.is_none() {
+                break;
+            }
+        }
     }
 
     // Settlement totals from the balance transactions, read back through the API.

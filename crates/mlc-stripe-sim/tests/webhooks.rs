@@ -409,3 +409,54 @@ async fn endpoint_api_version_controls_the_payload_shape() {
     assert!(new_ch.get("invoice").is_none());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn rolled_secret_signs_with_both_until_expired() {
+    let sim = sim().await;
+    let c = Client::new(&sim);
+    let (url, rx) = receiver().await;
+    let (ep, old_secret) = endpoint(&c, &url, json!({})).await;
+    let rolled = c
+        .post(&format!("/_sim/webhook_endpoints/{ep}/roll"), json!({}))
+        .await;
+    let new_secret = rolled["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, old_secret);
+    c.post("/v1/customers", json!({"email": "r@example.com"}))
+        .await;
+    sim.handle.wait_for_deliveries_idle().await;
+    {
+        let got = rx.got.lock().unwrap();
+        let r = &got[0];
+        let sig = r.headers["stripe-signature"].to_str().unwrap();
+        assert_eq!(sig.matches("v1=").count(), 2, "{sig}");
+        verify(&old_secret, sig, &r.body).expect("old secret still verifies");
+        verify(&new_secret, sig, &r.body).expect("new secret verifies");
+    }
+    let rolled2 = c
+        .post(
+            &format!("/_sim/webhook_endpoints/{ep}/roll"),
+            json!({"expire_previous": "true"}),
+        )
+        .await;
+    let newest = rolled2["secret"].as_str().unwrap().to_string();
+    c.post("/v1/customers", json!({"email": "r2@example.com"}))
+        .await;
+    sim.handle.wait_for_deliveries_idle().await;
+    let got = rx.got.lock().unwrap();
+    let r = got.last().unwrap();
+    let sig = r.headers["stripe-signature"].to_str().unwrap();
+    verify(&newest, sig, &r.body).expect("newest verifies");
+    assert!(
+        verify(&new_secret, sig, &r.body).is_err(),
+        "an expired secret no longer verifies"
+    );
+    // Events made by the sim's "automatic" endpoints carry no request id.
+    drop(got);
+    let ev = c.get("/v1/events", json!({"limit": "1"})).await;
+    assert!(
+        ev["data"][0]["request"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+}
