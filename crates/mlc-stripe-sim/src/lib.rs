@@ -4,6 +4,27 @@
 //!
 //! Start it in-process with [`StripeSim::start`], embed it with [`router`], or run it as a
 //! server with [`serve`]. It shares no code with the `mlc-stripe` client on purpose.
+//!
+//! Stripe endpoints (form-encoded bodies, Bearer or Basic auth, `Stripe-Version`,
+//! `Idempotency-Key`, `expand[]`, list pagination):
+//! `GET /v1/account`; customers, products (CRUD + list), prices (create/retrieve/update/list);
+//! `GET /v1/payment_methods/{id}` (test tokens `pm_card_visa`, `pm_card_mastercard`,
+//! `pm_card_amex`, `pm_card_chargeDeclined`, `pm_card_chargeDeclinedInsufficientFunds`,
+//! `pm_card_chargeCustomerFail`); payment intents (create with `confirm`, confirm, cancel,
+//! update, list); charges (retrieve/update/list, `/refunds`); refunds; balance transactions;
+//! tax rates; coupons; invoice items; invoices (create, update, delete draft, finalize, pay,
+//! void, mark_uncollectible, `/lines`); invoice payments; subscriptions (create, list, cancel);
+//! checkout sessions (create mode=payment, retrieve, list by `payment_intent`, `/line_items`,
+//! expire); events (list with `type`/`types[]`/`created`/`delivery_success`, retrieve);
+//! webhook endpoints (create returns the secret once, list, retrieve, update, delete).
+//!
+//! Sim-only endpoints: `POST /_sim/checkout/sessions/{id}/complete` (the customer pays on the
+//! hosted page; `payment_method` defaults to `pm_card_visa`), `POST /_sim/subscriptions/{id}/renew`
+//! (bill the next period now), `POST /_sim/webhook_endpoints/{id}/roll` (new secret; old one stays
+//! active unless `expire_previous=true`) — these three need the API key; and without auth:
+//! `GET|POST /_sim/faults` (JSON `{"api":{...},"delivery":{...}}`, partial updates),
+//! `GET /_sim/deliveries`, `POST /_sim/deliveries/wait_idle`, `POST /_sim/clock/advance`
+//! (`{"seconds": N}`).
 #![recursion_limit = "512"]
 
 mod api;

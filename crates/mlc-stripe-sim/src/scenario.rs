@@ -190,7 +190,7 @@ impl Api {
         let idem = format!("scenario-{}-{}", self.seed, self.counter);
         let body = crate::form::encode(params);
         let mut last = String::new();
-        for attempt in 0..8u32 {
+        for attempt in 0..12u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(20 * (1 << attempt.min(6)))).await;
             }

@@ -111,3 +111,36 @@ async fn scenario_is_deterministic_for_a_seed() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn scenario_survives_injected_api_faults_with_the_same_outcome() {
+    let clean_sim = StripeSim::start(SimConfig {
+        seed: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let clean = run_scenario(&clean_sim.base_url, clean_sim.api_key_str(), small(5))
+        .await
+        .unwrap();
+    let faulty_sim = StripeSim::start(SimConfig {
+        seed: 3,
+        api_faults: mlc_stripe_sim::ApiFaults {
+            error_500_probability: 0.1,
+            rate_limit_probability: 0.1,
+            latency_ms: 0,
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let faulty = run_scenario(&faulty_sim.base_url, faulty_sim.api_key_str(), small(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        clean, faulty,
+        "retries with idempotency keys make faults invisible in the outcome"
+    );
+    clean_sim.shutdown().await;
+    faulty_sim.shutdown().await;
+}
