@@ -433,6 +433,20 @@ fn tax_rate_ids(db: &Db, p: &Value, key: &str) -> Result<Vec<String>, ApiError> 
     Ok(ids)
 }
 
+/// Stripe fixes a customer's `currency` at its first invoice or subscription.
+fn set_customer_currency(db: &mut Db, ctx: &Ctx, customer: &str, cur: Currency) {
+    let Some(old) = db.get_kind("customer", customer).cloned() else {
+        return;
+    };
+    if !old["currency"].is_null() {
+        return;
+    }
+    if let Some(c) = db.get_kind_mut("customer", customer) {
+        c["currency"] = json!(cur.as_str());
+    }
+    emit(db, ctx, "customer.updated", customer, Some(old));
+}
+
 // ---------------------------------------------------------------- invoice items
 
 fn line_from_item(db: &mut Db, item: &Value, invoice: &str) -> Value {
@@ -1277,6 +1291,7 @@ pub(crate) fn invoices(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &
             }
             recompute(db, &id);
             emit(db, ctx, "invoice.created", &id, None);
+            set_customer_currency(db, ctx, &customer, cur);
             Ok(Out::Obj(id))
         }
         ("GET", []) => {
@@ -1808,6 +1823,7 @@ pub(crate) fn subscriptions(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str],
                 "trial_end": null, "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
                 "trial_start": null, "_default_tax_rates": rates,
             }));
+            set_customer_currency(db, ctx, &customer, cur);
             emit(db, ctx, "customer.subscription.created", &sub_id, None);
             let old = db.get_kind("subscription", &sub_id).cloned();
             let (inv, outcome) = bill_subscription(db, ctx, &sub_id, "subscription_create")?;

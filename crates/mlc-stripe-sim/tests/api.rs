@@ -565,10 +565,14 @@ async fn invoice_with_items_discount_and_tax() {
 
     // Void an open invoice.
     let inv2 = c.post("/v1/invoices", json!({"customer": cus["id"]})).await;
+    assert_eq!(
+        inv2["currency"], "eur",
+        "a new invoice defaults to the customer's currency"
+    );
     let id2 = inv2["id"].as_str().unwrap();
     c.post(
         "/v1/invoiceitems",
-        json!({"customer": cus["id"], "invoice": id2, "amount": "700", "currency": "usd"}),
+        json!({"customer": cus["id"], "invoice": id2, "amount": "700", "currency": "eur"}),
     )
     .await;
     c.post(&format!("/v1/invoices/{id2}/finalize"), json!({}))
