@@ -459,3 +459,50 @@ async fn rolled_secret_signs_with_both_until_expired() {
             .starts_with("req_")
     );
 }
+
+#[tokio::test]
+async fn undeliverable_events_are_listed_with_delivery_success_false() {
+    let mut cfg = SimConfig::default();
+    cfg.delivery.max_attempts = 2;
+    cfg.delivery.base_delay_ms = 5;
+    let sim = sim_with(cfg).await;
+    let c = Client::new(&sim);
+    let (url, rx) = receiver().await;
+    *rx.fail_first.lock().unwrap() = 2; // both attempts of the first event fail
+    endpoint(&c, &url, json!({})).await;
+    let first = c
+        .post("/v1/customers", json!({"email": "lost@example.com"}))
+        .await;
+    sim.handle.wait_for_deliveries_idle().await;
+    let second = c
+        .post("/v1/customers", json!({"email": "ok@example.com"}))
+        .await;
+    sim.handle.wait_for_deliveries_idle().await;
+
+    let failed = c
+        .get("/v1/events", json!({"delivery_success": "false"}))
+        .await;
+    let failed: Vec<&Value> = failed["data"].as_array().unwrap().iter().collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["object"]["id"], first["id"]);
+    assert_eq!(failed[0]["pending_webhooks"], 1);
+    let ok = c
+        .get("/v1/events", json!({"delivery_success": "true"}))
+        .await;
+    assert_eq!(ok["data"][0]["data"]["object"]["id"], second["id"]);
+    assert_eq!(ok["data"][0]["pending_webhooks"], 0);
+    let stats = sim.handle.delivery_stats();
+    assert_eq!((stats.gave_up, stats.succeeded), (1, 1));
+    let http = reqwest::Client::new();
+    let d: Value = http
+        .get(format!("{}/_sim/deliveries", sim.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["stats"]["gave_up"], 1);
+    assert_eq!(d["in_flight"], 0);
+    sim.shutdown().await;
+}
