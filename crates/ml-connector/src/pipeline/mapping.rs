@@ -258,32 +258,58 @@ pub fn invoice_document(
     })
 }
 
+/// What a one-time charge sold, when known (from its Checkout Session's line items, or from the
+/// product named in its metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldLine {
+    /// Stripe product ID; `None` posts on the default item.
+    pub product: Option<String>,
+    pub quantity: Decimal,
+    /// What the customer paid for this line (after its discounts and tax).
+    pub amount: Money,
+    pub description: Option<String>,
+}
+
 /// The NetSuite invoice for a charge that belongs to no Stripe invoice, at the captured amount.
-/// `product` is the Stripe product the charge sold (from Checkout or metadata), if known.
+/// Without `sold` lines the whole amount goes on the default item.
 pub fn charge_invoice_document(
     charge: &ChargeFacts,
-    product: Option<(&str, Decimal)>,
+    sold: &[SoldLine],
     resolved: &Resolved,
     settings: &PostingSettings,
     default_item: Option<&NetSuiteInternalId>,
 ) -> Result<InvoiceDoc, MappingError> {
     let customer = resolved.customer.clone().ok_or(MappingError::NoCustomer)?;
-    let (item, quantity) = match product {
-        Some((p, q)) => match resolved.items.get(p) {
-            Some(item) => (item.clone(), q),
-            None => return Err(MappingError::UnmappedProducts(vec![p.to_string()])),
-        },
-        None => (
-            default_item.cloned().ok_or_else(|| MappingError::LineWithoutProduct {
-                object: charge.id.to_string(),
-                line: "the charge".into(),
-            })?,
-            Decimal::ONE,
-        ),
+    let default = || {
+        default_item.cloned().ok_or_else(|| MappingError::LineWithoutProduct {
+            object: charge.id.to_string(),
+            line: "the charge".into(),
+        })
     };
-    let amount = charge.captured_amount;
-    let mut lines = vec![line(&item, quantity, amount, charge.description.clone())];
-    let mut expected = amount;
+    let mut lines = Vec::new();
+    let mut unmapped = Vec::new();
+    if sold.is_empty() {
+        lines.push(line(&default()?, Decimal::ONE, charge.captured_amount, charge.description.clone()));
+    }
+    for s in sold {
+        let item = match &s.product {
+            Some(p) => match resolved.items.get(p) {
+                Some(item) => item.clone(),
+                None => {
+                    unmapped.push(p.clone());
+                    continue;
+                }
+            },
+            None => default()?,
+        };
+        let amount = Money::new(s.amount.minor(), charge.currency);
+        lines.push(line(&item, s.quantity, amount, s.description.clone()));
+    }
+    if !unmapped.is_empty() {
+        return Err(MappingError::UnmappedProducts(unmapped));
+    }
+    check_total(&lines, charge.captured_amount)?;
+    let mut expected = charge.captured_amount;
     if settings.fee_mode == FeeMode::Net
         && let Some(fee) = fee_in_charge_currency(charge)?
         && fee.minor() != 0

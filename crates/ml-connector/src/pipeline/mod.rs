@@ -1,9 +1,24 @@
 //! The posting pipeline: which events the connector acts on, and the job handler the worker runs.
 //!
 //! The handler is the seam between the queue and the posting logic: it receives a claimed job
-//! and answers with a `JobOutcome` (succeeded, retry, wait for a person, failed).
+//! and answers with a `JobOutcome` (succeeded, retry, wait for a person, failed). For each event
+//! it re-fetches the object from Stripe (never trusting the webhook body), resolves the NetSuite
+//! customer and items, builds the documents with the pure [`mapping`], and writes them with a
+//! safe create keyed by external ID, so no delivery order or count posts anything twice.
 
-use mlc_store::{Job, JobOutcome, NewAudit, Store};
+pub mod mapping;
+mod post;
+mod resolve;
+
+use std::sync::Arc;
+
+use mlc_core::{Classify, ErrorClass};
+use mlc_netsuite::{NetSuiteClient, NetSuiteError};
+use mlc_store::{Job, JobOutcome, NewAudit, Store, StoreError};
+use mlc_stripe::{FactsError, StripeClient, StripeError};
+
+use crate::config::{InvoiceTrigger, PostingConfig};
+use mapping::{MappingError, PostingSettings};
 
 /// Job kind for "process this Stripe event".
 pub const PROCESS_EVENT: &str = "process_event";
@@ -25,8 +40,234 @@ pub fn handles(event_type: &str) -> bool {
     HANDLED_EVENT_TYPES.contains(&event_type)
 }
 
-/// The handler `serve` runs until posting is configured: it records that the event was accepted
-/// for processing and completes the job.
+/// Why processing an event stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("Stripe: {0}")]
+    Stripe(#[from] StripeError),
+    #[error("NetSuite: {0}")]
+    NetSuite(#[from] NetSuiteError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Facts(#[from] FactsError),
+    #[error("{0}")]
+    Mapping(#[from] MappingError),
+    /// Products without a NetSuite item; the message names them and says what to do.
+    #[error("{0}")]
+    Unmapped(String),
+    #[error("{0}")]
+    NeedsPerson(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl Classify for PipelineError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PipelineError::Stripe(e) => e.class(),
+            PipelineError::NetSuite(e) => e.class(),
+            PipelineError::Store(e) => e.class(),
+            PipelineError::Facts(e) => e.class(),
+            PipelineError::Mapping(MappingError::UnmappedProducts(_)) => ErrorClass::NeedsPerson,
+            PipelineError::Mapping(e) => e.class(),
+            PipelineError::Unmapped(_) | PipelineError::NeedsPerson(_) => ErrorClass::NeedsPerson,
+            PipelineError::Permanent(_) => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// The job handler that posts Stripe events into NetSuite.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    stripe: StripeClient,
+    netsuite: NetSuiteClient,
+    posting: PostingConfig,
+    settings: PostingSettings,
+}
+
+impl Pipeline {
+    pub fn new(
+        store: Store,
+        stripe: StripeClient,
+        netsuite: NetSuiteClient,
+        posting: PostingConfig,
+    ) -> Self {
+        let settings = PostingSettings {
+            fee_mode: posting.fees,
+            time_zone: posting.time_zone.clone(),
+            subsidiary: posting.subsidiary.clone(),
+            discount_item: posting.discount_item.clone(),
+            tax_item: posting.tax_item.clone(),
+            fee_item: posting.fee_item.clone(),
+            payment_account: posting.payment_account.clone(),
+            fee_expense_account: posting.fee_expense_account.clone(),
+            fee_clearing_account: posting.fee_clearing_account.clone(),
+            stripe_id_field: posting.stripe_id_field.clone(),
+            stripe_customer_field: None,
+        };
+        Pipeline {
+            inner: Arc::new(Inner {
+                store,
+                stripe,
+                netsuite,
+                posting,
+                settings,
+            }),
+        }
+    }
+
+    pub fn stripe(&self) -> &StripeClient {
+        &self.inner.stripe
+    }
+
+    pub fn netsuite(&self) -> &NetSuiteClient {
+        &self.inner.netsuite
+    }
+
+    /// Appends an audit entry for the job's event. An audit failure must not turn a posted
+    /// document into a retried job (the external ID would catch the retry, but the audit would
+    /// then show a failure that did not happen), so it is logged and swallowed.
+    async fn audit(
+        &self,
+        job: &Job,
+        step: &str,
+        object: Option<&str>,
+        message: String,
+        data: Option<serde_json::Value>,
+    ) {
+        let entry = NewAudit {
+            event_id: job.event_id.clone(),
+            job_id: Some(job.id.clone()),
+            stripe_object_id: object.map(str::to_string),
+            step: step.to_string(),
+            message,
+            data,
+        };
+        if let Err(e) = self.inner.store.append_audit(entry).await {
+            tracing::error!(job.id = %job.id, "cannot append audit entry: {e}");
+        }
+    }
+
+    async fn process(&self, job: &Job) -> Result<(), PipelineError> {
+        let event_id = job
+            .event_id
+            .as_deref()
+            .ok_or_else(|| PipelineError::Permanent("job has no event".into()))?;
+        let event = self
+            .inner
+            .store
+            .get_event(event_id)
+            .await?
+            .ok_or_else(|| PipelineError::Permanent(format!("event {event_id} is not stored")))?;
+        let object_id = event.object_id.clone().ok_or_else(|| {
+            PipelineError::Permanent(format!("event {event_id} names no object"))
+        })?;
+        let trigger = self.inner.posting.invoice_trigger;
+        match event.event_type.as_str() {
+            // With trigger = finalized the invoice is already posted by now; this applies payment.
+            "invoice.paid" | "invoice.payment_succeeded" => self.post_invoice(job, &object_id).await,
+            "invoice.finalized" if trigger == InvoiceTrigger::Finalized => {
+                self.post_invoice(job, &object_id).await
+            }
+            "invoice.finalized" => {
+                self.audit(
+                    job,
+                    "skipped",
+                    Some(&object_id),
+                    "Invoice finalized; it is posted when paid (posting.invoice_trigger = paid)".into(),
+                    None,
+                )
+                .await;
+                Ok(())
+            }
+            "charge.succeeded" | "charge.captured" => self.post_charge_by_id(job, &object_id).await,
+            "payment_intent.succeeded" => self.post_payment_intent(job, &object_id).await,
+            "charge.failed" | "payment_intent.payment_failed" => {
+                self.record_failed_payment(job, &event.event_type, &object_id).await
+            }
+            other => {
+                self.audit(
+                    job,
+                    "skipped",
+                    Some(&object_id),
+                    format!("Event type {other} is not posted"),
+                    None,
+                )
+                .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// How long a job waiting for a person sleeps: the configured first delay, doubling with the
+    /// time already waited, capped; `None` once it has waited longer than the give-up limit.
+    fn waiting_delay_ms(&self, job: &Job) -> Option<i64> {
+        let p = &self.inner.posting;
+        let age_ms = mlc_core::now_millis().saturating_sub(job.created_at).max(0);
+        if age_ms > (p.unmapped_give_up_secs as i64).saturating_mul(1000) {
+            return None;
+        }
+        let first = (p.unmapped_retry_secs as i64).saturating_mul(1000);
+        let max = (p.unmapped_retry_max_secs as i64).saturating_mul(1000);
+        Some(age_ms.max(first).min(max))
+    }
+}
+
+impl mlc_store::runner::JobHandler for Pipeline {
+    async fn handle(&self, job: Job) -> JobOutcome {
+        let started = std::time::Instant::now();
+        let result = self.process(&job).await;
+        metrics::histogram!(crate::telemetry::names::JOB_RUN, "kind" => PROCESS_EVENT)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(()) => JobOutcome::Succeeded,
+            Err(e) => {
+                let class = e.class();
+                let message = e.to_string();
+                tracing::warn!(job.id = %job.id, stripe.event_id = ?job.event_id, class = %class, "event not posted: {message}");
+                match class {
+                    ErrorClass::Transient => JobOutcome::Retry {
+                        error: message,
+                        class,
+                        after_ms: None,
+                    },
+                    ErrorClass::Permanent => JobOutcome::Failed { error: message },
+                    ErrorClass::NeedsPerson => match self.waiting_delay_ms(&job) {
+                        Some(after_ms) => JobOutcome::Wait {
+                            reason: message,
+                            after_ms,
+                        },
+                        None => JobOutcome::Failed {
+                            error: format!(
+                                "gave up after waiting {} days for a person: {message}",
+                                self.inner.posting.unmapped_give_up_secs / 86_400
+                            ),
+                        },
+                    },
+                }
+            }
+        };
+        let label = match &outcome {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Retry { .. } => "retry",
+            JobOutcome::Wait { .. } => "waiting",
+            JobOutcome::Failed { .. } => "failed",
+        };
+        let latency = (mlc_core::now_millis() - job.created_at).max(0) as f64 / 1000.0;
+        metrics::histogram!(crate::telemetry::names::JOB_LATENCY, "kind" => PROCESS_EVENT, "outcome" => label)
+            .record(latency);
+        outcome
+    }
+}
+
+/// The handler `serve` runs when NetSuite or Stripe API credentials are not configured: it
+/// records that the event was accepted and completes the job, so intake can be tried alone.
 #[derive(Clone)]
 pub struct AcceptOnly {
     pub store: Store,
@@ -42,10 +283,10 @@ impl mlc_store::runner::JobHandler for AcceptOnly {
             ..NewAudit::default()
         };
         match self.store.append_audit(audit).await {
-            Ok(()) => JobOutcome::Succeeded,
+            Ok(_) => JobOutcome::Succeeded,
             Err(e) => JobOutcome::Retry {
                 error: e.to_string(),
-                class: mlc_core::ErrorClass::Transient,
+                class: ErrorClass::Transient,
                 after_ms: None,
             },
         }

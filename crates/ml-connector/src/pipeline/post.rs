@@ -1,0 +1,556 @@
+//! Posting an invoice, a standalone charge, and the payment that marks it paid.
+
+use std::collections::BTreeSet;
+
+use mlc_core::{ExternalId, Money, NetSuiteInternalId, StripeId, StripeIdKind};
+use mlc_netsuite::CreateOutcome;
+use mlc_netsuite::documents::InvoiceDoc;
+use mlc_store::{Job, NewPosting};
+use mlc_stripe::facts::{ChargeFacts, InvoiceFacts};
+use mlc_stripe::models::{Charge, Expandable};
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use super::mapping::{self, FeeMode, Resolved, SoldLine};
+use super::{Pipeline, PipelineError};
+use crate::config::InvoiceTrigger;
+
+/// Posting kinds recorded in the store, one NetSuite record each.
+const INVOICE: &str = "invoice";
+const PAYMENT: &str = "payment";
+const FEE_JOURNAL: &str = "fee_journal";
+
+fn parse_id(kind: StripeIdKind, id: &str) -> Result<StripeId, PipelineError> {
+    StripeId::parse(kind, id).map_err(|e| PipelineError::Permanent(e.to_string()))
+}
+
+impl Pipeline {
+    pub(super) async fn post_invoice(&self, job: &Job, invoice_id: &str) -> Result<(), PipelineError> {
+        let id = parse_id(StripeIdKind::Invoice, invoice_id)?;
+        let store = &self.inner.store;
+        let posted = store.get_posting(invoice_id, INVOICE).await?;
+        if let Some(p) = &posted
+            && store.get_posting(invoice_id, PAYMENT).await?.is_some()
+        {
+            self.audit(
+                job,
+                "already_posted",
+                Some(invoice_id),
+                format!(
+                    "Invoice {invoice_id} is already NetSuite invoice {} with its payment; nothing to do",
+                    p.netsuite_internal_id
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+
+        // Never trust the webhook body: the invoice as Stripe has it now.
+        let invoice = self.inner.stripe.retrieve_invoice(id.as_str()).await?;
+        let facts = InvoiceFacts::from_invoice(&invoice)?;
+        let status = facts.status.clone().unwrap_or_default();
+        self.audit(
+            job,
+            "fetched",
+            Some(invoice_id),
+            format!(
+                "Fetched invoice {invoice_id} from Stripe: {status}, total {}, {} line(s)",
+                facts.total,
+                facts.lines.len()
+            ),
+            Some(json!({"status": status, "total_minor": facts.total.minor(), "currency": facts.currency.as_str()})),
+        )
+        .await;
+        let postable = match self.inner.posting.invoice_trigger {
+            InvoiceTrigger::Paid => status == "paid",
+            InvoiceTrigger::Finalized => matches!(status.as_str(), "open" | "paid"),
+        };
+        if !postable {
+            self.audit(
+                job,
+                "skipped",
+                Some(invoice_id),
+                format!("Invoice {invoice_id} is {status} in Stripe: nothing posted"),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+
+        // The charges that paid it, with their fees (net mode needs them on the invoice).
+        let charges = if status == "paid" {
+            self.invoice_charges(&facts).await?
+        } else {
+            Vec::new()
+        };
+
+        let currency = self.currency_id(facts.currency)?;
+        let customer_id = facts.customer_id.clone().ok_or_else(|| {
+            PipelineError::Permanent(format!("invoice {invoice_id} has no customer"))
+        })?;
+        let expanded_customer = match &invoice.customer {
+            Some(Expandable::Object(c)) => Some(c.as_ref().clone()),
+            _ => None,
+        };
+        let customer = self
+            .resolve_customer(job, &customer_id, expanded_customer.as_ref(), currency.clone())
+            .await?;
+        let products: BTreeSet<String> = facts
+            .lines
+            .iter()
+            .filter_map(|l| l.product_id.as_ref().map(|p| p.to_string()))
+            .collect();
+        let (items, unmapped) = self.resolve_items(&products).await?;
+        if !unmapped.is_empty() {
+            return Err(self.unmapped_error(job, invoice_id, &unmapped).await);
+        }
+        let resolved = Resolved {
+            customer: Some(customer),
+            currency,
+            items,
+        };
+        let invoice_charges: &[ChargeFacts] = if self.inner.posting.fees == FeeMode::Net {
+            &charges
+        } else {
+            &[]
+        };
+        let doc = mapping::invoice_document(
+            &facts,
+            invoice_charges,
+            &resolved,
+            &self.inner.settings,
+            self.inner.posting.default_item.as_ref(),
+        )?;
+        let ns_invoice = match posted {
+            Some(p) => NetSuiteInternalId::parse(&p.netsuite_internal_id)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?,
+            None => {
+                self.audit(
+                    job,
+                    "mapped",
+                    Some(invoice_id),
+                    format!(
+                        "Mapped to NetSuite customer {} with {} line(s) totalling {} {}",
+                        doc.customer,
+                        doc.lines.len(),
+                        doc.total(),
+                        facts.currency
+                    ),
+                    Some(json!({"request": doc.to_json().to_value()})),
+                )
+                .await;
+                self.write_invoice(job, invoice_id, &doc, facts.currency).await?
+            }
+        };
+        if status == "paid" {
+            let total = Money::from_decimal(doc.total(), facts.currency)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+            self.apply_payments(job, invoice_id, &ns_invoice, &charges, total, &resolved)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The charges of a paid invoice, each with its balance transaction.
+    async fn invoice_charges(&self, facts: &InvoiceFacts) -> Result<Vec<ChargeFacts>, PipelineError> {
+        let mut charges = Vec::new();
+        if !facts.charge_ids.is_empty() {
+            for ch in &facts.charge_ids {
+                let charge = self.inner.stripe.retrieve_charge(ch.as_str()).await?;
+                charges.push(ChargeFacts::from_charge(&charge)?);
+            }
+        } else {
+            for pi in &facts.payment_intent_ids {
+                let intent = self.inner.stripe.retrieve_payment_intent(pi.as_str()).await?;
+                if let Some(Expandable::Object(charge)) = &intent.latest_charge {
+                    charges.push(ChargeFacts::from_charge(charge)?);
+                }
+            }
+        }
+        Ok(charges)
+    }
+
+    /// Creates the NetSuite invoice at most once and records it.
+    async fn write_invoice(
+        &self,
+        job: &Job,
+        stripe_object: &str,
+        doc: &InvoiceDoc,
+        currency: mlc_core::Currency,
+    ) -> Result<NetSuiteInternalId, PipelineError> {
+        let (ns_id, outcome) = self
+            .inner
+            .netsuite
+            .create_once("invoice", &doc.external_id, doc.to_json())
+            .await?;
+        let total = Money::from_decimal(doc.total(), currency)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        self.inner
+            .store
+            .record_posting(NewPosting {
+                stripe_object_id: stripe_object.to_string(),
+                kind: INVOICE.into(),
+                netsuite_record_type: "invoice".into(),
+                netsuite_internal_id: ns_id.to_string(),
+                external_id: doc.external_id.to_string(),
+                event_id: job.event_id.clone(),
+                amount_minor: total.minor(),
+                currency: currency.as_str().to_string(),
+            })
+            .await?;
+        let how = match outcome {
+            CreateOutcome::Created => "created",
+            CreateOutcome::AlreadyExisted => "already existed (not posted again)",
+        };
+        self.audit(
+            job,
+            "posted",
+            Some(stripe_object),
+            format!(
+                "NetSuite invoice {ns_id} ({}) {how}: {} line(s), total {total}",
+                doc.external_id,
+                doc.lines.len()
+            ),
+            Some(json!({
+                "netsuite_internal_id": ns_id.as_str(),
+                "external_id": doc.external_id.as_str(),
+                "outcome": outcome,
+                "total": total.to_decimal().to_string(),
+                "currency": currency.iso_code(),
+            })),
+        )
+        .await;
+        Ok(ns_id)
+    }
+
+    /// One customer payment per charge, applied to the NetSuite invoice; in gross mode, the fee
+    /// journal entry too.
+    async fn apply_payments(
+        &self,
+        job: &Job,
+        stripe_object: &str,
+        ns_invoice: &NetSuiteInternalId,
+        charges: &[ChargeFacts],
+        invoice_total: Money,
+        resolved: &Resolved,
+    ) -> Result<(), PipelineError> {
+        let store = &self.inner.store;
+        let ns = &self.inner.netsuite;
+        for (i, charge) in charges.iter().enumerate() {
+            if store.get_posting(stripe_object, PAYMENT).await?.is_none() {
+                // A single charge pays the whole posted total; with partial payments each pays
+                // what it brought in (net of its fee in net mode).
+                let amount = if charges.len() == 1 {
+                    invoice_total
+                } else {
+                    let fee = match self.inner.posting.fees {
+                        FeeMode::Net => mapping::fee_in_charge_currency(charge)?
+                            .map(|f| f.minor())
+                            .unwrap_or(0),
+                        FeeMode::Gross => 0,
+                    };
+                    Money::new(charge.captured_amount.minor() - fee, invoice_total.currency())
+                };
+                let doc = mapping::payment_document(charge, ns_invoice, amount, resolved, &self.inner.settings)?;
+                let (pay_id, outcome) = ns
+                    .create_once("customerPayment", &doc.external_id, doc.to_json())
+                    .await?;
+                if i + 1 == charges.len() {
+                    store
+                        .record_posting(NewPosting {
+                            stripe_object_id: stripe_object.to_string(),
+                            kind: PAYMENT.into(),
+                            netsuite_record_type: "customerPayment".into(),
+                            netsuite_internal_id: pay_id.to_string(),
+                            external_id: doc.external_id.to_string(),
+                            event_id: job.event_id.clone(),
+                            amount_minor: amount.minor(),
+                            currency: amount.currency().as_str().to_string(),
+                        })
+                        .await?;
+                }
+                self.audit(
+                    job,
+                    "payment_applied",
+                    Some(stripe_object),
+                    format!(
+                        "NetSuite customer payment {pay_id} ({}) of {amount} applied to invoice {ns_invoice} ({outcome:?})",
+                        doc.external_id
+                    ),
+                    Some(json!({
+                        "netsuite_internal_id": pay_id.as_str(),
+                        "external_id": doc.external_id.as_str(),
+                        "charge": charge.id.as_str(),
+                        "amount": amount.to_decimal().to_string(),
+                    })),
+                )
+                .await;
+            }
+            if self.inner.posting.fees == FeeMode::Gross
+                && store.get_posting(charge.id.as_str(), FEE_JOURNAL).await?.is_none()
+                && let Some(je) = mapping::fee_journal_document(charge, resolved, &self.inner.settings)?
+            {
+                let (je_id, _) = ns.create_once("journalEntry", &je.external_id, je.to_json()).await?;
+                let fee = mapping::fee_in_charge_currency(charge)?.unwrap_or(Money::zero(charge.currency));
+                store
+                    .record_posting(NewPosting {
+                        stripe_object_id: charge.id.to_string(),
+                        kind: FEE_JOURNAL.into(),
+                        netsuite_record_type: "journalEntry".into(),
+                        netsuite_internal_id: je_id.to_string(),
+                        external_id: je.external_id.to_string(),
+                        event_id: job.event_id.clone(),
+                        amount_minor: fee.minor(),
+                        currency: fee.currency().as_str().to_string(),
+                    })
+                    .await?;
+                self.audit(
+                    job,
+                    "fee_posted",
+                    Some(charge.id.as_str()),
+                    format!("Stripe fee {fee} on {} posted as NetSuite journal entry {je_id}", charge.id),
+                    Some(json!({"netsuite_internal_id": je_id.as_str()})),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn post_payment_intent(&self, job: &Job, pi: &str) -> Result<(), PipelineError> {
+        parse_id(StripeIdKind::PaymentIntent, pi)?;
+        let intent = self.inner.stripe.retrieve_payment_intent(pi).await?;
+        match intent.latest_charge {
+            Some(Expandable::Object(charge)) => self.post_charge(job, &charge).await,
+            Some(Expandable::Id(id)) => self.post_charge_by_id(job, &id).await,
+            None => {
+                self.audit(
+                    job,
+                    "skipped",
+                    Some(pi),
+                    format!("Payment intent {pi} has no charge yet: nothing posted"),
+                    None,
+                )
+                .await;
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn post_charge_by_id(&self, job: &Job, charge_id: &str) -> Result<(), PipelineError> {
+        parse_id(StripeIdKind::Charge, charge_id)?;
+        let store = &self.inner.store;
+        if let Some(p) = store.get_posting(charge_id, INVOICE).await?
+            && store.get_posting(charge_id, PAYMENT).await?.is_some()
+        {
+            self.audit(
+                job,
+                "already_posted",
+                Some(charge_id),
+                format!(
+                    "Charge {charge_id} is already NetSuite invoice {} with its payment; nothing to do",
+                    p.netsuite_internal_id
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        if let Some(covered) = store.invoice_covering_charge(charge_id).await? {
+            self.audit(
+                job,
+                "covered_by_invoice",
+                Some(charge_id),
+                format!("Charge {charge_id} paid Stripe invoice {covered}, which is posted on its own: not posted again"),
+                Some(json!({"invoice": covered})),
+            )
+            .await;
+            return Ok(());
+        }
+        let charge = self.inner.stripe.retrieve_charge(charge_id).await?;
+        self.post_charge(job, &charge).await
+    }
+
+    /// A charge that belongs to no invoice becomes a NetSuite invoice at the captured amount.
+    async fn post_charge(&self, job: &Job, charge: &Charge) -> Result<(), PipelineError> {
+        let facts = ChargeFacts::from_charge(charge)?;
+        let charge_id = facts.id.to_string();
+        self.audit(
+            job,
+            "fetched",
+            Some(&charge_id),
+            format!(
+                "Fetched charge {charge_id} from Stripe: {}, captured {}",
+                facts.status, facts.captured_amount
+            ),
+            Some(json!({"status": facts.status, "captured_minor": facts.captured_amount.minor(), "currency": facts.currency.as_str()})),
+        )
+        .await;
+        if facts.status != "succeeded" || !facts.captured || facts.captured_amount.minor() == 0 {
+            self.audit(
+                job,
+                "skipped",
+                Some(&charge_id),
+                format!("Charge {charge_id} is {} and not captured: nothing posted", facts.status),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        // A charge that paid an invoice is posted with that invoice, never on its own.
+        if let Some(invoice) = self.invoice_of_charge(&facts).await? {
+            self.audit(
+                job,
+                "covered_by_invoice",
+                Some(&charge_id),
+                format!("Charge {charge_id} paid Stripe invoice {invoice}, which is posted on its own: not posted again"),
+                Some(json!({"invoice": invoice})),
+            )
+            .await;
+            return Ok(());
+        }
+        let sold = self.what_the_charge_sold(&facts).await?;
+        let currency = self.currency_id(facts.currency)?;
+        let customer = match (&facts.customer_id, &self.inner.posting.guest_customer) {
+            (Some(c), _) => {
+                let expanded = match &charge.customer {
+                    Some(Expandable::Object(c)) => Some(c.as_ref().clone()),
+                    _ => None,
+                };
+                self.resolve_customer(job, c, expanded.as_ref(), currency.clone()).await?
+            }
+            (None, Some(guest)) => guest.clone(),
+            (None, None) => {
+                return Err(PipelineError::NeedsPerson(format!(
+                    "charge {charge_id} has no Stripe customer: set posting.guest_customer to the NetSuite customer for guest payments"
+                )));
+            }
+        };
+        let products: BTreeSet<String> = sold.iter().filter_map(|s| s.product.clone()).collect();
+        let (items, unmapped) = self.resolve_items(&products).await?;
+        if !unmapped.is_empty() {
+            return Err(self.unmapped_error(job, &charge_id, &unmapped).await);
+        }
+        let resolved = Resolved {
+            customer: Some(customer),
+            currency,
+            items,
+        };
+        let doc = mapping::charge_invoice_document(
+            &facts,
+            &sold,
+            &resolved,
+            &self.inner.settings,
+            self.inner.posting.default_item.as_ref(),
+        )?;
+        let ns_invoice = match self.inner.store.get_posting(&charge_id, INVOICE).await? {
+            Some(p) => NetSuiteInternalId::parse(&p.netsuite_internal_id)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?,
+            None => {
+                self.audit(
+                    job,
+                    "mapped",
+                    Some(&charge_id),
+                    format!(
+                        "Mapped to NetSuite customer {} with {} line(s) totalling {} {}",
+                        doc.customer,
+                        doc.lines.len(),
+                        doc.total(),
+                        facts.currency
+                    ),
+                    Some(json!({"request": doc.to_json().to_value()})),
+                )
+                .await;
+                self.write_invoice(job, &charge_id, &doc, facts.currency).await?
+            }
+        };
+        let total = Money::from_decimal(doc.total(), facts.currency)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        self.apply_payments(job, &charge_id, &ns_invoice, std::slice::from_ref(&facts), total, &resolved)
+            .await
+    }
+
+    /// The Stripe invoice a charge paid, if any (pre-basil `charge.invoice`, else the
+    /// InvoicePayments of its payment intent).
+    async fn invoice_of_charge(&self, facts: &ChargeFacts) -> Result<Option<String>, PipelineError> {
+        if let Some(inv) = &facts.invoice_id {
+            return Ok(Some(inv.to_string()));
+        }
+        let Some(pi) = &facts.payment_intent_id else {
+            return Ok(None);
+        };
+        let payments = self
+            .inner
+            .stripe
+            .list_invoice_payments_for_payment_intent(pi.as_str())
+            .await?;
+        Ok(payments
+            .data
+            .iter()
+            .find_map(|p| p.invoice.as_ref().map(|i| i.id().to_string())))
+    }
+
+    /// The lines a one-time charge sold: its Checkout Session's line items, else the product in
+    /// its metadata, else nothing (the default item).
+    async fn what_the_charge_sold(&self, facts: &ChargeFacts) -> Result<Vec<SoldLine>, PipelineError> {
+        if let Some(pi) = &facts.payment_intent_id {
+            let sessions = self
+                .inner
+                .stripe
+                .list_checkout_sessions_for_payment_intent(pi.as_str())
+                .await?;
+            if let Some(items) = sessions.data.first().and_then(|s| s.line_items.as_ref()) {
+                let lines: Vec<SoldLine> = items
+                    .data
+                    .iter()
+                    .map(|li| SoldLine {
+                        product: li.price.as_ref().and_then(|p| match p {
+                            Expandable::Object(price) => price.product.as_ref().map(|pr| pr.id().to_string()),
+                            Expandable::Id(_) => None,
+                        }),
+                        quantity: Decimal::from(li.quantity.unwrap_or(1)),
+                        amount: Money::new(li.amount_total, facts.currency),
+                        description: li.description.clone(),
+                    })
+                    .collect();
+                if !lines.is_empty() {
+                    return Ok(lines);
+                }
+            }
+        }
+        if let Some(key) = &self.inner.posting.charge_product_metadata_key
+            && let Some(product) = facts.metadata.get(key)
+        {
+            return Ok(vec![SoldLine {
+                product: Some(product.clone()),
+                quantity: Decimal::ONE,
+                amount: facts.captured_amount,
+                description: facts.description.clone(),
+            }]);
+        }
+        Ok(Vec::new())
+    }
+
+    pub(super) async fn record_failed_payment(
+        &self,
+        job: &Job,
+        event_type: &str,
+        object_id: &str,
+    ) -> Result<(), PipelineError> {
+        self.audit(
+            job,
+            "payment_failed",
+            Some(object_id),
+            format!("{event_type}: the payment failed in Stripe, nothing is posted to NetSuite"),
+            None,
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// The external ID of the NetSuite invoice made from a Stripe object (for tests and tools).
+pub fn invoice_external_id(stripe_object: &StripeId) -> ExternalId {
+    ExternalId::for_stripe(stripe_object)
+}
