@@ -16,7 +16,7 @@ async fn requests_beyond_the_concurrency_limit_get_429() {
     .await;
     let api = Api::new(&sim).await;
     let calls = (0..6).map(|_| api.get("customer", "eid:stripe_cus_SEED0001"));
-    let results = futures_join(calls).await;
+    let results = futures::future::join_all(calls).await;
     let ok = results.iter().filter(|r| r.status == 200).count();
     let limited: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
     assert_eq!(ok + limited.len(), 6);
@@ -29,38 +29,6 @@ async fn requests_beyond_the_concurrency_limit_get_429() {
     assert_eq!(e["o:errorDetails"][0]["detail"], "Concurrent request limit exceeded. Request blocked.");
     assert_eq!(sim.handle().max_in_flight(), 2);
     assert_eq!(sim.handle().stats().rejected_concurrency, limited.len() as u64);
-}
-
-async fn futures_join<F: std::future::Future<Output = Resp>>(calls: impl Iterator<Item = F>) -> Vec<Resp> {
-    let mut set = Vec::new();
-    for c in calls {
-        set.push(c);
-    }
-    let mut out = Vec::new();
-    // Poll all concurrently.
-    let joined = futures_all(set).await;
-    out.extend(joined);
-    out
-}
-
-async fn futures_all<F: std::future::Future<Output = Resp>>(fs: Vec<F>) -> Vec<Resp> {
-    use std::pin::Pin;
-    let mut pinned: Vec<Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<Resp>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(r) => results[i] = Some(r),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    results.into_iter().map(|r| r.unwrap()).collect()
 }
 
 fn invoice_body(eid: &str, cust: &str, item: &str) -> serde_json::Value {
