@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// Currencies whose Stripe amounts are whole units (https://stripe.com/docs/currencies).
 const ZERO_DECIMAL: &[&str] = &[
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
-    "xof", "xpf",
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+    "xaf", "xof", "xpf",
 ];
 
 /// Currencies whose Stripe amounts are thousandths; Stripe requires the last digit to be 0.

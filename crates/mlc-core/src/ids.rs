@@ -10,14 +10,17 @@ pub enum IdError {
         kind: &'static str,
         prefix: &'static str,
     },
-    #[error("`{0}` is not a usable ID: only letters, digits, `_` and `-` are allowed (at most {1} characters)")]
+    #[error(
+        "`{0}` is not a usable ID: only letters, digits, `_` and `-` are allowed (at most {1} characters)"
+    )]
     BadCharacters(String, usize),
 }
 
 fn id_chars_ok(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The kinds of Stripe object the connector names, with their ID prefixes.
@@ -257,7 +260,10 @@ mod tests {
         let inv = StripeId::parse_any("in_1Abc").unwrap();
         assert_eq!(ExternalId::for_stripe(&inv).as_str(), "stripe_in_1Abc");
         let ch = StripeId::parse_any("ch_9").unwrap();
-        assert_eq!(ExternalId::for_stripe_payment(&ch).as_str(), "stripe_pay_ch_9");
+        assert_eq!(
+            ExternalId::for_stripe_payment(&ch).as_str(),
+            "stripe_pay_ch_9"
+        );
         assert!(ExternalId::parse("a:b").is_err());
         assert!(ExternalId::parse("").is_err());
     }

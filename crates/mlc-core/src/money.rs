@@ -68,13 +68,19 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_add(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(minor, self.currency))
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_sub(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(minor, self.currency))
     }
 
@@ -109,9 +115,15 @@ mod tests {
 
     #[test]
     fn decimals_have_the_currency_exponent() {
-        assert_eq!(Money::new(1234, cur("usd")).to_decimal().to_string(), "12.34");
+        assert_eq!(
+            Money::new(1234, cur("usd")).to_decimal().to_string(),
+            "12.34"
+        );
         assert_eq!(Money::new(500, cur("jpy")).to_decimal().to_string(), "500");
-        assert_eq!(Money::new(1230, cur("kwd")).to_decimal().to_string(), "1.230");
+        assert_eq!(
+            Money::new(1230, cur("kwd")).to_decimal().to_string(),
+            "1.230"
+        );
         assert_eq!(Money::new(-5, cur("eur")).to_decimal().to_string(), "-0.05");
         assert_eq!(Money::new(1230, cur("kwd")).to_string(), "1.230 KWD");
     }
@@ -132,7 +144,10 @@ mod tests {
     fn arithmetic_refuses_mixed_currencies() {
         let a = Money::new(1, cur("usd"));
         let b = Money::new(1, cur("eur"));
-        assert!(matches!(a.checked_add(b), Err(MoneyError::CurrencyMismatch(..))));
+        assert!(matches!(
+            a.checked_add(b),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
         assert_eq!(a.checked_sub(a).unwrap().minor(), 0);
     }
 

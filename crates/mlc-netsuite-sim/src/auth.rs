@@ -35,7 +35,11 @@ pub(crate) fn enc(s: &str) -> String {
 }
 
 fn oauth_error(error: &'static str) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": error })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -141,11 +145,19 @@ fn check_assertion(shared: &Shared, base: &str, jwt: &str) -> Result<String, Ass
             return Err(fail("invalid_grant", "", "MissingKey"));
         };
         if cert.expires_ms <= now_ms {
-            return Err(fail("invalid_grant", &cert.client_id, "MissingKey (certificate expired)"));
+            return Err(fail(
+                "invalid_grant",
+                &cert.client_id,
+                "MissingKey (certificate expired)",
+            ));
         }
         let rsa_alg = matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512);
         if rsa_alg != cert.rsa {
-            return Err(fail("invalid_grant", &cert.client_id, "SignatureValidation"));
+            return Err(fail(
+                "invalid_grant",
+                &cert.client_id,
+                "SignatureValidation",
+            ));
         }
         let mut v = Validation::new(alg);
         v.validate_exp = false;
@@ -181,10 +193,7 @@ fn check_assertion(shared: &Shared, base: &str, jwt: &str) -> Result<String, Ass
         return Err(fail("invalid_grant", iss, "InvalidAudience"));
     }
     let scopes: Vec<String> = match claims.get("scope") {
-        Some(Value::String(s)) => s
-            .split([',', ' '])
-            .map(|x| x.trim().to_owned())
-            .collect(),
+        Some(Value::String(s)) => s.split([',', ' ']).map(|x| x.trim().to_owned()).collect(),
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)

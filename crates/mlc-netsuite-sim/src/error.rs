@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 /// An error answered to a REST client in NetSuite's shape:
 /// `{"type","title","status","o:errorDetails":[{"detail","o:errorCode","o:errorPath"?}]}`.
 #[derive(Debug, Clone)]
-pub(crate) struct NsError {
+pub(crate) struct NsErrorBody {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
@@ -19,9 +19,26 @@ pub(crate) struct NsError {
     pub www_authenticate: Option<String>,
 }
 
+/// Boxed so that `Result<_, NsError>` stays small on the happy path.
+#[derive(Debug, Clone)]
+pub(crate) struct NsError(Box<NsErrorBody>);
+
+impl std::ops::Deref for NsError {
+    type Target = NsErrorBody;
+    fn deref(&self) -> &NsErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for NsError {
+    fn deref_mut(&mut self) -> &mut NsErrorBody {
+        &mut self.0
+    }
+}
+
 impl NsError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(NsErrorBody {
             status,
             code,
             detail: detail.into(),
@@ -29,7 +46,7 @@ impl NsError {
             query_param: None,
             top_code: None,
             www_authenticate: None,
-        }
+        }))
     }
 
     pub fn at(mut self, path: impl Into<String>) -> Self {
@@ -139,7 +156,10 @@ impl NsError {
                 "Not Found",
             ),
             // Oracle's documented 429 sample carries this type and the title "Bad Request".
-            429 => ("https://www.rfc-editor.org/rfc/rfc6585.html#section-4", "Bad Request"),
+            429 => (
+                "https://www.rfc-editor.org/rfc/rfc6585.html#section-4",
+                "Bad Request",
+            ),
             500 => (
                 "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.6.1",
                 "Internal Server Error",
@@ -165,7 +185,10 @@ impl NsError {
         if let Some(c) = self.top_code {
             top.insert("o:errorCode".into(), json!(c));
         }
-        top.insert("o:errorDetails".into(), Value::Array(vec![Value::Object(d)]));
+        top.insert(
+            "o:errorDetails".into(),
+            Value::Array(vec![Value::Object(d)]),
+        );
         Value::Object(top)
     }
 }

@@ -94,7 +94,12 @@ impl M2mSetup {
 
     /// The connector configuration for this credential set, as a TOML snippet; the private key
     /// is referenced by path, never inlined.
-    pub fn connector_toml(&self, account_id: &str, base_url: &str, private_key_path: &Path) -> String {
+    pub fn connector_toml(
+        &self,
+        account_id: &str,
+        base_url: &str,
+        private_key_path: &Path,
+    ) -> String {
         format!(
             "[netsuite]\naccount_id = \"{account_id}\"\nbase_url = \"{base_url}\"\n\n[netsuite.auth.m2m]\nclient_id = \"{}\"\ncertificate_id = \"{}\"\nalgorithm = \"{}\"\nprivate_key_path = \"{}\"\n",
             self.client_id,

@@ -114,12 +114,9 @@ impl RunningSim {
         &self.handle
     }
     /// Stops accepting and closes open connections.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = (&mut { self }).task_wait().await;
-    }
-    async fn task_wait(&mut self) -> Result<(), tokio::task::JoinError> {
-        (&mut self.task).await
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -201,10 +201,15 @@ pub(crate) struct Schema {
 
 impl Schema {
     pub fn kind(&self, name: &str) -> Option<Kind> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
     pub fn is_custom(&self, name: &str) -> bool {
-        self.custom.iter().any(|p| name.starts_with(p) && name.len() > p.len())
+        self.custom
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len())
     }
 }
 
@@ -553,6 +558,10 @@ impl Db {
 
     /// Validates and applies a write. `existing` is the internal ID for PATCH/replace.
     /// Returns the internal ID of the record written.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per HTTP verb; a parameter struct would only rename them"
+    )]
     pub fn write(
         &mut self,
         t: RecordType,
@@ -630,7 +639,11 @@ impl Db {
                 .get("apply")
                 .and_then(|s| s.get("items"))
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|l| l.get("doc").and_then(ref_id)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.get("doc").and_then(ref_id))
+                        .collect()
+                })
                 .unwrap_or_default();
             for d in docs {
                 if let Some(inv) = self
@@ -687,9 +700,9 @@ impl Db {
                             )
                             .at(p));
                         }
-                        NameValidation::Warning => warnings.push(format!(
-                            "Unknown field name '{p}' was ignored."
-                        )),
+                        NameValidation::Warning => {
+                            warnings.push(format!("Unknown field name '{p}' was ignored."))
+                        }
                         NameValidation::Ignore => {}
                     }
                     continue;
@@ -989,7 +1002,10 @@ impl Db {
                 let (mut dr, mut cr) = (Decimal::ZERO, Decimal::ZERO);
                 for (i, line) in lines.iter().enumerate() {
                     if line.get("account").is_none() {
-                        return Err(NsError::missing("account", format!("line.items[{i}].account")));
+                        return Err(NsError::missing(
+                            "account",
+                            format!("line.items[{i}].account"),
+                        ));
                     }
                     let d = line.get("debit").and_then(dec_of);
                     let c = line.get("credit").and_then(dec_of);

@@ -45,7 +45,14 @@ fn render_ref(db: &Db, base: &str, targets: &[RecordType], v: &Value) -> Value {
     }
 }
 
-fn render_fields(db: &Db, base: &str, schema: &Schema, fields: &Map<String, Value>, self_url: &str, expand: bool) -> Map<String, Value> {
+fn render_fields(
+    db: &Db,
+    base: &str,
+    schema: &Schema,
+    fields: &Map<String, Value>,
+    self_url: &str,
+    expand: bool,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in fields {
         let rendered = match schema.kind(k) {
@@ -61,7 +68,8 @@ fn render_fields(db: &Db, base: &str, schema: &Schema, fields: &Map<String, Valu
                             a.iter()
                                 .filter_map(Value::as_object)
                                 .map(|l| {
-                                    let mut m = render_fields(db, base, line_schema, l, &href, false);
+                                    let mut m =
+                                        render_fields(db, base, line_schema, l, &href, false);
                                     m.insert("links".into(), json!([]));
                                     Value::Object(m)
                                 })
@@ -115,7 +123,10 @@ pub(crate) fn render_record(db: &Db, base: &str, r: &Record, expand: bool) -> Va
             if r.rtype == RecordType::Invoice {
                 let rem = db.amount_remaining(r, None);
                 m.insert("amountRemaining".into(), dec_out(&json!(rem.to_string())));
-                m.insert("amountPaid".into(), dec_out(&json!(db.applied(r.id, None).to_string())));
+                m.insert(
+                    "amountPaid".into(),
+                    dec_out(&json!(db.applied(r.id, None).to_string())),
+                );
             }
         }
         RecordType::CustomerPayment => {
@@ -148,7 +159,10 @@ pub(crate) fn render_sublist(db: &Db, base: &str, r: &Record, sub: &str) -> Opti
     let mut only = Map::new();
     only.insert(
         sub.to_owned(),
-        r.fields.get(sub).cloned().unwrap_or_else(|| json!({"items": []})),
+        r.fields
+            .get(sub)
+            .cloned()
+            .unwrap_or_else(|| json!({"items": []})),
     );
     render_fields(db, base, schema, &only, &url, true).remove(sub)
 }

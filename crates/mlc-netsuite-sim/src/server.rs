@@ -47,13 +47,22 @@ pub fn router(state: SimHandle) -> Router {
                 .put(put_record)
                 .delete(delete_record),
         )
-        .route("/services/rest/record/v1/{rtype}/{key}/{sub}", get(get_sublist))
+        .route(
+            "/services/rest/record/v1/{rtype}/{key}/{sub}",
+            get(get_sublist),
+        )
         .route("/services/rest/query/v1/suiteql", post(suiteql))
         .fallback(rest_fallback)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), governance));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            governance,
+        ));
     Router::new()
         .route("/_sim/state", get(admin_state))
-        .route("/_sim/faults", post(admin_faults).delete(admin_clear_faults))
+        .route(
+            "/_sim/faults",
+            post(admin_faults).delete(admin_clear_faults),
+        )
         .route("/_sim/m2m", post(admin_m2m))
         .route("/_sim/m2m/generate", post(admin_m2m_generate))
         .route("/_sim/tba", post(admin_tba))
@@ -115,7 +124,8 @@ fn take_fault(h: &SimHandle, method: &str, path: &str, after_commit: bool) -> Op
     }
     let p = g.probabilities;
     let mut rng = rand::rng();
-    let pick = |prob: f64, rng: &mut rand::rngs::ThreadRng| prob > 0.0 && rng.random_bool(prob.min(1.0));
+    let pick =
+        |prob: f64, rng: &mut rand::rngs::ThreadRng| prob > 0.0 && rng.random_bool(prob.min(1.0));
     let kind = if after_commit {
         if pick(p.commit_then_error, &mut rng) {
             Some(FaultKind::CommitThenError)
@@ -246,7 +256,9 @@ fn record_type(s: &str) -> Result<RecordType, NsError> {
         NsError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
-            format!("Invalid record type: '{s}'. The record type is not supported by the simulator."),
+            format!(
+                "Invalid record type: '{s}'. The record type is not supported by the simulator."
+            ),
         )
     })
 }
@@ -363,7 +375,10 @@ async fn get_record(
 ) -> Result<Response, NsError> {
     let t = record_type(&rtype)?;
     let base = base_url(&h, &headers);
-    let expand = q.expand.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let expand = q
+        .expand
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let g = h.shared.lock();
     let id = g.db.resolve(t, &key).ok_or_else(NsError::not_found)?;
     let r = g.db.get(t, id).ok_or_else(NsError::not_found)?;
@@ -477,16 +492,19 @@ async fn delete_record(
     let id = g.db.resolve(t, &key).ok_or_else(NsError::not_found)?;
     let in_use = match t {
         RecordType::Customer => crate::model::TRANSACTION_TYPES.iter().any(|tt| {
-            g.db.iter(*tt).any(|r| {
-                r.ref_id("entity") == Some(id) || r.ref_id("customer") == Some(id)
-            })
+            g.db.iter(*tt)
+                .any(|r| r.ref_id("entity") == Some(id) || r.ref_id("customer") == Some(id))
         }),
         RecordType::Invoice => !g.db.applied(id, None).is_zero(),
-        t if crate::model::ITEM_TYPES.contains(&t) => g.db.iter(RecordType::Invoice).chain(g.db.iter(RecordType::CreditMemo)).any(|r| {
-            r.lines("item")
-                .iter()
-                .any(|l| l.get("item").and_then(crate::model::ref_id) == Some(id))
-        }),
+        t if crate::model::ITEM_TYPES.contains(&t) => {
+            g.db.iter(RecordType::Invoice)
+                .chain(g.db.iter(RecordType::CreditMemo))
+                .any(|r| {
+                    r.lines("item")
+                        .iter()
+                        .any(|l| l.get("item").and_then(crate::model::ref_id) == Some(id))
+                })
+        }
         _ => false,
     };
     if in_use {
@@ -510,7 +528,9 @@ fn paging(limit: Option<&str>, offset: Option<&str>) -> Result<Paging, NsError> 
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
                 return Err(NsError::invalid_parameter(
-                    format!("Invalid value '{s}' for the query parameter 'limit'. The value must be an integer between 1 and 1000."),
+                    format!(
+                        "Invalid value '{s}' for the query parameter 'limit'. The value must be an integer between 1 and 1000."
+                    ),
                     "limit",
                 ));
             }
@@ -527,7 +547,9 @@ fn paging(limit: Option<&str>, offset: Option<&str>) -> Result<Paging, NsError> 
     };
     if offset % limit != 0 {
         return Err(NsError::invalid_parameter(
-            format!("Invalid value '{offset}' for the query parameter 'offset'. The offset must be a multiple of the limit ({limit})."),
+            format!(
+                "Invalid value '{offset}' for the query parameter 'offset'. The offset must be a multiple of the limit ({limit})."
+            ),
             "offset",
         ));
     }
@@ -535,9 +557,7 @@ fn paging(limit: Option<&str>, offset: Option<&str>) -> Result<Paging, NsError> 
 }
 
 fn page_links(href: &str, p: &Paging, total: usize) -> Value {
-    let link = |rel: &str, off: usize| {
-        json!({"rel": rel, "href": format!("{href}?limit={}&offset={off}", p.limit)})
-    };
+    let link = |rel: &str, off: usize| json!({"rel": rel, "href": format!("{href}?limit={}&offset={off}", p.limit)});
     let last = if total == 0 {
         0
     } else {
@@ -606,7 +626,10 @@ async fn suiteql(
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("transient")));
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("transient"))
+        });
     if !transient {
         return Err(NsError::new(
             StatusCode::BAD_REQUEST,
@@ -633,7 +656,10 @@ async fn suiteql(
     let cap = g.settings.suiteql_max_rows;
     if p.offset >= cap {
         return Err(NsError::invalid_parameter(
-            format!("Invalid value '{}' for the query parameter 'offset'. A SuiteQL query returns at most {cap} results; page by a key instead (WHERE id > ? ORDER BY id).", p.offset),
+            format!(
+                "Invalid value '{}' for the query parameter 'offset'. A SuiteQL query returns at most {cap} results; page by a key instead (WHERE id > ? ORDER BY id).",
+                p.offset
+            ),
             "offset",
         ));
     }
@@ -697,7 +723,11 @@ async fn admin_m2m(State(h): State<SimHandle>, Json(reg): Json<M2mRegistration>)
             Json(json!({"client_id": reg.client_id, "certificate_id": reg.certificate_id})),
         )
             .into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -721,12 +751,19 @@ async fn admin_m2m_generate(
     let setup = match crate::keygen::generate_m2m_setup(&req.algorithm) {
         Ok(s) => s,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
                 .into_response();
         }
     };
     if let Err(e) = h.register_m2m(&setup.registration()) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response();
     }
     Json(json!({
         "client_id": setup.client_id,

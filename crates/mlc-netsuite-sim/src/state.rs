@@ -350,7 +350,9 @@ pub(crate) fn parse_expiry(s: &str) -> Option<i64> {
         return Some(ts.as_millisecond());
     }
     let d: jiff::civil::Date = s.parse().ok()?;
-    let ts = jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())).ok()?;
+    let ts = jiff::tz::TimeZone::UTC
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
     Some(ts.as_millisecond())
 }
 
@@ -479,7 +481,10 @@ impl SimHandle {
         };
         let expires_ms = match &reg.expires_at {
             Some(s) => parse_expiry(s).ok_or_else(|| {
-                SimError::Registration(format!("certificate {}: bad expires_at", reg.certificate_id))
+                SimError::Registration(format!(
+                    "certificate {}: bad expires_at",
+                    reg.certificate_id
+                ))
             })?,
             None => mlc_core::now_millis() + 2 * 365 * 24 * 3600 * 1000,
         };
@@ -608,7 +613,7 @@ impl SimHandle {
             &mut w,
             mlc_core::now_millis(),
         );
-        r.map_err(|e| e.detail)
+        r.map_err(|e| e.detail.clone())
     }
 
     fn base_url_or_default(&self) -> String {
@@ -639,11 +644,10 @@ impl SimHandle {
         let mut records = Map::new();
         for t in RecordType::ALL {
             counts.insert(t.rest_name().into(), json!(g.db.count(t)));
-            let list: Vec<Value> = g
-                .db
-                .iter(t)
-                .map(|r| render_record(&g.db, &base, r, true))
-                .collect();
+            let list: Vec<Value> =
+                g.db.iter(t)
+                    .map(|r| render_record(&g.db, &base, r, true))
+                    .collect();
             records.insert(t.rest_name().into(), Value::Array(list));
         }
         let certs: Vec<Value> = g

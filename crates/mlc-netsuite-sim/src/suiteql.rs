@@ -91,7 +91,11 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, NsError> {
                     ('!', Some('=')) => "!=",
                     ('<', _) => "<",
                     ('>', _) => ">",
-                    _ => return Err(bad(format!("Search error occurred: Unexpected character '{c}'."))),
+                    _ => {
+                        return Err(bad(format!(
+                            "Search error occurred: Unexpected character '{c}'."
+                        )));
+                    }
                 };
                 i += op.len();
                 out.push(Tok::Op(op));
@@ -101,7 +105,9 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, NsError> {
                 i += 1;
                 loop {
                     match chars.get(i) {
-                        None => return Err(bad("Search error occurred: Unterminated string literal.")),
+                        None => {
+                            return Err(bad("Search error occurred: Unterminated string literal."));
+                        }
                         Some('\'') if chars.get(i + 1) == Some(&'\'') => {
                             s.push('\'');
                             i += 2;
@@ -118,10 +124,15 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, NsError> {
                 }
                 out.push(Tok::Str(s));
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
                 let start = i;
                 i += 1;
-                while chars.get(i).is_some_and(|d| d.is_ascii_digit() || *d == '.') {
+                while chars
+                    .get(i)
+                    .is_some_and(|d| d.is_ascii_digit() || *d == '.')
+                {
                     i += 1;
                 }
                 out.push(Tok::Num(chars[start..i].iter().collect()));
@@ -377,7 +388,9 @@ impl Parser<'_> {
                 self.expect_kw("null")?;
                 Ok(Expr::IsNull(col, not))
             }
-            Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("in") || k.eq_ignore_ascii_case("not") => {
+            Some(Tok::Ident(k))
+                if k.eq_ignore_ascii_case("in") || k.eq_ignore_ascii_case("not") =>
+            {
                 let not = k.eq_ignore_ascii_case("not");
                 if not {
                     self.expect_kw("in")?;
@@ -428,7 +441,9 @@ fn parse(q: &str, db: &Db) -> Result<Query, NsError> {
         .toks
         .iter()
         .position(|t| matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case("from")))
-        .ok_or_else(|| bad("Search error occurred: Invalid or unsupported search: expected FROM."))?;
+        .ok_or_else(|| {
+            bad("Search error occurred: Invalid or unsupported search: expected FROM.")
+        })?;
     p.table = match p.toks.get(from_pos + 1) {
         Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("customer") => Table::Customer,
         Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("item") => Table::Item,
@@ -438,7 +453,11 @@ fn parse(q: &str, db: &Db) -> Result<Query, NsError> {
                 "Search error occurred: Record '{s}' was not found or is not supported by this simulator (customer, item, transaction)."
             )));
         }
-        _ => return Err(bad("Search error occurred: Invalid or unsupported search: expected a table after FROM.")),
+        _ => {
+            return Err(bad(
+                "Search error occurred: Invalid or unsupported search: expected a table after FROM.",
+            ));
+        }
     };
     let sel = if p.peek() == Some(&Tok::Star) {
         p.pos += 1;
@@ -564,16 +583,36 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                 put(&mut row, "externalid", s(r, "externalId"));
                 row.insert(
                     "isperson".into(),
-                    tf(r.fields.get("isPerson").and_then(Value::as_bool).unwrap_or(false)),
+                    tf(r.fields
+                        .get("isPerson")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)),
                 );
-                put(&mut row, "subsidiary", r.ref_id("subsidiary").map(|i| json!(i.to_string())));
-                put(&mut row, "currency", r.ref_id("currency").map(|i| json!(i.to_string())));
+                put(
+                    &mut row,
+                    "subsidiary",
+                    r.ref_id("subsidiary").map(|i| json!(i.to_string())),
+                );
+                put(
+                    &mut row,
+                    "currency",
+                    r.ref_id("currency").map(|i| json!(i.to_string())),
+                );
                 row.insert(
                     "isinactive".into(),
-                    tf(r.fields.get("isInactive").and_then(Value::as_bool).unwrap_or(false)),
+                    tf(r.fields
+                        .get("isInactive")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)),
                 );
-                row.insert("datecreated".into(), json!(crate::render::iso_ms(r.created_ms)));
-                row.insert("lastmodifieddate".into(), json!(crate::render::iso_ms(r.modified_ms)));
+                row.insert(
+                    "datecreated".into(),
+                    json!(crate::render::iso_ms(r.created_ms)),
+                );
+                row.insert(
+                    "lastmodifieddate".into(),
+                    json!(crate::render::iso_ms(r.modified_ms)),
+                );
                 custom_cells(r, "custentity_", &mut row);
                 out.push(row);
             }
@@ -585,16 +624,29 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                     row.insert("id".into(), json!(r.id.to_string()));
                     put(&mut row, "itemid", s(r, "itemId"));
                     put(&mut row, "displayname", s(r, "displayName"));
-                    put(&mut row, "description", s(r, "salesDescription").or_else(|| s(r, "description")));
+                    put(
+                        &mut row,
+                        "description",
+                        s(r, "salesDescription").or_else(|| s(r, "description")),
+                    );
                     put(&mut row, "externalid", s(r, "externalId"));
                     row.insert("itemtype".into(), json!(t.item_type_code()));
                     row.insert("subtype".into(), json!("Sale"));
                     row.insert(
                         "isinactive".into(),
-                        tf(r.fields.get("isInactive").and_then(Value::as_bool).unwrap_or(false)),
+                        tf(r.fields
+                            .get("isInactive")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)),
                     );
-                    row.insert("createddate".into(), json!(crate::render::iso_ms(r.created_ms)));
-                    row.insert("lastmodifieddate".into(), json!(crate::render::iso_ms(r.modified_ms)));
+                    row.insert(
+                        "createddate".into(),
+                        json!(crate::render::iso_ms(r.created_ms)),
+                    );
+                    row.insert(
+                        "lastmodifieddate".into(),
+                        json!(crate::render::iso_ms(r.modified_ms)),
+                    );
                     custom_cells(r, "custitem_", &mut row);
                     out.push(row);
                 }
@@ -613,7 +665,11 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                     let entity = r.ref_id("entity").or_else(|| r.ref_id("customer"));
                     put(&mut row, "entity", entity.map(|i| json!(i.to_string())));
                     put(&mut row, "externalid", s(r, "externalId"));
-                    put(&mut row, "status", db.status(r).map(|(_, code)| json!(code)));
+                    put(
+                        &mut row,
+                        "status",
+                        db.status(r).map(|(_, code)| json!(code)),
+                    );
                     let total = db.total(r);
                     row.insert("foreigntotal".into(), dstr(total));
                     let rate = r.dec("exchangeRate").unwrap_or(Decimal::ONE);
@@ -625,18 +681,32 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                             dstr(db.amount_remaining(r, None)),
                         );
                     }
-                    put(&mut row, "currency", r.ref_id("currency").map(|i| json!(i.to_string())));
+                    put(
+                        &mut row,
+                        "currency",
+                        r.ref_id("currency").map(|i| json!(i.to_string())),
+                    );
                     put(&mut row, "memo", s(r, "memo"));
                     put(&mut row, "otherrefnum", s(r, "otherRefNum"));
-                    row.insert("createddate".into(), json!(crate::render::iso_ms(r.created_ms)));
-                    row.insert("lastmodifieddate".into(), json!(crate::render::iso_ms(r.modified_ms)));
+                    row.insert(
+                        "createddate".into(),
+                        json!(crate::render::iso_ms(r.created_ms)),
+                    );
+                    row.insert(
+                        "lastmodifieddate".into(),
+                        json!(crate::render::iso_ms(r.modified_ms)),
+                    );
                     custom_cells(r, "custbody_", &mut row);
                     out.push(row);
                 }
             }
         }
     }
-    out.sort_by_key(|r| r.get("id").and_then(Value::as_str).and_then(|s| s.parse::<u64>().ok()));
+    out.sort_by_key(|r| {
+        r.get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+    });
     out
 }
 
@@ -669,20 +739,26 @@ fn compare(ty: ColType, cell: &str, operand: &str) -> Result<Ordering, NsError> 
         ColType::Num => {
             let a = Decimal::from_str_exact(cell).ok();
             let b = Decimal::from_str_exact(operand.trim()).map_err(|_| {
-                bad(format!("Search error occurred: Invalid number '{operand}'."))
+                bad(format!(
+                    "Search error occurred: Invalid number '{operand}'."
+                ))
             })?;
             a.map_or(Ordering::Less, |a| a.cmp(&b))
         }
         ColType::TextCi => cell.to_lowercase().cmp(&operand.to_lowercase()),
         ColType::DateTime => {
             let b = normalize_datetime(operand).ok_or_else(|| {
-                bad(format!("Search error occurred: Invalid date/time value '{operand}'."))
+                bad(format!(
+                    "Search error occurred: Invalid date/time value '{operand}'."
+                ))
             })?;
             cell.cmp(b.as_str())
         }
         ColType::Date => {
             let b: jiff::civil::Date = operand.parse().map_err(|_| {
-                bad(format!("Search error occurred: Invalid date value '{operand}'."))
+                bad(format!(
+                    "Search error occurred: Invalid date value '{operand}'."
+                ))
             })?;
             cell.cmp(b.to_string().as_str())
         }
@@ -817,7 +893,13 @@ mod tests {
         let db = Db::default();
         assert!(parse("SELECT id, externalid FROM transaction WHERE externalid = ? AND recordtype = 'invoice'", &db).is_ok());
         assert!(parse("select count(*) as n from item where (itemtype = 'Service' or itemtype in ('Discount', ?)) and isinactive = 'F'", &db).is_ok());
-        assert!(parse("SELECT id FROM customer WHERE id > ? ORDER BY id ASC, entityid DESC", &db).is_ok());
+        assert!(
+            parse(
+                "SELECT id FROM customer WHERE id > ? ORDER BY id ASC, entityid DESC",
+                &db
+            )
+            .is_ok()
+        );
         assert!(parse("SELECT * FROM customer WHERE custentity_x IS NOT NULL", &db).is_ok());
         for q in [
             "SELECT id FROM customer c JOIN transaction t ON t.entity = c.id",

@@ -25,10 +25,19 @@ async fn requests_beyond_the_concurrency_limit_get_429() {
     let e = &limited[0].body;
     assert_eq!(e["status"], 429);
     assert_eq!(e["o:errorCode"], "USER_ERROR");
-    assert_eq!(e["o:errorDetails"][0]["o:errorCode"], "CONCURRENCY_LIMIT_EXCEEDED");
-    assert_eq!(e["o:errorDetails"][0]["detail"], "Concurrent request limit exceeded. Request blocked.");
+    assert_eq!(
+        e["o:errorDetails"][0]["o:errorCode"],
+        "CONCURRENCY_LIMIT_EXCEEDED"
+    );
+    assert_eq!(
+        e["o:errorDetails"][0]["detail"],
+        "Concurrent request limit exceeded. Request blocked."
+    );
     assert_eq!(sim.handle().max_in_flight(), 2);
-    assert_eq!(sim.handle().stats().rejected_concurrency, limited.len() as u64);
+    assert_eq!(
+        sim.handle().stats().rejected_concurrency,
+        limited.len() as u64
+    );
 }
 
 fn invoice_body(eid: &str, cust: &str, item: &str) -> serde_json::Value {
@@ -47,15 +56,25 @@ async fn committed_then_500_leaves_the_record_in_place() {
         method: Some("POST".into()),
         path_contains: Some("/record/v1/invoice".into()),
     });
-    let r = api.post("invoice", invoice_body("stripe_in_F1", &cust, &item)).await;
+    let r = api
+        .post("invoice", invoice_body("stripe_in_F1", &cust, &item))
+        .await;
     assert_eq!(r.status, 500);
     assert_eq!(r.error_code(), "UNEXPECTED_ERROR");
-    assert!(r.error_detail().starts_with("An unexpected error occurred. Error ID: "));
+    assert!(
+        r.error_detail()
+            .starts_with("An unexpected error occurred. Error ID: ")
+    );
     // The write happened: a careful client finds it by external ID instead of creating twice.
     let found = api.get("invoice", "eid:stripe_in_F1").await;
     assert_eq!(found.status, 200);
-    let retry = api.post("invoice", invoice_body("stripe_in_F1", &cust, &item)).await;
-    assert_eq!(retry.status, 400, "a blind retry hits the external-ID guard");
+    let retry = api
+        .post("invoice", invoice_body("stripe_in_F1", &cust, &item))
+        .await;
+    assert_eq!(
+        retry.status, 400,
+        "a blind retry hits the external-ID guard"
+    );
     assert_eq!(sim.handle().count(RecordType::Invoice), 1);
 }
 
@@ -65,7 +84,8 @@ async fn committed_then_dropped_connection() {
     let api = Api::new(&sim).await;
     let cust = api.customer("stripe_cus_F2").await;
     let item = api.seeded_item().await;
-    sim.handle().push_fault(QueuedFault::any(FaultKind::CommitThenDrop));
+    sim.handle()
+        .push_fault(QueuedFault::any(FaultKind::CommitThenDrop));
     let err = api
         .http
         .post(format!("{}/services/rest/record/v1/invoice", api.base))
@@ -92,7 +112,9 @@ async fn faults_before_processing_write_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let r = api.post("invoice", invoice_body("stripe_in_F3", &cust, &item)).await;
+    let r = api
+        .post("invoice", invoice_body("stripe_in_F3", &cust, &item))
+        .await;
     assert_eq!(r.status, 500);
     let dropped = api
         .http
@@ -105,7 +127,12 @@ async fn faults_before_processing_write_nothing() {
     assert_eq!(api.get("invoice", "eid:stripe_in_F3").await.status, 404);
     assert_eq!(sim.handle().count(RecordType::Invoice), 0);
     // Faults exhausted: the next call goes through.
-    assert_eq!(api.post("invoice", invoice_body("stripe_in_F3", &cust, &item)).await.status, 204);
+    assert_eq!(
+        api.post("invoice", invoice_body("stripe_in_F3", &cust, &item))
+            .await
+            .status,
+        204
+    );
     assert_eq!(sim.handle().stats().faults_injected, 2);
 }
 
@@ -113,19 +140,42 @@ async fn faults_before_processing_write_nothing() {
 async fn certain_random_faults_and_the_state_dump() {
     let sim = sim().await;
     let api = Api::new(&sim).await;
-    sim.handle().set_fault_probabilities(mlc_netsuite_sim::FaultProbabilities { server_error: 1.0, ..Default::default() });
-    assert_eq!(api.get("customer", "eid:stripe_cus_SEED0001").await.status, 500);
+    sim.handle()
+        .set_fault_probabilities(mlc_netsuite_sim::FaultProbabilities {
+            server_error: 1.0,
+            ..Default::default()
+        });
+    assert_eq!(
+        api.get("customer", "eid:stripe_cus_SEED0001").await.status,
+        500
+    );
     sim.handle().clear_faults();
-    assert_eq!(api.get("customer", "eid:stripe_cus_SEED0001").await.status, 200);
+    assert_eq!(
+        api.get("customer", "eid:stripe_cus_SEED0001").await.status,
+        200
+    );
 
-    let state: serde_json::Value = reqwest::get(format!("{}/_sim/state", sim.base_url())).await.unwrap().json().await.unwrap();
+    let state: serde_json::Value = reqwest::get(format!("{}/_sim/state", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(state["account_id"], "1234567_SB1");
     assert_eq!(state["counts"]["customer"], 1);
     assert_eq!(state["counts"]["currency"], 5);
     assert_eq!(state["stats"]["rest_requests"], 2);
-    assert!(state["tba_tokens"][0]["token_secret"].as_str().unwrap().starts_with("<redacted"));
+    assert!(
+        state["tba_tokens"][0]["token_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("<redacted")
+    );
     assert!(!state.to_string().contains("sim-token-secret"));
-    assert!(!state.to_string().contains(&api.token), "access tokens are not dumped");
+    assert!(
+        !state.to_string().contains(&api.token),
+        "access tokens are not dumped"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +199,11 @@ async fn admin_generate_registers_a_usable_key() {
     };
     let (status, _) = token_request(&sim, &assertion(&sim, &setup)).await;
     assert_eq!(status, 200);
-    let toml = setup.connector_toml(sim.account_id(), sim.base_url(), std::path::Path::new("/etc/mlc/netsuite.pem"));
+    let toml = setup.connector_toml(
+        sim.account_id(),
+        sim.base_url(),
+        std::path::Path::new("/etc/mlc/netsuite.pem"),
+    );
     assert!(toml.contains(&format!("certificate_id = \"{}\"", setup.certificate_id)));
     assert!(!toml.contains("PRIVATE KEY"));
 }

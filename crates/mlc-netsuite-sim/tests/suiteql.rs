@@ -11,7 +11,12 @@ async fn prefer_transient_is_required() {
     let sim = sim().await;
     let api = Api::new(&sim).await;
     let r = api
-        .send(Method::POST, "/services/rest/query/v1/suiteql", Some(json!({"q": "SELECT id FROM customer"})), &[])
+        .send(
+            Method::POST,
+            "/services/rest/query/v1/suiteql",
+            Some(json!({"q": "SELECT id FROM customer"})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 400);
     assert!(r.error_detail().contains("Prefer: transient"));
@@ -35,14 +40,29 @@ async fn lookups_by_external_id_custom_field_in_and_null() {
     assert_eq!(row["subsidiary"], "1");
     assert_eq!(row["isperson"], "F");
 
-    let r = api.suiteql("SELECT id, itemid, itemtype FROM item WHERE custitem_stripe_product_id = ?", json!(["prod_SEEDPRO"]), "").await;
+    let r = api
+        .suiteql(
+            "SELECT id, itemid, itemtype FROM item WHERE custitem_stripe_product_id = ?",
+            json!(["prod_SEEDPRO"]),
+            "",
+        )
+        .await;
     assert_eq!(r.body["items"][0]["itemid"], "Pro plan");
     assert_eq!(r.body["items"][0]["itemtype"], "Service");
 
     let r = api.suiteql("SELECT COUNT(*) AS n FROM item WHERE custitem_stripe_product_id IS NOT NULL AND (itemtype = 'Service' OR itemtype = 'NonInvtPart')", json!([]), "").await;
     assert_eq!(r.body["items"][0]["n"], "2");
-    let r = api.suiteql("select count(*) from item where custitem_stripe_product_id is null", json!([]), "").await;
-    assert_eq!(r.body["items"][0]["expr1"], "1", "only the discount item has no product ID");
+    let r = api
+        .suiteql(
+            "select count(*) from item where custitem_stripe_product_id is null",
+            json!([]),
+            "",
+        )
+        .await;
+    assert_eq!(
+        r.body["items"][0]["expr1"], "1",
+        "only the discount item has no product ID"
+    );
 }
 
 #[tokio::test]
@@ -72,26 +92,64 @@ async fn paging_rules_and_keyset_paging() {
     }
     let q = "SELECT id FROM customer ORDER BY id";
     let r = api.suiteql(q, json!([]), "?limit=4&offset=0").await;
-    assert_eq!((r.body["count"].clone(), r.body["hasMore"].clone(), r.body["totalResults"].clone()), (json!(4), json!(true), json!(10)));
-    let rels: Vec<&str> = r.body["links"].as_array().unwrap().iter().map(|l| l["rel"].as_str().unwrap()).collect();
+    assert_eq!(
+        (
+            r.body["count"].clone(),
+            r.body["hasMore"].clone(),
+            r.body["totalResults"].clone()
+        ),
+        (json!(4), json!(true), json!(10))
+    );
+    let rels: Vec<&str> = r.body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["rel"].as_str().unwrap())
+        .collect();
     assert!(rels.contains(&"next") && rels.contains(&"self"));
     // Second page stops at the row cap (6), not the 10 rows that exist.
     let r = api.suiteql(q, json!([]), "?limit=2&offset=4").await;
-    assert_eq!((r.body["count"].clone(), r.body["hasMore"].clone()), (json!(2), json!(false)));
+    assert_eq!(
+        (r.body["count"].clone(), r.body["hasMore"].clone()),
+        (json!(2), json!(false))
+    );
     // Past the cap → refused: page by key instead.
     let r = api.suiteql(q, json!([]), "?limit=2&offset=6").await;
     assert_eq!((r.status, r.error_code()), (400, "INVALID_PARAMETER"));
     let last = r.body.clone();
     assert_eq!(last["o:errorDetails"][0]["o:errorQueryParam"], "offset");
-    let r = api.suiteql("SELECT id FROM customer WHERE id > ? ORDER BY id", json!([api.suiteql(q, json!([]), "?limit=2&offset=4").await.body["items"][1]["id"]]), "").await;
-    assert_eq!(r.body["count"], 4, "keyset paging reaches the rows beyond the cap");
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE id > ? ORDER BY id",
+            json!([api.suiteql(q, json!([]), "?limit=2&offset=4").await.body["items"][1]["id"]]),
+            "",
+        )
+        .await;
+    assert_eq!(
+        r.body["count"], 4,
+        "keyset paging reaches the rows beyond the cap"
+    );
 
     let r = api.suiteql(q, json!([]), "?limit=3&offset=4").await;
-    assert_eq!((r.status, r.error_code()), (400, "INVALID_PARAMETER"), "offset must be a multiple of limit");
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "INVALID_PARAMETER"),
+        "offset must be a multiple of limit"
+    );
     let r = api.suiteql(q, json!([]), "?limit=1001").await;
     assert_eq!((r.status, r.error_code()), (400, "INVALID_PARAMETER"));
-    let r = api.suiteql("SELECT id FROM customer ORDER BY id DESC", json!([]), "?limit=1").await;
-    let top = r.body["items"][0]["id"].as_str().unwrap().parse::<u64>().unwrap();
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer ORDER BY id DESC",
+            json!([]),
+            "?limit=1",
+        )
+        .await;
+    let top = r.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
     assert!(top >= 109);
 }
 
@@ -100,11 +158,29 @@ async fn lastmodifieddate_watermarks_compare_as_datetimes() {
     let sim = sim().await;
     let api = Api::new(&sim).await;
     api.customer("stripe_cus_W1").await;
-    let r = api.suiteql("SELECT id, lastmodifieddate FROM customer WHERE lastmodifieddate >= ?", json!(["2020-01-01T00:00:00Z"]), "").await;
+    let r = api
+        .suiteql(
+            "SELECT id, lastmodifieddate FROM customer WHERE lastmodifieddate >= ?",
+            json!(["2020-01-01T00:00:00Z"]),
+            "",
+        )
+        .await;
     assert_eq!(r.body["count"], 2, "{}", r.body);
-    let r = api.suiteql("SELECT id FROM customer WHERE lastmodifieddate >= ?", json!(["2999-01-01"]), "").await;
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE lastmodifieddate >= ?",
+            json!(["2999-01-01"]),
+            "",
+        )
+        .await;
     assert_eq!(r.body["count"], 0);
-    let r = api.suiteql("SELECT id FROM customer WHERE lastmodifieddate >= ?", json!(["yesterday"]), "").await;
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE lastmodifieddate >= ?",
+            json!(["yesterday"]),
+            "",
+        )
+        .await;
     assert_eq!(r.status, 400);
 }
 
@@ -113,17 +189,38 @@ async fn queries_outside_the_subset_are_refused_not_misread() {
     let sim = sim().await;
     let api = Api::new(&sim).await;
     for (q, needle) in [
-        ("SELECT balance FROM customer", "Unknown identifier 'balance'"),
+        (
+            "SELECT balance FROM customer",
+            "Unknown identifier 'balance'",
+        ),
         ("SELECT c.id FROM customer c", "Invalid search query"),
-        ("SELECT id FROM customer JOIN transaction ON transaction.entity = customer.id", "Invalid search query"),
+        (
+            "SELECT id FROM customer JOIN transaction ON transaction.entity = customer.id",
+            "Invalid search query",
+        ),
         ("SELECT id FROM vendor", "vendor"),
-        ("SELECT id FROM customer WHERE companyname LIKE 'A%'", "Invalid search query"),
-        ("SELECT id FROM customer WHERE id = ? AND email = ?", "bound parameter"),
+        (
+            "SELECT id FROM customer WHERE companyname LIKE 'A%'",
+            "Invalid search query",
+        ),
+        (
+            "SELECT id FROM customer WHERE id = ? AND email = ?",
+            "bound parameter",
+        ),
         ("DELETE FROM customer", "Invalid search query"),
         ("SELECT TOP 5 id FROM customer", "Invalid search query"),
     ] {
         let r = api.suiteql(q, json!([1]), "").await;
-        assert_eq!((r.status, r.error_code()), (400, "INVALID_PARAMETER"), "{q}: {}", r.body);
-        assert!(r.error_detail().contains(needle), "{q}: {}", r.error_detail());
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "INVALID_PARAMETER"),
+            "{q}: {}",
+            r.body
+        );
+        assert!(
+            r.error_detail().contains(needle),
+            "{q}: {}",
+            r.error_detail()
+        );
     }
 }

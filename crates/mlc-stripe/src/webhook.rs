@@ -75,8 +75,9 @@ impl SignatureHeader {
                 _ => {}
             }
         }
-        let timestamp =
-            timestamp.ok_or(SignatureError::Malformed("unable to extract timestamp (t=)"))?;
+        let timestamp = timestamp.ok_or(SignatureError::Malformed(
+            "unable to extract timestamp (t=)",
+        ))?;
         if v1.is_empty() {
             return Err(SignatureError::NoV1Signature);
         }
@@ -94,7 +95,10 @@ pub struct WebhookVerifier {
 impl std::fmt::Debug for WebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookVerifier")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("tolerance_secs", &self.tolerance_secs)
             .finish()
     }
@@ -167,7 +171,10 @@ mod tests {
 
     fn verifier(secrets: &[&str], tol: i64) -> WebhookVerifier {
         WebhookVerifier::new(
-            secrets.iter().map(|s| SecretString::from(s.to_string())).collect(),
+            secrets
+                .iter()
+                .map(|s| SecretString::from(s.to_string()))
+                .collect(),
             tol,
         )
     }
@@ -196,7 +203,12 @@ mod tests {
                 None => vec![v["secret"].as_str().unwrap()],
             };
             if let Some(expected) = v["expected_v1"].as_str() {
-                assert_eq!(compute_signature(secrets[0], t, body), expected, "{}", v["name"]);
+                assert_eq!(
+                    compute_signature(secrets[0], t, body),
+                    expected,
+                    "{}",
+                    v["name"]
+                );
             }
             for secret in secrets {
                 let got = verifier(&[secret], 300).verify(body, Some(header), t);
@@ -231,8 +243,12 @@ mod tests {
     #[test]
     fn rotation_accepts_either_secret() {
         let header = signature_header(&["whsec_old", "whsec_new"], 100, BODY);
-        verifier(&["whsec_new"], 300).verify(BODY, Some(&header), 100).unwrap();
-        verifier(&["whsec_old"], 300).verify(BODY, Some(&header), 100).unwrap();
+        verifier(&["whsec_new"], 300)
+            .verify(BODY, Some(&header), 100)
+            .unwrap();
+        verifier(&["whsec_old"], 300)
+            .verify(BODY, Some(&header), 100)
+            .unwrap();
         let one = signature_header(&["whsec_new"], 100, BODY);
         verifier(&["whsec_old", "whsec_new"], 300)
             .verify(BODY, Some(&one), 100)
@@ -245,26 +261,48 @@ mod tests {
         let now = 1_700_000_000;
         let good = signature_header(&[SECRET], now, BODY);
         assert!(v.verify(BODY, Some(&good), now).is_ok());
-        assert_eq!(v.verify(BODY, None, now), Err(SignatureError::MissingHeader));
-        assert_eq!(v.verify(BODY, Some(""), now), Err(SignatureError::MissingHeader));
+        assert_eq!(
+            v.verify(BODY, None, now),
+            Err(SignatureError::MissingHeader)
+        );
+        assert_eq!(
+            v.verify(BODY, Some(""), now),
+            Err(SignatureError::MissingHeader)
+        );
         for bad in ["bad_header", "v1,t=1", "t="] {
             assert!(
-                matches!(v.verify(BODY, Some(bad), now), Err(SignatureError::Malformed(_))),
+                matches!(
+                    v.verify(BODY, Some(bad), now),
+                    Err(SignatureError::Malformed(_))
+                ),
                 "{bad}"
             );
         }
         // Only a v0 signature: nothing to check.
         let v0 = format!("t={now},v0={}", compute_signature(SECRET, now, BODY));
-        assert_eq!(v.verify(BODY, Some(&v0), now), Err(SignatureError::NoV1Signature));
+        assert_eq!(
+            v.verify(BODY, Some(&v0), now),
+            Err(SignatureError::NoV1Signature)
+        );
         let wrong = format!("t={now},v1=bad_signature");
-        assert_eq!(v.verify(BODY, Some(&wrong), now), Err(SignatureError::NoValidSignature));
+        assert_eq!(
+            v.verify(BODY, Some(&wrong), now),
+            Err(SignatureError::NoValidSignature)
+        );
         // A bad extra signature beside a good one is fine.
         let extra = format!("{good},v1=bad_signature");
         assert!(v.verify(BODY, Some(&extra), now).is_ok());
         // now-15 with tolerance 10 is too old; with 20 it is fine.
         let old = signature_header(&[SECRET], now - 15, BODY);
-        assert!(matches!(v.verify(BODY, Some(&old), now), Err(SignatureError::TooOld { .. })));
-        assert!(verifier(&[SECRET], 20).verify(BODY, Some(&old), now).is_ok());
+        assert!(matches!(
+            v.verify(BODY, Some(&old), now),
+            Err(SignatureError::TooOld { .. })
+        ));
+        assert!(
+            verifier(&[SECRET], 20)
+                .verify(BODY, Some(&old), now)
+                .is_ok()
+        );
         // Future timestamps are accepted, as the SDKs do.
         let future = signature_header(&[SECRET], now + 3600, BODY);
         assert!(v.verify(BODY, Some(&future), now).is_ok());

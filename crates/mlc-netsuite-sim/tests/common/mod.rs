@@ -28,7 +28,9 @@ pub async fn sim() -> RunningSim {
 
 pub fn setup(sim: &RunningSim, alg: &str) -> M2mSetup {
     let s = generate_m2m_setup(alg).expect("keygen");
-    sim.handle().register_m2m(&s.registration()).expect("register");
+    sim.handle()
+        .register_m2m(&s.registration())
+        .expect("register");
     s
 }
 
@@ -57,7 +59,11 @@ pub fn claims(sim: &RunningSim, s: &M2mSetup) -> Value {
 }
 
 pub fn alg_of(s: &M2mSetup) -> Algorithm {
-    if s.algorithm == "ES256" { Algorithm::ES256 } else { Algorithm::PS256 }
+    if s.algorithm == "ES256" {
+        Algorithm::ES256
+    } else {
+        Algorithm::PS256
+    }
 }
 
 pub fn assertion(sim: &RunningSim, s: &M2mSetup) -> String {
@@ -108,16 +114,27 @@ impl Resp {
         self.headers.get(k).and_then(|v| v.to_str().ok())
     }
     pub fn location_id(&self) -> String {
-        self.header("location").unwrap().rsplit('/').next().unwrap().to_owned()
+        self.header("location")
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
     }
     pub fn error_code(&self) -> &str {
-        self.body["o:errorDetails"][0]["o:errorCode"].as_str().unwrap_or("")
+        self.body["o:errorDetails"][0]["o:errorCode"]
+            .as_str()
+            .unwrap_or("")
     }
     pub fn error_detail(&self) -> &str {
-        self.body["o:errorDetails"][0]["detail"].as_str().unwrap_or("")
+        self.body["o:errorDetails"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
     }
     pub fn error_path(&self) -> &str {
-        self.body["o:errorDetails"][0]["o:errorPath"].as_str().unwrap_or("")
+        self.body["o:errorDetails"][0]["o:errorPath"]
+            .as_str()
+            .unwrap_or("")
     }
 }
 
@@ -130,7 +147,13 @@ impl Api {
         }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, extra: &[(&str, &str)]) -> Resp {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -153,11 +176,23 @@ impl Api {
     }
 
     pub async fn post(&self, rtype: &str, body: Value) -> Resp {
-        self.send(reqwest::Method::POST, &format!("/services/rest/record/v1/{rtype}"), Some(body), &[]).await
+        self.send(
+            reqwest::Method::POST,
+            &format!("/services/rest/record/v1/{rtype}"),
+            Some(body),
+            &[],
+        )
+        .await
     }
 
     pub async fn get(&self, rtype: &str, key: &str) -> Resp {
-        self.send(reqwest::Method::GET, &format!("/services/rest/record/v1/{rtype}/{key}?expandSubResources=true"), None, &[]).await
+        self.send(
+            reqwest::Method::GET,
+            &format!("/services/rest/record/v1/{rtype}/{key}?expandSubResources=true"),
+            None,
+            &[],
+        )
+        .await
     }
 
     pub async fn suiteql(&self, q: &str, params: Value, query: &str) -> Resp {
