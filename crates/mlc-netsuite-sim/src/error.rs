@@ -238,6 +238,14 @@ pub enum SimError {
     /// Key generation failed in aws-lc-rs.
     #[error("key generation failed: {0}")]
     KeyGen(String),
+    /// The private key file could not be written.
+    #[error("cannot write the private key to {path}: {source}")]
+    KeyWrite {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Serving failed.
     #[error("the NetSuite simulator stopped: {0}")]
     Serve(std::io::Error),
@@ -248,6 +256,7 @@ impl Classify for SimError {
         match self {
             SimError::Bind { .. } | SimError::Serve(_) => ErrorClass::Transient,
             SimError::SeedRead { .. }
+            | SimError::KeyWrite { .. }
             | SimError::Seed(_)
             | SimError::Registration(_)
             | SimError::KeyGen(_) => ErrorClass::NeedsPerson,

@@ -109,3 +109,22 @@ impl M2mSetup {
         )
     }
 }
+
+/// Writes a private key PEM to `path`, readable by the owner only (0600 on Unix).
+pub(crate) fn write_private_key(path: &Path, pem: &SecretString) -> Result<(), SimError> {
+    use secrecy::ExposeSecret;
+    use std::io::Write;
+    let err = |source| SimError::KeyWrite {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(err)?;
+    f.write_all(pem.expose_secret().as_bytes()).map_err(err)
+}

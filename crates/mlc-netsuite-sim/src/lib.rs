@@ -113,6 +113,21 @@ impl RunningSim {
     pub fn handle(&self) -> &SimHandle {
         &self.handle
     }
+    /// One-step M2M wiring for a newcomer: generates a key pair (`PS256` or `ES256`), writes
+    /// the private key to `private_key_path` (mode 0600), registers the public key with this
+    /// simulator, and returns the setup with the connector configuration (TOML) to paste.
+    pub fn provision_m2m(
+        &self,
+        algorithm: &str,
+        private_key_path: &std::path::Path,
+    ) -> Result<(M2mSetup, String), SimError> {
+        let setup = generate_m2m_setup(algorithm)?;
+        keygen::write_private_key(private_key_path, &setup.private_key_pem)?;
+        self.handle.register_m2m(&setup.registration())?;
+        let toml = setup.connector_toml(self.account_id(), self.base_url(), private_key_path);
+        Ok((setup, toml))
+    }
+
     /// Stops accepting and closes open connections.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

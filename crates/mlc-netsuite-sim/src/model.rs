@@ -617,6 +617,13 @@ impl Db {
             Some(id) => id,
             None => self.alloc_id(t.group()),
         };
+        // A replacing upsert keeps the document number NetSuite assigned.
+        if let Some(o) = &old
+            && !fields.contains_key("tranId")
+            && let Some(n) = o.fields.get("tranId")
+        {
+            fields.insert("tranId".into(), n.clone());
+        }
         if t.group() == Group::Transaction && !fields.contains_key("tranId") {
             let seq = self.tran_seq.entry(t).or_insert(1000);
             *seq += 1;

@@ -52,6 +52,10 @@ pub fn router(state: SimHandle) -> Router {
             get(get_sublist),
         )
         .route("/services/rest/query/v1/suiteql", post(suiteql))
+        .route(
+            "/services/rest/system/v1/governanceLimits",
+            get(governance_limits),
+        )
         .fallback(rest_fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -682,6 +686,18 @@ async fn suiteql(
         "items": items,
     }))
     .into_response())
+}
+
+/// `GET /services/rest/system/v1/governanceLimits`: the whole account limit, no allocation.
+async fn governance_limits(State(h): State<SimHandle>) -> Response {
+    let limit = h.shared.lock().settings.concurrency_limit;
+    Json(json!({
+        "accountConcurrencyLimit": limit,
+        "accountUnallocatedConcurrencyLimit": limit,
+        "integrationConcurrencyLimit": limit,
+        "integrationLimitType": "accountLimit",
+    }))
+    .into_response()
 }
 
 async fn admin_state(State(h): State<SimHandle>) -> Response {
