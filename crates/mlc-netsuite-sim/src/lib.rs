@@ -10,6 +10,63 @@
 //! Architecture invariant: this crate does not depend on the `mlc-netsuite` client; it is
 //! checked against an independent Python client (PyJWT + requests) instead.
 //!
+//! # Endpoints
+//!
+//! | Path | |
+//! |---|---|
+//! | `POST /services/rest/auth/oauth2/v1/token` | M2M client credentials (form) |
+//! | `POST/GET /services/rest/record/v1/{type}` | create (204 + `Location`) / list (`limit`, `offset`) |
+//! | `GET/PATCH/PUT/DELETE /services/rest/record/v1/{type}/{id or eid:X}` | PUT only with `eid:` (upsert) |
+//! | `GET /services/rest/record/v1/{type}/{id}/{sublist}` | an expanded sublist |
+//! | `POST /services/rest/query/v1/suiteql` | SuiteQL subset (`Prefer: transient`) |
+//! | `GET /services/rest/system/v1/governanceLimits` | the configured concurrency limit |
+//! | `GET /_sim/state` | state dump: settings, counters, counts, records, audit trail (secrets redacted) |
+//! | `POST /_sim/faults` | `{"probabilities":{…}, "queue":[{"kind","method"?,"path_contains"?}], "clear":bool}` |
+//! | `DELETE /_sim/faults` | clear faults |
+//! | `POST /_sim/m2m` | register `{"client_id","certificate_id","public_key_pem","expires_at"?}` |
+//! | `POST /_sim/m2m/generate` | `{"algorithm":"PS256"}` (or `ES256`) → a registered key pair, private key included |
+//! | `POST /_sim/tba` | register `{"consumer_key","consumer_secret","token_id","token_secret"}` |
+//! | `POST /_sim/settings` | `{"concurrency_limit","latency_ms","token_ttl_seconds","expire_access_tokens"}` |
+//!
+//! `/_sim` endpoints are unauthenticated: the simulator is a local test tool.
+//!
+//! # Decisions where NetSuite's behaviour is undocumented (see `netsuite.md` §8c)
+//!
+//! - Token endpoint errors are `400 {"error": …}`: `invalid_request` for malformed requests and
+//!   for algorithms outside PS256/384/512, ES256/384 (RS256 included; ES512 too, because
+//!   jsonwebtoken cannot verify it), `invalid_scope` without `rest_webservices`, and
+//!   `invalid_grant` for every other assertion problem. The precise reason (`MissingKey`,
+//!   `SignatureValidation`, `TokenExpired`, …) goes to the Login Audit Trail
+//!   ([`SimHandle::login_audit`], `/_sim/state`), as in NetSuite. `exp - iat` must be < 3600
+//!   (3600 itself is refused). Access tokens are opaque random strings.
+//! - TBA: HMAC-SHA1 or any other method → 400 `INVALID_REQUEST`; bad signature, realm, token,
+//!   stale timestamp (beyond `clock_skew`) or reused nonce → 401 `INVALID_LOGIN`. The signed
+//!   URL is `http://<Host header><path>` (or `public_base_url` + path).
+//! - Duplicate external ID → 400 `USER_ERROR` "Error while accessing a resource. This entity
+//!   already exists."; missing mandatory field → 400 `USER_ERROR` "… You must enter a value
+//!   for `<field>`." with `o:errorPath`; over-application of a payment → 400 `USER_ERROR`.
+//! - References must be `{"id": …}`; `{"externalId": …}` references are refused (unconfirmed
+//!   in NetSuite). `location`, `department`, `class`, `terms` are accepted unvalidated.
+//! - PUT upsert replaces the whole record (sublists included) and answers 204 + `Location`.
+//! - GET shows sublists as links unless `expandSubResources=true`, as NetSuite does.
+//! - Line amounts are rounded to the currency's `currencyPrecision` (half away from zero);
+//!   totals are exact sums. Amounts are printed as JSON numbers (converted only at output).
+//! - Unknown body fields: `X-NetSuite-PropertyNameValidation: error` → 400 `INVALID_CONTENT`
+//!   with `o:errorPath`; default `warning` → dropped, reported in an `X-NetSuite-Warning`
+//!   response header (the real header name is undocumented); `ignore` → dropped silently.
+//! - `Prefer: respond-async` on records → 400 (async jobs are not simulated); record
+//!   collection `q=` filters → 400 (use SuiteQL).
+//! - SuiteQL: NULL columns are omitted from rows; dates are ISO (`2025-01-31`), datetimes
+//!   ISO UTC to the second (`2026-11-27T09:11:13Z`), not the account's display format;
+//!   `transaction.status` is a letter code (invoice `A` Open / `B` Paid In Full).
+//!   `totalResults` is the true count, but paging stops at `suiteql_max_rows` (100,000):
+//!   `hasMore` turns false there and a larger `offset` is refused (page by `id > ?`).
+//! - Concurrency: the token endpoint is not governed; REST calls beyond the limit get 429
+//!   (`USER_ERROR` / `CONCURRENCY_LIMIT_EXCEEDED`, title "Bad Request" as in Oracle's sample),
+//!   before authentication. The configured latency is spent while counted as in flight.
+//! - Dropped-connection faults close the TCP connection without a response; that needs the
+//!   simulator's own accept loop ([`NetSuiteSim::start`]); a bare [`router`] answers 500 instead.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), mlc_netsuite_sim::SimError> {
 //! use mlc_netsuite_sim::{NetSuiteSim, SimConfig, generate_m2m_setup};
