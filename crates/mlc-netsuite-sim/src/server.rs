@@ -180,12 +180,19 @@ async fn governance(State(h): State<SimHandle>, req: Request, next: Next) -> Res
     let _guard = if is_token {
         None
     } else {
-        let now = h.shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        let guard = InFlight(&h.shared.in_flight);
-        if now > limit {
+        // Compare-and-swap so a refused request never counts as in flight, even briefly.
+        let admitted = h
+            .shared
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            });
+        let Ok(before) = admitted else {
             h.shared.lock().stats.rejected_concurrency += 1;
             return NsError::concurrency().into_response();
-        }
+        };
+        let now = before + 1;
+        let guard = InFlight(&h.shared.in_flight);
         let mut g = h.shared.lock();
         g.stats.max_in_flight = g.stats.max_in_flight.max(now);
         Some(guard)

@@ -11,7 +11,7 @@ use serde_json::json;
 async fn requests_beyond_the_concurrency_limit_get_429() {
     let sim = sim_with(|c| {
         c.concurrency_limit = 2;
-        c.latency = std::time::Duration::from_millis(400);
+        c.latency = std::time::Duration::from_millis(800);
     })
     .await;
     let api = Api::new(&sim).await;

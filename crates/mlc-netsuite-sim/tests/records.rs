@@ -483,3 +483,37 @@ async fn journal_entries_must_balance_and_delete_respects_dependencies() {
     // Setup records are read-only.
     assert_eq!(api.post("currency", json!({"name": "X"})).await.status, 400);
 }
+
+#[tokio::test]
+async fn amounts_round_to_the_currency_precision() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    // Subsidiary 3 is Japan KK (JPY, no decimals); the customer's currency follows it.
+    let r = api.post("customer", json!({"externalId": "stripe_cus_JP", "companyName": "Tokyo", "subsidiary": {"id": "3"}})).await;
+    let cust = r.location_id();
+    assert_eq!(
+        api.get("customer", &cust).await.body["currency"]["refName"],
+        "Japanese Yen"
+    );
+    let item = api.seeded_item().await;
+    let r = api.post("invoice", json!({"externalId": "stripe_in_JP", "entity": {"id": cust}, "subsidiary": {"id": "3"},
+        "item": {"items": [{"item": {"id": item}, "amount": "100.5"}, {"item": {"id": item}, "amount": 1000}]}})).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        api.get("invoice", "eid:stripe_in_JP").await.body["total"],
+        json!(1101)
+    );
+    // KWD keeps three decimals.
+    let r = api.post("invoice", json!({"externalId": "stripe_in_KW", "entity": {"id": cust}, "subsidiary": {"id": "3"}, "currency": {"id": "4"},
+        "item": {"items": [{"item": {"id": item}, "amount": "1.2345"}]}})).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let q = api
+        .suiteql(
+            "SELECT foreigntotal, currency FROM transaction WHERE externalid = 'stripe_in_KW'",
+            json!([]),
+            "",
+        )
+        .await;
+    assert_eq!(q.body["items"][0]["foreigntotal"], "1.235");
+    assert_eq!(q.body["items"][0]["currency"], "4");
+}

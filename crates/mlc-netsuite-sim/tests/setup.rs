@@ -82,3 +82,40 @@ async fn provision_m2m_writes_the_key_and_prints_the_config() {
     assert_eq!(g.body["accountConcurrencyLimit"], 5);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn the_router_works_in_process() {
+    use tower::ServiceExt;
+    let cfg = SimConfig::example().unwrap();
+    let handle = mlc_netsuite_sim::SimHandle::new(&cfg).unwrap();
+    let app = mlc_netsuite_sim::router(handle.clone());
+    let req = axum::http::Request::get("/services/rest/record/v1/customer/1")
+        .header("host", "netsuite.test")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"1234567_SB1\"")
+    );
+    let id = handle
+        .create(
+            RecordType::Customer,
+            json!({"companyName": "In-process", "subsidiary": {"id": "1"}}),
+        )
+        .unwrap();
+    let got = handle.get(RecordType::Customer, &id.to_string()).unwrap();
+    assert_eq!(got["companyName"], "In-process");
+    let state = app
+        .oneshot(
+            axum::http::Request::get("/_sim/state")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.status(), 200);
+}
