@@ -51,6 +51,10 @@ pub fn router(state: SimHandle) -> Router {
             "/services/rest/record/v1/{rtype}/{key}/{sub}",
             get(get_sublist),
         )
+        .route(
+            "/services/rest/record/v1/{rtype}/{key}/!transform/{target}",
+            post(transform_record),
+        )
         .route("/services/rest/query/v1/suiteql", post(suiteql))
         .route(
             "/services/rest/system/v1/governanceLimits",
@@ -491,6 +495,67 @@ async fn put_record(
         mlc_core::now_millis(),
     )?;
     Ok(written(&base, t, id, &warnings))
+}
+
+/// `POST /invoice/{id}/!transform/customerPayment`: a payment for the invoice's customer,
+/// subsidiary and currency, applied to the invoice (by default for its whole amount remaining).
+/// Other transforms are not simulated.
+async fn transform_record(
+    State(h): State<SimHandle>,
+    Path((rtype, key, target)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, NsError> {
+    let t = record_type(&rtype)?;
+    refuse_async(&headers)?;
+    if t != RecordType::Invoice || !target.eq_ignore_ascii_case("customerPayment") {
+        return Err(NsError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            format!(
+                "The transformation from {rtype} to {target} is not simulated (only invoice → customerPayment)."
+            ),
+        ));
+    }
+    let mut body = if body.is_empty() {
+        Map::new()
+    } else {
+        body_object(&body)?
+    };
+    let base = base_url(&h, &headers);
+    let mut warnings = Vec::new();
+    let mut g = h.shared.lock();
+    let inv_id = g.db.resolve(t, &key).ok_or_else(NsError::not_found)?;
+    let inv = g.db.get(t, inv_id).ok_or_else(NsError::not_found)?;
+    let remaining = g.db.amount_remaining(inv, None);
+    for (k, v) in [
+        ("customer", inv.fields.get("entity")),
+        ("subsidiary", inv.fields.get("subsidiary")),
+        ("currency", inv.fields.get("currency")),
+    ] {
+        if let Some(v) = v {
+            body.entry(k).or_insert_with(|| v.clone());
+        }
+    }
+    let amount = body
+        .get("payment")
+        .cloned()
+        .unwrap_or_else(|| json!(remaining.normalize().to_string()));
+    body.entry("payment").or_insert_with(|| amount.clone());
+    body.entry("apply").or_insert_with(
+        || json!({"items": [{"doc": {"id": inv_id.to_string()}, "apply": true, "amount": amount}]}),
+    );
+    let id = g.db.write(
+        RecordType::CustomerPayment,
+        None,
+        &body,
+        WriteMode::Create,
+        &[],
+        name_validation(&headers),
+        &mut warnings,
+        mlc_core::now_millis(),
+    )?;
+    Ok(written(&base, RecordType::CustomerPayment, id, &warnings))
 }
 
 async fn delete_record(

@@ -517,3 +517,52 @@ async fn amounts_round_to_the_currency_precision() {
     assert_eq!(q.body["items"][0]["foreigntotal"], "1.235");
     assert_eq!(q.body["items"][0]["currency"], "4");
 }
+
+#[tokio::test]
+async fn transform_invoice_to_customer_payment() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let cust = api.customer("stripe_cus_TR").await;
+    let item = api.seeded_item().await;
+    let inv = api.invoice("stripe_in_TR", &cust, &item, "80").await;
+    let path = format!("/services/rest/record/v1/invoice/{inv}/!transform/customerPayment");
+    let r = api
+        .send(
+            Method::POST,
+            &path,
+            Some(json!({"externalId": "stripe_py_TR1", "payment": 30, "account": {"id": "2"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        r.header("location")
+            .unwrap()
+            .contains("/record/v1/customerpayment/")
+    );
+    assert_eq!(
+        api.get("invoice", &inv).await.body["amountRemaining"],
+        json!(50)
+    );
+    let pay = api.get("customerPayment", "eid:stripe_py_TR1").await.body;
+    assert_eq!(pay["customer"]["id"], cust);
+    assert_eq!(pay["apply"]["items"][0]["doc"]["id"], inv);
+    // Without an amount, the rest is paid.
+    assert_eq!(
+        api.send(Method::POST, &path, Some(json!({})), &[])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.get("invoice", &inv).await.body["status"]["refName"],
+        "Paid In Full"
+    );
+    // Nothing left to pay.
+    assert_eq!(
+        api.send(Method::POST, &path, Some(json!({"payment": 1})), &[])
+            .await
+            .status,
+        400
+    );
+}
