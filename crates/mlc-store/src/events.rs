@@ -510,3 +510,63 @@ impl Store {
         get(&row, "n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::backends;
+
+    fn ev(id: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            event_type: "invoice.paid".into(),
+            object_id: None,
+            livemode: false,
+            api_version: None,
+            stripe_created: 1,
+            raw_body: id.as_bytes().to_vec(),
+            signature_header: "t=1,v1=00".into(),
+            received_at: now_millis(),
+            handled: true,
+        }
+    }
+
+    /// A batch holding one delivery the database refuses (an empty event ID violates a CHECK
+    /// constraint) fails as a whole; every other caller must still get its own, correct answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_batch_falls_back_to_one_by_one() {
+        for db in backends().await {
+            let store = db.store().await;
+            store.record_event(&ev("evt_before"), None).await.unwrap();
+            let ids = ["evt_1", "", "evt_before", "evt_2", "evt_1"];
+            let mut replies = Vec::new();
+            let mut batch = Vec::new();
+            for id in ids {
+                let (reply, rx) = oneshot::channel();
+                batch.push(RecordRequest {
+                    event: ev(id),
+                    job: None,
+                    reply,
+                });
+                replies.push(rx);
+            }
+            commit_batch(&store.db, batch).await;
+            let mut got = Vec::new();
+            for rx in replies {
+                got.push(rx.await.unwrap().map_err(|e| e.to_string()));
+            }
+            assert_eq!(got[0], Ok(RecordOutcome::Stored));
+            assert!(got[1].is_err(), "{:?}", got[1]);
+            assert_eq!(got[2], Ok(RecordOutcome::Duplicate));
+            assert_eq!(got[3], Ok(RecordOutcome::Stored));
+            assert_eq!(got[4], Ok(RecordOutcome::Duplicate));
+            assert_eq!(store.count_events().await.unwrap(), 3);
+            assert_eq!(store.get_event("evt_1").await.unwrap().unwrap().deliveries, 2);
+        }
+    }
+
+    #[test]
+    fn values_sql_numbers_parameters_across_rows() {
+        assert_eq!(values_sql(2, &["?", "1", "?"]), "($1, 1, $2), ($3, 1, $4)");
+    }
+}

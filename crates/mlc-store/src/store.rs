@@ -201,6 +201,51 @@ mod tests {
         assert_eq!(u, "sqlite://x.db?mode=ro");
     }
 
+    /// The durability promise (a 2xx to Stripe means the event is on disk) rests on these.
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_and_full_sync() {
+        use sqlx::Row;
+        let db = crate::testing::TestDb::sqlite().unwrap();
+        let store = db.store().await;
+        let mut conns = Vec::new();
+        // Check more than one pooled connection: the pragmas are per connection.
+        for _ in 0..3 {
+            conns.push(store.db.pool.acquire().await.unwrap());
+        }
+        for conn in &mut conns {
+            let mode: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap()
+                .get(0);
+            let sync: i64 = sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap()
+                .get(0);
+            let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!((mode.as_str(), sync, busy), ("wal", 2, 5_000));
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_sqlite_file_is_created_and_bad_urls_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        assert!(!path.exists());
+        let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        store.ping().await.unwrap();
+        assert!(path.exists());
+        store.close().await;
+        let err = Store::connect("redis://localhost").await.unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+    }
+
     #[test]
     fn unsupported_url_hides_password() {
         let e = normalise_url("mysql://u:hunter2@h/db").unwrap_err();

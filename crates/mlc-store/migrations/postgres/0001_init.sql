@@ -1,7 +1,7 @@
 -- Stripe events exactly as received. One row per event ID: duplicates only bump `deliveries`.
 -- Integers are BIGINT and booleans are BIGINT 0/1 so the same `Any` decoding works on SQLite.
 CREATE TABLE events (
-    event_id         TEXT PRIMARY KEY NOT NULL,
+    event_id         TEXT PRIMARY KEY NOT NULL CHECK (event_id <> ''),
     event_type       TEXT NOT NULL,
     object_id        TEXT,
     livemode         BIGINT NOT NULL,

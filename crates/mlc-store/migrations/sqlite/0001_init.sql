@@ -1,6 +1,6 @@
 -- Stripe events exactly as received. One row per event ID: duplicates only bump `deliveries`.
 CREATE TABLE events (
-    event_id         TEXT PRIMARY KEY NOT NULL,
+    event_id         TEXT PRIMARY KEY NOT NULL CHECK (event_id <> ''),
     event_type       TEXT NOT NULL,
     object_id        TEXT,
     livemode         INTEGER NOT NULL,
