@@ -15,7 +15,7 @@ use crate::store::Store;
 
 /// A message to the intake writer task.
 pub(crate) enum WriterMsg {
-    Record(RecordRequest),
+    Record(Box<RecordRequest>),
     /// Answered once every earlier message has been committed.
     Flush(oneshot::Sender<()>),
 }
@@ -51,7 +51,7 @@ pub(crate) async fn writer_loop(db: Arc<Db>, mut rx: mpsc::Receiver<WriterMsg>, 
         let mut flushes = Vec::new();
         for m in msgs.drain(..) {
             match m {
-                WriterMsg::Record(r) => batch.push(r),
+                WriterMsg::Record(r) => batch.push(*r),
                 WriterMsg::Flush(f) => flushes.push(f),
             }
         }
@@ -69,7 +69,12 @@ async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
         batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
     let t0 = std::time::Instant::now();
     let r = record_batch(db, &items).await;
-    tracing::debug!(size = items.len(), elapsed_us = t0.elapsed().as_micros() as u64, ok = r.is_ok(), "group commit");
+    tracing::debug!(
+        size = items.len(),
+        elapsed_us = t0.elapsed().as_micros() as u64,
+        ok = r.is_ok(),
+        "group commit"
+    );
     match r {
         Ok(outcomes) => {
             for (req, outcome) in batch.into_iter().zip(outcomes) {
@@ -163,7 +168,12 @@ async fn record_batch(
              stripe_created, raw_body, signature_header, received_at, handled, deliveries, \
              last_delivery_at, job_id) VALUES {} \
              ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            values_sql(chunk.len(), &["?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "1", "?", "?"])
+            values_sql(
+                chunk.len(),
+                &[
+                    "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "1", "?", "?"
+                ]
+            )
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for &i in chunk {
@@ -199,7 +209,10 @@ async fn record_batch(
             "INSERT INTO jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
              max_attempts, run_at, created_at, updated_at) VALUES {} \
              ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            values_sql(chunk.len(), &["?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"])
+            values_sql(
+                chunk.len(),
+                &["?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"]
+            )
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for &i in chunk {
@@ -386,11 +399,11 @@ impl Store {
         job: Option<NewJob>,
     ) -> Result<RecordOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let msg = WriterMsg::Record(RecordRequest {
+        let msg = WriterMsg::Record(Box::new(RecordRequest {
             event: event.clone(),
             job,
             reply,
-        });
+        }));
         self.writer
             .send(msg)
             .await
@@ -561,7 +574,10 @@ mod tests {
             assert_eq!(got[3], Ok(RecordOutcome::Stored));
             assert_eq!(got[4], Ok(RecordOutcome::Duplicate));
             assert_eq!(store.count_events().await.unwrap(), 3);
-            assert_eq!(store.get_event("evt_1").await.unwrap().unwrap().deliveries, 2);
+            assert_eq!(
+                store.get_event("evt_1").await.unwrap().unwrap().deliveries,
+                2
+            );
         }
     }
 

@@ -180,9 +180,14 @@ pub enum JobOutcome {
     },
     /// A person must act; check again at `after_ms` from now. Does not consume attempts budget
     /// beyond the configured waiting deadline.
-    Wait { reason: String, after_ms: i64 },
+    Wait {
+        reason: String,
+        after_ms: i64,
+    },
     /// Give up now (a permanent error).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// An audit entry to append.

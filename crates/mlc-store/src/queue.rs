@@ -222,7 +222,10 @@ impl Store {
                     (attempts - 1).max(0),
                     Some(reason.clone()),
                     "waiting",
-                    format!("Waiting for a person: {reason}; checking again in {}", secs(delay)),
+                    format!(
+                        "Waiting for a person: {reason}; checking again in {}",
+                        secs(delay)
+                    ),
                     Some(serde_json::json!({ "check_again_in_ms": delay })),
                 )
             }
@@ -293,7 +296,9 @@ impl Store {
             event_id: get(&row, "event_id")?,
             job_id: Some(job_id.to_string()),
             step: "released".into(),
-            message: format!("Worker {worker_id} stopped before finishing; job put back in the queue"),
+            message: format!(
+                "Worker {worker_id} stopped before finishing; job put back in the queue"
+            ),
             ..NewAudit::default()
         };
         insert_audit(&mut tx, &audit, now).await?;
@@ -397,7 +402,9 @@ impl Store {
                 event_id: get(row, "event_id")?,
                 job_id: Some(get(row, "id")?),
                 step: "replayed".into(),
-                message: format!("Replay of {state} jobs requested: job queued again with its attempts reset"),
+                message: format!(
+                    "Replay of {state} jobs requested: job queued again with its attempts reset"
+                ),
                 ..NewAudit::default()
             };
             insert_audit(&mut tx, &audit, now).await?;

@@ -39,7 +39,11 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            worker_id: format!("worker-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            worker_id: format!(
+                "worker-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
             concurrency: 4,
             lease_ms: 60_000,
             poll_interval_ms: 1_000,

@@ -237,7 +237,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new.db");
         assert!(!path.exists());
-        let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
         assert_eq!(store.backend(), Backend::Sqlite);
         store.ping().await.unwrap();
         assert!(path.exists());

@@ -116,7 +116,9 @@ impl Drop for TestDb {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::AnyConnection::connect(&pg.maintenance_url).await {
                     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name);
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
                     let _ = conn.close().await;
                 }
             });

@@ -15,7 +15,8 @@ async fn event_is_stored_byte_exact_and_read_back() {
         let store = db.store().await;
         let mut ev = event("evt_bytes", true);
         // Invalid UTF-8 too: the store keeps bytes, not text.
-        ev.raw_body.extend_from_slice(&[0xff, 0x00, 0xfe, b'\r', b'\n']);
+        ev.raw_body
+            .extend_from_slice(&[0xff, 0x00, 0xfe, b'\r', b'\n']);
         let out = store
             .record_event(&ev, Some(job_for("evt_bytes")))
             .await
@@ -42,14 +43,20 @@ async fn duplicate_delivery_is_stored_once_and_audited() {
     for db in backends().await {
         let store = db.store().await;
         let ev = event("evt_dup", true);
-        let first = store.record_event(&ev, Some(job_for("evt_dup"))).await.unwrap();
+        let first = store
+            .record_event(&ev, Some(job_for("evt_dup")))
+            .await
+            .unwrap();
         let mut again = ev.clone();
         again.raw_body = b"{\"different\":true}".to_vec();
         let second = store
             .record_event(&again, Some(job_for("evt_dup")))
             .await
             .unwrap();
-        assert_eq!((first, second), (RecordOutcome::Stored, RecordOutcome::Duplicate));
+        assert_eq!(
+            (first, second),
+            (RecordOutcome::Stored, RecordOutcome::Duplicate)
+        );
         let got = store.get_event("evt_dup").await.unwrap().unwrap();
         assert_eq!(got.deliveries, 2);
         assert_eq!(got.raw_body, ev.raw_body, "the first body is kept");
@@ -58,7 +65,11 @@ async fn duplicate_delivery_is_stored_once_and_audited() {
         assert!(counts.contains(&(JobState::Queued, 1)), "{counts:?}");
         let audit = store.audit_for_event("evt_dup").await.unwrap();
         assert_eq!(steps(&audit), vec!["received", "duplicate_delivery"]);
-        assert!(audit[1].message.contains("delivery 2"), "{}", audit[1].message);
+        assert!(
+            audit[1].message.contains("delivery 2"),
+            "{}",
+            audit[1].message
+        );
     }
 }
 
@@ -75,16 +86,29 @@ async fn event_and_job_are_recorded_together_and_ignored_events_get_no_job() {
             .await
             .unwrap();
 
-        let job = store.get_job_for_event("evt_handled").await.unwrap().unwrap();
+        let job = store
+            .get_job_for_event("evt_handled")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.kind, "process_event");
         assert_eq!(job.attempts, 0);
-        assert_eq!(job.payload, serde_json::json!({ "event_id": "evt_handled" }));
+        assert_eq!(
+            job.payload,
+            serde_json::json!({ "event_id": "evt_handled" })
+        );
         let audit = store.audit_for_event("evt_handled").await.unwrap();
         assert_eq!(steps(&audit), vec!["received"]);
         assert_eq!(audit[0].job_id.as_deref(), Some(job.id.as_str()));
 
-        assert!(store.get_job_for_event("evt_ignored").await.unwrap().is_none());
+        assert!(
+            store
+                .get_job_for_event("evt_ignored")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let audit = store.audit_for_event("evt_ignored").await.unwrap();
         assert_eq!(steps(&audit), vec!["received", "ignored"]);
         assert!(audit[1].message.contains("customer.updated"));
@@ -114,7 +138,11 @@ async fn store_survives_reopening() {
         let reopened = db.store().await;
         let ev = reopened.get_event("evt_persist").await.unwrap().unwrap();
         assert_eq!(ev.raw_body, event("evt_persist", true).raw_body);
-        let job = reopened.get_job_for_event("evt_persist").await.unwrap().unwrap();
+        let job = reopened
+            .get_job_for_event("evt_persist")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.state, JobState::Queued);
         // And the reopened store is writable and still deduplicates.
         let again = reopened
@@ -149,10 +177,24 @@ async fn concurrent_deliveries_of_one_event_store_it_once() {
         }
         assert_eq!((stored, dup), (1, 39), "{:?}", db.backend());
         assert_eq!(store.count_events().await.unwrap(), 1);
-        assert_eq!(store.get_event("evt_race").await.unwrap().unwrap().deliveries, 40);
+        assert_eq!(
+            store
+                .get_event("evt_race")
+                .await
+                .unwrap()
+                .unwrap()
+                .deliveries,
+            40
+        );
         let audit = store.audit_for_event("evt_race").await.unwrap();
         assert_eq!(audit.iter().filter(|a| a.step == "received").count(), 1);
-        assert_eq!(audit.iter().filter(|a| a.step == "duplicate_delivery").count(), 39);
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| a.step == "duplicate_delivery")
+                .count(),
+            39
+        );
         let total_jobs: i64 = store.job_counts().await.unwrap().iter().map(|c| c.1).sum();
         assert_eq!(total_jobs, 1);
     }
@@ -221,9 +263,8 @@ async fn list_events_filters_and_orders_newest_first() {
                 .await
                 .unwrap();
         }
-        let ids = |v: Vec<mlc_store::EventSummary>| {
-            v.into_iter().map(|s| s.event_id).collect::<Vec<_>>()
-        };
+        let ids =
+            |v: Vec<mlc_store::EventSummary>| v.into_iter().map(|s| s.event_id).collect::<Vec<_>>();
         let all = store.list_events(&EventFilter::default()).await.unwrap();
         assert_eq!(ids(all), vec!["evt_c", "evt_b", "evt_a"]);
 
@@ -288,7 +329,10 @@ async fn audit_is_append_only_and_ordered() {
         let audit = store.audit_for_event("evt_audit").await.unwrap();
         assert_eq!(steps(&audit), vec!["fetched", "mapped", "posted"]);
         assert!(audit.windows(2).all(|w| w[0].id < w[1].id));
-        assert_eq!(audit[2].data, Some(serde_json::json!({ "netsuite_id": "123" })));
+        assert_eq!(
+            audit[2].data,
+            Some(serde_json::json!({ "netsuite_id": "123" }))
+        );
         assert_eq!(audit[0].message, "fetched ok");
 
         // No API edits the log, and the database itself refuses edits made behind its back.

@@ -19,7 +19,11 @@ async fn enqueue_deduplicates_by_key() {
         let second = store.enqueue(plain_job("k1", 3)).await.unwrap();
         assert!(first.is_some());
         assert_eq!(second, None);
-        let job = store.get_job(first.as_deref().unwrap()).await.unwrap().unwrap();
+        let job = store
+            .get_job(first.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.dedupe_key, "k1");
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.max_attempts, 3);
@@ -34,7 +38,11 @@ async fn claim_and_finish_transitions() {
             .record_event(&event("evt_q1", true), Some(job_for("evt_q1")))
             .await
             .unwrap();
-        let job = store.claim("w1", 30_000).await.unwrap().expect("a job to claim");
+        let job = store
+            .claim("w1", 30_000)
+            .await
+            .unwrap()
+            .expect("a job to claim");
         assert_eq!(job.state, JobState::Running);
         assert_eq!(job.attempts, 1);
         assert_eq!(job.locked_by.as_deref(), Some("w1"));
@@ -52,7 +60,10 @@ async fn claim_and_finish_transitions() {
             Err(StoreError::LeaseLost(_))
         ));
         store.heartbeat(&job.id, "w1", 30_000).await.unwrap();
-        let state = store.finish(&job.id, "w1", JobOutcome::Succeeded).await.unwrap();
+        let state = store
+            .finish(&job.id, "w1", JobOutcome::Succeeded)
+            .await
+            .unwrap();
         assert_eq!(state, JobState::Succeeded);
         let done = store.get_job(&job.id).await.unwrap().unwrap();
         assert_eq!(done.state, JobState::Succeeded);
@@ -82,7 +93,11 @@ async fn claim_and_finish_transitions() {
 async fn failed_attempt_is_rescheduled_by_the_default_policy() {
     for db in backends().await {
         let store = db.store().await;
-        let id = store.enqueue(plain_job("retry-later", 3)).await.unwrap().unwrap();
+        let id = store
+            .enqueue(plain_job("retry-later", 3))
+            .await
+            .unwrap()
+            .unwrap();
         let job = store.claim("w", 30_000).await.unwrap().unwrap();
         let before = now_millis();
         let state = store
@@ -113,7 +128,9 @@ async fn failed_attempt_is_rescheduled_by_the_default_policy() {
         let audit = store.audit_for_job(&id).await.unwrap();
         assert_eq!(steps(&audit), vec!["retried"]);
         assert!(
-            audit[0].message.contains("Attempt 1 of 3 failed (transient): NetSuite answered 503"),
+            audit[0]
+                .message
+                .contains("Attempt 1 of 3 failed (transient): NetSuite answered 503"),
             "{}",
             audit[0].message
         );
@@ -125,11 +142,20 @@ async fn job_fails_when_attempts_are_exhausted() {
     for db in backends().await {
         // A 1 ms schedule so the test need not wait for real back-off.
         let options = StoreOptions {
-            retry: RetryPolicy { base_ms: 1, max_ms: 1, factor: 2, jitter: Jitter::None },
+            retry: RetryPolicy {
+                base_ms: 1,
+                max_ms: 1,
+                factor: 2,
+                jitter: Jitter::None,
+            },
             ..StoreOptions::default()
         };
         let store = Store::connect_with(db.url(), options).await.unwrap();
-        let id = store.enqueue(plain_job("retry-me", 3)).await.unwrap().unwrap();
+        let id = store
+            .enqueue(plain_job("retry-me", 3))
+            .await
+            .unwrap()
+            .unwrap();
         let mut states = Vec::new();
         for attempt in 1..=3 {
             let mut claimed = None;
@@ -149,7 +175,10 @@ async fn job_fails_when_attempts_are_exhausted() {
             };
             states.push(store.finish(&job.id, "w", outcome).await.unwrap());
         }
-        assert_eq!(states, vec![JobState::Queued, JobState::Queued, JobState::Failed]);
+        assert_eq!(
+            states,
+            vec![JobState::Queued, JobState::Queued, JobState::Failed]
+        );
         let failed = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!(failed.state, JobState::Failed);
         assert_eq!(failed.attempts, 3);
@@ -198,7 +227,7 @@ async fn wait_failed_release_and_replay() {
         // Release at shutdown: back to queued now, attempt given back.
         let job = store.claim("w", 30_000).await.unwrap().expect("woken job");
         assert_eq!(job.attempts, 1);
-        assert!(store.release(&job.id, "other").await.unwrap() == false);
+        assert!(!store.release(&job.id, "other").await.unwrap());
         assert!(store.release(&job.id, "w").await.unwrap());
         let released = store.get_job(&job.id).await.unwrap().unwrap();
         assert_eq!((released.state, released.attempts), (JobState::Queued, 0));
@@ -206,7 +235,13 @@ async fn wait_failed_release_and_replay() {
         // Failed permanently, then replayed.
         let job = store.claim("w", 30_000).await.unwrap().unwrap();
         let state = store
-            .finish(&job.id, "w", JobOutcome::Failed { error: "customer deleted".into() })
+            .finish(
+                &job.id,
+                "w",
+                JobOutcome::Failed {
+                    error: "customer deleted".into(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(state, JobState::Failed);
@@ -249,9 +284,21 @@ async fn requeue_where_replays_failed_jobs_since_a_time() {
                 .unwrap();
         }
         let far_future = now_millis() + 3_600_000;
-        assert_eq!(store.requeue_where(JobState::Failed, Some(far_future)).await.unwrap(), 0);
-        assert_eq!(store.requeue_where(JobState::Running, None).await.unwrap(), 0);
-        assert_eq!(store.requeue_where(JobState::Failed, None).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .requeue_where(JobState::Failed, Some(far_future))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store.requeue_where(JobState::Running, None).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store.requeue_where(JobState::Failed, None).await.unwrap(),
+            2
+        );
         let counts: HashMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();
         assert_eq!(counts[&JobState::Queued], 2);
         assert_eq!(counts[&JobState::Failed], 0);
@@ -280,7 +327,9 @@ async fn expired_lease_is_claimed_again_by_another_worker() {
         assert_eq!(job.locked_by.as_deref(), Some("live-worker"));
         // The dead worker's late outcome is refused.
         assert!(matches!(
-            store.finish(&id, "dead-worker", JobOutcome::Succeeded).await,
+            store
+                .finish(&id, "dead-worker", JobOutcome::Succeeded)
+                .await,
             Err(StoreError::LeaseLost(_))
         ));
         assert!(matches!(
@@ -288,7 +337,10 @@ async fn expired_lease_is_claimed_again_by_another_worker() {
             Err(StoreError::LeaseLost(_))
         ));
         assert_eq!(
-            store.finish(&id, "live-worker", JobOutcome::Succeeded).await.unwrap(),
+            store
+                .finish(&id, "live-worker", JobOutcome::Succeeded)
+                .await
+                .unwrap(),
             JobState::Succeeded
         );
     }
@@ -298,7 +350,11 @@ async fn expired_lease_is_claimed_again_by_another_worker() {
 async fn abandoned_job_on_its_last_attempt_is_failed_not_rerun() {
     for db in backends().await {
         let store = db.store().await;
-        let id = store.enqueue(plain_job("poison", 1)).await.unwrap().unwrap();
+        let id = store
+            .enqueue(plain_job("poison", 1))
+            .await
+            .unwrap()
+            .unwrap();
         store.claim("crashing-worker", 1).await.unwrap().unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(store.claim("w", 30_000).await.unwrap().is_none());
@@ -317,15 +373,22 @@ async fn concurrent_claimers_never_share_a_job_and_each_job_runs_once() {
     for db in backends().await {
         let store = db.store().await;
         for i in 0..JOBS {
-            store.enqueue(plain_job(&format!("job-{i}"), 3)).await.unwrap();
+            store
+                .enqueue(plain_job(&format!("job-{i}"), 3))
+                .await
+                .unwrap();
         }
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let overlaps = Arc::new(Mutex::new(Vec::<String>::new()));
         let mut tasks = Vec::new();
         for w in 0..CLAIMERS {
-            let (store, running, runs, overlaps) =
-                (store.clone(), running.clone(), runs.clone(), overlaps.clone());
+            let (store, running, runs, overlaps) = (
+                store.clone(),
+                running.clone(),
+                runs.clone(),
+                overlaps.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let worker = format!("w{w}");
                 while let Some(job) = store.claim(&worker, 30_000).await.unwrap() {
@@ -335,15 +398,19 @@ async fn concurrent_claimers_never_share_a_job_and_each_job_runs_once() {
                     *runs.lock().unwrap().entry(job.id.clone()).or_default() += 1;
                     tokio::task::yield_now().await;
                     running.lock().unwrap().remove(&job.id);
-                    store.finish(&job.id, &worker, JobOutcome::Succeeded).await.unwrap();
+                    store
+                        .finish(&job.id, &worker, JobOutcome::Succeeded)
+                        .await
+                        .unwrap();
                 }
             }));
         }
         for t in tasks {
             t.await.unwrap();
         }
-        assert!(overlaps.lock().unwrap().is_empty(), "{:?}", overlaps.lock().unwrap());
-        let runs = runs.lock().unwrap();
+        let overlaps = overlaps.lock().unwrap().clone();
+        assert!(overlaps.is_empty(), "jobs run twice at once: {overlaps:?}");
+        let runs = runs.lock().unwrap().clone();
         assert_eq!(runs.len(), JOBS, "{:?}", db.backend());
         assert!(runs.values().all(|n| *n == 1));
         let counts: HashMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();

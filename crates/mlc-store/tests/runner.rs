@@ -64,7 +64,10 @@ async fn two_workers_run_every_job_exactly_once() {
     for db in backends().await {
         let store = db.store().await;
         for i in 0..JOBS {
-            store.enqueue(plain_job(&format!("r-{i}"), 3)).await.unwrap();
+            store
+                .enqueue(plain_job(&format!("r-{i}"), 3))
+                .await
+                .unwrap();
         }
         let recorder = Recorder::default();
         let shutdown = CancellationToken::new();
@@ -77,7 +80,8 @@ async fn two_workers_run_every_job_exactly_once() {
         h1.await.unwrap().unwrap();
         h2.await.unwrap().unwrap();
 
-        assert!(recorder.overlaps.lock().unwrap().is_empty());
+        let overlaps = recorder.overlaps.lock().unwrap().clone();
+        assert!(overlaps.is_empty(), "jobs run twice at once: {overlaps:?}");
         let runs = recorder.runs.lock().unwrap();
         assert_eq!(runs.len(), JOBS, "{:?}", db.backend());
         assert!(runs.values().all(|n| *n == 1), "a job ran twice");
@@ -102,7 +106,8 @@ async fn a_panicking_handler_becomes_a_retry_and_the_worker_keeps_going() {
         let boom = store.enqueue(plain_job("boom", 5)).await.unwrap().unwrap();
         let fine = store.enqueue(plain_job("fine", 5)).await.unwrap().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(Worker::new(store.clone(), Panicky, config("w")).run(shutdown.clone()));
+        let handle =
+            tokio::spawn(Worker::new(store.clone(), Panicky, config("w")).run(shutdown.clone()));
         wait_for(&store, JobState::Succeeded, 1).await;
         // The panicking job is rescheduled (default back-off, seconds away) rather than lost.
         for _ in 0..1000 {
@@ -117,12 +122,18 @@ async fn a_panicking_handler_becomes_a_retry_and_the_worker_keeps_going() {
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.attempts, 1);
         let err = job.last_error.unwrap_or_default();
-        assert!(err.contains("the job handler crashed: boom in handler"), "{err}");
+        assert!(
+            err.contains("the job handler crashed: boom in handler"),
+            "{err}"
+        );
         assert_eq!(
             store.get_job(&fine).await.unwrap().unwrap().state,
             JobState::Succeeded
         );
-        assert_eq!(steps(&store.audit_for_job(&boom).await.unwrap()), vec!["retried"]);
+        assert_eq!(
+            steps(&store.audit_for_job(&boom).await.unwrap()),
+            vec!["retried"]
+        );
     }
 }
 
@@ -164,13 +175,17 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
     for db in backends().await {
         let store = db.store().await;
         for i in 0..6 {
-            store.enqueue(plain_job(&format!("s-{i}"), 3)).await.unwrap();
+            store
+                .enqueue(plain_job(&format!("s-{i}"), 3))
+                .await
+                .unwrap();
         }
         let stuck = Stuck::default();
         let mut cfg = config("stopping");
         cfg.shutdown_grace_ms = 100;
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(Worker::new(store.clone(), stuck.clone(), cfg).run(shutdown.clone()));
+        let handle =
+            tokio::spawn(Worker::new(store.clone(), stuck.clone(), cfg).run(shutdown.clone()));
         wait_for(&store, JobState::Running, 4).await; // concurrency 4: four in flight
         shutdown.cancel();
         handle.await.unwrap().unwrap();
@@ -197,7 +212,9 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
         // A fresh worker finishes everything.
         let recorder = Recorder::default();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(Worker::new(store.clone(), recorder.clone(), config("next")).run(shutdown.clone()));
+        let handle = tokio::spawn(
+            Worker::new(store.clone(), recorder.clone(), config("next")).run(shutdown.clone()),
+        );
         wait_for(&store, JobState::Succeeded, 6).await;
         shutdown.cancel();
         handle.await.unwrap().unwrap();
@@ -211,7 +228,10 @@ struct Quick;
 impl JobHandler for Quick {
     async fn handle(&self, _job: Job) -> JobOutcome {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        JobOutcome::Wait { reason: "needs a mapping".into(), after_ms: 60_000 }
+        JobOutcome::Wait {
+            reason: "needs a mapping".into(),
+            after_ms: 60_000,
+        }
     }
 }
 
@@ -221,7 +241,9 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
         let store = db.store().await;
         let id = store.enqueue(plain_job("q", 3)).await.unwrap().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(Worker::new(store.clone(), Quick, config("graceful")).run(shutdown.clone()));
+        let handle = tokio::spawn(
+            Worker::new(store.clone(), Quick, config("graceful")).run(shutdown.clone()),
+        );
         wait_for(&store, JobState::Running, 1).await;
         shutdown.cancel();
         handle.await.unwrap().unwrap();

@@ -12,7 +12,12 @@ pub fn event(id: &str, handled: bool) -> NewEvent {
     );
     NewEvent {
         event_id: id.to_string(),
-        event_type: if handled { "invoice.paid" } else { "customer.updated" }.to_string(),
+        event_type: if handled {
+            "invoice.paid"
+        } else {
+            "customer.updated"
+        }
+        .to_string(),
         object_id: Some(format!("in_{id}")),
         livemode: false,
         api_version: Some("2025-03-31.basil".into()),
