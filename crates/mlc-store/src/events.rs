@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use mlc_core::now_millis;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::db::{Db, db_err, get};
@@ -26,27 +26,41 @@ pub(crate) struct RecordRequest {
     reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
 }
 
-/// The single intake writer: takes everything pending (up to `max_batch`), commits it in one
-/// transaction, then answers each caller with its own outcome.
-pub(crate) async fn writer_loop(db: Arc<Db>, mut rx: mpsc::Receiver<WriterMsg>, max_batch: usize) {
+/// An intake writer: takes everything pending (up to `max_batch`), commits it in one transaction,
+/// then answers each caller with its own outcome. SQLite runs one (it has one writer anyway);
+/// PostgreSQL runs several so that one batch's round trips and commit overlap the next.
+///
+/// `inflight` is held shared while a batch is being committed; a flush takes it exclusively, so
+/// it is answered only after every batch taken before it has been committed.
+pub(crate) async fn writer_loop(
+    db: Arc<Db>,
+    rx: Arc<Mutex<mpsc::Receiver<WriterMsg>>>,
+    max_batch: usize,
+    inflight: Arc<RwLock<()>>,
+) {
     let mut msgs = Vec::with_capacity(max_batch);
     loop {
         msgs.clear();
-        if rx.recv_many(&mut msgs, max_batch).await == 0 {
-            break; // every Store clone is gone
-        }
-        // Callers answered by the previous batch are usually about to send their next delivery;
-        // yielding once lets them join this batch instead of waiting a whole commit for the next.
-        // Costs microseconds when idle.
-        if msgs.len() < max_batch {
-            tokio::task::yield_now().await;
-            while msgs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(m) => msgs.push(m),
-                    Err(_) => break,
+        let in_flight = {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut msgs, max_batch).await == 0 {
+                break; // every Store clone is gone
+            }
+            // Callers answered by the previous batch are usually about to send their next
+            // delivery; yielding once lets them join this batch instead of waiting a whole commit
+            // for the next. Costs microseconds when idle.
+            if msgs.len() < max_batch {
+                tokio::task::yield_now().await;
+                while msgs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(m) => msgs.push(m),
+                        Err(_) => break,
+                    }
                 }
             }
-        }
+            // Taken before the receiver is released, so a later flush waits for this batch.
+            inflight.clone().read_owned().await
+        };
         let mut batch = Vec::with_capacity(msgs.len());
         let mut flushes = Vec::new();
         for m in msgs.drain(..) {
@@ -58,8 +72,12 @@ pub(crate) async fn writer_loop(db: Arc<Db>, mut rx: mpsc::Receiver<WriterMsg>, 
         if !batch.is_empty() {
             commit_batch(&db, batch).await;
         }
-        for f in flushes {
-            let _ = f.send(());
+        drop(in_flight);
+        if !flushes.is_empty() {
+            let _all_done = inflight.write().await;
+            for f in flushes {
+                let _ = f.send(());
+            }
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct StoreOptions {
     pub sqlite_busy_timeout_ms: u64,
     /// Most deliveries committed in one group-commit transaction.
     pub max_batch: usize,
+    /// Intake writer tasks on PostgreSQL (SQLite always uses one: it has a single writer).
+    pub postgres_writers: usize,
     /// Schedule for [`crate::JobOutcome::Retry`] without an explicit delay.
     pub retry: RetryPolicy,
 }
@@ -30,6 +32,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             sqlite_busy_timeout_ms: 5_000,
             max_batch: 256,
+            postgres_writers: 4,
             retry: RetryPolicy::default(),
         }
     }
@@ -108,7 +111,20 @@ impl Store {
         let db = Arc::new(Db::new(pool, backend));
         // Bounded so that a stalled disk pushes back on the intake instead of growing memory.
         let (tx, rx) = mpsc::channel(options.max_batch.max(1) * 4);
-        tokio::spawn(writer_loop(db.clone(), rx, options.max_batch.max(1)));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let inflight = Arc::new(tokio::sync::RwLock::new(()));
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => options.postgres_writers.max(1),
+        };
+        for _ in 0..writers {
+            tokio::spawn(writer_loop(
+                db.clone(),
+                rx.clone(),
+                options.max_batch.max(1),
+                inflight.clone(),
+            ));
+        }
         Ok(Store {
             db,
             retry: options.retry,
