@@ -3,14 +3,27 @@
 //! One [`Store`] over embedded SQLite (default) or PostgreSQL, chosen by the URL. It keeps each
 //! Stripe event byte-exact as received, the job queue, and the append-only audit log. The same SQL
 //! runs on both backends (runtime `sqlx::query` with `$n` placeholders on an `AnyPool`); where the
-//! dialects must differ (claiming a job) the backend is matched explicitly.
+//! dialects must differ (claiming a job, substring search) the backend is matched explicitly.
+//!
+//! Event intake goes through a single writer task that commits every pending delivery in one
+//! transaction (group commit), so SQLite with `synchronous=FULL` pays one fsync per batch rather
+//! than per event. See [`Store::record_event`].
 //!
 //! Architecture invariant: this crate knows nothing about Stripe's or NetSuite's wire formats; an
 //! event is bytes plus the few envelope fields the intake extracted.
 #![forbid(unsafe_code)]
 
+mod audit;
+mod db;
+mod events;
 mod model;
-pub use model::*;
+mod queue;
+mod retry;
+pub mod runner;
+mod store;
+pub mod testing;
 
-// IMPLEMENTATION NOTE (for the store helper): everything below `model` is yours to build.
-// The types in model.rs are the contract the HTTP intake and CLI code against.
+pub use model::*;
+pub use retry::{Jitter, RetryPolicy};
+pub use runner::{JobHandler, Worker, WorkerConfig};
+pub use store::{Store, StoreOptions};

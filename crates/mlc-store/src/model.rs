@@ -179,7 +179,8 @@ pub enum JobOutcome {
         after_ms: Option<i64>,
     },
     /// A person must act; check again at `after_ms` from now. Does not consume attempts budget
-    /// beyond the configured waiting deadline.
+    /// beyond the configured waiting deadline (the store gives the attempt back; the handler
+    /// returns `Failed` once its waiting deadline has passed).
     Wait {
         reason: String,
         after_ms: i64,

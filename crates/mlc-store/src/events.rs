@@ -1,0 +1,606 @@
+//! Stripe events: group-committed intake, lookups and listings.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use mlc_core::now_millis;
+use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::db::{Db, db_err, get};
+use crate::model::{
+    EventFilter, EventSummary, NewAudit, NewEvent, NewJob, RecordOutcome, StoreError, StoredEvent,
+};
+use crate::store::Store;
+
+/// A message to the intake writer task.
+pub(crate) enum WriterMsg {
+    Record(Box<RecordRequest>),
+    /// Answered once every earlier message has been committed.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(crate) struct RecordRequest {
+    event: NewEvent,
+    job: Option<NewJob>,
+    reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
+}
+
+/// An intake writer: takes everything pending (up to `max_batch`), commits it in one transaction,
+/// then answers each caller with its own outcome. SQLite runs one (it has one writer anyway);
+/// PostgreSQL runs several so that one batch's round trips and commit overlap the next.
+///
+/// `inflight` is held shared while a batch is being committed; a flush takes it exclusively, so
+/// it is answered only after every batch taken before it has been committed.
+pub(crate) async fn writer_loop(
+    db: Arc<Db>,
+    rx: Arc<Mutex<mpsc::Receiver<WriterMsg>>>,
+    max_batch: usize,
+    inflight: Arc<RwLock<()>>,
+) {
+    let mut msgs = Vec::with_capacity(max_batch);
+    loop {
+        msgs.clear();
+        let in_flight = {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut msgs, max_batch).await == 0 {
+                break; // every Store clone is gone
+            }
+            // Callers answered by the previous batch are usually about to send their next
+            // delivery; yielding once lets them join this batch instead of waiting a whole commit
+            // for the next. Costs microseconds when idle.
+            if msgs.len() < max_batch {
+                tokio::task::yield_now().await;
+                while msgs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(m) => msgs.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Taken before the receiver is released, so a later flush waits for this batch.
+            inflight.clone().read_owned().await
+        };
+        let mut batch = Vec::with_capacity(msgs.len());
+        let mut flushes = Vec::new();
+        for m in msgs.drain(..) {
+            match m {
+                WriterMsg::Record(r) => batch.push(*r),
+                WriterMsg::Flush(f) => flushes.push(f),
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&db, batch).await;
+        }
+        drop(in_flight);
+        if !flushes.is_empty() {
+            let _all_done = inflight.write().await;
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+}
+
+async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
+    let items: Vec<(&NewEvent, Option<&NewJob>)> =
+        batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
+    let t0 = std::time::Instant::now();
+    let r = record_batch(db, &items).await;
+    tracing::debug!(
+        size = items.len(),
+        elapsed_us = t0.elapsed().as_micros() as u64,
+        ok = r.is_ok(),
+        "group commit"
+    );
+    match r {
+        Ok(outcomes) => {
+            for (req, outcome) in batch.into_iter().zip(outcomes) {
+                // A caller that went away (client disconnected) still had its event stored.
+                let _ = req.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if batch.len() > 1 => {
+            // One bad delivery (or a deadlock with another instance) must not fail its
+            // neighbours: redo each in its own transaction so everyone gets their own answer.
+            tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying one by one");
+            for req in batch {
+                let result = record_batch(db, &[(&req.event, req.job.as_ref())])
+                    .await
+                    .and_then(|v| {
+                        v.into_iter()
+                            .next()
+                            .ok_or_else(|| StoreError::Database("empty batch result".into()))
+                    });
+                let _ = req.reply.send(result);
+            }
+        }
+        Err(e) => {
+            for req in batch {
+                let _ = req.reply.send(Err(StoreError::Database(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound-parameter limit (13 per event).
+const CHUNK: usize = 200;
+
+/// `($1, $2, 1, $3), ($4, $5, 1, $6)…`: `n` rows of `template`, where `?` is the next parameter
+/// and anything else is copied as a literal.
+fn values_sql(n: usize, template: &[&str]) -> String {
+    let mut out = String::new();
+    let mut k = 0;
+    for r in 0..n {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for (c, col) in template.iter().enumerate() {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            if *col == "?" {
+                k += 1;
+                out.push('$');
+                out.push_str(&k.to_string());
+            } else {
+                out.push_str(col);
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Records `items` in one transaction with a handful of multi-row statements (per-statement
+/// overhead, not fsync, dominates on SQLite). Returns one outcome per item, in input order.
+///
+/// The first occurrence of an event ID that is not yet stored is `Stored`; every other one is a
+/// `Duplicate`. Rows are written in event-ID order so two PostgreSQL instances lock in the same
+/// order.
+async fn record_batch(
+    db: &Db,
+    items: &[(&NewEvent, Option<&NewJob>)],
+) -> Result<Vec<RecordOutcome>, StoreError> {
+    let now = now_millis();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, (ev, _)) in items.iter().enumerate() {
+        first_of.entry(ev.event_id.as_str()).or_insert(i);
+    }
+    let mut candidates: Vec<usize> = first_of.values().copied().collect();
+    candidates.sort_by(|a, b| items[*a].0.event_id.cmp(&items[*b].0.event_id));
+    let planned: Vec<Option<String>> = items
+        .iter()
+        .map(|(_, job)| job.map(|_| Uuid::now_v7().to_string()))
+        .collect();
+
+    let _guard = db.write_guard().await;
+    let mut tx = db.begin_write().await?;
+
+    // 1. Events: whichever IDs come back were new.
+    let mut inserted: HashSet<String> = HashSet::new();
+    for chunk in candidates.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO events (event_id, event_type, object_id, livemode, api_version, \
+             stripe_created, raw_body, signature_header, received_at, handled, deliveries, \
+             last_delivery_at, job_id) VALUES {} \
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            values_sql(
+                chunk.len(),
+                &[
+                    "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "1", "?", "?"
+                ]
+            )
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            let ev = items[i].0;
+            q = q
+                .bind(ev.event_id.clone())
+                .bind(ev.event_type.clone())
+                .bind(ev.object_id.clone())
+                .bind(i64::from(ev.livemode))
+                .bind(ev.api_version.clone())
+                .bind(ev.stripe_created)
+                .bind(ev.raw_body.clone())
+                .bind(ev.signature_header.clone())
+                .bind(ev.received_at)
+                .bind(i64::from(ev.handled))
+                .bind(ev.received_at)
+                .bind(planned[i].clone());
+        }
+        for row in q.fetch_all(&mut *tx).await.map_err(db_err)? {
+            inserted.insert(get(&row, "event_id")?);
+        }
+    }
+
+    // 2. Jobs of the new events.
+    let with_job: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|i| inserted.contains(&items[*i].0.event_id) && items[*i].1.is_some())
+        .collect();
+    let mut created: HashSet<String> = HashSet::new();
+    for chunk in with_job.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
+             max_attempts, run_at, created_at, updated_at) VALUES {} \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            values_sql(
+                chunk.len(),
+                &["?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"]
+            )
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            let Some(job) = items[i].1 else { continue };
+            q = q
+                .bind(planned[i].clone())
+                .bind(job.kind.clone())
+                .bind(job.event_id.clone())
+                .bind(job.payload.to_string())
+                .bind(job.dedupe_key.clone())
+                .bind(i64::from(job.max_attempts.max(1)))
+                .bind(job.run_at)
+                .bind(now)
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut *tx).await.map_err(db_err)? {
+            created.insert(get(&row, "id")?);
+        }
+    }
+    let mut job_of: HashMap<usize, (String, bool)> = HashMap::new();
+    for &i in &with_job {
+        let (Some(planned_id), Some(job)) = (&planned[i], items[i].1) else {
+            continue;
+        };
+        if created.contains(planned_id) {
+            job_of.insert(i, (planned_id.clone(), true));
+            continue;
+        }
+        // The dedupe key already had a job (e.g. enqueued by a backfill): link to that one.
+        let row = sqlx::query("SELECT id FROM jobs WHERE dedupe_key = $1")
+            .bind(job.dedupe_key.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let actual: String = get(&row, "id")?;
+        sqlx::query("UPDATE events SET job_id = $2 WHERE event_id = $1")
+            .bind(items[i].0.event_id.clone())
+            .bind(actual.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        job_of.insert(i, (actual, false));
+    }
+
+    // 3. Duplicates: one counter update per distinct event ID, numbered in arrival order.
+    let mut dup_count: BTreeMap<&str, i64> = BTreeMap::new();
+    for (i, (ev, _)) in items.iter().enumerate() {
+        if first_of[ev.event_id.as_str()] != i || !inserted.contains(&ev.event_id) {
+            *dup_count.entry(ev.event_id.as_str()).or_default() += 1;
+        }
+    }
+    let mut next_delivery: HashMap<&str, i64> = HashMap::new();
+    for (id, k) in &dup_count {
+        let last_at = items
+            .iter()
+            .filter(|(ev, _)| ev.event_id == *id)
+            .map(|(ev, _)| ev.received_at)
+            .max()
+            .unwrap_or(now);
+        let row = sqlx::query(
+            "UPDATE events SET deliveries = deliveries + $2, last_delivery_at = $3 \
+             WHERE event_id = $1 RETURNING deliveries",
+        )
+        .bind(id.to_string())
+        .bind(*k)
+        .bind(last_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let total: i64 = get(&row, "deliveries")?;
+        next_delivery.insert(id, total - k + 1);
+    }
+
+    // 4. Outcomes and audit entries, in arrival order.
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut audits: Vec<NewAudit> = Vec::with_capacity(items.len() + 4);
+    for (i, (ev, _)) in items.iter().enumerate() {
+        let stored = first_of[ev.event_id.as_str()] == i && inserted.contains(&ev.event_id);
+        if stored {
+            outcomes.push(RecordOutcome::Stored);
+            audits.extend(stored_audits(ev, job_of.get(&i)));
+        } else {
+            outcomes.push(RecordOutcome::Duplicate);
+            let n = next_delivery.get_mut(ev.event_id.as_str()).map(|n| {
+                *n += 1;
+                *n - 1
+            });
+            audits.push(NewAudit {
+                event_id: Some(ev.event_id.clone()),
+                stripe_object_id: ev.object_id.clone(),
+                step: "duplicate_delivery".into(),
+                message: format!(
+                    "Stripe delivered {} again (delivery {}); it was already stored, nothing changed",
+                    ev.event_id,
+                    n.unwrap_or(0)
+                ),
+                ..NewAudit::default()
+            });
+        }
+    }
+    for chunk in audits.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO audit (at, event_id, job_id, stripe_object_id, step, message, data) \
+             VALUES {}",
+            values_sql(chunk.len(), &["?", "?", "?", "?", "?", "?", "?"])
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(now)
+                .bind(a.event_id.clone())
+                .bind(a.job_id.clone())
+                .bind(a.stripe_object_id.clone())
+                .bind(a.step.clone())
+                .bind(a.message.clone())
+                .bind(a.data.as_ref().map(|d| d.to_string()));
+        }
+        q.execute(&mut *tx).await.map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(outcomes)
+}
+
+/// `received` (and `ignored` when the connector does not act on the type) for a new event.
+fn stored_audits(ev: &NewEvent, job: Option<&(String, bool)>) -> Vec<NewAudit> {
+    let message = match job {
+        Some((id, true)) => format!(
+            "Received {} ({}); stored and queued job {id}",
+            ev.event_id, ev.event_type
+        ),
+        Some((id, false)) => format!(
+            "Received {} ({}); stored; its work is already queued as job {id}",
+            ev.event_id, ev.event_type
+        ),
+        None => format!("Received {} ({}); stored", ev.event_id, ev.event_type),
+    };
+    let mut out = vec![NewAudit {
+        event_id: Some(ev.event_id.clone()),
+        job_id: job.map(|(id, _)| id.clone()),
+        stripe_object_id: ev.object_id.clone(),
+        step: "received".into(),
+        message,
+        data: Some(serde_json::json!({
+            "event_type": ev.event_type,
+            "livemode": ev.livemode,
+            "api_version": ev.api_version,
+            "bytes": ev.raw_body.len(),
+        })),
+    }];
+    if !ev.handled {
+        out.push(NewAudit {
+            event_id: Some(ev.event_id.clone()),
+            stripe_object_id: ev.object_id.clone(),
+            step: "ignored".into(),
+            message: format!(
+                "The connector does not act on {} events; acknowledged to Stripe, nothing to do",
+                ev.event_type
+            ),
+            ..NewAudit::default()
+        });
+    }
+    out
+}
+
+const EVENT_COLUMNS: &str = "event_id, event_type, object_id, livemode, api_version, \
+     stripe_created, raw_body, signature_header, received_at, handled, deliveries";
+
+impl Store {
+    /// Stores a verified delivery durably: the event (body byte-exact), its job when given, and
+    /// audit entries (`received`, plus `ignored` when not handled), all in one transaction that is
+    /// committed before this returns.
+    ///
+    /// A repeated event ID changes nothing but the delivery counter and a `duplicate_delivery`
+    /// audit entry, and returns [`RecordOutcome::Duplicate`].
+    ///
+    /// Concurrent calls are group-committed by one writer task (on both backends: fewer commits
+    /// help PostgreSQL too, and one code path is one thing to test). If a batch fails, each of its
+    /// deliveries is retried alone, so one caller's error is never reported to another. A commit
+    /// whose outcome was lost in transit (connection dropped during COMMIT) may be re-applied as
+    /// a duplicate, which is still a correct answer for Stripe.
+    pub async fn record_event(
+        &self,
+        event: &NewEvent,
+        job: Option<NewJob>,
+    ) -> Result<RecordOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = WriterMsg::Record(Box::new(RecordRequest {
+            event: event.clone(),
+            job,
+            reply,
+        }));
+        self.writer
+            .send(msg)
+            .await
+            .map_err(|_| StoreError::Database("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Database("the store's writer stopped".into()))?
+    }
+
+    /// The stored event, body included.
+    pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(event_id.to_string())
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredEvent {
+            event_id: get(&row, "event_id")?,
+            event_type: get(&row, "event_type")?,
+            object_id: get(&row, "object_id")?,
+            livemode: get::<i64>(&row, "livemode")? != 0,
+            api_version: get(&row, "api_version")?,
+            stripe_created: get(&row, "stripe_created")?,
+            raw_body: get(&row, "raw_body")?,
+            signature_header: get(&row, "signature_header")?,
+            received_at: get(&row, "received_at")?,
+            handled: get::<i64>(&row, "handled")? != 0,
+            deliveries: get(&row, "deliveries")?,
+        }))
+    }
+
+    /// Events newest first with the state of their job (`ignored` when they have none).
+    /// `limit <= 0` means 50; at most 1000 rows are returned.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let mut sql = String::from(
+            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
+             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
+             FROM events e LEFT JOIN jobs j ON j.id = e.job_id WHERE 1 = 1",
+        );
+        let mut texts: Vec<String> = Vec::new();
+        let mut ints: Vec<i64> = Vec::new();
+        // Parameters are numbered in the order they are bound: all texts first, then integers.
+        let mut conds_text: Vec<String> = Vec::new();
+        let mut conds_int: Vec<String> = Vec::new();
+        match filter.status.as_deref() {
+            None | Some("") => {}
+            Some("ignored") => conds_text.push(" AND e.job_id IS NULL".into()),
+            Some(s) => {
+                texts.push(s.to_string());
+                conds_text.push(format!(" AND j.state = ${}", texts.len()));
+            }
+        }
+        if let Some(t) = filter.event_type.as_deref().filter(|t| !t.is_empty()) {
+            texts.push(t.to_string());
+            conds_text.push(format!(" AND e.event_type = ${}", texts.len()));
+        }
+        if let Some(id) = filter.stripe_id.as_deref().filter(|t| !t.is_empty()) {
+            texts.push(id.to_string());
+            let n = texts.len();
+            conds_text.push(format!(" AND (e.event_id = ${n} OR e.object_id = ${n})"));
+        }
+        let base = texts.len();
+        if let Some(after) = filter.received_after {
+            ints.push(after);
+            conds_int.push(format!(" AND e.received_at >= ${}", base + ints.len()));
+        }
+        if let Some(before) = filter.received_before {
+            ints.push(before);
+            conds_int.push(format!(" AND e.received_at < ${}", base + ints.len()));
+        }
+        for c in conds_text.iter().chain(conds_int.iter()) {
+            sql.push_str(c);
+        }
+        let limit = if filter.limit <= 0 {
+            50
+        } else {
+            filter.limit.min(1000)
+        };
+        ints.push(limit);
+        ints.push(filter.offset.max(0));
+        let n = base + ints.len();
+        sql.push_str(&format!(
+            " ORDER BY e.received_at DESC, e.event_id DESC LIMIT ${} OFFSET ${n}",
+            n - 1
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in texts {
+            q = q.bind(t);
+        }
+        for i in ints {
+            q = q.bind(i);
+        }
+        let rows = q.fetch_all(&self.db.pool).await.map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let state: Option<String> = get(row, "job_state")?;
+                Ok(EventSummary {
+                    event_id: get(row, "event_id")?,
+                    event_type: get(row, "event_type")?,
+                    object_id: get(row, "object_id")?,
+                    received_at: get(row, "received_at")?,
+                    status: state.unwrap_or_else(|| "ignored".into()),
+                    attempts: get::<Option<i64>>(row, "job_attempts")?.unwrap_or(0),
+                    last_error: get(row, "job_last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of distinct events stored.
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM events")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        get(&row, "n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::backends;
+
+    fn ev(id: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            event_type: "invoice.paid".into(),
+            object_id: None,
+            livemode: false,
+            api_version: None,
+            stripe_created: 1,
+            raw_body: id.as_bytes().to_vec(),
+            signature_header: "t=1,v1=00".into(),
+            received_at: now_millis(),
+            handled: true,
+        }
+    }
+
+    /// A batch holding one delivery the database refuses (an empty event ID violates a CHECK
+    /// constraint) fails as a whole; every other caller must still get its own, correct answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_batch_falls_back_to_one_by_one() {
+        for db in backends().await {
+            let store = db.store().await;
+            store.record_event(&ev("evt_before"), None).await.unwrap();
+            let ids = ["evt_1", "", "evt_before", "evt_2", "evt_1"];
+            let mut replies = Vec::new();
+            let mut batch = Vec::new();
+            for id in ids {
+                let (reply, rx) = oneshot::channel();
+                batch.push(RecordRequest {
+                    event: ev(id),
+                    job: None,
+                    reply,
+                });
+                replies.push(rx);
+            }
+            commit_batch(&store.db, batch).await;
+            let mut got = Vec::new();
+            for rx in replies {
+                got.push(rx.await.unwrap().map_err(|e| e.to_string()));
+            }
+            assert_eq!(got[0], Ok(RecordOutcome::Stored));
+            assert!(got[1].is_err(), "{:?}", got[1]);
+            assert_eq!(got[2], Ok(RecordOutcome::Duplicate));
+            assert_eq!(got[3], Ok(RecordOutcome::Stored));
+            assert_eq!(got[4], Ok(RecordOutcome::Duplicate));
+            assert_eq!(store.count_events().await.unwrap(), 3);
+            assert_eq!(
+                store.get_event("evt_1").await.unwrap().unwrap().deliveries,
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn values_sql_numbers_parameters_across_rows() {
+        assert_eq!(values_sql(2, &["?", "1", "?"]), "($1, 1, $2), ($3, 1, $4)");
+    }
+}
