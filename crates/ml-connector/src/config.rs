@@ -528,7 +528,10 @@ impl Reader<'_> {
         let mut currencies = BTreeMap::new();
         for entry in self.strings("posting.currencies") {
             let parsed = entry.split_once('=').and_then(|(code, id)| {
-                Some((Currency::parse(code.trim()).ok()?, NetSuiteInternalId::parse(id.trim()).ok()?))
+                Some((
+                    Currency::parse(code.trim()).ok()?,
+                    NetSuiteInternalId::parse(id.trim()).ok()?,
+                ))
             });
             let Some((currency, id)) = parsed else {
                 return Err(invalid(
@@ -578,9 +581,24 @@ impl Reader<'_> {
                 .unwrap_or_else(|| "custentity_stripe_customer_id".into()),
             create_customers: self.bool("posting.create_customers"),
             guest_customer: self.internal_id("posting.guest_customer")?,
-            unmapped_retry_secs: self.int("posting.unmapped_retry_secs", 1, 86_400, "1 to 86400 seconds")? as u64,
-            unmapped_retry_max_secs: self.int("posting.unmapped_retry_max_secs", 1, 604_800, "1 to 604800 seconds")? as u64,
-            unmapped_give_up_secs: self.int("posting.unmapped_give_up_secs", 60, 31_536_000, "60 seconds to a year")? as u64,
+            unmapped_retry_secs: self.int(
+                "posting.unmapped_retry_secs",
+                1,
+                86_400,
+                "1 to 86400 seconds",
+            )? as u64,
+            unmapped_retry_max_secs: self.int(
+                "posting.unmapped_retry_max_secs",
+                1,
+                604_800,
+                "1 to 604800 seconds",
+            )? as u64,
+            unmapped_give_up_secs: self.int(
+                "posting.unmapped_give_up_secs",
+                60,
+                31_536_000,
+                "60 seconds to a year",
+            )? as u64,
         };
         if posting.fees == FeeMode::Net && posting.invoice_trigger == InvoiceTrigger::Finalized {
             return Err(invalid(
@@ -859,12 +877,18 @@ mod tests {
         assert_eq!(c.posting.fees, FeeMode::Net);
 
         let e = load(&env(&[("MLC__POSTING__INVOICE_TRIGGER", "finalized")])).unwrap_err();
-        assert!(e.to_string().contains("fee is only known once the invoice is paid"), "{e}");
-        assert!(load(&env(&[
-            ("MLC__POSTING__INVOICE_TRIGGER", "finalized"),
-            ("MLC__POSTING__FEES", "gross"),
-        ]))
-        .is_ok());
+        assert!(
+            e.to_string()
+                .contains("fee is only known once the invoice is paid"),
+            "{e}"
+        );
+        assert!(
+            load(&env(&[
+                ("MLC__POSTING__INVOICE_TRIGGER", "finalized"),
+                ("MLC__POSTING__FEES", "gross"),
+            ]))
+            .is_ok()
+        );
 
         let e = load(&env(&[("MLC__POSTING__FEE_ITEM", "fees")])).unwrap_err();
         assert!(e.to_string().contains("posting.fee_item"), "{e}");

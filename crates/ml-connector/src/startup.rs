@@ -2,40 +2,160 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use mlc_store::Store;
 use mlc_store::runner::{JobHandler, Worker, WorkerConfig};
 use mlc_stripe::webhook::WebhookVerifier;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, NetSuiteAuthKind};
 use crate::http::{AppState, router};
-use crate::pipeline::AcceptOnly;
+use crate::pipeline::{AcceptOnly, Pipeline};
 use crate::telemetry;
+use mlc_netsuite::{AccountId, Credentials, NetSuiteClient, NetSuiteConfig, SigningAlgorithm};
+use mlc_stripe::{StripeClient, StripeClientConfig};
 
 /// A built application: listening, store migrated, not yet serving.
 pub struct App<H: JobHandler> {
-    config: Config,
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
-    handler: H,
+    worker: Worker<H>,
     run_worker: bool,
 }
 
-impl App<AcceptOnly> {
-    /// Connects the store (applying migrations) and binds nothing new: the listener is given, so
-    /// tests can pass `127.0.0.1:0`.
+/// The job handler `serve` runs: the posting pipeline when Stripe and NetSuite are configured,
+/// else one that only records acceptance (intake can be tried before credentials exist).
+#[derive(Clone)]
+pub enum Handler {
+    Pipeline(Pipeline),
+    AcceptOnly(AcceptOnly),
+}
+
+impl JobHandler for Handler {
+    async fn handle(&self, job: mlc_store::Job) -> mlc_store::JobOutcome {
+        match self {
+            Handler::Pipeline(p) => p.handle(job).await,
+            Handler::AcceptOnly(a) => a.handle(job).await,
+        }
+    }
+}
+
+impl App<Handler> {
+    /// Connects the store (applying migrations) and builds the handler from the configuration.
+    /// The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
-        let handler = AcceptOnly {
-            store: store.clone(),
-        };
+        let handler = build_handler(&config, &store)?;
         App::build_with(config, listener, store, handler)
+    }
+}
+
+/// The Stripe API client, if an API key is configured.
+pub fn stripe_client(config: &Config) -> anyhow::Result<Option<StripeClient>> {
+    let Some(key) = config.stripe.api_key.clone() else {
+        return Ok(None);
+    };
+    let mut c = StripeClientConfig::new(key);
+    c.base_url = url::Url::parse(&config.stripe.api_base)
+        .with_context(|| format!("stripe.api_base `{}` is not a URL", config.stripe.api_base))?;
+    c.api_version = config.stripe.api_version.clone();
+    Ok(Some(
+        StripeClient::new(c).context("cannot build the Stripe client")?,
+    ))
+}
+
+/// The NetSuite client, if an account is configured.
+pub fn netsuite_client(config: &Config) -> anyhow::Result<Option<NetSuiteClient>> {
+    let ns = &config.netsuite;
+    if ns.account_id.trim().is_empty() {
+        return Ok(None);
+    }
+    let account = AccountId::parse(ns.account_id.trim())
+        .map_err(|e| anyhow::anyhow!("netsuite.account_id: {e}"))?;
+    let missing = |key: &str| {
+        anyhow::anyhow!(
+            "netsuite.{key} is required for netsuite.auth = {:?}",
+            ns.auth
+        )
+    };
+    let credentials = match ns.auth {
+        NetSuiteAuthKind::M2m => {
+            if ns.client_id.is_empty() {
+                return Err(missing("client_id"));
+            }
+            if ns.certificate_id.is_empty() {
+                return Err(missing("certificate_id"));
+            }
+            let path = ns
+                .private_key_path
+                .as_ref()
+                .ok_or_else(|| missing("private_key_path"))?;
+            let pem = crate::config::read_secret_file(path)
+                .context("netsuite.private_key_path: cannot read the private key")?;
+            Credentials::M2m {
+                client_id: ns.client_id.clone(),
+                certificate_id: ns.certificate_id.clone(),
+                private_key_pem: pem,
+                algorithm: ns
+                    .algorithm
+                    .parse::<SigningAlgorithm>()
+                    .map_err(|e| anyhow::anyhow!("netsuite.algorithm: {e}"))?,
+            }
+        }
+        NetSuiteAuthKind::Tba => Credentials::Tba {
+            consumer_key: ns.consumer_key.clone(),
+            consumer_secret: ns
+                .consumer_secret
+                .clone()
+                .ok_or_else(|| missing("consumer_secret"))?,
+            token_id: ns.token_id.clone(),
+            token_secret: ns
+                .token_secret
+                .clone()
+                .ok_or_else(|| missing("token_secret"))?,
+        },
+    };
+    let mut c = NetSuiteConfig::new(account, credentials);
+    if let Some(base) = &ns.base_url {
+        c.base_url = Some(
+            url::Url::parse(base)
+                .with_context(|| format!("netsuite.base_url `{base}` is not a URL"))?,
+        );
+    }
+    c.concurrency = ns.concurrency;
+    c.m2m.refresh_before = std::time::Duration::from_secs(ns.token_refresh_before_secs);
+    Ok(Some(
+        NetSuiteClient::new(c).context("cannot build the NetSuite client")?,
+    ))
+}
+
+/// The pipeline when both sides are configured; the accept-only handler when neither is.
+pub fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Handler> {
+    match (stripe_client(config)?, netsuite_client(config)?) {
+        (Some(stripe), Some(netsuite)) => Ok(Handler::Pipeline(Pipeline::new(
+            store.clone(),
+            stripe,
+            netsuite,
+            config.posting.clone(),
+        ))),
+        (None, None) => {
+            tracing::warn!(
+                "stripe.api_key and netsuite.account_id are not set: events are stored but not posted"
+            );
+            Ok(Handler::AcceptOnly(AcceptOnly {
+                store: store.clone(),
+            }))
+        }
+        (Some(_), None) => anyhow::bail!(
+            "stripe.api_key is set but netsuite.account_id is not: set both to post into NetSuite"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "netsuite.account_id is set but stripe.api_key is not: the connector re-fetches every \
+             event from the Stripe API, so it needs the key (MLC__STRIPE__API_KEY)"
+        ),
     }
 }
 
@@ -68,20 +188,31 @@ impl<H: JobHandler + Clone> App<H> {
             config.stripe.webhook_secrets.clone(),
             config.stripe.webhook_tolerance_secs,
         );
+        let worker = Worker::new(
+            store.clone(),
+            handler,
+            WorkerConfig {
+                worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+                concurrency: config.worker.concurrency,
+                lease_ms: (config.worker.lease_secs * 1000) as i64,
+                poll_interval_ms: config.worker.poll_interval_ms,
+                heartbeat_ms: (config.worker.lease_secs * 1000 / 3).max(1000),
+                shutdown_grace_ms: config.server.shutdown_grace_secs * 1000,
+            },
+        );
         let state = AppState {
             store,
             verifier: Arc::new(verifier),
             body_limit_bytes: config.server.body_limit_bytes,
             max_attempts: config.worker.max_attempts,
-            worker_wake: Arc::new(Notify::new()),
+            worker_wake: worker.notifier(),
             metrics: telemetry::metrics_handle(),
         };
         Ok(App {
-            config,
             listener,
             addr,
             state,
-            handler,
+            worker,
             run_worker: true,
         })
     }
@@ -105,28 +236,14 @@ impl<H: JobHandler + Clone> App<H> {
     /// releases its in-flight jobs, so nothing is lost.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App {
-            config,
             listener,
             addr,
             state,
-            handler,
+            worker,
             run_worker,
         } = self;
         let store = state.store.clone();
         let worker_stop = CancellationToken::new();
-        let worker = Worker::new(
-            store.clone(),
-            handler,
-            WorkerConfig {
-                worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
-                concurrency: config.worker.concurrency,
-                lease_ms: (config.worker.lease_secs * 1000) as i64,
-                poll_interval_ms: config.worker.poll_interval_ms,
-                heartbeat_ms: (config.worker.lease_secs * 1000 / 3).max(1000),
-                shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
-            },
-        )
-        .with_notifier(state.worker_wake.clone());
         let worker_task = run_worker.then(|| tokio::spawn(worker.run(worker_stop.clone())));
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");

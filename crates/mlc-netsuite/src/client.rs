@@ -1203,7 +1203,11 @@ mod record_body_tests {
         )]);
         let eid = ExternalId::parse("stripe_in_1").unwrap();
         let body = RecordBody::from(doc).with_external_id(&eid).unwrap();
-        assert!(body.as_str().contains(r#""amount":1234567890123.450"#), "{}", body.as_str());
+        assert!(
+            body.as_str().contains(r#""amount":1234567890123.450"#),
+            "{}",
+            body.as_str()
+        );
         assert!(body.as_str().contains(r#""externalId":"stripe_in_1""#));
         // A matching externalId (any case) is kept; a different one is refused.
         let same = RecordBody::from(serde_json::json!({"externalId": "STRIPE_IN_1"}));

@@ -16,6 +16,7 @@
 mod audit;
 mod db;
 mod events;
+mod links;
 mod model;
 mod queue;
 mod retry;
@@ -23,6 +24,7 @@ pub mod runner;
 mod store;
 pub mod testing;
 
+pub use links::{Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::{JobHandler, Worker, WorkerConfig};

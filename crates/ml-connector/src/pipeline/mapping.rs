@@ -52,12 +52,19 @@ pub enum MappingError {
     #[error("no NetSuite item is mapped to Stripe product(s) {}", .0.join(", "))]
     UnmappedProducts(Vec<String>),
     #[error("{what} is needed but not configured: set {key}")]
-    NotConfigured { what: &'static str, key: &'static str },
-    #[error("Stripe line {line} of {object} names no product and no default item is configured (posting.default_item)")]
+    NotConfigured {
+        what: &'static str,
+        key: &'static str,
+    },
+    #[error(
+        "Stripe line {line} of {object} names no product and no default item is configured (posting.default_item)"
+    )]
     LineWithoutProduct { object: String, line: String },
     #[error("the NetSuite document would total {netsuite} but Stripe says {stripe}: not posted")]
     DoesNotAddUp { netsuite: String, stripe: String },
-    #[error("the fee of {charge} is in {fee_currency} but the charge is in {currency} and Stripe gave no exchange rate")]
+    #[error(
+        "the fee of {charge} is in {fee_currency} but the charge is in {currency} and Stripe gave no exchange rate"
+    )]
     NoExchangeRate {
         charge: String,
         fee_currency: Currency,
@@ -82,7 +89,7 @@ impl mlc_core::Classify for MappingError {
 pub fn tran_date(unix_secs: i64, tz: &jiff::tz::TimeZone) -> TranDate {
     let date = jiff::Timestamp::from_second(unix_secs)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(tz.clone())
+        .to_zoned_datetime(tz.clone())
         .date();
     // jiff renders civil dates as YYYY-MM-DD, which is what TranDate accepts.
     TranDate::parse(&date.to_string()).unwrap_or_else(|_| unreachable!("jiff dates are ISO"))
@@ -110,13 +117,20 @@ pub fn fee_in_charge_currency(charge: &ChargeFacts) -> Result<Option<Money>, Map
         .to_decimal()
         .checked_div(rate)
         .ok_or(MappingError::Overflow)?
-        .round_dp_with_strategy(charge.currency.exponent(), RoundingStrategy::MidpointNearestEven);
+        .round_dp_with_strategy(
+            charge.currency.exponent(),
+            RoundingStrategy::MidpointNearestEven,
+        );
     Money::from_decimal(converted, charge.currency)
         .map(Some)
         .map_err(|_| MappingError::Overflow)
 }
 
-fn memo_fields(settings: &PostingSettings, object_id: &str, customer: Option<&StripeId>) -> CustomFields {
+fn memo_fields(
+    settings: &PostingSettings,
+    object_id: &str,
+    customer: Option<&StripeId>,
+) -> CustomFields {
     let mut fields = Vec::new();
     if let Some(f) = &settings.stripe_id_field {
         fields.push((f.clone(), json!(object_id)));
@@ -127,13 +141,20 @@ fn memo_fields(settings: &PostingSettings, object_id: &str, customer: Option<&St
     fields
 }
 
-fn line(item: &NetSuiteInternalId, quantity: Decimal, amount: Money, description: Option<String>) -> InvoiceLine {
+fn line(
+    item: &NetSuiteInternalId,
+    quantity: Decimal,
+    amount: Money,
+    description: Option<String>,
+) -> InvoiceLine {
     let amount = amount.to_decimal();
     // NetSuite computes amount = quantity × rate; state both so they agree exactly when they can,
     // and fall back to one unit at the full amount when the division is not exact.
     let (quantity, rate) = if quantity > Decimal::ZERO {
         match amount.checked_div(quantity) {
-            Some(rate) if rate.checked_mul(quantity) == Some(amount) && rate.scale() <= 10 => (quantity, rate.normalize()),
+            Some(rate) if rate.checked_mul(quantity) == Some(amount) && rate.scale() <= 10 => {
+                (quantity, rate.normalize())
+            }
             _ => (Decimal::ONE, amount),
         }
     } else {
@@ -184,16 +205,26 @@ pub fn invoice_document(
                     continue;
                 }
             },
-            None => default_item.cloned().ok_or_else(|| MappingError::LineWithoutProduct {
-                object: invoice.id.to_string(),
-                line: l.id.clone(),
-            })?,
+            None => default_item
+                .cloned()
+                .ok_or_else(|| MappingError::LineWithoutProduct {
+                    object: invoice.id.to_string(),
+                    line: l.id.clone(),
+                })?,
         };
-        let mut doc_line = line(&item, l.quantity.unwrap_or(Decimal::ONE), l.amount, l.description.clone());
+        let mut doc_line = line(
+            &item,
+            l.quantity.unwrap_or(Decimal::ONE),
+            l.amount,
+            l.description.clone(),
+        );
         if let Some((start, end)) = l.period
             && end > start
         {
-            doc_line.period = Some((tran_date(start, &settings.time_zone), tran_date(end, &settings.time_zone)));
+            doc_line.period = Some((
+                tran_date(start, &settings.time_zone),
+                tran_date(end, &settings.time_zone),
+            ));
         }
         lines.push(doc_line);
     }
@@ -201,11 +232,18 @@ pub fn invoice_document(
         return Err(MappingError::UnmappedProducts(unmapped));
     }
     if !invoice.discount.minor().eq(&0) {
-        let item = settings.discount_item.as_ref().ok_or(MappingError::NotConfigured {
-            what: "a NetSuite discount item for Stripe discounts",
-            key: "posting.discount_item",
-        })?;
-        lines.push(adjustment_line(item, invoice.discount.negate(), "Stripe discounts"));
+        let item = settings
+            .discount_item
+            .as_ref()
+            .ok_or(MappingError::NotConfigured {
+                what: "a NetSuite discount item for Stripe discounts",
+                key: "posting.discount_item",
+            })?;
+        lines.push(adjustment_line(
+            item,
+            invoice.discount.negate(),
+            "Stripe discounts",
+        ));
     }
     // Inclusive tax is already inside the line amounts; only exclusive tax adds a line.
     let exclusive_tax = invoice
@@ -213,11 +251,18 @@ pub fn invoice_document(
         .checked_sub(invoice.tax_inclusive)
         .map_err(|_| MappingError::Overflow)?;
     if exclusive_tax.minor() != 0 {
-        let item = settings.tax_item.as_ref().ok_or(MappingError::NotConfigured {
-            what: "a NetSuite item for Stripe tax",
-            key: "posting.tax_item",
-        })?;
-        lines.push(adjustment_line(item, exclusive_tax, "Tax collected by Stripe"));
+        let item = settings
+            .tax_item
+            .as_ref()
+            .ok_or(MappingError::NotConfigured {
+                what: "a NetSuite item for Stripe tax",
+                key: "posting.tax_item",
+            })?;
+        lines.push(adjustment_line(
+            item,
+            exclusive_tax,
+            "Tax collected by Stripe",
+        ));
     }
     // The document must equal Stripe's total before fees.
     check_total(&lines, invoice.total)?;
@@ -228,17 +273,29 @@ pub fn invoice_document(
                 && fee.minor() != 0
             {
                 let fee = Money::new(fee.minor(), currency);
-                let item = settings.fee_item.as_ref().ok_or(MappingError::NotConfigured {
-                    what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
-                    key: "posting.fee_item",
-                })?;
-                lines.push(adjustment_line(item, fee.negate(), &format!("Stripe fee on {}", charge.id)));
-                expected = expected.checked_sub(fee).map_err(|_| MappingError::Overflow)?;
+                let item = settings
+                    .fee_item
+                    .as_ref()
+                    .ok_or(MappingError::NotConfigured {
+                        what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
+                        key: "posting.fee_item",
+                    })?;
+                lines.push(adjustment_line(
+                    item,
+                    fee.negate(),
+                    &format!("Stripe fee on {}", charge.id),
+                ));
+                expected = expected
+                    .checked_sub(fee)
+                    .map_err(|_| MappingError::Overflow)?;
             }
         }
         check_total(&lines, expected)?;
     }
-    let date_source = invoice.paid_at.or(invoice.finalized_at).unwrap_or(invoice.created);
+    let date_source = invoice
+        .paid_at
+        .or(invoice.finalized_at)
+        .unwrap_or(invoice.created);
     let charges_text: Vec<&str> = charges.iter().map(|c| c.id.as_str()).collect();
     Ok(InvoiceDoc {
         external_id: ExternalId::for_stripe(&invoice.id),
@@ -249,8 +306,16 @@ pub fn invoice_document(
         memo: format!(
             "Stripe invoice {}{}{}",
             invoice.id,
-            invoice.number.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
-            if charges_text.is_empty() { String::new() } else { format!(", paid by {}", charges_text.join(", ")) }
+            invoice
+                .number
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            if charges_text.is_empty() {
+                String::new()
+            } else {
+                format!(", paid by {}", charges_text.join(", "))
+            }
         ),
         other_ref_num: invoice.number.clone(),
         lines,
@@ -281,15 +346,22 @@ pub fn charge_invoice_document(
 ) -> Result<InvoiceDoc, MappingError> {
     let customer = resolved.customer.clone().ok_or(MappingError::NoCustomer)?;
     let default = || {
-        default_item.cloned().ok_or_else(|| MappingError::LineWithoutProduct {
-            object: charge.id.to_string(),
-            line: "the charge".into(),
-        })
+        default_item
+            .cloned()
+            .ok_or_else(|| MappingError::LineWithoutProduct {
+                object: charge.id.to_string(),
+                line: "the charge".into(),
+            })
     };
     let mut lines = Vec::new();
     let mut unmapped = Vec::new();
     if sold.is_empty() {
-        lines.push(line(&default()?, Decimal::ONE, charge.captured_amount, charge.description.clone()));
+        lines.push(line(
+            &default()?,
+            Decimal::ONE,
+            charge.captured_amount,
+            charge.description.clone(),
+        ));
     }
     for s in sold {
         let item = match &s.product {
@@ -314,12 +386,21 @@ pub fn charge_invoice_document(
         && let Some(fee) = fee_in_charge_currency(charge)?
         && fee.minor() != 0
     {
-        let fee_item = settings.fee_item.as_ref().ok_or(MappingError::NotConfigured {
-            what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
-            key: "posting.fee_item",
-        })?;
-        lines.push(adjustment_line(fee_item, fee.negate(), &format!("Stripe fee on {}", charge.id)));
-        expected = expected.checked_sub(fee).map_err(|_| MappingError::Overflow)?;
+        let fee_item = settings
+            .fee_item
+            .as_ref()
+            .ok_or(MappingError::NotConfigured {
+                what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
+                key: "posting.fee_item",
+            })?;
+        lines.push(adjustment_line(
+            fee_item,
+            fee.negate(),
+            &format!("Stripe fee on {}", charge.id),
+        ));
+        expected = expected
+            .checked_sub(fee)
+            .map_err(|_| MappingError::Overflow)?;
     }
     check_total(&lines, expected)?;
     Ok(InvoiceDoc {
@@ -331,7 +412,11 @@ pub fn charge_invoice_document(
         memo: format!(
             "Stripe charge {}{}",
             charge.id,
-            charge.payment_intent_id.as_ref().map(|p| format!(" (payment intent {p})")).unwrap_or_default()
+            charge
+                .payment_intent_id
+                .as_ref()
+                .map(|p| format!(" (payment intent {p})"))
+                .unwrap_or_default()
         ),
         other_ref_num: None,
         lines,
@@ -375,15 +460,22 @@ pub fn fee_journal_document(
     if fee.minor() == 0 {
         return Ok(None);
     }
-    let expense = settings.fee_expense_account.clone().ok_or(MappingError::NotConfigured {
-        what: "the fee expense account (fees are posted as journal entries in gross mode)",
-        key: "posting.fee_expense_account",
-    })?;
-    let clearing = settings.fee_clearing_account.clone().ok_or(MappingError::NotConfigured {
-        what: "the Stripe clearing account credited by fee journal entries",
-        key: "posting.fee_clearing_account",
-    })?;
-    let external_id = ExternalId::parse(&format!("stripe_fee_{}", charge.id)).map_err(|_| MappingError::Overflow)?;
+    let expense = settings
+        .fee_expense_account
+        .clone()
+        .ok_or(MappingError::NotConfigured {
+            what: "the fee expense account (fees are posted as journal entries in gross mode)",
+            key: "posting.fee_expense_account",
+        })?;
+    let clearing = settings
+        .fee_clearing_account
+        .clone()
+        .ok_or(MappingError::NotConfigured {
+            what: "the Stripe clearing account credited by fee journal entries",
+            key: "posting.fee_clearing_account",
+        })?;
+    let external_id = ExternalId::parse(&format!("stripe_fee_{}", charge.id))
+        .map_err(|_| MappingError::Overflow)?;
     Ok(Some(JournalEntryDoc {
         external_id,
         subsidiary: settings.subsidiary.clone(),

@@ -159,19 +159,20 @@ impl Pipeline {
             .event_id
             .as_deref()
             .ok_or_else(|| PipelineError::Permanent("job has no event".into()))?;
-        let event = self
-            .inner
-            .store
-            .get_event(event_id)
-            .await?
-            .ok_or_else(|| PipelineError::Permanent(format!("event {event_id} is not stored")))?;
-        let object_id = event.object_id.clone().ok_or_else(|| {
-            PipelineError::Permanent(format!("event {event_id} names no object"))
-        })?;
+        let event =
+            self.inner.store.get_event(event_id).await?.ok_or_else(|| {
+                PipelineError::Permanent(format!("event {event_id} is not stored"))
+            })?;
+        let object_id = event
+            .object_id
+            .clone()
+            .ok_or_else(|| PipelineError::Permanent(format!("event {event_id} names no object")))?;
         let trigger = self.inner.posting.invoice_trigger;
         match event.event_type.as_str() {
             // With trigger = finalized the invoice is already posted by now; this applies payment.
-            "invoice.paid" | "invoice.payment_succeeded" => self.post_invoice(job, &object_id).await,
+            "invoice.paid" | "invoice.payment_succeeded" => {
+                self.post_invoice(job, &object_id).await
+            }
             "invoice.finalized" if trigger == InvoiceTrigger::Finalized => {
                 self.post_invoice(job, &object_id).await
             }
@@ -180,7 +181,8 @@ impl Pipeline {
                     job,
                     "skipped",
                     Some(&object_id),
-                    "Invoice finalized; it is posted when paid (posting.invoice_trigger = paid)".into(),
+                    "Invoice finalized; it is posted when paid (posting.invoice_trigger = paid)"
+                        .into(),
                     None,
                 )
                 .await;
@@ -189,7 +191,8 @@ impl Pipeline {
             "charge.succeeded" | "charge.captured" => self.post_charge_by_id(job, &object_id).await,
             "payment_intent.succeeded" => self.post_payment_intent(job, &object_id).await,
             "charge.failed" | "payment_intent.payment_failed" => {
-                self.record_failed_payment(job, &event.event_type, &object_id).await
+                self.record_failed_payment(job, &event.event_type, &object_id)
+                    .await
             }
             other => {
                 self.audit(

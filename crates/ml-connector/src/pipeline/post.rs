@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use mlc_core::{ExternalId, Money, NetSuiteInternalId, StripeId, StripeIdKind};
+use mlc_core::{Money, NetSuiteInternalId, StripeId, StripeIdKind};
 use mlc_netsuite::CreateOutcome;
 use mlc_netsuite::documents::InvoiceDoc;
 use mlc_store::{Job, NewPosting};
@@ -25,7 +25,11 @@ fn parse_id(kind: StripeIdKind, id: &str) -> Result<StripeId, PipelineError> {
 }
 
 impl Pipeline {
-    pub(super) async fn post_invoice(&self, job: &Job, invoice_id: &str) -> Result<(), PipelineError> {
+    pub(super) async fn post_invoice(
+        &self,
+        job: &Job,
+        invoice_id: &str,
+    ) -> Result<(), PipelineError> {
         let id = parse_id(StripeIdKind::Invoice, invoice_id)?;
         let store = &self.inner.store;
         let posted = store.get_posting(invoice_id, INVOICE).await?;
@@ -94,7 +98,12 @@ impl Pipeline {
             _ => None,
         };
         let customer = self
-            .resolve_customer(job, &customer_id, expanded_customer.as_ref(), currency.clone())
+            .resolve_customer(
+                job,
+                &customer_id,
+                expanded_customer.as_ref(),
+                currency.clone(),
+            )
             .await?;
         let products: BTreeSet<String> = facts
             .lines
@@ -140,7 +149,8 @@ impl Pipeline {
                     Some(json!({"request": doc.to_json().to_value()})),
                 )
                 .await;
-                self.write_invoice(job, invoice_id, &doc, facts.currency).await?
+                self.write_invoice(job, invoice_id, &doc, facts.currency)
+                    .await?
             }
         };
         if status == "paid" {
@@ -153,7 +163,10 @@ impl Pipeline {
     }
 
     /// The charges of a paid invoice, each with its balance transaction.
-    async fn invoice_charges(&self, facts: &InvoiceFacts) -> Result<Vec<ChargeFacts>, PipelineError> {
+    async fn invoice_charges(
+        &self,
+        facts: &InvoiceFacts,
+    ) -> Result<Vec<ChargeFacts>, PipelineError> {
         let mut charges = Vec::new();
         if !facts.charge_ids.is_empty() {
             for ch in &facts.charge_ids {
@@ -162,7 +175,11 @@ impl Pipeline {
             }
         } else {
             for pi in &facts.payment_intent_ids {
-                let intent = self.inner.stripe.retrieve_payment_intent(pi.as_str()).await?;
+                let intent = self
+                    .inner
+                    .stripe
+                    .retrieve_payment_intent(pi.as_str())
+                    .await?;
                 if let Some(Expandable::Object(charge)) = &intent.latest_charge {
                     charges.push(ChargeFacts::from_charge(charge)?);
                 }
@@ -250,9 +267,18 @@ impl Pipeline {
                             .unwrap_or(0),
                         FeeMode::Gross => 0,
                     };
-                    Money::new(charge.captured_amount.minor() - fee, invoice_total.currency())
+                    Money::new(
+                        charge.captured_amount.minor() - fee,
+                        invoice_total.currency(),
+                    )
                 };
-                let doc = mapping::payment_document(charge, ns_invoice, amount, resolved, &self.inner.settings)?;
+                let doc = mapping::payment_document(
+                    charge,
+                    ns_invoice,
+                    amount,
+                    resolved,
+                    &self.inner.settings,
+                )?;
                 let (pay_id, outcome) = ns
                     .create_once("customerPayment", &doc.external_id, doc.to_json())
                     .await?;
@@ -288,11 +314,18 @@ impl Pipeline {
                 .await;
             }
             if self.inner.posting.fees == FeeMode::Gross
-                && store.get_posting(charge.id.as_str(), FEE_JOURNAL).await?.is_none()
-                && let Some(je) = mapping::fee_journal_document(charge, resolved, &self.inner.settings)?
+                && store
+                    .get_posting(charge.id.as_str(), FEE_JOURNAL)
+                    .await?
+                    .is_none()
+                && let Some(je) =
+                    mapping::fee_journal_document(charge, resolved, &self.inner.settings)?
             {
-                let (je_id, _) = ns.create_once("journalEntry", &je.external_id, je.to_json()).await?;
-                let fee = mapping::fee_in_charge_currency(charge)?.unwrap_or(Money::zero(charge.currency));
+                let (je_id, _) = ns
+                    .create_once("journalEntry", &je.external_id, je.to_json())
+                    .await?;
+                let fee = mapping::fee_in_charge_currency(charge)?
+                    .unwrap_or(Money::zero(charge.currency));
                 store
                     .record_posting(NewPosting {
                         stripe_object_id: charge.id.to_string(),
@@ -309,7 +342,10 @@ impl Pipeline {
                     job,
                     "fee_posted",
                     Some(charge.id.as_str()),
-                    format!("Stripe fee {fee} on {} posted as NetSuite journal entry {je_id}", charge.id),
+                    format!(
+                        "Stripe fee {fee} on {} posted as NetSuite journal entry {je_id}",
+                        charge.id
+                    ),
                     Some(json!({"netsuite_internal_id": je_id.as_str()})),
                 )
                 .await;
@@ -318,7 +354,11 @@ impl Pipeline {
         Ok(())
     }
 
-    pub(super) async fn post_payment_intent(&self, job: &Job, pi: &str) -> Result<(), PipelineError> {
+    pub(super) async fn post_payment_intent(
+        &self,
+        job: &Job,
+        pi: &str,
+    ) -> Result<(), PipelineError> {
         parse_id(StripeIdKind::PaymentIntent, pi)?;
         let intent = self.inner.stripe.retrieve_payment_intent(pi).await?;
         match intent.latest_charge {
@@ -338,7 +378,11 @@ impl Pipeline {
         }
     }
 
-    pub(super) async fn post_charge_by_id(&self, job: &Job, charge_id: &str) -> Result<(), PipelineError> {
+    pub(super) async fn post_charge_by_id(
+        &self,
+        job: &Job,
+        charge_id: &str,
+    ) -> Result<(), PipelineError> {
         parse_id(StripeIdKind::Charge, charge_id)?;
         let store = &self.inner.store;
         if let Some(p) = store.get_posting(charge_id, INVOICE).await?
@@ -392,7 +436,10 @@ impl Pipeline {
                 job,
                 "skipped",
                 Some(&charge_id),
-                format!("Charge {charge_id} is {} and not captured: nothing posted", facts.status),
+                format!(
+                    "Charge {charge_id} is {} and not captured: nothing posted",
+                    facts.status
+                ),
                 None,
             )
             .await;
@@ -418,7 +465,8 @@ impl Pipeline {
                     Some(Expandable::Object(c)) => Some(c.as_ref().clone()),
                     _ => None,
                 };
-                self.resolve_customer(job, c, expanded.as_ref(), currency.clone()).await?
+                self.resolve_customer(job, c, expanded.as_ref(), currency.clone())
+                    .await?
             }
             (None, Some(guest)) => guest.clone(),
             (None, None) => {
@@ -462,18 +510,29 @@ impl Pipeline {
                     Some(json!({"request": doc.to_json().to_value()})),
                 )
                 .await;
-                self.write_invoice(job, &charge_id, &doc, facts.currency).await?
+                self.write_invoice(job, &charge_id, &doc, facts.currency)
+                    .await?
             }
         };
         let total = Money::from_decimal(doc.total(), facts.currency)
             .map_err(|e| PipelineError::Permanent(e.to_string()))?;
-        self.apply_payments(job, &charge_id, &ns_invoice, std::slice::from_ref(&facts), total, &resolved)
-            .await
+        self.apply_payments(
+            job,
+            &charge_id,
+            &ns_invoice,
+            std::slice::from_ref(&facts),
+            total,
+            &resolved,
+        )
+        .await
     }
 
     /// The Stripe invoice a charge paid, if any (pre-basil `charge.invoice`, else the
     /// InvoicePayments of its payment intent).
-    async fn invoice_of_charge(&self, facts: &ChargeFacts) -> Result<Option<String>, PipelineError> {
+    async fn invoice_of_charge(
+        &self,
+        facts: &ChargeFacts,
+    ) -> Result<Option<String>, PipelineError> {
         if let Some(inv) = &facts.invoice_id {
             return Ok(Some(inv.to_string()));
         }
@@ -486,27 +545,31 @@ impl Pipeline {
             .list_invoice_payments_for_payment_intent(pi.as_str())
             .await?;
         Ok(payments
-            .data
             .iter()
             .find_map(|p| p.invoice.as_ref().map(|i| i.id().to_string())))
     }
 
     /// The lines a one-time charge sold: its Checkout Session's line items, else the product in
     /// its metadata, else nothing (the default item).
-    async fn what_the_charge_sold(&self, facts: &ChargeFacts) -> Result<Vec<SoldLine>, PipelineError> {
+    async fn what_the_charge_sold(
+        &self,
+        facts: &ChargeFacts,
+    ) -> Result<Vec<SoldLine>, PipelineError> {
         if let Some(pi) = &facts.payment_intent_id {
             let sessions = self
                 .inner
                 .stripe
                 .list_checkout_sessions_for_payment_intent(pi.as_str())
                 .await?;
-            if let Some(items) = sessions.data.first().and_then(|s| s.line_items.as_ref()) {
+            if let Some(items) = sessions.first().and_then(|s| s.line_items.as_ref()) {
                 let lines: Vec<SoldLine> = items
                     .data
                     .iter()
                     .map(|li| SoldLine {
                         product: li.price.as_ref().and_then(|p| match p {
-                            Expandable::Object(price) => price.product.as_ref().map(|pr| pr.id().to_string()),
+                            Expandable::Object(price) => {
+                                price.product.as_ref().map(|pr| pr.id().to_string())
+                            }
                             Expandable::Id(_) => None,
                         }),
                         quantity: Decimal::from(li.quantity.unwrap_or(1)),
@@ -548,9 +611,4 @@ impl Pipeline {
         .await;
         Ok(())
     }
-}
-
-/// The external ID of the NetSuite invoice made from a Stripe object (for tests and tools).
-pub fn invoice_external_id(stripe_object: &StripeId) -> ExternalId {
-    ExternalId::for_stripe(stripe_object)
 }

@@ -69,14 +69,21 @@ impl Pipeline {
                         posting.customer_field
                     );
                     let rows = ns.suiteql(&q, vec![customer_id.to_string()], 2, 0).await?;
-                    rows.items.first().and_then(|r| r.get("id").and_then(internal_id))
+                    rows.items
+                        .first()
+                        .and_then(|r| r.get("id").and_then(internal_id))
                 }
                 CustomerMatch::Email => {
                     let customer = match expanded {
                         Some(c) => Some(c.clone()),
                         None => {
                             if fetched.is_none() {
-                                fetched = Some(self.inner.stripe.retrieve_customer(customer_id.as_str()).await?);
+                                fetched = Some(
+                                    self.inner
+                                        .stripe
+                                        .retrieve_customer(customer_id.as_str())
+                                        .await?,
+                                );
                             }
                             fetched.clone()
                         }
@@ -84,7 +91,12 @@ impl Pipeline {
                     match customer.and_then(|c| c.email) {
                         Some(email) if !email.is_empty() => {
                             let rows = ns
-                                .suiteql("SELECT id FROM customer WHERE email = ?", vec![email], 2, 0)
+                                .suiteql(
+                                    "SELECT id FROM customer WHERE email = ?",
+                                    vec![email],
+                                    2,
+                                    0,
+                                )
                                 .await?;
                             // Two NetSuite customers with one email: ambiguous, do not guess.
                             if rows.items.len() == 1 {
@@ -114,7 +126,12 @@ impl Pipeline {
         let customer = match (expanded, fetched) {
             (Some(c), _) => c.clone(),
             (None, Some(c)) => c,
-            (None, None) => self.inner.stripe.retrieve_customer(customer_id.as_str()).await?,
+            (None, None) => {
+                self.inner
+                    .stripe
+                    .retrieve_customer(customer_id.as_str())
+                    .await?
+            }
         };
         let name = customer
             .name
@@ -130,7 +147,9 @@ impl Pipeline {
             currency,
             custom_fields: vec![(posting.customer_field.clone(), json!(customer_id.as_str()))],
         };
-        let (id, outcome) = ns.create_once("customer", &external_id, doc.to_json()).await?;
+        let (id, outcome) = ns
+            .create_once("customer", &external_id, doc.to_json())
+            .await?;
         store
             .set_customer_link(customer_id.as_str(), id.as_str(), "created")
             .await?;
@@ -159,7 +178,11 @@ impl Pipeline {
                 found.insert(product, id);
             }
         }
-        let missing: Vec<String> = wanted.iter().filter(|p| !found.contains_key(*p)).cloned().collect();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|p| !found.contains_key(*p))
+            .cloned()
+            .collect();
         if !missing.is_empty() {
             let posting = &self.inner.posting;
             let column = match posting.item_match {
@@ -183,7 +206,10 @@ impl Pipeline {
                 }
             }
         }
-        let unmapped = wanted.into_iter().filter(|p| !found.contains_key(p)).collect();
+        let unmapped = wanted
+            .into_iter()
+            .filter(|p| !found.contains_key(p))
+            .collect();
         Ok((found, unmapped))
     }
 
@@ -197,7 +223,13 @@ impl Pipeline {
     ) -> PipelineError {
         let mut named = Vec::new();
         for product in unmapped {
-            let known = self.inner.store.unmapped_product_name(product).await.ok().flatten();
+            let known = self
+                .inner
+                .store
+                .unmapped_product_name(product)
+                .await
+                .ok()
+                .flatten();
             let name = match known {
                 Some(n) => Some(n),
                 None => self

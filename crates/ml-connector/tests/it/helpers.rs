@@ -51,7 +51,7 @@ impl TestApp {
     }
 
     pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
-        let config = config_for(&db.url, extra);
+        let config = config_for(db.url(), extra);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = App::build(config, listener).await.expect("app builds");
         let addr = app.addr();

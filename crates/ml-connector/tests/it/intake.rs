@@ -55,7 +55,11 @@ async fn a_valid_event_is_stored_byte_exact_with_its_job_and_processed() {
             )
         })
         .await;
-        assert!(done, "job did not succeed ({})", db.label);
+        assert!(
+            done,
+            "job did not succeed ({})",
+            format!("{:?}", db.backend())
+        );
         let steps: Vec<String> = app
             .store
             .audit_for_event("evt_1Valid")
@@ -149,7 +153,12 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_store_nothing() {
             (400, Some("not_an_event"))
         );
 
-        assert_eq!(count(&app).await, 0, "nothing stored ({})", db.label);
+        assert_eq!(
+            count(&app).await,
+            0,
+            "nothing stored ({})",
+            format!("{:?}", db.backend())
+        );
         app.stop().await;
     }
 }

@@ -52,7 +52,7 @@ async fn sigterm_loses_nothing() {
         };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
             .arg("serve")
-            .env("MLC__DATABASE__URL", &db.url)
+            .env("MLC__DATABASE__URL", db.url())
             .env("MLC__STRIPE__WEBHOOK_SECRETS", SECRET)
             .env("MLC__SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("MLC__LOG__FORMAT", "json")
@@ -106,12 +106,12 @@ async fn sigterm_loses_nothing() {
         assert!(status.success(), "exit status {status:?}");
         assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
 
-        let store = Store::connect(&db.url).await.unwrap();
+        let store = Store::connect(db.url()).await.unwrap();
         for id in &accepted {
             assert!(
                 store.get_event(id).await.unwrap().is_some(),
                 "{id} lost ({})",
-                db.label
+                format!("{:?}", db.backend())
             );
             let job = store
                 .get_job_for_event(id)

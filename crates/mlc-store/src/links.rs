@@ -1,0 +1,346 @@
+//! What the connector posted, and its cached links between Stripe and NetSuite records.
+
+use std::collections::BTreeMap;
+
+use mlc_core::now_millis;
+use serde::Serialize;
+
+use crate::db::{db_err, get};
+use crate::model::StoreError;
+use crate::store::Store;
+
+/// A NetSuite record the connector wrote for a Stripe object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Posting {
+    pub stripe_object_id: String,
+    /// `invoice`, `payment`, `fee_journal`.
+    pub kind: String,
+    pub netsuite_record_type: String,
+    pub netsuite_internal_id: String,
+    pub external_id: String,
+    pub event_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub created_at: i64,
+}
+
+/// A posting to record.
+#[derive(Debug, Clone)]
+pub struct NewPosting {
+    pub stripe_object_id: String,
+    pub kind: String,
+    pub netsuite_record_type: String,
+    pub netsuite_internal_id: String,
+    pub external_id: String,
+    pub event_id: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// A link from a Stripe object to a NetSuite record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub stripe_id: String,
+    pub netsuite_internal_id: String,
+    /// How it was found: `custom_field`, `externalid`, `created`, `manual`…
+    pub source: String,
+    pub updated_at: i64,
+}
+
+/// A Stripe product seen without a NetSuite item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnmappedProduct {
+    pub stripe_product_id: String,
+    pub name: Option<String>,
+    pub last_object_id: String,
+    pub last_event_id: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+const POSTING_COLUMNS: &str = "stripe_object_id, kind, netsuite_record_type, netsuite_internal_id, \
+     external_id, event_id, amount_minor, currency, created_at";
+
+fn posting_from_row(row: &sqlx::any::AnyRow) -> Result<Posting, StoreError> {
+    Ok(Posting {
+        stripe_object_id: get(row, "stripe_object_id")?,
+        kind: get(row, "kind")?,
+        netsuite_record_type: get(row, "netsuite_record_type")?,
+        netsuite_internal_id: get(row, "netsuite_internal_id")?,
+        external_id: get(row, "external_id")?,
+        event_id: get(row, "event_id")?,
+        amount_minor: get(row, "amount_minor")?,
+        currency: get(row, "currency")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+impl Store {
+    /// Records a posting; a second record for the same object and kind keeps the first.
+    pub async fn record_posting(&self, p: NewPosting) -> Result<(), StoreError> {
+        let _guard = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO postings (stripe_object_id, kind, netsuite_record_type, netsuite_internal_id, \
+             external_id, event_id, amount_minor, currency, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (stripe_object_id, kind) DO NOTHING",
+        )
+        .bind(p.stripe_object_id)
+        .bind(p.kind)
+        .bind(p.netsuite_record_type)
+        .bind(p.netsuite_internal_id)
+        .bind(p.external_id)
+        .bind(p.event_id)
+        .bind(p.amount_minor)
+        .bind(p.currency)
+        .bind(now_millis())
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn get_posting(
+        &self,
+        stripe_object_id: &str,
+        kind: &str,
+    ) -> Result<Option<Posting>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POSTING_COLUMNS} FROM postings WHERE stripe_object_id = $1 AND kind = $2"
+        )))
+        .bind(stripe_object_id.to_string())
+        .bind(kind.to_string())
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(posting_from_row).transpose()
+    }
+
+    /// Every posting, oldest first (reconciliation, exports).
+    pub async fn list_postings(&self) -> Result<Vec<Posting>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POSTING_COLUMNS} FROM postings ORDER BY created_at, stripe_object_id, kind"
+        )))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(posting_from_row).collect()
+    }
+
+    /// The Stripe invoice a charge paid, if the connector recorded that invoice's payment with
+    /// this charge (saves a Stripe request for the charge events of invoiced charges).
+    pub async fn invoice_covering_charge(
+        &self,
+        charge_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stripe_object_id FROM postings WHERE kind = 'payment' AND external_id = $1 \
+             AND stripe_object_id <> $2",
+        )
+        .bind(format!("stripe_pay_{charge_id}"))
+        .bind(charge_id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(|r| get(r, "stripe_object_id")).transpose()
+    }
+
+    pub async fn get_customer_link(
+        &self,
+        stripe_customer_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT netsuite_internal_id FROM customer_links WHERE stripe_customer_id = $1",
+        )
+        .bind(stripe_customer_id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(|r| get(r, "netsuite_internal_id"))
+            .transpose()
+    }
+
+    pub async fn set_customer_link(
+        &self,
+        stripe_customer_id: &str,
+        netsuite_internal_id: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        self.upsert_link(
+            "customer_links",
+            "stripe_customer_id",
+            stripe_customer_id,
+            netsuite_internal_id,
+            source,
+        )
+        .await
+    }
+
+    /// Cached item links for these products (those without one are absent).
+    pub async fn get_item_links(
+        &self,
+        products: &[String],
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut out = BTreeMap::new();
+        // One query per product keeps the SQL identical on both backends; lists are short.
+        for p in products {
+            let row = sqlx::query(
+                "SELECT netsuite_internal_id FROM item_links WHERE stripe_product_id = $1",
+            )
+            .bind(p.clone())
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+            if let Some(r) = row {
+                out.insert(p.clone(), get(&r, "netsuite_internal_id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Links a product to an item and forgets that it was unmapped.
+    pub async fn set_item_link(
+        &self,
+        stripe_product_id: &str,
+        netsuite_internal_id: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        self.upsert_link(
+            "item_links",
+            "stripe_product_id",
+            stripe_product_id,
+            netsuite_internal_id,
+            source,
+        )
+        .await?;
+        let _guard = self.db.write_guard().await;
+        sqlx::query("DELETE FROM unmapped_products WHERE stripe_product_id = $1")
+            .bind(stripe_product_id.to_string())
+            .execute(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Removes a cached item link; returns whether there was one.
+    pub async fn remove_item_link(&self, stripe_product_id: &str) -> Result<bool, StoreError> {
+        let _guard = self.db.write_guard().await;
+        let n = sqlx::query("DELETE FROM item_links WHERE stripe_product_id = $1")
+            .bind(stripe_product_id.to_string())
+            .execute(&self.db.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn list_item_links(&self) -> Result<Vec<Link>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT stripe_product_id, netsuite_internal_id, source, updated_at FROM item_links \
+             ORDER BY stripe_product_id",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Link {
+                    stripe_id: get(r, "stripe_product_id")?,
+                    netsuite_internal_id: get(r, "netsuite_internal_id")?,
+                    source: get(r, "source")?,
+                    updated_at: get(r, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_link(
+        &self,
+        table: &str,
+        key_column: &str,
+        key: &str,
+        netsuite_internal_id: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.db.write_guard().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} ({key_column}, netsuite_internal_id, source, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT ({key_column}) DO UPDATE SET \
+             netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
+             updated_at = excluded.updated_at"
+        )))
+        .bind(key.to_string())
+        .bind(netsuite_internal_id.to_string())
+        .bind(source.to_string())
+        .bind(now_millis())
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Notes a product seen without an item (keeps the first-seen time and the best name).
+    pub async fn note_unmapped_product(
+        &self,
+        stripe_product_id: &str,
+        name: Option<&str>,
+        object_id: &str,
+        event_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let _guard = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO unmapped_products (stripe_product_id, name, last_object_id, last_event_id, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (stripe_product_id) DO UPDATE SET \
+             name = COALESCE(excluded.name, unmapped_products.name), last_object_id = excluded.last_object_id, \
+             last_event_id = excluded.last_event_id, last_seen = excluded.last_seen",
+        )
+        .bind(stripe_product_id.to_string())
+        .bind(name.map(str::to_string))
+        .bind(object_id.to_string())
+        .bind(event_id.map(str::to_string))
+        .bind(now)
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn unmapped_product_name(
+        &self,
+        stripe_product_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM unmapped_products WHERE stripe_product_id = $1")
+            .bind(stripe_product_id.to_string())
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(match row {
+            Some(r) => get::<Option<String>>(&r, "name")?,
+            None => None,
+        })
+    }
+
+    pub async fn list_unmapped_products(&self) -> Result<Vec<UnmappedProduct>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT stripe_product_id, name, last_object_id, last_event_id, first_seen, last_seen \
+             FROM unmapped_products ORDER BY first_seen, stripe_product_id",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnmappedProduct {
+                    stripe_product_id: get(r, "stripe_product_id")?,
+                    name: get(r, "name")?,
+                    last_object_id: get(r, "last_object_id")?,
+                    last_event_id: get(r, "last_event_id")?,
+                    first_seen: get(r, "first_seen")?,
+                    last_seen: get(r, "last_seen")?,
+                })
+            })
+            .collect()
+    }
+}
