@@ -256,10 +256,10 @@ impl Merged {
                     let path = format!("{section}.{key}");
                     if SECRET_KEYS.contains(&path.as_str()) {
                         *value = redact_value(value);
-                    } else if path == "database.url" {
-                        if let Value::String(s) = value {
-                            *s = redact_url(s);
-                        }
+                    } else if path == "database.url"
+                        && let Value::String(s) = value
+                    {
+                        *s = redact_url(s);
                     }
                 }
             }

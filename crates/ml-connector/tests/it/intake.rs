@@ -55,11 +55,7 @@ async fn a_valid_event_is_stored_byte_exact_with_its_job_and_processed() {
             )
         })
         .await;
-        assert!(
-            done,
-            "job did not succeed ({})",
-            format!("{:?}", db.backend())
-        );
+        assert!(done, "job did not succeed ({:?})", db.backend());
         let steps: Vec<String> = app
             .store
             .audit_for_event("evt_1Valid")
@@ -85,7 +81,8 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_store_nothing() {
         let body = event_json("evt_1Refused", "invoice.paid");
         let now = mlc_core::now_millis() / 1000;
 
-        let cases: Vec<(&str, Option<String>, &[u8], u16, &str)> = vec![
+        type Case<'a> = (&'a str, Option<String>, &'a [u8], u16, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "no header",
                 None,
@@ -153,12 +150,7 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_store_nothing() {
             (400, Some("not_an_event"))
         );
 
-        assert_eq!(
-            count(&app).await,
-            0,
-            "nothing stored ({})",
-            format!("{:?}", db.backend())
-        );
+        assert_eq!(count(&app).await, 0, "nothing stored ({:?})", db.backend());
         app.stop().await;
     }
 }

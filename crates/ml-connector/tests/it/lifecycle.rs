@@ -110,8 +110,8 @@ async fn sigterm_loses_nothing() {
         for id in &accepted {
             assert!(
                 store.get_event(id).await.unwrap().is_some(),
-                "{id} lost ({})",
-                format!("{:?}", db.backend())
+                "{id} lost ({:?})",
+                db.backend()
             );
             let job = store
                 .get_job_for_event(id)
