@@ -40,6 +40,29 @@ pub struct ScenarioConfig {
     pub refunds: usize,
     /// Number of manual invoices (invoice item + finalize + pay).
     pub manual_invoices: usize,
+    /// Called once products and prices exist, before anything is sold (so a test or the demo
+    /// can create the matching NetSuite items first). Not serialised.
+    #[serde(skip)]
+    pub on_catalog: Option<CatalogHook>,
+}
+
+/// A callback receiving the catalog (product name → product ID) and the unmapped product's ID.
+#[derive(Clone)]
+pub struct CatalogHook(
+    pub  std::sync::Arc<
+        dyn Fn(
+                BTreeMap<String, String>,
+                String,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for CatalogHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatalogHook")
+    }
 }
 
 impl Default for ScenarioConfig {
@@ -56,6 +79,7 @@ impl Default for ScenarioConfig {
             coupon_percent: 15,
             refunds: 3,
             manual_invoices: 3,
+            on_catalog: None,
         }
     }
 }
@@ -385,6 +409,10 @@ pub async fn run_scenario(
                 });
             }
         }
+    }
+
+    if let Some(hook) = &cfg.on_catalog {
+        (hook.0)(rep.products.clone(), rep.unmapped_product.clone()).await;
     }
 
     const FIRST: &[&str] = &[
