@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod pipeline;
+pub mod stack;
 pub mod startup;
 pub mod telemetry;

@@ -53,7 +53,7 @@ use tokio::task::JoinHandle;
 pub use config::{ApiFaults, DeliveryConfig, DeliveryFaults, Faults, SimConfig};
 pub use delivery::{DeliveryStats, sign as sign_payload, signature_header};
 pub use error::{ApiError, SimError};
-pub use scenario::{ScenarioConfig, ScenarioReport, run_scenario};
+pub use scenario::{CatalogHook, ScenarioConfig, ScenarioReport, run_scenario};
 pub use state::ApiVersion;
 
 /// State shared by the HTTP handlers, the delivery worker and the Rust handle.

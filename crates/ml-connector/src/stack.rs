@@ -1,0 +1,387 @@
+//! Both simulators and the connector in one process: what `demo`, `bench pipeline` and the
+//! end-to-end tests run. Built through the same [`crate::startup::App`] as `serve`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mlc_netsuite_sim::{NetSuiteSim, RecordType};
+use mlc_store::{JobState, Store};
+use mlc_stripe_sim::{CatalogHook, StripeSim};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, Sources};
+use crate::startup::App;
+
+/// How to set the stack up.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub database_url: String,
+    /// Directory for the generated NetSuite private key.
+    pub key_dir: PathBuf,
+    /// `net` or `gross`.
+    pub fees: String,
+    /// NetSuite simulator: added latency per request and account concurrency limit.
+    pub netsuite_latency: Duration,
+    pub netsuite_concurrency_limit: usize,
+    /// The connector's NetSuite concurrency (its share of the account limit).
+    pub netsuite_concurrency: usize,
+    pub worker_concurrency: usize,
+    /// First retry delay of an invoice waiting for an unmapped product.
+    pub unmapped_retry_secs: u64,
+    /// Adversarial Stripe delivery.
+    pub delivery_faults: mlc_stripe_sim::DeliveryFaults,
+    /// Extra `MLC__…` settings.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    pub fn new(database_url: impl Into<String>, key_dir: impl Into<PathBuf>) -> Self {
+        StackOptions {
+            database_url: database_url.into(),
+            key_dir: key_dir.into(),
+            fees: "net".into(),
+            netsuite_latency: Duration::ZERO,
+            netsuite_concurrency_limit: 5,
+            netsuite_concurrency: 5,
+            worker_concurrency: 8,
+            unmapped_retry_secs: 900,
+            delivery_faults: mlc_stripe_sim::DeliveryFaults::default(),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// NetSuite items the stack creates for the adjustment lines.
+#[derive(Debug, Clone)]
+pub struct StackItems {
+    pub fee: u64,
+    pub discount: u64,
+    pub tax: u64,
+    pub default: u64,
+}
+
+/// The running stack.
+pub struct Stack {
+    pub stripe: mlc_stripe_sim::RunningSim,
+    pub netsuite: mlc_netsuite_sim::RunningSim,
+    pub config: Config,
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub items: StackItems,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Seed currencies of the NetSuite simulator (internal IDs in its example seed).
+pub const CURRENCIES: &str = "USD=1,EUR=2,JPY=3,KWD=4,GBP=5";
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
+        // NetSuite: the example seed (currencies, subsidiaries, accounts) plus adjustment items.
+        let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
+        ns_config.latency = opts.netsuite_latency;
+        ns_config.concurrency_limit = opts.netsuite_concurrency_limit;
+        let netsuite = NetSuiteSim::start(ns_config).await?;
+        std::fs::create_dir_all(&opts.key_dir)
+            .with_context(|| format!("cannot create {}", opts.key_dir.display()))?;
+        let key_path = opts.key_dir.join("netsuite-m2m.pem");
+        let (setup, _) = netsuite.provision_m2m("PS256", &key_path)?;
+        let h = netsuite.handle();
+        let item = |t: RecordType, name: &str| -> anyhow::Result<u64> {
+            h.create(
+                t,
+                json!({"itemId": name, "displayName": name, "subsidiary": {"id": "1"}, "includeChildren": true}),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot create NetSuite item {name}: {e}"))
+        };
+        let items = StackItems {
+            fee: item(RecordType::ServiceSaleItem, "Stripe processing fees")?,
+            discount: item(RecordType::DiscountItem, "Stripe discounts")?,
+            tax: item(RecordType::ServiceSaleItem, "Sales tax collected by Stripe")?,
+            default: item(
+                RecordType::ServiceSaleItem,
+                "Online sale (unspecified product)",
+            )?,
+        };
+
+        let stripe = StripeSim::start(mlc_stripe_sim::SimConfig {
+            delivery_faults: opts.delivery_faults.clone(),
+            ..mlc_stripe_sim::SimConfig::default()
+        })
+        .await?;
+
+        // The connector listens first, so its URL can be registered with Stripe, whose answer
+        // carries the signing secret the connector needs.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let endpoint: Value = reqwest::Client::new()
+            .post(format!("{}/v1/webhook_endpoints", stripe.base_url))
+            .bearer_auth(stripe.api_key_str())
+            .form(&[
+                ("url", format!("http://{addr}/webhooks/stripe")),
+                ("enabled_events[]", "*".to_string()),
+            ])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let secret = endpoint["secret"]
+            .as_str()
+            .context("the Stripe simulator returned no webhook secret")?
+            .to_string();
+
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE__URL", opts.database_url.clone()),
+            ("STRIPE__WEBHOOK_SECRETS", secret),
+            ("STRIPE__API_KEY", stripe.api_key_str().to_string()),
+            ("STRIPE__API_BASE", stripe.base_url.clone()),
+            ("NETSUITE__ACCOUNT_ID", netsuite.account_id().to_string()),
+            ("NETSUITE__BASE_URL", netsuite.base_url().to_string()),
+            ("NETSUITE__CLIENT_ID", setup.client_id.clone()),
+            ("NETSUITE__CERTIFICATE_ID", setup.certificate_id.clone()),
+            ("NETSUITE__PRIVATE_KEY_PATH", key_path.display().to_string()),
+            (
+                "NETSUITE__CONCURRENCY",
+                opts.netsuite_concurrency.to_string(),
+            ),
+            ("WORKER__CONCURRENCY", opts.worker_concurrency.to_string()),
+            ("WORKER__POLL_INTERVAL_MS", "100".to_string()),
+            ("WORKER__LEASE_SECS", "30".to_string()),
+            ("SERVER__SHUTDOWN_GRACE_SECS", "5".to_string()),
+            ("POSTING__FEES", opts.fees.clone()),
+            ("POSTING__TIME_ZONE", "UTC".to_string()),
+            ("POSTING__SUBSIDIARY", "1".to_string()),
+            ("POSTING__FEE_ITEM", items.fee.to_string()),
+            ("POSTING__DISCOUNT_ITEM", items.discount.to_string()),
+            ("POSTING__TAX_ITEM", items.tax.to_string()),
+            ("POSTING__DEFAULT_ITEM", items.default.to_string()),
+            ("POSTING__PAYMENT_ACCOUNT", "2".to_string()),
+            ("POSTING__FEE_EXPENSE_ACCOUNT", "5".to_string()),
+            ("POSTING__FEE_CLEARING_ACCOUNT", "2".to_string()),
+            ("POSTING__CURRENCIES", CURRENCIES.to_string()),
+            (
+                "POSTING__UNMAPPED_RETRY_SECS",
+                opts.unmapped_retry_secs.to_string(),
+            ),
+            ("LOG__LEVEL", "warn".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("MLC__{k}"), v))
+        .collect();
+        env.extend(opts.extra_env.iter().cloned());
+        let (config, _) = config::load(&Sources { file: None, env })?;
+        let app = App::build(config.clone(), listener).await?;
+        let store = app.store().clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+        Ok(Stack {
+            stripe,
+            netsuite,
+            config,
+            addr,
+            store,
+            items,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// A scenario hook creating a NetSuite item, linked by `custitem_stripe_product_id`, for every
+    /// product except the deliberately unmapped one.
+    pub fn catalog_hook(&self) -> CatalogHook {
+        let handle = self.netsuite.handle().clone();
+        CatalogHook(Arc::new(
+            move |products: BTreeMap<String, String>, unmapped: String| {
+                let handle = handle.clone();
+                Box::pin(async move {
+                    for (name, id) in products {
+                        if id == unmapped {
+                            continue;
+                        }
+                        if let Err(e) = create_product_item(&handle, &name, &id) {
+                            tracing::error!("cannot create NetSuite item for {id}: {e}");
+                        }
+                    }
+                })
+            },
+        ))
+    }
+
+    /// Waits until Stripe has delivered everything and no job is queued or running (waiting
+    /// jobs may remain). False on timeout.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet = 0;
+        loop {
+            let deliveries = tokio::time::timeout(
+                Duration::from_millis(200),
+                self.stripe.handle.wait_for_deliveries_idle(),
+            )
+            .await
+            .is_ok();
+            let busy = match self.store.job_counts().await {
+                Ok(counts) => counts
+                    .iter()
+                    .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
+                    .map(|(_, n)| *n)
+                    .sum::<i64>(),
+                Err(_) => 1,
+            };
+            quiet = if deliveries && busy == 0 {
+                quiet + 1
+            } else {
+                0
+            };
+            if quiet >= 3 {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The connector's NetSuite invoices as the simulator holds them.
+    pub fn netsuite_invoices(&self) -> Vec<NsInvoice> {
+        let h = self.netsuite.handle();
+        h.ids(RecordType::Invoice)
+            .into_iter()
+            .filter_map(|id| h.get(RecordType::Invoice, &id.to_string()))
+            .filter_map(|v| NsInvoice::from_record(&v, self.items.fee))
+            .collect()
+    }
+
+    /// Records of a type in the NetSuite simulator.
+    pub fn netsuite_count(&self, t: RecordType) -> usize {
+        self.netsuite.handle().count(t)
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the NetSuite item for a Stripe product (what a finance team does when mapping).
+pub fn create_product_item(
+    handle: &mlc_netsuite_sim::SimHandle,
+    name: &str,
+    product_id: &str,
+) -> anyhow::Result<u64> {
+    handle
+        .create(
+            RecordType::ServiceSaleItem,
+            json!({
+                "itemId": name,
+                "displayName": name,
+                "subsidiary": {"id": "1"},
+                "includeChildren": true,
+                "incomeAccount": {"id": "4"},
+                "custitem_stripe_product_id": product_id,
+            }),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A NetSuite invoice as a test or the reconciliation reads it.
+#[derive(Debug, Clone)]
+pub struct NsInvoice {
+    pub internal_id: String,
+    pub external_id: String,
+    pub currency: String,
+    pub customer: String,
+    /// Sum of all lines.
+    pub total: Decimal,
+    /// Sum of the fee lines (negative in net mode).
+    pub fees: Decimal,
+    pub amount_remaining: Option<Decimal>,
+    pub lines: Vec<NsLine>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NsLine {
+    pub item: String,
+    pub quantity: Decimal,
+    pub amount: Decimal,
+    pub description: Option<String>,
+}
+
+fn dec(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Number(n) => n.to_string().parse().ok(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn ref_id(v: &Value) -> String {
+    v.get("id")
+        .and_then(|i| i.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl NsInvoice {
+    fn from_record(v: &Value, fee_item: u64) -> Option<NsInvoice> {
+        let items = v.get("item")?.get("items")?.as_array()?;
+        let lines: Vec<NsLine> = items
+            .iter()
+            .map(|l| NsLine {
+                item: ref_id(&l["item"]),
+                quantity: dec(&l["quantity"]).unwrap_or(Decimal::ONE),
+                amount: dec(&l["amount"]).unwrap_or_default(),
+                description: l["description"].as_str().map(str::to_string),
+            })
+            .collect();
+        let fee_item = fee_item.to_string();
+        Some(NsInvoice {
+            internal_id: v
+                .get("id")
+                .map(|i| i.to_string().trim_matches('"').to_string())?,
+            external_id: v.get("externalId")?.as_str()?.to_string(),
+            currency: v
+                .get("currency")
+                .map(|c| {
+                    c.get("refName")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            customer: ref_id(&v["entity"]),
+            total: lines.iter().map(|l| l.amount).sum(),
+            fees: lines
+                .iter()
+                .filter(|l| l.item == fee_item)
+                .map(|l| l.amount)
+                .sum(),
+            amount_remaining: v.get("amountRemaining").and_then(dec),
+            lines,
+        })
+    }
+}
+
+/// Where the demo and benchmarks put their files when not told otherwise.
+pub fn scratch_dir(name: &str) -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(name)
+        .tempdir()
+        .context("cannot create a temporary directory")
+}
+
+/// `sqlite://<dir>/<file>`.
+pub fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite://{}", dir.join(file).display())
+}
