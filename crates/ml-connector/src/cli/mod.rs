@@ -1,7 +1,10 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 pub mod bench;
+pub mod demo;
 pub mod events;
+pub mod mappings;
+pub mod replay;
 pub mod send;
 
 use std::path::PathBuf;
@@ -41,6 +44,13 @@ pub enum Command {
     Events(events::EventsCommand),
     /// Sign a test event with the configured webhook secret and POST it to a running instance.
     SendTestEvent(send::SendArgs),
+    /// Run events through the pipeline again (after fixing what made them fail).
+    Replay(replay::ReplayArgs),
+    /// Stripe product → NetSuite item mappings, and the products still unmapped.
+    #[command(subcommand)]
+    Mappings(mappings::MappingsCommand),
+    /// The main job on the embedded default: both simulators and the connector in one process.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print figures (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -99,6 +109,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SendTestEvent(args) => {
             let (config, _) = load_config(&cli)?;
             send::run(args, &config).await
+        }
+        Command::Replay(args) => {
+            let (config, _) = load_config(&cli)?;
+            let store = startup::connect_store(&config).await?;
+            replay::run(args, &store).await
+        }
+        Command::Mappings(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let store = startup::connect_store(&config).await?;
+            mappings::run(cmd, &store).await
+        }
+        Command::Demo(args) => {
+            telemetry::init_logging(&crate::config::LogConfig {
+                format: crate::config::LogFormat::Pretty,
+                level: "error".into(),
+            });
+            demo::run(args).await
         }
         Command::Bench(BenchCommand::Intake(args)) => bench::intake(args).await,
     }

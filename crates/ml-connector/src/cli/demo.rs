@@ -1,0 +1,272 @@
+//! `ml-connector demo`: the main job on the embedded default, with both simulators in process.
+//! A realistic SaaS month is played in the Stripe simulator; the connector posts it into the
+//! NetSuite simulator; one product is deliberately unmapped, then mapped part-way; the run ends
+//! with a summary and a per-currency reconciliation of Stripe against NetSuite.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mlc_netsuite_sim::RecordType;
+use mlc_store::{EventFilter, JobState};
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+
+use crate::stack::{Stack, StackOptions, create_product_item, scratch_dir, sqlite_url};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Customers in the simulated month.
+    #[arg(long, default_value_t = 50)]
+    pub customers: usize,
+    /// Seed of the scenario (same seed, same month).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Store URL; default: a fresh SQLite file in a temporary directory.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+fn money(minor: i64, currency: &str) -> Decimal {
+    mlc_core::Currency::parse(currency)
+        .map(|c| mlc_core::Money::new(minor, c).to_decimal())
+        .unwrap_or_default()
+}
+
+async fn settle(stack: &Stack, what: &str) -> anyhow::Result<()> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let counts: BTreeMap<&str, i64> = stack
+            .store
+            .job_counts()
+            .await?
+            .into_iter()
+            .map(|(s, n)| (s.as_str(), n))
+            .collect();
+        let events = stack.store.count_events().await?;
+        bar.set_message(format!(
+            "{what}: {events} events received; jobs: {} queued, {} running, {} done, {} waiting, {} failed",
+            counts.get("queued").unwrap_or(&0),
+            counts.get("running").unwrap_or(&0),
+            counts.get("succeeded").unwrap_or(&0),
+            counts.get("waiting").unwrap_or(&0),
+            counts.get("failed").unwrap_or(&0),
+        ));
+        if stack.wait_idle(Duration::from_millis(600)).await {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bar.finish_and_clear();
+            anyhow::bail!("{what}: the pipeline did not settle within 10 minutes");
+        }
+    }
+    bar.finish_and_clear();
+    println!("   {what}: done");
+    Ok(())
+}
+
+pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let dir = scratch_dir("ml-connector-demo-")?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| sqlite_url(dir.path(), "demo.db"));
+    println!("ml-connector demo: Stripe simulator → connector → NetSuite simulator");
+    println!(
+        "1. Starting both simulators and the connector (store: {})",
+        crate::config::redact_url(&url)
+    );
+    let mut opts = StackOptions::new(url, dir.path());
+    opts.unmapped_retry_secs = 900;
+    let stack = Stack::start(opts).await.context("cannot start the demo")?;
+    println!(
+        "   Stripe simulator {}  NetSuite simulator {}  connector http://{}",
+        stack.stripe.base_url,
+        stack.netsuite.base_url(),
+        stack.addr
+    );
+
+    println!(
+        "2. Playing a SaaS month in Stripe: {} customers, USD/EUR/JPY/KWD, seed {}",
+        args.customers, args.seed
+    );
+    let report = run_scenario(
+        &stack.stripe.base_url,
+        stack.stripe.api_key_str(),
+        ScenarioConfig {
+            customers: args.customers,
+            seed: args.seed,
+            on_catalog: Some(stack.catalog_hook()),
+            ..ScenarioConfig::default()
+        },
+    )
+    .await
+    .context("the scenario failed")?;
+    println!(
+        "   {} paid invoices, {} one-time charges, {} declined payments, {} refunds",
+        report.paid_invoices.len(),
+        report.standalone_charges.len(),
+        report.failed_charges.len(),
+        report.refunds.len()
+    );
+    settle(&stack, "Posting to NetSuite").await?;
+
+    println!(
+        "3. Waiting for a person: the product \"{}\" has no NetSuite item",
+        "Legacy Add-on"
+    );
+    let waiting = stack
+        .store
+        .list_events(&EventFilter {
+            status: Some("waiting".into()),
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await?;
+    for p in stack.store.list_unmapped_products().await? {
+        let n = waiting
+            .iter()
+            .filter(|e| {
+                e.last_error
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&p.stripe_product_id))
+            })
+            .count();
+        println!(
+            "   {} (\"{}\"): {n} event(s) waiting, retried every 15 minutes until mapped",
+            p.stripe_product_id,
+            p.name.as_deref().unwrap_or("?")
+        );
+    }
+    println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");
+    let item = create_product_item(
+        stack.netsuite.handle(),
+        "Legacy Add-on",
+        &report.unmapped_product,
+    )?;
+    let released =
+        super::mappings::set_mapping(&stack.store, &report.unmapped_product, &item.to_string())
+            .await?;
+    println!(
+        "   {} → NetSuite item {item}: {released} waiting event(s) released at once",
+        report.unmapped_product
+    );
+    settle(&stack, "Posting the released invoices").await?;
+
+    // Summary.
+    let counts: BTreeMap<String, i64> = stack
+        .store
+        .job_counts()
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), n))
+        .collect();
+    let invoices = stack.netsuite_invoices();
+    let payments = stack.netsuite_count(RecordType::CustomerPayment);
+    let ignored = stack
+        .store
+        .list_events(&EventFilter {
+            status: Some("ignored".into()),
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await?
+        .len();
+    println!("\nSummary");
+    println!(
+        "  Stripe events received       {}",
+        stack.store.count_events().await?
+    );
+    println!(
+        "  …acted on / ignored          {} / {ignored}",
+        counts.values().sum::<i64>()
+    );
+    println!(
+        "  NetSuite invoices posted     {} ({} Stripe invoices, {} one-time charges)",
+        invoices.len(),
+        invoices
+            .iter()
+            .filter(|i| i.external_id.starts_with("stripe_in_"))
+            .count(),
+        invoices
+            .iter()
+            .filter(|i| i.external_id.starts_with("stripe_ch_"))
+            .count()
+    );
+    println!("  Payments applied             {payments}");
+    println!(
+        "  Waiting for a person         {}",
+        counts.get(JobState::Waiting.as_str()).unwrap_or(&0)
+    );
+    println!(
+        "  Failed                       {}",
+        counts.get(JobState::Failed.as_str()).unwrap_or(&0)
+    );
+
+    // Reconciliation: Stripe's gross sales per currency against the NetSuite invoices' lines
+    // (all but the fee lines); NetSuite's net is what the invoices total after Stripe fees.
+    let mut ns_gross: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut ns_fees: BTreeMap<String, Decimal> = BTreeMap::new();
+    for inv in &invoices {
+        let code = currency_code(&inv.currency);
+        *ns_gross.entry(code.clone()).or_default() += inv.total - inv.fees;
+        *ns_fees.entry(code).or_default() += inv.fees;
+    }
+    println!(
+        "\nReconciliation (gross sales; fees are posted as negative lines, revenue net of fees)"
+    );
+    println!(
+        "  {:<4} {:>16} {:>16} {:>12} {:>14} {:>16}",
+        "CUR", "Stripe", "NetSuite", "difference", "fees", "NetSuite net"
+    );
+    let mut differences = 0;
+    for (code, t) in &report.totals {
+        let stripe = money(t.paid_invoice_total + t.standalone_charge_total, code);
+        let ns = ns_gross.get(code).copied().unwrap_or_default();
+        let fees = ns_fees.get(code).copied().unwrap_or_default();
+        let diff = ns - stripe;
+        if !diff.is_zero() {
+            differences += 1;
+        }
+        println!(
+            "  {:<4} {:>16} {:>16} {:>12} {:>14} {:>16}",
+            code.to_uppercase(),
+            stripe.to_string(),
+            ns.to_string(),
+            diff.to_string(),
+            fees.to_string(),
+            (ns + fees).to_string()
+        );
+    }
+    let failed = *counts.get(JobState::Failed.as_str()).unwrap_or(&0);
+    let waiting = *counts.get(JobState::Waiting.as_str()).unwrap_or(&0);
+    stack.stop().await?;
+    if differences > 0 || failed > 0 || waiting > 0 {
+        anyhow::bail!(
+            "the demo ended with {differences} currency difference(s), {failed} failed and {waiting} waiting"
+        );
+    }
+    println!("\nNo difference: every Stripe sale is in NetSuite exactly once.");
+    Ok(())
+}
+
+/// ISO code from the NetSuite simulator's currency name.
+fn currency_code(ns_name: &str) -> String {
+    match ns_name.to_ascii_lowercase().as_str() {
+        "us dollar" => "usd",
+        "euro" => "eur",
+        "japanese yen" => "jpy",
+        "kuwaiti dinar" => "kwd",
+        "british pound" => "gbp",
+        other => other,
+    }
+    .to_string()
+}
