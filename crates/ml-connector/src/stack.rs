@@ -35,8 +35,9 @@ pub struct StackOptions {
     pub worker_concurrency: usize,
     /// First retry delay of an invoice waiting for an unmapped product.
     pub unmapped_retry_secs: u64,
-    /// Adversarial Stripe delivery.
+    /// Adversarial Stripe delivery, and Stripe's retry schedule for failed deliveries.
     pub delivery_faults: mlc_stripe_sim::DeliveryFaults,
+    pub delivery: mlc_stripe_sim::DeliveryConfig,
     /// Extra `MLC__…` settings.
     pub extra_env: Vec<(String, String)>,
 }
@@ -53,6 +54,7 @@ impl StackOptions {
             worker_concurrency: 8,
             unmapped_retry_secs: 900,
             delivery_faults: mlc_stripe_sim::DeliveryFaults::default(),
+            delivery: mlc_stripe_sim::DeliveryConfig::default(),
             extra_env: Vec::new(),
         }
     }
@@ -82,8 +84,17 @@ pub struct Stack {
 /// Seed currencies of the NetSuite simulator (internal IDs in its example seed).
 pub const CURRENCIES: &str = "USD=1,EUR=2,JPY=3,KWD=4,GBP=5";
 
-impl Stack {
-    pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
+/// The two simulators, wired for a connector that will listen at `connector_addr`.
+pub struct Sims {
+    pub stripe: mlc_stripe_sim::RunningSim,
+    pub netsuite: mlc_netsuite_sim::RunningSim,
+    pub items: StackItems,
+    /// The connector's configuration as `MLC__…` variables (also usable for a child process).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sims {
+    pub async fn start(opts: &StackOptions, connector_addr: SocketAddr) -> anyhow::Result<Sims> {
         // NetSuite: the example seed (currencies, subsidiaries, accounts) plus adjustment items.
         let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
         ns_config.latency = opts.netsuite_latency;
@@ -112,20 +123,18 @@ impl Stack {
         };
 
         let stripe = StripeSim::start(mlc_stripe_sim::SimConfig {
-            delivery_faults: opts.delivery_faults.clone(),
+            delivery_faults: opts.delivery_faults,
+            delivery: opts.delivery,
             ..mlc_stripe_sim::SimConfig::default()
         })
         .await?;
 
-        // The connector listens first, so its URL can be registered with Stripe, whose answer
-        // carries the signing secret the connector needs.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        // Registering the connector's URL with Stripe returns the signing secret it needs.
         let endpoint: Value = reqwest::Client::new()
             .post(format!("{}/v1/webhook_endpoints", stripe.base_url))
             .bearer_auth(stripe.api_key_str())
             .form(&[
-                ("url", format!("http://{addr}/webhooks/stripe")),
+                ("url", format!("http://{connector_addr}/webhooks/stripe")),
                 ("enabled_events[]", "*".to_string()),
             ])
             .send()
@@ -140,6 +149,7 @@ impl Stack {
 
         let mut env: Vec<(String, String)> = vec![
             ("DATABASE__URL", opts.database_url.clone()),
+            ("SERVER__LISTEN", connector_addr.to_string()),
             ("STRIPE__WEBHOOK_SECRETS", secret),
             ("STRIPE__API_KEY", stripe.api_key_str().to_string()),
             ("STRIPE__API_BASE", stripe.base_url.clone()),
@@ -154,7 +164,7 @@ impl Stack {
             ),
             ("WORKER__CONCURRENCY", opts.worker_concurrency.to_string()),
             ("WORKER__POLL_INTERVAL_MS", "100".to_string()),
-            ("WORKER__LEASE_SECS", "30".to_string()),
+            ("WORKER__LEASE_SECS", "5".to_string()),
             ("SERVER__SHUTDOWN_GRACE_SECS", "5".to_string()),
             ("POSTING__FEES", opts.fees.clone()),
             ("POSTING__TIME_ZONE", "UTC".to_string()),
@@ -177,6 +187,35 @@ impl Stack {
         .map(|(k, v)| (format!("MLC__{k}"), v))
         .collect();
         env.extend(opts.extra_env.iter().cloned());
+        Ok(Sims {
+            stripe,
+            netsuite,
+            items,
+            env,
+        })
+    }
+
+    /// The connector configuration for these simulators.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(config::load(&Sources {
+            file: None,
+            env: self.env.clone(),
+        })?
+        .0)
+    }
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
+        // The connector listens first, so its URL can be registered with Stripe.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let Sims {
+            stripe,
+            netsuite,
+            items,
+            env,
+        } = Sims::start(&opts, addr).await?;
         let (config, _) = config::load(&Sources { file: None, env })?;
         let app = App::build(config.clone(), listener).await?;
         let store = app.store().clone();
@@ -194,70 +233,20 @@ impl Stack {
         })
     }
 
-    /// A scenario hook creating a NetSuite item, linked by `custitem_stripe_product_id`, for every
-    /// product except the deliberately unmapped one.
+    /// A scenario hook creating the NetSuite items of every product but the unmapped one.
     pub fn catalog_hook(&self) -> CatalogHook {
-        let handle = self.netsuite.handle().clone();
-        CatalogHook(Arc::new(
-            move |products: BTreeMap<String, String>, unmapped: String| {
-                let handle = handle.clone();
-                Box::pin(async move {
-                    for (name, id) in products {
-                        if id == unmapped {
-                            continue;
-                        }
-                        if let Err(e) = create_product_item(&handle, &name, &id) {
-                            tracing::error!("cannot create NetSuite item for {id}: {e}");
-                        }
-                    }
-                })
-            },
-        ))
+        catalog_hook(self.netsuite.handle().clone(), false)
     }
 
     /// Waits until Stripe has delivered everything and no job is queued or running (waiting
     /// jobs may remain). False on timeout.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut quiet = 0;
-        loop {
-            let deliveries = tokio::time::timeout(
-                Duration::from_millis(200),
-                self.stripe.handle.wait_for_deliveries_idle(),
-            )
-            .await
-            .is_ok();
-            let busy = match self.store.job_counts().await {
-                Ok(counts) => counts
-                    .iter()
-                    .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
-                    .map(|(_, n)| *n)
-                    .sum::<i64>(),
-                Err(_) => 1,
-            };
-            quiet = if deliveries && busy == 0 {
-                quiet + 1
-            } else {
-                0
-            };
-            if quiet >= 3 {
-                return true;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_idle(&self.stripe.handle, &self.store, timeout).await
     }
 
     /// The connector's NetSuite invoices as the simulator holds them.
     pub fn netsuite_invoices(&self) -> Vec<NsInvoice> {
-        let h = self.netsuite.handle();
-        h.ids(RecordType::Invoice)
-            .into_iter()
-            .filter_map(|id| h.get(RecordType::Invoice, &id.to_string()))
-            .filter_map(|v| NsInvoice::from_record(&v, self.items.fee))
-            .collect()
+        netsuite_invoices(self.netsuite.handle(), self.items.fee)
     }
 
     /// Records of a type in the NetSuite simulator.
@@ -272,6 +261,75 @@ impl Stack {
         }
         Ok(())
     }
+}
+
+/// A scenario hook creating a NetSuite item, linked by `custitem_stripe_product_id`, for every
+/// product (but the deliberately unmapped one unless `map_unmapped`), as a finance team would.
+pub fn catalog_hook(handle: mlc_netsuite_sim::SimHandle, map_unmapped: bool) -> CatalogHook {
+    CatalogHook(Arc::new(
+        move |products: BTreeMap<String, String>, unmapped: String| {
+            let handle = handle.clone();
+            Box::pin(async move {
+                for (name, id) in products {
+                    if id == unmapped && !map_unmapped {
+                        continue;
+                    }
+                    if let Err(e) = create_product_item(&handle, &name, &id) {
+                        tracing::error!("cannot create NetSuite item for {id}: {e}");
+                    }
+                }
+            })
+        },
+    ))
+}
+
+/// Waits until the Stripe simulator has delivered everything and no job is queued or running
+/// (waiting jobs may remain). False on timeout.
+pub async fn wait_idle(
+    stripe: &mlc_stripe_sim::SimHandle,
+    store: &Store,
+    timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut quiet = 0;
+    loop {
+        let deliveries = tokio::time::timeout(
+            Duration::from_millis(200),
+            stripe.wait_for_deliveries_idle(),
+        )
+        .await
+        .is_ok();
+        let busy = match store.job_counts().await {
+            Ok(counts) => counts
+                .iter()
+                .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
+                .map(|(_, n)| *n)
+                .sum::<i64>(),
+            Err(_) => 1,
+        };
+        quiet = if deliveries && busy == 0 {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet >= 3 {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The NetSuite invoices in the simulator (`fee_item`: the item of fee lines).
+pub fn netsuite_invoices(handle: &mlc_netsuite_sim::SimHandle, fee_item: u64) -> Vec<NsInvoice> {
+    handle
+        .ids(RecordType::Invoice)
+        .into_iter()
+        .filter_map(|id| handle.get(RecordType::Invoice, &id.to_string()))
+        .filter_map(|v| NsInvoice::from_record(&v, fee_item))
+        .collect()
 }
 
 /// Creates the NetSuite item for a Stripe product (what a finance team does when mapping).
@@ -384,4 +442,41 @@ pub fn scratch_dir(name: &str) -> anyhow::Result<tempfile::TempDir> {
 /// `sqlite://<dir>/<file>`.
 pub fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}", dir.join(file).display())
+}
+
+/// Lowercase ISO code of a currency from the NetSuite simulator's currency name.
+pub fn currency_code(ns_name: &str) -> String {
+    match ns_name.to_ascii_lowercase().as_str() {
+        "us dollar" => "usd",
+        "euro" => "eur",
+        "japanese yen" => "jpy",
+        "kuwaiti dinar" => "kwd",
+        "british pound" => "gbp",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Gross sales (all lines but fees) of the connector's NetSuite invoices, per ISO currency.
+pub fn gross_by_currency(invoices: &[NsInvoice]) -> BTreeMap<String, Decimal> {
+    let mut gross: BTreeMap<String, Decimal> = BTreeMap::new();
+    for inv in invoices {
+        *gross.entry(currency_code(&inv.currency)).or_default() += inv.total - inv.fees;
+    }
+    gross
+}
+
+/// Stripe's gross sales per currency from a scenario report: paid invoices plus one-time charges.
+pub fn stripe_gross_by_currency(
+    report: &mlc_stripe_sim::ScenarioReport,
+) -> BTreeMap<String, Decimal> {
+    report
+        .totals
+        .iter()
+        .filter_map(|(code, t)| {
+            let c = mlc_core::Currency::parse(code).ok()?;
+            let total = mlc_core::Money::new(t.paid_invoice_total + t.standalone_charge_total, c);
+            Some((code.clone(), total.to_decimal()))
+        })
+        .collect()
 }

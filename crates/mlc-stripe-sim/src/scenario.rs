@@ -46,17 +46,14 @@ pub struct ScenarioConfig {
     pub on_catalog: Option<CatalogHook>,
 }
 
+/// The future a [`CatalogHook`] returns.
+pub type CatalogFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A callback receiving the catalog (product name → product ID) and the unmapped product's ID.
 #[derive(Clone)]
+#[allow(clippy::type_complexity)]
 pub struct CatalogHook(
-    pub  std::sync::Arc<
-        dyn Fn(
-                BTreeMap<String, String>,
-                String,
-            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-            + Send
-            + Sync,
-    >,
+    pub std::sync::Arc<dyn Fn(BTreeMap<String, String>, String) -> CatalogFuture + Send + Sync>,
 );
 
 impl std::fmt::Debug for CatalogHook {

@@ -14,7 +14,10 @@ use mlc_store::{EventFilter, JobState};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 
-use crate::stack::{Stack, StackOptions, create_product_item, scratch_dir, sqlite_url};
+use crate::stack::{
+    Stack, StackOptions, create_product_item, currency_code, scratch_dir, sqlite_url,
+    stripe_gross_by_currency,
+};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -27,12 +30,6 @@ pub struct DemoArgs {
     /// Store URL; default: a fresh SQLite file in a temporary directory.
     #[arg(long)]
     pub database_url: Option<String>,
-}
-
-fn money(minor: i64, currency: &str) -> Decimal {
-    mlc_core::Currency::parse(currency)
-        .map(|c| mlc_core::Money::new(minor, c).to_decimal())
-        .unwrap_or_default()
 }
 
 async fn settle(stack: &Stack, what: &str) -> anyhow::Result<()> {
@@ -119,10 +116,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     settle(&stack, "Posting to NetSuite").await?;
 
-    println!(
-        "3. Waiting for a person: the product \"{}\" has no NetSuite item",
-        "Legacy Add-on"
-    );
+    println!("3. Waiting for a person: one product has no NetSuite item yet");
     let waiting = stack
         .store
         .list_events(&EventFilter {
@@ -228,8 +222,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "CUR", "Stripe", "NetSuite", "difference", "fees", "NetSuite net"
     );
     let mut differences = 0;
-    for (code, t) in &report.totals {
-        let stripe = money(t.paid_invoice_total + t.standalone_charge_total, code);
+    for (code, stripe) in stripe_gross_by_currency(&report) {
+        let code = &code;
         let ns = ns_gross.get(code).copied().unwrap_or_default();
         let fees = ns_fees.get(code).copied().unwrap_or_default();
         let diff = ns - stripe;
@@ -256,17 +250,4 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     println!("\nNo difference: every Stripe sale is in NetSuite exactly once.");
     Ok(())
-}
-
-/// ISO code from the NetSuite simulator's currency name.
-fn currency_code(ns_name: &str) -> String {
-    match ns_name.to_ascii_lowercase().as_str() {
-        "us dollar" => "usd",
-        "euro" => "eur",
-        "japanese yen" => "jpy",
-        "kuwaiti dinar" => "kwd",
-        "british pound" => "gbp",
-        other => other,
-    }
-    .to_string()
 }

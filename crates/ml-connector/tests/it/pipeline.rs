@@ -4,17 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ml_connector::stack::{Stack, StackOptions, create_product_item};
+use ml_connector::stack::{
+    Stack, StackOptions, create_product_item, gross_by_currency, stripe_gross_by_currency,
+};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
 use mlc_store::{EventFilter, JobState};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
-
-fn minor_to_decimal(minor: i64, currency: &str) -> Decimal {
-    let c = mlc_core::Currency::parse(currency).unwrap();
-    mlc_core::Money::new(minor, c).to_decimal()
-}
 
 #[tokio::test]
 async fn a_month_of_sales_posts_exactly_once_with_exact_amounts() {
@@ -179,35 +176,13 @@ async fn a_month_of_sales_posts_exactly_once_with_exact_amounts() {
 
         // Reconciliation per currency: NetSuite gross (all lines but fees) equals Stripe to the
         // minor unit, in USD, EUR, JPY (zero-decimal) and KWD (three-decimal).
-        let mut gross: BTreeMap<String, Decimal> = BTreeMap::new();
-        for inv in &invoices {
-            *gross.entry(inv.currency.to_lowercase()).or_default() += inv.total - inv.fees;
-        }
-        for (currency, t) in &report.totals {
-            let stripe =
-                minor_to_decimal(t.paid_invoice_total + t.standalone_charge_total, currency);
-            let ns = gross
-                .get(&netsuite_currency_name(currency))
-                .copied()
-                .unwrap_or_default();
-            assert_eq!(ns, stripe, "{currency}: NetSuite {ns} vs Stripe {stripe}");
+        let ns = gross_by_currency(&invoices);
+        for (code, stripe) in stripe_gross_by_currency(&report) {
+            assert_eq!(ns.get(&code).copied().unwrap_or_default(), stripe, "{code}");
         }
         assert!(
             report.totals.keys().any(|c| c == "jpy") && report.totals.keys().any(|c| c == "kwd")
         );
         stack.stop().await.unwrap();
     }
-}
-
-/// The simulator's currency refName for a Stripe currency code.
-fn netsuite_currency_name(code: &str) -> String {
-    match code {
-        "usd" => "us dollar",
-        "eur" => "euro",
-        "jpy" => "japanese yen",
-        "kwd" => "kuwaiti dinar",
-        "gbp" => "british pound",
-        other => other,
-    }
-    .to_string()
 }

@@ -1,0 +1,145 @@
+//! Exactly once under everything at the same time: every event delivered 1–4 times and
+//! shuffled, deliveries lost, NetSuite answering 5xx, 429 and "committed but the response was
+//! lost", and the connector process killed with SIGKILL several times and restarted.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ml_connector::stack::{
+    Sims, StackOptions, catalog_hook, gross_by_currency, netsuite_invoices,
+    stripe_gross_by_currency, wait_idle,
+};
+use mlc_netsuite_sim::{FaultProbabilities, RecordType};
+use mlc_store::testing::backends;
+use mlc_store::{JobState, Store};
+use mlc_stripe_sim::{DeliveryConfig, DeliveryFaults, ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+use tokio::process::{Child, Command};
+
+fn spawn(env: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .env("MLC__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("connector starts")
+}
+
+#[tokio::test]
+async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_stripe_object() {
+    for db in backends().await {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut opts = StackOptions::new(db.url(), dir.path());
+        opts.delivery_faults = DeliveryFaults {
+            duplicate_probability: 1.0,
+            max_extra_copies: 3,
+            reorder_window: 12,
+            max_delay_ms: 30,
+            drop_probability: 0.1,
+        };
+        // Stripe retries failed deliveries for days; compressed, but long enough to outlast the
+        // connector's restarts.
+        opts.delivery = DeliveryConfig {
+            max_attempts: 14,
+            base_delay_ms: 100,
+            ..DeliveryConfig::default()
+        };
+        opts.netsuite_concurrency_limit = 3;
+        opts.netsuite_concurrency = 6;
+        let sims = Sims::start(&opts, addr).await.expect("simulators start");
+        sims.netsuite
+            .handle()
+            .set_fault_probabilities(FaultProbabilities {
+                server_error: 0.05,
+                drop: 0.02,
+                commit_then_error: 0.05,
+                commit_then_drop: 0.03,
+            });
+
+        let mut child = spawn(&sims.env);
+        let scenario = tokio::spawn({
+            let base = sims.stripe.base_url.clone();
+            let key = sims.stripe.api_key_str().to_string();
+            let hook = catalog_hook(sims.netsuite.handle().clone(), true);
+            async move {
+                run_scenario(
+                    &base,
+                    &key,
+                    ScenarioConfig {
+                        customers: 10,
+                        seed: 5,
+                        checkout_percent: 60,
+                        on_catalog: Some(hook),
+                        ..ScenarioConfig::default()
+                    },
+                )
+                .await
+            }
+        });
+        for round in 0..3u64 {
+            tokio::time::sleep(Duration::from_millis(900 + 400 * round)).await;
+            child.kill().await.expect("SIGKILL");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            child = spawn(&sims.env);
+        }
+        let report = scenario.await.unwrap().expect("scenario runs");
+        let store = Store::connect(db.url()).await.unwrap();
+        assert!(
+            wait_idle(&sims.stripe.handle, &store, Duration::from_secs(240)).await,
+            "did not settle ({:?})",
+            db.backend()
+        );
+        child.kill().await.ok();
+
+        let counts: std::collections::HashMap<_, _> =
+            store.job_counts().await.unwrap().into_iter().collect();
+        assert_eq!(counts[&JobState::Failed], 0, "{counts:?}");
+        assert_eq!(counts[&JobState::Waiting], 0, "{counts:?}");
+        let stats = sims.stripe.handle.delivery_stats();
+        eprintln!("{:?}: deliveries {stats:?}", db.backend());
+
+        // Exactly one NetSuite invoice per Stripe invoice or standalone charge, nothing missing.
+        let invoices = netsuite_invoices(sims.netsuite.handle(), sims.items.fee);
+        let eids: Vec<String> = invoices
+            .iter()
+            .map(|i| i.external_id.to_lowercase())
+            .collect();
+        let unique: BTreeSet<&String> = eids.iter().collect();
+        assert_eq!(unique.len(), eids.len(), "a Stripe object was posted twice");
+        let expected: BTreeSet<String> = report
+            .paid_invoices
+            .iter()
+            .chain(report.standalone_charges.iter())
+            .map(|id| format!("stripe_{id}").to_lowercase())
+            .collect();
+        let got: BTreeSet<String> = eids.iter().cloned().collect();
+        assert_eq!(got, expected, "missing or extra invoices");
+        // One payment per invoice, every invoice paid.
+        assert_eq!(
+            sims.netsuite.handle().count(RecordType::CustomerPayment),
+            invoices.len()
+        );
+        assert!(
+            invoices
+                .iter()
+                .all(|i| i.amount_remaining == Some(Decimal::ZERO))
+        );
+        // Customers: one per Stripe customer that bought something.
+        let customers: BTreeSet<&String> = invoices.iter().map(|i| &i.customer).collect();
+        assert!(customers.len() <= report.customers.len());
+
+        // Amounts still reconcile to the minor unit per currency.
+        let ns = gross_by_currency(&invoices);
+        for (code, stripe) in stripe_gross_by_currency(&report) {
+            assert_eq!(ns.get(&code).copied().unwrap_or_default(), stripe, "{code}");
+        }
+    }
+}
