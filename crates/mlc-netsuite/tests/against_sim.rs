@@ -120,7 +120,10 @@ async fn token_is_renewed_ahead_of_expiry() {
         .expect("renewed token");
     let stats = sim.handle().stats();
     assert_eq!(stats.tokens_issued, 2, "renewed before it expired");
-    assert_eq!(stats.rejected_auth, 0, "no request carried an expired token");
+    assert_eq!(
+        stats.rejected_auth, 0,
+        "no request carried an expired token"
+    );
     assert_eq!(client.request_counts().reauths, 0);
 }
 
@@ -197,8 +200,8 @@ async fn rs256_is_refused_by_the_client_and_the_simulator() {
     let claims = json!({"iss": s.client_id, "scope": ["rest_webservices"], "aud": sim.token_url(), "iat": now, "exp": now + 300});
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(s.certificate_id.clone());
-    let key = EncodingKey::from_rsa_pem(s.private_key_pem.expose_secret().as_bytes())
-        .expect("rsa key");
+    let key =
+        EncodingKey::from_rsa_pem(s.private_key_pem.expose_secret().as_bytes()).expect("rsa key");
     let jwt = jsonwebtoken::encode(&h, &claims, &key).expect("signed");
     let resp = reqwest::Client::new()
         .post(sim.token_url())
@@ -437,7 +440,10 @@ async fn netsuite_error_shapes_become_typed_errors() {
         }
         other => panic!("expected Rejected, got {other:?}"),
     }
-    assert_eq!(mlc_core::Classify::class(&e), mlc_core::ErrorClass::Permanent);
+    assert_eq!(
+        mlc_core::Classify::class(&e),
+        mlc_core::ErrorClass::Permanent
+    );
     assert_eq!(invoices_with_eid(&sim, "stripe_in_ERR"), 0);
 
     let e = client
@@ -460,7 +466,10 @@ async fn post_and_read_back(sim: &RunningSim, client: &NetSuiteClient, doc: Invo
     assert_eq!(dec(&back["total"]), doc.total(), "{back}");
     let stored = sim
         .handle()
-        .get(RecordType::Invoice, &format!("eid:{}", doc.external_id.as_str()))
+        .get(
+            RecordType::Invoice,
+            &format!("eid:{}", doc.external_id.as_str()),
+        )
         .expect("stored");
     assert_eq!(dec(&stored["total"]), doc.total());
     assert_eq!(stored["currency"]["id"], back["currency"]["id"]);

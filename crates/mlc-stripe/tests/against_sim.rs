@@ -105,7 +105,10 @@ async fn invoice_with_many_lines_is_complete_and_expanded() {
         )
         .await;
     let inv = s
-        .post("/v1/invoices", json!({"customer": cus, "currency": "jpy", "discounts": [{"coupon": id(&coupon)}]}))
+        .post(
+            "/v1/invoices",
+            json!({"customer": cus, "currency": "jpy", "discounts": [{"coupon": id(&coupon)}]}),
+        )
         .await;
     let inv_id = id(&inv);
     // 12 lines: more than the 10 Stripe embeds, so the client must page the rest.
@@ -142,7 +145,10 @@ async fn invoice_with_many_lines_is_complete_and_expanded() {
     assert_eq!(facts.total, money(70_200, Currency::JPY));
     assert_eq!(facts.amount_paid, money(70_200, Currency::JPY));
     assert_eq!(facts.total.to_decimal(), Decimal::from(70_200));
-    assert_eq!(facts.customer_id.as_ref().map(|c| c.as_str()), Some(cus.as_str()));
+    assert_eq!(
+        facts.customer_id.as_ref().map(|c| c.as_str()),
+        Some(cus.as_str())
+    );
     // Basil+: the payment is found through the expanded InvoicePayments.
     assert_eq!(facts.payment_intent_ids.len(), 1);
 
@@ -151,7 +157,11 @@ async fn invoice_with_many_lines_is_complete_and_expanded() {
         .post("/v1/invoices", json!({"customer": cus, "currency": "kwd"}))
         .await;
     let inv2_id = id(&inv2);
-    s.post("/v1/invoiceitems", json!({"customer": cus, "invoice": inv2_id, "amount": "12340", "currency": "kwd"})).await;
+    s.post(
+        "/v1/invoiceitems",
+        json!({"customer": cus, "invoice": inv2_id, "amount": "12340", "currency": "kwd"}),
+    )
+    .await;
     s.post(&format!("/v1/invoices/{inv2_id}/finalize"), json!({}))
         .await;
     let before = c.requests_made();
@@ -185,7 +195,10 @@ async fn charge_and_payment_intent_carry_fees_and_fx_in_one_request() {
     assert_eq!(facts.fee, Some(money(61, Currency::USD)));
     assert_eq!(facts.net, Some(money(1019, Currency::USD)));
     assert_eq!(facts.exchange_rate, Some(Decimal::new(108, 2)));
-    assert_eq!(facts.customer_id.as_ref().map(|c| c.as_str()), Some(cus.as_str()));
+    assert_eq!(
+        facts.customer_id.as_ref().map(|c| c.as_str()),
+        Some(cus.as_str())
+    );
 
     let before = c.requests_made();
     let intent = c.retrieve_payment_intent(&id(&pi)).await.expect("pi");
@@ -256,7 +269,10 @@ async fn checkout_sessions_and_invoice_payments_from_a_payment_intent() {
     assert_eq!(c.requests_made() - before, 1);
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].amount_total, Some(90_000));
-    let items = sessions[0].line_items.as_ref().expect("line items expanded");
+    let items = sessions[0]
+        .line_items
+        .as_ref()
+        .expect("line items expanded");
     assert_eq!(items.data.len(), 1);
     assert_eq!(items.data[0].quantity, Some(2));
     assert_eq!(items.data[0].amount_total, 90_000);
@@ -420,8 +436,11 @@ async fn scenario_style_subscription_events_verify_with_our_verifier() {
             json!({"customer": cus, "items": [{"price": id(&price)}]}),
         )
         .await;
-    s.post(&format!("/_sim/subscriptions/{}/renew", id(&sub)), json!({}))
-        .await;
+    s.post(
+        &format!("/_sim/subscriptions/{}/renew", id(&sub)),
+        json!({}),
+    )
+    .await;
     sim.handle.wait_for_deliveries_idle().await;
 
     let verifier = WebhookVerifier::new(vec![SecretString::from(secret)], 300);

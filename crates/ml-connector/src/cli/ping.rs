@@ -175,7 +175,10 @@ fn webhook_secrets(config: &Config) -> Check {
     }
     Check::ok(
         NAME,
-        format!("{} well-formed (whsec_...), values not shown", secrets.len()),
+        format!(
+            "{} well-formed (whsec_...), values not shown",
+            secrets.len()
+        ),
     )
 }
 
@@ -299,7 +302,9 @@ async fn netsuite(config: &Config) -> Vec<Check> {
         );
     }
     match &posting.subsidiary {
-        Some(id) => out.push(reference(&client, "subsidiary", "posting.subsidiary", id, None).await),
+        Some(id) => {
+            out.push(reference(&client, "subsidiary", "posting.subsidiary", id, None).await)
+        }
         None => out.push(Check::skip(
             "subsidiary",
             "posting.subsidiary not set (required on OneWorld accounts)",
@@ -363,7 +368,9 @@ async fn reference(
                 (Some(want), Some(got)) if !got.eq_ignore_ascii_case(want) => Check::fail(
                     name,
                     format!("{key} points at {got} ({label}), not {want}"),
-                    format!("set {key} to the internal ID of the {want} currency (Lists > Accounting > Currencies)"),
+                    format!(
+                        "set {key} to the internal ID of the {want} currency (Lists > Accounting > Currencies)"
+                    ),
                 ),
                 _ => Check::ok(name, format!("{key} resolves to {label}")),
             }

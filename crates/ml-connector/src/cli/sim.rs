@@ -127,7 +127,7 @@ async fn netsuite(args: &NetSuiteArgs) -> anyhow::Result<()> {
             .provision_m2m(alg, path)
             .context("cannot provision the M2M key pair")?;
         println!(
-            "Registered an {} M2M certificate {}; private key written to {}",
+            "Registered the {} M2M certificate {}; private key written to {}",
             setup.algorithm,
             setup.certificate_id,
             path.display()

@@ -3,3 +3,4 @@
 mod helpers;
 mod intake;
 mod lifecycle;
+mod ping;
