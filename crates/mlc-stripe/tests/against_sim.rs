@@ -388,8 +388,11 @@ async fn retries_through_injected_500s_and_429s() {
     sim.shutdown().await;
 }
 
+/// One delivery: the `Stripe-Signature` header and the raw body.
+type Delivery = (Option<String>, Vec<u8>);
+
 #[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>);
+struct Inbox(Arc<Mutex<Vec<Delivery>>>);
 
 async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let sig = headers

@@ -23,8 +23,10 @@ struct Sims {
 }
 
 async fn sims_with(ns: impl FnOnce(&mut NsConfig)) -> Sims {
-    let mut sc = StripeConfig::default();
-    sc.api_keys = vec![SecretString::from(STRIPE_KEY.to_string())];
+    let sc = StripeConfig {
+        api_keys: vec![SecretString::from(STRIPE_KEY.to_string())],
+        ..Default::default()
+    };
     let stripe = StripeSim::start(sc).await.expect("stripe sim");
     let mut nc = NsConfig::example().expect("seed");
     ns(&mut nc);
@@ -262,8 +264,10 @@ async fn the_printed_simulator_configuration_works_with_config() {
     assert!(snippet.contains("algorithm = \"ES256\""), "{snippet}");
     assert!(!printed.contains("PRIVATE KEY"), "{printed}");
 
-    let mut sc = StripeConfig::default();
-    sc.api_keys = vec![SecretString::from(STRIPE_KEY.to_string())];
+    let sc = StripeConfig {
+        api_keys: vec![SecretString::from(STRIPE_KEY.to_string())],
+        ..Default::default()
+    };
     let stripe = StripeSim::start(sc).await.expect("stripe sim");
     let toml = format!(
         "{snippet}\n{}\n{POSTING}",
