@@ -92,7 +92,8 @@ impl M2mSetup {
         }
     }
 
-    /// The connector configuration for this credential set, as a TOML snippet; the private key
+    /// The connector configuration for this credential set, as a TOML snippet with the keys of
+    /// ml-connector's flat `[netsuite]` section (so it works with `--config`); the private key
     /// is referenced by path, never inlined.
     pub fn connector_toml(
         &self,
@@ -101,13 +102,18 @@ impl M2mSetup {
         private_key_path: &Path,
     ) -> String {
         format!(
-            "[netsuite]\naccount_id = \"{account_id}\"\nbase_url = \"{base_url}\"\n\n[netsuite.auth.m2m]\nclient_id = \"{}\"\ncertificate_id = \"{}\"\nalgorithm = \"{}\"\nprivate_key_path = \"{}\"\n",
+            "[netsuite]\naccount_id = \"{account_id}\"\nbase_url = \"{base_url}\"\nauth = \"m2m\"\nclient_id = \"{}\"\ncertificate_id = \"{}\"\nalgorithm = \"{}\"\nprivate_key_path = \"{}\"\n",
             self.client_id,
             self.certificate_id,
             self.algorithm,
-            private_key_path.display()
+            toml_escape(&private_key_path.display().to_string())
         )
     }
+}
+
+/// Escapes a value for a TOML basic string (a Windows path's backslashes, a stray quote).
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Writes a private key PEM to `path`, readable by the owner only (0600 on Unix).

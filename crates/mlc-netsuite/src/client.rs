@@ -759,9 +759,9 @@ impl NetSuiteClient {
     ) -> Result<Vec<SuiteQlRow>, NetSuiteError> {
         let too_many = || {
             NetSuiteError::InvalidArgument(format!(
-                "the query returns {SUITEQL_MAX_ROWS} rows or more, NetSuite's cap for one SuiteQL \
-                 query (rows past it are silently dropped): write it as `… WHERE id > ? ORDER BY \
-                 id` and use suiteql_keyset"
+                "the query returns more rows than one SuiteQL query can page (NetSuite's cap is \
+                 {SUITEQL_MAX_ROWS} rows; rows past it are silently dropped): write it as `… WHERE \
+                 id > ? ORDER BY id` and use suiteql_keyset"
             ))
         };
         let mut rows = Vec::new();
@@ -780,6 +780,11 @@ impl NetSuiteClient {
                 return Err(too_many());
             }
             if !page.has_more {
+                // NetSuite stops paging at its row cap (100,000; lower on some accounts and in
+                // the simulator) while `totalResults` still counts every row: a cut result.
+                if page.total_results.is_some_and(|t| t > rows.len() as u64) {
+                    return Err(too_many());
+                }
                 return Ok(rows);
             }
             if n == 0 {

@@ -4,8 +4,10 @@ pub mod bench;
 pub mod demo;
 pub mod events;
 pub mod mappings;
+pub mod ping;
 pub mod replay;
 pub mod send;
+pub mod sim;
 
 use std::path::PathBuf;
 
@@ -54,6 +56,12 @@ pub enum Command {
     /// Benchmarks that print figures (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check the Stripe key, webhook secrets, NetSuite login and configured NetSuite references
+    /// before go-live; one line per check, non-zero exit when any fails.
+    Ping,
+    /// Run a local simulator of Stripe or NetSuite.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,5 +136,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(args).await
         }
         Command::Bench(BenchCommand::Intake(args)) => bench::intake(args).await,
+        Command::Ping => {
+            let (config, _) = load_config(&cli)?;
+            ping::run(&config).await
+        }
+        Command::Sim(cmd) => sim::run(cmd).await,
     }
 }

@@ -4,4 +4,5 @@ mod adversarial;
 mod helpers;
 mod intake;
 mod lifecycle;
+mod ping;
 mod pipeline;
