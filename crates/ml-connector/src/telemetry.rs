@@ -62,6 +62,10 @@ pub mod names {
     pub const JOBS: &str = "mlc_jobs";
     /// Histogram, seconds from job creation to its outcome; labels `kind`, `outcome`.
     pub const JOB_LATENCY: &str = "mlc_job_latency_seconds";
+    /// Counter: requests sent to the Stripe API (retries included).
+    pub const STRIPE_REQUESTS: &str = "mlc_stripe_api_requests_total";
+    /// Counter: requests sent to NetSuite REST and SuiteQL (retries included; not token requests).
+    pub const NETSUITE_REQUESTS: &str = "mlc_netsuite_api_requests_total";
     /// Histogram, seconds spent in one handler run; label `kind`.
     pub const JOB_RUN: &str = "mlc_job_run_seconds";
 }

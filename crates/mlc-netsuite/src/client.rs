@@ -604,8 +604,34 @@ impl NetSuiteClient {
         external_id: &ExternalId,
         body: impl Into<RecordBody>,
     ) -> Result<(NetSuiteInternalId, CreateOutcome), NetSuiteError> {
-        let body = body.into().with_external_id(external_id)?;
-        if let Some(id) = self.find_by_external_id(record_type, external_id).await? {
+        self.create_once_with(record_type, external_id, body.into(), true)
+            .await
+    }
+
+    /// [`Self::create_once`] for a record that is most likely new (a first attempt): it POSTs
+    /// straight away and looks the external ID up only when NetSuite refuses the create or its
+    /// outcome is ambiguous. One request in the usual case instead of two, and just as safe:
+    /// NetSuite itself refuses a second record with the same external ID.
+    pub async fn create_new_once(
+        &self,
+        record_type: &str,
+        external_id: &ExternalId,
+        body: impl Into<RecordBody>,
+    ) -> Result<(NetSuiteInternalId, CreateOutcome), NetSuiteError> {
+        self.create_once_with(record_type, external_id, body.into(), false)
+            .await
+    }
+
+    async fn create_once_with(
+        &self,
+        record_type: &str,
+        external_id: &ExternalId,
+        body: RecordBody,
+        lookup_first: bool,
+    ) -> Result<(NetSuiteInternalId, CreateOutcome), NetSuiteError> {
+        let body = body.with_external_id(external_id)?;
+        if lookup_first && let Some(id) = self.find_by_external_id(record_type, external_id).await?
+        {
             return Ok((id, CreateOutcome::AlreadyExisted));
         }
         let mut attempt = 0u32;

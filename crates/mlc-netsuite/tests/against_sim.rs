@@ -547,3 +547,42 @@ async fn invoice_documents_keep_exact_totals_in_jpy_and_kwd() {
     assert_eq!(kwd.total(), Decimal::new(12_720, 3));
     post_and_read_back(&sim, &client, kwd).await;
 }
+
+/// `create_new_once` costs one request for a new record, and stays exactly-once when the record
+/// exists already or the response is lost.
+#[tokio::test]
+async fn create_new_once_is_one_request_and_still_exactly_once() {
+    let sim = sim_with(|_| {}).await;
+    let client = m2m_client(&sim).await;
+    let cust = customer(&sim, "stripe_cus_NEW", "1", None);
+    let item = seeded_item(&sim);
+    let body = json!({"entity": {"id": cust}, "subsidiary": {"id": "1"}, "item": {"items": [{"item": {"id": item}, "amount": "10.00"}]}});
+    let before = client.requests_made();
+    let (id, outcome) = client
+        .create_new_once("invoice", &eid("stripe_in_NEW1"), body.clone())
+        .await
+        .expect("created");
+    assert_eq!(outcome, CreateOutcome::Created);
+    assert_eq!(client.requests_made() - before, 1, "one POST, no lookup");
+
+    // The same external ID again: NetSuite refuses the duplicate, the lookup finds the first.
+    let (id2, outcome) = client
+        .create_new_once("invoice", &eid("STRIPE_IN_NEW1"), body.clone())
+        .await
+        .expect("found");
+    assert_eq!((id2, outcome), (id, CreateOutcome::AlreadyExisted));
+    assert_eq!(invoices_with_eid(&sim, "stripe_in_NEW1"), 1);
+
+    // Committed but the response lost: resolved by external ID, one record.
+    sim.handle().push_fault(QueuedFault {
+        kind: FaultKind::CommitThenDrop,
+        method: Some("POST".into()),
+        path_contains: Some("/record/v1/invoice".into()),
+    });
+    let (_, outcome) = client
+        .create_new_once("invoice", &eid("stripe_in_NEW2"), body)
+        .await
+        .expect("resolved");
+    assert_eq!(outcome, CreateOutcome::Created);
+    assert_eq!(invoices_with_eid(&sim, "stripe_in_NEW2"), 1);
+}

@@ -208,6 +208,25 @@ impl Pipeline {
         }
     }
 
+    /// Creates a NetSuite record at most once. A first attempt is almost always a new record, so
+    /// it POSTs straight away (one request); a retried job may follow a create that committed
+    /// before the process died, so it looks the external ID up first.
+    async fn create_record(
+        &self,
+        job: &Job,
+        record_type: &str,
+        external_id: &mlc_core::ExternalId,
+        body: mlc_netsuite::documents::Json,
+    ) -> Result<(mlc_core::NetSuiteInternalId, mlc_netsuite::CreateOutcome), PipelineError> {
+        let ns = &self.inner.netsuite;
+        let created = if job.attempts <= 1 {
+            ns.create_new_once(record_type, external_id, body).await?
+        } else {
+            ns.create_once(record_type, external_id, body).await?
+        };
+        Ok(created)
+    }
+
     /// How long a job waiting for a person sleeps: the configured first delay, doubling with the
     /// time already waited, capped; `None` once it has waited longer than the give-up limit.
     fn waiting_delay_ms(&self, job: &Job) -> Option<i64> {
@@ -262,6 +281,11 @@ impl mlc_store::runner::JobHandler for Pipeline {
             JobOutcome::Wait { .. } => "waiting",
             JobOutcome::Failed { .. } => "failed",
         };
+        // API request counts, for dashboards and `bench pipeline`.
+        metrics::counter!(crate::telemetry::names::STRIPE_REQUESTS)
+            .absolute(self.inner.stripe.requests_made());
+        metrics::counter!(crate::telemetry::names::NETSUITE_REQUESTS)
+            .absolute(self.inner.netsuite.requests_made());
         let latency = (mlc_core::now_millis() - job.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!(crate::telemetry::names::JOB_LATENCY, "kind" => PROCESS_EVENT, "outcome" => label)
             .record(latency);

@@ -197,9 +197,7 @@ impl Pipeline {
         currency: mlc_core::Currency,
     ) -> Result<NetSuiteInternalId, PipelineError> {
         let (ns_id, outcome) = self
-            .inner
-            .netsuite
-            .create_once("invoice", &doc.external_id, doc.to_json())
+            .create_record(job, "invoice", &doc.external_id, doc.to_json())
             .await?;
         let total = Money::from_decimal(doc.total(), currency)
             .map_err(|e| PipelineError::Permanent(e.to_string()))?;
@@ -279,8 +277,8 @@ impl Pipeline {
                     resolved,
                     &self.inner.settings,
                 )?;
-                let (pay_id, outcome) = ns
-                    .create_once("customerPayment", &doc.external_id, doc.to_json())
+                let (pay_id, outcome) = self
+                    .create_record(job, "customerPayment", &doc.external_id, doc.to_json())
                     .await?;
                 if i + 1 == charges.len() {
                     store

@@ -57,63 +57,86 @@ impl Pipeline {
         let posting = &self.inner.posting;
         let external_id = ExternalId::for_stripe(customer_id);
         let mut fetched: Option<Customer> = None;
-        for method in &posting.customer_match {
-            let found = match method {
-                CustomerMatch::ExternalId => ns
-                    .get_by_external_id("customer", &external_id)
-                    .await?
-                    .and_then(|v| v.get("id").and_then(internal_id)),
-                CustomerMatch::CustomField => {
-                    let q = format!(
-                        "SELECT id FROM customer WHERE {} = ?",
-                        posting.customer_field
-                    );
-                    let rows = ns.suiteql(&q, vec![customer_id.to_string()], 2, 0).await?;
-                    rows.items
-                        .first()
-                        .and_then(|r| r.get("id").and_then(internal_id))
-                }
-                CustomerMatch::Email => {
-                    let customer = match expanded {
-                        Some(c) => Some(c.clone()),
-                        None => {
-                            if fetched.is_none() {
-                                fetched = Some(
-                                    self.inner
-                                        .stripe
-                                        .retrieve_customer(customer_id.as_str())
-                                        .await?,
-                                );
-                            }
-                            fetched.clone()
-                        }
-                    };
-                    match customer.and_then(|c| c.email) {
-                        Some(email) if !email.is_empty() => {
-                            let rows = ns
-                                .suiteql(
-                                    "SELECT id FROM customer WHERE email = ?",
-                                    vec![email],
-                                    2,
-                                    0,
-                                )
-                                .await?;
-                            // Two NetSuite customers with one email: ambiguous, do not guess.
-                            if rows.items.len() == 1 {
-                                rows.items[0].get("id").and_then(internal_id)
-                            } else {
-                                None
-                            }
-                        }
-                        _ => None,
-                    }
+        let email = if posting.customer_match.contains(&CustomerMatch::Email) {
+            let known = match expanded {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self
+                        .inner
+                        .stripe
+                        .retrieve_customer(customer_id.as_str())
+                        .await?;
+                    fetched = Some(c.clone());
+                    c
                 }
             };
-            if let Some(id) = found {
-                store
-                    .set_customer_link(customer_id.as_str(), id.as_str(), &format!("{method:?}"))
-                    .await?;
-                return Ok(id);
+            known.email.filter(|e| !e.trim().is_empty())
+        } else {
+            None
+        };
+        // One SuiteQL query covers every configured way of matching; the order of
+        // `posting.customer_match` decides between the rows it returns.
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        for method in &posting.customer_match {
+            match method {
+                CustomerMatch::ExternalId => {
+                    conditions.push("externalid = ?".to_string());
+                    params.push(external_id.to_string());
+                }
+                CustomerMatch::CustomField => {
+                    conditions.push(format!("{} = ?", posting.customer_field));
+                    params.push(customer_id.to_string());
+                }
+                CustomerMatch::Email => {
+                    if let Some(e) = &email {
+                        conditions.push("email = ?".to_string());
+                        params.push(e.clone());
+                    }
+                }
+            }
+        }
+        if !conditions.is_empty() {
+            let q = format!(
+                "SELECT id, externalid, {field}, email FROM customer WHERE {} ORDER BY id",
+                conditions.join(" OR "),
+                field = posting.customer_field
+            );
+            let rows = ns.suiteql(&q, params, 50, 0).await?.items;
+            let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
+                row.get(col)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            for method in &posting.customer_match {
+                let matching: Vec<&mlc_netsuite::SuiteQlRow> = rows
+                    .iter()
+                    .filter(|r| match method {
+                        CustomerMatch::ExternalId => {
+                            text(r, "externalid").eq_ignore_ascii_case(external_id.as_str())
+                        }
+                        CustomerMatch::CustomField => {
+                            text(r, &posting.customer_field) == customer_id.as_str()
+                        }
+                        CustomerMatch::Email => email
+                            .as_deref()
+                            .is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e)),
+                    })
+                    .collect();
+                // Two NetSuite customers with one email: ambiguous, do not guess.
+                let unambiguous =
+                    matching.len() == 1 || (matching.len() > 1 && *method != CustomerMatch::Email);
+                if unambiguous && let Some(id) = matching[0].get("id").and_then(internal_id) {
+                    store
+                        .set_customer_link(
+                            customer_id.as_str(),
+                            id.as_str(),
+                            &format!("{method:?}"),
+                        )
+                        .await?;
+                    return Ok(id);
+                }
             }
         }
         if !posting.create_customers {
