@@ -101,6 +101,8 @@ pub struct StripeConfig {
     pub webhook_tolerance_secs: i64,
     pub api_base: String,
     pub api_version: String,
+    /// `None`: the client's default for the key's mode.
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// How the connector authenticates to NetSuite.
@@ -718,6 +720,15 @@ impl Config {
                 )?,
                 api_base: r.string("stripe.api_base"),
                 api_version: r.string("stripe.api_version"),
+                rate_limit_per_sec: match r.int(
+                    "stripe.rate_limit_per_sec",
+                    0,
+                    10_000,
+                    "0 (automatic) to 10000 requests per second",
+                )? {
+                    0 => None,
+                    n => Some(n as u32),
+                },
             },
             netsuite: NetSuiteConfig {
                 account_id: r.string("netsuite.account_id"),

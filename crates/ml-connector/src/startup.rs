@@ -62,6 +62,10 @@ pub fn stripe_client(config: &Config) -> anyhow::Result<Option<StripeClient>> {
     c.base_url = url::Url::parse(&config.stripe.api_base)
         .with_context(|| format!("stripe.api_base `{}` is not a URL", config.stripe.api_base))?;
     c.api_version = config.stripe.api_version.clone();
+    c.rate_limit_per_sec = config
+        .stripe
+        .rate_limit_per_sec
+        .and_then(std::num::NonZeroU32::new);
     Ok(Some(
         StripeClient::new(c).context("cannot build the Stripe client")?,
     ))

@@ -127,22 +127,38 @@ impl Store {
         rows.iter().map(posting_from_row).collect()
     }
 
-    /// The Stripe invoice a charge paid, if the connector recorded that invoice's payment with
-    /// this charge (saves a Stripe request for the charge events of invoiced charges).
-    pub async fn invoice_covering_charge(
+    /// Records that a charge or payment intent paid a Stripe invoice.
+    pub async fn record_covered_payment(
         &self,
-        charge_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stripe_object_id FROM postings WHERE kind = 'payment' AND external_id = $1 \
-             AND stripe_object_id <> $2",
+        payment_object_id: &str,
+        invoice_id: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (payment_object_id) DO NOTHING",
         )
-        .bind(format!("stripe_pay_{charge_id}"))
-        .bind(charge_id.to_string())
-        .fetch_optional(&self.db.pool)
+        .bind(payment_object_id.to_string())
+        .bind(invoice_id.to_string())
+        .bind(now_millis())
+        .execute(&self.db.pool)
         .await
         .map_err(db_err)?;
-        row.as_ref().map(|r| get(r, "stripe_object_id")).transpose()
+        Ok(())
+    }
+
+    /// The Stripe invoice a charge or payment intent paid, if recorded.
+    pub async fn invoice_covering(
+        &self,
+        payment_object_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT covered_by FROM covered_payments WHERE payment_object_id = $1")
+                .bind(payment_object_id.to_string())
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(db_err)?;
+        row.as_ref().map(|r| get(r, "covered_by")).transpose()
     }
 
     pub async fn get_customer_link(

@@ -1,6 +1,7 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 pub mod bench;
+pub mod bench_pipeline;
 pub mod demo;
 pub mod events;
 pub mod mappings;
@@ -68,6 +69,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// Drive N signed webhooks at an in-process server over loopback; print events/s and latency.
     Intake(bench::IntakeArgs),
+    /// The scenario through a governed NetSuite simulator: invoices/s, requests per invoice and
+    /// per event, peak memory.
+    Pipeline(bench_pipeline::PipelineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(args).await
         }
         Command::Bench(BenchCommand::Intake(args)) => bench::intake(args).await,
+        Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
             ping::run(&config).await

@@ -6,6 +6,7 @@
 //! customer and items, builds the documents with the pure [`mapping`], and writes them with a
 //! safe create keyed by external ID, so no delivery order or count posts anything twice.
 
+mod locks;
 pub mod mapping;
 mod post;
 mod resolve;
@@ -89,6 +90,7 @@ struct Inner {
     netsuite: NetSuiteClient,
     posting: PostingConfig,
     settings: PostingSettings,
+    locks: locks::KeyedLocks,
 }
 
 impl Pipeline {
@@ -118,6 +120,7 @@ impl Pipeline {
                 netsuite,
                 posting,
                 settings,
+                locks: locks::KeyedLocks::default(),
             }),
         }
     }

@@ -7,7 +7,7 @@ use mlc_netsuite::CreateOutcome;
 use mlc_netsuite::documents::InvoiceDoc;
 use mlc_store::{Job, NewPosting};
 use mlc_stripe::facts::{ChargeFacts, InvoiceFacts};
-use mlc_stripe::models::{Charge, Expandable};
+use mlc_stripe::models::{Charge, CheckoutSession, Expandable};
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -31,6 +31,7 @@ impl Pipeline {
         invoice_id: &str,
     ) -> Result<(), PipelineError> {
         let id = parse_id(StripeIdKind::Invoice, invoice_id)?;
+        let _guard = self.inner.locks.lock(invoice_id).await;
         let store = &self.inner.store;
         let posted = store.get_posting(invoice_id, INVOICE).await?;
         if let Some(p) = &posted
@@ -88,6 +89,22 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        // Their own events (charge.succeeded, payment_intent.succeeded) then need no Stripe call.
+        for c in &charges {
+            store
+                .record_covered_payment(c.id.as_str(), invoice_id)
+                .await?;
+            if let Some(pi) = &c.payment_intent_id {
+                store
+                    .record_covered_payment(pi.as_str(), invoice_id)
+                    .await?;
+            }
+        }
+        for pi in &facts.payment_intent_ids {
+            store
+                .record_covered_payment(pi.as_str(), invoice_id)
+                .await?;
+        }
 
         let currency = self.currency_id(facts.currency)?;
         let customer_id = facts.customer_id.clone().ok_or_else(|| {
@@ -358,9 +375,18 @@ impl Pipeline {
         pi: &str,
     ) -> Result<(), PipelineError> {
         parse_id(StripeIdKind::PaymentIntent, pi)?;
+        if let Some(invoice) = self.inner.store.invoice_covering(pi).await? {
+            return self.audit_covered(job, pi, &invoice).await;
+        }
         let intent = self.inner.stripe.retrieve_payment_intent(pi).await?;
         match intent.latest_charge {
-            Some(Expandable::Object(charge)) => self.post_charge(job, &charge).await,
+            Some(Expandable::Object(charge)) => {
+                let _guard = self.inner.locks.lock(&charge.id).await;
+                if self.charge_done(job, &charge.id).await? {
+                    return Ok(());
+                }
+                self.post_charge(job, &charge).await
+            }
             Some(Expandable::Id(id)) => self.post_charge_by_id(job, &id).await,
             None => {
                 self.audit(
@@ -382,6 +408,17 @@ impl Pipeline {
         charge_id: &str,
     ) -> Result<(), PipelineError> {
         parse_id(StripeIdKind::Charge, charge_id)?;
+        let _guard = self.inner.locks.lock(charge_id).await;
+        if self.charge_done(job, charge_id).await? {
+            return Ok(());
+        }
+        let charge = self.inner.stripe.retrieve_charge(charge_id).await?;
+        self.post_charge(job, &charge).await
+    }
+
+    /// True (and audited) when the charge is already posted with its payment, or known to have
+    /// paid an invoice: nothing to fetch, nothing to post.
+    async fn charge_done(&self, job: &Job, charge_id: &str) -> Result<bool, PipelineError> {
         let store = &self.inner.store;
         if let Some(p) = store.get_posting(charge_id, INVOICE).await?
             && store.get_posting(charge_id, PAYMENT).await?.is_some()
@@ -397,24 +434,17 @@ impl Pipeline {
                 None,
             )
             .await;
-            return Ok(());
+            return Ok(true);
         }
-        if let Some(covered) = store.invoice_covering_charge(charge_id).await? {
-            self.audit(
-                job,
-                "covered_by_invoice",
-                Some(charge_id),
-                format!("Charge {charge_id} paid Stripe invoice {covered}, which is posted on its own: not posted again"),
-                Some(json!({"invoice": covered})),
-            )
-            .await;
-            return Ok(());
+        if let Some(covered) = store.invoice_covering(charge_id).await? {
+            self.audit_covered(job, charge_id, &covered).await?;
+            return Ok(true);
         }
-        let charge = self.inner.stripe.retrieve_charge(charge_id).await?;
-        self.post_charge(job, &charge).await
+        Ok(false)
     }
 
     /// A charge that belongs to no invoice becomes a NetSuite invoice at the captured amount.
+    /// The caller holds the charge's lock and checked it is not done yet.
     async fn post_charge(&self, job: &Job, charge: &Charge) -> Result<(), PipelineError> {
         let facts = ChargeFacts::from_charge(charge)?;
         let charge_id = facts.id.to_string();
@@ -443,19 +473,22 @@ impl Pipeline {
             .await;
             return Ok(());
         }
+        // A Checkout payment names what it sold; a charge without one may have paid an invoice.
+        let session = self.checkout_session(&facts).await?;
+        let invoice = match &session {
+            Some(s) => s.invoice.clone(),
+            None => self.invoice_of_charge(&facts).await?,
+        };
         // A charge that paid an invoice is posted with that invoice, never on its own.
-        if let Some(invoice) = self.invoice_of_charge(&facts).await? {
-            self.audit(
-                job,
-                "covered_by_invoice",
-                Some(&charge_id),
-                format!("Charge {charge_id} paid Stripe invoice {invoice}, which is posted on its own: not posted again"),
-                Some(json!({"invoice": invoice})),
-            )
-            .await;
-            return Ok(());
+        if let Some(invoice) = invoice {
+            let store = &self.inner.store;
+            store.record_covered_payment(&charge_id, &invoice).await?;
+            if let Some(pi) = &facts.payment_intent_id {
+                store.record_covered_payment(pi.as_str(), &invoice).await?;
+            }
+            return self.audit_covered(job, &charge_id, &invoice).await;
         }
-        let sold = self.what_the_charge_sold(&facts).await?;
+        let sold = self.what_the_charge_sold(&facts, session.as_ref());
         let currency = self.currency_id(facts.currency)?;
         let customer = match (&facts.customer_id, &self.inner.posting.guest_customer) {
             (Some(c), _) => {
@@ -547,50 +580,77 @@ impl Pipeline {
             .find_map(|p| p.invoice.as_ref().map(|i| i.id().to_string())))
     }
 
-    /// The lines a one-time charge sold: its Checkout Session's line items, else the product in
-    /// its metadata, else nothing (the default item).
-    async fn what_the_charge_sold(
+    /// The Checkout Session that created a charge's payment intent, with its line items.
+    async fn checkout_session(
         &self,
         facts: &ChargeFacts,
-    ) -> Result<Vec<SoldLine>, PipelineError> {
-        if let Some(pi) = &facts.payment_intent_id {
-            let sessions = self
-                .inner
-                .stripe
-                .list_checkout_sessions_for_payment_intent(pi.as_str())
-                .await?;
-            if let Some(items) = sessions.first().and_then(|s| s.line_items.as_ref()) {
-                let lines: Vec<SoldLine> = items
-                    .data
-                    .iter()
-                    .map(|li| SoldLine {
-                        product: li.price.as_ref().and_then(|p| match p {
-                            Expandable::Object(price) => {
-                                price.product.as_ref().map(|pr| pr.id().to_string())
-                            }
-                            Expandable::Id(_) => None,
-                        }),
-                        quantity: Decimal::from(li.quantity.unwrap_or(1)),
-                        amount: Money::new(li.amount_total, facts.currency),
-                        description: li.description.clone(),
-                    })
-                    .collect();
-                if !lines.is_empty() {
-                    return Ok(lines);
-                }
+    ) -> Result<Option<CheckoutSession>, PipelineError> {
+        let Some(pi) = &facts.payment_intent_id else {
+            return Ok(None);
+        };
+        let sessions = self
+            .inner
+            .stripe
+            .list_checkout_sessions_for_payment_intent(pi.as_str())
+            .await?;
+        Ok(sessions.into_iter().next())
+    }
+
+    /// The lines a one-time charge sold: its Checkout Session's line items, else the product in
+    /// its metadata, else nothing (the default item).
+    fn what_the_charge_sold(
+        &self,
+        facts: &ChargeFacts,
+        session: Option<&CheckoutSession>,
+    ) -> Vec<SoldLine> {
+        if let Some(items) = session.and_then(|s| s.line_items.as_ref()) {
+            let lines: Vec<SoldLine> = items
+                .data
+                .iter()
+                .map(|li| SoldLine {
+                    product: li.price.as_ref().and_then(|p| match p {
+                        Expandable::Object(price) => {
+                            price.product.as_ref().map(|pr| pr.id().to_string())
+                        }
+                        Expandable::Id(_) => None,
+                    }),
+                    quantity: Decimal::from(li.quantity.unwrap_or(1)),
+                    amount: Money::new(li.amount_total, facts.currency),
+                    description: li.description.clone(),
+                })
+                .collect();
+            if !lines.is_empty() {
+                return lines;
             }
         }
         if let Some(key) = &self.inner.posting.charge_product_metadata_key
             && let Some(product) = facts.metadata.get(key)
         {
-            return Ok(vec![SoldLine {
+            return vec![SoldLine {
                 product: Some(product.clone()),
                 quantity: Decimal::ONE,
                 amount: facts.captured_amount,
                 description: facts.description.clone(),
-            }]);
+            }];
         }
-        Ok(Vec::new())
+        Vec::new()
+    }
+
+    async fn audit_covered(
+        &self,
+        job: &Job,
+        payment: &str,
+        invoice: &str,
+    ) -> Result<(), PipelineError> {
+        self.audit(
+            job,
+            "covered_by_invoice",
+            Some(payment),
+            format!("{payment} paid Stripe invoice {invoice}, which is posted on its own: not posted again"),
+            Some(json!({"invoice": invoice})),
+        )
+        .await;
+        Ok(())
     }
 
     pub(super) async fn record_failed_payment(

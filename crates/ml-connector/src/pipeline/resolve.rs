@@ -53,6 +53,12 @@ impl Pipeline {
             return NetSuiteInternalId::parse(&id)
                 .map_err(|e| PipelineError::Permanent(format!("stored customer link: {e}")));
         }
+        // One resolution per customer at a time; the second job then finds the link.
+        let _guard = self.inner.locks.lock(customer_id.as_str()).await;
+        if let Some(id) = store.get_customer_link(customer_id.as_str()).await? {
+            return NetSuiteInternalId::parse(&id)
+                .map_err(|e| PipelineError::Permanent(format!("stored customer link: {e}")));
+        }
         let ns = &self.inner.netsuite;
         let posting = &self.inner.posting;
         let external_id = ExternalId::for_stripe(customer_id);
@@ -170,8 +176,8 @@ impl Pipeline {
             currency,
             custom_fields: vec![(posting.customer_field.clone(), json!(customer_id.as_str()))],
         };
-        let (id, outcome) = ns
-            .create_once("customer", &external_id, doc.to_json())
+        let (id, outcome) = self
+            .create_record(job, "customer", &external_id, doc.to_json())
             .await?;
         store
             .set_customer_link(customer_id.as_str(), id.as_str(), "created")
