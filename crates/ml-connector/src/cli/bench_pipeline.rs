@@ -228,7 +228,11 @@ pub async fn run(args: &PipelineArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("  NetSuite invoices / payments  {invoices} / {payments} ({customers} customers)");
+    println!(
+        "  NetSuite invoices / payments  {invoices} / {payments} ({customers} customers); Stripe had {} paid invoices + {} one-time charges",
+        report.paid_invoices.len(),
+        report.standalone_charges.len()
+    );
     println!(
         "  invoices/s                    {:.2} ({:.2} over NetSuite's busy window of {busy:.1} s)",
         invoices as f64 / elapsed,
