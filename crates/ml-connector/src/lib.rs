@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod netsuite_budget;
 pub mod pipeline;
 pub mod stack;
 pub mod startup;

@@ -48,7 +48,7 @@ impl App<Handler> {
     /// The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
-        let handler = build_handler(&config, &store)?;
+        let handler = build_handler(&config, &store).await?;
         App::build_with(config, listener, store, handler)
     }
 }
@@ -71,8 +71,16 @@ pub fn stripe_client(config: &Config) -> anyhow::Result<Option<StripeClient>> {
     ))
 }
 
-/// The NetSuite client, if an account is configured.
+/// The NetSuite client, if an account is configured, governing its own concurrency.
 pub fn netsuite_client(config: &Config) -> anyhow::Result<Option<NetSuiteClient>> {
+    netsuite_client_with(config, None)
+}
+
+/// The NetSuite client with a given concurrency budget (shared across instances).
+pub fn netsuite_client_with(
+    config: &Config,
+    budget: Option<Arc<dyn mlc_netsuite::ConcurrencyBudget>>,
+) -> anyhow::Result<Option<NetSuiteClient>> {
     let ns = &config.netsuite;
     if ns.account_id.trim().is_empty() {
         return Ok(None);
@@ -130,15 +138,33 @@ pub fn netsuite_client(config: &Config) -> anyhow::Result<Option<NetSuiteClient>
         );
     }
     c.concurrency = ns.concurrency;
+    c.budget = budget;
     c.m2m.refresh_before = std::time::Duration::from_secs(ns.token_refresh_before_secs);
     Ok(Some(
         NetSuiteClient::new(c).context("cannot build the NetSuite client")?,
     ))
 }
 
-/// The pipeline when both sides are configured; the accept-only handler when neither is.
-pub fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Handler> {
-    match (stripe_client(config)?, netsuite_client(config)?) {
+/// The pipeline when both sides are configured; the accept-only handler when neither is. On
+/// PostgreSQL, where several instances may share the work, the NetSuite concurrency budget
+/// (`netsuite.concurrency`) is shared by all of them.
+pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Handler> {
+    let budget: Option<Arc<dyn mlc_netsuite::ConcurrencyBudget>> = if store.backend()
+        == mlc_store::Backend::Postgres
+        && !config.netsuite.account_id.is_empty()
+    {
+        let shared =
+            crate::netsuite_budget::SharedBudget::new(store.clone(), config.netsuite.concurrency)
+                .await
+                .context("cannot set up the shared NetSuite concurrency budget")?;
+        Some(shared)
+    } else {
+        None
+    };
+    match (
+        stripe_client(config)?,
+        netsuite_client_with(config, budget)?,
+    ) {
         (Some(stripe), Some(netsuite)) => Ok(Handler::Pipeline(Pipeline::new(
             store.clone(),
             stripe,

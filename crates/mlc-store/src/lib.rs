@@ -21,6 +21,7 @@ mod model;
 mod queue;
 mod retry;
 pub mod runner;
+mod slots;
 mod store;
 pub mod testing;
 

@@ -6,3 +6,4 @@ mod intake;
 mod lifecycle;
 mod ping;
 mod pipeline;
+mod shared_budget;
