@@ -190,6 +190,7 @@ pub struct PostingConfig {
     pub fee_clearing_account: Option<NetSuiteInternalId>,
     pub currencies: BTreeMap<Currency, NetSuiteInternalId>,
     pub stripe_id_field: Option<String>,
+    pub stripe_customer_field: Option<String>,
     pub item_match: ItemMatch,
     pub item_field: String,
     pub customer_match: Vec<CustomerMatch>,
@@ -573,6 +574,8 @@ impl Reader<'_> {
             fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
             currencies,
             stripe_id_field: self.custom_field("posting.stripe_id_field", &["custbody"])?,
+            stripe_customer_field: self
+                .custom_field("posting.stripe_customer_field", &["custbody"])?,
             item_match: self.choice("posting.item_match", "custom_field or external_id")?,
             item_field: self
                 .custom_field("posting.item_field", &["custitem"])?

@@ -111,7 +111,7 @@ impl Pipeline {
             fee_expense_account: posting.fee_expense_account.clone(),
             fee_clearing_account: posting.fee_clearing_account.clone(),
             stripe_id_field: posting.stripe_id_field.clone(),
-            stripe_customer_field: None,
+            stripe_customer_field: posting.stripe_customer_field.clone(),
         };
         Pipeline {
             inner: Arc::new(Inner {
@@ -222,6 +222,21 @@ impl Pipeline {
         body: mlc_netsuite::documents::Json,
     ) -> Result<(mlc_core::NetSuiteInternalId, mlc_netsuite::CreateOutcome), PipelineError> {
         let ns = &self.inner.netsuite;
+        // NetSuite honours `X-NetSuite-Idempotency-Key` only on asynchronous requests; these are
+        // synchronous, so the external ID is the idempotency guard. The key derived from the
+        // event is still traced, to tie the write to the delivery that caused it.
+        if let Some(event) = job
+            .event_id
+            .as_deref()
+            .and_then(|e| mlc_core::StripeId::parse(mlc_core::StripeIdKind::Event, e).ok())
+        {
+            let key = mlc_core::IdempotencyKey::derive(&event, &format!("create:{external_id}"));
+            tracing::debug!(
+                netsuite.record_type = record_type,
+                idempotency_key = key.as_str(),
+                "creating NetSuite record"
+            );
+        }
         let created = if job.attempts <= 1 {
             ns.create_new_once(record_type, external_id, body).await?
         } else {
