@@ -117,27 +117,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     settle(&stack, "Posting to NetSuite").await?;
 
     println!("3. Waiting for a person: one product has no NetSuite item yet");
-    let waiting = stack
-        .store
-        .list_events(&EventFilter {
-            status: Some("waiting".into()),
-            limit: 1000,
-            ..EventFilter::default()
-        })
-        .await?;
-    for p in stack.store.list_unmapped_products().await? {
-        let n = waiting
-            .iter()
-            .filter(|e| {
-                e.last_error
-                    .as_deref()
-                    .is_some_and(|m| m.contains(&p.stripe_product_id))
-            })
-            .count();
+    for (p, events) in super::mappings::unmapped_with_waiting(&stack.store).await? {
         println!(
-            "   {} (\"{}\"): {n} event(s) waiting, retried every 15 minutes until mapped",
+            "   {} (\"{}\"): {} event(s) waiting, retried every 15 minutes until mapped",
             p.stripe_product_id,
-            p.name.as_deref().unwrap_or("?")
+            p.name.as_deref().unwrap_or("?"),
+            events.len()
         );
     }
     println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");

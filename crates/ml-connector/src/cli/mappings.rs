@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use mlc_core::{NetSuiteInternalId, StripeId, StripeIdKind};
-use mlc_store::{EventFilter, NewAudit, Store};
+use mlc_store::{EventFilter, NewAudit, Store, UnmappedProduct};
 
 use super::events::format_time;
 
@@ -28,6 +28,35 @@ pub enum MappingsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The products seen without a NetSuite item, each with the events waiting for it.
+pub async fn unmapped_with_waiting(
+    store: &Store,
+) -> anyhow::Result<Vec<(UnmappedProduct, Vec<String>)>> {
+    let products = store.list_unmapped_products().await?;
+    let waiting = store
+        .list_events(&EventFilter {
+            status: Some("waiting".into()),
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await?;
+    Ok(products
+        .into_iter()
+        .map(|p| {
+            let events = waiting
+                .iter()
+                .filter(|e| {
+                    e.last_error
+                        .as_deref()
+                        .is_some_and(|m| m.contains(&p.stripe_product_id))
+                })
+                .map(|e| e.event_id.clone())
+                .collect();
+            (p, events)
+        })
+        .collect())
 }
 
 /// Links `product` to `item`, records it in the audit log and releases waiting jobs; returns
@@ -101,26 +130,10 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
             );
         }
         MappingsCommand::Unmapped { json } => {
-            let products = store.list_unmapped_products().await?;
-            let waiting = store
-                .list_events(&EventFilter {
-                    status: Some("waiting".into()),
-                    limit: 1000,
-                    ..EventFilter::default()
-                })
-                .await?;
-            let rows: Vec<serde_json::Value> = products
-                .iter()
-                .map(|p| {
-                    let events: Vec<&str> = waiting
-                        .iter()
-                        .filter(|e| {
-                            e.last_error
-                                .as_deref()
-                                .is_some_and(|m| m.contains(&p.stripe_product_id))
-                        })
-                        .map(|e| e.event_id.as_str())
-                        .collect();
+            let rows: Vec<serde_json::Value> = unmapped_with_waiting(store)
+                .await?
+                .into_iter()
+                .map(|(p, events)| {
                     serde_json::json!({
                         "product": p.stripe_product_id,
                         "name": p.name,

@@ -191,7 +191,6 @@ pub fn invoice_document(
     default_item: Option<&NetSuiteInternalId>,
 ) -> Result<InvoiceDoc, MappingError> {
     let customer = resolved.customer.clone().ok_or(MappingError::NoCustomer)?;
-    let currency = invoice.currency;
     let mut unmapped = Vec::new();
     let mut lines = Vec::new();
     for l in &invoice.lines {
@@ -264,32 +263,10 @@ pub fn invoice_document(
             "Tax collected by Stripe",
         ));
     }
-    // The document must equal Stripe's total before fees.
+    // The document must equal Stripe's total before fees, and after them in net mode.
     check_total(&lines, invoice.total)?;
-    let mut expected = invoice.total;
     if settings.fee_mode == FeeMode::Net {
-        for charge in charges {
-            if let Some(fee) = fee_in_charge_currency(charge)?
-                && fee.minor() != 0
-            {
-                let fee = Money::new(fee.minor(), currency);
-                let item = settings
-                    .fee_item
-                    .as_ref()
-                    .ok_or(MappingError::NotConfigured {
-                        what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
-                        key: "posting.fee_item",
-                    })?;
-                lines.push(adjustment_line(
-                    item,
-                    fee.negate(),
-                    &format!("Stripe fee on {}", charge.id),
-                ));
-                expected = expected
-                    .checked_sub(fee)
-                    .map_err(|_| MappingError::Overflow)?;
-            }
-        }
+        let expected = add_fee_lines(&mut lines, charges, invoice.total, settings)?;
         check_total(&lines, expected)?;
     }
     let date_source = invoice
@@ -381,28 +358,15 @@ pub fn charge_invoice_document(
         return Err(MappingError::UnmappedProducts(unmapped));
     }
     check_total(&lines, charge.captured_amount)?;
-    let mut expected = charge.captured_amount;
-    if settings.fee_mode == FeeMode::Net
-        && let Some(fee) = fee_in_charge_currency(charge)?
-        && fee.minor() != 0
-    {
-        let fee_item = settings
-            .fee_item
-            .as_ref()
-            .ok_or(MappingError::NotConfigured {
-                what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
-                key: "posting.fee_item",
-            })?;
-        lines.push(adjustment_line(
-            fee_item,
-            fee.negate(),
-            &format!("Stripe fee on {}", charge.id),
-        ));
-        expected = expected
-            .checked_sub(fee)
-            .map_err(|_| MappingError::Overflow)?;
+    if settings.fee_mode == FeeMode::Net {
+        let expected = add_fee_lines(
+            &mut lines,
+            std::slice::from_ref(charge),
+            charge.captured_amount,
+            settings,
+        )?;
+        check_total(&lines, expected)?;
     }
-    check_total(&lines, expected)?;
     Ok(InvoiceDoc {
         external_id: ExternalId::for_stripe(&charge.id),
         customer,
@@ -498,6 +462,39 @@ pub fn fee_journal_document(
         ],
         custom_fields: memo_fields(settings, charge.id.as_str(), None),
     }))
+}
+
+/// Net mode: one negative line per charge fee (in the document's currency, `total`'s), on the
+/// fee item. Returns the total the document must then have.
+fn add_fee_lines(
+    lines: &mut Vec<InvoiceLine>,
+    charges: &[ChargeFacts],
+    total: Money,
+    settings: &PostingSettings,
+) -> Result<Money, MappingError> {
+    let mut expected = total;
+    for charge in charges {
+        let Some(fee) = fee_in_charge_currency(charge)?.filter(|f| f.minor() != 0) else {
+            continue;
+        };
+        let fee = Money::new(fee.minor(), total.currency());
+        let item = settings
+            .fee_item
+            .as_ref()
+            .ok_or(MappingError::NotConfigured {
+                what: "a NetSuite item for Stripe fees (revenue is posted net of fees)",
+                key: "posting.fee_item",
+            })?;
+        lines.push(adjustment_line(
+            item,
+            fee.negate(),
+            &format!("Stripe fee on {}", charge.id),
+        ));
+        expected = expected
+            .checked_sub(fee)
+            .map_err(|_| MappingError::Overflow)?;
+    }
+    Ok(expected)
 }
 
 fn check_total(lines: &[InvoiceLine], expected: Money) -> Result<(), MappingError> {
