@@ -202,6 +202,30 @@ pub struct PostingConfig {
     pub unmapped_give_up_secs: u64,
 }
 
+/// Which side's value wins for a field both sides can edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    Stripe,
+    Netsuite,
+}
+
+/// Reference data (customers, products/items) kept aligned both ways.
+#[derive(Debug, Clone)]
+pub struct ReferenceConfig {
+    pub customers_to_netsuite: bool,
+    pub update_item_names: bool,
+    pub auto_create_items: bool,
+    /// `serviceSaleItem` or `nonInventorySaleItem`.
+    pub item_type: String,
+    pub item_income_account: Option<NetSuiteInternalId>,
+    pub customer_owner: Owner,
+    /// `None`: the NetSuite → Stripe sync is off.
+    pub netsuite_sync_interval_secs: Option<u64>,
+    pub item_filter: Option<String>,
+    pub customer_filter: Option<String>,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -212,6 +236,7 @@ pub struct Config {
     pub netsuite: NetSuiteConfig,
     pub worker: WorkerConfig,
     pub posting: PostingConfig,
+    pub reference: ReferenceConfig,
 }
 
 /// Where configuration values come from.
@@ -616,6 +641,37 @@ impl Reader<'_> {
         Ok(posting)
     }
 
+    fn reference(&self) -> Result<ReferenceConfig, ConfigError> {
+        let item_type = self.string("reference.item_type");
+        if !["serviceSaleItem", "nonInventorySaleItem"].contains(&item_type.as_str()) {
+            return Err(invalid(
+                "reference.item_type",
+                &self.merged.origin("reference.item_type"),
+                format!("`{item_type}` is not an item type the connector creates"),
+                "serviceSaleItem or nonInventorySaleItem",
+            ));
+        }
+        Ok(ReferenceConfig {
+            customers_to_netsuite: self.bool("reference.customers_to_netsuite"),
+            update_item_names: self.bool("reference.update_item_names"),
+            auto_create_items: self.bool("reference.auto_create_items"),
+            item_type,
+            item_income_account: self.internal_id("reference.item_income_account")?,
+            customer_owner: self.choice("reference.customer_owner", "stripe or netsuite")?,
+            netsuite_sync_interval_secs: match self.int(
+                "reference.netsuite_sync_interval_secs",
+                0,
+                86_400,
+                "0 (off) to 86400 seconds",
+            )? {
+                0 => None,
+                n => Some(n as u64),
+            },
+            item_filter: self.opt_string("reference.item_filter"),
+            customer_filter: self.opt_string("reference.customer_filter"),
+        })
+    }
+
     fn choice<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
@@ -761,6 +817,7 @@ impl Config {
                 max_attempts: r.int("worker.max_attempts", 1, 1000, "1 to 1000 attempts")? as i32,
             },
             posting: r.posting()?,
+            reference: r.reference()?,
         })
     }
 
