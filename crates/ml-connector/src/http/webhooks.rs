@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mlc_store::{NewEvent, NewJob, RecordOutcome};
+use mlc_stripe::webhook::SignatureError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -84,17 +85,20 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
         .await
         .map_err(|_| too_large())?;
 
-    let header = parts
-        .headers
-        .get("stripe-signature")
-        .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
-    let now = mlc_core::now_millis() / 1000;
-    let signature = state.verifier.verify(&raw, header, now).map_err(|e| {
+    let refuse = |e: SignatureError| {
         metrics::counter!(names::SIGNATURE_FAILURES, "reason" => e.code()).increment(1);
         tracing::warn!(reason = e.code(), "webhook refused: {e}");
         ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
-    })?;
-    let _ = signature;
+    };
+    let header = match parts.headers.get("stripe-signature") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| refuse(SignatureError::Malformed("the header is not ASCII text")))?,
+        ),
+    };
+    let now = mlc_core::now_millis() / 1000;
+    state.verifier.verify(&raw, header, now).map_err(refuse)?;
 
     let envelope: Envelope = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::new(

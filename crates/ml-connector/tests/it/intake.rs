@@ -311,3 +311,23 @@ async fn health_readiness_and_metrics_answer() {
     assert!(!metrics.contains("whsec_"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_signature_header_that_is_not_text_is_refused_as_malformed() {
+    let db = backends().await.remove(0);
+    let app = TestApp::start(&db).await;
+    let value = reqwest::header::HeaderValue::from_bytes(b"t=1,v1=\xff\xfe").unwrap();
+    let resp = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .header("stripe-signature", value)
+        .body(event_json("evt_1Bytes", "invoice.paid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "malformed_signature_header");
+    assert_eq!(count(&app).await, 0);
+    app.stop().await;
+}
