@@ -105,7 +105,12 @@ async fn gross_fees_post_as_one_balanced_journal_entry_per_charge() {
                 inv.external_id,
                 inv.lines
             );
-            assert_eq!(inv.amount_remaining, Some(Decimal::ZERO), "{}", inv.external_id);
+            assert_eq!(
+                inv.amount_remaining,
+                Some(Decimal::ZERO),
+                "{}",
+                inv.external_id
+            );
         }
         // NetSuite totals equal Stripe's gross per currency, to the minor unit.
         let mut ns_totals: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -158,7 +163,11 @@ async fn gross_fees_post_as_one_balanced_journal_entry_per_charge() {
                 usd_fees += debit;
             }
         }
-        assert_eq!(external_ids.len(), journals.len(), "duplicate journal entries");
+        assert_eq!(
+            external_ids.len(),
+            journals.len(),
+            "duplicate journal entries"
+        );
         for ch in &report.standalone_charges {
             assert!(
                 external_ids.contains(&format!("stripe_fee_{ch}")),
@@ -414,8 +423,16 @@ async fn existing_netsuite_customers_are_reused_not_duplicated() {
                 .unwrap_or_else(|| panic!("{inv} not posted"));
             ref_id(&rec["entity"])
         };
-        assert_eq!(entity_of(&inv_alpha), ns_alpha.to_string(), "Alpha by email");
-        assert_eq!(entity_of(&inv_beta), ns_beta.to_string(), "Beta by custom field");
+        assert_eq!(
+            entity_of(&inv_alpha),
+            ns_alpha.to_string(),
+            "Alpha by email"
+        );
+        assert_eq!(
+            entity_of(&inv_beta),
+            ns_beta.to_string(),
+            "Beta by custom field"
+        );
         let ns_gamma = h
             .get(RecordType::Customer, &format!("eid:stripe_{gamma}"))
             .expect("Gamma created with its Stripe external ID");
@@ -433,9 +450,7 @@ async fn existing_netsuite_customers_are_reused_not_duplicated() {
         assert_eq!(stack.netsuite_count(RecordType::Invoice), 3);
         assert_eq!(stack.netsuite_count(RecordType::CustomerPayment), 3);
         // The twins are untouched (no external ID written onto them).
-        let alpha_rec = h
-            .get(RecordType::Customer, &ns_alpha.to_string())
-            .unwrap();
+        let alpha_rec = h.get(RecordType::Customer, &ns_alpha.to_string()).unwrap();
         assert_eq!(alpha_rec["companyName"], "Alpha Limited (NetSuite)");
         stack.stop().await.unwrap();
     }
@@ -538,7 +553,10 @@ async fn events_show_and_replay_from_the_command_line() {
         assert!(out.contains(&format!("{evt}: queued for replay")), "{out}");
         let (ok, out, _) = cli(db.url(), &["replay", "evt_NoSuchEvent"]);
         assert!(ok);
-        assert!(out.contains("evt_NoSuchEvent: no such event is stored"), "{out}");
+        assert!(
+            out.contains("evt_NoSuchEvent: no such event is stored"),
+            "{out}"
+        );
         assert!(stack.wait_idle(SETTLE).await, "replay did not settle");
 
         let (ok, out, err) = cli(db.url(), &["events", "show", &evt]);
