@@ -1123,7 +1123,8 @@ mod tests {
     fn a_missing_discount_tax_or_fee_item_names_its_setting() {
         let inv = discounted_taxed_invoice();
         let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
-        let cases: [(&str, fn(&mut PostingSettings)); 3] = [
+        type Unset = fn(&mut PostingSettings);
+        let cases: [(&str, Unset); 3] = [
             ("posting.discount_item", |s| s.discount_item = None),
             ("posting.tax_item", |s| s.tax_item = None),
             ("posting.fee_item", |s| s.fee_item = None),
