@@ -576,3 +576,49 @@ async fn events_show_and_replay_from_the_command_line() {
         stack.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_fee_journal_that_failed_once_is_still_posted() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        opts.fees = "gross".into();
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let api = StripeApi::of(&stack);
+        let h = stack.netsuite.handle();
+        let (product, price) = api.product("Gizmo", "9900").await;
+        create_product_item(h, "Gizmo", &product).unwrap();
+        let customer = api.customer("Epsilon AG", "epsilon@example.com").await;
+        // NetSuite refuses the journal entry long enough for the client to give up once
+        // (5 attempts): the event is retried later, after its invoice and payment exist.
+        for _ in 0..5 {
+            h.push_fault(mlc_netsuite_sim::QueuedFault {
+                kind: mlc_netsuite_sim::FaultKind::ServerError,
+                method: Some("POST".into()),
+                path_contains: Some("/record/v1/journalentry".into()),
+            });
+        }
+        let invoice = api.sell(&customer, &price, "1").await;
+        assert!(stack.wait_idle(SETTLE).await, "pipeline did not settle");
+        assert_eq!(h.queued_faults(), 0, "the faults were not hit");
+
+        assert_eq!(stack.netsuite_count(RecordType::Invoice), 1);
+        assert_eq!(stack.netsuite_count(RecordType::CustomerPayment), 1);
+        let journals = h.ids(RecordType::JournalEntry);
+        assert_eq!(
+            journals.len(),
+            1,
+            "the fee of {invoice} was never posted after NetSuite failed once"
+        );
+        let je = h
+            .get(RecordType::JournalEntry, &journals[0].to_string())
+            .unwrap();
+        assert!(
+            je["externalId"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("stripe_fee_ch_")),
+            "{je}"
+        );
+        stack.stop().await.unwrap();
+    }
+}
