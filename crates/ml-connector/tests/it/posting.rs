@@ -351,6 +351,18 @@ impl StripeApi {
 
     /// A manual invoice: invoice item, finalize, pay. Returns the invoice ID.
     async fn sell(&self, customer: &str, price: &str, quantity: &str) -> String {
+        let id = self.finalized_invoice(customer, price, quantity).await;
+        self.pay(&id).await;
+        id
+    }
+
+    async fn pay(&self, invoice: &str) {
+        let paid = self.post(&format!("/v1/invoices/{invoice}/pay"), &[]).await;
+        assert_eq!(paid["status"], "paid", "{paid}");
+    }
+
+    /// A manual invoice, finalized (open, not paid yet). Returns the invoice ID.
+    async fn finalized_invoice(&self, customer: &str, price: &str, quantity: &str) -> String {
         let inv = self
             .post(
                 "/v1/invoices",
@@ -373,8 +385,6 @@ impl StripeApi {
         )
         .await;
         self.post(&format!("/v1/invoices/{id}/finalize"), &[]).await;
-        let paid = self.post(&format!("/v1/invoices/{id}/pay"), &[]).await;
-        assert_eq!(paid["status"], "paid", "{paid}");
         id
     }
 }
@@ -619,6 +629,55 @@ async fn a_fee_journal_that_failed_once_is_still_posted() {
                 .is_some_and(|e| e.starts_with("stripe_fee_ch_")),
             "{je}"
         );
+        stack.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_the_finalized_trigger_the_invoice_posts_open_and_is_paid_later() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        // Net mode needs the fee on the invoice, unknown until paid: finalized requires gross.
+        opts.fees = "gross".into();
+        opts.extra_env
+            .push(("MLC__POSTING__INVOICE_TRIGGER".into(), "finalized".into()));
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let api = StripeApi::of(&stack);
+        let h = stack.netsuite.handle();
+        let (product, price) = api.product("Consulting day", "120000").await;
+        create_product_item(h, "Consulting day", &product).unwrap();
+        let customer = api.customer("Zeta SA", "zeta@example.com").await;
+
+        let invoice = api.finalized_invoice(&customer, &price, "2").await;
+        assert!(stack.wait_idle(SETTLE).await, "pipeline did not settle");
+        let eid = format!("eid:stripe_{invoice}");
+        let open = h
+            .get(RecordType::Invoice, &eid)
+            .expect("posted when finalized");
+        let lines = open["item"]["items"].as_array().unwrap();
+        assert_eq!(lines.len(), 1, "{open}");
+        assert_eq!(dec(&lines[0]["amount"]), Some(Decimal::new(2_400_00, 2)));
+        assert_eq!(dec(&lines[0]["quantity"]), Some(Decimal::from(2)));
+        assert_eq!(
+            dec(&open["amountRemaining"]),
+            Some(Decimal::new(2_400_00, 2)),
+            "open in NetSuite until Stripe has the money"
+        );
+        assert_eq!(stack.netsuite_count(RecordType::CustomerPayment), 0);
+        assert_eq!(stack.netsuite_count(RecordType::JournalEntry), 0);
+
+        api.pay(&invoice).await;
+        assert!(stack.wait_idle(SETTLE).await, "pipeline did not settle");
+        assert_eq!(
+            stack.netsuite_count(RecordType::Invoice),
+            1,
+            "not posted twice"
+        );
+        assert_eq!(stack.netsuite_count(RecordType::CustomerPayment), 1);
+        assert_eq!(stack.netsuite_count(RecordType::JournalEntry), 1);
+        let paid = h.get(RecordType::Invoice, &eid).unwrap();
+        assert_eq!(dec(&paid["amountRemaining"]), Some(Decimal::ZERO), "{paid}");
         stack.stop().await.unwrap();
     }
 }
