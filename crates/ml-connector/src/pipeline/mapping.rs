@@ -507,3 +507,880 @@ fn check_total(lines: &[InvoiceLine], expected: Money) -> Result<(), MappingErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! What a finance user finds in NetSuite for hand-built Stripe facts: lines, items, amounts
+    //! (checked in the exact request text), dates in the account's time zone, and the refusals.
+
+    use super::*;
+    use mlc_core::StripeIdKind;
+    use mlc_stripe::facts::LineFacts;
+
+    // 2026-11-01T03:00:00Z: still 31 October in New York (EDT, UTC-4).
+    const NOV_1_03_UTC: i64 = 1_793_502_000;
+    // 2026-12-01T03:00:00Z: still 30 November in New York (EST, UTC-5).
+    const DEC_1_03_UTC: i64 = 1_796_094_000;
+    // 2026-11-27T02:30:00Z: 26 November 21:30 in New York.
+    const NOV_27_0230_UTC: i64 = 1_795_746_600;
+    const NOV_20_NOON_UTC: i64 = 1_795_176_000;
+
+    const CUSTOMER: &str = "100";
+    const ITEM_A: &str = "21";
+    const ITEM_B: &str = "22";
+    const DEFAULT_ITEM: &str = "30";
+    const DISCOUNT_ITEM: &str = "11";
+    const TAX_ITEM: &str = "12";
+    const FEE_ITEM: &str = "13";
+
+    fn ns(id: &str) -> NetSuiteInternalId {
+        NetSuiteInternalId::parse(id).unwrap()
+    }
+
+    fn sid(kind: StripeIdKind, id: &str) -> StripeId {
+        StripeId::parse(kind, id).unwrap()
+    }
+
+    fn tz(name: &str) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(name).unwrap()
+    }
+
+    fn settings(fee_mode: FeeMode, zone: &str) -> PostingSettings {
+        PostingSettings {
+            fee_mode,
+            time_zone: tz(zone),
+            subsidiary: Some(ns("1")),
+            discount_item: Some(ns(DISCOUNT_ITEM)),
+            tax_item: Some(ns(TAX_ITEM)),
+            fee_item: Some(ns(FEE_ITEM)),
+            payment_account: Some(ns("2")),
+            fee_expense_account: Some(ns("5")),
+            fee_clearing_account: Some(ns("7")),
+            stripe_id_field: Some("custbody_stripe_id".into()),
+            stripe_customer_field: None,
+        }
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            customer: Some(ns(CUSTOMER)),
+            currency: Some(ns("1")),
+            items: [
+                ("prod_A".to_string(), ns(ITEM_A)),
+                ("prod_B".to_string(), ns(ITEM_B)),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn stripe_line(
+        id: &str,
+        product: Option<&str>,
+        quantity: i64,
+        minor: i64,
+        currency: Currency,
+        period: Option<(i64, i64)>,
+    ) -> LineFacts {
+        LineFacts {
+            id: id.into(),
+            product_id: product.map(|p| sid(StripeIdKind::Product, p)),
+            price_id: None,
+            description: Some(format!("{id} description")),
+            quantity: Some(Decimal::from(quantity)),
+            unit_amount_decimal: None,
+            amount: Money::new(minor, currency),
+            discount: Money::zero(currency),
+            tax: Money::zero(currency),
+            period,
+            proration: false,
+            subscription_id: None,
+            metadata: Default::default(),
+        }
+    }
+
+    /// A paid invoice whose total is the sum of its lines (no discount, no tax).
+    fn invoice(currency: Currency, lines: Vec<LineFacts>) -> InvoiceFacts {
+        let sum: i64 = lines.iter().map(|l| l.amount.minor()).sum();
+        let m = |minor| Money::new(minor, currency);
+        InvoiceFacts {
+            id: sid(StripeIdKind::Invoice, "in_Test1"),
+            number: Some("INV-0042".into()),
+            customer_id: Some(sid(StripeIdKind::Customer, "cus_Test1")),
+            currency,
+            status: Some("paid".into()),
+            lines,
+            lines_complete: true,
+            subtotal: m(sum),
+            total: m(sum),
+            tax: m(0),
+            tax_inclusive: m(0),
+            discount: m(0),
+            amount_due: m(sum),
+            amount_paid: m(sum),
+            amount_remaining: m(0),
+            subscription_id: None,
+            charge_ids: vec![sid(StripeIdKind::Charge, "ch_Test1")],
+            payment_intent_ids: vec![],
+            paid_at: Some(NOV_27_0230_UTC),
+            finalized_at: Some(NOV_20_NOON_UTC),
+            voided_at: None,
+            period: None,
+            created: NOV_20_NOON_UTC,
+            due_date: None,
+            billing_reason: Some("subscription_create".into()),
+            metadata: Default::default(),
+            livemode: false,
+        }
+    }
+
+    /// A captured charge with its fee in `fee_currency` (and the rate charge → settlement).
+    fn charge(
+        id: &str,
+        currency: Currency,
+        minor: i64,
+        fee: Option<Money>,
+        exchange_rate: Option<&str>,
+    ) -> ChargeFacts {
+        let m = |minor| Money::new(minor, currency);
+        ChargeFacts {
+            id: sid(StripeIdKind::Charge, id),
+            amount: m(minor),
+            captured_amount: m(minor),
+            refunded_amount: m(0),
+            refunded: false,
+            currency,
+            customer_id: Some(sid(StripeIdKind::Customer, "cus_Test1")),
+            invoice_id: None,
+            payment_intent_id: Some(sid(StripeIdKind::PaymentIntent, "pi_Test1")),
+            balance_transaction_id: Some(sid(StripeIdKind::BalanceTransaction, "txn_Test1")),
+            fee,
+            net: None,
+            settlement_amount: None,
+            settlement_currency: fee.map(|f| f.currency()),
+            exchange_rate: exchange_rate.map(|r| r.parse().unwrap()),
+            fee_details: vec![],
+            status: "succeeded".into(),
+            paid: true,
+            captured: true,
+            description: Some("One-time purchase".into()),
+            failure_code: None,
+            failure_message: None,
+            metadata: Default::default(),
+            created: NOV_27_0230_UTC,
+            livemode: false,
+        }
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::new(minor, Currency::USD)
+    }
+
+    /// The lines as (item, quantity, rate, amount) text, as NetSuite receives them.
+    fn lines_of(doc: &InvoiceDoc) -> Vec<(String, String, String, String)> {
+        doc.lines
+            .iter()
+            .map(|l| {
+                (
+                    l.item.to_string(),
+                    l.quantity.to_string(),
+                    l.rate.to_string(),
+                    l.amount.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn row(item: &str, q: &str, rate: &str, amount: &str) -> (String, String, String, String) {
+        (item.into(), q.into(), rate.into(), amount.into())
+    }
+
+    /// A USD subscription invoice with a 10% discount and 20% exclusive tax:
+    /// 3 × 30.00 + 1 × 10.00 − 9.00 + 18.20 = 109.20.
+    fn discounted_taxed_invoice() -> InvoiceFacts {
+        let mut inv = invoice(
+            Currency::USD,
+            vec![
+                stripe_line(
+                    "il_1",
+                    Some("prod_A"),
+                    3,
+                    9_000,
+                    Currency::USD,
+                    Some((NOV_1_03_UTC, DEC_1_03_UTC)),
+                ),
+                stripe_line("il_2", Some("prod_B"), 1, 1_000, Currency::USD, None),
+            ],
+        );
+        inv.discount = usd(900);
+        inv.tax = usd(1_820);
+        inv.total = usd(10_920);
+        inv
+    }
+
+    #[test]
+    fn invoice_lines_follow_stripe_with_discount_tax_and_net_fee() {
+        let inv = discounted_taxed_invoice();
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        let doc = invoice_document(
+            &inv,
+            std::slice::from_ref(&ch),
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            lines_of(&doc),
+            vec![
+                row(ITEM_A, "3", "30", "90.00"),
+                row(ITEM_B, "1", "10", "10.00"),
+                row(DISCOUNT_ITEM, "1", "-9.00", "-9.00"),
+                row(TAX_ITEM, "1", "18.20", "18.20"),
+                row(FEE_ITEM, "1", "-3.47", "-3.47"),
+            ]
+        );
+        assert_eq!(
+            doc.total().to_string(),
+            "105.73",
+            "Stripe total minus the fee"
+        );
+        assert_eq!(doc.external_id.as_str(), "stripe_in_Test1");
+        assert_eq!(doc.customer.as_str(), CUSTOMER);
+        assert_eq!(doc.other_ref_num.as_deref(), Some("INV-0042"));
+        assert_eq!(
+            doc.memo,
+            "Stripe invoice in_Test1 (INV-0042), paid by ch_Test1"
+        );
+        assert_eq!(
+            doc.lines[4].description.as_deref(),
+            Some("Stripe fee on ch_Test1")
+        );
+        // Paid 2026-11-27 02:30 UTC.
+        assert_eq!(doc.tran_date.as_str(), "2026-11-27");
+        assert_eq!(
+            doc.lines[0]
+                .period
+                .as_ref()
+                .map(|(s, e)| (s.as_str(), e.as_str())),
+            Some(("2026-11-01", "2026-12-01"))
+        );
+        assert_eq!(doc.lines[1].period, None, "no period, no rev. rec. dates");
+
+        let body = doc.to_json().to_body();
+        for part in [
+            r#""externalId":"stripe_in_Test1""#,
+            r#""entity":{"id":"100"}"#,
+            r#""currency":{"id":"1"}"#,
+            r#""tranDate":"2026-11-27""#,
+            r#""otherRefNum":"INV-0042""#,
+            r#""custbody_stripe_id":"in_Test1""#,
+            r#"{"item":{"id":"21"},"quantity":3,"rate":30,"amount":90.00,"description":"il_1 description","revRecStartDate":"2026-11-01","revRecEndDate":"2026-12-01"}"#,
+            r#"{"item":{"id":"11"},"quantity":1,"rate":-9.00,"amount":-9.00,"description":"Stripe discounts"}"#,
+            r#"{"item":{"id":"12"},"quantity":1,"rate":18.20,"amount":18.20,"description":"Tax collected by Stripe"}"#,
+            r#"{"item":{"id":"13"},"quantity":1,"rate":-3.47,"amount":-3.47,"description":"Stripe fee on ch_Test1"}"#,
+        ] {
+            assert!(body.contains(part), "{part} missing from {body}");
+        }
+    }
+
+    #[test]
+    fn service_period_and_tran_date_are_dates_in_the_configured_zone() {
+        let inv = discounted_taxed_invoice();
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Net, "America/New_York"),
+            None,
+        )
+        .unwrap();
+        // 2026-11-01 03:00 UTC is 31 October 23:00 in New York; 1 December 03:00 UTC is
+        // 30 November 22:00; paid 27 November 02:30 UTC is the 26th there.
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#""revRecStartDate":"2026-10-31","revRecEndDate":"2026-11-30""#),
+            "{body}"
+        );
+        assert!(body.contains(r#""tranDate":"2026-11-26""#), "{body}");
+
+        assert_eq!(
+            tran_date(NOV_27_0230_UTC, &tz("UTC")).as_str(),
+            "2026-11-27"
+        );
+        assert_eq!(
+            tran_date(NOV_27_0230_UTC, &tz("America/New_York")).as_str(),
+            "2026-11-26"
+        );
+        // East of UTC the date moves forward: 2026-11-20 12:00 UTC is the 21st in Auckland.
+        assert_eq!(
+            tran_date(NOV_20_NOON_UTC + 12 * 3600, &tz("Pacific/Auckland")).as_str(),
+            "2026-11-21"
+        );
+        assert_eq!(
+            tran_date(NOV_20_NOON_UTC, &tz("Asia/Tokyo")).as_str(),
+            "2026-11-20"
+        );
+    }
+
+    #[test]
+    fn the_transaction_date_falls_back_from_paid_to_finalized_to_created() {
+        let mut inv = invoice(
+            Currency::USD,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                1,
+                500,
+                Currency::USD,
+                None,
+            )],
+        );
+        inv.paid_at = None;
+        inv.finalized_at = Some(NOV_20_NOON_UTC + 86_400);
+        inv.created = NOV_20_NOON_UTC - 3 * 86_400;
+        let s = settings(FeeMode::Gross, "UTC");
+        let doc = invoice_document(&inv, &[], &resolved(), &s, None).unwrap();
+        assert_eq!(doc.tran_date.as_str(), "2026-11-21");
+        inv.finalized_at = None;
+        let doc = invoice_document(&inv, &[], &resolved(), &s, None).unwrap();
+        assert_eq!(doc.tran_date.as_str(), "2026-11-17");
+    }
+
+    #[test]
+    fn inclusive_tax_adds_no_line_and_only_the_exclusive_part_does() {
+        // 12.00 with 2.00 VAT included: the line already carries the tax.
+        let mut inv = invoice(
+            Currency::EUR,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                1,
+                1_200,
+                Currency::EUR,
+                None,
+            )],
+        );
+        inv.tax = Money::new(200, Currency::EUR);
+        inv.tax_inclusive = Money::new(200, Currency::EUR);
+        let mut s = settings(FeeMode::Gross, "UTC");
+        s.tax_item = None; // not needed: nothing exclusive
+        let doc = invoice_document(&inv, &[], &resolved(), &s, None).unwrap();
+        assert_eq!(lines_of(&doc), vec![row(ITEM_A, "1", "12", "12.00")]);
+
+        // Mixed: 1.00 inclusive inside the line, 0.50 exclusive on top.
+        inv.tax = Money::new(150, Currency::EUR);
+        inv.tax_inclusive = Money::new(100, Currency::EUR);
+        inv.total = Money::new(1_250, Currency::EUR);
+        let doc = invoice_document(
+            &inv,
+            &[],
+            &resolved(),
+            &settings(FeeMode::Gross, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            lines_of(&doc),
+            vec![
+                row(ITEM_A, "1", "12", "12.00"),
+                row(TAX_ITEM, "1", "0.50", "0.50")
+            ]
+        );
+    }
+
+    #[test]
+    fn gross_mode_invoices_have_no_fee_line_and_total_stripes_gross() {
+        let inv = discounted_taxed_invoice();
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Gross, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert!(doc.lines.iter().all(|l| l.item.as_str() != FEE_ITEM));
+        assert_eq!(doc.total().to_string(), "109.20");
+    }
+
+    #[test]
+    fn a_fee_in_another_currency_is_converted_with_the_rate_rounded_half_even() {
+        // EUR charge settled in USD: fee 0.61 USD at 1.08 USD per EUR = 0.5648… → 0.56 EUR.
+        let eur = |m| Money::new(m, Currency::EUR);
+        let ch = charge("ch_Eur", Currency::EUR, 5_000, Some(usd(61)), Some("1.08"));
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(eur(56)));
+        let inv = invoice(
+            Currency::EUR,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                2,
+                5_000,
+                Currency::EUR,
+                None,
+            )],
+        );
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            lines_of(&doc),
+            vec![
+                row(ITEM_A, "2", "25", "50.00"),
+                row(FEE_ITEM, "1", "-0.56", "-0.56")
+            ]
+        );
+        assert_eq!(doc.total().to_string(), "49.44");
+
+        // Exactly half a cent: half-even goes to the even cent (0.125 → 0.12, 0.375 → 0.38),
+        // where half-up would give 0.13.
+        let ch = charge("ch_Half", Currency::EUR, 5_000, Some(usd(25)), Some("2"));
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(eur(12)));
+        let ch = charge("ch_Half", Currency::EUR, 5_000, Some(usd(75)), Some("2"));
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(eur(38)));
+
+        // Same currency: the fee as Stripe states it, no rate needed.
+        let ch = charge("ch_Usd", Currency::USD, 5_000, Some(usd(175)), None);
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(usd(175)));
+        // No balance transaction read: no fee.
+        let ch = charge("ch_Usd", Currency::USD, 5_000, None, None);
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), None);
+    }
+
+    #[test]
+    fn a_foreign_fee_without_an_exchange_rate_is_refused_not_guessed() {
+        let ch = charge("ch_Eur", Currency::EUR, 5_000, Some(usd(61)), None);
+        let err = fee_in_charge_currency(&ch).unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::NoExchangeRate {
+                charge: "ch_Eur".into(),
+                fee_currency: Currency::USD,
+                currency: Currency::EUR,
+            }
+        );
+        assert!(err.to_string().contains("ch_Eur"), "{err}");
+    }
+
+    #[test]
+    fn jpy_amounts_have_no_decimals() {
+        // ¥4,350 × 2 seats; fee 1.00 USD at 0.0066 USD per yen = 151.5… → ¥152.
+        let jpy = |m| Money::new(m, Currency::JPY);
+        let ch = charge(
+            "ch_Jpy",
+            Currency::JPY,
+            8_700,
+            Some(usd(100)),
+            Some("0.0066"),
+        );
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(jpy(152)));
+        let inv = invoice(
+            Currency::JPY,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                2,
+                8_700,
+                Currency::JPY,
+                None,
+            )],
+        );
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Net, "Asia/Tokyo"),
+            None,
+        )
+        .unwrap();
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#""quantity":2,"rate":4350,"amount":8700,"#),
+            "{body}"
+        );
+        assert!(body.contains(r#""rate":-152,"amount":-152,"#), "{body}");
+        assert_eq!(doc.total().to_string(), "8548");
+    }
+
+    #[test]
+    fn kwd_amounts_have_three_decimals() {
+        // 9.130 KWD × 3; fee 0.61 USD at 3.25 USD per dinar = 0.18769… → 0.188 KWD.
+        let kwd = |m| Money::new(m, Currency::KWD);
+        let ch = charge("ch_Kwd", Currency::KWD, 27_390, Some(usd(61)), Some("3.25"));
+        assert_eq!(fee_in_charge_currency(&ch).unwrap(), Some(kwd(188)));
+        let inv = invoice(
+            Currency::KWD,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                3,
+                27_390,
+                Currency::KWD,
+                None,
+            )],
+        );
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            None,
+        )
+        .unwrap();
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#""quantity":3,"rate":9.13,"amount":27.390,"#),
+            "{body}"
+        );
+        assert!(body.contains(r#""rate":-0.188,"amount":-0.188,"#), "{body}");
+        assert_eq!(doc.total().to_string(), "27.202");
+    }
+
+    #[test]
+    fn a_rate_that_does_not_divide_exactly_falls_back_to_one_unit() {
+        // 10.00 for 3 units: 3.333… is not a NetSuite rate that multiplies back to 10.00.
+        let inv = invoice(
+            Currency::USD,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                3,
+                1_000,
+                Currency::USD,
+                None,
+            )],
+        );
+        let doc = invoice_document(
+            &inv,
+            &[],
+            &resolved(),
+            &settings(FeeMode::Gross, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(lines_of(&doc), vec![row(ITEM_A, "1", "10.00", "10.00")]);
+    }
+
+    #[test]
+    fn every_unmapped_product_is_named_once() {
+        let inv = invoice(
+            Currency::USD,
+            vec![
+                stripe_line("il_1", Some("prod_X"), 1, 100, Currency::USD, None),
+                stripe_line("il_2", Some("prod_A"), 1, 100, Currency::USD, None),
+                stripe_line("il_3", Some("prod_Y"), 1, 100, Currency::USD, None),
+                stripe_line("il_4", Some("prod_X"), 1, 100, Currency::USD, None),
+            ],
+        );
+        let err = invoice_document(&inv, &[], &resolved(), &settings(FeeMode::Net, "UTC"), None)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::UnmappedProducts(vec!["prod_X".into(), "prod_Y".into()])
+        );
+        assert_eq!(
+            err.to_string(),
+            "no NetSuite item is mapped to Stripe product(s) prod_X, prod_Y"
+        );
+        assert_eq!(
+            mlc_core::Classify::class(&err),
+            mlc_core::ErrorClass::NeedsPerson
+        );
+    }
+
+    #[test]
+    fn a_line_without_product_goes_on_the_default_item_or_is_refused() {
+        let inv = invoice(
+            Currency::USD,
+            vec![stripe_line("il_free", None, 2, 3_000, Currency::USD, None)],
+        );
+        let s = settings(FeeMode::Gross, "UTC");
+        let doc = invoice_document(&inv, &[], &resolved(), &s, Some(&ns(DEFAULT_ITEM))).unwrap();
+        assert_eq!(lines_of(&doc), vec![row(DEFAULT_ITEM, "2", "15", "30.00")]);
+        let err = invoice_document(&inv, &[], &resolved(), &s, None).unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::LineWithoutProduct {
+                object: "in_Test1".into(),
+                line: "il_free".into()
+            }
+        );
+        assert!(err.to_string().contains("posting.default_item"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_discount_tax_or_fee_item_names_its_setting() {
+        let inv = discounted_taxed_invoice();
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        type Unset = fn(&mut PostingSettings);
+        let cases: [(&str, Unset); 3] = [
+            ("posting.discount_item", |s| s.discount_item = None),
+            ("posting.tax_item", |s| s.tax_item = None),
+            ("posting.fee_item", |s| s.fee_item = None),
+        ];
+        for (key, unset) in cases {
+            let mut s = settings(FeeMode::Net, "UTC");
+            unset(&mut s);
+            let err = invoice_document(&inv, std::slice::from_ref(&ch), &resolved(), &s, None)
+                .unwrap_err();
+            assert!(
+                matches!(err, MappingError::NotConfigured { key: k, .. } if k == key),
+                "{key}: {err:?}"
+            );
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        // The fee item is not needed in gross mode.
+        let mut s = settings(FeeMode::Gross, "UTC");
+        s.fee_item = None;
+        assert!(invoice_document(&inv, &[ch], &resolved(), &s, None).is_ok());
+    }
+
+    #[test]
+    fn a_total_that_does_not_add_up_is_refused_with_both_figures() {
+        let mut inv = invoice(
+            Currency::USD,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                1,
+                10_000,
+                Currency::USD,
+                None,
+            )],
+        );
+        inv.total = usd(9_999);
+        let err = invoice_document(&inv, &[], &resolved(), &settings(FeeMode::Net, "UTC"), None)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::DoesNotAddUp {
+                netsuite: "100.00 USD".into(),
+                stripe: "99.99 USD".into()
+            }
+        );
+        assert!(err.to_string().contains("100.00"), "{err}");
+        assert!(err.to_string().contains("99.99"), "{err}");
+
+        // A charge whose sold lines do not make up the captured amount is refused too.
+        let ch = charge("ch_Short", Currency::USD, 5_000, None, None);
+        let sold = [SoldLine {
+            product: Some("prod_A".into()),
+            quantity: Decimal::ONE,
+            amount: usd(4_000),
+            description: None,
+        }];
+        let err = charge_invoice_document(
+            &ch,
+            &sold,
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, MappingError::DoesNotAddUp { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn no_customer_no_document() {
+        let inv = invoice(
+            Currency::USD,
+            vec![stripe_line(
+                "il_1",
+                Some("prod_A"),
+                1,
+                100,
+                Currency::USD,
+                None,
+            )],
+        );
+        let r = Resolved {
+            customer: None,
+            ..resolved()
+        };
+        assert_eq!(
+            invoice_document(&inv, &[], &r, &settings(FeeMode::Net, "UTC"), None).unwrap_err(),
+            MappingError::NoCustomer
+        );
+    }
+
+    #[test]
+    fn a_checkout_charge_is_invoiced_from_what_was_sold() {
+        let ch = charge("ch_Checkout", Currency::USD, 74_000, Some(usd(2_176)), None);
+        let sold = [
+            SoldLine {
+                product: Some("prod_A".into()),
+                quantity: Decimal::ONE,
+                amount: usd(50_000),
+                description: Some("Onboarding Package".into()),
+            },
+            SoldLine {
+                product: Some("prod_B".into()),
+                quantity: Decimal::from(2),
+                amount: usd(24_000),
+                description: Some("Priority Support".into()),
+            },
+        ];
+        let doc = charge_invoice_document(
+            &ch,
+            &sold,
+            &resolved(),
+            &settings(FeeMode::Net, "America/New_York"),
+            Some(&ns(DEFAULT_ITEM)),
+        )
+        .unwrap();
+        assert_eq!(
+            lines_of(&doc),
+            vec![
+                row(ITEM_A, "1", "500", "500.00"),
+                row(ITEM_B, "2", "120", "240.00"),
+                row(FEE_ITEM, "1", "-21.76", "-21.76"),
+            ]
+        );
+        assert_eq!(doc.total().to_string(), "718.24");
+        assert_eq!(doc.external_id.as_str(), "stripe_ch_Checkout");
+        assert_eq!(
+            doc.memo,
+            "Stripe charge ch_Checkout (payment intent pi_Test1)"
+        );
+        assert_eq!(doc.other_ref_num, None);
+        assert_eq!(
+            doc.tran_date.as_str(),
+            "2026-11-26",
+            "created, New York date"
+        );
+
+        // Unmapped sold products are named.
+        let mut r = resolved();
+        r.items.clear();
+        let err = charge_invoice_document(
+            &ch,
+            &sold,
+            &r,
+            &settings(FeeMode::Net, "UTC"),
+            Some(&ns(DEFAULT_ITEM)),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            MappingError::UnmappedProducts(vec!["prod_A".into(), "prod_B".into()])
+        );
+    }
+
+    #[test]
+    fn a_charge_without_sold_lines_goes_on_the_default_item() {
+        let ch = charge("ch_Plain", Currency::USD, 2_500, Some(usd(103)), None);
+        let doc = charge_invoice_document(
+            &ch,
+            &[],
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            Some(&ns(DEFAULT_ITEM)),
+        )
+        .unwrap();
+        assert_eq!(
+            lines_of(&doc),
+            vec![
+                row(DEFAULT_ITEM, "1", "25", "25.00"),
+                row(FEE_ITEM, "1", "-1.03", "-1.03"),
+            ]
+        );
+        assert_eq!(
+            doc.lines[0].description.as_deref(),
+            Some("One-time purchase")
+        );
+        // Gross: the captured amount alone.
+        let doc = charge_invoice_document(
+            &ch,
+            &[],
+            &resolved(),
+            &settings(FeeMode::Gross, "UTC"),
+            Some(&ns(DEFAULT_ITEM)),
+        )
+        .unwrap();
+        assert_eq!(lines_of(&doc), vec![row(DEFAULT_ITEM, "1", "25", "25.00")]);
+        // No default item: refused, naming the charge.
+        let err =
+            charge_invoice_document(&ch, &[], &resolved(), &settings(FeeMode::Net, "UTC"), None)
+                .unwrap_err();
+        assert!(
+            matches!(&err, MappingError::LineWithoutProduct { object, .. } if object == "ch_Plain"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_payment_applies_the_posted_total_to_the_invoice() {
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        let doc = payment_document(
+            &ch,
+            &ns("555"),
+            usd(10_573),
+            &resolved(),
+            &settings(FeeMode::Net, "America/New_York"),
+        )
+        .unwrap();
+        assert_eq!(doc.external_id.as_str(), "stripe_pay_ch_Test1");
+        assert_eq!(doc.payment.to_string(), "105.73");
+        assert_eq!(doc.tran_date.as_str(), "2026-11-26");
+        let body = doc.to_json().to_body();
+        for part in [
+            r#""externalId":"stripe_pay_ch_Test1""#,
+            r#""customer":{"id":"100"}"#,
+            r#""account":{"id":"2"}"#,
+            r#""payment":105.73"#,
+            r#""apply":{"items":[{"doc":{"id":"555"},"apply":true,"amount":105.73}]}"#,
+            r#""memo":"Stripe payment ch_Test1""#,
+        ] {
+            assert!(body.contains(part), "{part} missing from {body}");
+        }
+    }
+
+    #[test]
+    fn the_gross_fee_journal_is_balanced_in_the_charge_currency() {
+        let ch = charge("ch_Eur", Currency::EUR, 5_000, Some(usd(61)), Some("1.08"));
+        let je = fee_journal_document(&ch, &resolved(), &settings(FeeMode::Gross, "UTC"))
+            .unwrap()
+            .expect("a fee, so a journal entry");
+        assert_eq!(je.external_id.as_str(), "stripe_fee_ch_Eur");
+        assert!(je.is_balanced());
+        assert_eq!(je.tran_date.as_str(), "2026-11-27");
+        let body = je.to_json().to_body();
+        for part in [
+            r#""externalId":"stripe_fee_ch_Eur""#,
+            r#"{"account":{"id":"5"},"debit":0.56,"memo":"Stripe fee on ch_Eur","entity":{"id":"100"}}"#,
+            r#"{"account":{"id":"7"},"credit":0.56,"memo":"Stripe fee on ch_Eur"}"#,
+        ] {
+            assert!(body.contains(part), "{part} missing from {body}");
+        }
+
+        // No fee (or none read): no journal entry.
+        let free = charge("ch_Free", Currency::USD, 5_000, Some(usd(0)), None);
+        assert_eq!(
+            fee_journal_document(&free, &resolved(), &settings(FeeMode::Gross, "UTC")).unwrap(),
+            None
+        );
+        // Missing accounts are named.
+        let mut s = settings(FeeMode::Gross, "UTC");
+        s.fee_expense_account = None;
+        let err = fee_journal_document(&ch, &resolved(), &s).unwrap_err();
+        assert!(
+            err.to_string().contains("posting.fee_expense_account"),
+            "{err}"
+        );
+        let mut s = settings(FeeMode::Gross, "UTC");
+        s.fee_clearing_account = None;
+        let err = fee_journal_document(&ch, &resolved(), &s).unwrap_err();
+        assert!(
+            err.to_string().contains("posting.fee_clearing_account"),
+            "{err}"
+        );
+    }
+}

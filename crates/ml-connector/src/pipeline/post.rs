@@ -270,6 +270,45 @@ impl Pipeline {
         let store = &self.inner.store;
         let ns = &self.inner.netsuite;
         for (i, charge) in charges.iter().enumerate() {
+            // The fee journal goes first: once the payment is recorded the object counts as done
+            // (`already_posted`), so a journal that failed after it would never be retried.
+            if self.inner.posting.fees == FeeMode::Gross
+                && store
+                    .get_posting(charge.id.as_str(), FEE_JOURNAL)
+                    .await?
+                    .is_none()
+                && let Some(je) =
+                    mapping::fee_journal_document(charge, resolved, &self.inner.settings)?
+            {
+                let (je_id, _) = ns
+                    .create_once("journalEntry", &je.external_id, je.to_json())
+                    .await?;
+                let fee = mapping::fee_in_charge_currency(charge)?
+                    .unwrap_or(Money::zero(charge.currency));
+                store
+                    .record_posting(NewPosting {
+                        stripe_object_id: charge.id.to_string(),
+                        kind: FEE_JOURNAL.into(),
+                        netsuite_record_type: "journalEntry".into(),
+                        netsuite_internal_id: je_id.to_string(),
+                        external_id: je.external_id.to_string(),
+                        event_id: job.event_id.clone(),
+                        amount_minor: fee.minor(),
+                        currency: fee.currency().as_str().to_string(),
+                    })
+                    .await?;
+                self.audit(
+                    job,
+                    "fee_posted",
+                    Some(charge.id.as_str()),
+                    format!(
+                        "Stripe fee {fee} on {} posted as NetSuite journal entry {je_id}",
+                        charge.id
+                    ),
+                    Some(json!({"netsuite_internal_id": je_id.as_str()})),
+                )
+                .await;
+            }
             if store.get_posting(stripe_object, PAYMENT).await?.is_none() {
                 // A single charge pays the whole posted total; with partial payments each pays
                 // what it brought in (net of its fee in net mode).
@@ -325,43 +364,6 @@ impl Pipeline {
                         "charge": charge.id.as_str(),
                         "amount": amount.to_decimal().to_string(),
                     })),
-                )
-                .await;
-            }
-            if self.inner.posting.fees == FeeMode::Gross
-                && store
-                    .get_posting(charge.id.as_str(), FEE_JOURNAL)
-                    .await?
-                    .is_none()
-                && let Some(je) =
-                    mapping::fee_journal_document(charge, resolved, &self.inner.settings)?
-            {
-                let (je_id, _) = ns
-                    .create_once("journalEntry", &je.external_id, je.to_json())
-                    .await?;
-                let fee = mapping::fee_in_charge_currency(charge)?
-                    .unwrap_or(Money::zero(charge.currency));
-                store
-                    .record_posting(NewPosting {
-                        stripe_object_id: charge.id.to_string(),
-                        kind: FEE_JOURNAL.into(),
-                        netsuite_record_type: "journalEntry".into(),
-                        netsuite_internal_id: je_id.to_string(),
-                        external_id: je.external_id.to_string(),
-                        event_id: job.event_id.clone(),
-                        amount_minor: fee.minor(),
-                        currency: fee.currency().as_str().to_string(),
-                    })
-                    .await?;
-                self.audit(
-                    job,
-                    "fee_posted",
-                    Some(charge.id.as_str()),
-                    format!(
-                        "Stripe fee {fee} on {} posted as NetSuite journal entry {je_id}",
-                        charge.id
-                    ),
-                    Some(json!({"netsuite_internal_id": je_id.as_str()})),
                 )
                 .await;
             }

@@ -6,4 +6,5 @@ mod intake;
 mod lifecycle;
 mod ping;
 mod pipeline;
+mod posting;
 mod shared_budget;
