@@ -10,7 +10,8 @@ use mlc_store::{JobState, Store};
 pub struct ReplayArgs {
     /// Event IDs to replay (evt_…).
     pub event_ids: Vec<String>,
-    /// Replay every event whose job is in this state (failed or waiting).
+    /// Replay every event whose job is in this state: failed, waiting, or succeeded (safe: what
+    /// already posted is not posted again).
     #[arg(long)]
     pub status: Option<String>,
     /// With --status: only jobs last updated at or after this date (YYYY-MM-DD, UTC) or

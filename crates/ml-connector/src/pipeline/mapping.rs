@@ -220,9 +220,11 @@ pub fn invoice_document(
         if let Some((start, end)) = l.period
             && end > start
         {
+            // Stripe's period end is exclusive (the next period's start); NetSuite's rev. rec.
+            // end date is the last day served.
             doc_line.period = Some((
                 tran_date(start, &settings.time_zone),
-                tran_date(end, &settings.time_zone),
+                tran_date(end - 1, &settings.time_zone),
             ));
         }
         lines.push(doc_line);
@@ -782,6 +784,29 @@ mod tests {
         ] {
             assert!(body.contains(part), "{part} missing from {body}");
         }
+    }
+
+    #[test]
+    fn a_service_period_ending_at_midnight_ends_the_day_before() {
+        let mut inv = discounted_taxed_invoice();
+        // 2026-11-01T00:00:00Z → 2026-12-01T00:00:00Z: November, in UTC.
+        inv.lines[0].period = Some((1_793_491_200, 1_796_083_200));
+        let ch = charge("ch_Test1", Currency::USD, 10_920, Some(usd(347)), None);
+        let doc = invoice_document(
+            &inv,
+            &[ch],
+            &resolved(),
+            &settings(FeeMode::Net, "UTC"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.lines[0]
+                .period
+                .as_ref()
+                .map(|(s, e)| (s.as_str(), e.as_str())),
+            Some(("2026-11-01", "2026-11-30"))
+        );
     }
 
     #[test]
