@@ -9,7 +9,7 @@
 //! expr    := conj (OR conj)*
 //! conj    := atom (AND atom)*
 //! atom    := '(' expr ')' | col op value | col [NOT] IN '(' value (',' value)* ')'
-//!          | col IS [NOT] NULL
+//!          | col IS [NOT] NULL | LOWER '(' col ')' op value
 //! op      := = | != | <> | < | <= | > | >=
 //! value   := ? | 'string' | number
 //! key     := col [ASC | DESC]
@@ -252,6 +252,8 @@ enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Cmp(String, &'static str, Operand),
+    /// `LOWER(col) op value`: the column lowercased, the value as given.
+    CmpLower(String, &'static str, Operand),
     In(String, bool, Vec<Operand>),
     IsNull(String, bool),
 }
@@ -376,6 +378,18 @@ impl Parser<'_> {
             let e = self.expr()?;
             self.expect(Tok::RParen, ")")?;
             return Ok(e);
+        }
+        if kw(self.peek(), "lower") && self.toks.get(self.pos + 1) == Some(&Tok::LParen) {
+            self.pos += 2;
+            let col = self.column()?;
+            self.expect(Tok::RParen, ")")?;
+            return match self.next() {
+                Some(Tok::Op(op)) => Ok(Expr::CmpLower(col, op, self.operand()?)),
+                _ => {
+                    self.pos -= 1;
+                    Err(self.unexpected("expected a comparison after LOWER(...)"))
+                }
+            };
         }
         let col = self.column()?;
         match self.next() {
@@ -781,6 +795,21 @@ fn eval(e: &Expr, row: &Row, q: &Query, db: &Db, params: &[Value]) -> Result<boo
                 return Ok(false);
             };
             let o = compare(ty(c), x, &v)?;
+            match *op {
+                "=" => o == Ordering::Equal,
+                "!=" | "<>" => o != Ordering::Equal,
+                "<" => o == Ordering::Less,
+                "<=" => o != Ordering::Greater,
+                ">" => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            }
+        }
+        Expr::CmpLower(c, op, operand) => {
+            let v = operand_value(operand, params)?;
+            let Some(x) = cell(c) else {
+                return Ok(false);
+            };
+            let o = compare(ColType::Text, &x.to_lowercase(), &v)?;
             match *op {
                 "=" => o == Ordering::Equal,
                 "!=" | "<>" => o != Ordering::Equal,

@@ -224,3 +224,36 @@ async fn queries_outside_the_subset_are_refused_not_misread() {
         );
     }
 }
+
+#[tokio::test]
+async fn lower_compares_a_column_without_case() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    // The seeded customer's email is billing@seeded.example.
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE LOWER(email) = ?",
+            json!(["billing@seeded.example"]),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["count"], 1);
+    // Without LOWER the comparison is exact, as in Oracle.
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE email = ?",
+            json!(["BILLING@SEEDED.EXAMPLE"]),
+            "",
+        )
+        .await;
+    assert_eq!(r.body["count"], 0);
+    let r = api
+        .suiteql(
+            "SELECT id FROM customer WHERE LOWER(email) IN (?)",
+            json!(["x"]),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 400, "LOWER only before a comparison");
+}

@@ -96,8 +96,9 @@ impl Pipeline {
                 }
                 CustomerMatch::Email => {
                     if let Some(e) = &email {
-                        conditions.push("email = ?".to_string());
-                        params.push(e.clone());
+                        // Emails are compared without case, as people type them differently.
+                        conditions.push("LOWER(email) = ?".to_string());
+                        params.push(e.to_lowercase());
                     }
                 }
             }

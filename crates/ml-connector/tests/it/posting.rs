@@ -404,12 +404,12 @@ async fn existing_netsuite_customers_are_reused_not_duplicated() {
         let alpha = api.customer("Alpha Ltd", "alpha@example.com").await;
         let beta = api.customer("Beta GmbH", "beta@example.com").await;
         let gamma = api.customer("Gamma Inc", "gamma@example.com").await;
-        // The finance team already has Alpha (same email) and Beta (Stripe ID in the custom
+        // The finance team already has Alpha (same email, typed with capitals) and Beta (Stripe ID in the custom
         // field, another email); Gamma is new to NetSuite.
         let ns_alpha = h
             .create(
                 RecordType::Customer,
-                json!({"companyName": "Alpha Limited (NetSuite)", "email": "alpha@example.com",
+                json!({"companyName": "Alpha Limited (NetSuite)", "email": "Alpha@Example.com",
                        "subsidiary": {"id": "1"}}),
             )
             .unwrap();
