@@ -310,22 +310,19 @@ impl Pipeline {
                 .await;
             }
             if store.get_posting(stripe_object, PAYMENT).await?.is_none() {
-                // A single charge pays the whole posted total; with partial payments each pays
-                // what it brought in (net of its fee in net mode).
-                let amount = if charges.len() == 1 {
-                    invoice_total
-                } else {
-                    let fee = match self.inner.posting.fees {
-                        FeeMode::Net => mapping::fee_in_charge_currency(charge)?
-                            .map(|f| f.minor())
-                            .unwrap_or(0),
-                        FeeMode::Gross => 0,
-                    };
-                    Money::new(
-                        charge.captured_amount.minor() - fee,
-                        invoice_total.currency(),
-                    )
+                // Each charge pays what it brought in (net of its fee in net mode): the whole
+                // invoice for a single charge, less any part Stripe took from the customer's
+                // credit balance, which NetSuite then shows as still open rather than as cash.
+                let fee = match self.inner.posting.fees {
+                    FeeMode::Net => mapping::fee_in_charge_currency(charge)?
+                        .map(|f| f.minor())
+                        .unwrap_or(0),
+                    FeeMode::Gross => 0,
                 };
+                let amount = Money::new(
+                    charge.captured_amount.minor() - fee,
+                    invoice_total.currency(),
+                );
                 let doc = mapping::payment_document(
                     charge,
                     ns_invoice,
