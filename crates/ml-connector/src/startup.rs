@@ -170,7 +170,8 @@ pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Han
             stripe,
             netsuite,
             config.posting.clone(),
-        ))),
+        )
+        .with_reference(config.reference.clone()))),
         (None, None) => {
             tracing::warn!(
                 "stripe.api_key and netsuite.account_id are not set: events are stored but not posted"

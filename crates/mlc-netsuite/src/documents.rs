@@ -313,6 +313,67 @@ pub struct CustomerDoc {
     pub subsidiary: Option<NetSuiteInternalId>,
     pub currency: Option<NetSuiteInternalId>,
     pub custom_fields: CustomFields,
+    /// Default billing address, sent as a one-line `addressbook` sublist.
+    pub address: Option<AddressDoc>,
+}
+
+/// A postal address as NetSuite's `addressbookAddress` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressDoc {
+    pub addr1: String,
+    pub addr2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub zip: String,
+    /// ISO 3166-1 alpha-2 code.
+    pub country: String,
+}
+
+impl AddressDoc {
+    fn to_json(&self) -> Json {
+        let mut a = Obj::default();
+        a.str("addr1", &self.addr1);
+        if let Some(v) = &self.addr2 {
+            a.str("addr2", v);
+        }
+        a.str("city", &self.city);
+        if let Some(v) = &self.state {
+            a.str("state", v);
+        }
+        a.str("zip", &self.zip);
+        a.str("country", &self.country);
+        a.done()
+    }
+}
+
+/// A sale item (`serviceSaleItem` / `nonInventorySaleItem`) created for a Stripe product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemDoc {
+    pub external_id: ExternalId,
+    /// NetSuite's item name (at most 60 characters).
+    pub item_id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub income_account: Option<NetSuiteInternalId>,
+    pub custom_fields: CustomFields,
+}
+
+impl ItemDoc {
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.str("itemId", &self.item_id);
+        m.str("displayName", &self.display_name);
+        if let Some(d) = &self.description {
+            m.str("description", d);
+        }
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.put("includeChildren", Json::Bool(true));
+        m.opt_reference("incomeAccount", &self.income_account);
+        m.custom(&self.custom_fields);
+        m.done()
+    }
 }
 
 impl CustomerDoc {
@@ -326,6 +387,16 @@ impl CustomerDoc {
         m.opt_reference("subsidiary", &self.subsidiary);
         m.opt_reference("currency", &self.currency);
         m.custom(&self.custom_fields);
+        if let Some(a) = &self.address {
+            let line = Json::Obj(vec![
+                ("defaultBilling".to_string(), Json::Bool(true)),
+                ("addressbookAddress".to_string(), a.to_json()),
+            ]);
+            m.put(
+                "addressbook",
+                Json::Obj(vec![("items".to_string(), Json::Arr(vec![line]))]),
+            );
+        }
         m.done()
     }
 }
