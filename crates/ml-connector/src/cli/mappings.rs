@@ -77,8 +77,13 @@ fn cell(s: &str) -> &str {
 /// (so each is audited and releases the jobs waiting for its product). Bad rows are reported
 /// with their line numbers and change nothing.
 pub async fn import_csv(store: &Store, text: &str) -> anyhow::Result<ImportReport> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let header = lines.next().map(|(_, l)| l.trim().trim_start_matches('\u{feff}').to_string());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .map(|(_, l)| l.trim().trim_start_matches('\u{feff}').to_string());
     if header.as_deref().map(|h| h.replace(' ', "")) != Some(CSV_HEADER.to_string()) {
         anyhow::bail!(
             "the first line must be the header `{CSV_HEADER}` (found `{}`)",
@@ -325,7 +330,11 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
                 report.bad.len()
             );
             if !report.bad.is_empty() {
-                anyhow::bail!("{} row(s) of {} were not applied", report.bad.len(), csv.display());
+                anyhow::bail!(
+                    "{} row(s) of {} were not applied",
+                    report.bad.len(),
+                    csv.display()
+                );
             }
         }
         MappingsCommand::Export { csv: _ } => {

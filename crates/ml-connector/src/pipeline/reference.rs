@@ -135,10 +135,7 @@ impl Pipeline {
         job: &Job,
         customer_id: &str,
     ) -> Result<(), PipelineError> {
-        let Some(reference) = self
-            .reference_config()
-            .filter(|r| r.customers_to_netsuite)
-        else {
+        let Some(reference) = self.reference_config().filter(|r| r.customers_to_netsuite) else {
             self.audit(
                 job,
                 "skipped",
@@ -368,7 +365,9 @@ impl Pipeline {
         let _guard = self.inner.locks.lock(product_id).await;
         let product = self.inner.stripe.retrieve_product(id.as_str()).await?;
         if product.deleted {
-            return self.record_deleted(job, "product.deleted", product_id).await;
+            return self
+                .record_deleted(job, "product.deleted", product_id)
+                .await;
         }
         let posting = &self.inner.posting;
         let doc = item_fields(&product, &id, posting, reference);
@@ -503,7 +502,9 @@ impl Pipeline {
                 job,
                 "item_unchanged",
                 Some(product_id),
-                format!("NetSuite item {item} already has the name and description of {product_id}"),
+                format!(
+                    "NetSuite item {item} already has the name and description of {product_id}"
+                ),
                 None,
             )
             .await;
