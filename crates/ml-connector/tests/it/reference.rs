@@ -406,3 +406,71 @@ async fn deleting_in_stripe_keeps_the_netsuite_records_and_is_audited() {
         stack.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_product_renamed_in_stripe_renames_its_netsuite_item_once() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        opts.extra_env
+            .push(("MLC__REFERENCE__UPDATE_ITEM_NAMES".into(), "true".into()));
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let p = stripe_post(&stack, "/v1/products", &[("name", "Starter")]).await;
+        let prod = p["id"].as_str().unwrap().to_string();
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        // Auto-create is off: nothing is created, the product waits for an item.
+        assert!(
+            stack
+                .netsuite
+                .handle()
+                .get(RecordType::ServiceSaleItem, &format!("eid:stripe_{prod}"))
+                .is_none()
+        );
+        let item =
+            ml_connector::stack::create_product_item(stack.netsuite.handle(), "Starter", &prod)
+                .unwrap()
+                .to_string();
+
+        stripe_post(
+            &stack,
+            &format!("/v1/products/{prod}"),
+            &[
+                ("name", "Starter (2027)"),
+                ("description", "Monthly starter plan"),
+            ],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        let renamed = stack
+            .netsuite
+            .handle()
+            .get(RecordType::ServiceSaleItem, &item)
+            .unwrap();
+        assert_eq!(renamed["displayName"], "Starter (2027)");
+        assert_eq!(renamed["description"], "Monthly starter plan");
+        // The item's name (itemId) is NetSuite's own and stays.
+        assert_eq!(renamed["itemId"], "Starter");
+
+        // A change Stripe makes elsewhere (metadata) writes nothing to NetSuite.
+        stripe_post(
+            &stack,
+            &format!("/v1/products/{prod}"),
+            &[("metadata[tier]", "1")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        assert_eq!(
+            stack
+                .netsuite
+                .handle()
+                .get(RecordType::ServiceSaleItem, &item)
+                .unwrap(),
+            renamed
+        );
+        let updated = audit_steps(&stack.store, "product.updated", "item_updated").await;
+        assert_eq!(updated.len(), 1, "{updated:?}");
+        let unchanged = audit_steps(&stack.store, "product.updated", "item_unchanged").await;
+        assert_eq!(unchanged.len(), 1, "{unchanged:?}");
+        stack.stop().await.unwrap();
+    }
+}
