@@ -493,4 +493,48 @@ mod tests {
         assert!(TranDate::parse("27/11/2026").is_err());
         assert!(TranDate::parse("2026-1-27").is_err());
     }
+
+    #[test]
+    fn customer_address_is_one_default_billing_addressbook_line() {
+        let doc = CustomerDoc {
+            external_id: ExternalId::parse("stripe_cus_1Abc").unwrap(),
+            company_name: "Acme".into(),
+            email: None,
+            subsidiary: Some(id("1")),
+            currency: None,
+            custom_fields: vec![],
+            address: Some(AddressDoc {
+                addr1: "1 Main St".into(),
+                addr2: None,
+                city: "Springfield".into(),
+                state: None,
+                zip: "12345".into(),
+                country: "US".into(),
+            }),
+        };
+        assert_eq!(
+            doc.to_json().to_body(),
+            r#"{"externalId":"stripe_cus_1Abc","companyName":"Acme","subsidiary":{"id":"1"},"addressbook":{"items":[{"defaultBilling":true,"addressbookAddress":{"addr1":"1 Main St","city":"Springfield","zip":"12345","country":"US"}}]}}"#
+        );
+    }
+
+    #[test]
+    fn item_json_carries_the_product_id_and_includes_children() {
+        let doc = ItemDoc {
+            external_id: ExternalId::parse("stripe_prod_1Abc").unwrap(),
+            item_id: "Pro plan".into(),
+            display_name: "Pro plan".into(),
+            description: None,
+            subsidiary: Some(id("1")),
+            income_account: Some(id("4")),
+            custom_fields: vec![(
+                "custitem_stripe_product_id".into(),
+                Value::from("prod_1Abc"),
+            )],
+        };
+        assert_eq!(
+            doc.to_json().to_body(),
+            r#"{"externalId":"stripe_prod_1Abc","itemId":"Pro plan","displayName":"Pro plan","subsidiary":{"id":"1"},"includeChildren":true,"incomeAccount":{"id":"4"},"custitem_stripe_product_id":"prod_1Abc"}"#
+        );
+    }
 }

@@ -587,4 +587,26 @@ mod tests {
         let body = json!({"description": ""});
         assert!(changed_fields(&body, &json!({})).is_empty());
     }
+
+    #[test]
+    fn only_a_simple_address_is_sent() {
+        let full = mlc_stripe::models::Address {
+            line1: Some("1 Main St".into()),
+            city: Some("Springfield".into()),
+            postal_code: Some("12345".into()),
+            country: Some("us".into()),
+            ..Default::default()
+        };
+        let mut c = Customer {
+            address: Some(full.clone()),
+            ..Default::default()
+        };
+        let a = simple_address(&c).expect("simple address");
+        assert_eq!((a.addr1.as_str(), a.country.as_str()), ("1 Main St", "US"));
+        c.address = Some(mlc_stripe::models::Address {
+            postal_code: None,
+            ..full
+        });
+        assert_eq!(simple_address(&c), None);
+    }
 }
