@@ -225,15 +225,17 @@ impl Pipeline {
             return Ok(());
         };
 
-        // An existing record: only what changed, never its external ID, and no addressbook
-        // (a second sublist line would be appended, not replaced).
+        // An existing record: only what changed. Never its external ID; not its subsidiary or
+        // currency (NetSuite refuses to change them once the customer has transactions); no
+        // addressbook (a second sublist line would be appended, not replaced).
         let ours = record
             .get("externalId")
             .and_then(Value::as_str)
             .is_some_and(|e| e.eq_ignore_ascii_case(external_id.as_str()));
         if let Some(fields) = body.as_object_mut() {
-            fields.remove("externalId");
-            fields.remove("addressbook");
+            for kept in ["externalId", "subsidiary", "currency", "addressbook"] {
+                fields.remove(kept);
+            }
             if owner_is_netsuite {
                 fields.remove("companyName");
                 fields.remove("email");

@@ -474,3 +474,57 @@ async fn a_product_renamed_in_stripe_renames_its_netsuite_item_once() {
         stack.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_stripe_customer_matching_an_existing_netsuite_customer_updates_it_instead_of_adding_one()
+{
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        // The finance team's customer, made in NetSuite long before Stripe.
+        let existing = stack
+            .netsuite
+            .handle()
+            .create(
+                RecordType::Customer,
+                serde_json::json!({
+                    "companyName": "Match Corp (NetSuite)",
+                    "email": "ap@match.test",
+                    "subsidiary": {"id": "1"},
+                }),
+            )
+            .unwrap();
+        let count = stack.netsuite_count(RecordType::Customer);
+        let c = stripe_post(
+            &stack,
+            "/v1/customers",
+            &[("name", "Match Corp"), ("email", "ap@match.test")],
+        )
+        .await;
+        let cus = c["id"].as_str().unwrap();
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        assert_eq!(
+            stack.netsuite_count(RecordType::Customer),
+            count,
+            "a second customer"
+        );
+        let record = stack
+            .netsuite
+            .handle()
+            .get(RecordType::Customer, &existing.to_string())
+            .unwrap();
+        assert_eq!(record["companyName"], "Match Corp");
+        assert_eq!(record["custentity_stripe_customer_id"].as_str(), Some(cus));
+        assert!(
+            record.get("externalId").is_none_or(Value::is_null),
+            "{record}"
+        );
+        assert_eq!(
+            stack.store.get_customer_link(cus).await.unwrap(),
+            Some(existing.to_string())
+        );
+        stack.stop().await.unwrap();
+    }
+}
