@@ -165,12 +165,10 @@ pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Han
         stripe_client(config)?,
         netsuite_client_with(config, budget)?,
     ) {
-        (Some(stripe), Some(netsuite)) => Ok(Handler::Pipeline(Pipeline::new(
-            store.clone(),
-            stripe,
-            netsuite,
-            config.posting.clone(),
-        ))),
+        (Some(stripe), Some(netsuite)) => Ok(Handler::Pipeline(
+            Pipeline::new(store.clone(), stripe, netsuite, config.posting.clone())
+                .with_reference(config.reference.clone()),
+        )),
         (None, None) => {
             tracing::warn!(
                 "stripe.api_key and netsuite.account_id are not set: events are stored but not posted"

@@ -313,6 +313,67 @@ pub struct CustomerDoc {
     pub subsidiary: Option<NetSuiteInternalId>,
     pub currency: Option<NetSuiteInternalId>,
     pub custom_fields: CustomFields,
+    /// Default billing address, sent as a one-line `addressbook` sublist.
+    pub address: Option<AddressDoc>,
+}
+
+/// A postal address as NetSuite's `addressbookAddress` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressDoc {
+    pub addr1: String,
+    pub addr2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub zip: String,
+    /// ISO 3166-1 alpha-2 code.
+    pub country: String,
+}
+
+impl AddressDoc {
+    fn to_json(&self) -> Json {
+        let mut a = Obj::default();
+        a.str("addr1", &self.addr1);
+        if let Some(v) = &self.addr2 {
+            a.str("addr2", v);
+        }
+        a.str("city", &self.city);
+        if let Some(v) = &self.state {
+            a.str("state", v);
+        }
+        a.str("zip", &self.zip);
+        a.str("country", &self.country);
+        a.done()
+    }
+}
+
+/// A sale item (`serviceSaleItem` / `nonInventorySaleItem`) created for a Stripe product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemDoc {
+    pub external_id: ExternalId,
+    /// NetSuite's item name (at most 60 characters).
+    pub item_id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub income_account: Option<NetSuiteInternalId>,
+    pub custom_fields: CustomFields,
+}
+
+impl ItemDoc {
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.str("itemId", &self.item_id);
+        m.str("displayName", &self.display_name);
+        if let Some(d) = &self.description {
+            m.str("description", d);
+        }
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.put("includeChildren", Json::Bool(true));
+        m.opt_reference("incomeAccount", &self.income_account);
+        m.custom(&self.custom_fields);
+        m.done()
+    }
 }
 
 impl CustomerDoc {
@@ -326,6 +387,16 @@ impl CustomerDoc {
         m.opt_reference("subsidiary", &self.subsidiary);
         m.opt_reference("currency", &self.currency);
         m.custom(&self.custom_fields);
+        if let Some(a) = &self.address {
+            let line = Json::Obj(vec![
+                ("defaultBilling".to_string(), Json::Bool(true)),
+                ("addressbookAddress".to_string(), a.to_json()),
+            ]);
+            m.put(
+                "addressbook",
+                Json::Obj(vec![("items".to_string(), Json::Arr(vec![line]))]),
+            );
+        }
         m.done()
     }
 }
@@ -421,5 +492,49 @@ mod tests {
         assert!(TranDate::parse("2026-11-27").is_ok());
         assert!(TranDate::parse("27/11/2026").is_err());
         assert!(TranDate::parse("2026-1-27").is_err());
+    }
+
+    #[test]
+    fn customer_address_is_one_default_billing_addressbook_line() {
+        let doc = CustomerDoc {
+            external_id: ExternalId::parse("stripe_cus_1Abc").unwrap(),
+            company_name: "Acme".into(),
+            email: None,
+            subsidiary: Some(id("1")),
+            currency: None,
+            custom_fields: vec![],
+            address: Some(AddressDoc {
+                addr1: "1 Main St".into(),
+                addr2: None,
+                city: "Springfield".into(),
+                state: None,
+                zip: "12345".into(),
+                country: "US".into(),
+            }),
+        };
+        assert_eq!(
+            doc.to_json().to_body(),
+            r#"{"externalId":"stripe_cus_1Abc","companyName":"Acme","subsidiary":{"id":"1"},"addressbook":{"items":[{"defaultBilling":true,"addressbookAddress":{"addr1":"1 Main St","city":"Springfield","zip":"12345","country":"US"}}]}}"#
+        );
+    }
+
+    #[test]
+    fn item_json_carries_the_product_id_and_includes_children() {
+        let doc = ItemDoc {
+            external_id: ExternalId::parse("stripe_prod_1Abc").unwrap(),
+            item_id: "Pro plan".into(),
+            display_name: "Pro plan".into(),
+            description: None,
+            subsidiary: Some(id("1")),
+            income_account: Some(id("4")),
+            custom_fields: vec![(
+                "custitem_stripe_product_id".into(),
+                Value::from("prod_1Abc"),
+            )],
+        };
+        assert_eq!(
+            doc.to_json().to_body(),
+            r#"{"externalId":"stripe_prod_1Abc","itemId":"Pro plan","displayName":"Pro plan","subsidiary":{"id":"1"},"includeChildren":true,"incomeAccount":{"id":"4"},"custitem_stripe_product_id":"prod_1Abc"}"#
+        );
     }
 }

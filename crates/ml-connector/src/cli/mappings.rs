@@ -2,7 +2,9 @@
 //! and the products it has seen without one.
 
 use clap::Subcommand;
-use mlc_core::{NetSuiteInternalId, StripeId, StripeIdKind};
+use std::collections::BTreeMap;
+
+use mlc_core::{Currency, Money, NetSuiteInternalId, StripeId, StripeIdKind};
 use mlc_store::{EventFilter, NewAudit, Store, UnmappedProduct};
 
 use super::events::format_time;
@@ -28,6 +30,153 @@ pub enum MappingsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Apply mappings from a CSV file with the header `stripe_product_id,netsuite_item_id`.
+    Import {
+        #[arg(long)]
+        csv: std::path::PathBuf,
+    },
+    /// Print the mappings in use as CSV (the format `import` reads).
+    Export {
+        /// CSV is the only format; the flag is accepted for symmetry with `import --csv`.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// The header of the mappings CSV.
+pub const CSV_HEADER: &str = "stripe_product_id,netsuite_item_id";
+
+/// A CSV row that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BadRow {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What `mappings import` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows applied, as (product, item).
+    pub applied: Vec<(String, String)>,
+    /// Waiting jobs released by the applied rows.
+    pub released: u64,
+    pub bad: Vec<BadRow>,
+}
+
+/// One CSV cell, unquoted (`"a"` → `a`; the IDs never contain commas or quotes).
+fn cell(s: &str) -> &str {
+    let t = s.trim();
+    t.strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(t)
+        .trim()
+}
+
+/// Validates every row of a mappings CSV, then applies the good ones through [`set_mapping`]
+/// (so each is audited and releases the jobs waiting for its product). Bad rows are reported
+/// with their line numbers and change nothing.
+pub async fn import_csv(store: &Store, text: &str) -> anyhow::Result<ImportReport> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .map(|(_, l)| l.trim().trim_start_matches('\u{feff}').to_string());
+    if header.as_deref().map(|h| h.replace(' ', "")) != Some(CSV_HEADER.to_string()) {
+        anyhow::bail!(
+            "the first line must be the header `{CSV_HEADER}` (found `{}`)",
+            header.unwrap_or_default()
+        );
+    }
+    let mut report = ImportReport::default();
+    let mut good = Vec::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        let cells: Vec<&str> = line.split(',').map(cell).collect();
+        let [product, item] = cells.as_slice() else {
+            report.bad.push(BadRow {
+                line: n,
+                reason: format!("expected 2 values, found {}", cells.len()),
+            });
+            continue;
+        };
+        if let Err(e) = StripeId::parse(StripeIdKind::Product, product) {
+            report.bad.push(BadRow {
+                line: n,
+                reason: format!("`{product}` is not a Stripe product ID: {e}"),
+            });
+            continue;
+        }
+        if NetSuiteInternalId::parse(item).is_err() {
+            report.bad.push(BadRow {
+                line: n,
+                reason: format!("`{item}` is not a NetSuite internal ID (digits)"),
+            });
+            continue;
+        }
+        good.push((product.to_string(), item.to_string()));
+    }
+    for (product, item) in good {
+        report.released += set_mapping(store, &product, &item).await?;
+        report.applied.push((product, item));
+    }
+    Ok(report)
+}
+
+/// The mappings in use as CSV, header first.
+pub async fn export_csv(store: &Store) -> anyhow::Result<String> {
+    let mut out = format!("{CSV_HEADER}\n");
+    for l in store.list_item_links().await? {
+        out.push_str(&format!("{},{}\n", l.stripe_id, l.netsuite_internal_id));
+    }
+    Ok(out)
+}
+
+/// The amount of each waiting event as it was when the event was sent (from its stored body:
+/// an invoice's `amount_due` or `total`, a charge's or payment intent's `amount`), summed per
+/// lowercase currency code, in minor units.
+pub async fn waiting_totals(
+    store: &Store,
+    events: &[String],
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    for id in events {
+        let Some(event) = store.get_event(id).await? else {
+            continue;
+        };
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&event.raw_body) else {
+            continue;
+        };
+        let object = &body["data"]["object"];
+        let amount = match object["object"].as_str() {
+            Some("invoice") => object["amount_due"]
+                .as_i64()
+                .or_else(|| object["total"].as_i64()),
+            _ => object["amount"].as_i64(),
+        };
+        if let (Some(amount), Some(currency)) = (amount, object["currency"].as_str()) {
+            let total = totals.entry(currency.to_ascii_lowercase()).or_default();
+            *total = total.saturating_add(amount);
+        }
+    }
+    Ok(totals)
+}
+
+/// `12.34 USD + 500 JPY`.
+fn format_totals(totals: &BTreeMap<String, i64>) -> String {
+    if totals.is_empty() {
+        return "no amount".into();
+    }
+    totals
+        .iter()
+        .map(|(code, minor)| match Currency::parse(code) {
+            Ok(c) => Money::new(*minor, c).to_string(),
+            Err(_) => format!("{minor} (minor units) {code}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// The products seen without a NetSuite item, each with the events waiting for it.
@@ -130,27 +279,31 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
             );
         }
         MappingsCommand::Unmapped { json } => {
-            let rows: Vec<serde_json::Value> = unmapped_with_waiting(store)
-                .await?
-                .into_iter()
-                .map(|(p, events)| {
-                    serde_json::json!({
-                        "product": p.stripe_product_id,
-                        "name": p.name,
-                        "waiting_events": events,
-                        "last_seen_on": p.last_object_id,
-                        "first_seen": format_time(p.first_seen),
-                    })
-                })
-                .collect();
+            let mut rows: Vec<serde_json::Value> = Vec::new();
+            let mut texts = Vec::new();
+            for (p, events) in unmapped_with_waiting(store).await? {
+                let totals = waiting_totals(store, &events).await?;
+                texts.push(format_totals(&totals));
+                rows.push(serde_json::json!({
+                    "product": p.stripe_product_id,
+                    "name": p.name,
+                    "waiting_events": events,
+                    "waiting_total_minor": totals,
+                    "last_seen_on": p.last_object_id,
+                    "first_seen": format_time(p.first_seen),
+                }));
+            }
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
                 println!("every Stripe product seen so far has a NetSuite item");
             } else {
-                for r in rows {
+                println!(
+                    "Waiting amounts are the whole invoice or charge as it was when the event was sent."
+                );
+                for (r, total) in rows.iter().zip(texts) {
                     println!(
-                        "{} ({}): {} event(s) waiting, last on {}; fix: `ml-connector mappings set {} <item id>`",
+                        "{} ({}): {} event(s) waiting ({total}), last on {}; fix: `ml-connector mappings set {} <item id>`",
                         r["product"].as_str().unwrap_or_default(),
                         r["name"].as_str().unwrap_or("name unknown"),
                         r["waiting_events"].as_array().map(Vec::len).unwrap_or(0),
@@ -159,6 +312,33 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        MappingsCommand::Import { csv } => {
+            let text = std::fs::read_to_string(csv)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
+            let report = import_csv(store, &text).await?;
+            for (product, item) in &report.applied {
+                println!("{product} → NetSuite item {item}");
+            }
+            for bad in &report.bad {
+                eprintln!("{}:{}: {}", csv.display(), bad.line, bad.reason);
+            }
+            println!(
+                "{} mapping(s) applied, {} waiting event(s) released, {} bad row(s)",
+                report.applied.len(),
+                report.released,
+                report.bad.len()
+            );
+            if !report.bad.is_empty() {
+                anyhow::bail!(
+                    "{} row(s) of {} were not applied",
+                    report.bad.len(),
+                    csv.display()
+                );
+            }
+        }
+        MappingsCommand::Export { csv: _ } => {
+            print!("{}", export_csv(store).await?);
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 mod locks;
 pub mod mapping;
 mod post;
+mod reference;
 mod resolve;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use mlc_netsuite::{NetSuiteClient, NetSuiteError};
 use mlc_store::{Job, JobOutcome, NewAudit, Store, StoreError};
 use mlc_stripe::{FactsError, StripeClient, StripeError};
 
-use crate::config::{InvoiceTrigger, PostingConfig};
+use crate::config::{InvoiceTrigger, PostingConfig, ReferenceConfig};
 use mapping::{MappingError, PostingSettings};
 
 /// Job kind for "process this Stripe event".
@@ -35,6 +36,12 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "charge.failed",
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "product.created",
+    "product.updated",
+    "product.deleted",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -89,6 +96,8 @@ struct Inner {
     stripe: StripeClient,
     netsuite: NetSuiteClient,
     posting: PostingConfig,
+    /// `None`: reference-data events are acknowledged and not synced.
+    reference: Option<ReferenceConfig>,
     settings: PostingSettings,
     locks: locks::KeyedLocks,
 }
@@ -119,10 +128,20 @@ impl Pipeline {
                 stripe,
                 netsuite,
                 posting,
+                reference: None,
                 settings,
                 locks: locks::KeyedLocks::default(),
             }),
         }
+    }
+
+    /// Syncs customers and products into NetSuite as `reference` says. Call it on a new
+    /// pipeline, before it is cloned (a shared pipeline keeps its settings).
+    pub fn with_reference(mut self, reference: ReferenceConfig) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.reference = Some(reference);
+        }
+        self
     }
 
     pub fn stripe(&self) -> &StripeClient {
@@ -193,6 +212,12 @@ impl Pipeline {
             }
             "charge.succeeded" | "charge.captured" => self.post_charge_by_id(job, &object_id).await,
             "payment_intent.succeeded" => self.post_payment_intent(job, &object_id).await,
+            "customer.created" | "customer.updated" => self.sync_customer(job, &object_id).await,
+            "product.created" | "product.updated" => self.sync_product(job, &object_id).await,
+            "customer.deleted" | "product.deleted" => {
+                self.record_deleted(job, &event.event_type, &object_id)
+                    .await
+            }
             "charge.failed" | "payment_intent.payment_failed" => {
                 self.record_failed_payment(job, &event.event_type, &object_id)
                     .await

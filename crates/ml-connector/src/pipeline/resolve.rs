@@ -176,6 +176,7 @@ impl Pipeline {
             subsidiary: posting.subsidiary.clone(),
             currency,
             custom_fields: vec![(posting.customer_field.clone(), json!(customer_id.as_str()))],
+            address: None,
         };
         let (id, outcome) = self
             .create_record(job, "customer", &external_id, doc.to_json())

@@ -7,4 +7,5 @@ mod lifecycle;
 mod ping;
 mod pipeline;
 mod posting;
+mod reference;
 mod shared_budget;
