@@ -186,7 +186,7 @@ impl Pipeline {
                     Err(e) => return Err(e.into()),
                 }
             }
-            None => self.match_customer(&id, &external_id, &doc).await?,
+            None => self.match_customer(&id, &doc).await?,
         };
 
         let owner_is_netsuite = reference.customer_owner == Owner::Netsuite;
@@ -288,57 +288,16 @@ impl Pipeline {
     async fn match_customer(
         &self,
         id: &StripeId,
-        external_id: &ExternalId,
         doc: &CustomerDoc,
     ) -> Result<Option<(NetSuiteInternalId, Value)>, PipelineError> {
-        let posting = &self.inner.posting;
-        let field = &posting.customer_field;
-        let mut conditions = vec!["externalid = ?".to_string(), format!("{field} = ?")];
-        let mut params = vec![external_id.to_string(), id.to_string()];
-        let by_email = posting
-            .customer_match
-            .contains(&crate::config::CustomerMatch::Email);
-        if by_email && let Some(e) = &doc.email {
-            conditions.push("email = ?".into());
-            params.push(e.clone());
-        }
-        let q = format!(
-            "SELECT id, externalid, {field}, email FROM customer WHERE {} ORDER BY id",
-            conditions.join(" OR ")
-        );
-        let rows = self.inner.netsuite.suiteql(&q, params, 50, 0).await?.items;
-        let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
-            row.get(col)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let by_eid = rows
-            .iter()
-            .find(|r| text(r, "externalid").eq_ignore_ascii_case(external_id.as_str()));
-        let by_field = rows.iter().find(|r| text(r, field) == id.as_str());
-        let emails: Vec<_> = rows
-            .iter()
-            .filter(|r| {
-                doc.email
-                    .as_deref()
-                    .is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e))
-            })
-            .collect();
-        let (row, source) = match (by_eid, by_field) {
-            (Some(r), _) => (r, "ExternalId"),
-            (None, Some(r)) => (r, "CustomField"),
-            // Two NetSuite customers with one email: ambiguous, do not guess.
-            (None, None) if emails.len() == 1 => (emails[0], "Email"),
-            _ => return Ok(None),
-        };
-        let Some(ns_id) = row.get("id").and_then(internal_id) else {
+        let Some((ns_id, method)) = self.find_customer(id, doc.email.as_deref()).await? else {
             return Ok(None);
         };
+        let source = format!("{method:?}");
         let record = self.inner.netsuite.get("customer", &ns_id).await?;
         self.inner
             .store
-            .set_customer_link(id.as_str(), ns_id.as_str(), source)
+            .set_customer_link(id.as_str(), ns_id.as_str(), &source)
             .await?;
         Ok(Some((ns_id, record)))
     }

@@ -59,7 +59,6 @@ impl Pipeline {
             return NetSuiteInternalId::parse(&id)
                 .map_err(|e| PipelineError::Permanent(format!("stored customer link: {e}")));
         }
-        let ns = &self.inner.netsuite;
         let posting = &self.inner.posting;
         let external_id = ExternalId::for_stripe(customer_id);
         let mut fetched: Option<Customer> = None;
@@ -80,71 +79,11 @@ impl Pipeline {
         } else {
             None
         };
-        // One SuiteQL query covers every configured way of matching; the order of
-        // `posting.customer_match` decides between the rows it returns.
-        let mut conditions = Vec::new();
-        let mut params = Vec::new();
-        for method in &posting.customer_match {
-            match method {
-                CustomerMatch::ExternalId => {
-                    conditions.push("externalid = ?".to_string());
-                    params.push(external_id.to_string());
-                }
-                CustomerMatch::CustomField => {
-                    conditions.push(format!("{} = ?", posting.customer_field));
-                    params.push(customer_id.to_string());
-                }
-                CustomerMatch::Email => {
-                    if let Some(e) = &email {
-                        // Emails are compared without case, as people type them differently.
-                        conditions.push("LOWER(email) = ?".to_string());
-                        params.push(e.to_lowercase());
-                    }
-                }
-            }
-        }
-        if !conditions.is_empty() {
-            let q = format!(
-                "SELECT id, externalid, {field}, email FROM customer WHERE {} ORDER BY id",
-                conditions.join(" OR "),
-                field = posting.customer_field
-            );
-            let rows = ns.suiteql(&q, params, 50, 0).await?.items;
-            let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
-                row.get(col)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            for method in &posting.customer_match {
-                let matching: Vec<&mlc_netsuite::SuiteQlRow> = rows
-                    .iter()
-                    .filter(|r| match method {
-                        CustomerMatch::ExternalId => {
-                            text(r, "externalid").eq_ignore_ascii_case(external_id.as_str())
-                        }
-                        CustomerMatch::CustomField => {
-                            text(r, &posting.customer_field) == customer_id.as_str()
-                        }
-                        CustomerMatch::Email => email
-                            .as_deref()
-                            .is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e)),
-                    })
-                    .collect();
-                // Two NetSuite customers with one email: ambiguous, do not guess.
-                let unambiguous =
-                    matching.len() == 1 || (matching.len() > 1 && *method != CustomerMatch::Email);
-                if unambiguous && let Some(id) = matching[0].get("id").and_then(internal_id) {
-                    store
-                        .set_customer_link(
-                            customer_id.as_str(),
-                            id.as_str(),
-                            &format!("{method:?}"),
-                        )
-                        .await?;
-                    return Ok(id);
-                }
-            }
+        if let Some((id, method)) = self.find_customer(customer_id, email.as_deref()).await? {
+            store
+                .set_customer_link(customer_id.as_str(), id.as_str(), &format!("{method:?}"))
+                .await?;
+            return Ok(id);
         }
         if !posting.create_customers {
             return Err(PipelineError::NeedsPerson(format!(
@@ -193,6 +132,78 @@ impl Pipeline {
         )
         .await;
         Ok(id)
+    }
+
+    /// The NetSuite customer matching a Stripe customer by every configured way
+    /// (`posting.customer_match`: external ID `stripe_<cus_…>`, custom field, email without
+    /// case), in one SuiteQL query; the configured order decides between the rows. Two NetSuite
+    /// customers with one email are ambiguous and match nothing.
+    pub(super) async fn find_customer(
+        &self,
+        customer_id: &StripeId,
+        email: Option<&str>,
+    ) -> Result<Option<(NetSuiteInternalId, CustomerMatch)>, PipelineError> {
+        let posting = &self.inner.posting;
+        let external_id = ExternalId::for_stripe(customer_id);
+        let email = email.map(str::trim).filter(|e| !e.is_empty());
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        for method in &posting.customer_match {
+            match method {
+                CustomerMatch::ExternalId => {
+                    conditions.push("externalid = ?".to_string());
+                    params.push(external_id.to_string());
+                }
+                CustomerMatch::CustomField => {
+                    conditions.push(format!("{} = ?", posting.customer_field));
+                    params.push(customer_id.to_string());
+                }
+                CustomerMatch::Email => {
+                    if let Some(e) = email {
+                        // Emails are compared without case, as people type them differently.
+                        conditions.push("LOWER(email) = ?".to_string());
+                        params.push(e.to_lowercase());
+                    }
+                }
+            }
+        }
+        if conditions.is_empty() {
+            return Ok(None);
+        }
+        let q = format!(
+            "SELECT id, externalid, {field}, email FROM customer WHERE {} ORDER BY id",
+            conditions.join(" OR "),
+            field = posting.customer_field
+        );
+        let rows = self.inner.netsuite.suiteql(&q, params, 50, 0).await?.items;
+        let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
+            row.get(col)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        for method in &posting.customer_match {
+            let matching: Vec<&mlc_netsuite::SuiteQlRow> = rows
+                .iter()
+                .filter(|r| match method {
+                    CustomerMatch::ExternalId => {
+                        text(r, "externalid").eq_ignore_ascii_case(external_id.as_str())
+                    }
+                    CustomerMatch::CustomField => {
+                        text(r, &posting.customer_field) == customer_id.as_str()
+                    }
+                    CustomerMatch::Email => {
+                        email.is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e))
+                    }
+                })
+                .collect();
+            let unambiguous =
+                matching.len() == 1 || (matching.len() > 1 && *method != CustomerMatch::Email);
+            if unambiguous && let Some(id) = matching[0].get("id").and_then(internal_id) {
+                return Ok(Some((id, *method)));
+            }
+        }
+        Ok(None)
     }
 
     /// NetSuite items for Stripe products: cached links, then one SuiteQL query for the rest.

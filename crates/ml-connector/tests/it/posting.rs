@@ -238,12 +238,19 @@ async fn replaying_posted_events_changes_nothing_in_netsuite() {
             "{counts:?}"
         );
 
-        // Each replayed event says why nothing was posted again.
+        // Each replayed event says why nothing was posted again. Reference events (customers,
+        // products) re-read Stripe and find nothing to change.
         const NOTHING_POSTED: &[&str] = &[
             "already_posted",
             "covered_by_invoice",
             "skipped",
             "payment_failed",
+            "fetched",
+            "customer_unchanged",
+            "item_unchanged",
+            "item_found",
+            "item_missing",
+            "deleted_in_stripe",
         ];
         for e in &succeeded {
             let audit = stack.store.audit_for_event(&e.event_id).await.unwrap();
@@ -393,9 +400,11 @@ impl StripeApi {
 async fn existing_netsuite_customers_are_reused_not_duplicated() {
     for db in backends().await {
         let keys = tempfile::tempdir().unwrap();
-        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
-            .await
-            .expect("stack starts");
+        // NetSuite owns the names of customers it already has (reference.customer_owner).
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        opts.extra_env
+            .push(("MLC__REFERENCE__CUSTOMER_OWNER".into(), "netsuite".into()));
+        let stack = Stack::start(opts).await.expect("stack starts");
         let api = StripeApi::of(&stack);
         let h = stack.netsuite.handle();
         let (product, price) = api.product("Widget", "2500").await;
