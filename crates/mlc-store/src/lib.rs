@@ -24,6 +24,7 @@ pub mod runner;
 mod slots;
 mod store;
 pub mod testing;
+mod watermarks;
 
 pub use links::{Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
