@@ -23,6 +23,7 @@ mod retry;
 pub mod runner;
 mod slots;
 mod store;
+mod sync_support;
 pub mod testing;
 mod watermarks;
 

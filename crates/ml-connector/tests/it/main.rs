@@ -6,4 +6,5 @@ mod intake;
 mod lifecycle;
 mod ping;
 mod pipeline;
+mod reference_sync;
 mod shared_budget;
