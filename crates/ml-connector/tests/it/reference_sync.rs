@@ -390,3 +390,92 @@ async fn customer_edited_in_netsuite_keeps_stripes_name_when_stripe_owns_it() {
         stack.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_stopped_before_the_write_back_is_finished_without_a_second_product() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let (stack, ctx) = start(db.url(), keys.path(), "stripe").await;
+        let flagged = item(&stack, "Pro plan", true);
+        // NetSuite fails the write-back (a 500 on PATCH: its outcome unknown, so not retried).
+        stack
+            .netsuite
+            .handle()
+            .push_fault(mlc_netsuite_sim::QueuedFault {
+                kind: mlc_netsuite_sim::FaultKind::ServerError,
+                method: Some("PATCH".into()),
+                path_contains: Some("/record/v1/servicesaleitem".into()),
+            });
+        let failed = netsuite_to_stripe_once(&ctx).await;
+        assert_eq!(failed.items.failed, 1, "{:?}: {failed}", db.backend());
+        assert_eq!(failed.items.created, 1, "{failed}");
+        assert_eq!(failed.errors.len(), 1, "{failed}");
+        assert!(
+            failed.errors[0].contains(&format!("NetSuite item {flagged}")),
+            "{failed}"
+        );
+        assert_eq!(
+            ns_field(
+                &stack,
+                RecordType::ServiceSaleItem,
+                flagged,
+                "custitem_stripe_product_id"
+            ),
+            None
+        );
+
+        // The next run finds the product it made (store link) and only writes it back.
+        let resumed = sync(&ctx).await;
+        assert_eq!(resumed.items.created, 0, "{resumed}");
+        assert_eq!(resumed.items.written_back, 1, "{resumed}");
+        let all = products(&ctx).await;
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(
+            ns_field(
+                &stack,
+                RecordType::ServiceSaleItem,
+                flagged,
+                "custitem_stripe_product_id"
+            )
+            .as_deref(),
+            Some(all[0].id.as_str())
+        );
+        stack.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_runs_the_sync_every_interval() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        for (k, v) in [
+            ("MLC__REFERENCE__ITEM_FILTER", ITEM_FILTER),
+            ("MLC__REFERENCE__NETSUITE_SYNC_INTERVAL_SECS", "1"),
+        ] {
+            opts.extra_env.push((k.into(), v.into()));
+        }
+        let stack = Stack::start(opts).await.expect("stack starts");
+        // Flagged after the service started: a later scheduled run picks it up.
+        let flagged = item(&stack, "Pro plan", true);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let linked = loop {
+            if let Some(p) = ns_field(
+                &stack,
+                RecordType::ServiceSaleItem,
+                flagged,
+                "custitem_stripe_product_id",
+            ) {
+                break Some(p);
+            }
+            if tokio::time::Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let linked = linked.expect("the scheduled sync linked the item");
+        assert!(linked.starts_with("prod_"), "{linked}");
+        // Shutdown stops the scheduler with the rest of the service.
+        stack.stop().await.unwrap();
+    }
+}
