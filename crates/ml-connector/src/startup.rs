@@ -53,15 +53,21 @@ impl App<Handler> {
         let handler = build_handler(&config, &store).await?;
         // The sync shares the pipeline's clients, so one NetSuite budget governs both.
         let sync = match (&handler, config.reference.netsuite_sync_interval_secs) {
-            (Handler::Pipeline(p), Some(secs)) if secs > 0 => Some((
-                crate::sync::SyncContext::new(
-                    &config,
-                    store.clone(),
-                    p.stripe().clone(),
-                    p.netsuite().clone(),
-                ),
-                std::time::Duration::from_secs(secs),
-            )),
+            (Handler::Pipeline(p), Some(secs))
+                if secs > 0
+                    && (config.reference.item_filter.is_some()
+                        || config.reference.customer_filter.is_some()) =>
+            {
+                Some((
+                    crate::sync::SyncContext::new(
+                        &config,
+                        store.clone(),
+                        p.stripe().clone(),
+                        p.netsuite().clone(),
+                    ),
+                    std::time::Duration::from_secs(secs),
+                ))
+            }
             _ => None,
         };
         let mut app = App::build_with(config, listener, store, handler)?;

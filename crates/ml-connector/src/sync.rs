@@ -99,7 +99,10 @@ impl SyncContext {
                 _ = shutdown.cancelled() => return,
                 r = netsuite_to_stripe_once(&self) => r,
             };
-            if report.errors.is_empty() {
+            let writes = report.items.writes() + report.customers.writes();
+            if report.errors.is_empty() && writes == 0 {
+                tracing::debug!(%report, "NetSuite → Stripe sync: nothing changed");
+            } else if report.errors.is_empty() {
                 tracing::info!(%report, "NetSuite → Stripe sync done");
             } else {
                 tracing::warn!(%report, errors = ?report.errors, "NetSuite → Stripe sync had errors; retried next interval");
