@@ -8,6 +8,11 @@
 //! the last one read is still seen; re-reading a record is harmless because nothing is written
 //! unless a value differs.
 //!
+//! Dates are compared and stored as SuiteQL returns `lastmodifieddate` (ISO 8601 UTC, seconds, in
+//! the simulator). An account whose SuiteQL answers dates in the user's display format would
+//! need the column and parameter wrapped in `TO_CHAR`/`TO_TIMESTAMP`, which the simulator's
+//! SuiteQL subset does not parse.
+//!
 //! No ping-pong: every write is preceded by a comparison (Stripe is read first; NetSuite's row
 //! is what was just queried), so a record whose only change is the connector's own write-back
 //! (which moves its `lastmodifieddate`) is read once more and left alone. Creates carry an
