@@ -10,4 +10,5 @@ pub mod netsuite_budget;
 pub mod pipeline;
 pub mod stack;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;

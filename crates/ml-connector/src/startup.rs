@@ -24,6 +24,8 @@ pub struct App<H: JobHandler> {
     state: AppState,
     worker: Worker<H>,
     run_worker: bool,
+    /// The NetSuite → Stripe sync and its interval, when configured (see [`crate::sync`]).
+    sync: Option<(crate::sync::SyncContext, std::time::Duration)>,
 }
 
 /// The job handler `serve` runs: the posting pipeline when Stripe and NetSuite are configured,
@@ -49,7 +51,28 @@ impl App<Handler> {
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
         let handler = build_handler(&config, &store).await?;
-        App::build_with(config, listener, store, handler)
+        // The sync shares the pipeline's clients, so one NetSuite budget governs both.
+        let sync = match (&handler, config.reference.netsuite_sync_interval_secs) {
+            (Handler::Pipeline(p), Some(secs))
+                if secs > 0
+                    && (config.reference.item_filter.is_some()
+                        || config.reference.customer_filter.is_some()) =>
+            {
+                Some((
+                    crate::sync::SyncContext::new(
+                        &config,
+                        store.clone(),
+                        p.stripe().clone(),
+                        p.netsuite().clone(),
+                    ),
+                    std::time::Duration::from_secs(secs),
+                ))
+            }
+            _ => None,
+        };
+        let mut app = App::build_with(config, listener, store, handler)?;
+        app.sync = sync;
+        Ok(app)
     }
 }
 
@@ -242,6 +265,7 @@ impl<H: JobHandler + Clone> App<H> {
             state,
             worker,
             run_worker: true,
+            sync: None,
         })
     }
 
@@ -269,10 +293,13 @@ impl<H: JobHandler + Clone> App<H> {
             state,
             worker,
             run_worker,
+            sync,
         } = self;
         let store = state.store.clone();
         let worker_stop = CancellationToken::new();
         let worker_task = run_worker.then(|| tokio::spawn(worker.run(worker_stop.clone())));
+        let sync_task =
+            sync.map(|(ctx, every)| tokio::spawn(ctx.run_every(every, shutdown.clone())));
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");
         let app = router(state);
@@ -283,6 +310,12 @@ impl<H: JobHandler + Clone> App<H> {
             .context("HTTP server failed")?;
         tracing::info!("intake stopped; finishing in-flight jobs");
         worker_stop.cancel();
+        if let Some(task) = sync_task {
+            // It stops at the shutdown token; a panic in it must not hide the worker's outcome.
+            if let Err(e) = task.await {
+                tracing::error!("NetSuite → Stripe sync task panicked: {e}");
+            }
+        }
         if let Some(task) = worker_task {
             match task.await {
                 Ok(result) => result.context("worker failed")?,

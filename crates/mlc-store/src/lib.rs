@@ -23,7 +23,9 @@ mod retry;
 pub mod runner;
 mod slots;
 mod store;
+mod sync_support;
 pub mod testing;
+mod watermarks;
 
 pub use links::{Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;

@@ -9,6 +9,7 @@ pub mod ping;
 pub mod replay;
 pub mod send;
 pub mod sim;
+pub mod sync;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Run a local simulator of Stripe or NetSuite.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Reference data sync: NetSuite items and customers into Stripe, once.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,5 +150,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ping::run(&config).await
         }
         Command::Sim(cmd) => sim::run(cmd).await,
+        Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,
     }
 }

@@ -8,4 +8,5 @@ mod ping;
 mod pipeline;
 mod posting;
 mod reference;
+mod reference_sync;
 mod shared_budget;

@@ -1,4 +1,4 @@
-//! A read-only Stripe API client for what posting needs: retrieve with the right `expand[]`s so
+//! The Stripe API client: reads for what posting needs, retrieve with the right `expand[]`s so
 //! one event costs one request where Stripe allows it, page events, check credentials.
 //!
 //! Every request carries `Authorization: Bearer <key>` and a pinned `Stripe-Version`, waits for
@@ -7,6 +7,7 @@
 
 mod error;
 mod query;
+mod write;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use url::Url;
 
 pub use error::{InvalidRequest, StripeError};
 pub use query::Query;
+pub use write::{CustomerParams, ProductParams, idempotency_key};
 
 use crate::models::{
     Account, BalanceTransaction, Charge, CheckoutSession, Customer, Event, Invoice,
