@@ -174,6 +174,18 @@ impl Pipeline {
         )
         .await;
 
+        // A customer the NetSuite → Stripe sync made names its NetSuite customer: link it first,
+        // so its webhook never creates a second one.
+        if let Some(ns_customer) = customer
+            .metadata
+            .get("netsuite_customer_id")
+            .and_then(|v| NetSuiteInternalId::parse(v).ok())
+            && store.get_customer_link(customer_id).await?.is_none()
+        {
+            store
+                .set_customer_link(customer_id, ns_customer.as_str(), "metadata")
+                .await?;
+        }
         // The NetSuite customer it is linked to, or one that matches it.
         let existing = match store.get_customer_link(customer_id).await? {
             Some(link) => {
@@ -332,6 +344,24 @@ impl Pipeline {
         }
         let posting = &self.inner.posting;
         let doc = item_fields(&product, &id, posting, reference);
+        // A product the NetSuite → Stripe sync made names its item: link it, never create a twin
+        // (its webhook can arrive before the sync wrote the product ID back into the item).
+        if let Some(item) = product
+            .metadata
+            .get("netsuite_item_id")
+            .and_then(|v| NetSuiteInternalId::parse(v).ok())
+            && self
+                .inner
+                .store
+                .get_item_links(&[product_id.to_string()])
+                .await?
+                .is_empty()
+        {
+            self.inner
+                .store
+                .set_item_link(product_id, item.as_str(), "metadata")
+                .await?;
+        }
         let wanted: BTreeSet<String> = [product_id.to_string()].into();
         let (found, _) = self.resolve_items(&wanted).await?;
         if let Some(item) = found.get(product_id) {

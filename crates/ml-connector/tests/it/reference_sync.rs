@@ -479,3 +479,53 @@ async fn serve_runs_the_sync_every_interval() {
         stack.stop().await.unwrap();
     }
 }
+
+/// Both directions on at once: the products and customers the sync creates in Stripe come back
+/// as webhooks, and must link to the NetSuite records they came from, not create twins.
+#[tokio::test]
+async fn both_directions_on_make_no_twin_records() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        for (k, v) in [
+            ("MLC__REFERENCE__ITEM_FILTER", ITEM_FILTER),
+            ("MLC__REFERENCE__CUSTOMER_FILTER", CUSTOMER_FILTER),
+            ("MLC__REFERENCE__NETSUITE_SYNC_INTERVAL_SECS", "0"),
+            ("MLC__REFERENCE__AUTO_CREATE_ITEMS", "true"),
+            ("MLC__REFERENCE__CUSTOMERS_TO_NETSUITE", "true"),
+        ] {
+            opts.extra_env.push((k.into(), v.into()));
+        }
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let ctx = SyncContext::from_config(&stack.config, stack.store.clone()).unwrap();
+        let items_before = stack.netsuite.handle().count(RecordType::ServiceSaleItem);
+        let customers_before = stack.netsuite.handle().count(RecordType::Customer);
+        item(&stack, "Gold plan", true);
+        customer(&stack, "Zeta Corp", "ap@zeta.example");
+        sync(&ctx).await;
+        assert!(stack.wait_idle(std::time::Duration::from_secs(60)).await);
+        // The webhooks of what the sync created found their NetSuite records.
+        assert_eq!(
+            stack.netsuite.handle().count(RecordType::ServiceSaleItem),
+            items_before + 1
+        );
+        assert_eq!(
+            stack.netsuite.handle().count(RecordType::Customer),
+            customers_before + 1
+        );
+        assert_eq!(products(&ctx).await.len(), 1);
+        assert_eq!(customers(&ctx).await.len(), 1);
+        // And a second sync changes nothing.
+        sync(&ctx).await;
+        assert!(stack.wait_idle(std::time::Duration::from_secs(60)).await);
+        assert_eq!(
+            stack.netsuite.handle().count(RecordType::ServiceSaleItem),
+            items_before + 1
+        );
+        assert_eq!(
+            stack.netsuite.handle().count(RecordType::Customer),
+            customers_before + 1
+        );
+        stack.stop().await.unwrap();
+    }
+}
