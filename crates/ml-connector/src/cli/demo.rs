@@ -117,14 +117,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     settle(&stack, "Posting to NetSuite").await?;
 
     println!("3. Waiting for a person: one product has no NetSuite item yet");
-    for (p, events) in super::mappings::unmapped_with_waiting(&stack.store).await? {
-        println!(
-            "   {} (\"{}\"): {} event(s) waiting, retried every 15 minutes until mapped",
-            p.stripe_product_id,
-            p.name.as_deref().unwrap_or("?"),
-            events.len()
-        );
-    }
+    println!("   $ ml-connector mappings unmapped");
+    super::mappings::print_unmapped(&stack.store, false).await?;
     println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");
     let item = create_product_item(
         stack.netsuite.handle(),

@@ -164,6 +164,45 @@ pub async fn waiting_totals(
     Ok(totals)
 }
 
+/// What `mappings unmapped` prints: each product without an item, its waiting events and their
+/// amounts, and the fix.
+pub async fn print_unmapped(store: &Store, json: bool) -> anyhow::Result<()> {
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut texts = Vec::new();
+    for (p, events) in unmapped_with_waiting(store).await? {
+        let totals = waiting_totals(store, &events).await?;
+        texts.push(format_totals(&totals));
+        rows.push(serde_json::json!({
+            "product": p.stripe_product_id,
+            "name": p.name,
+            "waiting_events": events,
+            "waiting_total_minor": totals,
+            "last_seen_on": p.last_object_id,
+            "first_seen": format_time(p.first_seen),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("every Stripe product seen so far has a NetSuite item");
+    } else {
+        println!(
+            "Waiting amounts are the whole invoice or charge as it was when the event was sent."
+        );
+        for (r, total) in rows.iter().zip(texts) {
+            println!(
+                "{} ({}): {} event(s) waiting ({total}), last on {}; fix: `ml-connector mappings set {} <item id>`",
+                r["product"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or("name unknown"),
+                r["waiting_events"].as_array().map(Vec::len).unwrap_or(0),
+                r["last_seen_on"].as_str().unwrap_or_default(),
+                r["product"].as_str().unwrap_or_default(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `12.34 USD + 500 JPY`.
 fn format_totals(totals: &BTreeMap<String, i64>) -> String {
     if totals.is_empty() {
@@ -278,41 +317,7 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
                 }
             );
         }
-        MappingsCommand::Unmapped { json } => {
-            let mut rows: Vec<serde_json::Value> = Vec::new();
-            let mut texts = Vec::new();
-            for (p, events) in unmapped_with_waiting(store).await? {
-                let totals = waiting_totals(store, &events).await?;
-                texts.push(format_totals(&totals));
-                rows.push(serde_json::json!({
-                    "product": p.stripe_product_id,
-                    "name": p.name,
-                    "waiting_events": events,
-                    "waiting_total_minor": totals,
-                    "last_seen_on": p.last_object_id,
-                    "first_seen": format_time(p.first_seen),
-                }));
-            }
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if rows.is_empty() {
-                println!("every Stripe product seen so far has a NetSuite item");
-            } else {
-                println!(
-                    "Waiting amounts are the whole invoice or charge as it was when the event was sent."
-                );
-                for (r, total) in rows.iter().zip(texts) {
-                    println!(
-                        "{} ({}): {} event(s) waiting ({total}), last on {}; fix: `ml-connector mappings set {} <item id>`",
-                        r["product"].as_str().unwrap_or_default(),
-                        r["name"].as_str().unwrap_or("name unknown"),
-                        r["waiting_events"].as_array().map(Vec::len).unwrap_or(0),
-                        r["last_seen_on"].as_str().unwrap_or_default(),
-                        r["product"].as_str().unwrap_or_default(),
-                    );
-                }
-            }
-        }
+        MappingsCommand::Unmapped { json } => print_unmapped(store, *json).await?,
         MappingsCommand::Import { csv } => {
             let text = std::fs::read_to_string(csv)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
