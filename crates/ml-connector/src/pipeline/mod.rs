@@ -68,6 +68,9 @@ pub enum PipelineError {
     NeedsPerson(String),
     #[error("{0}")]
     Permanent(String),
+    /// Worth running again soon (a mapping arrived while this run looked for it).
+    #[error("{0}")]
+    Again(String),
 }
 
 impl Classify for PipelineError {
@@ -81,6 +84,7 @@ impl Classify for PipelineError {
             PipelineError::Mapping(e) => e.class(),
             PipelineError::Unmapped(_) | PipelineError::NeedsPerson(_) => ErrorClass::NeedsPerson,
             PipelineError::Permanent(_) => ErrorClass::Permanent,
+            PipelineError::Again(_) => ErrorClass::Transient,
         }
     }
 }

@@ -263,6 +263,16 @@ impl Pipeline {
         object_id: &str,
         unmapped: &[String],
     ) -> PipelineError {
+        // A mapping set (or an item created) while this run looked: the wake-up it sent has
+        // already passed, so run again soon rather than wait for the unmapped-retry delay.
+        if let Ok(links) = self.inner.store.get_item_links(unmapped).await
+            && links.len() == unmapped.len()
+        {
+            return PipelineError::Again(format!(
+                "the NetSuite item of {} was mapped while this event was processed",
+                unmapped.join(", ")
+            ));
+        }
         let mut named = Vec::new();
         for product in unmapped {
             let known = self
