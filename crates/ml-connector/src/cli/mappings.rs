@@ -142,6 +142,8 @@ pub async fn waiting_totals(
     events: &[String],
 ) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    // A charge and its payment intent are two events for one sale: count the sale once.
+    let mut seen = std::collections::BTreeSet::new();
     for id in events {
         let Some(event) = store.get_event(id).await? else {
             continue;
@@ -150,6 +152,14 @@ pub async fn waiting_totals(
             continue;
         };
         let object = &body["data"]["object"];
+        let sale = object["payment_intent"]
+            .as_str()
+            .or_else(|| object["id"].as_str())
+            .unwrap_or(id)
+            .to_string();
+        if !seen.insert(sale) {
+            continue;
+        }
         let amount = match object["object"].as_str() {
             Some("invoice") => object["amount_due"]
                 .as_i64()
