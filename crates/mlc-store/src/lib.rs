@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod credentials;
 mod db;
 mod events;
 mod links;
@@ -21,12 +22,14 @@ mod model;
 mod queue;
 mod retry;
 pub mod runner;
+pub mod sealed;
 mod slots;
 mod store;
 mod sync_support;
 pub mod testing;
 mod watermarks;
 
+pub use credentials::CredentialInfo;
 pub use links::{Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use retry::{Jitter, RetryPolicy};
