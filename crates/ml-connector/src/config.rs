@@ -122,6 +122,8 @@ pub struct NetSuiteConfig {
     pub certificate_id: String,
     pub algorithm: String,
     pub private_key_path: Option<PathBuf>,
+    /// The private key itself, when it comes from the credentials store rather than a file.
+    pub private_key_pem: Option<SecretString>,
     pub consumer_key: String,
     pub consumer_secret: Option<SecretString>,
     pub token_id: String,
@@ -797,6 +799,7 @@ impl Config {
                 certificate_id: r.string("netsuite.certificate_id"),
                 algorithm,
                 private_key_path: r.opt_string("netsuite.private_key_path").map(PathBuf::from),
+                private_key_pem: None,
                 consumer_key: r.string("netsuite.consumer_key"),
                 consumer_secret: r.secret("netsuite.consumer_secret"),
                 token_id: r.string("netsuite.token_id"),

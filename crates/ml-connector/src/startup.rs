@@ -50,6 +50,7 @@ impl App<Handler> {
     /// The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
+        let config = load_stored_credentials(config, &store).await?;
         let handler = build_handler(&config, &store).await?;
         // The sync shares the pipeline's clients, so one NetSuite budget governs both.
         let sync = match (&handler, config.reference.netsuite_sync_interval_secs) {
@@ -124,12 +125,12 @@ pub fn netsuite_client_with(
             if ns.certificate_id.is_empty() {
                 return Err(missing("certificate_id"));
             }
-            let path = ns
-                .private_key_path
-                .as_ref()
-                .ok_or_else(|| missing("private_key_path"))?;
-            let pem = crate::config::read_secret_file(path)
-                .context("netsuite.private_key_path: cannot read the private key")?;
+            let pem = match (&ns.private_key_path, &ns.private_key_pem) {
+                (Some(path), _) => crate::config::read_secret_file(path)
+                    .context("netsuite.private_key_path: cannot read the private key")?,
+                (None, Some(pem)) => pem.clone(),
+                (None, None) => return Err(missing("private_key_path")),
+            };
             Credentials::M2m {
                 client_id: ns.client_id.clone(),
                 certificate_id: ns.certificate_id.clone(),
@@ -208,6 +209,54 @@ pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Han
              event from the Stripe API, so it needs the key (MLC__STRIPE__API_KEY)"
         ),
     }
+}
+
+/// Fills the secrets the configuration leaves empty from the credentials store (configuration
+/// and environment win when set). Stored credentials without a master key, or with a wrong one,
+/// are an error that names `MLC_MASTER_KEY`; no stored credentials leave `config` unchanged.
+pub async fn load_stored_credentials(mut config: Config, store: &Store) -> anyhow::Result<Config> {
+    use crate::cli::credentials::names;
+    let key = mlc_store::sealed::MasterKey::from_env()?;
+    let mut stored = store.load_secrets(key.as_ref()).await?;
+    if stored.is_empty() {
+        return Ok(config);
+    }
+    let (stripe, ns) = (&mut config.stripe, &mut config.netsuite);
+    if stripe.api_key.is_none() {
+        stripe.api_key = stored.remove(names::STRIPE_API_KEY);
+    }
+    if stripe.webhook_secrets.is_empty()
+        && let Some(all) = stored.remove(names::STRIPE_WEBHOOK_SECRETS)
+    {
+        use secrecy::ExposeSecret;
+        stripe.webhook_secrets = all
+            .expose_secret()
+            .lines()
+            .map(|l| secrecy::SecretString::from(l.to_string()))
+            .collect();
+    }
+    if ns.private_key_path.is_none() && ns.private_key_pem.is_none() {
+        ns.private_key_pem = stored.remove(names::NETSUITE_PRIVATE_KEY);
+    }
+    if ns.consumer_secret.is_none() {
+        ns.consumer_secret = stored.remove(names::NETSUITE_CONSUMER_SECRET);
+    }
+    if ns.token_secret.is_none() {
+        ns.token_secret = stored.remove(names::NETSUITE_TOKEN_SECRET);
+    }
+    Ok(config)
+}
+
+/// [`load_stored_credentials`] for commands that otherwise need no store (`ping`): only when a
+/// master key is given, so they do not open (or create) the database for nothing.
+pub async fn with_stored_credentials_if_keyed(config: Config) -> anyhow::Result<Config> {
+    if mlc_store::sealed::MasterKey::from_env()?.is_none() {
+        return Ok(config);
+    }
+    let store = connect_store(&config).await?;
+    let config = load_stored_credentials(config, &store).await?;
+    store.close().await;
+    Ok(config)
 }
 
 /// Opens the configured store, with an error that says what to check.

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_pipeline;
+pub mod credentials;
 pub mod demo;
 pub mod events;
 pub mod mappings;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Reference data sync: NetSuite items and customers into Stripe, once.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
+    /// Secrets sealed in the store under MLC_MASTER_KEY: set, list, rotate the key.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,9 +151,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
+            let config = startup::with_stored_credentials_if_keyed(config).await?;
             ping::run(&config).await
         }
         Command::Sim(cmd) => sim::run(cmd).await,
         Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,
+        Command::Credentials(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let store = startup::connect_store(&config).await?;
+            credentials::run(cmd, &store).await
+        }
     }
 }

@@ -1,0 +1,235 @@
+//! `ml-connector credentials`: secrets sealed in the store under the operator's master key
+//! (`MLC_MASTER_KEY` or `MLC_MASTER_KEY_FILE`). Secrets are read from standard input or a file,
+//! never from an argument (arguments show up in `ps` and shell history), and never printed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use mlc_store::Store;
+use mlc_store::sealed::{MasterKey, SealError};
+use zeroize::Zeroizing;
+
+use super::events::format_time;
+
+/// Names under which the connector stores each secret (read back by
+/// [`crate::startup::load_stored_credentials`]).
+pub mod names {
+    pub const STRIPE_API_KEY: &str = "stripe/api_key";
+    pub const STRIPE_WEBHOOK_SECRETS: &str = "stripe/webhook_secrets";
+    pub const NETSUITE_PRIVATE_KEY: &str = "netsuite/private_key_pem";
+    pub const NETSUITE_CONSUMER_SECRET: &str = "netsuite/consumer_secret";
+    pub const NETSUITE_TOKEN_SECRET: &str = "netsuite/token_secret";
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Store a secret, read from standard input (or --from-file).
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Names of the stored credentials and when each was set (never the values).
+    List,
+    /// Write a new random master key to a new file (mode 0600).
+    NewKey {
+        /// Where to write it; must not exist.
+        path: PathBuf,
+    },
+    /// Re-encrypt every stored credential under a new master key, in one transaction.
+    RotateKey {
+        /// The new key (64 hex characters or base64); created with a fresh key when missing.
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// The Stripe secret (sk_…) or restricted (rk_…) key.
+    Stripe {
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// Webhook signing secrets (whsec_…), one per line.
+    StripeWebhook {
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// NetSuite: the M2M private key (PEM, --from-file) and/or the TBA secrets (--tba: consumer
+    /// secret then token secret, one per line on standard input).
+    Netsuite {
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        #[arg(long)]
+        tba: bool,
+    },
+}
+
+/// The master key from the environment, or an error saying how to give one.
+fn master_key() -> anyhow::Result<MasterKey> {
+    MasterKey::from_env()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no master key: set MLC_MASTER_KEY (64 hex characters or base64) or \
+             MLC_MASTER_KEY_FILE (a file only its owner can read; `ml-connector credentials \
+             new-key PATH` writes one)"
+        )
+    })
+}
+
+fn read_input(from_file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    match from_file {
+        Some(p) => {
+            *text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+        }
+    }
+    Ok(text)
+}
+
+async fn store_secret(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    store
+        .store_secret(key, name, value)
+        .await
+        .map_err(anyhow::Error::from)?;
+    println!("stored {name}");
+    Ok(())
+}
+
+pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        CredentialsCommand::Set(set) => {
+            let key = master_key()?;
+            match set {
+                SetCommand::Stripe { from_file } => {
+                    let text = read_input(from_file.as_deref())?;
+                    let k = text.trim();
+                    if !(k.starts_with("sk_") || k.starts_with("rk_"))
+                        || k.contains(char::is_whitespace)
+                    {
+                        anyhow::bail!(
+                            "that is not a Stripe secret key: expected one line sk_live_…/sk_test_… \
+                             or a restricted key rk_… (the value is not shown)"
+                        );
+                    }
+                    store_secret(store, &key, names::STRIPE_API_KEY, k.as_bytes()).await
+                }
+                SetCommand::StripeWebhook { from_file } => {
+                    let text = read_input(from_file.as_deref())?;
+                    let lines: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    if lines.is_empty() {
+                        anyhow::bail!("no webhook signing secret given (whsec_…, one per line)");
+                    }
+                    if let Some(n) = lines.iter().position(|l| !l.starts_with("whsec_")) {
+                        anyhow::bail!(
+                            "line {} is not a webhook signing secret (whsec_…; the value is not shown)",
+                            n + 1
+                        );
+                    }
+                    let joined = Zeroizing::new(lines.join("\n"));
+                    store_secret(store, &key, names::STRIPE_WEBHOOK_SECRETS, joined.as_bytes())
+                        .await
+                }
+                SetCommand::Netsuite { from_file, tba } => {
+                    if from_file.is_none() && !tba {
+                        anyhow::bail!(
+                            "give --from-file PATH (the M2M private key, PEM) and/or --tba \
+                             (consumer secret and token secret on standard input)"
+                        );
+                    }
+                    if let Some(p) = from_file {
+                        let pem = read_input(Some(p))?;
+                        if !pem.contains("PRIVATE KEY-----") {
+                            anyhow::bail!("{} is not a PEM private key", p.display());
+                        }
+                        store_secret(store, &key, names::NETSUITE_PRIVATE_KEY, pem.as_bytes())
+                            .await?;
+                    }
+                    if *tba {
+                        let text = read_input(None)?;
+                        let lines: Vec<&str> = text
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .collect();
+                        let [consumer, token] = lines.as_slice() else {
+                            anyhow::bail!(
+                                "--tba reads two lines from standard input: the consumer secret, \
+                                 then the token secret"
+                            );
+                        };
+                        store_secret(
+                            store,
+                            &key,
+                            names::NETSUITE_CONSUMER_SECRET,
+                            consumer.as_bytes(),
+                        )
+                        .await?;
+                        store_secret(store, &key, names::NETSUITE_TOKEN_SECRET, token.as_bytes())
+                            .await?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        CredentialsCommand::List => {
+            let list = store.list_credential_names().await?;
+            if list.is_empty() {
+                println!("no credentials stored");
+            }
+            for c in list {
+                println!("{:<28} set {}", c.name, format_time(c.updated_at));
+            }
+            Ok(())
+        }
+        CredentialsCommand::NewKey { path } => {
+            MasterKey::generate().write_new_file(path)?;
+            println!(
+                "wrote a new master key to {} (mode 0600); set MLC_MASTER_KEY_FILE={} and keep a \
+                 copy outside this machine: without it the stored credentials are lost",
+                path.display(),
+                path.display()
+            );
+            Ok(())
+        }
+        CredentialsCommand::RotateKey { new_key_file } => {
+            let old = master_key()?;
+            let new = if new_key_file.exists() {
+                MasterKey::from_file(new_key_file)?
+            } else {
+                let k = MasterKey::generate();
+                k.write_new_file(new_key_file)?;
+                println!("wrote a new master key to {}", new_key_file.display());
+                k
+            };
+            let moved = store.reseal_all(&old, &new).await.map_err(|e| match e {
+                SealError::WrongKey => anyhow::anyhow!(
+                    "{e}; nothing was changed (the current key must be in MLC_MASTER_KEY or \
+                     MLC_MASTER_KEY_FILE)"
+                ),
+                other => anyhow::Error::from(other),
+            })?;
+            println!(
+                "re-encrypted {moved} credential(s) under the new key.\nNext: set \
+                 MLC_MASTER_KEY_FILE={} (and unset MLC_MASTER_KEY) for every instance, restart \
+                 them, then destroy the old key.",
+                new_key_file.display()
+            );
+            Ok(())
+        }
+    }
+}
