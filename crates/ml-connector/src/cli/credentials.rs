@@ -141,8 +141,13 @@ pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> 
                         );
                     }
                     let joined = Zeroizing::new(lines.join("\n"));
-                    store_secret(store, &key, names::STRIPE_WEBHOOK_SECRETS, joined.as_bytes())
-                        .await
+                    store_secret(
+                        store,
+                        &key,
+                        names::STRIPE_WEBHOOK_SECRETS,
+                        joined.as_bytes(),
+                    )
+                    .await
                 }
                 SetCommand::Netsuite { from_file, tba } => {
                     if from_file.is_none() && !tba {
