@@ -10,4 +10,5 @@ mod pipeline;
 mod posting;
 mod reference;
 mod reference_sync;
+mod secrets;
 mod shared_budget;

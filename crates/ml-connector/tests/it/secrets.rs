@@ -1,0 +1,147 @@
+//! No secret leaks: the whole pipeline runs with known secrets (the Stripe API key, the webhook
+//! signing secret, the NetSuite private key) and none of them appears in any log line (debug
+//! level, JSON), any HTTP response of the connector, or the database file.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use ml_connector::stack::{Sims, StackOptions, catalog_hook, netsuite_invoices, wait_idle};
+use mlc_store::Store;
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use tokio::io::AsyncReadExt;
+
+fn env_value<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_logs_responses_or_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("leak.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let sims = Sims::start(&StackOptions::new(url.clone(), dir.path()), addr)
+        .await
+        .unwrap();
+    let stripe_key = env_value(&sims.env, "MLC__STRIPE__API_KEY").to_string();
+    let webhook_secret = env_value(&sims.env, "MLC__STRIPE__WEBHOOK_SECRETS").to_string();
+    let pem =
+        std::fs::read_to_string(env_value(&sims.env, "MLC__NETSUITE__PRIVATE_KEY_PATH")).unwrap();
+    // The longest base64 line of the private key stands for the key.
+    let pem_line = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .max_by_key(|l| l.len())
+        .unwrap()
+        .to_string();
+    let secrets = [
+        stripe_key.as_str(),
+        webhook_secret.as_str(),
+        pem_line.as_str(),
+    ];
+    assert!(secrets.iter().all(|s| s.len() > 16));
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .arg("serve")
+        .envs(sims.env.iter().cloned())
+        .env("MLC__LOG__FORMAT", "json")
+        .env("MLC__LOG__LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out).await;
+        buf.extend(out);
+        buf
+    });
+
+    let report = run_scenario(
+        &sims.stripe.base_url,
+        sims.stripe.api_key_str(),
+        ScenarioConfig {
+            customers: 6,
+            seed: 3,
+            on_catalog: Some(catalog_hook(sims.netsuite.handle().clone(), true)),
+            ..ScenarioConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    assert!(wait_idle(&sims.stripe.handle, &store, Duration::from_secs(120)).await);
+    assert!(!netsuite_invoices(sims.netsuite.handle(), sims.items.fee).is_empty());
+    assert!(!report.paid_invoices.is_empty());
+
+    // Every HTTP answer of the connector, including refusals.
+    let http = reqwest::Client::new();
+    let mut responses = String::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        responses += &http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    for sig in [None, Some("t=1,v1=00"), Some("garbage")] {
+        let mut req = http
+            .post(format!("http://{addr}/webhooks/stripe"))
+            .body("{}");
+        if let Some(s) = sig {
+            req = req.header("stripe-signature", s);
+        }
+        responses += &req.send().await.unwrap().text().await.unwrap();
+    }
+
+    // Stop the connector (SIGTERM) so its logs are complete.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.await.unwrap()).to_string();
+    assert!(logs.lines().count() > 10, "expected debug logs, got {logs}");
+    store.close().await;
+
+    let mut database = std::fs::read(&db_path).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        if let Ok(more) = std::fs::read(format!("{}{suffix}", db_path.display())) {
+            database.extend(more);
+        }
+    }
+    let database = String::from_utf8_lossy(&database);
+    for secret in secrets {
+        let shown = &secret[..8];
+        assert!(
+            !logs.contains(secret),
+            "a secret starting {shown}… is in the logs"
+        );
+        assert!(
+            !responses.contains(secret),
+            "a secret starting {shown}… is in an HTTP response"
+        );
+        assert!(
+            !database.contains(secret),
+            "a secret starting {shown}… is in the database file"
+        );
+    }
+}
