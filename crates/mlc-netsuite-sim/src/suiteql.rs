@@ -780,6 +780,18 @@ fn compare(ty: ColType, cell: &str, operand: &str) -> Result<Ordering, NsError> 
     })
 }
 
+/// Whether `cell op value` holds, given how the cell compares to the value.
+fn op_holds(op: &str, o: Ordering) -> bool {
+    match op {
+        "=" => o == Ordering::Equal,
+        "!=" | "<>" => o != Ordering::Equal,
+        "<" => o == Ordering::Less,
+        "<=" => o != Ordering::Greater,
+        ">" => o == Ordering::Greater,
+        _ => o != Ordering::Less,
+    }
+}
+
 fn eval(e: &Expr, row: &Row, q: &Query, db: &Db, params: &[Value]) -> Result<bool, NsError> {
     let cell = |c: &str| row.get(c).and_then(Value::as_str);
     let ty = |c: &str| col_type(q.table, db, c).unwrap_or(ColType::Text);
@@ -795,14 +807,7 @@ fn eval(e: &Expr, row: &Row, q: &Query, db: &Db, params: &[Value]) -> Result<boo
                 return Ok(false);
             };
             let o = compare(ty(c), x, &v)?;
-            match *op {
-                "=" => o == Ordering::Equal,
-                "!=" | "<>" => o != Ordering::Equal,
-                "<" => o == Ordering::Less,
-                "<=" => o != Ordering::Greater,
-                ">" => o == Ordering::Greater,
-                _ => o != Ordering::Less,
-            }
+            op_holds(op, o)
         }
         Expr::CmpLower(c, op, operand) => {
             let v = operand_value(operand, params)?;
@@ -810,14 +815,7 @@ fn eval(e: &Expr, row: &Row, q: &Query, db: &Db, params: &[Value]) -> Result<boo
                 return Ok(false);
             };
             let o = compare(ColType::Text, &x.to_lowercase(), &v)?;
-            match *op {
-                "=" => o == Ordering::Equal,
-                "!=" | "<>" => o != Ordering::Equal,
-                "<" => o == Ordering::Less,
-                "<=" => o != Ordering::Greater,
-                ">" => o == Ordering::Greater,
-                _ => o != Ordering::Less,
-            }
+            op_holds(op, o)
         }
         Expr::In(c, not, list) => {
             let Some(x) = cell(c) else { return Ok(false) };
