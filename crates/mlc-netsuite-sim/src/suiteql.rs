@@ -557,6 +557,27 @@ fn dstr(d: Decimal) -> Value {
     json!(d.normalize().to_string())
 }
 
+/// The cells customers and items share: inactive flag, creation and change times (NetSuite names
+/// the creation column differently per table), and the custom fields with `prefix`.
+fn master_data_cells(r: &Record, created_col: &str, prefix: &str, row: &mut Row) {
+    row.insert(
+        "isinactive".into(),
+        tf(r.fields
+            .get("isInactive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)),
+    );
+    row.insert(
+        created_col.into(),
+        json!(crate::render::iso_ms(r.created_ms)),
+    );
+    row.insert(
+        "lastmodifieddate".into(),
+        json!(crate::render::iso_ms(r.modified_ms)),
+    );
+    custom_cells(r, prefix, row);
+}
+
 fn custom_cells(r: &Record, prefix: &str, row: &mut Row) {
     for (k, v) in &r.fields {
         if k.starts_with(prefix) {
@@ -612,22 +633,7 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                     "currency",
                     r.ref_id("currency").map(|i| json!(i.to_string())),
                 );
-                row.insert(
-                    "isinactive".into(),
-                    tf(r.fields
-                        .get("isInactive")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false)),
-                );
-                row.insert(
-                    "datecreated".into(),
-                    json!(crate::render::iso_ms(r.created_ms)),
-                );
-                row.insert(
-                    "lastmodifieddate".into(),
-                    json!(crate::render::iso_ms(r.modified_ms)),
-                );
-                custom_cells(r, "custentity_", &mut row);
+                master_data_cells(r, "datecreated", "custentity_", &mut row);
                 out.push(row);
             }
         }
@@ -646,22 +652,7 @@ fn rows(db: &Db, t: Table) -> Vec<Row> {
                     put(&mut row, "externalid", s(r, "externalId"));
                     row.insert("itemtype".into(), json!(t.item_type_code()));
                     row.insert("subtype".into(), json!("Sale"));
-                    row.insert(
-                        "isinactive".into(),
-                        tf(r.fields
-                            .get("isInactive")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)),
-                    );
-                    row.insert(
-                        "createddate".into(),
-                        json!(crate::render::iso_ms(r.created_ms)),
-                    );
-                    row.insert(
-                        "lastmodifieddate".into(),
-                        json!(crate::render::iso_ms(r.modified_ms)),
-                    );
-                    custom_cells(r, "custitem_", &mut row);
+                    master_data_cells(r, "createddate", "custitem_", &mut row);
                     out.push(row);
                 }
             }
