@@ -484,6 +484,14 @@ impl Store {
             let n = texts.len();
             conds_text.push(format!(" AND (e.event_id = ${n} OR e.object_id = ${n})"));
         }
+        if let Some(id) = filter.netsuite_id.as_deref().filter(|t| !t.is_empty()) {
+            texts.push(id.to_string());
+            let n = texts.len();
+            conds_text.push(format!(
+                " AND e.object_id IN (SELECT stripe_object_id FROM postings \
+                 WHERE netsuite_internal_id = ${n} OR external_id = ${n})"
+            ));
+        }
         let base = texts.len();
         if let Some(after) = filter.received_after {
             ints.push(after);

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod console;
 mod credentials;
 mod db;
 mod events;
@@ -29,6 +30,7 @@ mod sync_support;
 pub mod testing;
 mod watermarks;
 
+pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
 pub use links::{Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;

@@ -116,6 +116,22 @@ impl Store {
         row.as_ref().map(posting_from_row).transpose()
     }
 
+    /// Postings matching one condition on a text column (`$1`), oldest first.
+    pub(crate) async fn postings_where(
+        &self,
+        condition: &str,
+        value: &str,
+    ) -> Result<Vec<Posting>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POSTING_COLUMNS} FROM postings WHERE {condition} ORDER BY created_at, kind"
+        )))
+        .bind(value.to_string())
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(posting_from_row).collect()
+    }
+
     /// Every posting, oldest first (reconciliation, exports).
     pub async fn list_postings(&self) -> Result<Vec<Posting>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

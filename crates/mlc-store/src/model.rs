@@ -69,6 +69,8 @@ pub struct EventFilter {
     pub event_type: Option<String>,
     /// Matches the event ID or the object ID.
     pub stripe_id: Option<String>,
+    /// Matches the internal ID or external ID of a NetSuite record posted for the event's object.
+    pub netsuite_id: Option<String>,
     pub received_after: Option<UnixMillis>,
     pub received_before: Option<UnixMillis>,
     pub limit: i64,
