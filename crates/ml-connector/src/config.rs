@@ -26,6 +26,7 @@ const SECRET_KEYS: &[&str] = &[
     "stripe.webhook_secrets",
     "netsuite.consumer_secret",
     "netsuite.token_secret",
+    "admin.token",
 ];
 
 /// A configuration problem, naming the key, what is wrong and what is expected.
@@ -212,6 +213,18 @@ pub enum Owner {
     Netsuite,
 }
 
+/// The operator console: admin API and web dashboard.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None`: the console is off.
+    pub token: Option<SecretString>,
+    /// The zone dashboard dates are shown in.
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+/// Shortest admin token accepted: guessing must be hopeless even without rate limiting.
+pub const ADMIN_TOKEN_MIN_LEN: usize = 32;
+
 /// Reference data (customers, products/items) kept aligned both ways.
 #[derive(Debug, Clone)]
 pub struct ReferenceConfig {
@@ -239,6 +252,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub posting: PostingConfig,
     pub reference: ReferenceConfig,
+    pub admin: AdminConfig,
 }
 
 /// Where configuration values come from.
@@ -545,16 +559,40 @@ impl Reader<'_> {
         Ok(Some(name))
     }
 
-    fn posting(&self) -> Result<PostingConfig, ConfigError> {
-        let tz_name = self.string("posting.time_zone");
-        let time_zone = jiff::tz::TimeZone::get(tz_name.trim()).map_err(|_| {
+    fn time_zone(&self, path: &str) -> Result<jiff::tz::TimeZone, ConfigError> {
+        let tz_name = self.string(path);
+        jiff::tz::TimeZone::get(tz_name.trim()).map_err(|_| {
             invalid(
-                "posting.time_zone",
-                &self.merged.origin("posting.time_zone"),
+                path,
+                &self.merged.origin(path),
                 format!("`{tz_name}` is not a known time zone"),
                 "an IANA name such as America/New_York or Europe/Paris",
             )
-        })?;
+        })
+    }
+
+    fn admin(&self, posting: &PostingConfig) -> Result<AdminConfig, ConfigError> {
+        use secrecy::ExposeSecret;
+        let token = self.secret("admin.token");
+        if let Some(t) = &token
+            && t.expose_secret().trim().len() < ADMIN_TOKEN_MIN_LEN
+        {
+            return Err(invalid(
+                "admin.token",
+                &self.merged.origin("admin.token"),
+                "the token is too short (its value is not shown)",
+                "at least 32 characters, e.g. from `openssl rand -hex 32`",
+            ));
+        }
+        let time_zone = match self.opt_string("admin.time_zone") {
+            None => posting.time_zone.clone(),
+            Some(_) => self.time_zone("admin.time_zone")?,
+        };
+        Ok(AdminConfig { token, time_zone })
+    }
+
+    fn posting(&self) -> Result<PostingConfig, ConfigError> {
+        let time_zone = self.time_zone("posting.time_zone")?;
         let mut currencies = BTreeMap::new();
         for entry in self.strings("posting.currencies") {
             let parsed = entry.split_once('=').and_then(|(code, id)| {
@@ -694,6 +732,7 @@ impl Reader<'_> {
 impl Config {
     pub fn from_merged(merged: &Merged) -> Result<Self, ConfigError> {
         let r = Reader { merged };
+        let posting = r.posting()?;
         let url = r.string("database.url");
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -819,7 +858,8 @@ impl Config {
                     as u64,
                 max_attempts: r.int("worker.max_attempts", 1, 1000, "1 to 1000 attempts")? as i32,
             },
-            posting: r.posting()?,
+            admin: r.admin(&posting)?,
+            posting,
             reference: r.reference()?,
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod netsuite_budget;
 pub mod pipeline;

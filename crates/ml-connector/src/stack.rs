@@ -40,6 +40,8 @@ pub struct StackOptions {
     pub delivery: mlc_stripe_sim::DeliveryConfig,
     /// Extra `MLC__…` settings.
     pub extra_env: Vec<(String, String)>,
+    /// Where the connector listens (default: a free port on 127.0.0.1).
+    pub listen: Option<SocketAddr>,
 }
 
 impl StackOptions {
@@ -56,6 +58,7 @@ impl StackOptions {
             delivery_faults: mlc_stripe_sim::DeliveryFaults::default(),
             delivery: mlc_stripe_sim::DeliveryConfig::default(),
             extra_env: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -208,7 +211,12 @@ impl Sims {
 impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
         // The connector listens first, so its URL can be registered with Stripe.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listen = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let Sims {
             stripe,

@@ -71,7 +71,12 @@ impl App<Handler> {
             }
             _ => None,
         };
+        let netsuite = match &handler {
+            Handler::Pipeline(p) => Some(p.netsuite().clone()),
+            Handler::AcceptOnly(_) => None,
+        };
         let mut app = App::build_with(config, listener, store, handler)?;
+        app.state.console.netsuite = netsuite;
         app.sync = sync;
         Ok(app)
     }
@@ -244,6 +249,9 @@ pub async fn load_stored_credentials(mut config: Config, store: &Store) -> anyho
     if ns.token_secret.is_none() {
         ns.token_secret = stored.remove(names::NETSUITE_TOKEN_SECRET);
     }
+    if config.admin.token.is_none() {
+        config.admin.token = stored.remove(names::ADMIN_TOKEN);
+    }
     Ok(config)
 }
 
@@ -301,12 +309,18 @@ impl<H: JobHandler + Clone> App<H> {
             },
         );
         let state = AppState {
-            store,
+            store: store.clone(),
             verifier: Arc::new(verifier),
             body_limit_bytes: config.server.body_limit_bytes,
             max_attempts: config.worker.max_attempts,
             worker_wake: worker.notifier(),
             metrics: telemetry::metrics_handle(),
+            admin_token: config.admin.token.clone().map(crate::console::AdminToken::new),
+            console: crate::console::Console::new(
+                store.clone(),
+                None,
+                config.admin.time_zone.clone(),
+            ),
         };
         Ok(App {
             listener,

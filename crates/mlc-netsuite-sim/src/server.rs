@@ -207,6 +207,13 @@ async fn governance(State(h): State<SimHandle>, req: Request, next: Next) -> Res
     match take_fault(&h, &method, &path, false) {
         Some(FaultKind::ServerError) => return NsError::unexpected().into_response(),
         Some(FaultKind::Drop) => return drop_connection(conn).await,
+        Some(FaultKind::PeriodClosed) => {
+            return NsError::user_error(
+                "The posting period of this transaction is closed. Reopen the period or choose an open one.",
+            )
+            .at("postingPeriod")
+            .into_response();
+        }
         _ => {}
     }
     if !is_token

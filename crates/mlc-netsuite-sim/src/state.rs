@@ -173,6 +173,9 @@ pub enum FaultKind {
     CommitThenError,
     /// The write is applied, then the connection is closed without a response.
     CommitThenDrop,
+    /// 400 USER_ERROR refusing the write because its posting period is closed: a business-rule
+    /// refusal that no retry fixes, until someone reopens the period in NetSuite.
+    PeriodClosed,
 }
 
 impl FaultKind {

@@ -21,6 +21,7 @@ pub mod names {
     pub const NETSUITE_PRIVATE_KEY: &str = "netsuite/private_key_pem";
     pub const NETSUITE_CONSUMER_SECRET: &str = "netsuite/consumer_secret";
     pub const NETSUITE_TOKEN_SECRET: &str = "netsuite/token_secret";
+    pub const ADMIN_TOKEN: &str = "admin/token";
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +63,11 @@ pub enum SetCommand {
         from_file: Option<PathBuf>,
         #[arg(long)]
         tba: bool,
+    },
+    /// The admin API's bearer token and dashboard sign-in (one line, at least 32 characters).
+    AdminToken {
+        #[arg(long)]
+        from_file: Option<PathBuf>,
     },
 }
 
@@ -123,6 +129,20 @@ pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> 
                         );
                     }
                     store_secret(store, &key, names::STRIPE_API_KEY, k.as_bytes()).await
+                }
+                SetCommand::AdminToken { from_file } => {
+                    let text = read_input(from_file.as_deref())?;
+                    let t = text.trim();
+                    if t.len() < crate::config::ADMIN_TOKEN_MIN_LEN
+                        || t.contains(char::is_whitespace)
+                    {
+                        anyhow::bail!(
+                            "the admin token must be one line of at least {} characters without \
+                             spaces, e.g. from `openssl rand -hex 32` (the value is not shown)",
+                            crate::config::ADMIN_TOKEN_MIN_LEN
+                        );
+                    }
+                    store_secret(store, &key, names::ADMIN_TOKEN, t.as_bytes()).await
                 }
                 SetCommand::StripeWebhook { from_file } => {
                     let text = read_input(from_file.as_deref())?;

@@ -30,6 +30,19 @@ pub struct DemoArgs {
     /// Store URL; default: a fresh SQLite file in a temporary directory.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Keep serving the web dashboard after the month is posted, with work left for you there:
+    /// one invoice refused by NetSuite (a closed period, reopened since) to replay, and the
+    /// unmapped product's sales waiting for a mapping. Stops on Ctrl-C. The admin token is
+    /// MLC__ADMIN__TOKEN when set, else a random one printed at start.
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Address of the connector and its dashboard (with --dashboard: 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// With --dashboard: write the dashboard URL and the IDs to use there to this JSON file once
+    /// it is ready (for scripts and browser tests).
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 async fn settle(stack: &Stack, what: &str) -> anyhow::Result<()> {
@@ -83,7 +96,32 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let mut opts = StackOptions::new(url, dir.path());
     opts.unmapped_retry_secs = 900;
+    opts.listen = args.listen.or(args
+        .dashboard
+        .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080))));
+    let admin_token = args.dashboard.then(|| {
+        std::env::var("MLC__ADMIN__TOKEN")
+            .ok()
+            .filter(|t| t.len() >= crate::config::ADMIN_TOKEN_MIN_LEN)
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()))
+    });
+    if let Some(t) = &admin_token {
+        opts.extra_env
+            .push(("MLC__ADMIN__TOKEN".to_string(), t.clone()));
+    }
     let stack = Stack::start(opts).await.context("cannot start the demo")?;
+    if args.dashboard {
+        // Something for the Failed page: NetSuite refuses the first invoice (a closed period).
+        // The refusal is one-shot, as if someone reopened the period: a replay then posts it.
+        stack
+            .netsuite
+            .handle()
+            .push_fault(mlc_netsuite_sim::QueuedFault {
+                kind: mlc_netsuite_sim::FaultKind::PeriodClosed,
+                method: Some("POST".into()),
+                path_contains: Some("/record/v1/invoice".into()),
+            });
+    }
     println!(
         "   Stripe simulator {}  NetSuite simulator {}  connector http://{}",
         stack.stripe.base_url,
@@ -119,12 +157,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("3. Waiting for a person: one product has no NetSuite item yet");
     println!("   $ ml-connector mappings unmapped");
     super::mappings::print_unmapped(&stack.store, false).await?;
-    println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");
     let item = create_product_item(
         stack.netsuite.handle(),
         "Legacy Add-on",
         &report.unmapped_product,
     )?;
+    if let Some(token) = &admin_token {
+        return serve_dashboard(args, stack, token, &report.unmapped_product, item).await;
+    }
+    println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");
     let released =
         super::mappings::set_mapping(&stack.store, &report.unmapped_product, &item.to_string())
             .await?;
@@ -229,4 +270,48 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     println!("\nNo difference: every Stripe sale is in NetSuite exactly once.");
     Ok(())
+}
+
+/// `demo --dashboard`: leaves the failed invoice and the waiting sales for the person at the
+/// dashboard, and serves until Ctrl-C.
+async fn serve_dashboard(
+    args: &DemoArgs,
+    stack: Stack,
+    token: &str,
+    product: &str,
+    item: u64,
+) -> anyhow::Result<()> {
+    let url = format!("http://{}/", stack.addr);
+    let counts = crate::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
+        .counts()
+        .await?;
+    println!("\nThe dashboard is ready: {url}");
+    println!("   Sign in with the admin token: {token}");
+    println!(
+        "   Failed: {} (NetSuite refused an invoice: its period was closed; it is open again,\n   \
+         so replay it from the Failed page)",
+        counts.failed
+    );
+    println!(
+        "   Waiting: {} (product {product} has no mapping; NetSuite item {item} \"Legacy Add-on\"\n   \
+         is ready: map it on the Mappings page and the waiting sales post at once)",
+        counts.waiting
+    );
+    println!("   API: curl -H 'Authorization: Bearer <token>' {url}api/overview");
+    println!("Press Ctrl-C to stop.");
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({
+            "url": url,
+            "product": product,
+            "item": item.to_string(),
+            "failed": counts.failed,
+            "waiting": counts.waiting,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&ready)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    crate::startup::cancel_on_signals(stop.clone());
+    stop.cancelled().await;
+    stack.stop().await
 }

@@ -151,25 +151,16 @@ pub async fn waiting_totals(
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&event.raw_body) else {
             continue;
         };
-        let object = &body["data"]["object"];
-        let sale = object["payment_intent"]
-            .as_str()
-            .or_else(|| object["id"].as_str())
-            .unwrap_or(id)
-            .to_string();
+        let Some((sale, amount)) = crate::console::event_sale(&body) else {
+            continue;
+        };
         if !seen.insert(sale) {
             continue;
         }
-        let amount = match object["object"].as_str() {
-            Some("invoice") => object["amount_due"]
-                .as_i64()
-                .or_else(|| object["total"].as_i64()),
-            _ => object["amount"].as_i64(),
-        };
-        if let (Some(amount), Some(currency)) = (amount, object["currency"].as_str()) {
-            let total = totals.entry(currency.to_ascii_lowercase()).or_default();
-            *total = total.saturating_add(amount);
-        }
+        let total = totals
+            .entry(amount.currency().as_str().to_ascii_lowercase())
+            .or_default();
+        *total = total.saturating_add(amount.minor());
     }
     Ok(totals)
 }

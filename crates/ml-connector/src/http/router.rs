@@ -21,6 +21,9 @@ pub struct AppState {
     /// Wakes the worker when a job was enqueued, so it need not wait for its next poll.
     pub worker_wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// `None`: the admin API and the dashboard are off.
+    pub admin_token: Option<crate::console::AdminToken>,
+    pub console: crate::console::Console,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -29,5 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(crate::console::api::router(state.clone()))
+        .merge(crate::console::pages::router(state.clone()))
         .with_state(state)
 }

@@ -64,7 +64,8 @@ impl Pipeline {
                 facts.total,
                 facts.lines.len()
             ),
-            Some(json!({"status": status, "total_minor": facts.total.minor(), "currency": facts.currency.as_str()})),
+            // The object as fetched, for the event page: what was posted came from this.
+            Some(json!({"status": status, "total_minor": facts.total.minor(), "currency": facts.currency.as_str(), "object": invoice.raw})),
         )
         .await;
         let postable = match self.inner.posting.invoice_trigger {
@@ -455,7 +456,7 @@ impl Pipeline {
                 "Fetched charge {charge_id} from Stripe: {}, captured {}",
                 facts.status, facts.captured_amount
             ),
-            Some(json!({"status": facts.status, "captured_minor": facts.captured_amount.minor(), "currency": facts.currency.as_str()})),
+            Some(json!({"status": facts.status, "captured_minor": facts.captured_amount.minor(), "currency": facts.currency.as_str(), "object": charge.raw})),
         )
         .await;
         if facts.status != "succeeded" || !facts.captured || facts.captured_amount.minor() == 0 {
