@@ -315,7 +315,11 @@ impl<H: JobHandler + Clone> App<H> {
             max_attempts: config.worker.max_attempts,
             worker_wake: worker.notifier(),
             metrics: telemetry::metrics_handle(),
-            admin_token: config.admin.token.clone().map(crate::console::AdminToken::new),
+            admin_token: config
+                .admin
+                .token
+                .clone()
+                .map(crate::console::AdminToken::new),
             console: crate::console::Console::new(
                 store.clone(),
                 None,

@@ -156,7 +156,7 @@ fn take_fault(h: &SimHandle, method: &str, path: &str, after_commit: bool) -> Op
 }
 
 /// Counters, the account concurrency limit, latency, faults and authentication, in that order.
-async fn governance(State(h): State<SimHandle>, req: Request, next: Next) -> Response {
+async fn governance(State(h): State<SimHandle>, mut req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let is_token = path == auth::TOKEN_PATH;
@@ -208,11 +208,8 @@ async fn governance(State(h): State<SimHandle>, req: Request, next: Next) -> Res
         Some(FaultKind::ServerError) => return NsError::unexpected().into_response(),
         Some(FaultKind::Drop) => return drop_connection(conn).await,
         Some(FaultKind::PeriodClosed) => {
-            return NsError::user_error(
-                "The posting period of this transaction is closed. Reopen the period or choose an open one.",
-            )
-            .at("postingPeriod")
-            .into_response();
+            // The create handler refuses it, once it knows the record's external ID.
+            req.extensions_mut().insert(ClosePeriod);
         }
         _ => {}
     }
@@ -353,9 +350,21 @@ fn singular(v: Value) -> Response {
     resp
 }
 
+/// Marks a create refused by a `PeriodClosed` fault.
+#[derive(Clone, Copy)]
+struct ClosePeriod;
+
+fn period_closed() -> NsError {
+    NsError::user_error(
+        "The posting period of this transaction is closed. Reopen the period or choose an open one.",
+    )
+    .at("postingPeriod")
+}
+
 async fn create_record(
     State(h): State<SimHandle>,
     Path(rtype): Path<String>,
+    close: Option<axum::Extension<ClosePeriod>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, NsError> {
@@ -363,6 +372,17 @@ async fn create_record(
     writable(t)?;
     refuse_async(&headers)?;
     let body = body_object(&body)?;
+    if let Some(eid) = body.get("externalId").and_then(Value::as_str) {
+        let mut g = h.shared.lock();
+        if close.is_some() {
+            g.closed_period_refusals.insert(eid.to_string());
+        }
+        if g.closed_period_refusals.contains(eid) {
+            return Err(period_closed());
+        }
+    } else if close.is_some() {
+        return Err(period_closed());
+    }
     let base = base_url(&h, &headers);
     let mut warnings = Vec::new();
     let id = h.shared.lock().db.write(

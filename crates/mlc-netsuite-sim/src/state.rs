@@ -173,8 +173,9 @@ pub enum FaultKind {
     CommitThenError,
     /// The write is applied, then the connection is closed without a response.
     CommitThenDrop,
-    /// 400 USER_ERROR refusing the write because its posting period is closed: a business-rule
-    /// refusal that no retry fixes, until someone reopens the period in NetSuite.
+    /// 400 USER_ERROR refusing a record create because its posting period is closed. Like the
+    /// real refusal it persists: every later create of the same external ID is refused too,
+    /// until faults are cleared (the period is reopened).
     PeriodClosed,
 }
 
@@ -290,6 +291,8 @@ pub(crate) struct Inner {
     pub nonce_order: VecDeque<String>,
     pub probabilities: FaultProbabilities,
     pub queue: VecDeque<QueuedFault>,
+    /// External IDs refused by a `PeriodClosed` fault; refused again until faults are cleared.
+    pub closed_period_refusals: std::collections::HashSet<String>,
     pub settings: Settings,
     pub stats: SimStats,
     pub audit: Vec<LoginAudit>,
@@ -441,6 +444,7 @@ impl SimHandle {
                     nonce_order: VecDeque::new(),
                     probabilities: cfg.faults,
                     queue: VecDeque::new(),
+                    closed_period_refusals: Default::default(),
                     settings: Settings {
                         token_ttl: cfg.token_ttl,
                         concurrency_limit: cfg.concurrency_limit,
@@ -535,6 +539,7 @@ impl SimHandle {
         let mut g = self.shared.lock();
         g.queue.clear();
         g.probabilities = FaultProbabilities::default();
+        g.closed_period_refusals.clear();
     }
 
     /// One-shot faults not yet consumed.

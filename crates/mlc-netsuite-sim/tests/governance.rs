@@ -79,6 +79,40 @@ async fn committed_then_500_leaves_the_record_in_place() {
 }
 
 #[tokio::test]
+async fn a_closed_period_refuses_the_same_record_until_reopened() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let cust = api.customer("stripe_cus_P1").await;
+    let item = api.seeded_item().await;
+    sim.handle().push_fault(QueuedFault {
+        kind: FaultKind::PeriodClosed,
+        method: Some("POST".into()),
+        path_contains: Some("/record/v1/invoice".into()),
+    });
+    for _ in 0..2 {
+        let r = api
+            .post("invoice", invoice_body("stripe_in_P1", &cust, &item))
+            .await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error_code(), "USER_ERROR");
+        assert!(r.error_detail().contains("posting period"), "{}", r.body);
+    }
+    // Other records are not affected.
+    let other = api
+        .post("invoice", invoice_body("stripe_in_P2", &cust, &item))
+        .await;
+    assert_eq!(other.status, 204);
+    assert_eq!(sim.handle().count(RecordType::Invoice), 1);
+    // Reopened: the refused record can be created.
+    sim.handle().clear_faults();
+    let again = api
+        .post("invoice", invoice_body("stripe_in_P1", &cust, &item))
+        .await;
+    assert_eq!(again.status, 204);
+    assert_eq!(sim.handle().count(RecordType::Invoice), 2);
+}
+
+#[tokio::test]
 async fn committed_then_dropped_connection() {
     let sim = sim().await;
     let api = Api::new(&sim).await;

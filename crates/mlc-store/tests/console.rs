@@ -54,7 +54,13 @@ async fn events_are_found_by_the_netsuite_record_they_produced() {
         let kinds: Vec<_> = postings.iter().map(|p| p.kind.as_str()).collect();
         assert_eq!(kinds.len(), 2);
         assert!(kinds.contains(&"invoice") && kinds.contains(&"payment"));
-        assert!(store.postings_for_object("in_evt_b").await.unwrap().is_empty());
+        assert!(
+            store
+                .postings_for_object("in_evt_b")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -79,7 +85,11 @@ async fn activity_counts_received_events_and_postings_per_bucket() {
             .activity(now - 24 * hour, now_millis(), hour)
             .await
             .unwrap();
-        assert!(buckets.len() == 25 || buckets.len() == 26, "{}", buckets.len());
+        assert!(
+            buckets.len() == 25 || buckets.len() == 26,
+            "{}",
+            buckets.len()
+        );
         assert!(buckets.windows(2).all(|w| w[1].start - w[0].start == hour));
         let received: i64 = buckets.iter().map(|b| b.received).sum();
         let posted: i64 = buckets.iter().map(|b| b.posted).sum();
@@ -94,7 +104,13 @@ async fn activity_counts_received_events_and_postings_per_bucket() {
 async fn the_latest_error_of_each_kind_is_found() {
     for db in backends().await {
         let store = db.store().await;
-        assert!(store.last_error_containing("NetSuite: ").await.unwrap().is_none());
+        assert!(
+            store
+                .last_error_containing("NetSuite: ")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let add = |step: &str, message: &str| NewAudit {
             event_id: Some("evt_e".into()),
             step: step.into(),
@@ -102,18 +118,35 @@ async fn the_latest_error_of_each_kind_is_found() {
             ..NewAudit::default()
         };
         for (step, message) in [
-            ("retried", "Attempt 1 of 12 failed (transient): NetSuite: 503 busy"),
-            ("retried", "Attempt 1 of 12 failed (transient): Stripe: 500 oops"),
+            (
+                "retried",
+                "Attempt 1 of 12 failed (transient): NetSuite: 503 busy",
+            ),
+            (
+                "retried",
+                "Attempt 1 of 12 failed (transient): Stripe: 500 oops",
+            ),
             ("posted", "NetSuite: invoice 5 created"),
-            ("failed", "Failed permanently on attempt 1: NetSuite: 400 period closed"),
+            (
+                "failed",
+                "Failed permanently on attempt 1: NetSuite: 400 period closed",
+            ),
             ("succeeded", "Job finished on attempt 2"),
         ] {
             store.append_audit(add(step, message)).await.unwrap();
         }
-        let ns = store.last_error_containing("NetSuite: ").await.unwrap().unwrap();
+        let ns = store
+            .last_error_containing("NetSuite: ")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(ns.message.contains("period closed"), "{}", ns.message);
         assert_eq!(ns.step, "failed");
-        let stripe = store.last_error_containing("Stripe: ").await.unwrap().unwrap();
+        let stripe = store
+            .last_error_containing("Stripe: ")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(stripe.message.contains("500 oops"));
     }
 }

@@ -281,6 +281,8 @@ async fn serve_dashboard(
     product: &str,
     item: u64,
 ) -> anyhow::Result<()> {
+    // Someone reopened the period: a replay of the refused invoice now posts it.
+    stack.netsuite.handle().clear_faults();
     let url = format!("http://{}/", stack.addr);
     let counts = crate::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
         .counts()
@@ -288,8 +290,8 @@ async fn serve_dashboard(
     println!("\nThe dashboard is ready: {url}");
     println!("   Sign in with the admin token: {token}");
     println!(
-        "   Failed: {} (NetSuite refused an invoice: its period was closed; it is open again,\n   \
-         so replay it from the Failed page)",
+        "   Failed: {} (the events of one invoice NetSuite refused: its period was closed; it is\n   \
+         open again, so replay them from the Failed page)",
         counts.failed
     );
     println!(

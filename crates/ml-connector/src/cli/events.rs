@@ -1,10 +1,9 @@
 //! `ml-connector events list|show`.
 
-use anyhow::Context;
 use clap::Subcommand;
-use mlc_store::{EventFilter, Store};
 
-use crate::config::Config;
+use crate::console::Console;
+use crate::console::api::EventsQuery;
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
@@ -19,15 +18,26 @@ pub enum EventsCommand {
         /// Event or object ID (evt_…, in_…, ch_…).
         #[arg(long)]
         stripe_id: Option<String>,
+        /// Internal or external ID of a NetSuite record the connector posted.
+        #[arg(long)]
+        netsuite_id: Option<String>,
+        /// Received at or after: YYYY-MM-DD (in admin.time_zone) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before: YYYY-MM-DD or an RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Show one event: envelope, raw body, job and audit trail.
+    /// Show one event: envelope, job, the Stripe object fetched, what was sent to NetSuite and
+    /// its answer, the records posted, the audit trail and the raw body.
     Show {
         event_id: String,
+        /// Print JSON (the same document as `GET /api/events/{id}`).
         #[arg(long)]
         json: bool,
     },
@@ -40,31 +50,35 @@ pub fn format_time(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
     match cmd {
         EventsCommand::List {
             status,
             event_type,
             stripe_id,
+            netsuite_id,
+            since,
+            until,
             limit,
             json,
         } => {
-            if let Some(s) = status
-                && s != "ignored"
-                && mlc_store::JobState::parse(s).is_none()
-            {
-                anyhow::bail!(
-                    "unknown status `{s}`: use queued, running, waiting, succeeded, failed or ignored"
-                );
-            }
-            let filter = EventFilter {
+            let query = EventsQuery {
                 status: status.clone(),
                 event_type: event_type.clone(),
                 stripe_id: stripe_id.clone(),
-                limit: *limit,
-                ..EventFilter::default()
+                netsuite_id: netsuite_id.clone(),
+                since: since.clone(),
+                until: until.clone(),
+                limit: Some(*limit),
+                offset: None,
             };
-            let rows = store.list_events(&filter).await?;
+            let filter = query
+                .to_filter(&console.time_zone)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rows = console
+                .events(&filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
@@ -82,7 +96,7 @@ pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow
                     "{:<32} {:<30} {:<24} {:<10} {:>8}  {}",
                     r.event_id,
                     r.event_type,
-                    format_time(r.received_at),
+                    console.format_time(r.received_at),
                     r.status,
                     r.attempts,
                     r.last_error.unwrap_or_default()
@@ -91,33 +105,27 @@ pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow
             Ok(())
         }
         EventsCommand::Show { event_id, json } => {
-            let event = store
-                .get_event(event_id)
-                .await?
-                .with_context(|| format!("no event {event_id} is stored"))?;
-            let job = store.get_job_for_event(event_id).await?;
-            let audit = store.audit_for_event(event_id).await?;
-            let body: serde_json::Value =
-                serde_json::from_slice(&event.raw_body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&event.raw_body).into())
-                });
+            let d = console
+                .event(event_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if *json {
-                let out =
-                    serde_json::json!({"event": event, "body": body, "job": job, "audit": audit});
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(());
             }
-            println!("Event     {}", event.event_id);
-            println!("Type      {}", event.event_type);
-            println!("Object    {}", event.object_id.as_deref().unwrap_or("-"));
+            println!("Event     {}", d.event_id);
+            println!("Type      {}", d.event_type);
+            println!("Object    {}", d.object_id.as_deref().unwrap_or("-"));
+            if let Some(a) = &d.amount {
+                println!("Amount    {} (as sent)", a.display);
+            }
             println!(
                 "Received  {} ({} deliveries)",
-                format_time(event.received_at),
-                event.deliveries
+                console.format_time(d.received_at),
+                d.deliveries
             );
-            println!("Livemode  {}", event.livemode);
-            println!("API ver.  {}", event.api_version.as_deref().unwrap_or("-"));
-            match &job {
+            println!("Livemode  {}", d.livemode);
+            match &d.job {
                 Some(j) => println!(
                     "Job       {} {} (attempt {}/{}){}",
                     j.id,
@@ -131,11 +139,42 @@ pub async fn run(cmd: &EventsCommand, store: &Store, _config: &Config) -> anyhow
                 ),
                 None => println!("Job       none (event type not handled: recorded as ignored)"),
             }
-            println!("\nAudit trail:");
-            for a in &audit {
-                println!("  {}  {:<20} {}", format_time(a.at), a.step, a.message);
+            if !d.postings.is_empty() {
+                println!("\nNetSuite records:");
+                for p in &d.postings {
+                    println!(
+                        "  {:<12} {} {} ({}) {}",
+                        p.posting.kind,
+                        p.posting.netsuite_record_type,
+                        p.posting.netsuite_internal_id,
+                        p.posting.external_id,
+                        p.amount.as_ref().map(|a| a.display.as_str()).unwrap_or("")
+                    );
+                }
             }
-            println!("\nRaw body:\n{}", serde_json::to_string_pretty(&body)?);
+            println!("\nAudit trail:");
+            for a in &d.audit {
+                println!(
+                    "  {}  {:<20} {}",
+                    console.format_time(a.at),
+                    a.step,
+                    a.message
+                );
+            }
+            let sections = [
+                ("Stripe object as fetched", &d.stripe_object),
+                ("Sent to NetSuite", &d.netsuite_request),
+                ("NetSuite's answer", &d.netsuite_response),
+            ];
+            for (title, value) in sections {
+                if let Some(v) = value {
+                    println!("\n{title}:\n{}", serde_json::to_string_pretty(v)?);
+                }
+            }
+            println!(
+                "\nRaw body:\n{}",
+                serde_json::to_string_pretty(&d.raw_event)?
+            );
             Ok(())
         }
     }

@@ -10,6 +10,7 @@ pub mod ping;
 pub mod replay;
 pub mod send;
 pub mod sim;
+pub mod status;
 pub mod sync;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub enum Command {
     CheckConfig,
     /// Apply database migrations and exit (serve also applies them at start).
     Migrate,
+    /// Counts by state, the last 24 hours, and the last Stripe and NetSuite errors.
+    Status(status::StatusArgs),
     /// Inspect stored events.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -85,6 +88,11 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct NoArgs {}
 
+/// The console service for commands run beside (not inside) the service.
+fn console_for(config: &Config, store: mlc_store::Store) -> crate::console::Console {
+    crate::console::Console::new(store, None, config.admin.time_zone.clone())
+}
+
 /// Loads the configuration or returns its error unchanged (it already names the key).
 pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, config::Merged)> {
     Ok(config::load(&Sources::from_process(cli.config.clone()))?)
@@ -121,10 +129,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({:?})", store.backend());
             Ok(())
         }
+        Command::Status(args) => {
+            let (config, _) = load_config(&cli)?;
+            let store = startup::connect_store(&config).await?;
+            status::run(args, &console_for(&config, store)).await
+        }
         Command::Events(cmd) => {
             let (config, _) = load_config(&cli)?;
             let store = startup::connect_store(&config).await?;
-            events::run(cmd, &store, &config).await
+            events::run(cmd, &console_for(&config, store)).await
         }
         Command::SendTestEvent(args) => {
             let (config, _) = load_config(&cli)?;
@@ -133,7 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => {
             let (config, _) = load_config(&cli)?;
             let store = startup::connect_store(&config).await?;
-            replay::run(args, &store).await
+            replay::run(args, &console_for(&config, store)).await
         }
         Command::Mappings(cmd) => {
             let (config, _) = load_config(&cli)?;

@@ -2,9 +2,9 @@
 //! failure is fixed. Safe to repeat: an event that already posted changes nothing in NetSuite
 //! (its documents carry external IDs and the store remembers what was posted).
 
+use crate::console::Console;
 use anyhow::Context;
 use clap::Args;
-use mlc_store::{JobState, Store};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -34,39 +34,25 @@ pub fn parse_since(s: &str) -> anyhow::Result<i64> {
     Ok(zoned.timestamp().as_millisecond())
 }
 
-pub async fn run(args: &ReplayArgs, store: &Store) -> anyhow::Result<()> {
+pub async fn run(args: &ReplayArgs, console: &Console) -> anyhow::Result<()> {
     if args.event_ids.is_empty() && args.status.is_none() {
         anyhow::bail!("name events to replay (evt_…) or give --status failed");
     }
     let mut replayed = 0u64;
-    for id in &args.event_ids {
-        if store.get_event(id).await?.is_none() {
-            println!("{id}: no such event is stored");
-            continue;
-        }
-        if store.requeue_event(id).await? {
-            println!("{id}: queued for replay");
-            replayed += 1;
-        } else {
-            let state = store
-                .get_job_for_event(id)
-                .await?
-                .map(|j| j.state.to_string())
-                .unwrap_or_else(|| "ignored (no job)".into());
-            println!("{id}: not replayed ({state})");
-        }
+    for r in console
+        .replay(&args.event_ids)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        println!("{}: {}", r.event_id, r.detail);
+        replayed += u64::from(r.outcome == "queued");
     }
     if let Some(status) = &args.status {
-        let state = JobState::parse(status)
-            .filter(|s| {
-                matches!(
-                    s,
-                    JobState::Failed | JobState::Waiting | JobState::Succeeded
-                )
-            })
-            .with_context(|| format!("--status `{status}`: use failed, waiting or succeeded"))?;
         let since = args.since.as_deref().map(parse_since).transpose()?;
-        let n = store.requeue_where(state, since).await?;
+        let n = console
+            .replay_state(status, since)
+            .await
+            .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
         println!("{n} {status} event(s) queued for replay");
         replayed += n;
     }

@@ -168,9 +168,9 @@ async fn replay_one(State(s): State<AppState>, Path(event_id): Path<String>) -> 
     let results = s.console.replay(std::slice::from_ref(&event_id)).await?;
     let result = results.into_iter().next();
     match result {
-        Some(r) if r.outcome == "not_found" => {
-            Err(ConsoleError::NotFound(format!("no event {event_id} is stored")))
-        }
+        Some(r) if r.outcome == "not_found" => Err(ConsoleError::NotFound(format!(
+            "no event {event_id} is stored"
+        ))),
         Some(r) if r.outcome == "not_replayed" => Ok((
             StatusCode::CONFLICT,
             Json(json!({"error": {"code": "not_replayed", "message": r.detail}})),
@@ -218,8 +218,8 @@ async fn replay_many(
         }
         None => None,
     };
-    let queued = results.iter().filter(|r| r.outcome == "queued").count() as u64
-        + by_status.unwrap_or(0);
+    let queued =
+        results.iter().filter(|r| r.outcome == "queued").count() as u64 + by_status.unwrap_or(0);
     ok(json!({"queued": queued, "results": results, "queued_by_status": by_status}))
 }
 

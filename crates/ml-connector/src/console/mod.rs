@@ -254,7 +254,11 @@ fn posting_amount(p: &Posting) -> Option<MoneyView> {
 }
 
 impl Console {
-    pub fn new(store: Store, netsuite: Option<NetSuiteClient>, time_zone: jiff::tz::TimeZone) -> Self {
+    pub fn new(
+        store: Store,
+        netsuite: Option<NetSuiteClient>,
+        time_zone: jiff::tz::TimeZone,
+    ) -> Self {
         Console {
             store,
             netsuite,
@@ -320,7 +324,10 @@ impl Console {
             },
             token_valid: token.as_ref().map(|t| t.valid),
             token_age_secs: token.as_ref().and_then(|t| t.age).map(|d| d.as_secs()),
-            token_expires_in_secs: token.as_ref().and_then(|t| t.expires_in).map(|d| d.as_secs()),
+            token_expires_in_secs: token
+                .as_ref()
+                .and_then(|t| t.expires_in)
+                .map(|d| d.as_secs()),
             token_error: token.as_ref().and_then(|t| t.last_error.clone()),
             requests_made: self.netsuite.as_ref().map(|c| c.requests_made()),
             last_error: self.last_error("NetSuite: ").await?,
@@ -399,9 +406,11 @@ impl Console {
     }
 
     pub async fn event(&self, event_id: &str) -> Result<EventDetail, ConsoleError> {
-        let ev = self.store.get_event(event_id).await?.ok_or_else(|| {
-            ConsoleError::NotFound(format!("no event {event_id} is stored"))
-        })?;
+        let ev = self
+            .store
+            .get_event(event_id)
+            .await?
+            .ok_or_else(|| ConsoleError::NotFound(format!("no event {event_id} is stored")))?;
         let job = self.store.get_job_for_event(event_id).await?;
         let audit = self.store.audit_for_event(event_id).await?;
         let raw_event: Value = serde_json::from_slice(&ev.raw_body).unwrap_or(Value::Null);
@@ -523,7 +532,10 @@ impl Console {
                 waiting_amounts: totals
                     .into_iter()
                     .filter_map(|(code, minor)| {
-                        Some(MoneyView::new(Money::new(minor, Currency::parse(&code).ok()?)))
+                        Some(MoneyView::new(Money::new(
+                            minor,
+                            Currency::parse(&code).ok()?,
+                        )))
                     })
                     .collect(),
             });

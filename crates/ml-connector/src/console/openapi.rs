@@ -77,7 +77,14 @@ pub fn document() -> Value {
             "message": {"type": "string"}
         }
     });
-    let status_enum = json!(["queued", "running", "waiting", "succeeded", "failed", "ignored"]);
+    let status_enum = json!([
+        "queued",
+        "running",
+        "waiting",
+        "succeeded",
+        "failed",
+        "ignored"
+    ]);
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -2,11 +2,11 @@
 //! service, plain forms and links, no script. Sign-in with the admin token sets a session cookie
 //! (see [`super::auth`]); every form carries the CSRF field.
 
+use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use mlc_store::{EventFilter, EventSummary};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -122,7 +122,13 @@ fn bare(title: &str, body: Markup) -> Markup {
 }
 
 /// A signed-in page: navigation, sign-out, an optional notice, the content.
-fn page(title: &str, active: &str, token: &AdminToken, notice: Option<&str>, body: Markup) -> Response {
+fn page(
+    title: &str,
+    active: &str,
+    token: &AdminToken,
+    notice: Option<&str>,
+    body: Markup,
+) -> Response {
     let nav = [
         ("/", "Overview"),
         ("/events", "Events"),
@@ -269,7 +275,11 @@ struct Notice {
     notice: Option<String>,
 }
 
-async fn overview(State(s): State<AppState>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+async fn overview(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     let token = match signed_in(&s, &headers, "/") {
         Ok(t) => t,
         Err(r) => return r,
@@ -406,15 +416,23 @@ struct EventsForm {
 
 const PAGE_SIZE: i64 = 50;
 
-async fn events(State(s): State<AppState>, headers: HeaderMap, Query(f): Query<EventsForm>) -> Response {
+async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(f): Query<EventsForm>,
+) -> Response {
     let token = match signed_in(&s, &headers, "/events") {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let q = f.q.as_deref().map(str::trim).unwrap_or_default().to_string();
+    let q =
+        f.q.as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
     // One search box for both systems: digits or an external ID (stripe_…) are NetSuite's.
-    let netsuite_search = !q.is_empty()
-        && (q.bytes().all(|b| b.is_ascii_digit()) || q.starts_with("stripe_"));
+    let netsuite_search =
+        !q.is_empty() && (q.bytes().all(|b| b.is_ascii_digit()) || q.starts_with("stripe_"));
     let page_no = f.page.unwrap_or(1).max(1);
     let query = super::api::EventsQuery {
         status: f.status.clone(),
@@ -507,7 +525,10 @@ async fn event_page(
         Err(e) => return error_page(e),
     };
     let c = &s.console;
-    let replayable = matches!(d.status.as_str(), "failed" | "waiting" | "succeeded" | "queued");
+    let replayable = matches!(
+        d.status.as_str(),
+        "failed" | "waiting" | "succeeded" | "queued"
+    );
     let body = html! {
         section.summary {
             dl.grid {
@@ -594,7 +615,11 @@ async fn event_page(
         }
     };
     page(
-        &format!("{} · {}", event_words(&d.event_type), d.object_id.as_deref().unwrap_or(&d.event_id)),
+        &format!(
+            "{} · {}",
+            event_words(&d.event_type),
+            d.object_id.as_deref().unwrap_or(&d.event_id)
+        ),
         "Events",
         &token,
         n.notice.as_deref(),
@@ -602,7 +627,12 @@ async fn event_page(
     )
 }
 
-async fn state_list(s: &AppState, headers: &HeaderMap, state: &str, notice: Option<&str>) -> Response {
+async fn state_list(
+    s: &AppState,
+    headers: &HeaderMap,
+    state: &str,
+    notice: Option<&str>,
+) -> Response {
     let (here, title, intro, active) = match state {
         "failed" => (
             "/failed",
@@ -653,11 +683,19 @@ async fn state_list(s: &AppState, headers: &HeaderMap, state: &str, notice: Opti
     page(title, active, &token, notice, body)
 }
 
-async fn failed(State(s): State<AppState>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+async fn failed(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     state_list(&s, &headers, "failed", n.notice.as_deref()).await
 }
 
-async fn waiting(State(s): State<AppState>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+async fn waiting(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     state_list(&s, &headers, "waiting", n.notice.as_deref()).await
 }
 
@@ -699,28 +737,39 @@ struct ReplayStateForm {
     status: String,
 }
 
-async fn replay_state(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<ReplayStateForm>) -> Response {
+async fn replay_state(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<ReplayStateForm>,
+) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
         return r;
     }
     match s.console.replay_state(&f.status, None).await {
         Ok(n) => back_with(
-            if f.status == "waiting" { "/waiting" } else { "/failed" },
+            if f.status == "waiting" {
+                "/waiting"
+            } else {
+                "/failed"
+            },
             &format!("{n} event(s) queued for replay; they are processed within seconds."),
         ),
         Err(e) => error_page(e),
     }
 }
 
-async fn mappings(State(s): State<AppState>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
+async fn mappings(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<Notice>,
+) -> Response {
     let token = match signed_in(&s, &headers, "/mappings") {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let result = async {
-        Ok::<_, ConsoleError>((s.console.unmapped().await?, s.console.mappings().await?))
-    }
-    .await;
+    let result =
+        async { Ok::<_, ConsoleError>((s.console.unmapped().await?, s.console.mappings().await?)) }
+            .await;
     let (unmapped, links) = match result {
         Ok(x) => x,
         Err(e) => return error_page(e),
@@ -798,7 +847,13 @@ async fn mappings(State(s): State<AppState>, headers: HeaderMap, Query(n): Query
             }
         }
     };
-    page("Product mappings", "Mappings", &token, n.notice.as_deref(), body)
+    page(
+        "Product mappings",
+        "Mappings",
+        &token,
+        n.notice.as_deref(),
+        body,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -809,11 +864,19 @@ struct MappingForm {
     netsuite_item_id: String,
 }
 
-async fn add_mapping(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<MappingForm>) -> Response {
+async fn add_mapping(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<MappingForm>,
+) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
         return r;
     }
-    match s.console.set_mapping(&f.stripe_product_id, &f.netsuite_item_id).await {
+    match s
+        .console
+        .set_mapping(&f.stripe_product_id, &f.netsuite_item_id)
+        .await
+    {
         Ok(released) => back_with(
             "/mappings",
             &format!(
@@ -862,7 +925,11 @@ async fn login_page(State(s): State<AppState>, Query(q): Query<LoginQuery>) -> R
             p.muted { "The admin token is set by whoever runs the connector (admin.token or MLC__ADMIN__TOKEN)." }
         }
     };
-    let status = if q.failed.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let status = if q.failed.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
     (status, Html(bare("Sign in", body).into_string())).into_response()
 }
 
@@ -881,8 +948,11 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
     if !token.matches(&f.token) {
         metrics::counter!(crate::telemetry::names::ADMIN_DENIED).increment(1);
         tracing::warn!("dashboard sign-in refused: wrong admin token");
-        return Redirect::to(&format!("/login{}", query_string(&[("next", &next), ("failed", "1")])))
-            .into_response();
+        return Redirect::to(&format!(
+            "/login{}",
+            query_string(&[("next", &next), ("failed", "1")])
+        ))
+        .into_response();
     }
     let mut resp = Redirect::to(&next).into_response();
     let cookie = format!(
@@ -895,7 +965,11 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
     resp
 }
 
-async fn logout(State(s): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
         return r;
     }
