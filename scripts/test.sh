@@ -28,3 +28,20 @@ fi
 echo "== TEST_DATABASE_URL=${TEST_DATABASE_URL:-<unset>}"
 
 cargo test --workspace --locked "$@"
+
+# The dashboard in a real browser: Debian's Chromium (headless) driven by playwright-core (pinned in
+# tests/browser/package-lock.json), against `ml-connector demo --dashboard` built above.
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium_bin" ]; then
+  echo "error: $chromium_bin is missing; the browser tests need it: apt-get install chromium chromium-driver (.ci/run does this)" >&2
+  exit 1
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] || \
+   [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  echo "== installing the browser test driver (npm ci in tests/browser)"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+echo "== browser tests (Chromium $("$chromium_bin" --version 2>/dev/null | awk '{print $2}'))"
+cargo build --locked --bin ml-connector
+(cd tests/browser && MLC_BIN="$PWD/../../target/debug/ml-connector" CHROMIUM="$chromium_bin" \
+  node --test --test-concurrency=1 dashboard.test.mjs)

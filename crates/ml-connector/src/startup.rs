@@ -369,6 +369,15 @@ impl<H: JobHandler + Clone> App<H> {
             sync.map(|(ctx, every)| tokio::spawn(ctx.run_every(every, shutdown.clone())));
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");
+        if state.admin_token.is_some() {
+            tracing::info!(
+                "dashboard at http://{addr}/ and admin API at http://{addr}/api (admin token required)"
+            );
+        } else {
+            tracing::info!(
+                "dashboard and admin API are off: set MLC__ADMIN__TOKEN (at least 32 characters) to turn them on"
+            );
+        }
         let app = router(state);
         let http_shutdown = shutdown.clone();
         axum::serve(listener, app)

@@ -108,6 +108,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(t) = &admin_token {
         opts.extra_env
             .push(("MLC__ADMIN__TOKEN".to_string(), t.clone()));
+        // The dashboard's other settings (its time zone) come from the environment as usual.
+        opts.extra_env.extend(
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("MLC__ADMIN__") && k != "MLC__ADMIN__TOKEN"),
+        );
     }
     let stack = Stack::start(opts).await.context("cannot start the demo")?;
     if args.dashboard {
@@ -304,6 +309,8 @@ async fn serve_dashboard(
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "url": url,
+            "netsuite_simulator": stack.netsuite.base_url().to_string(),
+            "stripe_simulator": stack.stripe.base_url,
             "product": product,
             "item": item.to_string(),
             "failed": counts.failed,

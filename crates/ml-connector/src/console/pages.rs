@@ -307,7 +307,7 @@ async fn overview(
     let body = html! {
         section.cards {
             a.card.done href="/events?status=succeeded" data-testid="count-succeeded" {
-                span.n { (c.succeeded) } span.l { "Posted to NetSuite" }
+                span.n { (c.succeeded) } span.l { "Done" }
             }
             a.card.waiting href="/waiting" data-testid="count-waiting" {
                 span.n { (c.waiting) } span.l { "Waiting for a person" }
@@ -833,11 +833,11 @@ async fn mappings(
                                 td.mono { (l.stripe_id) }
                                 td.mono { (l.netsuite_internal_id) }
                                 td { (match l.source.as_str() {
-                                    "manual" => "set by a person",
-                                    "custom_field" => "found by its Stripe product field",
-                                    "externalid" | "external_id" => "found by its external ID",
-                                    "created" => "created by the connector",
-                                    other => other,
+                                    "manual" => "set by a person".to_string(),
+                                    "externalid" | "external_id" => "found by its external ID".to_string(),
+                                    "created" => "created by the connector".to_string(),
+                                    f if f.starts_with("cust") => format!("found by its Stripe product field ({f})"),
+                                    other => other.to_string(),
                                 }) }
                                 td.nowrap { (s.console.format_time(l.updated_at)) }
                             }

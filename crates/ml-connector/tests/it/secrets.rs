@@ -1,6 +1,8 @@
 //! No secret leaks: the whole pipeline runs with known secrets (the Stripe API key, the webhook
-//! signing secret, the NetSuite private key) and none of them appears in any log line (debug
-//! level, JSON), any HTTP response of the connector, or the database file.
+//! signing secret, the NetSuite private key, the admin token) and none of them appears in any log
+//! line (debug level, JSON), any HTTP response of the connector (webhooks, health, metrics, the
+//! admin API and every dashboard page), `check-config`, a debug print of the configuration (what
+//! a panic message would show), or the database file.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -40,16 +42,19 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         .max_by_key(|l| l.len())
         .unwrap()
         .to_string();
+    let admin_token = "admin-token-that-must-never-leak-0123456789";
     let secrets = [
         stripe_key.as_str(),
         webhook_secret.as_str(),
         pem_line.as_str(),
+        admin_token,
     ];
     assert!(secrets.iter().all(|s| s.len() > 16));
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
         .arg("serve")
         .envs(sims.env.iter().cloned())
+        .env("MLC__ADMIN__TOKEN", admin_token)
         .env("MLC__LOG__FORMAT", "json")
         .env("MLC__LOG__LEVEL", "debug")
         .stdout(Stdio::piped())
@@ -107,6 +112,106 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         }
         responses += &req.send().await.unwrap().text().await.unwrap();
     }
+
+    // The admin API, with the token, a wrong one and none.
+    let listed: serde_json::Value = http
+        .get(format!("http://{addr}/api/events?limit=5"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event_id = listed["events"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api_paths = [
+        "/api/overview".to_string(),
+        "/api/health".to_string(),
+        "/api/events".to_string(),
+        format!("/api/events/{event_id}"),
+        "/api/mappings".to_string(),
+        "/api/unmapped".to_string(),
+        "/api/openapi.json".to_string(),
+    ];
+    for path in &api_paths {
+        for auth in [Some(admin_token), Some("wrong-token"), None] {
+            let mut req = http.get(format!("http://{addr}{path}"));
+            if let Some(a) = auth {
+                req = req.bearer_auth(a);
+            }
+            responses += &req.send().await.unwrap().text().await.unwrap();
+        }
+    }
+    // The dashboard: a refused and an accepted sign-in, then every page.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut cookie = String::new();
+    for token in ["wrong-token", admin_token] {
+        let r = browser
+            .post(format!("http://{addr}/login"))
+            .form(&[("token", token), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap().to_string();
+            responses += &v;
+            if v.starts_with("mlc_session=") {
+                cookie = v.split(';').next().unwrap().to_string();
+            }
+        }
+        responses += &format!("{:?}", r.headers());
+        responses += &r.text().await.unwrap();
+    }
+    assert!(!cookie.is_empty(), "the sign-in works");
+    for path in [
+        "/".to_string(),
+        "/login".to_string(),
+        "/events".to_string(),
+        "/failed".to_string(),
+        "/waiting".to_string(),
+        "/mappings".to_string(),
+        format!("/events/{event_id}"),
+    ] {
+        responses += &browser
+            .get(format!("http://{addr}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert!(responses.contains("Sign out"), "dashboard pages were read");
+
+    // check-config, and the configuration as a panic message would print it.
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .arg("check-config")
+        .envs(sims.env.iter().cloned())
+        .env("MLC__ADMIN__TOKEN", admin_token)
+        .output()
+        .unwrap();
+    assert!(checked.status.success());
+    responses += &String::from_utf8_lossy(&checked.stdout);
+    responses += &String::from_utf8_lossy(&checked.stderr);
+    let mut env = sims.env.clone();
+    env.push(("MLC__ADMIN__TOKEN".into(), admin_token.into()));
+    let (config, _) =
+        ml_connector::config::load(&ml_connector::config::Sources { file: None, env }).unwrap();
+    let config = ml_connector::config::Config {
+        netsuite: ml_connector::config::NetSuiteConfig {
+            private_key_pem: Some(pem.clone().into()),
+            ..config.netsuite.clone()
+        },
+        ..config
+    };
+    responses += &format!("{config:?} {:#?}", config);
 
     // Stop the connector (SIGTERM) so its logs are complete.
     let pid = child.id().unwrap().to_string();
