@@ -52,29 +52,40 @@ pub fn router(_state: AppState) -> Router<AppState> {
 }
 
 /// The signed-in operator: the token (for the CSRF field) or the response to send instead.
-fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<AdminToken, Response> {
+/// The error side is boxed: a `Response` is large, and the happy path is the common one.
+fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<AdminToken, Box<Response>> {
     let Some(token) = state.admin_token.clone() else {
-        return Err(console_off_page());
+        return Err(Box::new(console_off_page()));
     };
     if cookie(headers, SESSION_COOKIE).is_some_and(|c| token.session_matches(c)) {
         Ok(token)
     } else {
-        Err(Redirect::to(&format!("/login{}", query_string(&[("next", here)]))).into_response())
+        Err(Box::new(
+            Redirect::to(&format!("/login{}", query_string(&[("next", here)]))).into_response(),
+        ))
     }
 }
 
 /// A form post: signed in and carrying the right CSRF field.
-fn form_allowed(state: &AppState, headers: &HeaderMap, csrf: &str) -> Result<AdminToken, Response> {
+fn form_allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<AdminToken, Box<Response>> {
     let token = signed_in(state, headers, "/")?;
     if token.csrf_matches(csrf) {
         Ok(token)
     } else {
         metrics::counter!(crate::telemetry::names::ADMIN_DENIED).increment(1);
-        Err(message_page(
+        Err(Box::new(message_page(
             StatusCode::FORBIDDEN,
             "This form has expired",
             "Go back, reload the page and try again.",
-        ))
+        )))
     }
 }
 
@@ -282,7 +293,7 @@ async fn overview(
 ) -> Response {
     let token = match signed_in(&s, &headers, "/") {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let o = match s.console.overview().await {
         Ok(o) => o,
@@ -423,7 +434,7 @@ async fn events(
 ) -> Response {
     let token = match signed_in(&s, &headers, "/events") {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q =
         f.q.as_deref()
@@ -518,7 +529,7 @@ async fn event_page(
 ) -> Response {
     let token = match signed_in(&s, &headers, &format!("/events/{}", seg(&event_id))) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let d = match s.console.event(&event_id).await {
         Ok(d) => d,
@@ -649,7 +660,7 @@ async fn state_list(
     };
     let token = match signed_in(s, headers, here) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let result = async {
         let rows = s
@@ -716,7 +727,7 @@ async fn replay_one(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
-        return r;
+        return *r;
     }
     match s.console.replay(std::slice::from_ref(&event_id)).await {
         Ok(results) => {
@@ -743,7 +754,7 @@ async fn replay_state(
     Form(f): Form<ReplayStateForm>,
 ) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
-        return r;
+        return *r;
     }
     match s.console.replay_state(&f.status, None).await {
         Ok(n) => back_with(
@@ -765,7 +776,7 @@ async fn mappings(
 ) -> Response {
     let token = match signed_in(&s, &headers, "/mappings") {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let result =
         async { Ok::<_, ConsoleError>((s.console.unmapped().await?, s.console.mappings().await?)) }
@@ -870,7 +881,7 @@ async fn add_mapping(
     Form(f): Form<MappingForm>,
 ) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
-        return r;
+        return *r;
     }
     match s
         .console
@@ -971,7 +982,7 @@ async fn logout(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if let Err(r) = form_allowed(&s, &headers, &f.csrf) {
-        return r;
+        return *r;
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(

@@ -12,6 +12,8 @@ use mlc_stripe_sim::{ScenarioConfig, ScenarioReport, run_scenario};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::helpers::cli;
+
 const TOKEN: &str = "console-test-token-0123456789abcdef0123456789";
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -202,6 +204,27 @@ async fn the_admin_api_replays_a_failed_invoice_and_a_mapping_releases_waiting_s
         assert_eq!(steps.last(), Some(&"failed"), "{steps:?}");
         assert_eq!(invoices_with_external_id(&stack, &external_id), 0);
 
+        // The CLI sees the same: `status` counts and `events list` finds the failed event.
+        let (ok, out, err) = cli(db.url(), &["status", "--json"]);
+        assert!(ok, "{err}");
+        let status: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(status["counts"]["failed"], failed_before, "{out}");
+        assert_eq!(status["counts"]["waiting"], waiting);
+        assert!(
+            status["health"]["netsuite"]["last_error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("posting period")
+        );
+        let (ok, out, err) = cli(db.url(), &["status"]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("needs attention") && out.contains("Failed"),
+            "{out}"
+        );
+        let (ok, out, _) = cli(db.url(), &["events", "list", "--status", "failed"]);
+        assert!(ok && out.contains(&event_id), "{out}");
+
         // Replay it: it posts once; replaying again changes nothing in NetSuite.
         let (s, r) = api
             .post(&format!("/api/events/{event_id}/replay"), json!({}))
@@ -248,6 +271,15 @@ async fn the_admin_api_replays_a_failed_invoice_and_a_mapping_releases_waiting_s
                 .collect();
             assert!(ids.contains(&event_id.as_str()), "{q}: {ids:?}");
         }
+        let (ok, out, err) = cli(db.url(), &["events", "list", "--netsuite-id", &ns_id]);
+        assert!(ok && out.contains(&event_id), "{out}{err}");
+        let (ok, out, err) = cli(db.url(), &["events", "show", &event_id, "--json"]);
+        assert!(ok, "{err}");
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            shown["netsuite_response"]["netsuite_internal_id"],
+            ns_id.as_str()
+        );
 
         // The unmapped product, with its waiting sales; mapping it posts them.
         let (_, unmapped) = api.get("/api/unmapped").await;

@@ -142,3 +142,19 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Runs the real `ml-connector` binary against `db_url`; returns (success, stdout, stderr).
+pub fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .args(args)
+        .env("MLC__DATABASE__URL", db_url)
+        .env("MLC__STRIPE__WEBHOOK_SECRETS", "whsec_x")
+        .env_remove("MLC_CONFIG")
+        .output()
+        .expect("ml-connector runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

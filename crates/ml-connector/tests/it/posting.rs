@@ -13,6 +13,8 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use crate::helpers::cli;
+
 const SETTLE: Duration = Duration::from_secs(120);
 
 fn dec(v: &Value) -> Option<Decimal> {
@@ -473,22 +475,6 @@ async fn existing_netsuite_customers_are_reused_not_duplicated() {
         assert_eq!(alpha_rec["companyName"], "Alpha Limited (NetSuite)");
         stack.stop().await.unwrap();
     }
-}
-
-/// Runs the real `ml-connector` binary against `db_url`; returns (success, stdout, stderr).
-fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
-        .args(args)
-        .env("MLC__DATABASE__URL", db_url)
-        .env("MLC__STRIPE__WEBHOOK_SECRETS", "whsec_x")
-        .env_remove("MLC_CONFIG")
-        .output()
-        .expect("ml-connector runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Audit steps as `events show` prints them ("  <time>  <step> <message>"), in order.
