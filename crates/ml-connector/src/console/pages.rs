@@ -557,6 +557,11 @@ async fn event_page(
                     }
                 }
             }
+            @if matches!(d.status.as_str(), "failed" | "waiting") && !d.postings.is_empty() {
+                p.notice data-testid="already-posted" {
+                    "This Stripe record is already in NetSuite (see below), posted by another event of the same sale. Replaying this event only confirms it."
+                }
+            }
             @if replayable {
                 (replay_button(&token, &d.event_id, "Replay this event"))
                 p.muted { "Replaying is safe: anything already in NetSuite is not posted again." }

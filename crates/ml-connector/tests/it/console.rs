@@ -550,6 +550,33 @@ async fn the_dashboard_needs_a_sign_in_and_its_forms_need_their_guard() {
         assert!(stack.wait_idle(SETTLE).await);
         let (_, counts) = api.get("/api/counts").await;
         assert_eq!(counts["failed"], failed_before - 1, "{counts}");
+        // A sibling event of the same Stripe record, still failed, says it is already posted.
+        let object = failed["events"][0]["object_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, still) = api.get("/api/events?status=failed").await;
+        let sibling = still["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["object_id"] == object.as_str());
+        if let Some(sibling) = sibling {
+            let html = api
+                .http
+                .get(url(&format!(
+                    "/events/{}",
+                    sibling["event_id"].as_str().unwrap()
+                )))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(html.contains("already in NetSuite"), "{html}");
+        }
 
         // The session cookie also opens the API (the dashboard's own calls); signing out ends it.
         let r = api
