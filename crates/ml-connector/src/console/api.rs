@@ -1,6 +1,7 @@
 //! The admin API under `/api`: JSON over the [`Console`](super::Console) service, behind the admin
 //! token ([`super::auth::require_token`]). `/api/openapi.json` describes it and needs no token.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -84,7 +85,17 @@ struct ActivityQuery {
     hours: Option<i64>,
 }
 
-async fn activity(State(s): State<AppState>, Query(q): Query<ActivityQuery>) -> ApiResult {
+/// A query string that does not parse is a 400 in the API's JSON error shape.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ConsoleError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ConsoleError::BadRequest(e.body_text()))
+}
+
+async fn activity(
+    State(s): State<AppState>,
+    q: Result<Query<ActivityQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     ok(s.console.activity(q.hours.unwrap_or(24)).await?)
 }
 
@@ -133,7 +144,11 @@ impl EventsQuery {
     }
 }
 
-async fn list_events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiResult {
+async fn list_events(
+    State(s): State<AppState>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     let filter = q.to_filter(&s.console.time_zone)?;
     let events = s.console.events(&filter).await?;
     let amounts = s.console.amounts(&events).await?;

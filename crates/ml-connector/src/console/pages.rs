@@ -430,11 +430,15 @@ const PAGE_SIZE: i64 = 50;
 async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(f): Query<EventsForm>,
+    f: Result<Query<EventsForm>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let token = match signed_in(&s, &headers, "/events") {
         Ok(t) => t,
         Err(r) => return *r,
+    };
+    let f = match f {
+        Ok(Query(f)) => f,
+        Err(e) => return error_page(ConsoleError::BadRequest(e.body_text())),
     };
     let q =
         f.q.as_deref()

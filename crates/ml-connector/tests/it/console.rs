@@ -374,6 +374,12 @@ async fn the_admin_api_replays_a_failed_invoice_and_a_mapping_releases_waiting_s
         assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
         let (s, r) = api.get("/api/events?since=yesterday").await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+        let (s, r) = api.get("/api/events?limit=many").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("limit"),
+            "{r}"
+        );
         let (s, _) = api.get("/api/events/evt_NoSuchEvent").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _) = api
