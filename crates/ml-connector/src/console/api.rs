@@ -96,7 +96,13 @@ async fn activity(
     q: Result<Query<ActivityQuery>, QueryRejection>,
 ) -> ApiResult {
     let q = query(q)?;
-    ok(s.console.activity(q.hours.unwrap_or(24)).await?)
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=744).contains(&hours) {
+        return Err(ConsoleError::BadRequest(format!(
+            "hours must be 1 to 744 (31 days), not {hours}"
+        )));
+    }
+    ok(s.console.activity(hours).await?)
 }
 
 /// Filters of `GET /api/events`; empty values mean "any".
@@ -131,6 +137,16 @@ impl EventsQuery {
                 })
                 .transpose()
         };
+        if let Some(l) = self.limit.filter(|l| !(1..=1000).contains(l)) {
+            return Err(ConsoleError::BadRequest(format!(
+                "limit must be 1 to 1000, not {l}"
+            )));
+        }
+        if let Some(o) = self.offset.filter(|o| !(0..=1_000_000_000).contains(o)) {
+            return Err(ConsoleError::BadRequest(format!(
+                "offset must be 0 to 1000000000, not {o}"
+            )));
+        }
         Ok(EventFilter {
             status: nonempty(&self.status),
             event_type: nonempty(&self.event_type),
@@ -226,6 +242,7 @@ async fn replay_many(
             let since = req
                 .since
                 .as_deref()
+                .filter(|t| !t.is_empty())
                 .map(|t| super::parse_time(t, &s.console.time_zone))
                 .transpose()
                 .map_err(|e| ConsoleError::BadRequest(format!("since: {e}")))?;
@@ -259,8 +276,8 @@ async fn set_mapping(
         .set_mapping(&req.stripe_product_id, &req.netsuite_item_id)
         .await?;
     ok(json!({
-        "stripe_product_id": req.stripe_product_id.trim(),
-        "netsuite_item_id": req.netsuite_item_id.trim(),
+        "stripe_product_id": req.stripe_product_id,
+        "netsuite_item_id": req.netsuite_item_id,
         "released": released,
     }))
 }

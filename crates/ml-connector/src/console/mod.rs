@@ -545,11 +545,12 @@ impl Console {
 
     /// Maps a product to an item (audited) and releases the events waiting for it; returns how
     /// many were released.
+    /// The IDs are taken as given (callers trim what people typed).
     pub async fn set_mapping(&self, product: &str, item: &str) -> Result<u64, ConsoleError> {
-        mlc_core::StripeId::parse(mlc_core::StripeIdKind::Product, product.trim()).map_err(
-            |e| ConsoleError::BadRequest(format!("`{product}` is not a Stripe product ID: {e}")),
-        )?;
-        mlc_core::NetSuiteInternalId::parse(item.trim()).map_err(|_| {
+        mlc_core::StripeId::parse(mlc_core::StripeIdKind::Product, product).map_err(|e| {
+            ConsoleError::BadRequest(format!("`{product}` is not a Stripe product ID: {e}"))
+        })?;
+        mlc_core::NetSuiteInternalId::parse(item).map_err(|_| {
             ConsoleError::BadRequest(format!(
                 "`{item}` is not a NetSuite internal ID (digits, as NetSuite shows on the item)"
             ))

@@ -51,6 +51,15 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
+/// A date in the console's zone or an RFC 3339 time.
+fn when() -> Value {
+    json!({"anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0, "description": "empty: no bound"}
+    ]})
+}
+
 fn event_id_param() -> Value {
     json!({"name": "event_id", "in": "path", "required": true, "description": "Stripe event ID (evt_…)", "schema": {"type": "string"}})
 }
@@ -77,6 +86,16 @@ pub fn document() -> Value {
             "message": {"type": "string"}
         }
     });
+    // As a filter, empty means any (the dashboard's forms send empty fields).
+    let status_filter = json!([
+        "queued",
+        "running",
+        "waiting",
+        "succeeded",
+        "failed",
+        "ignored",
+        ""
+    ]);
     let status_enum = json!([
         "queued",
         "running",
@@ -120,14 +139,14 @@ pub fn document() -> Value {
                 "summary": "Events, newest first, with filters",
                 "operationId": "listEvents",
                 "parameters": [
-                    query("status", "State of the event's job, or `ignored`", json!({"type": "string", "enum": status_enum})),
+                    query("status", "State of the event's job, or `ignored`", json!({"type": "string", "enum": status_filter})),
                     query("type", "Stripe event type, e.g. invoice.paid", json!({"type": "string"})),
                     query("stripe_id", "Event ID or the ID of its object (in_…, ch_…, pi_…)", json!({"type": "string"})),
                     query("netsuite_id", "Internal ID or external ID of a NetSuite record posted for the event's object", json!({"type": "string"})),
-                    query("since", "Received at or after: YYYY-MM-DD (the console's time zone) or RFC 3339", json!({"type": "string"})),
-                    query("until", "Received before: YYYY-MM-DD or RFC 3339", json!({"type": "string"})),
+                    query("since", "Received at or after: YYYY-MM-DD (the console's time zone) or RFC 3339", when()),
+                    query("until", "Received before: YYYY-MM-DD or RFC 3339", when()),
                     query("limit", "Rows (1 to 1000; default 50)", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
-                    query("offset", "Rows to skip", json!({"type": "integer", "minimum": 0}))
+                    query("offset", "Rows to skip", json!({"type": "integer", "minimum": 0, "maximum": 1_000_000_000}))
                 ],
                 "responses": with_errors(json!({"200": ok("A page of events", json!({
                     "type": "object",
@@ -165,9 +184,13 @@ pub fn document() -> Value {
                     "additionalProperties": false,
                     "properties": {
                         "event_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-                        "status": {"type": "string", "enum": ["failed", "waiting", "succeeded"]},
-                        "since": {"type": "string", "description": "With status: only jobs changed at or after (YYYY-MM-DD or RFC 3339)"}
-                    }
+                        "status": {"enum": ["failed", "waiting", "succeeded", null], "description": "Replay every event whose job is in this state"},
+                        "since": {"anyOf": [when(), {"type": "null"}], "description": "With status: only jobs changed at or after"}
+                    },
+                    "anyOf": [
+                        {"required": ["event_ids"], "properties": {"event_ids": {"minItems": 1}}},
+                        {"required": ["status"], "properties": {"status": {"type": "string"}}}
+                    ]
                 }}}},
                 "responses": with_errors(json!({"200": ok("What was queued", json!({
                     "type": "object",
@@ -192,8 +215,8 @@ pub fn document() -> Value {
                         "additionalProperties": false,
                         "required": ["stripe_product_id", "netsuite_item_id"],
                         "properties": {
-                            "stripe_product_id": {"type": "string", "example": "prod_ABC"},
-                            "netsuite_item_id": {"type": "string", "pattern": "^[0-9]+$"}
+                            "stripe_product_id": {"type": "string", "pattern": "^prod_[A-Za-z0-9_-]{1,250}$", "example": "prod_ABC"},
+                            "netsuite_item_id": {"type": "string", "pattern": "^-?[0-9]{1,20}$", "example": "211"}
                         }
                     }}}},
                     "responses": with_errors(json!({"200": ok("Mapped", json!({

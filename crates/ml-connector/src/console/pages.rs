@@ -894,7 +894,7 @@ async fn add_mapping(
     }
     match s
         .console
-        .set_mapping(&f.stripe_product_id, &f.netsuite_item_id)
+        .set_mapping(f.stripe_product_id.trim(), f.netsuite_item_id.trim())
         .await
     {
         Ok(released) => back_with(

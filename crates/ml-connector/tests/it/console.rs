@@ -631,3 +631,49 @@ async fn without_a_token_the_console_is_off_and_says_how_to_turn_it_on() {
     assert!(page.text().await.unwrap().contains("MLC__ADMIN__TOKEN"));
     stack.stop().await.unwrap();
 }
+
+/// The admin API against its own OpenAPI document, checked by an independent client:
+/// schemathesis (pinned in scripts/requirements-test.txt) generates valid and invalid requests
+/// from the document and checks every answer: no server error, status codes, content types and
+/// bodies as documented, valid requests accepted and invalid ones refused. Fixed seed: the same
+/// requests every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schemathesis_finds_the_api_true_to_its_openapi_document() {
+    let Some(python) = std::env::var_os("MLC_TEST_PYTHON") else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv with schemathesis and exports MLC_TEST_PYTHON)"
+            );
+        }
+        println!("skipped: MLC_TEST_PYTHON unset");
+        return;
+    };
+    let db = mlc_store::testing::TestDb::sqlite().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start(db.url(), dir.path(), true).await;
+    let _ = month_with_a_refusal(&stack).await;
+    let out = tokio::process::Command::new(python)
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(format!("http://{}/api/openapi.json", stack.addr))
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--checks", "all", "--max-examples", "40", "--seed", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemathesis found the API untrue to its document\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("passed"), "{stdout}");
+    // Its requests changed nothing they should not have: still no duplicate NetSuite invoice.
+    let invoices = stack.netsuite_invoices();
+    let mut ids: Vec<&str> = invoices.iter().map(|i| i.external_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a NetSuite invoice was posted twice");
+    stack.stop().await.unwrap();
+}
