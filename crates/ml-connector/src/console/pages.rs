@@ -184,7 +184,7 @@ pub fn status_words(status: &str) -> (&'static str, &'static str) {
         "waiting" => ("Waiting for a person", "st-waiting"),
         "succeeded" => ("Done", "st-done"),
         "failed" => ("Failed", "st-failed"),
-        "ignored" => ("No action needed", "st-ignored"),
+        "ignored" => ("Not handled", "st-ignored"),
         _ => ("Unknown", "st-ignored"),
     }
 }
@@ -222,7 +222,13 @@ pub fn event_words(event_type: &str) -> String {
 
 fn status_badge(status: &str) -> Markup {
     let (words, class) = status_words(status);
-    html! { span class={ "badge " (class) } data-status=(status) { (words) } }
+    let why = match status {
+        "ignored" => "The connector does not post this kind of Stripe event",
+        "waiting" => "Retried by itself; a person must fix the reason first",
+        "failed" => "Gave up; replay it once the reason is fixed",
+        _ => "",
+    };
+    html! { span class={ "badge " (class) } data-status=(status) title=(why) { (words) } }
 }
 
 fn amount_cell(m: Option<&MoneyView>) -> Markup {
