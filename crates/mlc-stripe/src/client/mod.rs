@@ -443,16 +443,28 @@ impl StripeClient {
             url.push('?');
             url.push_str(&query.encode());
         }
+        self.send_with_retries(path, "request", || self.inner.http.get(&url))
+            .await
+    }
+
+    /// Sends what `build` makes (auth and version added here) under the rate limit, retrying
+    /// what Stripe says is worth retrying (`Retry-After`, backoff), until the attempts run out.
+    /// Reads and writes share it; a write's `build` adds its `Idempotency-Key`, so a retried
+    /// write is the same write. Returns the 2xx body.
+    pub(crate) async fn send_with_retries(
+        &self,
+        path: &str,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<String, StripeError> {
+        let config = &self.inner.config;
         let max_attempts = config.max_retries.saturating_add(1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.inner.limiter.until_ready().await;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .inner
-                .http
-                .get(&url)
+            let sent = build()
                 .bearer_auth(config.api_key.expose_secret())
                 .header("Stripe-Version", &config.api_version)
                 .send()
@@ -479,7 +491,7 @@ impl StripeClient {
                 Some(wait) => wait,
                 None => backoff(config.retry_base_delay, config.retry_max_delay, attempt),
             };
-            tracing::debug!(path, attempt, ?delay, error = %failure.error, "retrying Stripe request");
+            tracing::debug!(path, attempt, ?delay, error = %failure.error, "retrying Stripe {what}");
             tokio::time::sleep(delay).await;
         }
     }

@@ -11,12 +11,10 @@
 //! SDKs. A 400 `idempotency_error` (same key, different parameters) is not retried.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
-use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::{Failure, Query, StripeClient, StripeError, backoff, object_path};
+use super::{Query, StripeClient, StripeError, object_path};
 use crate::models::{Customer, Product, StripeModel};
 
 /// Fields of a product to create or update; `None` leaves a field unset (create) or unchanged
@@ -182,51 +180,18 @@ impl StripeClient {
         let url = format!("{}{}", config.base_url.as_str().trim_end_matches('/'), path);
         let body = form.encode();
         let key = idempotency_key("POST", path, &body, scope);
-        let max_attempts = config.max_retries.saturating_add(1);
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            self.inner.limiter.until_ready().await;
-            self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .inner
+        self.send_with_retries(path, "write", || {
+            self.inner
                 .http
                 .post(&url)
-                .bearer_auth(config.api_key.expose_secret())
-                .header("Stripe-Version", &config.api_version)
                 .header("Idempotency-Key", &key)
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
                 .body(body.clone())
-                .send()
-                .await;
-            let failure = match sent {
-                Err(e) => Failure::network(path, attempt, &e),
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    match response.text().await {
-                        Err(e) => Failure::network(path, attempt, &e),
-                        Ok(text) if status.is_success() => return Ok(text),
-                        Ok(text) => {
-                            Failure::from_response(path, attempt, status.as_u16(), &headers, &text)
-                        }
-                    }
-                }
-            };
-            if !failure.retry || attempt >= max_attempts {
-                return Err(failure.error);
-            }
-            let delay = match failure.retry_after {
-                Some(wait) if wait > config.max_retry_after => return Err(failure.error),
-                Some(wait) => wait,
-                None => backoff(config.retry_base_delay, config.retry_max_delay, attempt),
-            };
-            tracing::debug!(path, attempt, ?delay, error = %failure.error, "retrying Stripe write");
-            tokio::time::sleep(delay).await;
-        }
+        })
+        .await
     }
 }
 
