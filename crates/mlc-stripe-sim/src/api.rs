@@ -58,6 +58,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/deliveries", get(deliveries))
         .route("/_sim/deliveries/wait_idle", post(wait_idle))
         .route("/_sim/clock/advance", post(advance_clock))
+        .route("/_sim/dialect", get(get_dialect).post(set_dialect))
         .fallback(handle)
         .with_state(shared)
 }
@@ -87,6 +88,21 @@ async fn set_faults(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
             Json(f).into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": {"type": "invalid_request_error", "message": format!("invalid faults: {e}")}}))).into_response(),
+    }
+}
+
+async fn get_dialect(State(st): State<Arc<Shared>>) -> Json<crate::Dialect> {
+    Json(st.db().dialect.clone())
+}
+
+/// Replaces the whole dialect (`{}` restores plain Stripe).
+async fn set_dialect(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<crate::Dialect>(&body) {
+        Ok(d) => {
+            st.db().dialect = d.clone();
+            Json(d).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": {"type": "invalid_request_error", "message": format!("invalid dialect: {e}")}}))).into_response(),
     }
 }
 
@@ -297,6 +313,10 @@ async fn handle(
             let code = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
             return respond(code, &rec.body, &req_id, &vstr, &extra);
         }
+        if db.dialect.endpoint_missing(&path) {
+            let e = ApiError::unrecognized_url(method.as_str(), &path);
+            return error_response(&e, &req_id, &vstr);
+        }
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let result = dispatch(&mut db, &ctx, method.as_str(), &segs, &params)
             .and_then(|out| finish(&db, &ctx, out, &params));
@@ -338,6 +358,9 @@ fn finish(db: &Db, ctx: &Ctx, out: Out, p: &Value) -> Result<Value, ApiError> {
     let mut v = match out {
         Out::Obj(id) => render::render_id(db, &id, &ctx.version)
             .ok_or_else(|| ApiError::not_found("object", &id))?,
+        Out::List { url, .. } if db.dialect.list_empty(&url) => {
+            render::list_envelope(&url, Vec::new(), false)
+        }
         Out::List { url, ids, has_more } => {
             let data = ids
                 .iter()

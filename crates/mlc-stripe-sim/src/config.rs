@@ -27,6 +27,10 @@ pub struct SimConfig {
     pub delivery_faults: DeliveryFaults,
     /// API fault injection knobs.
     pub api_faults: ApiFaults,
+    /// Fixes the generated API key and webhook secrets (tests); `None`: random per start.
+    pub secret_seed: Option<u64>,
+    /// Deviations from Stripe's current dialect, as older API versions and other emulators show.
+    pub dialect: Dialect,
 }
 
 impl Default for SimConfig {
@@ -40,6 +44,8 @@ impl Default for SimConfig {
             delivery: DeliveryConfig::default(),
             delivery_faults: DeliveryFaults::default(),
             api_faults: ApiFaults::default(),
+            secret_seed: None,
+            dialect: Dialect::default(),
         }
     }
 }
@@ -109,4 +115,48 @@ pub struct Faults {
     pub api: ApiFaults,
     /// Delivery faults.
     pub delivery: DeliveryFaults,
+}
+
+/// How the simulator departs from the dialect it otherwise renders: what older API versions and
+/// other Stripe emulators do, so the connector is tested against them. Empty: plain Stripe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dialect {
+    /// `expand[]` paths answered `400 invalid_request_error` (`param: expand`), matched on the
+    /// path without a leading `data.`: `"discounts"`, `"payments"`, `"balance_transaction"`.
+    pub refused_expands: Vec<String>,
+    /// Path prefixes answered `404` as an unknown URL, as a version without them would:
+    /// `"/v1/invoice_payments"`, `"/v1/checkout/sessions"`.
+    pub missing_endpoints: Vec<String>,
+    /// List paths that answer an empty list: `"/v1/invoice_payments"`.
+    pub empty_lists: Vec<String>,
+    /// `kind.field` left out of every rendered object: `"charge.amount_captured"`,
+    /// `"charge.invoice"`, `"payment_intent.invoice"`.
+    pub omitted_fields: Vec<String>,
+}
+
+impl Dialect {
+    /// The refused entry an expand path hits, if any.
+    pub(crate) fn refuses_expand(&self, path: &[String]) -> Option<&str> {
+        let joined = path.join(".");
+        let bare = joined.strip_prefix("data.").unwrap_or(&joined);
+        self.refused_expands
+            .iter()
+            .find(|r| bare == r.as_str() || bare.starts_with(&format!("{r}.")))
+            .map(String::as_str)
+    }
+
+    pub(crate) fn endpoint_missing(&self, path: &str) -> bool {
+        self.missing_endpoints.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
+    pub(crate) fn list_empty(&self, url: &str) -> bool {
+        self.empty_lists.iter().any(|p| url == p)
+    }
+
+    pub(crate) fn omits(&self, kind: &str, field: &str) -> bool {
+        self.omitted_fields
+            .iter()
+            .any(|f| f.split_once('.') == Some((kind, field)))
+    }
 }

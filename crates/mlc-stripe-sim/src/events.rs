@@ -465,7 +465,7 @@ pub(crate) fn webhook_endpoints(
                 ));
             }
             let id = db.new_id("we");
-            let secret = db.new_id("whsec");
+            let secret = db.new_secret("whsec");
             let v = json!({
                 "id": id, "object": "webhook_endpoint", "api_version": version, "application": null,
                 "created": db.now(), "description": s(p, "description"), "enabled_events": events,
@@ -557,7 +557,7 @@ pub(crate) fn webhook_endpoints(
 pub(crate) fn roll_secret(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> Result<Out, ApiError> {
     allow(p, &["expire_previous"])?;
     let expire = params::boolean(p, "expire_previous")?.unwrap_or(false);
-    let secret = db.new_id("whsec");
+    let secret = db.new_secret("whsec");
     let ep = db
         .get_kind_mut("webhook_endpoint", id)
         .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))?;

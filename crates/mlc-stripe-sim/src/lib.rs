@@ -24,7 +24,10 @@
 //! active unless `expire_previous=true`) — these three need the API key; and without auth:
 //! `GET|POST /_sim/faults` (JSON `{"api":{...},"delivery":{...}}`, partial updates),
 //! `GET /_sim/deliveries`, `POST /_sim/deliveries/wait_idle`, `POST /_sim/clock/advance`
-//! (`{"seconds": N}`).
+//! (`{"seconds": N}`), `GET|POST /_sim/dialect` (a [`Dialect`]: the whole value is replaced).
+//!
+//! The API key and webhook signing secrets are random per start unless
+//! [`SimConfig::secret_seed`] fixes them.
 #![recursion_limit = "512"]
 
 mod api;
@@ -50,7 +53,7 @@ use rand::rngs::StdRng;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
 
-pub use config::{ApiFaults, DeliveryConfig, DeliveryFaults, Faults, SimConfig};
+pub use config::{ApiFaults, DeliveryConfig, DeliveryFaults, Dialect, Faults, SimConfig};
 pub use delivery::{DeliveryStats, sign as sign_payload, signature_header};
 pub use error::{ApiError, SimError};
 pub use scenario::{CatalogHook, ScenarioConfig, ScenarioReport, run_scenario};
@@ -104,10 +107,10 @@ impl std::fmt::Debug for SimHandle {
 impl SimHandle {
     /// Builds the state and spawns the webhook delivery worker (needs a Tokio runtime).
     pub fn new(config: &SimConfig) -> Result<(SimHandle, SecretString), SimError> {
-        let mut db = state::Db::new(config.seed);
+        let mut db = state::Db::new(config.seed, config.secret_seed, config.dialect.clone());
         let mut keys = config.api_keys.clone();
         if keys.is_empty() {
-            let k = db.new_id("sk_test");
+            let k = db.new_secret("sk_test");
             keys.push(SecretString::from(k));
         }
         let first = keys[0].clone();
@@ -181,6 +184,11 @@ impl SimHandle {
             .filter_map(|id| db.get_kind("event", id))
             .filter_map(|e| e["type"].as_str().map(str::to_string))
             .collect()
+    }
+
+    /// Replaces the dialect knobs (older API shapes, refused expands, missing endpoints).
+    pub fn set_dialect(&self, d: Dialect) {
+        self.shared.db().dialect = d;
     }
 
     /// Moves the simulated clock forward (affects `created` and periods of new objects).

@@ -208,6 +208,8 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
         }
         _ => {}
     }
+    // An older dialect simply lacks some fields (no key at all, not `null`).
+    out.retain(|k, _| !db.dialect.omits(kind, k));
     let mut v = Value::Object(out);
     strip_internal(&mut v);
     v
@@ -282,6 +284,12 @@ pub(crate) fn apply_expand(
     version: &ApiVersion,
 ) -> Result<(), ApiError> {
     for p in paths {
+        if let Some(refused) = db.dialect.refuses_expand(p) {
+            return Err(ApiError::invalid_nocode(
+                format!("Bad expand '{refused}'"),
+                Some("expand"),
+            ));
+        }
         expand_at(db, v, p, version)?;
     }
     Ok(())

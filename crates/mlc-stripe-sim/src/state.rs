@@ -88,6 +88,11 @@ pub(crate) struct Db {
     pub objects: HashMap<String, Stored>,
     pub idem: HashMap<String, IdemRecord>,
     id_rng: StdRng,
+    /// Secret keys and webhook signing secrets come from their own generator, random per start
+    /// unless fixed, so a simulator left running never shares its secrets with another.
+    secret_rng: StdRng,
+    /// How this simulator deviates from Stripe's current dialect (older API shapes, refusals).
+    pub dialect: crate::config::Dialect,
     /// Events created since the last drain, handed to the delivery worker after unlocking.
     pub new_events: Vec<String>,
     pub account_id: String,
@@ -97,14 +102,21 @@ pub(crate) struct Db {
 const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 impl Db {
-    pub fn new(seed: u64) -> Self {
+    /// `secret_seed`: `Some` fixes keys and webhook secrets (tests); `None` draws them from the OS.
+    pub fn new(seed: u64, secret_seed: Option<u64>, dialect: crate::config::Dialect) -> Self {
         let mut id_rng = StdRng::seed_from_u64(seed);
+        let secret_rng = match secret_seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
         let account_id = format!("acct_{}", rand_str(&mut id_rng, 16));
         Db {
             seq: 0,
             objects: HashMap::new(),
             idem: HashMap::new(),
             id_rng,
+            secret_rng,
+            dialect,
             new_events: Vec::new(),
             account_id,
             clock_offset: 0,
@@ -129,6 +141,12 @@ impl Db {
             _ => 24,
         };
         format!("{prefix}_{}", rand_str(&mut self.id_rng, len))
+    }
+
+    /// A secret (`sk_test_…`, `whsec_…`): from the secret generator, never the id sequence.
+    pub fn new_secret(&mut self, prefix: &str) -> String {
+        let len = if prefix == "whsec" { 32 } else { 24 };
+        format!("{prefix}_{}", rand_str(&mut self.secret_rng, len))
     }
 
     /// Random upper-case hex-ish prefix for invoice numbers (`7FE1103`).

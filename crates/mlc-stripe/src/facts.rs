@@ -33,6 +33,30 @@ pub enum FactsError {
     Deleted { object: &'static str, id: String },
     #[error("Stripe {object} {id}: amounts overflow")]
     Overflow { object: &'static str, id: String },
+    /// A money field the facts cannot do without is absent (an API dialect that omits it):
+    /// nothing is posted rather than a guessed amount.
+    #[error(
+        "Stripe {object} {id} has no `{field}`: it cannot be posted without it; check the API \
+         version the connector is pinned to (stripe.api_version)"
+    )]
+    MissingAmount {
+        object: &'static str,
+        id: String,
+        field: &'static str,
+    },
+}
+
+fn required(
+    object: &'static str,
+    id: &str,
+    field: &'static str,
+    value: Option<i64>,
+) -> Result<i64, FactsError> {
+    value.ok_or_else(|| FactsError::MissingAmount {
+        object,
+        id: id.to_string(),
+        field,
+    })
 }
 
 impl mlc_core::Classify for FactsError {
@@ -114,6 +138,10 @@ pub struct ChargeFacts {
     pub id: StripeId,
     pub amount: Money,
     pub captured_amount: Money,
+    /// True when the API left `amount_captured` out and `captured_amount` was worked out from
+    /// `captured`, `amount` and `amount_refunded` (older API versions): refunds made before the
+    /// fetch are then already netted off it.
+    pub captured_amount_inferred: bool,
     pub refunded_amount: Money,
     /// Fully refunded.
     pub refunded: bool,
@@ -314,6 +342,38 @@ impl InvoiceFacts {
             .map(|l| LineFacts::from_line(l, cur))
             .collect::<Result<Vec<_>, _>>()?;
 
+        // Absent money is never zero: the total is required; the others follow from it where
+        // Stripe's own definitions allow (due = total less credit applied, remaining = due - paid).
+        let total = required(OBJ, id_str, "total", invoice.total)?;
+        let subtotal = match invoice.subtotal {
+            Some(s) => s,
+            None if !invoice.lines.has_more => {
+                sum(OBJ, id_str, lines.iter().map(|l| l.amount.minor()))?
+            }
+            None => required(OBJ, id_str, "subtotal", None)?,
+        };
+        let amount_due = invoice.amount_due.unwrap_or(total);
+        let amount_paid = match invoice.amount_paid {
+            Some(p) => p,
+            None if invoice.status.as_deref() == Some("paid") => amount_due,
+            None if invoice.amount_remaining.is_some() => amount_due
+                .checked_sub(invoice.amount_remaining.unwrap_or(0))
+                .ok_or_else(|| FactsError::Overflow {
+                    object: OBJ,
+                    id: id_str.to_string(),
+                })?,
+            None => required(OBJ, id_str, "amount_paid", None)?,
+        };
+        let amount_remaining = match invoice.amount_remaining {
+            Some(r) => r,
+            None => amount_due
+                .checked_sub(amount_paid)
+                .ok_or_else(|| FactsError::Overflow {
+                    object: OBJ,
+                    id: id_str.to_string(),
+                })?,
+        };
+
         Ok(InvoiceFacts {
             id,
             number: invoice.number.clone(),
@@ -327,14 +387,14 @@ impl InvoiceFacts {
             status: invoice.status.clone(),
             lines,
             lines_complete: !invoice.lines.has_more,
-            subtotal: money(invoice.subtotal),
-            total: money(invoice.total),
+            subtotal: money(subtotal),
+            total: money(total),
             tax: money(tax),
             tax_inclusive: money(tax_inclusive),
             discount: money(discount),
-            amount_due: money(invoice.amount_due),
-            amount_paid: money(invoice.amount_paid),
-            amount_remaining: money(invoice.amount_remaining),
+            amount_due: money(amount_due),
+            amount_paid: money(amount_paid),
+            amount_remaining: money(amount_remaining),
             subscription_id,
             charge_ids,
             payment_intent_ids,
@@ -411,7 +471,7 @@ impl LineFacts {
             description: line.description.clone(),
             quantity: line.quantity_decimal.or(line.quantity.map(Decimal::from)),
             unit_amount_decimal,
-            amount: money(line.amount),
+            amount: money(required(OBJ, id_str, "amount", line.amount)?),
             discount: money(sum(
                 OBJ,
                 id_str,
@@ -435,11 +495,35 @@ impl ChargeFacts {
         let id = sid(OBJ, id_str, StripeIdKind::Charge, id_str)?;
         let cur = currency(OBJ, id_str, &charge.currency)?;
         let money = |minor: i64| Money::new(minor, cur);
+        // `amount_refunded` left out: a fully refunded charge gave back all of it; otherwise no
+        // refund is known (partial refunds came with the field in every API version).
+        let refunded_minor = match charge.amount_refunded {
+            Some(r) => r,
+            None if charge.refunded => charge.amount,
+            None => 0,
+        };
+        // `amount_captured` left out (older API versions): a captured charge brought in its
+        // amount, less what was released at capture, which those versions count as refunded.
+        let captured_inferred = charge.amount_captured.is_none();
+        let captured_minor = match charge.amount_captured {
+            Some(c) => c,
+            None if charge.captured => {
+                charge
+                    .amount
+                    .checked_sub(refunded_minor)
+                    .ok_or_else(|| FactsError::Overflow {
+                        object: OBJ,
+                        id: id_str.to_string(),
+                    })?
+            }
+            None => 0,
+        };
         let mut facts = ChargeFacts {
             id,
             amount: money(charge.amount),
-            captured_amount: money(charge.amount_captured),
-            refunded_amount: money(charge.amount_refunded),
+            captured_amount: money(captured_minor),
+            captured_amount_inferred: captured_inferred,
+            refunded_amount: money(refunded_minor),
             refunded: charge.refunded,
             currency: cur,
             customer_id: opt_sid(
@@ -518,9 +602,26 @@ impl ChargeFacts {
             StripeIdKind::BalanceTransaction,
             txn.id(),
         )?);
-        self.fee = Some(Money::new(txn.fee, cur));
-        self.net = Some(Money::new(txn.net, cur));
-        self.settlement_amount = Some(Money::new(txn.amount, cur));
+        // Absent money is not zero: the fee is the sum of its parts when only those are given,
+        // net is gross less fee; without a gross there is nothing to settle.
+        let amount = required(OBJ, id_str, "amount", txn.amount)?;
+        let fee = match txn.fee {
+            Some(f) => f,
+            None if !txn.fee_details.is_empty() => {
+                sum(OBJ, id_str, txn.fee_details.iter().map(|f| f.amount))?
+            }
+            None => required(OBJ, id_str, "fee", None)?,
+        };
+        let net = match txn.net {
+            Some(n) => n,
+            None => amount.checked_sub(fee).ok_or_else(|| FactsError::Overflow {
+                object: OBJ,
+                id: id_str.to_string(),
+            })?,
+        };
+        self.fee = Some(Money::new(fee, cur));
+        self.net = Some(Money::new(net, cur));
+        self.settlement_amount = Some(Money::new(amount, cur));
         self.settlement_currency = Some(cur);
         self.exchange_rate = txn.exchange_rate;
         self.fee_details = fee_details;

@@ -305,7 +305,8 @@ async fn checkout_sessions_and_invoice_payments_from_a_payment_intent() {
     let pays = c
         .list_invoice_payments_for_payment_intent(&pi)
         .await
-        .expect("payments");
+        .expect("payments")
+        .expect("the simulator has InvoicePayments");
     assert_eq!(c.requests_made() - before, 1);
     assert_eq!(pays.len(), 1);
     assert_eq!(

@@ -365,3 +365,110 @@ fn unusable_objects_are_permanent_errors_with_clear_messages() {
         "{err}"
     );
 }
+
+/// A captured charge as an older API version renders it: no `amount_captured` key at all.
+fn charge_without_amount_captured(amount: i64, refunded: i64, fully: bool) -> Charge {
+    let mut charge = event_object("charge_succeeded.json");
+    let m = charge.as_object_mut().unwrap();
+    m.remove("amount_captured");
+    m.insert("amount".into(), json!(amount));
+    m.insert("amount_refunded".into(), json!(refunded));
+    m.insert("refunded".into(), json!(fully));
+    m.insert("captured".into(), json!(true));
+    m.insert("paid".into(), json!(true));
+    m.insert("status".into(), json!("succeeded"));
+    Charge::from_json(&charge.to_string()).unwrap()
+}
+
+#[test]
+fn a_captured_charge_without_amount_captured_brought_in_its_amount() {
+    let facts = ChargeFacts::from_charge(&charge_without_amount_captured(4200, 0, false)).unwrap();
+    assert!(facts.captured);
+    assert_eq!(facts.captured_amount, Money::new(4200, Currency::USD));
+    assert!(facts.captured_amount_inferred);
+
+    // Older versions count the part released at a partial capture as refunded.
+    let partial = ChargeFacts::from_charge(&charge_without_amount_captured(4200, 1200, false))
+        .unwrap();
+    assert_eq!(partial.captured_amount, Money::new(3000, Currency::USD));
+
+    // With the field present it is taken as Stripe states it.
+    let mut charge = event_object("charge_succeeded.json");
+    charge["amount_captured"] = json!(1500);
+    let stated = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap();
+    assert_eq!(stated.captured_amount.minor(), 1500);
+    assert!(!stated.captured_amount_inferred);
+}
+
+#[test]
+fn an_uncaptured_charge_without_amount_captured_brought_in_nothing() {
+    let mut charge = event_object("charge_succeeded.json");
+    let m = charge.as_object_mut().unwrap();
+    m.remove("amount_captured");
+    m.insert("captured".into(), json!(false));
+    let facts = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap();
+    assert_eq!(facts.captured_amount.minor(), 0);
+}
+
+#[test]
+fn absent_money_fields_are_never_read_as_zero() {
+    // An invoice without `total` cannot be posted: a clear, permanent error naming the field.
+    let mut inv = pre_basil_invoice();
+    inv.as_object_mut().unwrap().remove("total");
+    let err = InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, FactsError::MissingAmount { field: "total", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`total`"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+
+    // A line without `amount` likewise.
+    let mut inv = pre_basil_invoice();
+    inv["lines"]["data"][0].as_object_mut().unwrap().remove("amount");
+    let err = InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, FactsError::MissingAmount { field: "amount", .. }),
+        "{err}"
+    );
+
+    // The derivable ones follow Stripe's definitions: paid invoice, no amount fields but total.
+    let mut inv = pre_basil_invoice();
+    let total = inv["total"].as_i64().unwrap();
+    let subtotal = inv["subtotal"].as_i64().unwrap();
+    for k in ["amount_due", "amount_paid", "amount_remaining"] {
+        inv.as_object_mut().unwrap().remove(k);
+    }
+    let facts = InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap()).unwrap();
+    assert_eq!(facts.status.as_deref(), Some("paid"));
+    assert_eq!(facts.amount_due.minor(), total);
+    assert_eq!(facts.amount_paid.minor(), total);
+    assert_eq!(facts.amount_remaining.minor(), 0);
+    assert_eq!(facts.subtotal.minor(), subtotal);
+
+    // A balance transaction without `fee` but with its parts; without `net`.
+    let mut charge = event_object("charge_succeeded.json");
+    charge["balance_transaction"] = json!({
+        "id": "txn_3KtQThJDPojXS6LN0ClROjTy", "object": "balance_transaction",
+        "amount": 3000, "currency": "usd",
+        "fee_details": [{"amount": 117, "currency": "usd", "type": "stripe_fee"}],
+        "created": 1651125926
+    });
+    let facts = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap();
+    assert_eq!(facts.fee, Some(Money::new(117, Currency::USD)));
+    assert_eq!(facts.net, Some(Money::new(2883, Currency::USD)));
+
+    // …and without either: the fee is unknown, so no fee is invented.
+    charge["balance_transaction"] = json!({
+        "id": "txn_3KtQThJDPojXS6LN0ClROjTy", "object": "balance_transaction",
+        "amount": 3000, "currency": "usd", "created": 1651125926
+    });
+    let err = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, FactsError::MissingAmount { field: "fee", .. }),
+        "{err}"
+    );
+}

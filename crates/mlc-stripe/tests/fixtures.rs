@@ -172,7 +172,7 @@ fn fixture_fields_land_where_posting_reads_them() {
     assert_eq!(charge.raw["billing_details"]["name"], "Jenny Rosen");
 
     let txn = BalanceTransaction::from_json(&read("balance_transaction.json")).unwrap();
-    assert_eq!((txn.amount, txn.fee, txn.net), (100, 0, 100));
+    assert_eq!((txn.amount, txn.fee, txn.net), (Some(100), Some(0), Some(100)));
     assert_eq!(txn.exchange_rate, None);
     assert_eq!(txn.source.as_deref(), Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"));
 
@@ -184,7 +184,7 @@ fn fixture_fields_land_where_posting_reads_them() {
         Some("cus_QXg1o8vcGmoR32")
     );
     let line = &invoice.lines.data[0];
-    assert_eq!(line.amount, 1000);
+    assert_eq!(line.amount, Some(1000));
     assert!(
         line.parent
             .as_ref()

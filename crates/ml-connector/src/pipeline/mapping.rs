@@ -649,6 +649,7 @@ mod tests {
             id: sid(StripeIdKind::Charge, id),
             amount: m(minor),
             captured_amount: m(minor),
+            captured_amount_inferred: false,
             refunded_amount: m(0),
             refunded: false,
             currency,

@@ -7,13 +7,69 @@ use mlc_netsuite::CreateOutcome;
 use mlc_netsuite::documents::InvoiceDoc;
 use mlc_store::{Job, NewPosting};
 use mlc_stripe::facts::{ChargeFacts, InvoiceFacts};
-use mlc_stripe::models::{Charge, CheckoutSession, Expandable};
+use mlc_stripe::models::{Charge, CheckoutSession, Expandable, Invoice};
 use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::mapping::{self, FeeMode, Resolved, SoldLine};
 use super::{Pipeline, PipelineError};
 use crate::config::InvoiceTrigger;
+
+/// What Stripe says about the invoice a charge paid.
+enum ChargeInvoice {
+    /// It paid this invoice.
+    Paid(String),
+    /// It paid none: every link was looked at.
+    None,
+    /// Stripe shows no link, but an invoice it may have paid hides its payments (why, for the
+    /// audit and the operator).
+    Unknown(String),
+}
+
+/// The payment links an invoice shows, whichever the API version.
+struct PaymentLinks {
+    charges: Vec<String>,
+    payment_intents: Vec<String>,
+    /// False when the invoice shows none of the fields that carry them.
+    visible: bool,
+}
+
+impl PaymentLinks {
+    fn names(&self, charge: &str, payment_intent: Option<&str>) -> bool {
+        self.charges.iter().any(|c| c == charge)
+            || payment_intent.is_some_and(|pi| self.payment_intents.iter().any(|p| p == pi))
+    }
+}
+
+/// Pre-basil `invoice.charge` / `invoice.payment_intent`, basil+ `invoice.payments` (open ones
+/// too: a payment in flight names the intent that is paying it).
+fn invoice_payment_links(invoice: &Invoice) -> PaymentLinks {
+    let mut links = PaymentLinks {
+        charges: Vec::new(),
+        payment_intents: Vec::new(),
+        visible: invoice.charge.is_some()
+            || invoice.payment_intent.is_some()
+            || invoice.payments.as_ref().is_some_and(|p| !p.data.is_empty()),
+    };
+    links.charges.extend(invoice.charge.as_ref().map(|c| c.id().to_string()));
+    links
+        .payment_intents
+        .extend(invoice.payment_intent.as_ref().map(|p| p.id().to_string()));
+    for payment in invoice.payments.iter().flat_map(|l| &l.data) {
+        links
+            .charges
+            .extend(payment.payment.charge.as_ref().map(|c| c.id().to_string()));
+        if let Some(pi) = &payment.payment.payment_intent {
+            links.payment_intents.push(pi.id().to_string());
+            if let Expandable::Object(intent) = pi
+                && let Some(c) = &intent.latest_charge
+            {
+                links.charges.push(c.id().to_string());
+            }
+        }
+    }
+    links
+}
 
 /// Posting kinds recorded in the store, one NetSuite record each.
 const INVOICE: &str = "invoice";
@@ -473,11 +529,20 @@ impl Pipeline {
             .await;
             return Ok(());
         }
-        // A Checkout payment names what it sold; a charge without one may have paid an invoice.
+        // A Checkout payment names what it sold (and its invoice, if it made one); a charge
+        // without one may have paid an invoice, which must be ruled out before posting it alone.
         let session = self.checkout_session(&facts).await?;
         let invoice = match &session {
             Some(s) => s.invoice.clone(),
-            None => self.invoice_of_charge(&facts).await?,
+            None => match self.invoice_of_charge(charge, &facts).await? {
+                ChargeInvoice::Paid(invoice) => Some(invoice),
+                ChargeInvoice::None => None,
+                ChargeInvoice::Unknown(why) => {
+                    self.audit(job, "waiting_for_invoice_link", Some(&charge_id), why.clone(), None)
+                        .await;
+                    return Err(PipelineError::NeedsPerson(why));
+                }
+            },
         };
         // A charge that paid an invoice is posted with that invoice, never on its own.
         if let Some(invoice) = invoice {
@@ -558,26 +623,81 @@ impl Pipeline {
         .await
     }
 
-    /// The Stripe invoice a charge paid, if any (pre-basil `charge.invoice`, else the
-    /// InvoicePayments of its payment intent).
+    /// The Stripe invoice a charge paid, from every link Stripe gives in any API version:
+    /// `charge.invoice`, `payment_intent.invoice` (both pre-basil), the InvoicePayments of its
+    /// payment intent (basil+), and the customer's own invoices and their payments. Events come
+    /// in any order, so "no link" only counts once the invoice side has been looked at too.
     async fn invoice_of_charge(
         &self,
+        charge: &Charge,
         facts: &ChargeFacts,
-    ) -> Result<Option<String>, PipelineError> {
+    ) -> Result<ChargeInvoice, PipelineError> {
         if let Some(inv) = &facts.invoice_id {
-            return Ok(Some(inv.to_string()));
+            return Ok(ChargeInvoice::Paid(inv.to_string()));
         }
-        let Some(pi) = &facts.payment_intent_id else {
-            return Ok(None);
+        let stripe = &self.inner.stripe;
+        let pi = facts.payment_intent_id.as_ref().map(|p| p.to_string());
+        if let Some(pi) = &pi {
+            let payments = stripe.list_invoice_payments_for_payment_intent(pi).await?;
+            if let Some(inv) = payments
+                .iter()
+                .flatten()
+                .find_map(|p| p.invoice.as_ref().map(|i| i.id().to_string()))
+            {
+                return Ok(ChargeInvoice::Paid(inv));
+            }
+            // Pre-basil shapes carry the link on the intent too. Worth a request only where the
+            // charge lacks its own `invoice` key and the version could still have it there.
+            let may_carry = charge.raw.get("invoice").is_none()
+                && (payments.is_none() || !mlc_stripe::client::is_basil_or_later(stripe.api_version()));
+            let intent = match &charge.payment_intent {
+                Some(Expandable::Object(intent)) => Some(intent.as_ref().clone()),
+                _ if may_carry => Some(stripe.retrieve_payment_intent(pi).await?),
+                _ => None,
+            };
+            if let Some(inv) = intent.as_ref().and_then(|i| i.invoice.as_ref()) {
+                return Ok(ChargeInvoice::Paid(inv.id().to_string()));
+            }
+        }
+        // Guest payments cannot have paid an invoice: Stripe invoices always have a customer.
+        let Some(customer) = &facts.customer_id else {
+            return Ok(ChargeInvoice::None);
         };
-        let payments = self
-            .inner
-            .stripe
-            .list_invoice_payments_for_payment_intent(pi.as_str())
+        // The invoice side: an invoice names the payments that paid it. A day's slack covers an
+        // invoice created just after the charge's own timestamp (clock skew between Stripe's
+        // objects); anything later cannot have been paid by it.
+        let invoices = stripe
+            .list_invoices_for_customer(customer.as_str(), facts.created.saturating_add(86_400))
             .await?;
-        Ok(payments
-            .iter()
-            .find_map(|p| p.invoice.as_ref().map(|i| i.id().to_string())))
+        let mut unlinked = Vec::new();
+        for invoice in &invoices {
+            let links = invoice_payment_links(invoice);
+            if links.names(facts.id.as_str(), pi.as_deref()) {
+                return Ok(ChargeInvoice::Paid(invoice.id.clone()));
+            }
+            // An invoice this charge could have paid, whose payments Stripe does not show.
+            let status = invoice.status.as_deref().unwrap_or_default();
+            let could_be_it = matches!(status, "paid" | "open")
+                && !links.visible
+                && invoice.paid_out_of_band != Some(true)
+                && invoice.currency.eq_ignore_ascii_case(facts.currency.as_str())
+                && [invoice.amount_due, invoice.amount_paid, invoice.amount_remaining]
+                    .contains(&Some(facts.amount.minor()));
+            if could_be_it {
+                unlinked.push(invoice.id.clone());
+            }
+        }
+        if unlinked.is_empty() {
+            return Ok(ChargeInvoice::None);
+        }
+        Ok(ChargeInvoice::Unknown(format!(
+            "charge {} may have paid Stripe invoice {} of customer {customer} (same amount), but \
+             this Stripe API version shows no link between them, so it is not posted on its own; \
+             it is looked at again automatically and needs nothing once that invoice is posted \
+             with this payment. If it is a separate sale, replay this event after checking in Stripe.",
+            facts.id,
+            unlinked.join(", ")
+        )))
     }
 
     /// The Checkout Session that created a charge's payment intent, with its line items.

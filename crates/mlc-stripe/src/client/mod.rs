@@ -5,6 +5,7 @@
 //! the client-side rate limiter, and is retried on 429, 409, 5xx and network errors with
 //! exponential backoff and jitter, honouring `Retry-After` and `Stripe-Should-Retry`.
 
+mod dialect;
 mod error;
 mod query;
 mod write;
@@ -26,8 +27,9 @@ pub use query::Query;
 pub use write::{CustomerParams, ProductParams, idempotency_key};
 
 use crate::models::{
-    Account, BalanceTransaction, Charge, CheckoutSession, Customer, Event, Invoice,
-    InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent, Price, Product, StripeModel,
+    Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, Customer, Event,
+    Expandable, Invoice, InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent, Price,
+    Product, StripeModel,
 };
 use error::{ErrorBody, scrub};
 use query::SEGMENT;
@@ -151,6 +153,8 @@ struct Inner {
     limiter: DefaultDirectRateLimiter,
     requests: AtomicU64,
     mode: KeyMode,
+    /// Expands and endpoints this account's API refused, so they are not asked for again.
+    dialect: dialect::DialectMemory,
 }
 
 impl std::fmt::Debug for StripeClient {
@@ -216,6 +220,7 @@ impl StripeClient {
                 limiter,
                 requests: AtomicU64::new(0),
                 mode,
+                dialect: dialect::DialectMemory::default(),
             }),
         })
     }
@@ -241,24 +246,54 @@ impl StripeClient {
     }
 
     /// `GET /v1/charges/{id}` with the balance transaction (fee, net, FX) and customer expanded.
+    /// Where the API refuses the balance transaction's expand, it is fetched on its own.
     pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {
-        let mut q = Query::new();
-        q.expand(&["balance_transaction", "customer"]);
-        self.get_model(&object_path("/v1/charges", id)?, &q).await
+        let path = object_path("/v1/charges", id)?;
+        let (mut charge, granted): (Charge, _) = self
+            .get_model_expanded(&path, "charge", &Query::new(), &["balance_transaction", "customer"])
+            .await?;
+        if !granted.iter().any(|g| g == "balance_transaction")
+            && let Some(Expandable::Id(txn)) = &charge.balance_transaction
+        {
+            let txn = self.retrieve_balance_transaction(txn).await?;
+            charge.raw["balance_transaction"] = txn.raw.clone();
+            charge.balance_transaction = Some(Expandable::Object(Box::new(txn)));
+        }
+        Ok(charge)
     }
 
     /// `GET /v1/invoices/{id}` with customer and discounts expanded (and, on basil+ versions, the
     /// InvoicePayments); lines beyond the embedded page are fetched from
     /// `GET /v1/invoices/{id}/lines`, so the result always has every line (`lines.has_more` false,
-    /// `raw` updated to match).
+    /// `raw` updated to match). An expand the API refuses is left out: the payments then come
+    /// from `GET /v1/invoice_payments?invoice=…` (where that exists); the customer and discounts
+    /// are not needed expanded (their IDs and `total_discount_amounts` carry what posting uses).
     pub async fn retrieve_invoice(&self, id: &str) -> Result<Invoice, StripeError> {
         let path = object_path("/v1/invoices", id)?;
-        let mut q = Query::new();
-        if is_basil_or_later(self.api_version()) {
-            q.expand(&["payments"]);
+        let basil = is_basil_or_later(self.api_version());
+        let wanted: &[&str] = if basil {
+            &["payments", "customer", "discounts"]
+        } else {
+            &["customer", "discounts"]
+        };
+        let (mut invoice, granted): (Invoice, _) = self
+            .get_model_expanded(&path, "invoice", &Query::new(), wanted)
+            .await?;
+        if basil
+            && invoice.payments.is_none()
+            && !granted.iter().any(|g| g == "payments")
+            && let Some(payments) = self.list_invoice_payments_for_invoice(id).await?
+        {
+            invoice.raw["payments"] = list_json(
+                &format!("/v1/invoice_payments?invoice={id}"),
+                payments.iter().map(|p| p.raw.clone()),
+            );
+            invoice.payments = Some(List {
+                data: payments,
+                has_more: false,
+                url: Some("/v1/invoice_payments".into()),
+            });
         }
-        q.expand(&["customer", "discounts"]);
-        let mut invoice: Invoice = self.get_model(&path, &q).await?;
         if invoice.lines.has_more {
             let lines_path = format!("{path}/lines");
             while invoice.lines.has_more {
@@ -286,12 +321,26 @@ impl StripeClient {
         Ok(invoice)
     }
 
-    /// `GET /v1/payment_intents/{id}` with the latest charge and its balance transaction.
+    /// `GET /v1/payment_intents/{id}` with the latest charge and its balance transaction (the
+    /// charge fetched on its own where the API refuses that expand).
     pub async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, StripeError> {
-        let mut q = Query::new();
-        q.expand(&["latest_charge.balance_transaction"]);
-        self.get_model(&object_path("/v1/payment_intents", id)?, &q)
-            .await
+        let path = object_path("/v1/payment_intents", id)?;
+        let (mut intent, granted): (PaymentIntent, _) = self
+            .get_model_expanded(
+                &path,
+                "payment_intent",
+                &Query::new(),
+                &["latest_charge.balance_transaction"],
+            )
+            .await?;
+        if granted.is_empty()
+            && let Some(Expandable::Id(charge)) = &intent.latest_charge
+        {
+            let charge = self.retrieve_charge(charge).await?;
+            intent.raw["latest_charge"] = charge.raw.clone();
+            intent.latest_charge = Some(Expandable::Object(Box::new(charge)));
+        }
+        Ok(intent)
     }
 
     /// `GET /v1/customers/{id}` (a deleted customer comes back with `deleted: true`).
@@ -321,30 +370,183 @@ impl StripeClient {
             .await
     }
 
-    /// `GET /v1/checkout/sessions?payment_intent=pi_...` with each session's line items.
+    /// `GET /v1/checkout/sessions?payment_intent=pi_...` with each session's line items (from
+    /// `/v1/checkout/sessions/{id}/line_items` where the expand is refused). Empty where the API
+    /// has no Checkout Sessions: the charge's own fields then say what was sold.
     pub async fn list_checkout_sessions_for_payment_intent(
         &self,
         payment_intent: &str,
     ) -> Result<Vec<CheckoutSession>, StripeError> {
+        const PATH: &str = "/v1/checkout/sessions";
+        if self.inner.dialect.endpoint_missing(PATH) {
+            return Ok(Vec::new());
+        }
         let mut q = Query::new();
-        q.push("payment_intent", payment_intent)
-            .expand(&["data.line_items"]);
-        let list: List<CheckoutSession> = self.get_list("/v1/checkout/sessions", &q).await?;
+        q.push("payment_intent", payment_intent);
+        let listed = self
+            .get_list_expanded::<CheckoutSession>(PATH, "checkout session list", &q, &["data.line_items"])
+            .await;
+        let (mut list, granted) = match listed {
+            Err(e) if dialect::is_missing_endpoint(&e) => {
+                self.inner.dialect.mark_missing(PATH);
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        if granted.is_empty() {
+            for session in list.data.iter_mut().filter(|s| s.line_items.is_none()) {
+                let path = format!("{}/line_items", object_path(PATH, &session.id)?);
+                let mut q = Query::new();
+                q.push("limit", MAX_PAGE_SIZE.to_string());
+                let items: List<CheckoutLineItem> = self.get_list(&path, &q).await?;
+                session.line_items = Some(items);
+            }
+        }
         Ok(list.data)
     }
 
     /// `GET /v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]=pi_...`:
-    /// the basil+ way from a payment back to its invoice(s).
+    /// the basil+ way from a payment back to its invoice(s). `None` where the API has no
+    /// InvoicePayments (older versions and some emulators): the caller must look elsewhere.
     pub async fn list_invoice_payments_for_payment_intent(
         &self,
         payment_intent: &str,
-    ) -> Result<Vec<InvoicePayment>, StripeError> {
+    ) -> Result<Option<Vec<InvoicePayment>>, StripeError> {
         let mut q = Query::new();
         q.push("payment[type]", "payment_intent")
             .push("payment[payment_intent]", payment_intent)
             .push("limit", MAX_PAGE_SIZE.to_string());
-        let list: List<InvoicePayment> = self.get_list("/v1/invoice_payments", &q).await?;
+        self.list_invoice_payments(&q).await
+    }
+
+    /// `GET /v1/invoice_payments?invoice=in_...`: an invoice's payments without `expand[]`.
+    /// `None` where the API has no InvoicePayments.
+    pub async fn list_invoice_payments_for_invoice(
+        &self,
+        invoice: &str,
+    ) -> Result<Option<Vec<InvoicePayment>>, StripeError> {
+        object_path("/v1/invoices", invoice)?;
+        let mut q = Query::new();
+        q.push("invoice", invoice)
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        self.list_invoice_payments(&q).await
+    }
+
+    async fn list_invoice_payments(
+        &self,
+        q: &Query,
+    ) -> Result<Option<Vec<InvoicePayment>>, StripeError> {
+        const PATH: &str = "/v1/invoice_payments";
+        if self.inner.dialect.endpoint_missing(PATH) {
+            return Ok(None);
+        }
+        match self.get_list::<InvoicePayment>(PATH, q).await {
+            Ok(list) => Ok(Some(list.data)),
+            Err(e) if dialect::is_missing_endpoint(&e) => {
+                self.inner.dialect.mark_missing(PATH);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/invoices?customer=cus_...&created[lte]=…`: a customer's most recent invoices
+    /// (up to 100, newest first), with their payments on basil+ where the API allows the expand,
+    /// so a payment can be traced to the invoice it paid from the invoice's side.
+    pub async fn list_invoices_for_customer(
+        &self,
+        customer: &str,
+        created_lte: i64,
+    ) -> Result<Vec<Invoice>, StripeError> {
+        object_path("/v1/customers", customer)?;
+        let mut q = Query::new();
+        q.push("customer", customer)
+            .push("created[lte]", created_lte.to_string())
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        let wanted: &[&str] = if is_basil_or_later(self.api_version()) {
+            &["data.payments"]
+        } else {
+            &[]
+        };
+        let (list, _) = self
+            .get_list_expanded::<Invoice>("/v1/invoices", "invoice list", &q, wanted)
+            .await?;
         Ok(list.data)
+    }
+
+    /// The expand refusals and missing endpoints this client has met (for `ping` and tests).
+    pub fn dialect_refusals(&self) -> (Vec<String>, Vec<String>) {
+        self.inner.dialect.snapshot()
+    }
+
+    /// `GET path` with as many of `expands` as this account's API takes: a refused expand is
+    /// dropped (and remembered for `resource`) and the request sent again. Returns the body and
+    /// the expands it carries, so the caller can fetch the rest separately.
+    async fn get_text_expanded(
+        &self,
+        path: &str,
+        resource: &str,
+        base: &Query,
+        expands: &[&str],
+    ) -> Result<(String, Vec<String>), StripeError> {
+        let mut asked: Vec<&str> = expands
+            .iter()
+            .copied()
+            .filter(|e| !self.inner.dialect.expand_refused(resource, e))
+            .collect();
+        // Each round drops at least one expand, so this ends.
+        loop {
+            let mut q = base.clone();
+            q.expand(&asked);
+            match self.get_text(path, &q).await {
+                Ok(body) => return Ok((body, asked.iter().map(|a| a.to_string()).collect())),
+                Err(e) => {
+                    let Some(refused) = dialect::refused_expands(&e, &asked) else {
+                        return Err(e);
+                    };
+                    if let [one] = refused.as_slice() {
+                        self.inner.dialect.refuse_expand(resource, one);
+                    }
+                    asked.retain(|a| !refused.iter().any(|r| r == a));
+                }
+            }
+        }
+    }
+
+    async fn get_model_expanded<T: StripeModel>(
+        &self,
+        path: &str,
+        resource: &str,
+        base: &Query,
+        expands: &[&str],
+    ) -> Result<(T, Vec<String>), StripeError> {
+        let (body, granted) = self.get_text_expanded(path, resource, base, expands).await?;
+        let model = T::from_json(&body).map_err(|source| StripeError::Decode {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok((model, granted))
+    }
+
+    async fn get_list_expanded<T>(
+        &self,
+        path: &str,
+        resource: &str,
+        base: &Query,
+        expands: &[&str],
+    ) -> Result<(List<T>, Vec<String>), StripeError>
+    where
+        List<T>: DeserializeOwned,
+    {
+        let (body, granted) = self.get_text_expanded(path, resource, base, expands).await?;
+        let list = serde_json::from_str(&body).map_err(|source| StripeError::Decode {
+            path: path.to_string(),
+            source: ModelError::Malformed {
+                what: "list",
+                source,
+            },
+        })?;
+        Ok((list, granted))
     }
 
     /// One page of `GET /v1/events` (newest first).
@@ -495,6 +697,11 @@ impl StripeClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// A list object's JSON, for `raw` copies of what was fetched separately.
+fn list_json(url: &str, data: impl Iterator<Item = serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({"object": "list", "data": data.collect::<Vec<_>>(), "has_more": false, "url": url})
 }
 
 /// `/v1/things/{id}`. Stripe IDs are letters, digits and `_`; anything else (`..`, `/`, `?`)

@@ -89,10 +89,11 @@ impl Event {
 pub struct Charge {
     pub id: String,
     pub amount: i64,
-    /// May be less than `amount` (partial capture); 0 until captured.
-    pub amount_captured: i64,
-    /// Cumulative.
-    pub amount_refunded: i64,
+    /// May be less than `amount` (partial capture); 0 until captured. Absent on older API
+    /// versions (then `captured` and `amount_refunded` say it): absent is not zero.
+    pub amount_captured: Option<i64>,
+    /// Cumulative. `None` when the API left it out.
+    pub amount_refunded: Option<i64>,
     pub currency: String,
     pub customer: Option<Expandable<Customer>>,
     pub description: Option<String>,
@@ -121,13 +122,14 @@ pub struct Charge {
 #[serde(default)]
 pub struct BalanceTransaction {
     pub id: String,
-    /// Gross, in the settlement currency.
-    pub amount: i64,
+    /// Gross, in the settlement currency. Money fields are `None` when the API left them out,
+    /// never a silent zero.
+    pub amount: Option<i64>,
     /// Settlement currency.
     pub currency: String,
-    pub fee: i64,
+    pub fee: Option<i64>,
     /// `amount - fee`.
-    pub net: i64,
+    pub net: Option<i64>,
     /// Read exactly from the JSON number text (charge 10.00 EUR settling as 12.34 USD: 1.234).
     #[serde(deserialize_with = "opt_decimal")]
     pub exchange_rate: Option<Decimal>,
@@ -169,11 +171,12 @@ pub struct Invoice {
     pub status: Option<String>,
     pub customer: Option<Expandable<Customer>>,
     pub currency: String,
-    pub subtotal: i64,
-    pub total: i64,
-    pub amount_due: i64,
-    pub amount_paid: i64,
-    pub amount_remaining: i64,
+    /// Money fields are `None` when the API left them out, never a silent zero.
+    pub subtotal: Option<i64>,
+    pub total: Option<i64>,
+    pub amount_due: Option<i64>,
+    pub amount_paid: Option<i64>,
+    pub amount_remaining: Option<i64>,
     pub lines: List<InvoiceLineItem>,
     /// IDs, or Discount objects when expanded.
     #[serde(deserialize_with = "null_default")]
@@ -285,7 +288,8 @@ pub struct TaxLine {
 #[serde(default)]
 pub struct InvoiceLineItem {
     pub id: String,
-    pub amount: i64,
+    /// `None` when the API left it out (never read as zero).
+    pub amount: Option<i64>,
     pub currency: String,
     pub description: Option<String>,
     /// Truncated integer quantity.
