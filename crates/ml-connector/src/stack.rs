@@ -38,6 +38,8 @@ pub struct StackOptions {
     /// Adversarial Stripe delivery, and Stripe's retry schedule for failed deliveries.
     pub delivery_faults: mlc_stripe_sim::DeliveryFaults,
     pub delivery: mlc_stripe_sim::DeliveryConfig,
+    /// How the Stripe simulator departs from Stripe's current dialect (default: not at all).
+    pub stripe_dialect: mlc_stripe_sim::Dialect,
     /// Extra `MLC__…` settings.
     pub extra_env: Vec<(String, String)>,
     /// Where the connector listens (default: a free port on 127.0.0.1).
@@ -57,6 +59,7 @@ impl StackOptions {
             unmapped_retry_secs: 900,
             delivery_faults: mlc_stripe_sim::DeliveryFaults::default(),
             delivery: mlc_stripe_sim::DeliveryConfig::default(),
+            stripe_dialect: mlc_stripe_sim::Dialect::default(),
             extra_env: Vec::new(),
             listen: None,
         }
@@ -128,6 +131,7 @@ impl Sims {
         let stripe = StripeSim::start(mlc_stripe_sim::SimConfig {
             delivery_faults: opts.delivery_faults,
             delivery: opts.delivery,
+            dialect: opts.stripe_dialect.clone(),
             ..mlc_stripe_sim::SimConfig::default()
         })
         .await?;

@@ -147,7 +147,9 @@ impl Dialect {
     }
 
     pub(crate) fn endpoint_missing(&self, path: &str) -> bool {
-        self.missing_endpoints.iter().any(|p| path.starts_with(p.as_str()))
+        self.missing_endpoints
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
     }
 
     pub(crate) fn list_empty(&self, url: &str) -> bool {

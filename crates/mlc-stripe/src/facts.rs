@@ -614,10 +614,12 @@ impl ChargeFacts {
         };
         let net = match txn.net {
             Some(n) => n,
-            None => amount.checked_sub(fee).ok_or_else(|| FactsError::Overflow {
-                object: OBJ,
-                id: id_str.to_string(),
-            })?,
+            None => amount
+                .checked_sub(fee)
+                .ok_or_else(|| FactsError::Overflow {
+                    object: OBJ,
+                    id: id_str.to_string(),
+                })?,
         };
         self.fee = Some(Money::new(fee, cur));
         self.net = Some(Money::new(net, cur));

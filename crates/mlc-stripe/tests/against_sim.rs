@@ -477,3 +477,201 @@ async fn scenario_style_subscription_events_verify_with_our_verifier() {
     server.abort();
     sim.shutdown().await;
 }
+
+/// An API dialect that refuses expands and lacks list endpoints (older versions, other
+/// emulators): the client asks again without the refused expand, fetches what it would have
+/// brought separately, remembers the refusal, and reports a missing endpoint as unavailable.
+#[tokio::test]
+async fn refused_expands_and_missing_endpoints_fall_back_and_are_remembered() {
+    let sim = sim().await;
+    let s = Setup::new(&sim);
+    let prod = s.post("/v1/products", json!({"name": "Seats"})).await;
+    let rec = s.post("/v1/prices", json!({"product": id(&prod), "currency": "usd", "unit_amount": "2000", "recurring": {"interval": "month"}})).await;
+    let cus = s.customer().await;
+    let coupon = s
+        .post(
+            "/v1/coupons",
+            json!({"percent_off": "10", "duration": "forever"}),
+        )
+        .await;
+    let sub = s
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": cus, "items": [{"price": id(&rec)}], "discounts": [{"coupon": id(&coupon)}]}),
+        )
+        .await;
+    let inv_id = sub["latest_invoice"].as_str().expect("invoice").to_string();
+    let c = client(&sim);
+    let plain = InvoiceFacts::from_invoice(&c.retrieve_invoice(&inv_id).await.expect("invoice"))
+        .expect("facts");
+    assert_eq!(plain.payment_intent_ids.len(), 1, "{plain:?}");
+
+    // `discounts` and `payments` refused, as `400 Bad expand '…'`.
+    sim.handle.set_dialect(mlc_stripe_sim::Dialect {
+        refused_expands: vec!["discounts".into(), "payments".into()],
+        ..Default::default()
+    });
+    let c = client(&sim);
+    let before = c.requests_made();
+    let invoice = c
+        .retrieve_invoice(&inv_id)
+        .await
+        .expect("no permanent failure");
+    // Asked with both, then without `payments`, then without `discounts` too, then the
+    // payments on their own.
+    assert_eq!(c.requests_made() - before, 4);
+    let facts = InvoiceFacts::from_invoice(&invoice).expect("facts");
+    assert_eq!(facts, plain, "the same facts as with the expands");
+    let (refused, missing) = c.dialect_refusals();
+    assert_eq!(refused, vec!["invoice discounts", "invoice payments"]);
+    assert!(missing.is_empty());
+    // The next fetch does not pay for the refusals again: one request and the payments list.
+    let before = c.requests_made();
+    let again = c.retrieve_invoice(&inv_id).await.expect("invoice");
+    assert_eq!(c.requests_made() - before, 2);
+    assert_eq!(InvoiceFacts::from_invoice(&again).expect("facts"), plain);
+
+    // The payment intent's charge and the charge's balance transaction, fetched separately.
+    sim.handle.set_dialect(mlc_stripe_sim::Dialect {
+        refused_expands: vec!["balance_transaction".into(), "latest_charge".into()],
+        ..Default::default()
+    });
+    let c = client(&sim);
+    let pi = plain.payment_intent_ids[0].as_str();
+    let intent = c.retrieve_payment_intent(pi).await.expect("intent");
+    let charge = match &intent.latest_charge {
+        Some(Expandable::Object(ch)) => ch.as_ref().clone(),
+        other => panic!("the charge is fetched when its expand is refused: {other:?}"),
+    };
+    let facts = ChargeFacts::from_charge(&charge).expect("facts");
+    assert_eq!(facts.captured_amount, money(1800, Currency::USD));
+    assert!(
+        facts.fee.is_some(),
+        "the fee comes from the balance transaction"
+    );
+
+    // Endpoints the dialect lacks: InvoicePayments unavailable (not empty), Checkout empty.
+    sim.handle.set_dialect(mlc_stripe_sim::Dialect {
+        missing_endpoints: vec![
+            "/v1/invoice_payments".into(),
+            "/v1/checkout/sessions".into(),
+        ],
+        ..Default::default()
+    });
+    let c = client(&sim);
+    assert!(
+        c.list_invoice_payments_for_payment_intent(pi)
+            .await
+            .expect("a 404 is not an error here")
+            .is_none()
+    );
+    assert!(
+        c.list_checkout_sessions_for_payment_intent(pi)
+            .await
+            .expect("a 404 is not an error here")
+            .is_empty()
+    );
+    let before = c.requests_made();
+    assert!(
+        c.list_invoice_payments_for_payment_intent(pi)
+            .await
+            .expect("remembered")
+            .is_none()
+    );
+    assert_eq!(
+        c.requests_made(),
+        before,
+        "a missing endpoint is not asked again"
+    );
+    assert_eq!(
+        c.dialect_refusals().1,
+        vec!["/v1/checkout/sessions", "/v1/invoice_payments"]
+    );
+    // The invoice still has its payment, from the pre-basil fields where the version has them;
+    // on basil it keeps what the expand brings.
+    let invoice = c.retrieve_invoice(&inv_id).await.expect("invoice");
+    assert_eq!(
+        InvoiceFacts::from_invoice(&invoice)
+            .expect("facts")
+            .payment_intent_ids,
+        plain.payment_intent_ids
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn checkout_line_items_are_fetched_when_their_expand_is_refused() {
+    let sim = StripeSim::start(SimConfig {
+        dialect: mlc_stripe_sim::Dialect {
+            refused_expands: vec!["line_items".into()],
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let s = Setup::new(&sim);
+    let prod = s.post("/v1/products", json!({"name": "Onboarding"})).await;
+    let price = s
+        .post(
+            "/v1/prices",
+            json!({"product": id(&prod), "currency": "eur", "unit_amount": "45000"}),
+        )
+        .await;
+    let sess = s
+        .post("/v1/checkout/sessions", json!({"mode": "payment", "line_items": [{"price": id(&price), "quantity": "2"}], "success_url": "https://example.com/ok"}))
+        .await;
+    let done = s
+        .post(
+            &format!("/_sim/checkout/sessions/{}/complete", id(&sess)),
+            json!({}),
+        )
+        .await;
+    let pi = done["payment_intent"].as_str().expect("pi").to_string();
+    let c = client(&sim);
+    let sessions = c
+        .list_checkout_sessions_for_payment_intent(&pi)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 1);
+    let items = sessions[0].line_items.as_ref().expect("line items fetched");
+    assert_eq!(items.data.len(), 1);
+    assert_eq!(items.data[0].amount_total, 90_000);
+    assert_eq!(
+        c.dialect_refusals().0,
+        vec!["checkout session list data.line_items"]
+    );
+    sim.shutdown().await;
+}
+
+/// The simulator's key and webhook secrets are random per start unless fixed.
+#[tokio::test]
+async fn simulator_secrets_are_random_per_start_unless_fixed() {
+    let a = sim().await;
+    let b = sim().await;
+    assert_ne!(a.api_key_str(), b.api_key_str());
+    let fixed = |n| SimConfig {
+        secret_seed: Some(n),
+        ..SimConfig::default()
+    };
+    let c = StripeSim::start(fixed(7)).await.expect("starts");
+    let d = StripeSim::start(fixed(7)).await.expect("starts");
+    assert_eq!(c.api_key_str(), d.api_key_str());
+    let secret = |sim: &RunningSim| {
+        let s = Setup::new(sim);
+        async move {
+            let ep = s
+                .post(
+                    "/v1/webhook_endpoints",
+                    json!({"url": "https://example.com/hook", "enabled_events": ["*"]}),
+                )
+                .await;
+            ep["secret"].as_str().expect("secret").to_string()
+        }
+    };
+    assert_ne!(secret(&a).await, secret(&b).await);
+    assert_eq!(secret(&c).await, secret(&d).await);
+    for s in [a, b, c, d] {
+        s.shutdown().await;
+    }
+}

@@ -388,14 +388,15 @@ fn a_captured_charge_without_amount_captured_brought_in_its_amount() {
     assert!(facts.captured_amount_inferred);
 
     // Older versions count the part released at a partial capture as refunded.
-    let partial = ChargeFacts::from_charge(&charge_without_amount_captured(4200, 1200, false))
-        .unwrap();
+    let partial =
+        ChargeFacts::from_charge(&charge_without_amount_captured(4200, 1200, false)).unwrap();
     assert_eq!(partial.captured_amount, Money::new(3000, Currency::USD));
 
     // With the field present it is taken as Stripe states it.
     let mut charge = event_object("charge_succeeded.json");
     charge["amount_captured"] = json!(1500);
-    let stated = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap();
+    let stated =
+        ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap();
     assert_eq!(stated.captured_amount.minor(), 1500);
     assert!(!stated.captured_amount_inferred);
 }
@@ -415,8 +416,8 @@ fn absent_money_fields_are_never_read_as_zero() {
     // An invoice without `total` cannot be posted: a clear, permanent error naming the field.
     let mut inv = pre_basil_invoice();
     inv.as_object_mut().unwrap().remove("total");
-    let err = InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap())
-        .unwrap_err();
+    let err =
+        InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap()).unwrap_err();
     assert!(
         matches!(err, FactsError::MissingAmount { field: "total", .. }),
         "{err}"
@@ -426,11 +427,20 @@ fn absent_money_fields_are_never_read_as_zero() {
 
     // A line without `amount` likewise.
     let mut inv = pre_basil_invoice();
-    inv["lines"]["data"][0].as_object_mut().unwrap().remove("amount");
-    let err = InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap())
-        .unwrap_err();
+    inv["lines"]["data"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("amount");
+    let err =
+        InvoiceFacts::from_invoice(&Invoice::from_json(&inv.to_string()).unwrap()).unwrap_err();
     assert!(
-        matches!(err, FactsError::MissingAmount { field: "amount", .. }),
+        matches!(
+            err,
+            FactsError::MissingAmount {
+                field: "amount",
+                ..
+            }
+        ),
         "{err}"
     );
 
@@ -465,8 +475,8 @@ fn absent_money_fields_are_never_read_as_zero() {
         "id": "txn_3KtQThJDPojXS6LN0ClROjTy", "object": "balance_transaction",
         "amount": 3000, "currency": "usd", "created": 1651125926
     });
-    let err = ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap())
-        .unwrap_err();
+    let err =
+        ChargeFacts::from_charge(&Charge::from_json(&charge.to_string()).unwrap()).unwrap_err();
     assert!(
         matches!(err, FactsError::MissingAmount { field: "fee", .. }),
         "{err}"

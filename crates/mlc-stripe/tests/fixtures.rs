@@ -172,7 +172,10 @@ fn fixture_fields_land_where_posting_reads_them() {
     assert_eq!(charge.raw["billing_details"]["name"], "Jenny Rosen");
 
     let txn = BalanceTransaction::from_json(&read("balance_transaction.json")).unwrap();
-    assert_eq!((txn.amount, txn.fee, txn.net), (Some(100), Some(0), Some(100)));
+    assert_eq!(
+        (txn.amount, txn.fee, txn.net),
+        (Some(100), Some(0), Some(100))
+    );
     assert_eq!(txn.exchange_rate, None);
     assert_eq!(txn.source.as_deref(), Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"));
 

@@ -49,9 +49,14 @@ fn invoice_payment_links(invoice: &Invoice) -> PaymentLinks {
         payment_intents: Vec::new(),
         visible: invoice.charge.is_some()
             || invoice.payment_intent.is_some()
-            || invoice.payments.as_ref().is_some_and(|p| !p.data.is_empty()),
+            || invoice
+                .payments
+                .as_ref()
+                .is_some_and(|p| !p.data.is_empty()),
     };
-    links.charges.extend(invoice.charge.as_ref().map(|c| c.id().to_string()));
+    links
+        .charges
+        .extend(invoice.charge.as_ref().map(|c| c.id().to_string()));
     links
         .payment_intents
         .extend(invoice.payment_intent.as_ref().map(|p| p.id().to_string()));
@@ -538,8 +543,14 @@ impl Pipeline {
                 ChargeInvoice::Paid(invoice) => Some(invoice),
                 ChargeInvoice::None => None,
                 ChargeInvoice::Unknown(why) => {
-                    self.audit(job, "waiting_for_invoice_link", Some(&charge_id), why.clone(), None)
-                        .await;
+                    self.audit(
+                        job,
+                        "waiting_for_invoice_link",
+                        Some(&charge_id),
+                        why.clone(),
+                        None,
+                    )
+                    .await;
                     return Err(PipelineError::NeedsPerson(why));
                 }
             },
@@ -649,7 +660,8 @@ impl Pipeline {
             // Pre-basil shapes carry the link on the intent too. Worth a request only where the
             // charge lacks its own `invoice` key and the version could still have it there.
             let may_carry = charge.raw.get("invoice").is_none()
-                && (payments.is_none() || !mlc_stripe::client::is_basil_or_later(stripe.api_version()));
+                && (payments.is_none()
+                    || !mlc_stripe::client::is_basil_or_later(stripe.api_version()));
             let intent = match &charge.payment_intent {
                 Some(Expandable::Object(intent)) => Some(intent.as_ref().clone()),
                 _ if may_carry => Some(stripe.retrieve_payment_intent(pi).await?),
@@ -680,9 +692,15 @@ impl Pipeline {
             let could_be_it = matches!(status, "paid" | "open")
                 && !links.visible
                 && invoice.paid_out_of_band != Some(true)
-                && invoice.currency.eq_ignore_ascii_case(facts.currency.as_str())
-                && [invoice.amount_due, invoice.amount_paid, invoice.amount_remaining]
-                    .contains(&Some(facts.amount.minor()));
+                && invoice
+                    .currency
+                    .eq_ignore_ascii_case(facts.currency.as_str())
+                && [
+                    invoice.amount_due,
+                    invoice.amount_paid,
+                    invoice.amount_remaining,
+                ]
+                .contains(&Some(facts.amount.minor()));
             if could_be_it {
                 unlinked.push(invoice.id.clone());
             }

@@ -1,6 +1,8 @@
 //! Exactly once under everything at the same time: every event delivered 1–4 times and
 //! shuffled, deliveries lost, NetSuite answering 5xx, 429 and "committed but the response was
-//! lost", and the connector process killed with SIGKILL several times and restarted.
+//! lost", and the connector process killed with SIGKILL several times and restarted; and a Stripe
+//! dialect whose `/v1/invoice_payments` answers an empty list, so a charge's events that come
+//! before its invoice's must find the invoice from the invoice's own payments.
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -51,6 +53,10 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
             max_attempts: 14,
             base_delay_ms: 100,
             ..DeliveryConfig::default()
+        };
+        opts.stripe_dialect = mlc_stripe_sim::Dialect {
+            empty_lists: vec!["/v1/invoice_payments".into()],
+            ..mlc_stripe_sim::Dialect::default()
         };
         opts.netsuite_concurrency_limit = 3;
         opts.netsuite_concurrency = 6;

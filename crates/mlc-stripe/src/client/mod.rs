@@ -250,7 +250,12 @@ impl StripeClient {
     pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {
         let path = object_path("/v1/charges", id)?;
         let (mut charge, granted): (Charge, _) = self
-            .get_model_expanded(&path, "charge", &Query::new(), &["balance_transaction", "customer"])
+            .get_model_expanded(
+                &path,
+                "charge",
+                &Query::new(),
+                &["balance_transaction", "customer"],
+            )
             .await?;
         if !granted.iter().any(|g| g == "balance_transaction")
             && let Some(Expandable::Id(txn)) = &charge.balance_transaction
@@ -384,7 +389,12 @@ impl StripeClient {
         let mut q = Query::new();
         q.push("payment_intent", payment_intent);
         let listed = self
-            .get_list_expanded::<CheckoutSession>(PATH, "checkout session list", &q, &["data.line_items"])
+            .get_list_expanded::<CheckoutSession>(
+                PATH,
+                "checkout session list",
+                &q,
+                &["data.line_items"],
+            )
             .await;
         let (mut list, granted) = match listed {
             Err(e) if dialect::is_missing_endpoint(&e) => {
@@ -520,7 +530,9 @@ impl StripeClient {
         base: &Query,
         expands: &[&str],
     ) -> Result<(T, Vec<String>), StripeError> {
-        let (body, granted) = self.get_text_expanded(path, resource, base, expands).await?;
+        let (body, granted) = self
+            .get_text_expanded(path, resource, base, expands)
+            .await?;
         let model = T::from_json(&body).map_err(|source| StripeError::Decode {
             path: path.to_string(),
             source,
@@ -538,7 +550,9 @@ impl StripeClient {
     where
         List<T>: DeserializeOwned,
     {
-        let (body, granted) = self.get_text_expanded(path, resource, base, expands).await?;
+        let (body, granted) = self
+            .get_text_expanded(path, resource, base, expands)
+            .await?;
         let list = serde_json::from_str(&body).map_err(|source| StripeError::Decode {
             path: path.to_string(),
             source: ModelError::Malformed {
