@@ -100,12 +100,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .dashboard
         .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080))));
     let admin_token = args.dashboard.then(|| {
-        std::env::var("MLC__ADMIN__TOKEN")
+        match std::env::var("MLC__ADMIN__TOKEN")
             .ok()
             .filter(|t| t.len() >= crate::config::ADMIN_TOKEN_MIN_LEN)
-            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()))
+        {
+            Some(t) => AdminToken::Supplied(t),
+            None => AdminToken::Generated(hex::encode(rand::random::<[u8; 32]>())),
+        }
     });
-    if let Some(t) = &admin_token {
+    if let Some(t) = admin_token.as_ref().map(AdminToken::value) {
         opts.extra_env
             .push(("MLC__ADMIN__TOKEN".to_string(), t.clone()));
         // The dashboard's other settings (its time zone) come from the environment as usual.
@@ -279,10 +282,34 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
 /// `demo --dashboard`: leaves the failed invoice and the waiting sales for the person at the
 /// dashboard, and serves until Ctrl-C.
+/// The dashboard's admin token, and whether the demo may print it.
+enum AdminToken {
+    /// The user's own, from `MLC__ADMIN__TOKEN`: a secret the demo never repeats.
+    Supplied(String),
+    /// Made up by the demo for this run: printed so the user can sign in.
+    Generated(String),
+}
+
+impl AdminToken {
+    fn value(&self) -> &String {
+        match self {
+            AdminToken::Supplied(t) | AdminToken::Generated(t) => t,
+        }
+    }
+
+    /// What the sign-in hint says about the token.
+    fn hint(&self) -> String {
+        match self {
+            AdminToken::Supplied(_) => "the one you set in MLC__ADMIN__TOKEN".to_string(),
+            AdminToken::Generated(t) => t.clone(),
+        }
+    }
+}
+
 async fn serve_dashboard(
     args: &DemoArgs,
     stack: Stack,
-    token: &str,
+    token: &AdminToken,
     product: &str,
     item: u64,
 ) -> anyhow::Result<()> {
@@ -293,7 +320,7 @@ async fn serve_dashboard(
         .counts()
         .await?;
     println!("\nThe dashboard is ready: {url}");
-    println!("   Sign in with the admin token: {token}");
+    println!("   Sign in with the admin token: {}", token.hint());
     println!(
         "   Failed: {} (the events of one invoice NetSuite refused: its period was closed; it is\n   \
          open again, so replay them from the Failed page)",

@@ -27,6 +27,10 @@ pub struct StripeArgs {
     /// API key the simulator accepts (default: a generated sk_test_ key, printed at start).
     #[arg(long, env = "MLC_SIM_STRIPE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Fixes the generated API key and webhook signing secrets (for scripted tests); without it
+    /// they are random at every start, so no two simulators share them.
+    #[arg(long)]
+    pub secret_seed: Option<u64>,
     #[command(subcommand)]
     pub action: Option<StripeAction>,
 }
@@ -80,7 +84,10 @@ pub async fn run(cmd: &SimCommand) -> anyhow::Result<()> {
 }
 
 async fn stripe(args: &StripeArgs) -> anyhow::Result<()> {
-    let mut config = mlc_stripe_sim::SimConfig::default();
+    let mut config = mlc_stripe_sim::SimConfig {
+        secret_seed: args.secret_seed,
+        ..mlc_stripe_sim::SimConfig::default()
+    };
     if let Some(k) = &args.api_key {
         config.api_keys = vec![SecretString::from(k.clone())];
     }

@@ -4,6 +4,7 @@ mod adversarial;
 mod charge_links;
 mod console;
 mod credentials;
+mod demo;
 mod helpers;
 mod intake;
 mod lifecycle;

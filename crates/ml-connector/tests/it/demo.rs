@@ -1,0 +1,90 @@
+//! `demo --dashboard` prints the admin token only when it made the token up itself: a token the
+//! user supplied in `MLC__ADMIN__TOKEN` is a secret and is never echoed.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Runs the dashboard demo until it is ready; returns what it printed.
+/// The child is returned so it keeps serving until the caller drops it.
+async fn demo_output(token: Option<&str>) -> (String, std::net::SocketAddr, tokio::process::Child) {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ml-connector"));
+    cmd.args([
+        "demo",
+        "--dashboard",
+        "--customers",
+        "4",
+        "--listen",
+        &addr.to_string(),
+    ])
+    .env_remove("MLC__ADMIN__TOKEN")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    if let Some(t) = token {
+        cmd.env("MLC__ADMIN__TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("demo starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut out = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("Press Ctrl-C to stop") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), read)
+        .await
+        .expect("the dashboard demo gets ready");
+    drop(lines);
+    (out, addr, child)
+}
+
+async fn overview_status(addr: std::net::SocketAddr, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{addr}/api/overview"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_dashboard_demo_never_prints_a_token_the_user_supplied() {
+    let mine = "a-token-the-operator-chose-0123456789abcdef";
+    let (out, addr, _demo) = demo_output(Some(mine)).await;
+    assert!(
+        !out.contains(mine),
+        "the supplied token was printed:\n{out}"
+    );
+    assert!(
+        out.contains("Sign in with the admin token: the one you set in MLC__ADMIN__TOKEN"),
+        "{out}"
+    );
+    // It is still the token that signs in.
+    assert_eq!(overview_status(addr, mine).await, 200);
+}
+
+#[tokio::test]
+async fn the_dashboard_demo_prints_the_token_it_generated() {
+    let (out, addr, _demo) = demo_output(None).await;
+    let token = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Sign in with the admin token: "))
+        .expect("the sign-in line")
+        .to_string();
+    assert_eq!(token.len(), 64, "{out}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_eq!(overview_status(addr, &token).await, 200);
+}
