@@ -368,3 +368,92 @@ async fn an_invoice_charge_is_never_posted_alone_whichever_field_links_them_and_
         }
     }
 }
+
+/// A dialect without Checkout Sessions (a 404 on `/v1/checkout/sessions`) and refusing the
+/// balance transaction's expand: a paid one-time sale still posts once, at its amount, on the
+/// default item, with its fee; it never fails for good.
+#[tokio::test]
+async fn a_checkout_sale_posts_where_the_dialect_lacks_checkout_sessions() {
+    for db in backends().await {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), dir.path());
+        opts.stripe_dialect = Dialect {
+            missing_endpoints: strings(&["/v1/checkout/sessions"]),
+            refused_expands: strings(&["balance_transaction"]),
+            ..Dialect::default()
+        };
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: stack.stripe.base_url.clone(),
+            key: stack.stripe.api_key_str().to_string(),
+        };
+        let cus = api
+            .post(
+                "/v1/customers",
+                json!({"name": "Grace Hopper", "email": "grace@example.com"}),
+            )
+            .await;
+        let prod = api
+            .post("/v1/products", json!({"name": "Onboarding"}))
+            .await;
+        let price = api
+            .post(
+                "/v1/prices",
+                json!({"product": prod["id"], "currency": "eur", "unit_amount": "45000"}),
+            )
+            .await;
+        // The simulator's own Checkout endpoints are what the dialect hides from reads; creating
+        // the sale goes through the sim-only path.
+        stack.stripe.handle.set_dialect(Dialect::default());
+        let sess = api.post("/v1/checkout/sessions", json!({"mode": "payment", "customer": cus["id"], "line_items": [{"price": price["id"], "quantity": "2"}], "success_url": "https://example.com/ok"})).await;
+        let sid = sess["id"].as_str().expect("session").to_string();
+        stack.stripe.handle.set_dialect(Dialect {
+            missing_endpoints: strings(&["/v1/checkout/sessions"]),
+            refused_expands: strings(&["balance_transaction"]),
+            ..Dialect::default()
+        });
+        let done = api
+            .post(
+                &format!("/_sim/checkout/sessions/{sid}/complete"),
+                json!({}),
+            )
+            .await;
+        let pi = done["payment_intent"].as_str().expect("pi").to_string();
+        assert!(stack.wait_idle(Duration::from_secs(60)).await, "settles");
+
+        let invoices = stack.netsuite_invoices();
+        assert_eq!(invoices.len(), 1, "{invoices:?}");
+        let inv = &invoices[0];
+        assert!(
+            inv.external_id.starts_with("stripe_ch_"),
+            "{}",
+            inv.external_id
+        );
+        assert_eq!(inv.total - inv.fees, rust_decimal::Decimal::new(90_000, 2));
+        assert!(
+            inv.fees < rust_decimal::Decimal::ZERO,
+            "the fee is posted: {inv:?}"
+        );
+        assert!(
+            inv.lines
+                .iter()
+                .any(|l| l.item == stack.items.default.to_string()),
+            "no session, no product: the default item ({inv:?})"
+        );
+        assert_eq!(stack.netsuite_count(RecordType::CustomerPayment), 1);
+        let counts: std::collections::HashMap<_, _> = stack
+            .store
+            .job_counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            counts.get(&JobState::Failed).copied().unwrap_or(0),
+            0,
+            "{counts:?} ({pi})"
+        );
+        stack.stop().await.expect("stack stops");
+    }
+}
