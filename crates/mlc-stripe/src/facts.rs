@@ -88,9 +88,10 @@ pub struct InvoiceFacts {
     pub tax_inclusive: Money,
     /// Sum of `total_discount_amounts`.
     pub discount: Money,
-    pub amount_due: Money,
-    pub amount_paid: Money,
-    pub amount_remaining: Money,
+    /// `None` where the API left them out and Stripe's definitions do not fix them.
+    pub amount_due: Option<Money>,
+    pub amount_paid: Option<Money>,
+    pub amount_remaining: Option<Money>,
     pub subscription_id: Option<String>,
     /// Pre-basil: `invoice.charge`. Basil+: `payment.charge` of paid InvoicePayments, or the
     /// `latest_charge` of their PaymentIntent when that is expanded; otherwise empty, so on basil+
@@ -352,28 +353,20 @@ impl InvoiceFacts {
             }
             None => required(OBJ, id_str, "subtotal", None)?,
         };
-        let amount_due = invoice.amount_due.unwrap_or(total);
-        let amount_paid = match invoice.amount_paid {
-            Some(p) => p,
-            None if invoice.status.as_deref() == Some("paid") => amount_due,
-            None if invoice.amount_remaining.is_some() => amount_due
-                .checked_sub(invoice.amount_remaining.unwrap_or(0))
-                .ok_or_else(|| FactsError::Overflow {
-                    object: OBJ,
-                    id: id_str.to_string(),
-                })?,
-            None => required(OBJ, id_str, "amount_paid", None)?,
-        };
-        let amount_remaining = match invoice.amount_remaining {
-            Some(r) => r,
-            None => amount_due
-                .checked_sub(amount_paid)
-                .ok_or_else(|| FactsError::Overflow {
-                    object: OBJ,
-                    id: id_str.to_string(),
-                })?,
-        };
-
+        // Paid, due and remaining are not posted; they are known where Stripe states them or
+        // where its definitions fix them (remaining = due - paid; a paid invoice has paid it all).
+        let amount_due = invoice.amount_due;
+        let amount_paid = invoice.amount_paid.or_else(|| match invoice.status.as_deref() {
+            Some("paid") => amount_due,
+            _ => amount_due
+                .zip(invoice.amount_remaining)
+                .and_then(|(d, r)| d.checked_sub(r)),
+        });
+        let amount_remaining = invoice.amount_remaining.or_else(|| {
+            amount_due
+                .zip(amount_paid)
+                .and_then(|(d, p)| d.checked_sub(p))
+        });
         Ok(InvoiceFacts {
             id,
             number: invoice.number.clone(),
@@ -392,9 +385,9 @@ impl InvoiceFacts {
             tax: money(tax),
             tax_inclusive: money(tax_inclusive),
             discount: money(discount),
-            amount_due: money(amount_due),
-            amount_paid: money(amount_paid),
-            amount_remaining: money(amount_remaining),
+            amount_due: amount_due.map(money),
+            amount_paid: amount_paid.map(money),
+            amount_remaining: amount_remaining.map(money),
             subscription_id,
             charge_ids,
             payment_intent_ids,
