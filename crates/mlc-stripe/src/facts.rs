@@ -356,12 +356,14 @@ impl InvoiceFacts {
         // Paid, due and remaining are not posted; they are known where Stripe states them or
         // where its definitions fix them (remaining = due - paid; a paid invoice has paid it all).
         let amount_due = invoice.amount_due;
-        let amount_paid = invoice.amount_paid.or_else(|| match invoice.status.as_deref() {
-            Some("paid") => amount_due,
-            _ => amount_due
-                .zip(invoice.amount_remaining)
-                .and_then(|(d, r)| d.checked_sub(r)),
-        });
+        let amount_paid = invoice
+            .amount_paid
+            .or_else(|| match invoice.status.as_deref() {
+                Some("paid") => amount_due,
+                _ => amount_due
+                    .zip(invoice.amount_remaining)
+                    .and_then(|(d, r)| d.checked_sub(r)),
+            });
         let amount_remaining = invoice.amount_remaining.or_else(|| {
             amount_due
                 .zip(amount_paid)

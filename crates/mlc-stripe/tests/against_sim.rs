@@ -57,6 +57,30 @@ impl Setup {
         id(&c)
     }
 
+    /// A completed Checkout sale of 2 × 450.00 EUR "Onboarding": the product and the intent.
+    async fn checkout_sale(&self) -> (Value, String) {
+        let prod = self
+            .post("/v1/products", json!({"name": "Onboarding"}))
+            .await;
+        let price = self
+            .post(
+                "/v1/prices",
+                json!({"product": id(&prod), "currency": "eur", "unit_amount": "45000"}),
+            )
+            .await;
+        let sess = self
+            .post("/v1/checkout/sessions", json!({"mode": "payment", "line_items": [{"price": id(&price), "quantity": "2"}], "success_url": "https://example.com/ok"}))
+            .await;
+        let done = self
+            .post(
+                &format!("/_sim/checkout/sessions/{}/complete", id(&sess)),
+                json!({}),
+            )
+            .await;
+        let pi = done["payment_intent"].as_str().expect("pi").to_string();
+        (prod, pi)
+    }
+
     /// A confirmed card payment; returns the PaymentIntent.
     async fn pay(&self, amount: &str, currency: &str, customer: Option<&str>) -> Value {
         let mut p = json!({"amount": amount, "currency": currency, "payment_method": "pm_card_visa", "payment_method_types": ["card"], "confirm": "true"});
@@ -242,23 +266,7 @@ async fn charge_and_payment_intent_carry_fees_and_fx_in_one_request() {
 async fn checkout_sessions_and_invoice_payments_from_a_payment_intent() {
     let sim = sim().await;
     let s = Setup::new(&sim);
-    let prod = s.post("/v1/products", json!({"name": "Onboarding"})).await;
-    let price = s
-        .post(
-            "/v1/prices",
-            json!({"product": id(&prod), "currency": "eur", "unit_amount": "45000"}),
-        )
-        .await;
-    let sess = s
-        .post("/v1/checkout/sessions", json!({"mode": "payment", "line_items": [{"price": id(&price), "quantity": "2"}], "success_url": "https://example.com/ok"}))
-        .await;
-    let done = s
-        .post(
-            &format!("/_sim/checkout/sessions/{}/complete", id(&sess)),
-            json!({}),
-        )
-        .await;
-    let pi = done["payment_intent"].as_str().expect("pi").to_string();
+    let (prod, pi) = s.checkout_sale().await;
 
     let c = client(&sim);
     let before = c.requests_made();
@@ -611,23 +619,7 @@ async fn checkout_line_items_are_fetched_when_their_expand_is_refused() {
     .await
     .expect("simulator starts");
     let s = Setup::new(&sim);
-    let prod = s.post("/v1/products", json!({"name": "Onboarding"})).await;
-    let price = s
-        .post(
-            "/v1/prices",
-            json!({"product": id(&prod), "currency": "eur", "unit_amount": "45000"}),
-        )
-        .await;
-    let sess = s
-        .post("/v1/checkout/sessions", json!({"mode": "payment", "line_items": [{"price": id(&price), "quantity": "2"}], "success_url": "https://example.com/ok"}))
-        .await;
-    let done = s
-        .post(
-            &format!("/_sim/checkout/sessions/{}/complete", id(&sess)),
-            json!({}),
-        )
-        .await;
-    let pi = done["payment_intent"].as_str().expect("pi").to_string();
+    let (_, pi) = s.checkout_sale().await;
     let c = client(&sim);
     let sessions = c
         .list_checkout_sessions_for_payment_intent(&pi)

@@ -206,7 +206,14 @@ fn pre_basil_and_basil_invoices_give_the_same_facts() {
             f.total,
             f.amount_paid
         ),
-        (usd(1667), usd(200), usd(180), usd(0), usd(1647), Some(usd(1647)))
+        (
+            usd(1667),
+            usd(200),
+            usd(180),
+            usd(0),
+            usd(1647),
+            Some(usd(1647))
+        )
     );
     assert_eq!(f.subscription_id.as_deref(), Some("sub_JsuPyCPhXWfZar"));
     // The canceled InvoicePayment is not a payment.
