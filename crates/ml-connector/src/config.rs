@@ -73,6 +73,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit_bytes: usize,
     pub shutdown_grace_secs: u64,
+    /// A request's headers must be complete this long after its first byte (for a new
+    /// connection: after it was accepted).
+    pub header_read_timeout_secs: u64,
+    /// A request's body must be complete this long after its headers.
+    pub body_read_timeout_secs: u64,
+    /// A kept-alive connection is closed when no next request starts within this time.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Webhook body bytes held in memory at once, across all deliveries in flight.
+    pub max_inflight_body_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -803,6 +814,45 @@ impl Config {
                     3600,
                     "0 to 3600 seconds",
                 )? as u64,
+                header_read_timeout_secs: r.int(
+                    "server.header_read_timeout_secs",
+                    1,
+                    600,
+                    "1 to 600 seconds",
+                )? as u64,
+                body_read_timeout_secs: r.int(
+                    "server.body_read_timeout_secs",
+                    1,
+                    3600,
+                    "1 to 3600 seconds",
+                )? as u64,
+                idle_timeout_secs: r.int(
+                    "server.idle_timeout_secs",
+                    1,
+                    3600,
+                    "1 to 3600 seconds",
+                )? as u64,
+                max_connections: r.int(
+                    "server.max_connections",
+                    1,
+                    1_000_000,
+                    "1 to 1000000 connections",
+                )? as usize,
+                max_inflight_body_bytes: {
+                    let limit = r.int(
+                        "server.body_limit_bytes",
+                        1024,
+                        64 * 1024 * 1024,
+                        "between 1024 and 67108864 bytes",
+                    )?;
+                    // At least one largest body must fit, or every large delivery would be refused.
+                    r.int(
+                        "server.max_inflight_body_bytes",
+                        limit,
+                        4 * 1024 * 1024 * 1024 - 1,
+                        "at least server.body_limit_bytes and below 4294967296 bytes",
+                    )? as usize
+                },
             },
             database: DatabaseConfig { url },
             log: LogConfig {
