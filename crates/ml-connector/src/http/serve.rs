@@ -220,6 +220,10 @@ async fn serve_connection(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // A client that sent its whole request and closed its side still has it handled (and
+        // answered, if it still listens): Stripe's delivery is complete, so is ours. Without
+        // this, hyper drops the handler at the end of the stream, at any point of its work.
+        .half_close(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
     let mut shutting_down = false;
