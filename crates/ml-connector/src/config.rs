@@ -957,6 +957,29 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_default_and_check_each_other() {
+        let c = Config::defaults();
+        assert_eq!(c.server.header_read_timeout_secs, 10);
+        assert_eq!(c.server.body_read_timeout_secs, 30);
+        assert_eq!(c.server.idle_timeout_secs, 60);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.max_inflight_body_bytes, 64 * 1024 * 1024);
+        // A budget smaller than one largest body would refuse every large delivery.
+        let e = load(&env(&[
+            ("MLC__SERVER__BODY_LIMIT_BYTES", "65536"),
+            ("MLC__SERVER__MAX_INFLIGHT_BODY_BYTES", "4096"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.max_inflight_body_bytes"), "{e}");
+        assert!(e.contains("at least server.body_limit_bytes"), "{e}");
+        let e = load(&env(&[("MLC__SERVER__HEADER_READ_TIMEOUT_SECS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.header_read_timeout_secs"), "{e}");
+    }
+
+    #[test]
     fn env_overrides_with_types() {
         let (c, _) = load(&env(&[
             ("MLC__SERVER__LISTEN", "0.0.0.0:9000"),

@@ -420,12 +420,14 @@ fn within_open_files_limit(configured: usize) -> usize {
     };
     let fits = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
     if configured > fits {
-        tracing::warn!(
+        // Info, not warn: with the default 1024 and a default `ulimit -n` of 1024 this is the
+        // expected, correct outcome, not a fault.
+        tracing::info!(
             configured,
             open_files_limit = limit,
             effective = fits,
             "server.max_connections is above what the open-files limit allows: capping \
-             connections at {fits} (raise the limit with ulimit -n, or lower the setting)"
+             connections at {fits} (raise the limit with ulimit -n for more)"
         );
         return fits;
     }

@@ -380,3 +380,84 @@ async fn shutdown_closes_idle_connections_and_finishes() {
             .is_some()
     );
 }
+
+/// The real binary under a low open-files limit (128): the connection cap is lowered to fit, so
+/// a flood of silent sockets gets quick 503s instead of `accept` failing with "Too many open
+/// files" and every client, health checks and Stripe included, hanging until the flood ends.
+#[tokio::test]
+async fn under_a_low_open_files_limit_a_flood_is_refused_quickly_instead_of_hanging() {
+    let db = backends().await.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec '{}' serve",
+            env!("CARGO_BIN_EXE_ml-connector")
+        ))
+        .env("MLC__DATABASE__URL", db.url())
+        .env("MLC__STRIPE__WEBHOOK_SECRETS", SECRET)
+        .env("MLC__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("MLC__SERVER__HEADER_READ_TIMEOUT_SECS", "8")
+        .env("MLC__LOG__FORMAT", "json")
+        .env_remove("MLC_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = reqwest::Client::new();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_ok()
+        })
+        .await,
+        "server did not come up"
+    );
+
+    let mut flood = Vec::new();
+    for _ in 0..130 {
+        flood.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Half the header timeout: a server stuck on accept would not answer before the flood's
+    // sockets are closed.
+    let mut probe = TcpStream::connect(addr).await.unwrap();
+    let answer = read_until_closed(&mut probe, Duration::from_secs(4))
+        .await
+        .expect("answered while the flood is held");
+    assert_eq!(
+        status_of(&answer),
+        Some(503),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Deliveries are served: on a kept-alive connection at once, on new ones once the flood's
+    // silent sockets are cut.
+    let served = eventually(Duration::from_secs(30), || async {
+        let body = event_json("evt_1AfterFlood", "invoice.paid");
+        client
+            .post(format!("http://{addr}/webhooks/stripe"))
+            .header("stripe-signature", sign_now(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(served);
+    drop(flood);
+    child.kill().await.unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("capping connections at 64"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
