@@ -169,7 +169,10 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
             ];
             for (title, value) in sections {
                 if let Some(v) = value {
-                    println!("\n{title}:\n{}", safe_json(serde_json::to_string_pretty(v)?));
+                    println!(
+                        "\n{title}:\n{}",
+                        safe_json(serde_json::to_string_pretty(v)?)
+                    );
                 }
             }
             if d.raw_event.is_null() {

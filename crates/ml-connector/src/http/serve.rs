@@ -181,7 +181,10 @@ impl Phase {
             Phase::Waiting { since, first: true } | Phase::Reading { since } => {
                 Some((since + limits.header_read, "header_timeout"))
             }
-            Phase::Waiting { since, first: false } => Some((since + limits.idle, "idle_timeout")),
+            Phase::Waiting {
+                since,
+                first: false,
+            } => Some((since + limits.idle, "idle_timeout")),
             Phase::Busy => None,
         }
     }
@@ -208,8 +211,7 @@ async fn serve_connection(
         let phase = service_phase.clone();
         phase.send_replace(Phase::Busy);
         async move {
-            let request =
-                request.map(|body| Body::new(DeadlineBody::new(body, limits.body_read)));
+            let request = request.map(|body| Body::new(DeadlineBody::new(body, limits.body_read)));
             let response = router.oneshot(request).await;
             phase.send_replace(Phase::Waiting {
                 since: Instant::now(),

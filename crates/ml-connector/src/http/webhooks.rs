@@ -134,7 +134,10 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
     let raw = read_body(body, state.body_limit_bytes, declared, too_large).await?;
 
     let now = mlc_core::now_millis() / 1000;
-    state.verifier.verify(&raw, Some(header), now).map_err(refuse)?;
+    state
+        .verifier
+        .verify(&raw, Some(header), now)
+        .map_err(refuse)?;
 
     let invalid_json = |e: serde_json::Error| {
         ApiError::new(

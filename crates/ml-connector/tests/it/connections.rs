@@ -96,7 +96,10 @@ async fn slow_silent_stalled_and_idle_clients_are_disconnected_while_a_valid_del
             let head = webhook_head(&format!("t={t},v1=00"), 1000);
             s.write_all(head.as_bytes()).await.unwrap();
             s.write_all(b"{\"id\":\"ev").await.unwrap();
-            ("stalled body", read_until_closed(&mut s, CLOSED_WITHIN).await)
+            (
+                "stalled body",
+                read_until_closed(&mut s, CLOSED_WITHIN).await,
+            )
         });
     }
     // Idle keep-alive: one request answered, then nothing.
@@ -106,7 +109,10 @@ async fn slow_silent_stalled_and_idle_clients_are_disconnected_while_a_valid_del
             s.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
                 .await
                 .unwrap();
-            ("idle keep-alive", read_until_closed(&mut s, CLOSED_WITHIN).await)
+            (
+                "idle keep-alive",
+                read_until_closed(&mut s, CLOSED_WITHIN).await,
+            )
         });
     }
 
@@ -209,7 +215,10 @@ async fn connections_over_the_cap_are_answered_503_and_served_again_once_freed()
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    assert!(served, "no delivery served after the silent connections closed");
+    assert!(
+        served,
+        "no delivery served after the silent connections closed"
+    );
     for mut s in silent {
         assert!(
             read_until_closed(&mut s, CLOSED_WITHIN).await.is_some(),
@@ -262,12 +271,21 @@ async fn truncated_and_badly_chunked_bodies_are_400_or_closed_never_413() {
         );
         assert!(!text.contains("body_too_large"), "{text}");
 
-        assert!(app.store.get_event("evt_1Truncated").await.unwrap().is_none());
+        assert!(
+            app.store
+                .get_event("evt_1Truncated")
+                .await
+                .unwrap()
+                .is_none()
+        );
         // And a body really over the limit is still 413.
         let (status, json) = app
             .send_signed(&format!("{body}{}", " ".repeat(2_000_000)), SECRET)
             .await;
-        assert_eq!((status, json["error"]["code"].as_str()), (413, Some("body_too_large")));
+        assert_eq!(
+            (status, json["error"]["code"].as_str()),
+            (413, Some("body_too_large"))
+        );
         app.stop().await;
     }
 }

@@ -372,7 +372,8 @@ async fn events_show_prints_a_stored_body_that_is_not_json_as_its_bytes() {
     for db in backends().await {
         // Stored before intake applied the console's JSON rule.
         let store = db.store().await;
-        let raw = b"{\"id\":\"evt_1Legacy\",\"type\":\"invoice.paid\",\"x\":\"\xff\x1b[2J\"}".to_vec();
+        let raw =
+            b"{\"id\":\"evt_1Legacy\",\"type\":\"invoice.paid\",\"x\":\"\xff\x1b[2J\"}".to_vec();
         let event = mlc_store::NewEvent {
             event_id: "evt_1Legacy".into(),
             event_type: "invoice.paid".into(),
@@ -433,7 +434,10 @@ async fn cli_output_escapes_control_characters_a_signed_event_carries() {
             let (ok, out, err) = cli(db.url(), args);
             assert!(ok, "{args:?}: {err}");
             assert!(out.contains("evt_1Escapes"), "{args:?}: {out}");
-            assert!(!raw_controls(&out), "{args:?} printed raw controls: {out:?}");
+            assert!(
+                !raw_controls(&out),
+                "{args:?} printed raw controls: {out:?}"
+            );
         }
         let (_, shown, _) = cli(db.url(), &["events", "show", "evt_1Escapes"]);
         assert!(
@@ -463,7 +467,10 @@ async fn status_does_not_count_accept_only_jobs_as_posted() {
         let app = TestApp::start(&db).await;
         for i in 0..3 {
             let (status, _) = app
-                .send_signed(&event_json(&format!("evt_1Only{i}"), "invoice.paid"), SECRET)
+                .send_signed(
+                    &event_json(&format!("evt_1Only{i}"), "invoice.paid"),
+                    SECRET,
+                )
                 .await;
             assert_eq!(status, 200);
         }
@@ -485,11 +492,23 @@ async fn status_does_not_count_accept_only_jobs_as_posted() {
         let value_of = |label: &str| {
             out.lines()
                 .find(|l| l.trim_start().starts_with(label))
-                .and_then(|l| l[l.find(label).unwrap_or(0) + label.len()..].split_whitespace().next())
+                .and_then(|l| {
+                    l[l.find(label).unwrap_or(0) + label.len()..]
+                        .split_whitespace()
+                        .next()
+                })
                 .map(str::to_string)
         };
-        assert_eq!(value_of("Posted to NetSuite").as_deref(), Some("0"), "{out}");
-        assert_eq!(value_of("Stored, not posted").as_deref(), Some("3"), "{out}");
+        assert_eq!(
+            value_of("Posted to NetSuite").as_deref(),
+            Some("0"),
+            "{out}"
+        );
+        assert_eq!(
+            value_of("Stored, not posted").as_deref(),
+            Some("3"),
+            "{out}"
+        );
         let (ok, out, err) = cli(db.url(), &["status", "--json"]);
         assert!(ok, "{err}");
         let json: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -542,7 +561,9 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
                 sign_now(SECRET, &body),
                 body.len()
             );
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
             s.write_all(request.as_bytes()).await.unwrap();
             // Gone before the answer: the server sees the end of the stream at once.
             drop(s);
