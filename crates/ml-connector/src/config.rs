@@ -80,7 +80,7 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// A kept-alive connection is closed when no next request starts within this time.
     pub idle_timeout_secs: u64,
-    /// Connections open at once; more are answered 503 and closed.
+    /// Connections open at once (see `http::serve` for what happens at the cap).
     pub max_connections: usize,
     /// Webhook body bytes held in memory at once, across all deliveries in flight.
     pub max_inflight_body_bytes: usize,

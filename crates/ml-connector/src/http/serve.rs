@@ -10,8 +10,11 @@
 //! - busy (a request is in the router): no connection deadline; its body must be complete within
 //!   `body_read` of the headers ([`DeadlineBody`]), and handlers bound their own work.
 //!
-//! Over `max_connections` a new connection is answered a short `503` with `Retry-After` and
-//! closed at once. Accept errors (e.g. out of file descriptors) are logged and retried after a
+//! At `max_connections` a new connection takes the place of the open connection that has waited
+//! longest without a request in progress (silent, dripping headers, or idle between requests):
+//! such a flood cannot lock Stripe out, since a real client's headers arrive at once and its
+//! request is then not evictable. If every connection has a request in progress, the new one is
+//! answered a short `503` with `Retry-After` and closed at once. Accept errors (e.g. out of file descriptors) are logged and retried after a
 //! short pause, never ending or stalling the loop for long.
 
 use std::convert::Infallible;
@@ -97,6 +100,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut connections: JoinSet<()> = JoinSet::new();
+    let registry = Arc::new(Registry::default());
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut last_accept_warning: Option<Instant> = None;
     loop {
@@ -122,9 +126,9 @@ pub async fn serve(
                 continue;
             }
         };
-        // Reap finished connections so the count is of open ones.
+        // Finished connections' results are not needed; reaping keeps the set small.
         while connections.try_join_next().is_some() {}
-        if connections.len() >= limits.max_connections {
+        if registry.len() >= limits.max_connections && !registry.evict_longest_waiting() {
             metrics::counter!(names::HTTP_CONNECTIONS_REFUSED).increment(1);
             // A fresh socket's send buffer is empty, so this small write does not block; if it
             // does not fit, the client sees a closed connection, which is also a refusal.
@@ -138,6 +142,7 @@ pub async fn serve(
             router.clone(),
             limits,
             closing_rx.clone(),
+            registry.clone(),
         ));
     }
     drop(listener);
@@ -162,6 +167,87 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
     )
+}
+
+/// The open connections, with their phases, for the cap and for eviction at it.
+#[derive(Default)]
+struct Registry {
+    inner: std::sync::Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    next_id: u64,
+    open: std::collections::HashMap<u64, Registered>,
+}
+
+struct Registered {
+    phase: watch::Receiver<Phase>,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
+        // The map stays consistent even if a holder panicked (each change is one call).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    fn register(&self, phase: watch::Receiver<Phase>) -> (u64, Arc<tokio::sync::Notify>) {
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.open.insert(
+            id,
+            Registered {
+                phase,
+                evict: evict.clone(),
+            },
+        );
+        (id, evict)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().open.remove(&id);
+    }
+
+    /// Tells the connection that has waited longest without a request in progress to close,
+    /// and stops counting it; `false` if every connection has a request in progress.
+    fn evict_longest_waiting(&self) -> bool {
+        let mut inner = self.lock();
+        let oldest = inner
+            .open
+            .iter()
+            .filter_map(|(id, c)| match *c.phase.borrow() {
+                Phase::Waiting { since, .. } | Phase::Reading { since } => Some((since, *id)),
+                Phase::Busy => None,
+            })
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        if let Some(c) = inner.open.remove(&id) {
+            // A stored permit: the connection sees it even if it is not waiting on it yet.
+            c.evict.notify_one();
+        }
+        true
+    }
+}
+
+/// Removes a connection from the registry however its task ends.
+struct Deregister {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
 }
 
 /// Where a connection is between requests, as its watchdog sees it.
@@ -195,12 +281,15 @@ async fn serve_connection(
     router: Router,
     limits: ServeLimits,
     mut closing: watch::Receiver<bool>,
+    registry: Arc<Registry>,
 ) {
     let phase = Arc::new(watch::Sender::new(Phase::Waiting {
         since: Instant::now(),
         first: true,
     }));
     let mut watch_phase = phase.subscribe();
+    let (id, evict) = registry.register(phase.subscribe());
+    let _deregister = Deregister { registry, id };
     let io = TokioIo::new(Watched {
         io: stream,
         phase: phase.clone(),
@@ -257,6 +346,12 @@ async fn serve_connection(
                 if changed.is_err() {
                     return;
                 }
+            }
+            _ = evict.notified() => {
+                metrics::counter!(names::HTTP_CONNECTIONS_CLOSED, "reason" => "evicted")
+                    .increment(1);
+                tracing::debug!("closing a waiting connection for a new one (server.max_connections)");
+                return;
             }
             _ = closing.changed(), if !shutting_down => {
                 shutting_down = true;

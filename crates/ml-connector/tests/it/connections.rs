@@ -181,17 +181,63 @@ async fn slow_silent_stalled_and_idle_clients_are_disconnected_while_a_valid_del
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_are_answered_503_and_served_again_once_freed() {
+async fn at_the_cap_a_new_connection_takes_the_place_of_the_longest_waiting_one() {
     let db = backends().await.remove(0);
-    let mut env = short_timeouts();
-    env.push(("MLC__SERVER__MAX_CONNECTIONS", "3"));
-    let app = TestApp::start_with(&db, &env).await;
-
+    // Long header timeout: the silent sockets would hold the cap for a long time on their own.
+    let app = TestApp::start_with(
+        &db,
+        &[
+            ("MLC__SERVER__MAX_CONNECTIONS", "3"),
+            ("MLC__SERVER__HEADER_READ_TIMEOUT_SECS", "600"),
+        ],
+    )
+    .await;
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(TcpStream::connect(app.addr).await.unwrap());
+        // Distinct ages, and accepted before the next.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let the server accept them.
+    let started = Instant::now();
+    let (status, json) = app
+        .send_signed(&event_json("evt_1AtCap", "invoice.paid"), SECRET)
+        .await;
+    assert_eq!(status, 200, "{json}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The oldest silent socket made room; the others are still open.
+    let mut oldest = silent.remove(0);
+    assert!(
+        read_until_closed(&mut oldest, Duration::from_secs(5))
+            .await
+            .is_some_and(|r| r.is_empty()),
+        "the longest-waiting connection was closed without an answer"
+    );
+    for s in &mut silent {
+        let mut buf = [0u8; 1];
+        let still_open = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+        assert!(still_open.is_err(), "a newer connection was closed");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_connection_is_busy_a_new_one_is_answered_503_with_retry_after() {
+    let db = backends().await.remove(0);
+    let mut env = short_timeouts();
+    env.push(("MLC__SERVER__MAX_CONNECTIONS", "3"));
+    env.push(("MLC__SERVER__BODY_READ_TIMEOUT_SECS", "3"));
+    let app = TestApp::start_with(&db, &env).await;
+
+    // Three requests in progress: headers complete, bodies stalled.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        let t = mlc_core::now_millis() / 1000;
+        s.write_all(webhook_head(&format!("t={t},v1=00"), 100).as_bytes())
+            .await
+            .unwrap();
+        busy.push(s);
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut extra = TcpStream::connect(app.addr).await.unwrap();
     let refused = read_until_closed(&mut extra, Duration::from_secs(5))
@@ -202,29 +248,30 @@ async fn connections_over_the_cap_are_answered_503_and_served_again_once_freed()
     assert!(text.contains("retry-after: 1"), "{text}");
     assert!(text.contains("too_many_connections"), "{text}");
 
-    // The silent ones are closed by the header timeout; then deliveries are served again.
-    let served = eventually(CLOSED_WITHIN, || async {
-        let body = event_json("evt_1AfterCap", "invoice.paid");
-        // Refused connections surface as errors in the client: keep trying.
-        app.client
-            .post(app.url("/webhooks/stripe"))
-            .header("stripe-signature", sign_now(SECRET, &body))
-            .body(body)
-            .send()
+    // The stalled bodies are cut (408); then deliveries are served again.
+    for mut s in busy {
+        let answer = read_until_closed(&mut s, CLOSED_WITHIN)
             .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    assert!(
-        served,
-        "no delivery served after the silent connections closed"
-    );
-    for mut s in silent {
-        assert!(
-            read_until_closed(&mut s, CLOSED_WITHIN).await.is_some(),
-            "a silent connection stayed open"
-        );
+            .expect("a stalled body is cut");
+        assert_eq!(status_of(&answer), Some(408));
     }
+    let (status, json) = app
+        .send_signed(&event_json("evt_1AfterCap", "invoice.paid"), SECRET)
+        .await;
+    assert_eq!(status, 200, "{json}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mlc_http_connections_refused_total"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -400,10 +447,11 @@ async fn shutdown_closes_idle_connections_and_finishes() {
 }
 
 /// The real binary under a low open-files limit (128): the connection cap is lowered to fit, so
-/// a flood of silent sockets gets quick 503s instead of `accept` failing with "Too many open
-/// files" and every client, health checks and Stripe included, hanging until the flood ends.
+/// a flood of silent sockets never exhausts the descriptors; a health check is answered at once
+/// instead of `accept` failing with "Too many open files" and every client, Stripe included,
+/// hanging until the flood ends.
 #[tokio::test]
-async fn under_a_low_open_files_limit_a_flood_is_refused_quickly_instead_of_hanging() {
+async fn under_a_low_open_files_limit_a_flood_leaves_health_checks_answered() {
     let db = backends().await.remove(0);
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("serve.log");
@@ -447,15 +495,19 @@ async fn under_a_low_open_files_limit_a_flood_is_refused_quickly_instead_of_hang
         flood.push(TcpStream::connect(addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Half the header timeout: a server stuck on accept would not answer before the flood's
-    // sockets are closed.
+    // Within half the header timeout: a server stuck on accept would not answer before the
+    // flood's sockets are closed. At the cap, the probe takes a silent socket's place.
     let mut probe = TcpStream::connect(addr).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut probe, Duration::from_secs(4))
         .await
         .expect("answered while the flood is held");
     assert_eq!(
         status_of(&answer),
-        Some(503),
+        Some(200),
         "{}",
         String::from_utf8_lossy(&answer)
     );
