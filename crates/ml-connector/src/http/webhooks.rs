@@ -3,8 +3,9 @@
 //! Order matters: a delivery without a well-formed signature header is refused before its body is
 //! read; the body is read within the size limit, the in-flight body budget and the body deadline;
 //! the signature is verified on the raw bytes, the body is parsed (one JSON rule, shared with the
-//! console), and the event and its job are committed in one transaction before the 200. Nothing is processed here: Stripe wants a 2xx quickly, and the worker re-fetches
-//! the object from the API anyway.
+//! console), and the event and its job are committed in one transaction before the 200. Nothing
+//! is processed here: Stripe wants a 2xx quickly, and the worker re-fetches the object from the
+//! API anyway.
 
 use axum::Json;
 use axum::body::Body;
