@@ -73,6 +73,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit_bytes: usize,
     pub shutdown_grace_secs: u64,
+    /// A request's headers must be complete this long after its first byte (for a new
+    /// connection: after it was accepted).
+    pub header_read_timeout_secs: u64,
+    /// A request's body must be complete this long after its headers.
+    pub body_read_timeout_secs: u64,
+    /// A kept-alive connection is closed when no next request starts within this time.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (see `http::serve` for what happens at the cap).
+    pub max_connections: usize,
+    /// Webhook body bytes held in memory at once, across all deliveries in flight.
+    pub max_inflight_body_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -803,6 +814,45 @@ impl Config {
                     3600,
                     "0 to 3600 seconds",
                 )? as u64,
+                header_read_timeout_secs: r.int(
+                    "server.header_read_timeout_secs",
+                    1,
+                    600,
+                    "1 to 600 seconds",
+                )? as u64,
+                body_read_timeout_secs: r.int(
+                    "server.body_read_timeout_secs",
+                    1,
+                    3600,
+                    "1 to 3600 seconds",
+                )? as u64,
+                idle_timeout_secs: r.int(
+                    "server.idle_timeout_secs",
+                    1,
+                    3600,
+                    "1 to 3600 seconds",
+                )? as u64,
+                max_connections: r.int(
+                    "server.max_connections",
+                    1,
+                    1_000_000,
+                    "1 to 1000000 connections",
+                )? as usize,
+                max_inflight_body_bytes: {
+                    let limit = r.int(
+                        "server.body_limit_bytes",
+                        1024,
+                        64 * 1024 * 1024,
+                        "between 1024 and 67108864 bytes",
+                    )?;
+                    // At least one largest body must fit, or every large delivery would be refused.
+                    r.int(
+                        "server.max_inflight_body_bytes",
+                        limit,
+                        4 * 1024 * 1024 * 1024 - 1,
+                        "at least server.body_limit_bytes and below 4294967296 bytes",
+                    )? as usize
+                },
             },
             database: DatabaseConfig { url },
             log: LogConfig {
@@ -904,6 +954,29 @@ mod tests {
         assert_eq!(c.stripe.webhook_tolerance_secs, 300);
         assert_eq!(c.server.body_limit_bytes, 1024 * 1024);
         assert!(c.stripe.webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn server_limits_default_and_check_each_other() {
+        let c = Config::defaults();
+        assert_eq!(c.server.header_read_timeout_secs, 10);
+        assert_eq!(c.server.body_read_timeout_secs, 30);
+        assert_eq!(c.server.idle_timeout_secs, 60);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.max_inflight_body_bytes, 64 * 1024 * 1024);
+        // A budget smaller than one largest body would refuse every large delivery.
+        let e = load(&env(&[
+            ("MLC__SERVER__BODY_LIMIT_BYTES", "65536"),
+            ("MLC__SERVER__MAX_INFLIGHT_BODY_BYTES", "4096"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.max_inflight_body_bytes"), "{e}");
+        assert!(e.contains("at least server.body_limit_bytes"), "{e}");
+        let e = load(&env(&[("MLC__SERVER__HEADER_READ_TIMEOUT_SECS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.header_read_timeout_secs"), "{e}");
     }
 
     #[test]

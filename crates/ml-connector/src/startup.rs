@@ -26,6 +26,8 @@ pub struct App<H: JobHandler> {
     run_worker: bool,
     /// The NetSuite → Stripe sync and its interval, when configured (see [`crate::sync`]).
     sync: Option<(crate::sync::SyncContext, std::time::Duration)>,
+    /// Connection timeouts and cap (`[server]`).
+    limits: crate::http::serve::ServeLimits,
 }
 
 /// The job handler `serve` runs: the posting pipeline when Stripe and NetSuite are configured,
@@ -312,6 +314,9 @@ impl<H: JobHandler + Clone> App<H> {
             store: store.clone(),
             verifier: Arc::new(verifier),
             body_limit_bytes: config.server.body_limit_bytes,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_inflight_body_bytes,
+            )),
             max_attempts: config.worker.max_attempts,
             worker_wake: worker.notifier(),
             metrics: telemetry::metrics_handle(),
@@ -326,6 +331,8 @@ impl<H: JobHandler + Clone> App<H> {
                 config.admin.time_zone.clone(),
             ),
         };
+        let mut limits = crate::http::serve::ServeLimits::from_config(&config.server);
+        limits.max_connections = within_open_files_limit(limits.max_connections);
         Ok(App {
             listener,
             addr,
@@ -333,6 +340,7 @@ impl<H: JobHandler + Clone> App<H> {
             worker,
             run_worker: true,
             sync: None,
+            limits,
         })
     }
 
@@ -361,6 +369,7 @@ impl<H: JobHandler + Clone> App<H> {
             worker,
             run_worker,
             sync,
+            limits,
         } = self;
         let store = state.store.clone();
         let worker_stop = CancellationToken::new();
@@ -379,11 +388,7 @@ impl<H: JobHandler + Clone> App<H> {
             );
         }
         let app = router(state);
-        let http_shutdown = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-            .context("HTTP server failed")?;
+        crate::http::serve::serve(listener, app, limits, shutdown.clone()).await;
         tracing::info!("intake stopped; finishing in-flight jobs");
         worker_stop.cancel();
         if let Some(task) = sync_task {
@@ -401,6 +406,43 @@ impl<H: JobHandler + Clone> App<H> {
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// Descriptors kept for the store's pool, the API clients and the listener, beside connections.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+/// `configured`, lowered when the process's open-files limit could not hold that many
+/// connections: past it, `accept` fails and every client (health checks, Stripe) waits, whereas
+/// a cap answers the excess 503 at once.
+fn within_open_files_limit(configured: usize) -> usize {
+    let Some(limit) = open_files_limit() else {
+        return configured;
+    };
+    let fits = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    if configured > fits {
+        // Info, not warn: with the default 1024 and a default `ulimit -n` of 1024 this is the
+        // expected, correct outcome, not a fault.
+        tracing::info!(
+            configured,
+            open_files_limit = limit,
+            effective = fits,
+            "server.max_connections is above what the open-files limit allows: capping \
+             connections at {fits} (raise the limit with ulimit -n for more)"
+        );
+        return fits;
+    }
+    configured
+}
+
+/// The soft open-files limit (Linux, from /proc); `None` when unknown or unlimited.
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn hostname() -> String {

@@ -70,4 +70,13 @@ pub mod names {
     pub const JOB_RUN: &str = "mlc_job_run_seconds";
     /// Counter: console requests refused for a missing or wrong admin token or session.
     pub const ADMIN_DENIED: &str = "mlc_admin_denied_total";
+    /// Counter: connections answered 503 and closed at `server.max_connections` (every open
+    /// connection had a request in progress).
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "mlc_http_connections_refused_total";
+    /// Counter: connections the server closed; label `reason` (header_timeout, idle_timeout,
+    /// evicted: the longest-waiting connection, for a new one at `server.max_connections`).
+    pub const HTTP_CONNECTIONS_CLOSED: &str = "mlc_http_connections_closed_total";
+    /// Counter: webhook deliveries answered 503 before their body was read
+    /// (`server.max_inflight_body_bytes` reached).
+    pub const WEBHOOK_BODIES_REFUSED: &str = "mlc_webhook_bodies_refused_total";
 }

@@ -100,6 +100,22 @@ impl Store {
         Ok(newest)
     }
 
+    /// Succeeded jobs whose last run only recorded the event (step `processed`, written by the
+    /// accept-only handler of an instance without Stripe and NetSuite credentials): done, but
+    /// nothing went to NetSuite. A job replayed later through the pipeline no longer counts.
+    pub async fn count_accepted_only_jobs(&self) -> Result<i64, StoreError> {
+        // The runner's own `succeeded` entry follows the handler's last step; skip it.
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs j WHERE j.state = 'succeeded' AND \
+             (SELECT a.step FROM audit a WHERE a.job_id = j.id AND a.step <> 'succeeded' \
+              ORDER BY a.id DESC LIMIT 1) = 'processed'",
+        )
+        .fetch_one(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        get(&row, "n")
+    }
+
     /// The NetSuite records posted for a Stripe object (invoice, payment, fee journal).
     pub async fn postings_for_object(
         &self,

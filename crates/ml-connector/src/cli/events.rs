@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+use super::text::{safe, safe_json};
 use crate::console::Console;
 use crate::console::api::EventsQuery;
 
@@ -80,7 +81,7 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", safe_json(serde_json::to_string_pretty(&rows)?));
                 return Ok(());
             }
             if rows.is_empty() {
@@ -94,12 +95,12 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
             for r in rows {
                 println!(
                     "{:<32} {:<30} {:<24} {:<10} {:>8}  {}",
-                    r.event_id,
-                    r.event_type,
+                    safe(&r.event_id),
+                    safe(&r.event_type),
                     console.format_time(r.received_at),
                     r.status,
                     r.attempts,
-                    r.last_error.unwrap_or_default()
+                    safe(r.last_error.as_deref().unwrap_or_default())
                 );
             }
             Ok(())
@@ -110,12 +111,12 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                println!("{}", safe_json(serde_json::to_string_pretty(&d)?));
                 return Ok(());
             }
-            println!("Event     {}", d.event_id);
-            println!("Type      {}", d.event_type);
-            println!("Object    {}", d.object_id.as_deref().unwrap_or("-"));
+            println!("Event     {}", safe(&d.event_id));
+            println!("Type      {}", safe(&d.event_type));
+            println!("Object    {}", safe(d.object_id.as_deref().unwrap_or("-")));
             if let Some(a) = &d.amount {
                 println!("Amount    {} (as sent)", a.display);
             }
@@ -134,7 +135,7 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
                     j.max_attempts,
                     j.last_error
                         .as_deref()
-                        .map(|e| format!(", last error: {e}"))
+                        .map(|e| format!(", last error: {}", safe(e)))
                         .unwrap_or_default()
                 ),
                 None => println!("Job       none (event type not handled: recorded as ignored)"),
@@ -144,10 +145,10 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
                 for p in &d.postings {
                     println!(
                         "  {:<12} {} {} ({}) {}",
-                        p.posting.kind,
-                        p.posting.netsuite_record_type,
-                        p.posting.netsuite_internal_id,
-                        p.posting.external_id,
+                        safe(&p.posting.kind),
+                        safe(&p.posting.netsuite_record_type),
+                        safe(&p.posting.netsuite_internal_id),
+                        safe(&p.posting.external_id),
                         p.amount.as_ref().map(|a| a.display.as_str()).unwrap_or("")
                     );
                 }
@@ -157,8 +158,8 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
                 println!(
                     "  {}  {:<20} {}",
                     console.format_time(a.at),
-                    a.step,
-                    a.message
+                    safe(&a.step),
+                    safe(&a.message)
                 );
             }
             let sections = [
@@ -168,13 +169,32 @@ pub async fn run(cmd: &EventsCommand, console: &Console) -> anyhow::Result<()> {
             ];
             for (title, value) in sections {
                 if let Some(v) = value {
-                    println!("\n{title}:\n{}", serde_json::to_string_pretty(v)?);
+                    println!(
+                        "\n{title}:\n{}",
+                        safe_json(serde_json::to_string_pretty(v)?)
+                    );
                 }
             }
-            println!(
-                "\nRaw body:\n{}",
-                serde_json::to_string_pretty(&d.raw_event)?
-            );
+            if d.raw_event.is_null() {
+                // Stored before intake refused what the console cannot parse: the bytes as
+                // received (lossy where not UTF-8), escaped, rather than `null`.
+                let raw = console
+                    .store
+                    .get_event(event_id)
+                    .await?
+                    .map(|e| e.raw_body)
+                    .unwrap_or_default();
+                println!(
+                    "\nRaw body (not parseable as JSON, {} bytes, shown as received):\n{}",
+                    raw.len(),
+                    safe(&String::from_utf8_lossy(&raw))
+                );
+            } else {
+                println!(
+                    "\nRaw body:\n{}",
+                    safe_json(serde_json::to_string_pretty(&d.raw_event)?)
+                );
+            }
             Ok(())
         }
     }

@@ -183,7 +183,10 @@ pub async fn print_unmapped(store: &Store, json: bool) -> anyhow::Result<()> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            super::text::safe_json(serde_json::to_string_pretty(&rows)?)
+        );
     } else if rows.is_empty() {
         println!("every Stripe product seen so far has a NetSuite item");
     } else {
@@ -193,11 +196,11 @@ pub async fn print_unmapped(store: &Store, json: bool) -> anyhow::Result<()> {
         for (r, total) in rows.iter().zip(texts) {
             println!(
                 "{} ({}): {} event(s) waiting ({total}), last on {}; fix: `ml-connector mappings set {} <item id>`",
-                r["product"].as_str().unwrap_or_default(),
-                r["name"].as_str().unwrap_or("name unknown"),
+                super::text::safe(r["product"].as_str().unwrap_or_default()),
+                super::text::safe(r["name"].as_str().unwrap_or("name unknown")),
                 r["waiting_events"].as_array().map(Vec::len).unwrap_or(0),
-                r["last_seen_on"].as_str().unwrap_or_default(),
-                r["product"].as_str().unwrap_or_default(),
+                super::text::safe(r["last_seen_on"].as_str().unwrap_or_default()),
+                super::text::safe(r["product"].as_str().unwrap_or_default()),
             );
         }
     }
@@ -287,7 +290,7 @@ pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
                 for l in links {
                     println!(
                         "{:<32} {:<12} {:<14} {}",
-                        l.stripe_id,
+                        super::text::safe(&l.stripe_id),
                         l.netsuite_internal_id,
                         l.source,
                         format_time(l.updated_at)

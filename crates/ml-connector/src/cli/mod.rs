@@ -12,6 +12,7 @@ pub mod send;
 pub mod sim;
 pub mod status;
 pub mod sync;
+pub mod text;
 
 use std::path::PathBuf;
 

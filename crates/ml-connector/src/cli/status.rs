@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use super::text::{safe, safe_json};
 use crate::console::Console;
 
 #[derive(Debug, Args)]
@@ -15,7 +16,7 @@ pub struct StatusArgs {
 pub async fn run(args: &StatusArgs, console: &Console) -> anyhow::Result<()> {
     let o = console.overview().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&o)?);
+        println!("{}", safe_json(serde_json::to_string_pretty(&o)?));
         return Ok(());
     }
     let c = &o.counts;
@@ -28,7 +29,17 @@ pub async fn run(args: &StatusArgs, console: &Console) -> anyhow::Result<()> {
             "needs attention"
         }
     );
-    println!("  Posted to NetSuite      {}", c.succeeded);
+    // Accept-only jobs succeeded without sending anything to NetSuite: not "posted".
+    println!(
+        "  Posted to NetSuite     {}",
+        c.succeeded.saturating_sub(c.accepted_only)
+    );
+    if c.accepted_only > 0 {
+        println!(
+            "  Stored, not posted     {}   (posting was not configured: set stripe.api_key and netsuite.account_id)",
+            c.accepted_only
+        );
+    }
     println!(
         "  Waiting for a person   {}   (ml-connector mappings unmapped)",
         c.waiting
@@ -52,7 +63,7 @@ pub async fn run(args: &StatusArgs, console: &Console) -> anyhow::Result<()> {
         h.stripe
             .last_error
             .as_ref()
-            .map(|e| format!("{} ({})", e.message, console.format_time(e.at)))
+            .map(|e| format!("{} ({})", safe(&e.message), console.format_time(e.at)))
             .unwrap_or_else(|| "none".into())
     );
     println!(
@@ -60,7 +71,7 @@ pub async fn run(args: &StatusArgs, console: &Console) -> anyhow::Result<()> {
         h.netsuite
             .last_error
             .as_ref()
-            .map(|e| format!("{} ({})", e.message, console.format_time(e.at)))
+            .map(|e| format!("{} ({})", safe(&e.message), console.format_time(e.at)))
             .unwrap_or_else(|| "none".into())
     );
     println!(

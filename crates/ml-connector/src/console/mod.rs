@@ -53,6 +53,9 @@ pub struct Counts {
     pub waiting: i64,
     pub succeeded: i64,
     pub failed: i64,
+    /// Of `succeeded`: jobs that only recorded their event because posting was not configured
+    /// when they ran (an instance without Stripe and NetSuite credentials). Not posted.
+    pub accepted_only: i64,
     /// Events stored in all (acted on or not).
     pub events: i64,
 }
@@ -292,6 +295,7 @@ impl Console {
             waiting: n(JobState::Waiting),
             succeeded: n(JobState::Succeeded),
             failed: n(JobState::Failed),
+            accepted_only: self.store.count_accepted_only_jobs().await?,
             events: self.store.count_events().await?,
         })
     }
@@ -396,7 +400,7 @@ impl Console {
         let mut out = BTreeMap::new();
         for e in events {
             if let Some(ev) = self.store.get_event(&e.event_id).await?
-                && let Ok(body) = serde_json::from_slice::<Value>(&ev.raw_body)
+                && let Ok(body) = crate::http::webhooks::parse_event_body(&ev.raw_body)
                 && let Some((_, m)) = event_sale(&body)
             {
                 out.insert(e.event_id.clone(), MoneyView::new(m));
@@ -413,7 +417,9 @@ impl Console {
             .ok_or_else(|| ConsoleError::NotFound(format!("no event {event_id} is stored")))?;
         let job = self.store.get_job_for_event(event_id).await?;
         let audit = self.store.audit_for_event(event_id).await?;
-        let raw_event: Value = serde_json::from_slice(&ev.raw_body).unwrap_or(Value::Null);
+        // The intake's JSON rule: anything it stored parses here.
+        let raw_event: Value =
+            crate::http::webhooks::parse_event_body(&ev.raw_body).unwrap_or(Value::Null);
         let latest = |step: &str, key: Option<&str>| -> Option<Value> {
             audit.iter().rev().find_map(|a| {
                 if a.step != step {

@@ -251,7 +251,8 @@ pub fn document() -> Value {
                 "Counts": {"type": "object", "properties": {
                     "queued": {"type": "integer"}, "running": {"type": "integer"},
                     "waiting": {"type": "integer"}, "succeeded": {"type": "integer"},
-                    "failed": {"type": "integer"}, "events": {"type": "integer"}
+                    "failed": {"type": "integer"}, "events": {"type": "integer"},
+                    "accepted_only": {"type": "integer", "description": "of succeeded: stored only, posting was not configured"}
                 }},
                 "ActivityBucket": {"type": "object", "properties": {
                     "start": {"type": "integer"}, "received": {"type": "integer"}, "posted": {"type": "integer"}

@@ -1,8 +1,10 @@
-//! The HTTP surface: Stripe webhook intake, health, readiness and metrics.
+//! The HTTP surface: Stripe webhook intake, health, readiness and metrics, and the server loop
+//! that serves them (timeouts, connection cap).
 
 pub mod error;
 pub mod health;
 pub mod router;
+pub mod serve;
 pub mod webhooks;
 
 pub use router::{AppState, router};

@@ -17,6 +17,9 @@ pub struct AppState {
     pub store: Store,
     pub verifier: Arc<WebhookVerifier>,
     pub body_limit_bytes: usize,
+    /// Webhook body bytes that may be held at once (`server.max_inflight_body_bytes`): a
+    /// delivery takes its size from it before its body is read.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub max_attempts: i32,
     /// Wakes the worker when a job was enqueued, so it need not wait for its next poll.
     pub worker_wake: Arc<Notify>,

@@ -1,22 +1,25 @@
 //! `POST /webhooks/stripe`: verify, store durably with its job, answer fast.
 //!
-//! Order matters: the body is read within the size limit, the signature is verified on the raw
-//! bytes, the envelope is parsed, and the event and its job are committed in one transaction
-//! before the 200. Nothing is processed here: Stripe wants a 2xx quickly, and the worker re-fetches
-//! the object from the API anyway.
+//! Order matters: a delivery without a well-formed signature header is refused before its body is
+//! read; the body is read within the size limit, the in-flight body budget and the body deadline;
+//! the signature is verified on the raw bytes, the body is parsed (one JSON rule, shared with the
+//! console), and the event and its job are committed in one transaction before the 200. Nothing
+//! is processed here: Stripe wants a 2xx quickly, and the worker re-fetches the object from the
+//! API anyway.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mlc_store::{NewEvent, NewJob, RecordOutcome};
-use mlc_stripe::webhook::SignatureError;
+use mlc_stripe::webhook::{SignatureError, SignatureHeader};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::serve::BodyReadError;
 use crate::pipeline;
 use crate::telemetry::names;
 
@@ -56,13 +59,46 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
             };
             metrics::counter!(names::EVENTS_RECEIVED, "type" => "unknown", "outcome" => outcome)
                 .increment(1);
-            err.into_response()
+            // A refused delivery's connection is not reused: its body may be unread, and a
+            // sender of refused requests gets no kept-alive socket to hold.
+            let mut response = err.into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            response
         }
     }
 }
 
+/// The one JSON rule for event bodies: intake accepts only what parses as a JSON value, which
+/// is exactly what the console parses to show it (`events show`, the dashboard). A body that
+/// serde could skip over but not hold (nesting past its depth limit, invalid UTF-8 or lone
+/// surrogates in fields the envelope does not read) is refused, not stored unshowable.
+pub fn parse_event_body(raw: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(raw)
+}
+
 async fn receive_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    let refuse = |e: SignatureError| {
+        metrics::counter!(names::SIGNATURE_FAILURES, "reason" => e.code()).increment(1);
+        tracing::warn!(reason = e.code(), "webhook refused: {e}");
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    };
+    // Before the body is read: a delivery without a usable signature header cannot verify, so
+    // its body is not worth memory or time.
+    let header = parts
+        .headers
+        .get("stripe-signature")
+        .ok_or(SignatureError::MissingHeader)
+        .and_then(|v| {
+            v.to_str()
+                .map_err(|_| SignatureError::Malformed("the header is not ASCII text"))
+        })
+        .map_err(refuse)?;
+    SignatureHeader::parse(header).map_err(refuse)?;
+
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,32 +117,39 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
     if declared.is_some_and(|n| n > state.body_limit_bytes) {
         return Err(too_large());
     }
-    let raw = axum::body::to_bytes(Body::new(body), state.body_limit_bytes)
-        .await
-        .map_err(|_| too_large())?;
+    // Memory for the body is taken from the shared budget up front (a chunked body may grow to
+    // the limit), so many large deliveries with bogus signatures cannot exhaust it.
+    let reserve = declared.unwrap_or(state.body_limit_bytes).max(1);
+    let _budget = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| state.body_budget.clone().try_acquire_many_owned(n).ok())
+        .ok_or_else(|| {
+            metrics::counter!(names::WEBHOOK_BODIES_REFUSED).increment(1);
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_bodies",
+                "too many webhook bodies are being received at once \
+                 (server.max_inflight_body_bytes); Stripe retries the delivery",
+            )
+        })?;
+    let raw = read_body(body, state.body_limit_bytes, declared, too_large).await?;
 
-    let refuse = |e: SignatureError| {
-        metrics::counter!(names::SIGNATURE_FAILURES, "reason" => e.code()).increment(1);
-        tracing::warn!(reason = e.code(), "webhook refused: {e}");
-        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
-    };
-    let header = match parts.headers.get("stripe-signature") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| refuse(SignatureError::Malformed("the header is not ASCII text")))?,
-        ),
-    };
     let now = mlc_core::now_millis() / 1000;
-    state.verifier.verify(&raw, header, now).map_err(refuse)?;
+    state
+        .verifier
+        .verify(&raw, Some(header), now)
+        .map_err(refuse)?;
 
-    let envelope: Envelope = serde_json::from_slice(&raw).map_err(|e| {
+    let invalid_json = |e: serde_json::Error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
         )
-    })?;
+    };
+    let body_value = parse_event_body(&raw).map_err(invalid_json)?;
+    let envelope = Envelope::deserialize(&body_value).map_err(invalid_json)?;
+    drop(body_value);
     if envelope.object.as_deref() == Some("v2.core.event") {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -138,8 +181,8 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
         livemode: envelope.livemode,
         api_version: envelope.api_version,
         stripe_created: envelope.created,
-        raw_body: raw.to_vec(),
-        signature_header: header.unwrap_or_default().to_string(),
+        raw_body: raw,
+        signature_header: header.to_string(),
         received_at,
         handled,
     };
@@ -151,26 +194,44 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
         max_attempts: state.max_attempts,
         run_at: received_at,
     });
-    let outcome = state.store.record_event(&event, job).await.map_err(|e| {
+    // Stored, counted and logged in a task of its own: if the client goes away after the commit,
+    // hyper drops this handler, but the event is stored all the same and must be counted and
+    // logged all the same.
+    let (store, wake) = (state.store.clone(), state.worker_wake.clone());
+    let recorded = tokio::spawn(async move {
+        let outcome = store.record_event(&event, job).await?;
+        let label = match (outcome, handled) {
+            (RecordOutcome::Duplicate, _) => "duplicate",
+            (RecordOutcome::Stored, true) => "stored",
+            (RecordOutcome::Stored, false) => "ignored",
+        };
+        metrics::counter!(names::EVENTS_RECEIVED, "type" => metric_type(&event.event_type), "outcome" => label)
+            .increment(1);
+        if outcome == RecordOutcome::Stored && handled {
+            wake.notify_one();
+        }
+        tracing::info!(stripe.event_id = %event.event_id, stripe.event_type = %event.event_type, outcome = label, "webhook accepted");
+        Ok::<_, mlc_store::StoreError>(outcome)
+    });
+    let outcome = match recorded.await {
+        Ok(Ok(outcome)) => outcome,
         // Stripe retries any non-2xx, so a store failure loses nothing.
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the event could not be stored and will be retried by Stripe: {e}"),
-        )
-    })?;
-
-    let label = match (outcome, handled) {
-        (RecordOutcome::Duplicate, _) => "duplicate",
-        (RecordOutcome::Stored, true) => "stored",
-        (RecordOutcome::Stored, false) => "ignored",
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the event could not be stored and will be retried by Stripe: {e}"),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("storing the event failed unexpectedly ({e}); Stripe retries the delivery"),
+            ));
+        }
     };
-    metrics::counter!(names::EVENTS_RECEIVED, "type" => metric_type(&event_type), "outcome" => label)
-        .increment(1);
-    if outcome == RecordOutcome::Stored && handled {
-        state.worker_wake.notify_one();
-    }
-    tracing::info!(stripe.event_id = %event_id, stripe.event_type = %event_type, outcome = label, "webhook accepted");
+
     Ok((
         StatusCode::OK,
         Json(json!({
@@ -181,6 +242,42 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
         })),
     )
         .into_response())
+}
+
+/// The body, at most `limit` bytes. A stalled body is 408; a truncated or badly framed one
+/// (or a client that went away) is 400: only a body over the limit is 413.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    declared: Option<usize>,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| body_read_error(&e))?;
+        if raw.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(raw)
+}
+
+fn body_read_error(e: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(BodyReadError::TimedOut(_)) = err.downcast_ref::<BodyReadError>() {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", err.to_string());
+        }
+        source = err.source();
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "body_unreadable",
+        format!("the body could not be read (truncated or badly framed): {e}"),
+    )
 }
 
 /// Bounded label values: a handled type is its own label; anything else is `other`, so a sender

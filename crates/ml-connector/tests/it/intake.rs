@@ -331,3 +331,295 @@ async fn a_signature_header_that_is_not_text_is_refused_as_malformed() {
     assert_eq!(count(&app).await, 0);
     app.stop().await;
 }
+
+/// Signs raw bytes (not necessarily UTF-8) now with the test secret.
+fn sign_bytes(body: &[u8]) -> String {
+    mlc_stripe::webhook::signature_header(&[SECRET], mlc_core::now_millis() / 1000, body)
+}
+
+#[tokio::test]
+async fn bodies_the_console_could_not_show_are_refused_as_invalid_json() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let envelope = |id: &str, extra: &[u8]| {
+            let mut body = format!(
+                r#"{{"id":"{id}","object":"event","type":"invoice.paid","created":1764201600,"data":{{"object":{{"id":"in_1X"}}}},"extra":"#
+            )
+            .into_bytes();
+            body.extend_from_slice(extra);
+            body.push(b'}');
+            body
+        };
+        let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("evt_1Deep", envelope("evt_1Deep", deep.as_bytes())),
+            ("evt_1Surrogate", envelope("evt_1Surrogate", br#""\ud800""#)),
+            ("evt_1NotUtf8", envelope("evt_1NotUtf8", b"\"\xff\xfe\"")),
+        ];
+        for (id, body) in cases {
+            let (status, json) = app.post_webhook(&body, Some(&sign_bytes(&body))).await;
+            assert_eq!(status, 400, "{id}: {json}");
+            assert_eq!(json["error"]["code"], "invalid_json", "{id}: {json}");
+            assert!(app.store.get_event(id).await.unwrap().is_none(), "{id}");
+        }
+        assert_eq!(count(&app).await, 0, "{:?}", db.backend());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn events_show_prints_a_stored_body_that_is_not_json_as_its_bytes() {
+    for db in backends().await {
+        // Stored before intake applied the console's JSON rule.
+        let store = db.store().await;
+        let raw =
+            b"{\"id\":\"evt_1Legacy\",\"type\":\"invoice.paid\",\"x\":\"\xff\x1b[2J\"}".to_vec();
+        let event = mlc_store::NewEvent {
+            event_id: "evt_1Legacy".into(),
+            event_type: "invoice.paid".into(),
+            object_id: None,
+            livemode: false,
+            api_version: None,
+            stripe_created: 1_764_201_600,
+            raw_body: raw,
+            signature_header: "t=1,v1=00".into(),
+            received_at: mlc_core::now_millis(),
+            handled: false,
+        };
+        store.record_event(&event, None).await.unwrap();
+        store.close().await;
+        let (ok, out, err) = cli(db.url(), &["events", "show", "evt_1Legacy"]);
+        assert!(ok, "{err}");
+        assert!(!out.contains("null"), "{out}");
+        assert!(out.contains("not parseable as JSON"), "{out}");
+        assert!(out.contains(r#""id":"evt_1Legacy""#), "{out}");
+        assert!(
+            out.contains("\\u{1b}[2J") && !out.contains('\u{1b}'),
+            "{out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cli_output_escapes_control_characters_a_signed_event_carries() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        // ESC sequences (retitle the window, clear the screen), BEL, DEL, a C1 CSI and a bidi
+        // override, in the type (unknown, so stored as ignored) and the object ID.
+        let event_type = "plan.\u{1b}]0;owned\u{7}created\u{1b}[2J\u{7f}\u{9b}31m\u{202e}";
+        let body = serde_json::json!({
+            "id": "evt_1Escapes",
+            "object": "event",
+            "type": event_type,
+            "created": 1_764_201_600,
+            "livemode": false,
+            "data": {"object": {"id": "ch_\u{1b}[31mred", "object": "charge"}}
+        })
+        .to_string();
+        let (status, json) = app.send_signed(&body, SECRET).await;
+        assert_eq!(status, 200, "{json}");
+        let stored = app.store.get_event("evt_1Escapes").await.unwrap().unwrap();
+        assert_eq!(stored.event_type, event_type, "stored as received");
+
+        let raw_controls = |s: &str| {
+            s.chars()
+                .any(|c| matches!(c, '\u{1b}' | '\u{7}' | '\u{7f}' | '\u{9b}' | '\u{202e}'))
+        };
+        for args in [
+            &["events", "list"][..],
+            &["events", "list", "--json"],
+            &["events", "show", "evt_1Escapes"],
+            &["events", "show", "evt_1Escapes", "--json"],
+        ] {
+            let (ok, out, err) = cli(db.url(), args);
+            assert!(ok, "{args:?}: {err}");
+            assert!(out.contains("evt_1Escapes"), "{args:?}: {out}");
+            assert!(
+                !raw_controls(&out),
+                "{args:?} printed raw controls: {out:?}"
+            );
+        }
+        let (_, shown, _) = cli(db.url(), &["events", "show", "evt_1Escapes"]);
+        assert!(
+            shown.contains("plan.\\u{1b}]0;owned\\u{7}created\\u{1b}[2J\\u{7f}\\u{9b}31m\\u{202e}"),
+            "{shown}"
+        );
+        assert!(shown.contains("ch_\\u{1b}[31mred"), "{shown}");
+        // The audit message quoting the type is escaped too.
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.contains("ignored") && l.contains("\\u{1b}]0;owned")),
+            "{shown}"
+        );
+        // JSON output stays valid JSON with the same values.
+        let (_, listed, _) = cli(db.url(), &["events", "list", "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(rows[0]["event_type"], event_type);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn status_does_not_count_accept_only_jobs_as_posted() {
+    for db in backends().await {
+        // No Stripe key, no NetSuite account: events are stored and their jobs only recorded.
+        let app = TestApp::start(&db).await;
+        for i in 0..3 {
+            let (status, _) = app
+                .send_signed(
+                    &event_json(&format!("evt_1Only{i}"), "invoice.paid"),
+                    SECRET,
+                )
+                .await;
+            assert_eq!(status, 200);
+        }
+        let done = eventually(Duration::from_secs(15), || async {
+            let mut all = true;
+            for i in 0..3 {
+                all &= matches!(
+                    app.store.get_job_for_event(&format!("evt_1Only{i}")).await.unwrap(),
+                    Some(j) if j.state == JobState::Succeeded
+                );
+            }
+            all
+        })
+        .await;
+        assert!(done, "accept-only jobs did not finish ({:?})", db.backend());
+
+        let (ok, out, err) = cli(db.url(), &["status"]);
+        assert!(ok, "{err}");
+        let value_of = |label: &str| {
+            out.lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .and_then(|l| {
+                    l[l.find(label).unwrap_or(0) + label.len()..]
+                        .split_whitespace()
+                        .next()
+                })
+                .map(str::to_string)
+        };
+        assert_eq!(
+            value_of("Posted to NetSuite").as_deref(),
+            Some("0"),
+            "{out}"
+        );
+        assert_eq!(
+            value_of("Stored, not posted").as_deref(),
+            Some("3"),
+            "{out}"
+        );
+        let (ok, out, err) = cli(db.url(), &["status", "--json"]);
+        assert!(ok, "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["counts"]["succeeded"], 3, "{out}");
+        assert_eq!(json["counts"]["accepted_only"], 3, "{out}");
+        app.stop().await;
+    }
+}
+
+/// The real binary: deliveries whose client hangs up right after sending are stored, counted in
+/// `mlc_webhook_events_received_total` and logged, like any other.
+#[tokio::test]
+async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
+    use tokio::io::AsyncWriteExt;
+    for db in backends().await {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("serve.log");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+            .arg("serve")
+            .env("MLC__DATABASE__URL", db.url())
+            .env("MLC__STRIPE__WEBHOOK_SECRETS", SECRET)
+            .env("MLC__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MLC__LOG__FORMAT", "json")
+            .env_remove("MLC_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("binary starts");
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                client.get(format!("{base}/healthz")).send().await.is_ok()
+            })
+            .await,
+            "server did not come up"
+        );
+
+        let ids: Vec<String> = (0..5).map(|i| format!("evt_1Gone{i}")).collect();
+        for id in &ids {
+            let body = event_json(id, "invoice.paid");
+            let request = format!(
+                "POST /webhooks/stripe HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                 stripe-signature: {}\r\ncontent-length: {}\r\n\r\n{body}",
+                sign_now(SECRET, &body),
+                body.len()
+            );
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            // Gone before the answer: the server sees the end of the stream at once.
+            drop(s);
+        }
+        let store = mlc_store::Store::connect(db.url()).await.unwrap();
+        let stored = eventually(Duration::from_secs(15), || async {
+            let mut all = true;
+            for id in &ids {
+                all &= store.get_event(id).await.unwrap().is_some();
+            }
+            all
+        })
+        .await;
+        assert!(stored, "the deliveries were stored ({:?})", db.backend());
+        let line = r#"mlc_webhook_events_received_total{type="invoice.paid",outcome="stored"} 5"#;
+        let counted = eventually(Duration::from_secs(10), || async {
+            let metrics = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metrics.lines().any(|l| l == line)
+        })
+        .await;
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(counted, "expected `{line}` in:\n{metrics}");
+
+        let pid = child.id().expect("pid");
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        for id in &ids {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("webhook accepted") && l.contains(id.as_str())),
+                "{id} not logged:\n{log}"
+            );
+        }
+        store.close().await;
+    }
+}

@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod charge_links;
+mod connections;
 mod console;
 mod credentials;
 mod demo;
