@@ -1,19 +1,21 @@
 //! The append-only audit log. There is deliberately no update or delete: the database refuses
 //! both with triggers too.
 
-use mlc_core::now_millis;
+use tokio::sync::oneshot;
 
-use crate::db::{audit_from_row, db_err, insert_audit};
+use crate::db::{audit_from_row, db_err};
+use crate::events::{WriteOp, writer_stopped};
 use crate::model::{AuditEntry, NewAudit, StoreError};
 use crate::store::Store;
 
 impl Store {
-    /// Appends an entry; returns its ID.
+    /// Appends an entry; returns its ID. Committed before this returns, by the group-commit
+    /// writer together with whatever else is pending (a handler's entries cost no commit of
+    /// their own). One caller's entries keep their order: each waits for the one before.
     pub async fn append_audit(&self, entry: NewAudit) -> Result<i64, StoreError> {
-        let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
-        insert_audit(&mut conn, &entry, now).await
+        let (reply, rx) = oneshot::channel();
+        self.send_op(WriteOp::Audit { entry, reply }).await?;
+        rx.await.map_err(|_| writer_stopped())?
     }
 
     /// Every entry about an event (including its jobs' entries), oldest first.

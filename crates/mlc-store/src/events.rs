@@ -3,19 +3,25 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use mlc_core::now_millis;
+use mlc_core::{UnixMillis, now_millis};
+use sqlx::AnyConnection;
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{Db, db_err, get};
+use crate::db::{Db, db_err, get, insert_audit};
 use crate::model::{
-    EventFilter, EventSummary, NewAudit, NewEvent, NewJob, RecordOutcome, StoreError, StoredEvent,
+    Backend, EventFilter, EventSummary, Job, JobOutcome, JobState, NewAudit, NewEvent, NewJob,
+    RecordOutcome, StoreError, StoredEvent,
 };
+use crate::queue::{claim_in, finish_in};
+use crate::retry::RetryPolicy;
 use crate::store::Store;
 
-/// A message to the intake writer task.
+/// A message to the writer task.
 pub(crate) enum WriterMsg {
     Record(Box<RecordRequest>),
+    /// A worker's write (claim, job outcome, audit entry), committed with the next batch.
+    Op(Box<WriteOp>),
     /// Answered once every earlier message has been committed.
     Flush(oneshot::Sender<()>),
 }
@@ -26,14 +32,127 @@ pub(crate) struct RecordRequest {
     reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
 }
 
-/// An intake writer: takes everything pending (up to `max_batch`), commits it in one transaction,
+/// The worker's writes that ride along with the intake's group commit. Each is applied in
+/// arrival order after the batch's deliveries and answered only once the transaction holding it
+/// has committed.
+pub(crate) enum WriteOp {
+    Claim {
+        worker_id: String,
+        lease_ms: i64,
+        n: usize,
+        reply: oneshot::Sender<Result<Vec<Job>, StoreError>>,
+    },
+    Finish {
+        job_id: String,
+        worker_id: String,
+        outcome: JobOutcome,
+        reply: oneshot::Sender<Result<JobState, StoreError>>,
+    },
+    Audit {
+        entry: NewAudit,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+}
+
+/// What an op produced inside the transaction, sent once it has committed.
+enum OpResult {
+    Claim(Result<Vec<Job>, StoreError>),
+    Finish(Result<JobState, StoreError>),
+    Audit(Result<i64, StoreError>),
+}
+
+impl WriteOp {
+    /// Applies the op on `conn`. `Err` is a database error that spoils the transaction; an
+    /// answer that changes nothing (a lost lease) is `Ok` with the error inside.
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+        retry: &RetryPolicy,
+        now: UnixMillis,
+    ) -> Result<OpResult, StoreError> {
+        Ok(match self {
+            WriteOp::Claim {
+                worker_id,
+                lease_ms,
+                n,
+                ..
+            } => OpResult::Claim(Ok(
+                claim_in(conn, backend, worker_id, *lease_ms, *n, now).await?
+            )),
+            WriteOp::Finish {
+                job_id,
+                worker_id,
+                outcome,
+                ..
+            } => match finish_in(conn, backend, retry, job_id, worker_id, outcome, now).await {
+                Err(e @ StoreError::LeaseLost(_)) => OpResult::Finish(Err(e)),
+                other => OpResult::Finish(Ok(other?)),
+            },
+            WriteOp::Audit { entry, .. } => {
+                OpResult::Audit(Ok(insert_audit(conn, entry, now).await?))
+            }
+        })
+    }
+
+    fn answer(self, result: OpResult) {
+        // A caller that went away still had its write committed; nothing to tell it.
+        match (self, result) {
+            (WriteOp::Claim { reply, .. }, OpResult::Claim(r)) => {
+                let _ = reply.send(r);
+            }
+            (WriteOp::Finish { reply, .. }, OpResult::Finish(r)) => {
+                let _ = reply.send(r);
+            }
+            (WriteOp::Audit { reply, .. }, OpResult::Audit(r)) => {
+                let _ = reply.send(r);
+            }
+            (op, _) => op.fail(StoreError::Database("mismatched write result".into())),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            WriteOp::Claim { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            WriteOp::Finish { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            WriteOp::Audit { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+pub(crate) fn writer_stopped() -> StoreError {
+    StoreError::Database("the store's writer stopped".into())
+}
+
+impl Store {
+    /// Hands a worker's write to the writer task.
+    pub(crate) async fn send_op(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.writer
+            .send(WriterMsg::Op(Box::new(op)))
+            .await
+            .map_err(|_| StoreError::Database("the store is closed".into()))
+    }
+}
+
+/// The writer: takes everything pending (up to `max_batch`), commits it in one transaction,
 /// then answers each caller with its own outcome. SQLite runs one (it has one writer anyway);
 /// PostgreSQL runs several so that one batch's round trips and commit overlap the next.
+///
+/// Intake deliveries and the worker's writes (claims, job outcomes, audit entries) share the
+/// batches: on SQLite every commit is an fsync under the one write lock, so a worker committing
+/// on its own would take turns with the intake instead of riding along.
 ///
 /// `inflight` is held shared while a batch is being committed; a flush takes it exclusively, so
 /// it is answered only after every batch taken before it has been committed.
 pub(crate) async fn writer_loop(
     db: Arc<Db>,
+    retry: RetryPolicy,
     rx: Arc<Mutex<mpsc::Receiver<WriterMsg>>>,
     max_batch: usize,
     inflight: Arc<RwLock<()>>,
@@ -62,15 +181,21 @@ pub(crate) async fn writer_loop(
             inflight.clone().read_owned().await
         };
         let mut batch = Vec::with_capacity(msgs.len());
+        let mut ops = Vec::new();
         let mut flushes = Vec::new();
         for m in msgs.drain(..) {
             match m {
                 WriterMsg::Record(r) => batch.push(*r),
+                WriterMsg::Op(op) => ops.push(*op),
                 WriterMsg::Flush(f) => flushes.push(f),
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&db, batch).await;
+        if ops.is_empty() {
+            if !batch.is_empty() {
+                commit_batch(&db, batch).await;
+            }
+        } else {
+            commit_with_ops(&db, &retry, batch, ops).await;
         }
         drop(in_flight);
         if !flushes.is_empty() {
@@ -82,6 +207,72 @@ pub(crate) async fn writer_loop(
     }
 }
 
+/// Deliveries and worker writes in one transaction. If it fails, nothing of it was applied, so
+/// each part is redone on its own (the deliveries as [`commit_batch`] does, each op in its own
+/// transaction) and every caller gets its own answer.
+async fn commit_with_ops(db: &Db, retry: &RetryPolicy, batch: Vec<RecordRequest>, ops: Vec<WriteOp>) {
+    let t0 = std::time::Instant::now();
+    let result = async {
+        let items: Vec<(&NewEvent, Option<&NewJob>)> =
+            batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
+        let now = now_millis();
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write().await?;
+        let outcomes = if items.is_empty() {
+            Vec::new()
+        } else {
+            record_batch_in(&mut tx, &items, now).await?
+        };
+        let mut results = Vec::with_capacity(ops.len());
+        for op in &ops {
+            results.push(op.apply(&mut tx, db.backend, retry, now).await?);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok::<_, StoreError>((outcomes, results))
+    }
+    .await;
+    tracing::debug!(
+        deliveries = batch.len(),
+        ops = ops.len(),
+        elapsed_us = t0.elapsed().as_micros() as u64,
+        ok = result.is_ok(),
+        "group commit"
+    );
+    match result {
+        Ok((outcomes, results)) => {
+            for (req, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = req.reply.send(Ok(outcome));
+            }
+            for (op, r) in ops.into_iter().zip(results) {
+                op.answer(r);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, deliveries = batch.len(), ops = ops.len(),
+                "group commit failed; retrying each write on its own");
+            if !batch.is_empty() {
+                commit_batch(db, batch).await;
+            }
+            for op in ops {
+                let alone = async {
+                    let now = now_millis();
+                    let _guard = db.write_guard().await;
+                    let mut tx = db.begin_write().await?;
+                    let r = op.apply(&mut tx, db.backend, retry, now).await?;
+                    tx.commit().await.map_err(db_err)?;
+                    Ok::<_, StoreError>(r)
+                }
+                .await;
+                match alone {
+                    Ok(r) => op.answer(r),
+                    Err(e) => op.fail(e),
+                }
+            }
+        }
+    }
+}
+
+/// Deliveries alone in one transaction; if it fails, each again in its own.
 async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
     let items: Vec<(&NewEvent, Option<&NewJob>)> =
         batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
@@ -164,6 +355,19 @@ async fn record_batch(
     items: &[(&NewEvent, Option<&NewJob>)],
 ) -> Result<Vec<RecordOutcome>, StoreError> {
     let now = now_millis();
+    let _guard = db.write_guard().await;
+    let mut tx = db.begin_write().await?;
+    let outcomes = record_batch_in(&mut tx, items, now).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(outcomes)
+}
+
+/// [`record_batch`] inside the caller's transaction (which holds the write guard).
+async fn record_batch_in(
+    tx: &mut AnyConnection,
+    items: &[(&NewEvent, Option<&NewJob>)],
+    now: UnixMillis,
+) -> Result<Vec<RecordOutcome>, StoreError> {
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     for (i, (ev, _)) in items.iter().enumerate() {
         first_of.entry(ev.event_id.as_str()).or_insert(i);
@@ -174,9 +378,6 @@ async fn record_batch(
         .iter()
         .map(|(_, job)| job.map(|_| Uuid::now_v7().to_string()))
         .collect();
-
-    let _guard = db.write_guard().await;
-    let mut tx = db.begin_write().await?;
 
     // 1. Events: whichever IDs come back were new.
     let mut inserted: HashSet<String> = HashSet::new();
@@ -350,7 +551,6 @@ async fn record_batch(
         }
         q.execute(&mut *tx).await.map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
     Ok(outcomes)
 }
 
@@ -604,6 +804,158 @@ mod tests {
                 store.get_event("evt_1").await.unwrap().unwrap().deliveries,
                 2
             );
+        }
+    }
+
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            kind: "process_event".into(),
+            event_id: Some(id.into()),
+            payload: serde_json::json!({ "event_id": id }),
+            dedupe_key: format!("event:{id}"),
+            max_attempts: 3,
+            run_at: now_millis(),
+        }
+    }
+
+    /// One batch's worth of messages: deliveries plus worker writes, with their answers.
+    struct Mixed {
+        batch: Vec<RecordRequest>,
+        records: Vec<oneshot::Receiver<Result<RecordOutcome, StoreError>>>,
+        ops: Vec<WriteOp>,
+        finishes: Vec<oneshot::Receiver<Result<JobState, StoreError>>>,
+        audits: Vec<oneshot::Receiver<Result<i64, StoreError>>>,
+        claims: Vec<oneshot::Receiver<Result<Vec<Job>, StoreError>>>,
+    }
+
+    fn mixed(events: &[&str], finishes: &[(&str, &str)], audits: &[&str], claims: usize) -> Mixed {
+        let mut m = Mixed {
+            batch: Vec::new(),
+            records: Vec::new(),
+            ops: Vec::new(),
+            finishes: Vec::new(),
+            audits: Vec::new(),
+            claims: Vec::new(),
+        };
+        for id in events {
+            let (reply, rx) = oneshot::channel();
+            m.batch.push(RecordRequest {
+                event: ev(id),
+                job: (!id.is_empty()).then(|| job(id)),
+                reply,
+            });
+            m.records.push(rx);
+        }
+        for (job_id, worker) in finishes {
+            let (reply, rx) = oneshot::channel();
+            m.ops.push(WriteOp::Finish {
+                job_id: job_id.to_string(),
+                worker_id: worker.to_string(),
+                outcome: JobOutcome::Succeeded,
+                reply,
+            });
+            m.finishes.push(rx);
+        }
+        for event_id in audits {
+            let (reply, rx) = oneshot::channel();
+            m.ops.push(WriteOp::Audit {
+                entry: NewAudit {
+                    event_id: Some(event_id.to_string()),
+                    step: "posted".into(),
+                    message: "posted".into(),
+                    ..NewAudit::default()
+                },
+                reply,
+            });
+            m.audits.push(rx);
+        }
+        if claims > 0 {
+            let (reply, rx) = oneshot::channel();
+            m.ops.push(WriteOp::Claim {
+                worker_id: "w2".into(),
+                lease_ms: 30_000,
+                n: claims,
+                reply,
+            });
+            m.claims.push(rx);
+        }
+        m
+    }
+
+    async fn steps_of(store: &Store, event_id: &str) -> Vec<String> {
+        store
+            .audit_for_event(event_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.step)
+            .collect()
+    }
+
+    /// Deliveries, job outcomes, audit entries and a claim committed as one transaction, each
+    /// caller answered with its own result, a lost lease changing nothing; and when the batch
+    /// fails (one delivery the database refuses) each write is redone alone, applied once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn worker_writes_share_the_intake_commit_and_survive_a_failed_batch() {
+        for db in backends().await {
+            let store = db.store().await;
+            let retry = RetryPolicy::default();
+            for (bad, tag) in [(false, "ok"), (true, "bad")] {
+                let held = format!("evt_{tag}_held");
+                store
+                    .record_event(&ev(&held), Some(job(&held)))
+                    .await
+                    .unwrap();
+                let claimed = store.claim_many("w1", 30_000, 5).await.unwrap();
+                assert_eq!(claimed.len(), 1);
+                let job_id = claimed[0].id.clone();
+                let new = format!("evt_{tag}_new");
+                let mut events = vec![new.as_str()];
+                if bad {
+                    events.push(""); // violates a CHECK: the combined transaction fails
+                }
+                let m = mixed(
+                    &events,
+                    &[(&job_id, "intruder"), (&job_id, "w1")],
+                    &[held.as_str(), held.as_str()],
+                    5,
+                );
+                commit_with_ops(&store.db, &retry, m.batch, m.ops).await;
+                let mut records = Vec::new();
+                for rx in m.records {
+                    records.push(rx.await.unwrap().map_err(|e| e.to_string()));
+                }
+                assert_eq!(records[0], Ok(RecordOutcome::Stored), "{tag}");
+                if bad {
+                    assert!(records[1].is_err(), "{records:?}");
+                }
+                let mut finishes = Vec::new();
+                for rx in m.finishes {
+                    finishes.push(rx.await.unwrap());
+                }
+                assert!(
+                    matches!(finishes[0], Err(StoreError::LeaseLost(_))),
+                    "{finishes:?}"
+                );
+                assert_eq!(finishes[1].as_ref().ok(), Some(&JobState::Succeeded));
+                let mut ids = Vec::new();
+                for rx in m.audits {
+                    ids.push(rx.await.unwrap().unwrap());
+                }
+                assert!(ids[0] < ids[1], "arrival order: {ids:?}");
+                // The claim ran after the deliveries: it sees the new event's job.
+                let got = m.claims.into_iter().next().unwrap().await.unwrap().unwrap();
+                let got: Vec<_> = got.iter().map(|j| j.event_id.clone().unwrap()).collect();
+                assert_eq!(got, [new.clone()], "{tag}");
+                assert_eq!(
+                    steps_of(&store, &held).await,
+                    ["received", "succeeded", "posted", "posted"],
+                    "{tag}"
+                );
+                assert_eq!(steps_of(&store, &new).await, ["received"], "{tag}");
+                let held_job = store.get_job(&job_id).await.unwrap().unwrap();
+                assert_eq!(held_job.state, JobState::Succeeded);
+            }
         }
     }
 

@@ -4,8 +4,12 @@ use mlc_core::{UnixMillis, now_millis};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use tokio::sync::oneshot;
+
 use crate::db::{JOB_COLUMNS, db_err, get, insert_audit, job_from_row, to_i32};
+use crate::events::{WriteOp, writer_stopped};
 use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreError};
+use crate::retry::RetryPolicy;
 use crate::store::Store;
 
 /// Inserts `job` under `id` unless its dedupe key exists. Returns the ID of the job holding the
@@ -45,6 +49,183 @@ pub(crate) async fn insert_job(
     Ok((get(&row, "id")?, false))
 }
 
+/// Claims up to `n` runnable jobs on `conn` (see [`Store::claim`]), oldest `run_at` first.
+pub(crate) async fn claim_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    worker_id: &str,
+    lease_ms: i64,
+    n: usize,
+    now: UnixMillis,
+) -> Result<Vec<Job>, StoreError> {
+    let lock = match backend {
+        // SKIP LOCKED: concurrent claimers pass over each other's candidates instead of
+        // queueing behind them; the row locks then make the UPDATE exclusive.
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        // SQLite runs one writer at a time, so the single statement is already exclusive.
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
+         locked_until = $2, updated_at = $3 \
+         WHERE id IN (SELECT id FROM jobs \
+            WHERE (state IN ('queued', 'waiting') AND run_at <= $3) \
+               OR (state = 'running' AND locked_until < $3 AND attempts < max_attempts) \
+            ORDER BY run_at, id LIMIT $4{lock}) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(worker_id.to_string())
+        .bind(now.saturating_add(lease_ms.max(1)))
+        .bind(now)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+    // RETURNING gives no order; hand them out in the order they were due.
+    jobs.sort_by(|a, b| (a.run_at, &a.id).cmp(&(b.run_at, &b.id)));
+    Ok(jobs)
+}
+
+/// [`Store::finish`] on `conn`, inside the caller's transaction. [`StoreError::LeaseLost`] changes
+/// nothing, so the transaction can go on for the other writes it holds.
+pub(crate) async fn finish_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    retry: &RetryPolicy,
+    job_id: &str,
+    worker_id: &str,
+    outcome: &JobOutcome,
+    now: UnixMillis,
+) -> Result<JobState, StoreError> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT attempts, max_attempts, event_id, run_at FROM jobs \
+         WHERE id = $1 AND locked_by = $2 AND state = 'running'{lock}"
+    )))
+    .bind(job_id.to_string())
+    .bind(worker_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        return Err(StoreError::LeaseLost(job_id.to_string()));
+    };
+    let attempts = to_i32(get(&row, "attempts")?);
+    let max_attempts = to_i32(get(&row, "max_attempts")?);
+    let event_id: Option<String> = get(&row, "event_id")?;
+    let old_run_at: i64 = get(&row, "run_at")?;
+
+    let (state, run_at, new_attempts, last_error, step, message, data) = match outcome.clone() {
+        JobOutcome::Succeeded => (
+            JobState::Succeeded,
+            old_run_at,
+            attempts,
+            None,
+            "succeeded",
+            format!("Job finished on attempt {attempts}"),
+            None,
+        ),
+        JobOutcome::Retry {
+            error,
+            class,
+            after_ms,
+        } => {
+            if attempts >= max_attempts {
+                (
+                    JobState::Failed,
+                    old_run_at,
+                    attempts,
+                    Some(error.clone()),
+                    "failed",
+                    format!("Gave up after {attempts} of {max_attempts} attempts: {error}"),
+                    Some(serde_json::json!({ "class": class.as_str(), "attempts": attempts })),
+                )
+            } else {
+                let delay = after_ms
+                    .unwrap_or_else(|| retry.delay(attempts, &mut rand::rng()))
+                    .max(0);
+                (
+                    JobState::Queued,
+                    now.saturating_add(delay),
+                    attempts,
+                    Some(error.clone()),
+                    "retried",
+                    format!(
+                        "Attempt {attempts} of {max_attempts} failed ({class}): {error}; \
+                         retrying in {}",
+                        secs(delay)
+                    ),
+                    Some(serde_json::json!({
+                        "class": class.as_str(),
+                        "attempts": attempts,
+                        "retry_in_ms": delay,
+                    })),
+                )
+            }
+        }
+        JobOutcome::Wait { reason, after_ms } => {
+            let delay = after_ms.max(0);
+            (
+                JobState::Waiting,
+                now.saturating_add(delay),
+                (attempts - 1).max(0),
+                Some(reason.clone()),
+                "waiting",
+                format!(
+                    "Waiting for a person: {reason}; checking again in {}",
+                    secs(delay)
+                ),
+                Some(serde_json::json!({ "check_again_in_ms": delay })),
+            )
+        }
+        JobOutcome::Failed { error } => (
+            JobState::Failed,
+            old_run_at,
+            attempts,
+            Some(error.clone()),
+            "failed",
+            format!("Failed permanently on attempt {attempts}: {error}"),
+            None,
+        ),
+    };
+
+    let n = sqlx::query(
+        "UPDATE jobs SET state = $3, run_at = $4, attempts = $5, last_error = $6, \
+         locked_by = NULL, locked_until = NULL, updated_at = $7 \
+         WHERE id = $1 AND locked_by = $2 AND state = 'running'",
+    )
+    .bind(job_id.to_string())
+    .bind(worker_id.to_string())
+    .bind(state.as_str())
+    .bind(run_at)
+    .bind(i64::from(new_attempts))
+    .bind(last_error)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::LeaseLost(job_id.to_string()));
+    }
+    let audit = NewAudit {
+        event_id,
+        job_id: Some(job_id.to_string()),
+        stripe_object_id: None,
+        step: step.into(),
+        message,
+        data,
+    };
+    insert_audit(&mut *conn, &audit, now).await?;
+    Ok(state)
+}
+
+
 fn secs(ms: i64) -> String {
     if ms % 1000 == 0 {
         format!("{} s", ms / 1000)
@@ -69,32 +250,31 @@ impl Store {
     /// waiting job whose `run_at` has come, or a running job whose lease expired (its worker died)
     /// and that has attempts left. Increments `attempts`.
     pub async fn claim(&self, worker_id: &str, lease_ms: i64) -> Result<Option<Job>, StoreError> {
-        let now = now_millis();
-        let lock = match self.db.backend {
-            // SKIP LOCKED: concurrent claimers pass over each other's candidate instead of
-            // queueing behind it; the row lock then makes the UPDATE exclusive.
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            // SQLite runs one writer at a time, so the single statement is already exclusive.
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
-             locked_until = $2, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs \
-                WHERE (state IN ('queued', 'waiting') AND run_at <= $3) \
-                   OR (state = 'running' AND locked_until < $3 AND attempts < max_attempts) \
-                ORDER BY run_at, id LIMIT 1{lock}) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let _guard = self.db.write_guard().await;
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker_id.to_string())
-            .bind(now.saturating_add(lease_ms.max(1)))
-            .bind(now)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(job_from_row).transpose()
+        Ok(self.claim_many(worker_id, lease_ms, 1).await?.pop())
+    }
+
+    /// Claims up to `n` runnable jobs (as [`Store::claim`], oldest `run_at` first) in one
+    /// statement. The claim goes through the group-commit writer, so on SQLite it shares a commit
+    /// (and its fsync) with the intake and the other workers' writes instead of taking one of
+    /// its own.
+    pub async fn claim_many(
+        &self,
+        worker_id: &str,
+        lease_ms: i64,
+        n: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send_op(WriteOp::Claim {
+            worker_id: worker_id.to_string(),
+            lease_ms,
+            n,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| writer_stopped())?
     }
 
     /// Extends the lease of a job this worker runs. [`StoreError::LeaseLost`] when the job is no
@@ -135,6 +315,9 @@ impl Store {
     ///   person is not a failure of the job (the caller decides when waiting becomes failure).
     /// - `Failed` → failed.
     ///
+    /// The state change and its audit entry are committed together, by the group-commit writer
+    /// (with whatever else is pending), before this returns.
+    ///
     /// [`StoreError::LeaseLost`] if the job is no longer running under this worker.
     pub async fn finish(
         &self,
@@ -142,134 +325,15 @@ impl Store {
         worker_id: &str,
         outcome: JobOutcome,
     ) -> Result<JobState, StoreError> {
-        let now = now_millis();
-        let lock = match self.db.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        };
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT attempts, max_attempts, event_id, run_at FROM jobs \
-             WHERE id = $1 AND locked_by = $2 AND state = 'running'{lock}"
-        )))
-        .bind(job_id.to_string())
-        .bind(worker_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else {
-            return Err(StoreError::LeaseLost(job_id.to_string()));
-        };
-        let attempts = to_i32(get(&row, "attempts")?);
-        let max_attempts = to_i32(get(&row, "max_attempts")?);
-        let event_id: Option<String> = get(&row, "event_id")?;
-        let old_run_at: i64 = get(&row, "run_at")?;
-
-        let (state, run_at, new_attempts, last_error, step, message, data) = match outcome {
-            JobOutcome::Succeeded => (
-                JobState::Succeeded,
-                old_run_at,
-                attempts,
-                None,
-                "succeeded",
-                format!("Job finished on attempt {attempts}"),
-                None,
-            ),
-            JobOutcome::Retry {
-                error,
-                class,
-                after_ms,
-            } => {
-                if attempts >= max_attempts {
-                    (
-                        JobState::Failed,
-                        old_run_at,
-                        attempts,
-                        Some(error.clone()),
-                        "failed",
-                        format!("Gave up after {attempts} of {max_attempts} attempts: {error}"),
-                        Some(serde_json::json!({ "class": class.as_str(), "attempts": attempts })),
-                    )
-                } else {
-                    let delay = after_ms
-                        .unwrap_or_else(|| self.retry.delay(attempts, &mut rand::rng()))
-                        .max(0);
-                    (
-                        JobState::Queued,
-                        now.saturating_add(delay),
-                        attempts,
-                        Some(error.clone()),
-                        "retried",
-                        format!(
-                            "Attempt {attempts} of {max_attempts} failed ({class}): {error}; \
-                             retrying in {}",
-                            secs(delay)
-                        ),
-                        Some(serde_json::json!({
-                            "class": class.as_str(),
-                            "attempts": attempts,
-                            "retry_in_ms": delay,
-                        })),
-                    )
-                }
-            }
-            JobOutcome::Wait { reason, after_ms } => {
-                let delay = after_ms.max(0);
-                (
-                    JobState::Waiting,
-                    now.saturating_add(delay),
-                    (attempts - 1).max(0),
-                    Some(reason.clone()),
-                    "waiting",
-                    format!(
-                        "Waiting for a person: {reason}; checking again in {}",
-                        secs(delay)
-                    ),
-                    Some(serde_json::json!({ "check_again_in_ms": delay })),
-                )
-            }
-            JobOutcome::Failed { error } => (
-                JobState::Failed,
-                old_run_at,
-                attempts,
-                Some(error.clone()),
-                "failed",
-                format!("Failed permanently on attempt {attempts}: {error}"),
-                None,
-            ),
-        };
-
-        let n = sqlx::query(
-            "UPDATE jobs SET state = $3, run_at = $4, attempts = $5, last_error = $6, \
-             locked_by = NULL, locked_until = NULL, updated_at = $7 \
-             WHERE id = $1 AND locked_by = $2 AND state = 'running'",
-        )
-        .bind(job_id.to_string())
-        .bind(worker_id.to_string())
-        .bind(state.as_str())
-        .bind(run_at)
-        .bind(i64::from(new_attempts))
-        .bind(last_error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::LeaseLost(job_id.to_string()));
-        }
-        let audit = NewAudit {
-            event_id,
-            job_id: Some(job_id.to_string()),
-            stripe_object_id: None,
-            step: step.into(),
-            message,
-            data,
-        };
-        insert_audit(&mut tx, &audit, now).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(state)
+        let (reply, rx) = oneshot::channel();
+        self.send_op(WriteOp::Finish {
+            job_id: job_id.to_string(),
+            worker_id: worker_id.to_string(),
+            outcome,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| writer_stopped())?
     }
 
     /// Puts a job this worker runs back in the queue, runnable now, and gives the attempt back

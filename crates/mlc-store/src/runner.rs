@@ -88,25 +88,26 @@ impl<H: JobHandler> Worker<H> {
         let mut idle_rounds: u32 = 0;
 
         'outer: while !shutdown.is_cancelled() {
-            // Fill free slots.
-            let mut claimed_any = false;
-            while in_flight.len() < concurrency && !shutdown.is_cancelled() {
-                match self.store.claim(&cfg.worker_id, cfg.lease_ms).await {
-                    Ok(Some(job)) => {
-                        claimed_any = true;
-                        in_flight.spawn(run_job(
-                            self.store.clone(),
-                            self.handler.clone(),
-                            cfg.clone(),
-                            job,
-                            hard_stop.clone(),
-                        ));
+            // Fill free slots with one claim: each claim is a write, and on SQLite writes take turns.
+            let (mut claimed_any, mut maybe_more) = (false, false);
+            let free = concurrency.saturating_sub(in_flight.len());
+            if free > 0 && !shutdown.is_cancelled() {
+                match self.store.claim_many(&cfg.worker_id, cfg.lease_ms, free).await {
+                    Ok(jobs) => {
+                        claimed_any = !jobs.is_empty();
+                        // Fewer than asked for: nothing else is due until a nudge or the poll.
+                        maybe_more = jobs.len() == free;
+                        for job in jobs {
+                            in_flight.spawn(run_job(
+                                self.store.clone(),
+                                self.handler.clone(),
+                                cfg.clone(),
+                                job,
+                                hard_stop.clone(),
+                            ));
+                        }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming a job failed; will retry");
-                        break;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed; will retry"),
                 }
             }
             if !claimed_any && in_flight.len() < concurrency {
@@ -121,11 +122,17 @@ impl<H: JobHandler> Worker<H> {
             let full = in_flight.len() >= concurrency;
             tokio::select! {
                 _ = shutdown.cancelled() => break 'outer,
-                Some(res) = in_flight.join_next(), if !in_flight.is_empty() => log_join(res),
+                Some(res) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    log_join(res);
+                    // Jobs that ended together free their slots for one claim, not one each.
+                    while let Some(res) = in_flight.try_join_next() {
+                        log_join(res);
+                    }
+                }
                 _ = self.notify.notified(), if !full => {}
-                _ = tokio::time::sleep(poll), if !full && !claimed_any => {}
-                // Claimed something and still have room: loop at once to claim more.
-                _ = std::future::ready(()), if !full && claimed_any => {}
+                _ = tokio::time::sleep(poll), if !full && !maybe_more => {}
+                // Claimed all that was asked and still have room: loop at once to claim more.
+                _ = std::future::ready(()), if !full && maybe_more => {}
             }
         }
 

@@ -120,6 +120,7 @@ impl Store {
         for _ in 0..writers {
             tokio::spawn(writer_loop(
                 db.clone(),
+                options.retry.clone(),
                 rx.clone(),
                 options.max_batch.max(1),
                 inflight.clone(),
@@ -151,7 +152,7 @@ impl Store {
         Ok(())
     }
 
-    /// Waits for every delivery already handed to the intake writer to be committed, then closes
+    /// Waits for every write already handed to the writer to be committed, then closes
     /// the pool. Further calls on any clone fail with a database error.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the app driven over HTTP as Stripe and operators drive it.
 
 mod adversarial;
+mod bench;
 mod charge_links;
 mod connections;
 mod console;

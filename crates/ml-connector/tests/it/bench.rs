@@ -1,0 +1,101 @@
+//! `ml-connector bench intake` (the real binary) with a small load: it starts `serve` as a child
+//! process with the worker on, drives it, waits for the worker, runs the Python baseline when a
+//! Python with the pinned packages is given (MLC_TEST_PYTHON), and prints the figures. No timing is
+//! asserted; what is asserted is that every webhook was answered 2xx and every job ran.
+
+/// Parses `… N events in … = R events/s  p50 A ms  p99 B ms  max C ms  errors E` for `label`.
+fn figures(out: &str, label: &str) -> (u64, f64, f64, f64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| -> &str {
+        let i = words
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("no `{w}` in `{line}`"));
+        words[i + 1]
+    };
+    let before = |w: &str| -> &str {
+        let i = words
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("no `{w}` in `{line}`"));
+        words[i - 1]
+    };
+    (
+        before("events").parse().unwrap(),
+        before("events/s").parse().unwrap(),
+        after("p50").parse().unwrap(),
+        after("p99").parse().unwrap(),
+        after("errors").parse().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_intake_drives_serve_with_the_worker_and_prints_figures() {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"));
+    cmd.args(["bench", "intake", "--events", "200", "--concurrency", "8"]);
+    let pg = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    cmd.args(["--store", if pg.is_some() { "both" } else { "sqlite" }]);
+    let python = std::env::var("MLC_TEST_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty());
+    match &python {
+        Some(p) => {
+            cmd.args(["--python", p]);
+        }
+        None => {
+            cmd.arg("--no-baseline");
+        }
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .expect("bench intake finished within 5 minutes")
+        .expect("bench intake ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("worker on") && stdout.contains("log level info"),
+        "{stdout}"
+    );
+
+    let mut labels = vec!["serve (sqlite)"];
+    if pg.is_some() {
+        labels.push("serve (postgres)");
+    }
+    for label in &labels {
+        let (events, rate, p50, p99, errors) = figures(&stdout, label);
+        assert_eq!((events, errors), (200, 0), "{stdout}");
+        assert!(rate > 0.0 && p50 > 0.0 && p99 >= p50, "{stdout}");
+    }
+    // The worker ran beside the intake: every job (the warm-up's 32 and the 200) succeeded.
+    let worker_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("worker:"))
+        .collect();
+    assert_eq!(worker_lines.len(), labels.len(), "{stdout}");
+    for l in worker_lines {
+        assert!(
+            l.contains("232 of 232 jobs succeeded (0 failed)"),
+            "{l}\n{stdout}"
+        );
+    }
+    if python.is_some() {
+        let (events, rate, _, _, errors) = figures(&stdout, "baseline (python)");
+        assert_eq!((events, errors), (200, 0), "{stdout}");
+        assert!(rate > 0.0);
+        for label in &labels {
+            assert!(
+                stdout.contains(&format!("{label} / baseline: ")),
+                "{stdout}"
+            );
+        }
+    } else {
+        assert!(!stdout.contains("baseline (python)"), "{stdout}");
+    }
+}
