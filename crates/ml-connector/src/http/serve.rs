@@ -211,6 +211,15 @@ impl Registry {
         (id, evict)
     }
 
+    fn reinstate(
+        &self,
+        id: u64,
+        phase: watch::Receiver<Phase>,
+        evict: Arc<tokio::sync::Notify>,
+    ) {
+        self.lock().open.insert(id, Registered { phase, evict });
+    }
+
     fn remove(&self, id: u64) {
         self.lock().open.remove(&id);
     }
@@ -289,7 +298,10 @@ async fn serve_connection(
     }));
     let mut watch_phase = phase.subscribe();
     let (id, evict) = registry.register(phase.subscribe());
-    let _deregister = Deregister { registry, id };
+    let _deregister = Deregister {
+        registry: registry.clone(),
+        id,
+    };
     let io = TokioIo::new(Watched {
         io: stream,
         phase: phase.clone(),
@@ -348,6 +360,11 @@ async fn serve_connection(
                 }
             }
             _ = evict.notified() => {
+                // Its request may have started since it was chosen: then it stays, counted again.
+                if matches!(*watch_phase.borrow(), Phase::Busy) {
+                    registry.reinstate(id, phase.subscribe(), evict.clone());
+                    continue;
+                }
                 metrics::counter!(names::HTTP_CONNECTIONS_CLOSED, "reason" => "evicted")
                     .increment(1);
                 tracing::debug!("closing a waiting connection for a new one (server.max_connections)");
