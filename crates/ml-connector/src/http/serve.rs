@@ -87,6 +87,10 @@ static BUSY_RESPONSE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(||
     .into_bytes()
 });
 
+/// How long a new connection waits for the one evicted for it to close (it closes as soon as
+/// its task runs; this only bounds a pathological scheduler delay).
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 /// Pause after an accept error that is not about one connection (out of descriptors, out of
 /// memory): short, so the listener resumes as soon as descriptors free up, but not a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
@@ -101,6 +105,7 @@ pub async fn serve(
 ) {
     let mut connections: JoinSet<()> = JoinSet::new();
     let registry = Arc::new(Registry::default());
+    let sockets = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut last_accept_warning: Option<Instant> = None;
     loop {
@@ -128,14 +133,27 @@ pub async fn serve(
         };
         // Finished connections' results are not needed; reaping keeps the set small.
         while connections.try_join_next().is_some() {}
-        if registry.len() >= limits.max_connections && !registry.evict_longest_waiting() {
+        // A slot is an open socket: it is given back when the connection's task has closed it,
+        // so the descriptors in use never exceed the cap, evictions included.
+        let slot = match sockets.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) if registry.evict_longest_waiting() => {
+                // The evicted connection closes as soon as its task runs.
+                tokio::time::timeout(EVICTION_WAIT, sockets.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(slot) = slot else {
             metrics::counter!(names::HTTP_CONNECTIONS_REFUSED).increment(1);
             // A fresh socket's send buffer is empty, so this small write does not block; if it
             // does not fit, the client sees a closed connection, which is also a refusal.
             let _ = stream.try_write(&BUSY_RESPONSE);
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         connections.spawn(serve_connection(
             stream,
@@ -143,6 +161,7 @@ pub async fn serve(
             limits,
             closing_rx.clone(),
             registry.clone(),
+            slot,
         ));
     }
     drop(listener);
@@ -192,10 +211,6 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn len(&self) -> usize {
-        self.lock().open.len()
-    }
-
     fn register(&self, phase: watch::Receiver<Phase>) -> (u64, Arc<tokio::sync::Notify>) {
         let evict = Arc::new(tokio::sync::Notify::new());
         let mut inner = self.lock();
@@ -209,6 +224,10 @@ impl Registry {
             },
         );
         (id, evict)
+    }
+
+    fn reinstate(&self, id: u64, phase: watch::Receiver<Phase>, evict: Arc<tokio::sync::Notify>) {
+        self.lock().open.insert(id, Registered { phase, evict });
     }
 
     fn remove(&self, id: u64) {
@@ -282,6 +301,8 @@ async fn serve_connection(
     limits: ServeLimits,
     mut closing: watch::Receiver<bool>,
     registry: Arc<Registry>,
+    // A parameter, so dropped after the locals: after the socket (moved into one) is closed.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let phase = Arc::new(watch::Sender::new(Phase::Waiting {
         since: Instant::now(),
@@ -289,7 +310,10 @@ async fn serve_connection(
     }));
     let mut watch_phase = phase.subscribe();
     let (id, evict) = registry.register(phase.subscribe());
-    let _deregister = Deregister { registry, id };
+    let _deregister = Deregister {
+        registry: registry.clone(),
+        id,
+    };
     let io = TokioIo::new(Watched {
         io: stream,
         phase: phase.clone(),
@@ -348,6 +372,11 @@ async fn serve_connection(
                 }
             }
             _ = evict.notified() => {
+                // Its request may have started since it was chosen: then it stays, counted again.
+                if matches!(*watch_phase.borrow(), Phase::Busy) {
+                    registry.reinstate(id, phase.subscribe(), evict.clone());
+                    continue;
+                }
                 metrics::counter!(names::HTTP_CONNECTIONS_CLOSED, "reason" => "evicted")
                     .increment(1);
                 tracing::debug!("closing a waiting connection for a new one (server.max_connections)");
