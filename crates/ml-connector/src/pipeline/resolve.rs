@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mlc_core::{Currency, ExternalId, NetSuiteInternalId, StripeId};
-use mlc_netsuite::documents::CustomerDoc;
 use mlc_store::Job;
 use mlc_stripe::models::Customer;
 use serde_json::json;
@@ -19,6 +18,82 @@ fn internal_id(value: &serde_json::Value) -> Option<NetSuiteInternalId> {
         serde_json::Value::Number(n) => NetSuiteInternalId::parse(&n.to_string()).ok(),
         _ => None,
     }
+}
+
+/// At most this many customers per shared lookup query (three conditions each).
+const LOOKUP_BATCH: usize = 20;
+/// How long a shared lookup may wait for company while NetSuite has no free slot.
+const LOOKUP_MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One customer to look up.
+#[derive(Debug, Clone)]
+pub(super) struct Wanted {
+    customer_id: StripeId,
+    email: Option<String>,
+}
+
+/// `Err(())`: the shared query failed; the waiter asks alone.
+type LookupReply =
+    tokio::sync::oneshot::Sender<Result<Option<(NetSuiteInternalId, CustomerMatch)>, ()>>;
+
+/// Customer lookups waiting for a shared SuiteQL query, and whether a task is running them.
+/// A lookup starts at once when none is running and NetSuite has a free slot; those arriving
+/// while one is in flight (NetSuite's latency, a wait for a slot) go together in the next query.
+/// While every slot is in use, a query is held up to [`LOOKUP_MAX_HOLD`] for more to join:
+/// it would wait for a slot anyway, and each request saved is throughput for everyone.
+#[derive(Default)]
+pub(super) struct CustomerLookups {
+    queue: std::sync::Mutex<LookupQueue>,
+}
+
+#[derive(Default)]
+pub(super) struct LookupQueue {
+    pending: Vec<(Wanted, LookupReply)>,
+    running: bool,
+}
+
+impl CustomerLookups {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LookupQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The match of one customer among the rows of a (shared) lookup, by the configured order.
+fn pick_customer(
+    posting: &crate::config::PostingConfig,
+    rows: &[mlc_netsuite::SuiteQlRow],
+    w: &Wanted,
+) -> Option<(NetSuiteInternalId, CustomerMatch)> {
+    let external_id = ExternalId::for_stripe(&w.customer_id);
+    let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
+        row.get(col)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    for method in &posting.customer_match {
+        let matching: Vec<&mlc_netsuite::SuiteQlRow> = rows
+            .iter()
+            .filter(|r| match method {
+                CustomerMatch::ExternalId => {
+                    text(r, "externalid").eq_ignore_ascii_case(external_id.as_str())
+                }
+                CustomerMatch::CustomField => {
+                    text(r, &posting.customer_field) == w.customer_id.as_str()
+                }
+                CustomerMatch::Email => w
+                    .email
+                    .as_deref()
+                    .is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e)),
+            })
+            .collect();
+        let unambiguous =
+            matching.len() == 1 || (matching.len() > 1 && *method != CustomerMatch::Email);
+        if unambiguous && let Some(id) = matching[0].get("id").and_then(internal_id) {
+            return Some((id, *method));
+        }
+    }
+    None
 }
 
 impl Pipeline {
@@ -102,27 +177,33 @@ impl Pipeline {
                     .await?
             }
         };
-        let name = customer
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .or_else(|| customer.email.clone())
-            .unwrap_or_else(|| customer_id.to_string());
-        let doc = CustomerDoc {
-            external_id: external_id.clone(),
-            company_name: name,
-            email: customer.email.clone(),
-            subsidiary: posting.subsidiary.clone(),
-            currency,
-            custom_fields: vec![(posting.customer_field.clone(), json!(customer_id.as_str()))],
-            address: None,
-        };
+        // The same fields `customer.created` writes, so its fingerprint matches and that event
+        // costs nothing; the invoice's currency, and no address (left to customer events).
+        let mut doc = super::reference::customer_fields(&customer, customer_id, posting);
+        doc.currency = currency;
+        doc.address = None;
+        let owner_is_netsuite = self
+            .inner
+            .reference
+            .as_ref()
+            .is_some_and(|r| r.customer_owner == crate::config::Owner::Netsuite);
+        let fingerprint = super::reference::fingerprint_text(&super::reference::field_prints(
+            &super::reference::managed_customer_fields(&doc, owner_is_netsuite),
+        ));
         let (id, outcome) = self
             .create_record(job, "customer", &external_id, doc.to_json())
             .await?;
-        store
-            .set_customer_link(customer_id.as_str(), id.as_str(), "created")
-            .await?;
+        if outcome == mlc_netsuite::CreateOutcome::Created {
+            store
+                .set_customer_link_written(customer_id.as_str(), id.as_str(), "created", &fingerprint)
+                .await?;
+        } else {
+            // Someone else's write (an earlier attempt, another instance): what it holds is not
+            // known, so a later customer event reads it once.
+            store
+                .set_customer_link(customer_id.as_str(), id.as_str(), "created")
+                .await?;
+        }
         self.audit(
             job,
             "customer_created",
@@ -136,74 +217,138 @@ impl Pipeline {
 
     /// The NetSuite customer matching a Stripe customer by every configured way
     /// (`posting.customer_match`: external ID `stripe_<cus_…>`, custom field, email without
-    /// case), in one SuiteQL query; the configured order decides between the rows. Two NetSuite
-    /// customers with one email are ambiguous and match nothing.
+    /// case); the configured order decides between the rows. Two NetSuite customers with one
+    /// email are ambiguous and match nothing.
+    ///
+    /// Lookups made at the same time share one SuiteQL query ([`CustomerLookups`]): when
+    /// NetSuite is busy, the customers of a burst cost one request between them, not one each.
     pub(super) async fn find_customer(
         &self,
         customer_id: &StripeId,
         email: Option<&str>,
     ) -> Result<Option<(NetSuiteInternalId, CustomerMatch)>, PipelineError> {
+        let wanted = Wanted {
+            customer_id: customer_id.clone(),
+            email: email
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut q = self.inner.lookups.lock();
+            q.pending.push((wanted.clone(), reply));
+            !std::mem::replace(&mut q.running, true)
+        };
+        if lead {
+            // A task of its own, so a cancelled job never strands the lookups queued behind it.
+            let pipeline = self.clone();
+            tokio::spawn(async move { pipeline.run_customer_lookups().await });
+        }
+        match answer.await {
+            Ok(Ok(found)) => Ok(found),
+            // The shared query failed (or its task died): this lookup asks alone, so its error
+            // is its own and classified as usual.
+            Ok(Err(())) | Err(_) => self.find_customers(std::slice::from_ref(&wanted)).await.map(
+                |mut found| found.pop().flatten(),
+            ),
+        }
+    }
+
+    /// Runs the queued lookups, a batch per query, until none is left.
+    async fn run_customer_lookups(&self) {
+        let budget = self.inner.netsuite.budget().clone();
+        loop {
+            // NetSuite saturated (every slot in use): the query would wait for a slot anyway, so
+            // hold it a little for more lookups to join (at most LOOKUP_MAX_HOLD, or a full batch).
+            let held = tokio::time::Instant::now();
+            while held.elapsed() < LOOKUP_MAX_HOLD
+                && budget.in_flight() >= budget.current_limit()
+                && self.inner.lookups.lock().pending.len() < LOOKUP_BATCH
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let batch: Vec<(Wanted, LookupReply)> = {
+                let mut q = self.inner.lookups.lock();
+                if q.pending.is_empty() {
+                    q.running = false;
+                    return;
+                }
+                let n = q.pending.len().min(LOOKUP_BATCH);
+                q.pending.drain(..n).collect()
+            };
+            let wanted: Vec<Wanted> = batch.iter().map(|(w, _)| w.clone()).collect();
+            match self.find_customers(&wanted).await {
+                Ok(found) => {
+                    for ((_, reply), one) in batch.into_iter().zip(found) {
+                        // A waiter that went away no longer needs its answer.
+                        let _ = reply.send(Ok(one));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, customers = batch.len(), "shared customer lookup failed; each asks alone");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One SuiteQL query for these customers; the match of each, in order.
+    async fn find_customers(
+        &self,
+        wanted: &[Wanted],
+    ) -> Result<Vec<Option<(NetSuiteInternalId, CustomerMatch)>>, PipelineError> {
         let posting = &self.inner.posting;
-        let external_id = ExternalId::for_stripe(customer_id);
-        let email = email.map(str::trim).filter(|e| !e.is_empty());
         let mut conditions = Vec::new();
         let mut params = Vec::new();
+        let list = |n: usize| vec!["?"; n].join(", ");
         for method in &posting.customer_match {
             match method {
                 CustomerMatch::ExternalId => {
-                    conditions.push("externalid = ?".to_string());
-                    params.push(external_id.to_string());
+                    conditions.push(format!("externalid IN ({})", list(wanted.len())));
+                    params.extend(
+                        wanted
+                            .iter()
+                            .map(|w| ExternalId::for_stripe(&w.customer_id).to_string()),
+                    );
                 }
                 CustomerMatch::CustomField => {
-                    conditions.push(format!("{} = ?", posting.customer_field));
-                    params.push(customer_id.to_string());
+                    conditions.push(format!(
+                        "{} IN ({})",
+                        posting.customer_field,
+                        list(wanted.len())
+                    ));
+                    params.extend(wanted.iter().map(|w| w.customer_id.to_string()));
                 }
                 CustomerMatch::Email => {
-                    if let Some(e) = email {
-                        // Emails are compared without case, as people type them differently.
+                    // Emails are compared without case, as people type them differently.
+                    let emails: BTreeSet<String> = wanted
+                        .iter()
+                        .filter_map(|w| w.email.as_deref())
+                        .map(str::to_lowercase)
+                        .collect();
+                    for e in emails {
                         conditions.push("LOWER(email) = ?".to_string());
-                        params.push(e.to_lowercase());
+                        params.push(e);
                     }
                 }
             }
         }
         if conditions.is_empty() {
-            return Ok(None);
+            return Ok(vec![None; wanted.len()]);
         }
         let q = format!(
             "SELECT id, externalid, {field}, email FROM customer WHERE {} ORDER BY id",
             conditions.join(" OR "),
             field = posting.customer_field
         );
-        let rows = self.inner.netsuite.suiteql(&q, params, 50, 0).await?.items;
-        let text = |row: &mlc_netsuite::SuiteQlRow, col: &str| {
-            row.get(col)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        for method in &posting.customer_match {
-            let matching: Vec<&mlc_netsuite::SuiteQlRow> = rows
-                .iter()
-                .filter(|r| match method {
-                    CustomerMatch::ExternalId => {
-                        text(r, "externalid").eq_ignore_ascii_case(external_id.as_str())
-                    }
-                    CustomerMatch::CustomField => {
-                        text(r, &posting.customer_field) == customer_id.as_str()
-                    }
-                    CustomerMatch::Email => {
-                        email.is_some_and(|e| text(r, "email").eq_ignore_ascii_case(e))
-                    }
-                })
-                .collect();
-            let unambiguous =
-                matching.len() == 1 || (matching.len() > 1 && *method != CustomerMatch::Email);
-            if unambiguous && let Some(id) = matching[0].get("id").and_then(internal_id) {
-                return Ok(Some((id, *method)));
-            }
-        }
-        Ok(None)
+        let rows = self.inner.netsuite.suiteql_all(&q, params).await?;
+        Ok(wanted
+            .iter()
+            .map(|w| pick_customer(posting, &rows, w))
+            .collect())
     }
 
     /// NetSuite items for Stripe products: cached links, then one SuiteQL query for the rest.
