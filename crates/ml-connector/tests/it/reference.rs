@@ -685,3 +685,70 @@ async fn a_link_without_a_fingerprint_reads_netsuite_once_then_stores_one() {
         stack.stop().await.unwrap();
     }
 }
+
+/// Customers created in Stripe together are looked up in NetSuite together: fewer SuiteQL
+/// queries than customers, and each still finds (or gets) its own NetSuite customer, the
+/// email match included.
+#[tokio::test]
+async fn customers_created_together_share_their_netsuite_lookups() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        // A busy account: one request at a time, 300 ms each.
+        opts.netsuite_latency = Duration::from_millis(300);
+        opts.netsuite_concurrency_limit = 1;
+        opts.netsuite_concurrency = 1;
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let h = stack.netsuite.handle();
+        let existing = h
+            .create(
+                RecordType::Customer,
+                serde_json::json!({"companyName": "Batch Corp (NetSuite)", "email": "ap@batch.test",
+                                   "subsidiary": {"id": "1"}}),
+            )
+            .unwrap();
+        let count = stack.netsuite_count(RecordType::Customer);
+        let suiteql_before = h.stats().by_endpoint.get("suiteql").copied().unwrap_or(0);
+        let mut created = Vec::new();
+        for i in 0..6 {
+            let email = if i == 3 {
+                "AP@Batch.test".to_string()
+            } else {
+                format!("buyer{i}@batch.test")
+            };
+            let name = format!("Batch buyer {i}");
+            let c = stripe_post(
+                &stack,
+                "/v1/customers",
+                &[("name", name.as_str()), ("email", email.as_str())],
+            )
+            .await;
+            created.push((c["id"].as_str().unwrap().to_string(), email));
+        }
+        assert!(stack.wait_idle(Duration::from_secs(120)).await);
+
+        let lookups = h.stats().by_endpoint.get("suiteql").copied().unwrap_or(0) - suiteql_before;
+        assert!(
+            (1..6).contains(&lookups),
+            "6 customers looked up in {lookups} queries"
+        );
+        // Five new NetSuite customers, and the one matching by email (case aside) was linked.
+        assert_eq!(stack.netsuite_count(RecordType::Customer), count + 5);
+        for (i, (cus, email)) in created.iter().enumerate() {
+            let link = stack.store.get_customer_link(cus).await.unwrap();
+            if i == 3 {
+                assert_eq!(link, Some(existing.to_string()), "{cus} matched by email");
+                let record = h
+                    .get(RecordType::Customer, &existing.to_string())
+                    .unwrap();
+                assert_eq!(record["custentity_stripe_customer_id"].as_str(), Some(cus.as_str()));
+            } else {
+                let record = ns_customer(&stack, cus).expect("created in NetSuite");
+                assert_eq!(link, Some(rid(&record)));
+                assert_eq!(record["email"].as_str(), Some(email.as_str()));
+                assert_eq!(record["companyName"], format!("Batch buyer {i}"));
+            }
+        }
+        stack.stop().await.unwrap();
+    }
+}
