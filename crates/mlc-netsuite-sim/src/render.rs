@@ -64,7 +64,11 @@ fn render_fields(
                 let values: Vec<Value> = v
                     .get("items")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|one| render_ref(db, base, targets, one)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|one| render_ref(db, base, targets, one))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 json!({"items": values})
             }

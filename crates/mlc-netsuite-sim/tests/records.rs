@@ -574,8 +574,11 @@ async fn item_subsidiary_is_a_multiselect() {
     let sim = sim().await;
     let api = Api::new(&sim).await;
     let r = api
-        .post("serviceSaleItem", json!({"externalId": "stripe_prod_M1", "itemId": "Multi", "includeChildren": true,
-                                        "subsidiary": {"items": [{"id": "1"}, {"id": "2"}]}}))
+        .post(
+            "serviceSaleItem",
+            json!({"externalId": "stripe_prod_M1", "itemId": "Multi", "includeChildren": true,
+                                        "subsidiary": {"items": [{"id": "1"}, {"id": "2"}]}}),
+        )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     let id = r.location_id();
@@ -598,7 +601,10 @@ async fn item_subsidiary_is_a_multiselect() {
     assert_eq!(r.status, 204, "{}", r.body);
     let single = api.get("nonInventorySaleItem", &r.location_id()).await;
     assert_eq!(single.body["subsidiary"]["items"][0]["refName"], "Japan KK");
-    assert_eq!(single.body["subsidiary"]["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        single.body["subsidiary"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
 
     // A PATCH replaces the selection.
     let r = api
@@ -611,15 +617,30 @@ async fn item_subsidiary_is_a_multiselect() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     let got = api.get("serviceSaleItem", &id).await;
-    assert_eq!(got.body["subsidiary"]["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        got.body["subsidiary"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
     assert_eq!(got.body["subsidiary"]["items"][0]["id"], "3");
 
     // Each value must exist; other shapes are not a multiselect.
     for (body, path) in [
-        (json!({"itemId": "Bad", "subsidiary": {"items": [{"id": "1"}, {"id": "9"}]}}), "subsidiary.items[1]"),
-        (json!({"itemId": "Bad", "subsidiary": {"items": [{"name": "HQ"}]}}), "subsidiary.items[0]"),
-        (json!({"itemId": "Bad", "subsidiary": {"items": {"id": "1"}}}), "subsidiary"),
-        (json!({"itemId": "Bad", "subsidiary": [{"id": "1"}]}), "subsidiary"),
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": [{"id": "1"}, {"id": "9"}]}}),
+            "subsidiary.items[1]",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": [{"name": "HQ"}]}}),
+            "subsidiary.items[0]",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": {"id": "1"}}}),
+            "subsidiary",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": [{"id": "1"}]}),
+            "subsidiary",
+        ),
         (json!({"itemId": "Bad", "subsidiary": "1"}), "subsidiary"),
     ] {
         let r = api.post("serviceSaleItem", body.clone()).await;
@@ -630,7 +651,11 @@ async fn item_subsidiary_is_a_multiselect() {
             r.body
         );
     }
-    assert_eq!(sim.handle().count(RecordType::ServiceSaleItem), 2, "1 seeded + Multi");
+    assert_eq!(
+        sim.handle().count(RecordType::ServiceSaleItem),
+        2,
+        "1 seeded + Multi"
+    );
 }
 
 /// A customer's `subsidiary` is its one primary subsidiary: the multiselect form is refused.

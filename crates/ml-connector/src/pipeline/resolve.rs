@@ -195,7 +195,12 @@ impl Pipeline {
             .await?;
         if outcome == mlc_netsuite::CreateOutcome::Created {
             store
-                .set_customer_link_written(customer_id.as_str(), id.as_str(), "created", &fingerprint)
+                .set_customer_link_written(
+                    customer_id.as_str(),
+                    id.as_str(),
+                    "created",
+                    &fingerprint,
+                )
                 .await?;
         } else {
             // Someone else's write (an earlier attempt, another instance): what it holds is not
@@ -249,9 +254,10 @@ impl Pipeline {
             Ok(Ok(found)) => Ok(found),
             // The shared query failed (or its task died): this lookup asks alone, so its error
             // is its own and classified as usual.
-            Ok(Err(())) | Err(_) => self.find_customers(std::slice::from_ref(&wanted)).await.map(
-                |mut found| found.pop().flatten(),
-            ),
+            Ok(Err(())) | Err(_) => self
+                .find_customers(std::slice::from_ref(&wanted))
+                .await
+                .map(|mut found| found.pop().flatten()),
         }
     }
 

@@ -670,7 +670,10 @@ async fn a_link_without_a_fingerprint_reads_netsuite_once_then_stores_one() {
             "read once, nothing written"
         );
         let link = stack.store.get_customer_link_state(&cus).await.unwrap();
-        assert!(link.and_then(|l| l.fingerprint).is_some(), "stored after the read");
+        assert!(
+            link.and_then(|l| l.fingerprint).is_some(),
+            "stored after the read"
+        );
 
         let before = ns_counts(&stack);
         stripe_post(
@@ -738,10 +741,11 @@ async fn customers_created_together_share_their_netsuite_lookups() {
             let link = stack.store.get_customer_link(cus).await.unwrap();
             if i == 3 {
                 assert_eq!(link, Some(existing.to_string()), "{cus} matched by email");
-                let record = h
-                    .get(RecordType::Customer, &existing.to_string())
-                    .unwrap();
-                assert_eq!(record["custentity_stripe_customer_id"].as_str(), Some(cus.as_str()));
+                let record = h.get(RecordType::Customer, &existing.to_string()).unwrap();
+                assert_eq!(
+                    record["custentity_stripe_customer_id"].as_str(),
+                    Some(cus.as_str())
+                );
             } else {
                 let record = ns_customer(&stack, cus).expect("created in NetSuite");
                 assert_eq!(link, Some(rid(&record)));
