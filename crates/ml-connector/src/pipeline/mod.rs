@@ -104,8 +104,8 @@ struct Inner {
     reference: Option<ReferenceConfig>,
     settings: PostingSettings,
     locks: locks::KeyedLocks,
-    /// Customer lookups sharing SuiteQL queries (see `resolve::CustomerLookups`).
-    lookups: resolve::CustomerLookups,
+    /// Customer and item lookups sharing SuiteQL queries (see `resolve::Shared`).
+    lookups: resolve::Lookups,
 }
 
 impl Pipeline {
@@ -137,7 +137,7 @@ impl Pipeline {
                 reference: None,
                 settings,
                 locks: locks::KeyedLocks::default(),
-                lookups: resolve::CustomerLookups::default(),
+                lookups: resolve::Lookups::default(),
             }),
         }
     }

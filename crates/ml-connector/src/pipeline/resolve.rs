@@ -32,30 +32,69 @@ pub(super) struct Wanted {
     email: Option<String>,
 }
 
-/// `Err(())`: the shared query failed; the waiter asks alone.
-type LookupReply =
-    tokio::sync::oneshot::Sender<Result<Option<(NetSuiteInternalId, CustomerMatch)>, ()>>;
-
-/// Customer lookups waiting for a shared SuiteQL query, and whether a task is running them.
+/// Lookups waiting for a shared SuiteQL query, and whether a task is running them.
 /// A lookup starts at once when none is running and NetSuite has a free slot; those arriving
 /// while one is in flight (NetSuite's latency, a wait for a slot) go together in the next query.
 /// While every slot is in use, a query is held up to [`LOOKUP_MAX_HOLD`] for more to join:
 /// it would wait for a slot anyway, and each request saved is throughput for everyone.
-#[derive(Default)]
-pub(super) struct CustomerLookups {
-    queue: std::sync::Mutex<LookupQueue>,
+pub(super) struct Shared<W, A> {
+    queue: std::sync::Mutex<SharedQueue<W, A>>,
 }
 
-#[derive(Default)]
-pub(super) struct LookupQueue {
-    pending: Vec<(Wanted, LookupReply)>,
+/// `Err(())`: the shared query failed; the waiter asks alone.
+type Reply<A> = tokio::sync::oneshot::Sender<Result<A, ()>>;
+
+struct SharedQueue<W, A> {
+    pending: Vec<(W, Reply<A>)>,
     running: bool,
 }
 
-impl CustomerLookups {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LookupQueue> {
+impl<W, A> Default for Shared<W, A> {
+    fn default() -> Self {
+        Shared {
+            queue: std::sync::Mutex::new(SharedQueue {
+                pending: Vec::new(),
+                running: false,
+            }),
+        }
+    }
+}
+
+impl<W, A> Shared<W, A> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedQueue<W, A>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Queues a lookup; `true` when no task runs them and the caller must start one.
+    fn enqueue(&self, w: W) -> (tokio::sync::oneshot::Receiver<Result<A, ()>>, bool) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let mut q = self.lock();
+        q.pending.push((w, reply));
+        (answer, !std::mem::replace(&mut q.running, true))
+    }
+
+    fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// The next batch; `None` (and the runner marked stopped) when nothing is left.
+    fn next_batch(&self) -> Option<Vec<(W, Reply<A>)>> {
+        let mut q = self.lock();
+        if q.pending.is_empty() {
+            q.running = false;
+            return None;
+        }
+        let n = q.pending.len().min(LOOKUP_BATCH);
+        Some(q.pending.drain(..n).collect())
+    }
+}
+
+/// The pipeline's shared lookups: customers (by external ID, custom field, email) and items.
+#[derive(Default)]
+pub(super) struct Lookups {
+    customers: Shared<Wanted, Option<(NetSuiteInternalId, CustomerMatch)>>,
+    /// The products of one caller → the (product, item) pairs found for them.
+    items: Shared<Vec<String>, Vec<(String, NetSuiteInternalId)>>,
 }
 
 /// The match of one customer among the rows of a (shared) lookup, by the configured order.
@@ -225,7 +264,7 @@ impl Pipeline {
     /// case); the configured order decides between the rows. Two NetSuite customers with one
     /// email are ambiguous and match nothing.
     ///
-    /// Lookups made at the same time share one SuiteQL query ([`CustomerLookups`]): when
+    /// Lookups made at the same time share one SuiteQL query ([`Shared`]): when
     /// NetSuite is busy, the customers of a burst cost one request between them, not one each.
     pub(super) async fn find_customer(
         &self,
@@ -239,12 +278,7 @@ impl Pipeline {
                 .filter(|e| !e.is_empty())
                 .map(str::to_string),
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut q = self.inner.lookups.lock();
-            q.pending.push((wanted.clone(), reply));
-            !std::mem::replace(&mut q.running, true)
-        };
+        let (answer, lead) = self.inner.lookups.customers.enqueue(wanted.clone());
         if lead {
             // A task of its own, so a cancelled job never strands the lookups queued behind it.
             let pipeline = self.clone();
@@ -261,27 +295,26 @@ impl Pipeline {
         }
     }
 
-    /// Runs the queued lookups, a batch per query, until none is left.
+    /// NetSuite saturated (every slot in use): a query would wait for a slot anyway, so it is
+    /// held a little for more lookups to join (at most LOOKUP_MAX_HOLD, or a full batch).
+    async fn hold_while_saturated(&self, pending: impl Fn() -> usize) {
+        let budget = self.inner.netsuite.budget();
+        let held = tokio::time::Instant::now();
+        while held.elapsed() < LOOKUP_MAX_HOLD
+            && budget.in_flight() >= budget.current_limit()
+            && pending() < LOOKUP_BATCH
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs the queued customer lookups, a batch per query, until none is left.
     async fn run_customer_lookups(&self) {
-        let budget = self.inner.netsuite.budget().clone();
+        let shared = &self.inner.lookups.customers;
         loop {
-            // NetSuite saturated (every slot in use): the query would wait for a slot anyway, so
-            // hold it a little for more lookups to join (at most LOOKUP_MAX_HOLD, or a full batch).
-            let held = tokio::time::Instant::now();
-            while held.elapsed() < LOOKUP_MAX_HOLD
-                && budget.in_flight() >= budget.current_limit()
-                && self.inner.lookups.lock().pending.len() < LOOKUP_BATCH
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            let batch: Vec<(Wanted, LookupReply)> = {
-                let mut q = self.inner.lookups.lock();
-                if q.pending.is_empty() {
-                    q.running = false;
-                    return;
-                }
-                let n = q.pending.len().min(LOOKUP_BATCH);
-                q.pending.drain(..n).collect()
+            self.hold_while_saturated(|| shared.pending()).await;
+            let Some(batch) = shared.next_batch() else {
+                return;
             };
             let wanted: Vec<Wanted> = batch.iter().map(|(w, _)| w.clone()).collect();
             match self.find_customers(&wanted).await {
@@ -299,6 +332,69 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Runs the queued item lookups, a batch per query, until none is left.
+    async fn run_item_lookups(&self) {
+        let shared = &self.inner.lookups.items;
+        loop {
+            self.hold_while_saturated(|| shared.pending()).await;
+            let Some(batch) = shared.next_batch() else {
+                return;
+            };
+            let all: BTreeSet<String> = batch.iter().flat_map(|(w, _)| w.iter().cloned()).collect();
+            match self.find_items(&all.into_iter().collect::<Vec<_>>()).await {
+                Ok(found) => {
+                    for (wanted, reply) in batch {
+                        let mine = found
+                            .iter()
+                            .filter(|(p, _)| wanted.contains(p))
+                            .cloned()
+                            .collect();
+                        let _ = reply.send(Ok(mine));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, callers = batch.len(), "shared item lookup failed; each asks alone");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One SuiteQL query for these products' items (`posting.item_match`): (product, item).
+    async fn find_items(
+        &self,
+        products: &[String],
+    ) -> Result<Vec<(String, NetSuiteInternalId)>, PipelineError> {
+        let posting = &self.inner.posting;
+        let column = match posting.item_match {
+            ItemMatch::CustomField => posting.item_field.as_str(),
+            ItemMatch::ExternalId => "externalid",
+        };
+        let placeholders = vec!["?"; products.len()].join(", ");
+        let q = format!("SELECT id, {column} FROM item WHERE {column} IN ({placeholders})");
+        let rows = self
+            .inner
+            .netsuite
+            .suiteql_all(&q, products.to_vec())
+            .await?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (Some(id), Some(product)) = (
+                row.get("id").and_then(internal_id),
+                row.get(column).and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            // External IDs compare case-insensitively in NetSuite; map back to Stripe's case.
+            if let Some(p) = products.iter().find(|m| m.eq_ignore_ascii_case(product)) {
+                found.push((p.clone(), id));
+            }
+        }
+        Ok(found)
     }
 
     /// One SuiteQL query for these customers; the match of each, in order.
@@ -377,26 +473,23 @@ impl Pipeline {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            let posting = &self.inner.posting;
-            let column = match posting.item_match {
-                ItemMatch::CustomField => posting.item_field.as_str(),
+            // Shared with the other lookups made at the same time (see `Shared`).
+            let (answer, lead) = self.inner.lookups.items.enqueue(missing.clone());
+            if lead {
+                let pipeline = self.clone();
+                tokio::spawn(async move { pipeline.run_item_lookups().await });
+            }
+            let items = match answer.await {
+                Ok(Ok(items)) => items,
+                Ok(Err(())) | Err(_) => self.find_items(&missing).await?,
+            };
+            let column = match self.inner.posting.item_match {
+                ItemMatch::CustomField => self.inner.posting.item_field.as_str(),
                 ItemMatch::ExternalId => "externalid",
             };
-            let placeholders = vec!["?"; missing.len()].join(", ");
-            let q = format!("SELECT id, {column} FROM item WHERE {column} IN ({placeholders})");
-            let rows = self.inner.netsuite.suiteql_all(&q, missing.clone()).await?;
-            for row in rows {
-                let (Some(id), Some(product)) = (
-                    row.get("id").and_then(internal_id),
-                    row.get(column).and_then(|v| v.as_str()),
-                ) else {
-                    continue;
-                };
-                // External IDs compare case-insensitively in NetSuite; map back to Stripe's case.
-                if let Some(p) = missing.iter().find(|m| m.eq_ignore_ascii_case(product)) {
-                    store.set_item_link(p, id.as_str(), column).await?;
-                    found.insert(p.clone(), id);
-                }
+            for (p, id) in items {
+                store.set_item_link(&p, id.as_str(), column).await?;
+                found.insert(p, id);
             }
         }
         let unmapped = wanted
