@@ -249,7 +249,7 @@ pub async fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let items_linked = store.list_item_links().await?.len();
     let floor = by("invoice") + by("customerPayment") + (new_customers + items_linked) as u64;
     println!(
-        "  NetSuite requests per invoice {:.2} overall: {} invoice + {} payment creates, {} customer requests, {} SuiteQL lookups (customer lookups made together share one; items once each)",
+        "  NetSuite requests per invoice {:.2} overall: {} invoice + {} payment creates, {} customer requests, {} SuiteQL lookups (customer and item lookups made together share one)",
         ns_requests / invoices.max(1) as f64,
         by("invoice"),
         by("customerPayment"),
