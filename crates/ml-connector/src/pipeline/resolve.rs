@@ -22,7 +22,7 @@ fn internal_id(value: &serde_json::Value) -> Option<NetSuiteInternalId> {
 
 /// At most this many customers per shared lookup query (three conditions each).
 const LOOKUP_BATCH: usize = 20;
-/// How long a shared lookup may wait for company while NetSuite has no free slot.
+/// How long a shared lookup may wait for company while NetSuite is busy.
 const LOOKUP_MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One customer to look up.
@@ -35,8 +35,9 @@ pub(super) struct Wanted {
 /// Lookups waiting for a shared SuiteQL query, and whether a task is running them.
 /// A lookup starts at once when none is running and NetSuite has a free slot; those arriving
 /// while one is in flight (NetSuite's latency, a wait for a slot) go together in the next query.
-/// While every slot is in use, a query is held up to [`LOOKUP_MAX_HOLD`] for more to join:
-/// it would wait for a slot anyway, and each request saved is throughput for everyone.
+/// While NetSuite is busy (at most one slot free), a query is held up to [`LOOKUP_MAX_HOLD`]
+/// for more to join: it would wait for a slot anyway, and each request saved is throughput for
+/// everyone.
 pub(super) struct Shared<W, A> {
     queue: std::sync::Mutex<SharedQueue<W, A>>,
 }
@@ -87,6 +88,11 @@ impl<W, A> Shared<W, A> {
         let n = q.pending.len().min(LOOKUP_BATCH);
         Some(q.pending.drain(..n).collect())
     }
+}
+
+/// NetSuite counts as busy with every slot but at most one in use (and at least one in use).
+fn busy(in_flight: usize, limit: usize) -> bool {
+    in_flight > 0 && in_flight + 1 >= limit
 }
 
 /// The pipeline's shared lookups: customers (by external ID, custom field, email) and items.
@@ -295,13 +301,14 @@ impl Pipeline {
         }
     }
 
-    /// NetSuite saturated (every slot in use): a query would wait for a slot anyway, so it is
-    /// held a little for more lookups to join (at most LOOKUP_MAX_HOLD, or a full batch).
+    /// NetSuite busy (at most one slot free, which the other requests are about to take): a
+    /// query would wait for a slot anyway, so it is held a little for more lookups to join (at
+    /// most LOOKUP_MAX_HOLD, or a full batch).
     async fn hold_while_saturated(&self, pending: impl Fn() -> usize) {
         let budget = self.inner.netsuite.budget();
         let held = tokio::time::Instant::now();
         while held.elapsed() < LOOKUP_MAX_HOLD
-            && budget.in_flight() >= budget.current_limit()
+            && busy(budget.in_flight(), budget.current_limit())
             && pending() < LOOKUP_BATCH
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -558,5 +565,19 @@ impl Pipeline {
              `ml-connector mappings set <product ID> <item internal ID>`; it then posts by itself",
             named.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busy;
+
+    #[test]
+    fn netsuite_is_busy_with_at_most_one_slot_free_and_something_in_flight() {
+        assert!(!busy(0, 5), "idle: a lookup goes at once");
+        assert!(!busy(3, 5));
+        assert!(busy(4, 5) && busy(5, 5));
+        assert!(!busy(0, 1), "a one-slot account at rest is not busy");
+        assert!(busy(1, 1));
     }
 }
