@@ -48,6 +48,14 @@
 //!   for `<field>`." with `o:errorPath`; over-application of a payment → 400 `USER_ERROR`.
 //! - References must be `{"id": …}`; `{"externalId": …}` references are refused (unconfirmed
 //!   in NetSuite). `location`, `department`, `class`, `terms` are accepted unvalidated.
+//! - Multiselects: an item's `subsidiary` (items can be shared by subsidiaries; a customer's
+//!   `subsidiary` is a single select) and custom multiselect fields take NetSuite's documented
+//!   form `{"items": [{"id": "1"}, {"id": "2"}]}` ("Format of Multiselects" in the REST web
+//!   services guide). Whether NetSuite refuses the single-select form `{"id": "1"}` there is not
+//!   in our reference (`netsuite.md`), so it is accepted as one value. Each value must exist
+//!   (else 400 `INVALID_CONTENT` at `subsidiary.items[i]`); anything else is 400 `INVALID_CONTENT`.
+//!   A PATCH replaces the whole selection. GET shows the values inline with `refName`
+//!   (NetSuite's GET form is unconfirmed too).
 //! - PUT upsert replaces the whole record (sublists included) and answers 204 + `Location`.
 //! - GET shows sublists as links unless `expandSubResources=true`, as NetSuite does.
 //! - Line amounts are rounded to the currency's `currencyPrecision` (half away from zero);

@@ -188,6 +188,11 @@ pub(crate) enum Kind {
     Ref(&'static [RecordType]),
     /// A reference accepted without validation (location, department, class, terms: not simulated).
     Opaque,
+    /// A multiselect of references to these types: NetSuite's documented write form is
+    /// `{"items": [{"id": …}, …]}` ("Format of Multiselects"); the single-select form `{"id": …}`
+    /// is accepted too, as one value, because whether NetSuite refuses it is unconfirmed.
+    /// Stored as `{"items": [{"id": "N"}, …]}`.
+    Multi(&'static [RecordType]),
     /// A sublist `{"items":[…]}` with its line schema.
     Sub(&'static Schema),
 }
@@ -246,7 +251,8 @@ static ITEM: Schema = Schema {
         ("description", Kind::Str),
         ("salesDescription", Kind::Str),
         ("isInactive", Kind::Bool),
-        ("subsidiary", Kind::Ref(SUBS)),
+        // Items can be shared by several subsidiaries: a multiselect (customers' is single).
+        ("subsidiary", Kind::Multi(SUBS)),
         ("includeChildren", Kind::Bool),
         ("incomeAccount", Kind::Ref(ACCTS)),
         ("rate", Kind::Dec),
@@ -750,20 +756,24 @@ impl Db {
                     Some(Value::Number(n)) => json!({"id": n.to_string()}),
                     _ => return Err(bad()),
                 },
-                Kind::Ref(targets) => {
-                    let raw = match v.get("id") {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(Value::Number(n)) => n.to_string(),
-                        _ => return Err(bad()),
+                Kind::Ref(targets) => self.reference(targets, v, k, &p)?,
+                Kind::Multi(targets) => {
+                    let values: Vec<&Value> = match v.get("items") {
+                        Some(Value::Array(items)) => items.iter().collect(),
+                        Some(_) => return Err(bad()),
+                        // The single-select form, as one value (see `Kind::Multi`).
+                        None if v.get("id").is_some() => vec![v],
+                        None => return Err(bad()),
                     };
-                    let found = raw
-                        .parse::<u64>()
-                        .ok()
-                        .and_then(|id| self.find_any(targets, id));
-                    match found {
-                        Some(r) => json!({"id": r.id.to_string()}),
-                        None => return Err(NsError::invalid_value(&raw, k, p)),
+                    let mut ids = Vec::with_capacity(values.len());
+                    for (i, one) in values.into_iter().enumerate() {
+                        let r = self.reference(targets, one, k, &format!("{p}.items[{i}]"))?;
+                        // A value listed twice is one selection.
+                        if !ids.contains(&r) {
+                            ids.push(r);
+                        }
                     }
+                    json!({"items": ids})
                 }
                 Kind::Sub(line_schema) => {
                     let items = v.get("items").and_then(Value::as_array).ok_or_else(bad)?;
@@ -787,6 +797,29 @@ impl Db {
             out.insert(k.clone(), norm);
         }
         Ok(out)
+    }
+
+    /// A `{"id": …}` reference to an existing record of one of `targets`, normalised.
+    fn reference(
+        &self,
+        targets: &[RecordType],
+        v: &Value,
+        k: &str,
+        p: &str,
+    ) -> Result<Value, NsError> {
+        let raw = match v.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(NsError::invalid_value(&display(v), k, p.to_owned())),
+        };
+        match raw
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.find_any(targets, id))
+        {
+            Some(r) => Ok(json!({"id": r.id.to_string()})),
+            None => Err(NsError::invalid_value(&raw, k, p.to_owned())),
+        }
     }
 
     fn precision_of(&self, fields: &Map<String, Value>) -> u32 {
@@ -1134,6 +1167,14 @@ fn custom_value(k: &str, v: &Value, p: &str) -> Result<Value, NsError> {
     match v {
         Value::Null | Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(v.clone()),
         Value::Object(o) if o.contains_key("id") => Ok(json!({"id": display(v)})),
+        // A custom multiselect: NetSuite's multiselect form, each value a `{"id": …}`.
+        Value::Object(o) if o.len() == 1 => match o.get("items") {
+            Some(Value::Array(items)) if items.iter().all(|i| i.get("id").is_some()) => {
+                let ids: Vec<Value> = items.iter().map(|i| json!({"id": display(i)})).collect();
+                Ok(json!({"items": ids}))
+            }
+            _ => Err(NsError::invalid_value(&display(v), k, p.to_owned())),
+        },
         _ => Err(NsError::invalid_value(&display(v), k, p.to_owned())),
     }
 }

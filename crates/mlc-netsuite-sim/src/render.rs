@@ -58,6 +58,20 @@ fn render_fields(
         let rendered = match schema.kind(k) {
             Some(Kind::Dec) => dec_out(v),
             Some(Kind::Ref(targets)) => render_ref(db, base, targets, v),
+            // Shown inline with each value's refName (how NetSuite shows a multiselect on GET is
+            // not in our reference: see the crate docs).
+            Some(Kind::Multi(targets)) => {
+                let values: Vec<Value> = v
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(|one| render_ref(db, base, targets, one))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({"items": values})
+            }
             Some(Kind::Sub(line_schema)) => {
                 let href = format!("{self_url}/{k}");
                 if expand {

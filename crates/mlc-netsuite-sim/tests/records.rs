@@ -566,3 +566,142 @@ async fn transform_invoice_to_customer_payment() {
         400
     );
 }
+
+/// An item's `subsidiary` is a multiselect: NetSuite's `{"items": [{"id": …}]}` form is
+/// accepted (it used to be refused with INVALID_CONTENT), as is the single form (unconfirmed).
+#[tokio::test]
+async fn item_subsidiary_is_a_multiselect() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let r = api
+        .post(
+            "serviceSaleItem",
+            json!({"externalId": "stripe_prod_M1", "itemId": "Multi", "includeChildren": true,
+                                        "subsidiary": {"items": [{"id": "1"}, {"id": "2"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let id = r.location_id();
+    let got = api.get("serviceSaleItem", &id).await;
+    assert_eq!(got.status, 200);
+    let subs = &got.body["subsidiary"]["items"];
+    assert_eq!(subs.as_array().map(Vec::len), Some(2), "{}", got.body);
+    assert_eq!(subs[0]["id"], "1");
+    assert_eq!(subs[0]["refName"], "Parent Company");
+    assert_eq!(subs[1]["id"], "2");
+    assert_eq!(subs[1]["refName"], "Europe GmbH");
+
+    // The single-select form is kept as one value.
+    let r = api
+        .post(
+            "nonInventorySaleItem",
+            json!({"itemId": "Single", "subsidiary": {"id": "3"}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let single = api.get("nonInventorySaleItem", &r.location_id()).await;
+    assert_eq!(single.body["subsidiary"]["items"][0]["refName"], "Japan KK");
+    assert_eq!(
+        single.body["subsidiary"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // A PATCH replaces the selection.
+    let r = api
+        .send(
+            Method::PATCH,
+            &format!("/services/rest/record/v1/serviceSaleItem/{id}"),
+            Some(json!({"subsidiary": {"items": [{"id": "3"}]}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let got = api.get("serviceSaleItem", &id).await;
+    assert_eq!(
+        got.body["subsidiary"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(got.body["subsidiary"]["items"][0]["id"], "3");
+
+    // Each value must exist; other shapes are not a multiselect.
+    for (body, path) in [
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": [{"id": "1"}, {"id": "9"}]}}),
+            "subsidiary.items[1]",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": [{"name": "HQ"}]}}),
+            "subsidiary.items[0]",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": {"items": {"id": "1"}}}),
+            "subsidiary",
+        ),
+        (
+            json!({"itemId": "Bad", "subsidiary": [{"id": "1"}]}),
+            "subsidiary",
+        ),
+        (json!({"itemId": "Bad", "subsidiary": "1"}), "subsidiary"),
+    ] {
+        let r = api.post("serviceSaleItem", body.clone()).await;
+        assert_eq!(
+            (r.status, r.error_code(), r.error_path()),
+            (400, "INVALID_CONTENT", path),
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        sim.handle().count(RecordType::ServiceSaleItem),
+        2,
+        "1 seeded + Multi"
+    );
+}
+
+/// A customer's `subsidiary` is its one primary subsidiary: the multiselect form is refused.
+#[tokio::test]
+async fn customer_subsidiary_stays_a_single_select() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let seeded = sim.handle().count(RecordType::Customer);
+    let r = api
+        .post(
+            "customer",
+            json!({"companyName": "Multi Co", "subsidiary": {"items": [{"id": "1"}]}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code(), r.error_path()),
+        (400, "INVALID_CONTENT", "subsidiary"),
+        "{}",
+        r.body
+    );
+    assert_eq!(sim.handle().count(RecordType::Customer), seeded);
+}
+
+/// Custom multiselect fields (`custitem_…`) take the same form and keep every value.
+#[tokio::test]
+async fn custom_multiselect_fields_keep_their_values() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let r = api
+        .post(
+            "serviceSaleItem",
+            json!({"itemId": "Tagged", "subsidiary": {"items": [{"id": "1"}]},
+                   "custitem_channels": {"items": [{"id": "4"}, {"id": 7}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let got = api.get("serviceSaleItem", &r.location_id()).await;
+    assert_eq!(
+        got.body["custitem_channels"],
+        json!({"items": [{"id": "4"}, {"id": "7"}]})
+    );
+    let r = api
+        .post(
+            "serviceSaleItem",
+            json!({"itemId": "Bad tags", "custitem_channels": {"items": ["4"]}}),
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (400, "INVALID_CONTENT"));
+}

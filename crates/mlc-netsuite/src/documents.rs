@@ -1,8 +1,15 @@
 //! The NetSuite records the connector writes, as typed documents rendered to REST JSON.
 //!
 //! Pure code: the posting pipeline builds these from Stripe facts, and this module alone knows
-//! NetSuite's field names and shapes (`{"id": …}` references, `{"item": {"items": [...]}}`
-//! sublists, `YYYY-MM-DD` dates, amounts as exact JSON numbers).
+//! NetSuite's field names and shapes (`{"id": …}` references, `{"items": [{"id": …}]}`
+//! multiselects, `{"item": {"items": [...]}}` sublists, `YYYY-MM-DD` dates, amounts as exact JSON
+//! numbers).
+//!
+//! Multiselects: an item's `subsidiary` is one (an item can be shared by several subsidiaries),
+//! and is sent in the form NetSuite documents ("Format of Multiselects" in the REST web services
+//! guide): `{"subsidiary": {"items": [{"id": "1"}]}}`. Whether NetSuite also takes the
+//! single-select form there is unconfirmed, so the client never relies on it. A customer's
+//! `subsidiary` is its primary subsidiary, a single select: `{"id": "1"}`.
 
 use mlc_core::{ExternalId, NetSuiteInternalId};
 use rust_decimal::Decimal;
@@ -118,6 +125,12 @@ impl Obj {
             self.put(k, Json::Value(v.clone()));
         }
     }
+    /// A multiselect field: `{"items": [{"id": …}, …]}`; nothing when empty (not "clear it").
+    fn multiselect(&mut self, k: &str, ids: &[NetSuiteInternalId]) {
+        if !ids.is_empty() {
+            self.put(k, multiselect(ids));
+        }
+    }
     fn sublist(&mut self, k: &str, items: Vec<Json>) {
         self.put(k, Json::Obj(vec![("items".to_string(), Json::Arr(items))]));
     }
@@ -128,6 +141,14 @@ impl Obj {
 
 fn reference(id: &NetSuiteInternalId) -> Json {
     Json::Obj(vec![("id".to_string(), Json::Str(id.as_str().to_string()))])
+}
+
+/// NetSuite's multiselect value: `{"items": [{"id": "1"}, {"id": "2"}]}`.
+pub fn multiselect(ids: &[NetSuiteInternalId]) -> Json {
+    Json::Obj(vec![(
+        "items".to_string(),
+        Json::Arr(ids.iter().map(reference).collect()),
+    )])
 }
 
 /// Custom body/entity fields (`custbody_…`, `custentity_…`) and their values.
@@ -354,7 +375,8 @@ pub struct ItemDoc {
     pub item_id: String,
     pub display_name: String,
     pub description: Option<String>,
-    pub subsidiary: Option<NetSuiteInternalId>,
+    /// The subsidiaries that may sell it (a multiselect; `includeChildren` adds their children).
+    pub subsidiaries: Vec<NetSuiteInternalId>,
     pub income_account: Option<NetSuiteInternalId>,
     pub custom_fields: CustomFields,
 }
@@ -368,7 +390,7 @@ impl ItemDoc {
         if let Some(d) = &self.description {
             m.str("description", d);
         }
-        m.opt_reference("subsidiary", &self.subsidiary);
+        m.multiselect("subsidiary", &self.subsidiaries);
         m.put("includeChildren", Json::Bool(true));
         m.opt_reference("incomeAccount", &self.income_account);
         m.custom(&self.custom_fields);
@@ -519,13 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn an_item_without_subsidiaries_sends_no_subsidiary() {
+        let doc = ItemDoc {
+            external_id: ExternalId::parse("stripe_prod_2").unwrap(),
+            item_id: "Seat".into(),
+            display_name: "Seat".into(),
+            description: None,
+            subsidiaries: vec![],
+            income_account: None,
+            custom_fields: vec![],
+        };
+        assert!(!doc.to_json().to_body().contains("subsidiary"));
+        assert_eq!(
+            multiselect(&[id("1"), id("3")]).to_body(),
+            r#"{"items":[{"id":"1"},{"id":"3"}]}"#
+        );
+    }
+
+    #[test]
     fn item_json_carries_the_product_id_and_includes_children() {
         let doc = ItemDoc {
             external_id: ExternalId::parse("stripe_prod_1Abc").unwrap(),
             item_id: "Pro plan".into(),
             display_name: "Pro plan".into(),
             description: None,
-            subsidiary: Some(id("1")),
+            subsidiaries: vec![id("1")],
             income_account: Some(id("4")),
             custom_fields: vec![(
                 "custitem_stripe_product_id".into(),
@@ -534,7 +574,7 @@ mod tests {
         };
         assert_eq!(
             doc.to_json().to_body(),
-            r#"{"externalId":"stripe_prod_1Abc","itemId":"Pro plan","displayName":"Pro plan","subsidiary":{"id":"1"},"includeChildren":true,"incomeAccount":{"id":"4"},"custitem_stripe_product_id":"prod_1Abc"}"#
+            r#"{"externalId":"stripe_prod_1Abc","itemId":"Pro plan","displayName":"Pro plan","subsidiary":{"items":[{"id":"1"}]},"includeChildren":true,"incomeAccount":{"id":"4"},"custitem_stripe_product_id":"prod_1Abc"}"#
         );
     }
 }

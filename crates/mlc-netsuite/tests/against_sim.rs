@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mlc_core::{ExternalId, NetSuiteInternalId};
-use mlc_netsuite::documents::{InvoiceDoc, InvoiceLine, TranDate};
+use mlc_netsuite::documents::{InvoiceDoc, InvoiceLine, ItemDoc, TranDate};
 use mlc_netsuite::{
     AccountId, CreateOutcome, Credentials, NetSuiteClient, NetSuiteConfig, NetSuiteError,
     SigningAlgorithm,
@@ -585,4 +585,46 @@ async fn create_new_once_is_one_request_and_still_exactly_once() {
         .expect("resolved");
     assert_eq!(outcome, CreateOutcome::Created);
     assert_eq!(invoices_with_eid(&sim, "stripe_in_NEW2"), 1);
+}
+
+/// An item is created with its subsidiaries in NetSuite's multiselect form, which the simulator
+/// (like NetSuite) takes and shows back value by value.
+#[tokio::test]
+async fn item_documents_send_subsidiary_as_a_multiselect() {
+    let sim = sim_with(|_| {}).await;
+    let client = m2m_client(&sim).await;
+    let doc = ItemDoc {
+        external_id: eid("stripe_prod_MULTI"),
+        item_id: "Shared plan".into(),
+        display_name: "Shared plan".into(),
+        description: Some("Sold by two subsidiaries".into()),
+        subsidiaries: vec![nsid("1"), nsid("2")],
+        income_account: Some(nsid("4")),
+        custom_fields: vec![("custitem_stripe_product_id".into(), json!("prod_MULTI"))],
+    };
+    let before = client.requests_made();
+    let (id, outcome) = client
+        .create_new_once("serviceSaleItem", &doc.external_id, doc.to_json())
+        .await
+        .expect("item created");
+    assert_eq!(outcome, CreateOutcome::Created);
+    assert_eq!(client.requests_made() - before, 1, "one POST");
+    let stored = sim
+        .handle()
+        .get(RecordType::ServiceSaleItem, id.as_str())
+        .expect("stored");
+    let subs: Vec<&str> = stored["subsidiary"]["items"]
+        .as_array()
+        .expect("a multiselect")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(subs, ["1", "2"], "{stored}");
+    assert_eq!(stored["externalId"], "stripe_prod_MULTI");
+    assert_eq!(stored["incomeAccount"]["id"], "4");
+    assert_eq!(stored["custitem_stripe_product_id"], "prod_MULTI");
+
+    // Read back through the client as well: NetSuite names each selected subsidiary.
+    let back = client.get("serviceSaleItem", &id).await.expect("read back");
+    assert_eq!(back["subsidiary"]["items"][1]["refName"], "Europe GmbH");
 }

@@ -32,7 +32,7 @@ mod watermarks;
 
 pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
-pub use links::{Link, NewPosting, Posting, UnmappedProduct};
+pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::{JobHandler, Worker, WorkerConfig};

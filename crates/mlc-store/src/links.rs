@@ -47,6 +47,17 @@ pub struct Link {
     pub updated_at: i64,
 }
 
+/// A Stripe customer's link with what the connector last wrote to that NetSuite customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerLink {
+    pub netsuite_internal_id: String,
+    /// How it was found (`created`, `custom_field`, `metadata`, …).
+    pub source: String,
+    /// Opaque to the store: the connector's fingerprint of the fields it last wrote to (or read
+    /// back from) this NetSuite record. `None`: not known (older link, or never written).
+    pub fingerprint: Option<String>,
+}
+
 /// A Stripe product seen without a NetSuite item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnmappedProduct {
@@ -193,6 +204,8 @@ impl Store {
             .transpose()
     }
 
+    /// Links a Stripe customer to a NetSuite customer. Relinking to another NetSuite record
+    /// forgets the fingerprint (it described the old record); the same record keeps it.
     pub async fn set_customer_link(
         &self,
         stripe_customer_id: &str,
@@ -207,6 +220,80 @@ impl Store {
             source,
         )
         .await
+    }
+
+    /// The customer link with its fingerprint.
+    pub async fn get_customer_link_state(
+        &self,
+        stripe_customer_id: &str,
+    ) -> Result<Option<CustomerLink>, StoreError> {
+        let row = sqlx::query(
+            "SELECT netsuite_internal_id, source, fingerprint FROM customer_links \
+             WHERE stripe_customer_id = $1",
+        )
+        .bind(stripe_customer_id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref()
+            .map(|r| {
+                Ok(CustomerLink {
+                    netsuite_internal_id: get(r, "netsuite_internal_id")?,
+                    source: get(r, "source")?,
+                    fingerprint: get(r, "fingerprint")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Links a customer to the NetSuite record the connector has just written, with the
+    /// fingerprint of what it wrote, in one statement.
+    pub async fn set_customer_link_written(
+        &self,
+        stripe_customer_id: &str,
+        netsuite_internal_id: &str,
+        source: &str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        let _guard = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO customer_links (stripe_customer_id, netsuite_internal_id, source, updated_at, fingerprint) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stripe_customer_id) DO UPDATE SET \
+             netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
+             updated_at = excluded.updated_at, fingerprint = excluded.fingerprint",
+        )
+        .bind(stripe_customer_id.to_string())
+        .bind(netsuite_internal_id.to_string())
+        .bind(source.to_string())
+        .bind(now_millis())
+        .bind(fingerprint.to_string())
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Stores the fingerprint of what was just written to (or read from) a linked NetSuite
+    /// customer, only while the link still points at that record. Returns whether it did.
+    pub async fn set_customer_fingerprint(
+        &self,
+        stripe_customer_id: &str,
+        netsuite_internal_id: &str,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.db.write_guard().await;
+        let n = sqlx::query(
+            "UPDATE customer_links SET fingerprint = $1 \
+             WHERE stripe_customer_id = $2 AND netsuite_internal_id = $3",
+        )
+        .bind(fingerprint.to_string())
+        .bind(stripe_customer_id.to_string())
+        .bind(netsuite_internal_id.to_string())
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n > 0)
     }
 
     /// Cached item links for these products (those without one are absent).
@@ -295,12 +382,19 @@ impl Store {
         netsuite_internal_id: &str,
         source: &str,
     ) -> Result<(), StoreError> {
+        // A customer fingerprint describes one NetSuite record: a link moved elsewhere drops it.
+        let fingerprint = if table == "customer_links" {
+            ", fingerprint = CASE WHEN customer_links.netsuite_internal_id = \
+             excluded.netsuite_internal_id THEN customer_links.fingerprint ELSE NULL END"
+        } else {
+            ""
+        };
         let _guard = self.db.write_guard().await;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} ({key_column}, netsuite_internal_id, source, updated_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT ({key_column}) DO UPDATE SET \
              netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
-             updated_at = excluded.updated_at"
+             updated_at = excluded.updated_at{fingerprint}"
         )))
         .bind(key.to_string())
         .bind(netsuite_internal_id.to_string())

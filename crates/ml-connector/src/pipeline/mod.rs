@@ -104,6 +104,8 @@ struct Inner {
     reference: Option<ReferenceConfig>,
     settings: PostingSettings,
     locks: locks::KeyedLocks,
+    /// Customer and item lookups sharing SuiteQL queries (see `resolve::Shared`).
+    lookups: resolve::Lookups,
 }
 
 impl Pipeline {
@@ -135,6 +137,7 @@ impl Pipeline {
                 reference: None,
                 settings,
                 locks: locks::KeyedLocks::default(),
+                lookups: resolve::Lookups::default(),
             }),
         }
     }

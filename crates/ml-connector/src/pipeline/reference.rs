@@ -3,7 +3,7 @@
 //! the webhook body); writes are keyed by external ID (`stripe_<cus_…>`, `stripe_<prod_…>`), and
 //! nothing is ever deleted in NetSuite.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mlc_core::{Currency, ExternalId, NetSuiteInternalId, StripeId, StripeIdKind};
 use mlc_netsuite::documents::{AddressDoc, CustomerDoc, ItemDoc};
@@ -90,7 +90,7 @@ pub(super) fn item_fields(
         item_id: name.chars().take(ITEM_ID_MAX_CHARS).collect(),
         display_name: name,
         description: non_empty(&product.description),
-        subsidiary: posting.subsidiary.clone(),
+        subsidiaries: posting.subsidiary.iter().cloned().collect(),
         income_account: reference.item_income_account.clone(),
         custom_fields: vec![(posting.item_field.clone(), json!(product_id.as_str()))],
     }
@@ -121,6 +121,88 @@ fn same_scalar(a: &Value, b: &Value) -> bool {
         (Value::String(x), Value::Null) | (Value::Null, Value::String(x)) => x.is_empty(),
         _ => a == b,
     }
+}
+
+/// The customer fields the connector keeps in step with Stripe on an existing NetSuite record:
+/// the document minus its external ID, subsidiary and currency (NetSuite refuses to change them
+/// once the customer has transactions) and addressbook (a second line would be appended, not
+/// replaced); minus name and email when NetSuite owns them.
+pub(super) fn managed_customer_fields(
+    doc: &CustomerDoc,
+    owner_is_netsuite: bool,
+) -> serde_json::Map<String, Value> {
+    let mut fields = match doc.to_json().to_value() {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for kept in ["externalId", "subsidiary", "currency", "addressbook"] {
+        fields.remove(kept);
+    }
+    if owner_is_netsuite {
+        fields.remove("companyName");
+        fields.remove("email");
+    }
+    fields
+}
+
+/// Version tag of the stored fingerprint format; anything else reads as "unknown".
+const FINGERPRINT_V1: &str = "v1:";
+
+/// JSON with object keys sorted, so equal values print equally whatever the map order.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Per field, the SHA-256 of its canonical JSON: what the connector wrote, without keeping the
+/// values themselves (names and emails) a second time.
+pub(super) fn field_prints(fields: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let digest = sha2::Sha256::digest(canonical(v).as_bytes());
+            (k.clone(), hex::encode(digest))
+        })
+        .collect()
+}
+
+/// The stored form of [`field_prints`].
+pub(super) fn fingerprint_text(prints: &BTreeMap<String, String>) -> String {
+    format!(
+        "{FINGERPRINT_V1}{}",
+        serde_json::to_string(prints).unwrap_or_default()
+    )
+}
+
+fn parse_fingerprint(text: &str) -> Option<BTreeMap<String, String>> {
+    serde_json::from_str(text.strip_prefix(FINGERPRINT_V1)?).ok()
+}
+
+/// The fields whose print differs from (or is missing in) the stored fingerprint, in order.
+fn changed_since(
+    prints: &BTreeMap<String, String>,
+    stored: &BTreeMap<String, String>,
+) -> Vec<String> {
+    prints
+        .iter()
+        .filter(|(k, p)| stored.get(*k) != Some(*p))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 impl Pipeline {
@@ -186,10 +268,78 @@ impl Pipeline {
                 .set_customer_link(customer_id, ns_customer.as_str(), "metadata")
                 .await?;
         }
-        // The NetSuite customer it is linked to, or one that matches it.
-        let existing = match store.get_customer_link(customer_id).await? {
+        let owner_is_netsuite = reference.customer_owner == Owner::Netsuite;
+        let managed = managed_customer_fields(&doc, owner_is_netsuite);
+        let prints = field_prints(&managed);
+        let fingerprint = fingerprint_text(&prints);
+        let kept = if owner_is_netsuite {
+            " (name and email kept: reference.customer_owner = netsuite)"
+        } else {
+            ""
+        };
+
+        // Linked, and the connector knows what it last wrote there: compare with that instead of
+        // reading NetSuite back. An unchanged customer costs no request; edits made directly in
+        // NetSuite are not seen until the Stripe side changes (ARCHITECTURE.md).
+        let link = store.get_customer_link_state(customer_id).await?;
+        if let Some(link) = &link
+            && let Some(stored) = link.fingerprint.as_deref().and_then(parse_fingerprint)
+        {
+            let ns_id = NetSuiteInternalId::parse(&link.netsuite_internal_id)
+                .map_err(|e| PipelineError::Permanent(format!("stored customer link: {e}")))?;
+            let changed = changed_since(&prints, &stored);
+            if changed.is_empty() {
+                self.audit(
+                    job,
+                    "customer_unchanged",
+                    Some(customer_id),
+                    format!(
+                        "NetSuite customer {ns_id} already has what the connector last wrote for Stripe customer {customer_id} (NetSuite not read)"
+                    ),
+                    None,
+                )
+                .await;
+                return Ok(());
+            }
+            let patch: serde_json::Map<String, Value> = managed
+                .iter()
+                .filter(|(k, _)| changed.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match ns.patch("customer", &ns_id, Value::Object(patch)).await {
+                Ok(()) => {
+                    store
+                        .set_customer_fingerprint(customer_id, ns_id.as_str(), &fingerprint)
+                        .await?;
+                    self.audit(
+                        job,
+                        "customer_updated",
+                        Some(customer_id),
+                        format!(
+                            "NetSuite customer {ns_id} (linked by {}) updated from Stripe customer {customer_id}: {}{kept}",
+                            link.source,
+                            changed.join(", ")
+                        ),
+                        Some(json!({"netsuite_internal_id": ns_id.as_str(), "fields": changed})),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                // The linked record is gone: make ours again (below).
+                Err(mlc_netsuite::NetSuiteError::NotFound { .. }) => {
+                    return self
+                        .create_customer_record(job, customer_id, &doc, &fingerprint)
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        // Linked without a fingerprint (a link from before it was kept, or matched and never
+        // written), or not linked: read the record once, compare, then store the fingerprint.
+        let existing = match link {
             Some(link) => {
-                let ns_id = NetSuiteInternalId::parse(&link)
+                let ns_id = NetSuiteInternalId::parse(&link.netsuite_internal_id)
                     .map_err(|e| PipelineError::Permanent(format!("stored customer link: {e}")))?;
                 match ns.get("customer", &ns_id).await {
                     Ok(record) => Some((ns_id, record)),
@@ -200,60 +350,31 @@ impl Pipeline {
             }
             None => self.match_customer(&id, &doc).await?,
         };
-
-        let owner_is_netsuite = reference.customer_owner == Owner::Netsuite;
-        let mut body = doc.to_json().to_value();
         let Some((ns_id, record)) = existing else {
-            // New in NetSuite: every field, address included.
-            let returned = ns
-                .upsert_by_external_id("customer", &external_id, body)
-                .await?;
-            let ns_id = match returned {
-                Some(i) => i,
-                None => ns
-                    .get_by_external_id("customer", &external_id)
-                    .await?
-                    .as_ref()
-                    .and_then(|r| r.get("id"))
-                    .and_then(internal_id)
-                    .ok_or_else(|| {
-                        PipelineError::NetSuite(mlc_netsuite::NetSuiteError::UnexpectedResponse {
-                            message: format!("customer {external_id} not found after its upsert"),
-                            ambiguous: true,
-                        })
-                    })?,
-            };
-            store
-                .set_customer_link(customer_id, ns_id.as_str(), "created")
-                .await?;
-            self.audit(
-                job,
-                "customer_upserted",
-                Some(customer_id),
-                format!("NetSuite customer {ns_id} created for Stripe customer {customer_id}"),
-                Some(json!({"netsuite_internal_id": ns_id.as_str(), "external_id": external_id.as_str()})),
-            )
-            .await;
-            return Ok(());
+            return self
+                .create_customer_record(job, customer_id, &doc, &fingerprint)
+                .await;
         };
 
-        // An existing record: only what changed. Never its external ID; not its subsidiary or
-        // currency (NetSuite refuses to change them once the customer has transactions); no
-        // addressbook (a second sublist line would be appended, not replaced).
+        // An existing record: only what changed (see `managed_customer_fields`).
         let ours = record
             .get("externalId")
             .and_then(Value::as_str)
             .is_some_and(|e| e.eq_ignore_ascii_case(external_id.as_str()));
-        if let Some(fields) = body.as_object_mut() {
-            for kept in ["externalId", "subsidiary", "currency", "addressbook"] {
-                fields.remove(kept);
-            }
-            if owner_is_netsuite {
-                fields.remove("companyName");
-                fields.remove("email");
-            }
-        }
+        let body = Value::Object(managed.clone());
         let changed = changed_fields(&body, &record);
+        if !changed.is_empty() {
+            let patch: serde_json::Map<String, Value> = managed
+                .iter()
+                .filter(|(k, _)| changed.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ns.patch("customer", &ns_id, Value::Object(patch)).await?;
+        }
+        // Read (and now written where it differed): NetSuite holds these values.
+        store
+            .set_customer_fingerprint(customer_id, ns_id.as_str(), &fingerprint)
+            .await?;
         if changed.is_empty() {
             self.audit(
                 job,
@@ -265,21 +386,6 @@ impl Pipeline {
             .await;
             return Ok(());
         }
-        let patch: serde_json::Map<String, Value> = body
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| changed.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ns.patch("customer", &ns_id, Value::Object(patch)).await?;
-        let kept = if owner_is_netsuite {
-            " (name and email kept: reference.customer_owner = netsuite)"
-        } else {
-            ""
-        };
         self.audit(
             job,
             "customer_updated",
@@ -290,6 +396,50 @@ impl Pipeline {
                 changed.join(", ")
             ),
             Some(json!({"netsuite_internal_id": ns_id.as_str(), "fields": changed})),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// New in NetSuite: every field, address included, upserted by external ID; linked with
+    /// the fingerprint of what was written.
+    async fn create_customer_record(
+        &self,
+        job: &Job,
+        customer_id: &str,
+        doc: &CustomerDoc,
+        fingerprint: &str,
+    ) -> Result<(), PipelineError> {
+        let ns = &self.inner.netsuite;
+        let external_id = &doc.external_id;
+        let returned = ns
+            .upsert_by_external_id("customer", external_id, doc.to_json())
+            .await?;
+        let ns_id = match returned {
+            Some(i) => i,
+            None => ns
+                .get_by_external_id("customer", external_id)
+                .await?
+                .as_ref()
+                .and_then(|r| r.get("id"))
+                .and_then(internal_id)
+                .ok_or_else(|| {
+                    PipelineError::NetSuite(mlc_netsuite::NetSuiteError::UnexpectedResponse {
+                        message: format!("customer {external_id} not found after its upsert"),
+                        ambiguous: true,
+                    })
+                })?,
+        };
+        self.inner
+            .store
+            .set_customer_link_written(customer_id, ns_id.as_str(), "created", fingerprint)
+            .await?;
+        self.audit(
+            job,
+            "customer_upserted",
+            Some(customer_id),
+            format!("NetSuite customer {ns_id} created for Stripe customer {customer_id}"),
+            Some(json!({"netsuite_internal_id": ns_id.as_str(), "external_id": external_id.as_str()})),
         )
         .await;
         Ok(())
@@ -571,6 +721,63 @@ mod tests {
         let body = json!({"companyName": "Acme", "email": "a@x.test", "subsidiary": {"id": "1"}, "currency": {"id": "2"}});
         let record = json!({"companyName": "Acme", "email": "old@x.test", "subsidiary": {"id": "1", "refName": "HQ"}});
         assert_eq!(changed_fields(&body, &record), vec!["currency", "email"]);
+    }
+
+    #[test]
+    fn fingerprints_name_the_fields_that_changed_since_the_last_write() {
+        let fields = |v: Value| v.as_object().cloned().unwrap();
+        let written = field_prints(&fields(
+            json!({"companyName": "Acme", "email": "a@x.test", "custentity_x": {"b": 1, "a": [2]}}),
+        ));
+        let stored = parse_fingerprint(&fingerprint_text(&written)).expect("round trip");
+        assert_eq!(stored, written);
+        // Same values (keys in another order): nothing changed.
+        let same = field_prints(&fields(
+            json!({"custentity_x": {"a": [2], "b": 1}, "email": "a@x.test", "companyName": "Acme"}),
+        ));
+        assert!(changed_since(&same, &stored).is_empty());
+        // A changed value and a field never written are both to write.
+        let now = field_prints(&fields(
+            json!({"companyName": "Acme", "email": "b@x.test", "custentity_x": {"a": [2], "b": 1}, "phone": "1"}),
+        ));
+        assert_eq!(changed_since(&now, &stored), vec!["email", "phone"]);
+        // Values are not kept, only their digests.
+        assert!(!fingerprint_text(&written).contains("a@x.test"));
+        // Another format version reads as unknown (the record is then read once).
+        assert_eq!(parse_fingerprint("v0:{}"), None);
+        assert_eq!(parse_fingerprint("garbage"), None);
+    }
+
+    #[test]
+    fn managed_customer_fields_leave_out_what_is_never_updated() {
+        let doc = CustomerDoc {
+            external_id: ExternalId::parse("stripe_cus_1").unwrap(),
+            company_name: "Acme".into(),
+            email: Some("a@x.test".into()),
+            subsidiary: NetSuiteInternalId::parse("1").ok(),
+            currency: NetSuiteInternalId::parse("2").ok(),
+            custom_fields: vec![("custentity_stripe_customer_id".into(), json!("cus_1"))],
+            address: Some(AddressDoc {
+                addr1: "1 Main St".into(),
+                city: "Springfield".into(),
+                zip: "12345".into(),
+                country: "US".into(),
+                ..Default::default()
+            }),
+        };
+        let keys = |owner_is_netsuite| {
+            let mut k: Vec<String> = managed_customer_fields(&doc, owner_is_netsuite)
+                .keys()
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(false),
+            ["companyName", "custentity_stripe_customer_id", "email"]
+        );
+        assert_eq!(keys(true), ["custentity_stripe_customer_id"]);
     }
 
     #[test]

@@ -528,3 +528,231 @@ async fn a_stripe_customer_matching_an_existing_netsuite_customer_updates_it_ins
         stack.stop().await.unwrap();
     }
 }
+
+/// NetSuite's request count and the connector's writes, to take differences of.
+fn ns_counts(stack: &Stack) -> (u64, u64) {
+    let s = stack.netsuite.handle().stats();
+    (s.rest_requests, s.writes_committed)
+}
+
+/// A `customer.updated` is compared with what the connector last wrote (a fingerprint stored
+/// with the link), not with NetSuite read back: one that changes nothing NetSuite holds costs no
+/// request; one that changes a field costs one PATCH of that field.
+#[tokio::test]
+async fn a_customer_update_costs_a_netsuite_request_only_when_a_synced_field_changed() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let c = stripe_post(
+            &stack,
+            "/v1/customers",
+            &[("name", "Quiet Ltd"), ("email", "billing@quiet.test")],
+        )
+        .await;
+        let cus = c["id"].as_str().unwrap().to_string();
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        let created = ns_customer(&stack, &cus).expect("customer created in NetSuite");
+        let link = stack.store.get_customer_link_state(&cus).await.unwrap();
+        assert!(
+            link.as_ref().is_some_and(|l| l.fingerprint.is_some()),
+            "{link:?}"
+        );
+
+        // Stripe changes something NetSuite does not hold: nothing is asked of NetSuite.
+        let before = ns_counts(&stack);
+        stripe_post(
+            &stack,
+            &format!("/v1/customers/{cus}"),
+            &[("metadata[tier]", "gold")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        assert_eq!(ns_counts(&stack), before, "no NetSuite request");
+        assert_eq!(ns_customer(&stack, &cus), Some(created.clone()));
+        let unchanged = audit_steps(&stack.store, "customer.updated", "customer_unchanged").await;
+        assert!(
+            unchanged.iter().any(|m| m.contains("NetSuite not read")),
+            "{unchanged:?}"
+        );
+
+        // One synced field changes: it is written once, alone.
+        let before = ns_counts(&stack);
+        stripe_post(
+            &stack,
+            &format!("/v1/customers/{cus}"),
+            &[("email", "ap@quiet.test")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        let after = ns_counts(&stack);
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 1),
+            "one request, one write"
+        );
+        let record = ns_customer(&stack, &cus).unwrap();
+        assert_eq!(record["id"], created["id"]);
+        assert_eq!(record["email"], "ap@quiet.test");
+        assert_eq!(record["companyName"], "Quiet Ltd");
+        let updated = audit_steps(&stack.store, "customer.updated", "customer_updated").await;
+        assert_eq!(updated.len(), 1, "{updated:?}");
+        assert!(
+            updated[0].ends_with(": email"),
+            "only the email: {updated:?}"
+        );
+
+        // The same values delivered again (a replayed or late event) cost nothing.
+        let before = ns_counts(&stack);
+        stripe_post(
+            &stack,
+            &format!("/v1/customers/{cus}"),
+            &[("metadata[tier]", "platinum")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        assert_eq!(ns_counts(&stack), before);
+        assert_eq!(stack.netsuite_count(RecordType::Customer), {
+            // The seeded customers plus this one.
+            let seeded = mlc_netsuite_sim::SimConfig::example()
+                .unwrap()
+                .seed
+                .customers
+                .len();
+            seeded + 1
+        });
+        stack.stop().await.unwrap();
+    }
+}
+
+/// A link without a fingerprint (made before migration 0008, or moved by a person) behaves as
+/// before: the NetSuite customer is read once and compared; then the fingerprint is stored and
+/// the next unchanged update costs nothing.
+#[tokio::test]
+async fn a_link_without_a_fingerprint_reads_netsuite_once_then_stores_one() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let c = stripe_post(&stack, "/v1/customers", &[("name", "Legacy Link Co")]).await;
+        let cus = c["id"].as_str().unwrap().to_string();
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        let record = ns_customer(&stack, &cus).expect("customer in NetSuite");
+        let ns_id = rid(&record);
+        // Moving the link away and back forgets the fingerprint, as an old link has none.
+        stack
+            .store
+            .set_customer_link(&cus, "999999", "manual")
+            .await
+            .unwrap();
+        stack
+            .store
+            .set_customer_link(&cus, &ns_id, "manual")
+            .await
+            .unwrap();
+        let link = stack.store.get_customer_link_state(&cus).await.unwrap();
+        assert_eq!(link.and_then(|l| l.fingerprint), None);
+
+        let before = ns_counts(&stack);
+        stripe_post(
+            &stack,
+            &format!("/v1/customers/{cus}"),
+            &[("metadata[a]", "1")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        let after = ns_counts(&stack);
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 0),
+            "read once, nothing written"
+        );
+        let link = stack.store.get_customer_link_state(&cus).await.unwrap();
+        assert!(
+            link.and_then(|l| l.fingerprint).is_some(),
+            "stored after the read"
+        );
+
+        let before = ns_counts(&stack);
+        stripe_post(
+            &stack,
+            &format!("/v1/customers/{cus}"),
+            &[("metadata[a]", "2")],
+        )
+        .await;
+        assert!(stack.wait_idle(Duration::from_secs(60)).await);
+        assert_eq!(ns_counts(&stack), before, "compared with the fingerprint");
+        assert_eq!(ns_customer(&stack, &cus), Some(record));
+        stack.stop().await.unwrap();
+    }
+}
+
+/// Customers created in Stripe together are looked up in NetSuite together: fewer SuiteQL
+/// queries than customers, and each still finds (or gets) its own NetSuite customer, the
+/// email match included.
+#[tokio::test]
+async fn customers_created_together_share_their_netsuite_lookups() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        // A busy account: one request at a time, 300 ms each.
+        opts.netsuite_latency = Duration::from_millis(300);
+        opts.netsuite_concurrency_limit = 1;
+        opts.netsuite_concurrency = 1;
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let h = stack.netsuite.handle();
+        let existing = h
+            .create(
+                RecordType::Customer,
+                serde_json::json!({"companyName": "Batch Corp (NetSuite)", "email": "ap@batch.test",
+                                   "subsidiary": {"id": "1"}}),
+            )
+            .unwrap();
+        let count = stack.netsuite_count(RecordType::Customer);
+        let suiteql_before = h.stats().by_endpoint.get("suiteql").copied().unwrap_or(0);
+        let mut created = Vec::new();
+        for i in 0..6 {
+            let email = if i == 3 {
+                "AP@Batch.test".to_string()
+            } else {
+                format!("buyer{i}@batch.test")
+            };
+            let name = format!("Batch buyer {i}");
+            let c = stripe_post(
+                &stack,
+                "/v1/customers",
+                &[("name", name.as_str()), ("email", email.as_str())],
+            )
+            .await;
+            created.push((c["id"].as_str().unwrap().to_string(), email));
+        }
+        assert!(stack.wait_idle(Duration::from_secs(120)).await);
+
+        let lookups = h.stats().by_endpoint.get("suiteql").copied().unwrap_or(0) - suiteql_before;
+        assert!(
+            (1..6).contains(&lookups),
+            "6 customers looked up in {lookups} queries"
+        );
+        // Five new NetSuite customers, and the one matching by email (case aside) was linked.
+        assert_eq!(stack.netsuite_count(RecordType::Customer), count + 5);
+        for (i, (cus, email)) in created.iter().enumerate() {
+            let link = stack.store.get_customer_link(cus).await.unwrap();
+            if i == 3 {
+                assert_eq!(link, Some(existing.to_string()), "{cus} matched by email");
+                let record = h.get(RecordType::Customer, &existing.to_string()).unwrap();
+                assert_eq!(
+                    record["custentity_stripe_customer_id"].as_str(),
+                    Some(cus.as_str())
+                );
+            } else {
+                let record = ns_customer(&stack, cus).expect("created in NetSuite");
+                assert_eq!(link, Some(rid(&record)));
+                assert_eq!(record["email"].as_str(), Some(email.as_str()));
+                assert_eq!(record["companyName"], format!("Batch buyer {i}"));
+            }
+        }
+        stack.stop().await.unwrap();
+    }
+}

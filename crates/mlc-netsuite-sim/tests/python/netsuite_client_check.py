@@ -96,11 +96,17 @@ def main(base, account):
         "customer",
         {"externalId": f"stripe_cus_py{suffix}", "companyName": "Python Check Ltd", "subsidiary": {"id": "1"}},
     )
+    # An item's subsidiary is a multiselect, written in NetSuite's documented multiselect form.
     item = create(
         "serviceSaleItem",
         {"externalId": f"stripe_prod_py{suffix}", "itemId": f"Py plan {suffix}",
+         "subsidiary": {"items": [{"id": "1"}, {"id": "2"}]},
          "custitem_stripe_product_id": f"prod_py{suffix}"},
     )
+    r = s.get(rec + f"serviceSaleItem/{item}", timeout=10)
+    check(r.status_code == 200, f"get item: {r.status_code} {r.text}")
+    subs = [v["id"] for v in r.json()["subsidiary"]["items"]]
+    check(subs == ["1", "2"], f"item subsidiaries {r.text}")
     inv = create(
         "invoice",
         {
