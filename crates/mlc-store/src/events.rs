@@ -979,7 +979,7 @@ mod tests {
                 // The claim ran after the deliveries: it sees the new event's job.
                 let got = m.claims.into_iter().next().unwrap().await.unwrap().unwrap();
                 let got: Vec<_> = got.iter().map(|j| j.event_id.clone().unwrap()).collect();
-                assert_eq!(got, [new.clone()], "{tag}");
+                assert_eq!(got, std::slice::from_ref(&new), "{tag}");
                 assert_eq!(
                     steps_of(&store, &held).await,
                     ["received", "succeeded", "posted", "posted"],
