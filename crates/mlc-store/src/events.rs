@@ -201,6 +201,9 @@ pub(crate) async fn writer_loop(
         }
         drop(in_flight);
         if !flushes.is_empty() {
+            // `Store::close` flushes and then closes the pool, which waits for every connection
+            // to come back: give ours back (a later write, if any, acquires one again).
+            held = None;
             let _all_done = inflight.write().await;
             for f in flushes {
                 let _ = f.send(());
