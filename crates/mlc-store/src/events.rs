@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use mlc_core::{UnixMillis, now_millis};
-use sqlx::AnyConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection, Transaction};
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -158,6 +159,7 @@ pub(crate) async fn writer_loop(
     inflight: Arc<RwLock<()>>,
 ) {
     let mut msgs = Vec::with_capacity(max_batch);
+    let mut held: Held = None;
     loop {
         msgs.clear();
         let in_flight = {
@@ -192,13 +194,16 @@ pub(crate) async fn writer_loop(
         }
         if ops.is_empty() {
             if !batch.is_empty() {
-                commit_batch(&db, batch).await;
+                commit_batch(&db, &mut held, batch).await;
             }
         } else {
-            commit_with_ops(&db, &retry, batch, ops).await;
+            commit_with_ops(&db, &mut held, &retry, batch, ops).await;
         }
         drop(in_flight);
         if !flushes.is_empty() {
+            // `Store::close` flushes and then closes the pool, which waits for every connection
+            // to come back: give ours back (a later write, if any, acquires one again).
+            held = None;
             let _all_done = inflight.write().await;
             for f in flushes {
                 let _ = f.send(());
@@ -207,17 +212,44 @@ pub(crate) async fn writer_loop(
     }
 }
 
+/// The writer's own connection on SQLite, kept from batch to batch so that its page cache stays
+/// warm: a pool connection picked at random would first re-read every B-tree page the previous
+/// writer changed (SQLite drops a connection's cache when another connection wrote).
+type Held = Option<PoolConnection<Any>>;
+
+/// Begins a write transaction: on SQLite on the held connection (acquired when there is none),
+/// on PostgreSQL on any pool connection (each writer task there would hold one otherwise).
+async fn begin<'a>(db: &Db, held: &'a mut Held) -> Result<Transaction<'a, Any>, StoreError> {
+    if db.backend != Backend::Sqlite {
+        return db.begin_write().await;
+    }
+    let conn = match held.take() {
+        Some(c) => c,
+        None => db.pool.acquire().await.map_err(db_err)?,
+    };
+    held.insert(conn)
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)
+}
+
 /// Deliveries and worker writes in one transaction. If it fails, nothing of it was applied, so
 /// each part is redone on its own (the deliveries as [`commit_batch`] does, each op in its own
 /// transaction) and every caller gets its own answer.
-async fn commit_with_ops(db: &Db, retry: &RetryPolicy, batch: Vec<RecordRequest>, ops: Vec<WriteOp>) {
+async fn commit_with_ops(
+    db: &Db,
+    held: &mut Held,
+    retry: &RetryPolicy,
+    batch: Vec<RecordRequest>,
+    ops: Vec<WriteOp>,
+) {
     let t0 = std::time::Instant::now();
     let result = async {
         let items: Vec<(&NewEvent, Option<&NewJob>)> =
             batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
         let now = now_millis();
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write().await?;
+        let mut tx = begin(db, held).await?;
         let outcomes = if items.is_empty() {
             Vec::new()
         } else {
@@ -250,14 +282,15 @@ async fn commit_with_ops(db: &Db, retry: &RetryPolicy, batch: Vec<RecordRequest>
         Err(e) => {
             tracing::warn!(error = %e, deliveries = batch.len(), ops = ops.len(),
                 "group commit failed; retrying each write on its own");
+            *held = None; // in case the connection is what failed
             if !batch.is_empty() {
-                commit_batch(db, batch).await;
+                commit_batch(db, held, batch).await;
             }
             for op in ops {
                 let alone = async {
                     let now = now_millis();
                     let _guard = db.write_guard().await;
-                    let mut tx = db.begin_write().await?;
+                    let mut tx = begin(db, held).await?;
                     let r = op.apply(&mut tx, db.backend, retry, now).await?;
                     tx.commit().await.map_err(db_err)?;
                     Ok::<_, StoreError>(r)
@@ -273,11 +306,11 @@ async fn commit_with_ops(db: &Db, retry: &RetryPolicy, batch: Vec<RecordRequest>
 }
 
 /// Deliveries alone in one transaction; if it fails, each again in its own.
-async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
+async fn commit_batch(db: &Db, held: &mut Held, batch: Vec<RecordRequest>) {
     let items: Vec<(&NewEvent, Option<&NewJob>)> =
         batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
     let t0 = std::time::Instant::now();
-    let r = record_batch(db, &items).await;
+    let r = record_batch(db, held, &items).await;
     tracing::debug!(
         size = items.len(),
         elapsed_us = t0.elapsed().as_micros() as u64,
@@ -295,8 +328,9 @@ async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
             // One bad delivery (or a deadlock with another instance) must not fail its
             // neighbours: redo each in its own transaction so everyone gets their own answer.
             tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying one by one");
+            *held = None; // in case the connection is what failed
             for req in batch {
-                let result = record_batch(db, &[(&req.event, req.job.as_ref())])
+                let result = record_batch(db, held, &[(&req.event, req.job.as_ref())])
                     .await
                     .and_then(|v| {
                         v.into_iter()
@@ -307,6 +341,7 @@ async fn commit_batch(db: &Db, batch: Vec<RecordRequest>) {
             }
         }
         Err(e) => {
+            *held = None; // in case the connection is what failed
             for req in batch {
                 let _ = req.reply.send(Err(StoreError::Database(e.to_string())));
             }
@@ -352,11 +387,12 @@ fn values_sql(n: usize, template: &[&str]) -> String {
 /// order.
 async fn record_batch(
     db: &Db,
+    held: &mut Held,
     items: &[(&NewEvent, Option<&NewJob>)],
 ) -> Result<Vec<RecordOutcome>, StoreError> {
     let now = now_millis();
     let _guard = db.write_guard().await;
-    let mut tx = db.begin_write().await?;
+    let mut tx = begin(db, held).await?;
     let outcomes = record_batch_in(&mut tx, items, now).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(outcomes)
@@ -789,7 +825,7 @@ mod tests {
                 });
                 replies.push(rx);
             }
-            commit_batch(&store.db, batch).await;
+            commit_batch(&store.db, &mut None, batch).await;
             let mut got = Vec::new();
             for rx in replies {
                 got.push(rx.await.unwrap().map_err(|e| e.to_string()));
@@ -920,7 +956,7 @@ mod tests {
                     &[held.as_str(), held.as_str()],
                     5,
                 );
-                commit_with_ops(&store.db, &retry, m.batch, m.ops).await;
+                commit_with_ops(&store.db, &mut None, &retry, m.batch, m.ops).await;
                 let mut records = Vec::new();
                 for rx in m.records {
                     records.push(rx.await.unwrap().map_err(|e| e.to_string()));
@@ -946,7 +982,7 @@ mod tests {
                 // The claim ran after the deliveries: it sees the new event's job.
                 let got = m.claims.into_iter().next().unwrap().await.unwrap().unwrap();
                 let got: Vec<_> = got.iter().map(|j| j.event_id.clone().unwrap()).collect();
-                assert_eq!(got, [new.clone()], "{tag}");
+                assert_eq!(got, std::slice::from_ref(&new), "{tag}");
                 assert_eq!(
                     steps_of(&store, &held).await,
                     ["received", "succeeded", "posted", "posted"],

@@ -7,7 +7,8 @@
 //!
 //! Event intake goes through a single writer task that commits every pending delivery in one
 //! transaction (group commit), so SQLite with `synchronous=FULL` pays one fsync per batch rather
-//! than per event. See [`Store::record_event`].
+//! than per event. See [`Store::record_event`]. The worker's writes (claims, job outcomes, audit
+//! entries) go through the same writer and share those transactions.
 //!
 //! Architecture invariant: this crate knows nothing about Stripe's or NetSuite's wire formats; an
 //! event is bytes plus the few envelope fields the intake extracted.

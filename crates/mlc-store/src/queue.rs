@@ -82,7 +82,10 @@ pub(crate) async fn claim_in(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-    let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut jobs = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     // RETURNING gives no order; hand them out in the order they were due.
     jobs.sort_by(|a, b| (a.run_at, &a.id).cmp(&(b.run_at, &b.id)));
     Ok(jobs)
@@ -224,7 +227,6 @@ pub(crate) async fn finish_in(
     insert_audit(&mut *conn, &audit, now).await?;
     Ok(state)
 }
-
 
 fn secs(ms: i64) -> String {
     if ms % 1000 == 0 {

@@ -92,7 +92,11 @@ impl<H: JobHandler> Worker<H> {
             let (mut claimed_any, mut maybe_more) = (false, false);
             let free = concurrency.saturating_sub(in_flight.len());
             if free > 0 && !shutdown.is_cancelled() {
-                match self.store.claim_many(&cfg.worker_id, cfg.lease_ms, free).await {
+                match self
+                    .store
+                    .claim_many(&cfg.worker_id, cfg.lease_ms, free)
+                    .await
+                {
                     Ok(jobs) => {
                         claimed_any = !jobs.is_empty();
                         // Fewer than asked for: nothing else is due until a nudge or the poll.

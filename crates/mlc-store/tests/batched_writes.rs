@@ -111,7 +111,11 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
             );
             let job = store.get_job_for_event(&id).await.unwrap().unwrap();
             assert_eq!((job.state, job.attempts), (JobState::Succeeded, 1), "{id}");
-            assert!(audit[1..].iter().all(|a| a.job_id.as_deref() == Some(&job.id)));
+            assert!(
+                audit[1..]
+                    .iter()
+                    .all(|a| a.job_id.as_deref() == Some(&job.id))
+            );
         }
     }
 }
@@ -126,7 +130,10 @@ async fn claim_many_hands_each_job_out_once() {
             let id = format!("evt_cm{i:02}");
             let mut job = job_for(&id);
             job.run_at = 1_000 + i; // due long ago, in this order
-            store.record_event(&event(&id, true), Some(job)).await.unwrap();
+            store
+                .record_event(&event(&id, true), Some(job))
+                .await
+                .unwrap();
         }
         let first = store.claim_many("w0", 30_000, 3).await.unwrap();
         let order: Vec<_> = first.iter().map(|j| j.event_id.clone().unwrap()).collect();
@@ -173,7 +180,13 @@ async fn a_lost_lease_changes_nothing_beside_a_valid_finish() {
         let job = store.claim("owner", 30_000).await.unwrap().unwrap();
         let (a, b) = tokio::join!(
             store.finish(&job.id, "intruder", JobOutcome::Succeeded),
-            store.finish(&job.id, "owner", JobOutcome::Failed { error: "bad".into() }),
+            store.finish(
+                &job.id,
+                "owner",
+                JobOutcome::Failed {
+                    error: "bad".into()
+                }
+            ),
         );
         assert!(matches!(a, Err(StoreError::LeaseLost(_))), "{a:?}");
         assert_eq!(b.unwrap(), JobState::Failed);
@@ -208,7 +221,10 @@ async fn a_restart_loses_no_write_and_no_event() {
             let (store, job) = (store.clone(), job.clone());
             pending.push(tokio::spawn(async move {
                 let ev = job.event_id.clone().unwrap();
-                store.append_audit(note(&ev, &job.id, "posted")).await.unwrap();
+                store
+                    .append_audit(note(&ev, &job.id, "posted"))
+                    .await
+                    .unwrap();
                 store
                     .finish(&job.id, "w-dead", JobOutcome::Succeeded)
                     .await
@@ -226,7 +242,10 @@ async fn a_restart_loses_no_write_and_no_event() {
         let again = store.claim_many("w-new", 30_000, 10).await.unwrap();
         let again_ids: HashSet<_> = again.iter().map(|j| j.id.clone()).collect();
         let crashed: HashSet<_> = jobs[5..].iter().map(|j| j.id.clone()).collect();
-        assert_eq!(again_ids, crashed, "only the unfinished jobs are claimed again");
+        assert_eq!(
+            again_ids, crashed,
+            "only the unfinished jobs are claimed again"
+        );
         for job in &again {
             assert_eq!(job.attempts, 2);
             store

@@ -125,7 +125,17 @@ pub async fn intake(args: &IntakeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot create a PostgreSQL database for the benchmark")?;
         let dir = scratch_dir("ml-connector-bench-intake-")?;
-        results.push(run_serve("serve (postgres)", &exe, db.url(), dir.path(), &bodies, args).await?);
+        results.push(
+            run_serve(
+                "serve (postgres)",
+                &exe,
+                db.url(),
+                dir.path(),
+                &bodies,
+                args,
+            )
+            .await?,
+        );
     }
 
     if args.no_baseline {
@@ -155,7 +165,11 @@ pub async fn intake(args: &IntakeArgs) -> anyhow::Result<()> {
         println!(
             "{} / baseline: {ratio:.1}x the events/s (target ≥ {TARGET_RATIO}x: {}); p99 {:.2} ms (target < {TARGET_P99_MS} ms: {})",
             serve.label,
-            if ratio >= TARGET_RATIO { "met" } else { "NOT met" },
+            if ratio >= TARGET_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            },
             ms(serve.p99),
             if ms(serve.p99) < TARGET_P99_MS {
                 "met"
@@ -282,7 +296,13 @@ async fn run_serve(
         .spawn()
         .context("cannot start `ml-connector serve`")?;
     let http = reqwest::Client::new();
-    wait_up(&http, &format!("http://127.0.0.1:{port}/healthz"), &mut child, &log).await?;
+    wait_up(
+        &http,
+        &format!("http://127.0.0.1:{port}/healthz"),
+        &mut child,
+        &log,
+    )
+    .await?;
     let url = format!("http://127.0.0.1:{port}/webhooks/stripe");
 
     // Warm-up (not counted): connections open, caches and the database file grow.
@@ -366,7 +386,13 @@ async fn run_baseline(
         .spawn()
         .with_context(|| format!("cannot start gunicorn with {}", python.display()))?;
     let http = reqwest::Client::new();
-    wait_up(&http, &format!("http://127.0.0.1:{port}/"), &mut child, &log).await?;
+    wait_up(
+        &http,
+        &format!("http://127.0.0.1:{port}/"),
+        &mut child,
+        &log,
+    )
+    .await?;
     let url = format!("http://127.0.0.1:{port}/");
     let warm = (args.concurrency * 4).min(args.events.max(1));
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -408,8 +434,12 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, next, url, requests) =
-            (client.clone(), next.clone(), url.to_string(), requests.clone());
+        let (client, next, url, requests) = (
+            client.clone(),
+            next.clone(),
+            url.to_string(),
+            requests.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
