@@ -82,10 +82,10 @@ impl IntakeFigures {
 
 const SECRET: &str = "whsec_bench_secret";
 /// The baseline handler, carried in the binary so the benchmark runs from anywhere.
-const BASELINE_HANDLER: &str = include_str!("../../../../scripts/bench/baseline_handler.py");
+const BASELINE_HANDLER: &str = include_str!("../../../scripts/bench/baseline_handler.py");
 /// Stripe's own fixture objects (from its OpenAPI fixtures), the `data.object` of the events.
-const INVOICE_FIXTURE: &str = include_str!("../../../mlc-stripe-sim/tests/fixtures/invoice.json");
-const CHARGE_FIXTURE: &str = include_str!("../../../mlc-stripe-sim/tests/fixtures/charge.json");
+const INVOICE_FIXTURE: &str = include_str!("../../../tests/stripe-sim/tests/fixtures/invoice.json");
+const CHARGE_FIXTURE: &str = include_str!("../../../tests/stripe-sim/tests/fixtures/charge.json");
 
 /// Targets from issue 11: serve at five times the typical handler, p99 under 25 ms.
 const TARGET_RATIO: f64 = 5.0;
