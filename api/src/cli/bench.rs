@@ -304,26 +304,8 @@ async fn run_serve(
     )
     .await?;
     let url = format!("http://127.0.0.1:{port}/webhooks/stripe");
-
-    // Warm-up (not counted): connections open, caches and the database file grow.
-    let warm = (args.concurrency * 4).min(args.events.max(1));
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    drive(
-        "warm-up",
-        &url,
-        bodies.make(&format!("w{}", &tag[..8]), warm),
-        args.concurrency,
-    )
-    .await?;
-    let figures = drive(
-        label,
-        &url,
-        bodies.make(&tag[..12], args.events),
-        args.concurrency,
-    )
-    .await?;
+    let (figures, warm) = warm_up_and_measure(label, &url, bodies, args).await?;
     let sent_at = Instant::now();
-    figures.print();
 
     // The worker ran all along; report when it caught up (its jobs are the benchmark's too).
     let store = Store::connect(database_url).await?;
@@ -394,26 +376,39 @@ async fn run_baseline(
     )
     .await?;
     let url = format!("http://127.0.0.1:{port}/");
+    let (figures, _) = warm_up_and_measure("baseline (python)", &url, bodies, args).await?;
+    child.start_kill().ok();
+    let _ = child.wait().await;
+    Ok(figures)
+}
+
+/// The same load for every server: a warm-up that is not counted (connections open, caches and
+/// the database file grow), then `args.events` fresh events, measured and printed. Returns the
+/// figures and the number of warm-up events sent.
+async fn warm_up_and_measure(
+    label: &str,
+    url: &str,
+    bodies: &Bodies,
+    args: &IntakeArgs,
+) -> anyhow::Result<(IntakeFigures, usize)> {
     let warm = (args.concurrency * 4).min(args.events.max(1));
     let tag = uuid::Uuid::new_v4().simple().to_string();
     drive(
         "warm-up",
-        &url,
+        url,
         bodies.make(&format!("w{}", &tag[..8]), warm),
         args.concurrency,
     )
     .await?;
     let figures = drive(
-        "baseline (python)",
-        &url,
+        label,
+        url,
         bodies.make(&tag[..12], args.events),
         args.concurrency,
     )
     .await?;
     figures.print();
-    child.start_kill().ok();
-    let _ = child.wait().await;
-    Ok(figures)
+    Ok((figures, warm))
 }
 
 /// Sends every `(body, signature)` with `concurrency` connections; latency is per request, from
