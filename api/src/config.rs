@@ -363,32 +363,7 @@ pub fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
         let Value::Table(sections) = file else {
             return Ok(Merged { value, origins });
         };
-        for (section, table) in sections {
-            let Value::Table(table) = table else {
-                return Err(ConfigError::UnknownKey {
-                    key: section,
-                    origin,
-                });
-            };
-            for (key, v) in table {
-                let path = format!("{section}.{key}");
-                let default =
-                    lookup(&value, &section, &key).ok_or_else(|| ConfigError::UnknownKey {
-                        key: path.clone(),
-                        origin: origin.clone(),
-                    })?;
-                if std::mem::discriminant(default) != std::mem::discriminant(&v) {
-                    return Err(invalid(
-                        &path,
-                        &origin,
-                        format!("has type {}", v.type_str()),
-                        &format!("a {}", default.type_str()),
-                    ));
-                }
-                set(&mut value, &section, &key, v);
-                origins.push((path, origin.clone()));
-            }
-        }
+        overlay(&mut value, &mut origins, sections, &origin, |_, _| true)?;
     }
 
     let mut env: Vec<&(String, String)> = sources
@@ -454,6 +429,83 @@ pub fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
         origins.push((path, origin));
     }
     Ok(Merged { value, origins })
+}
+
+/// Sets every `section.key` of `sections` over `value`, refusing unknown keys, keys `allowed`
+/// refuses and values of another type than the default's.
+fn overlay(
+    value: &mut Value,
+    origins: &mut Vec<(String, String)>,
+    sections: toml::Table,
+    origin: &str,
+    allowed: impl Fn(&str, &str) -> bool,
+) -> Result<(), ConfigError> {
+    for (section, table) in sections {
+        let Value::Table(table) = table else {
+            return Err(ConfigError::UnknownKey {
+                key: section,
+                origin: origin.to_string(),
+            });
+        };
+        for (key, v) in table {
+            let path = format!("{section}.{key}");
+            let default = lookup(value, &section, &key)
+                .filter(|_| allowed(&section, &key))
+                .ok_or_else(|| ConfigError::UnknownKey {
+                    key: path.clone(),
+                    origin: origin.to_string(),
+                })?;
+            if std::mem::discriminant(default) != std::mem::discriminant(&v) {
+                return Err(invalid(
+                    &path,
+                    origin,
+                    format!("has type {}", v.type_str()),
+                    &format!("a {}", default.type_str()),
+                ));
+            }
+            set(value, &section, &key, v);
+            origins.push((path, origin.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The sections a connection's stored settings may set: how it reaches Stripe and NetSuite and
+/// how it posts. The rest (server, database, worker, admin, log) belongs to the deployment.
+pub const CONNECTION_SECTIONS: [&str; 4] = ["stripe", "netsuite", "posting", "reference"];
+
+/// Keys that hold secrets or name files on the server: a connection's secrets are its sealed
+/// credentials, never its settings, and a tenant must not point the service at a server file.
+const NOT_CONNECTION_SETTINGS: [&str; 7] = [
+    "stripe.api_key",
+    "stripe.webhook_secrets",
+    "netsuite.private_key_pem",
+    "netsuite.private_key_path",
+    "netsuite.consumer_secret",
+    "netsuite.token_secret",
+    "reference.netsuite_sync_interval_secs",
+];
+
+/// The configuration one connection runs with: the embedded defaults with the connection's
+/// settings (`{"stripe": {…}, "netsuite": {…}, "posting": {…}, "reference": {…}}`) laid over
+/// them. Errors name the key, as for the configuration file. Secrets are filled afterwards from
+/// the connection's credentials.
+pub fn connection_config(settings: &serde_json::Value) -> Result<Config, ConfigError> {
+    let origin = "connection settings";
+    let mut merged = merge(&Sources::default())?;
+    let table: toml::Table = match settings {
+        serde_json::Value::Object(m) if m.is_empty() => toml::Table::new(),
+        serde_json::Value::Null => toml::Table::new(),
+        other => toml::Table::try_from(other).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from(origin),
+            message: e.to_string(),
+        })?,
+    };
+    overlay(&mut merged.value, &mut merged.origins, table, origin, |section, key| {
+        CONNECTION_SECTIONS.contains(&section)
+            && !NOT_CONNECTION_SETTINGS.contains(&format!("{section}.{key}").as_str())
+    })?;
+    Config::from_merged(&merged)
 }
 
 fn lookup<'a>(v: &'a Value, section: &str, key: &str) -> Option<&'a Value> {

@@ -9,6 +9,7 @@ pub mod console;
 pub mod http;
 pub mod netsuite_budget;
 pub mod pipeline;
+pub mod registry;
 pub mod stack;
 pub mod startup;
 pub mod sync;

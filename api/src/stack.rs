@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mlc_netsuite_sim::{NetSuiteSim, RecordType};
-use mlc_store::{JobState, Store};
+use mlc_store::{ConnectionStore, JobState};
 use mlc_stripe_sim::{CatalogHook, StripeSim};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ pub struct Stack {
     pub netsuite: mlc_netsuite_sim::RunningSim,
     pub config: Config,
     pub addr: SocketAddr,
-    pub store: Store,
+    pub store: ConnectionStore,
     pub items: StackItems,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -299,7 +299,7 @@ pub fn catalog_hook(handle: mlc_netsuite_sim::SimHandle, map_unmapped: bool) -> 
 /// (waiting jobs may remain). False on timeout.
 pub async fn wait_idle(
     stripe: &mlc_stripe_sim::SimHandle,
-    store: &Store,
+    store: &ConnectionStore,
     timeout: Duration,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -4,14 +4,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use mlc_store::Store;
+use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
 use mlc_store::runner::{JobHandler, Worker, WorkerConfig};
+use mlc_store::{ConnectionStore, NewConnection, Store};
 use mlc_stripe::webhook::WebhookVerifier;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NetSuiteAuthKind};
 use crate::http::{AppState, router};
+use crate::netsuite_budget::Budgets;
 use crate::pipeline::{AcceptOnly, Pipeline};
 use crate::telemetry;
 use mlc_netsuite::{AccountId, Credentials, NetSuiteClient, NetSuiteConfig, SigningAlgorithm};
@@ -30,33 +32,22 @@ pub struct App<H: JobHandler> {
     limits: crate::http::serve::ServeLimits,
 }
 
-/// The job handler `serve` runs: the posting pipeline when Stripe and NetSuite are configured,
-/// else one that only records acceptance (intake can be tried before credentials exist).
-#[derive(Clone)]
-pub enum Handler {
-    Pipeline(Pipeline),
-    AcceptOnly(AcceptOnly),
-}
-
-impl JobHandler for Handler {
-    async fn handle(&self, job: mlc_store::Job) -> mlc_store::JobOutcome {
-        match self {
-            Handler::Pipeline(p) => p.handle(job).await,
-            Handler::AcceptOnly(a) => a.handle(job).await,
-        }
-    }
-}
+pub use crate::registry::{ConnectionHandler, Handler};
 
 impl App<Handler> {
-    /// Connects the store (applying migrations) and builds the handler from the configuration.
-    /// The listener is given, so tests can pass `127.0.0.1:0`.
+    /// Connects the store (applying migrations), makes sure the configured default tenant and
+    /// connection exist, and builds the worker's handler: the default connection runs with this
+    /// configuration, every other connection with its stored settings and credentials (see
+    /// [`crate::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
-        let config = load_stored_credentials(config, &store).await?;
-        let handler = build_handler(&config, &store).await?;
+        let default = ensure_default_connection(&config, &store).await?;
+        let config = load_stored_credentials(config, &default).await?;
+        let budgets = Budgets::new(store.clone());
+        let default_handler = connection_handler(&config, &default, &budgets).await?;
         // The sync shares the pipeline's clients, so one NetSuite budget governs both.
-        let sync = match (&handler, config.reference.netsuite_sync_interval_secs) {
-            (Handler::Pipeline(p), Some(secs))
+        let sync = match (&default_handler, config.reference.netsuite_sync_interval_secs) {
+            (ConnectionHandler::Pipeline(p), Some(secs))
                 if secs > 0
                     && (config.reference.item_filter.is_some()
                         || config.reference.customer_filter.is_some()) =>
@@ -64,7 +55,7 @@ impl App<Handler> {
                 Some((
                     crate::sync::SyncContext::new(
                         &config,
-                        store.clone(),
+                        default.clone(),
                         p.stripe().clone(),
                         p.netsuite().clone(),
                     ),
@@ -73,15 +64,92 @@ impl App<Handler> {
             }
             _ => None,
         };
-        let netsuite = match &handler {
-            Handler::Pipeline(p) => Some(p.netsuite().clone()),
-            Handler::AcceptOnly(_) => None,
-        };
-        let mut app = App::build_with(config, listener, store, handler)?;
+        let netsuite = default_handler.pipeline().map(|p| p.netsuite().clone());
+        let handler = Handler::new(store, budgets, default.scope().clone(), default_handler);
+        let mut app = App::build_with(config, listener, default, handler)?;
         app.state.console.netsuite = netsuite;
         app.sync = sync;
         Ok(app)
     }
+}
+
+/// The configured company as the `default` tenant with its `default` connection, created at the
+/// first start and kept in step with the configuration at every start (its status is left as
+/// it is: a paused default connection stays paused). `POST /webhooks/stripe` routes to it.
+pub async fn ensure_default_connection(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<ConnectionStore> {
+    let tenant = store
+        .ensure_tenant(&TenantId::default_id(), "Default company")
+        .await
+        .context("cannot create the default tenant")?;
+    let account = config.netsuite.account_id.trim();
+    let connection = store
+        .tenant(&tenant)
+        .upsert_connection(&NewConnection {
+            id: ConnectionId::default_id(),
+            name: "Default (from the configuration)".into(),
+            status: ConnectionStatus::Active,
+            // Its settings are the configuration's own; nothing to store but where they live.
+            settings: serde_json::json!({ "source": "configuration" }),
+            netsuite_account: (!account.is_empty()).then(|| account.to_ascii_uppercase()),
+        })
+        .await
+        .context("cannot create the default connection")?;
+    Ok(store.scoped(&connection.scope))
+}
+
+/// The default connection of a store that `serve` (or the demo) already set up.
+pub async fn default_scoped(store: Store) -> anyhow::Result<ConnectionStore> {
+    let scope = store
+        .connection_scope(&TenantId::default_id(), &ConnectionId::default_id())
+        .await?
+        .context("the store has no default connection yet: start `ml-connector serve` once")?;
+    Ok(store.scoped(&scope))
+}
+
+/// Which connection a command acts on (`--tenant`, `--connection`); the configured default when
+/// neither is given.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub tenant: Option<String>,
+    pub connection: Option<String>,
+}
+
+/// Opens the store and the connection a command names, with errors that say what to do.
+pub async fn open_connection(
+    config: &Config,
+    target: &Target,
+) -> anyhow::Result<(Store, ConnectionStore)> {
+    let store = connect_store(config).await?;
+    if target.tenant.is_none() && target.connection.is_none() {
+        // Commands read and act on the default connection; only a store that never ran
+        // `serve` needs it made (a command writes nothing it does not need to).
+        let existing = store
+            .connection_scope(&TenantId::default_id(), &ConnectionId::default_id())
+            .await?;
+        let default = match existing {
+            Some(scope) => store.scoped(&scope),
+            None => ensure_default_connection(config, &store).await?,
+        };
+        return Ok((store, default));
+    }
+    let tenant = TenantId::parse(target.tenant.as_deref().unwrap_or("default"))
+        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let connection = ConnectionId::parse(target.connection.as_deref().unwrap_or("default"))
+        .map_err(|e| anyhow::anyhow!("--connection: {e}"))?;
+    let scope = store
+        .connection_scope(&tenant, &connection)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "tenant `{tenant}` has no connection `{connection}`: list them with \
+                 `ml-connector connections list --tenant {tenant}`"
+            )
+        })?;
+    let scoped = store.scoped(&scope);
+    Ok((store, scoped))
 }
 
 /// The Stripe API client, if an API key is configured.
@@ -176,35 +244,39 @@ pub fn netsuite_client_with(
     ))
 }
 
-/// The pipeline when both sides are configured; the accept-only handler when neither is. On
-/// PostgreSQL, where several instances may share the work, the NetSuite concurrency budget
-/// (`netsuite.concurrency`) is shared by all of them.
-pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Handler> {
-    let budget: Option<Arc<dyn mlc_netsuite::ConcurrencyBudget>> = if store.backend()
-        == mlc_store::Backend::Postgres
-        && !config.netsuite.account_id.is_empty()
-    {
-        let shared =
-            crate::netsuite_budget::SharedBudget::new(store.clone(), config.netsuite.concurrency)
-                .await
-                .context("cannot set up the shared NetSuite concurrency budget")?;
-        Some(shared)
-    } else {
+/// The pipeline when both sides are configured; the accept-only handler when neither is. The
+/// NetSuite client takes its account's concurrency budget from `budgets`, shared by every
+/// connection posting to that account (and, on PostgreSQL, by every instance).
+pub async fn connection_handler(
+    config: &Config,
+    store: &ConnectionStore,
+    budgets: &Budgets,
+) -> anyhow::Result<ConnectionHandler> {
+    let account = config.netsuite.account_id.trim();
+    let budget = if account.is_empty() {
         None
+    } else {
+        Some(
+            budgets
+                .for_account(account, config.netsuite.concurrency)
+                .await
+                .context("cannot set up the NetSuite concurrency budget")?,
+        )
     };
     match (
         stripe_client(config)?,
         netsuite_client_with(config, budget)?,
     ) {
-        (Some(stripe), Some(netsuite)) => Ok(Handler::Pipeline(
+        (Some(stripe), Some(netsuite)) => Ok(ConnectionHandler::Pipeline(
             Pipeline::new(store.clone(), stripe, netsuite, config.posting.clone())
                 .with_reference(config.reference.clone()),
         )),
         (None, None) => {
             tracing::warn!(
+                connection = %store.scope(),
                 "stripe.api_key and netsuite.account_id are not set: events are stored but not posted"
             );
-            Ok(Handler::AcceptOnly(AcceptOnly {
+            Ok(ConnectionHandler::AcceptOnly(AcceptOnly {
                 store: store.clone(),
             }))
         }
@@ -221,7 +293,10 @@ pub async fn build_handler(config: &Config, store: &Store) -> anyhow::Result<Han
 /// Fills the secrets the configuration leaves empty from the credentials store (configuration
 /// and environment win when set). Stored credentials without a master key, or with a wrong one,
 /// are an error that names `MLC_MASTER_KEY`; no stored credentials leave `config` unchanged.
-pub async fn load_stored_credentials(mut config: Config, store: &Store) -> anyhow::Result<Config> {
+pub async fn load_stored_credentials(
+    mut config: Config,
+    store: &ConnectionStore,
+) -> anyhow::Result<Config> {
     use crate::cli::credentials::names;
     let key = mlc_store::sealed::MasterKey::from_env()?;
     let mut stored = store.load_secrets(key.as_ref()).await?;
@@ -263,8 +338,8 @@ pub async fn with_stored_credentials_if_keyed(config: Config) -> anyhow::Result<
     if mlc_store::sealed::MasterKey::from_env()?.is_none() {
         return Ok(config);
     }
-    let store = connect_store(&config).await?;
-    let config = load_stored_credentials(config, &store).await?;
+    let (store, default) = open_connection(&config, &Target::default()).await?;
+    let config = load_stored_credentials(config, &default).await?;
     store.close().await;
     Ok(config)
 }
@@ -284,7 +359,7 @@ impl<H: JobHandler + Clone> App<H> {
     pub fn build_with(
         config: Config,
         listener: TcpListener,
-        store: Store,
+        store: ConnectionStore,
         handler: H,
     ) -> anyhow::Result<Self> {
         if config.stripe.webhook_secrets.is_empty() {
@@ -299,7 +374,7 @@ impl<H: JobHandler + Clone> App<H> {
             config.stripe.webhook_tolerance_secs,
         );
         let worker = Worker::new(
-            store.clone(),
+            store.store().clone(),
             handler,
             WorkerConfig {
                 worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
@@ -311,8 +386,16 @@ impl<H: JobHandler + Clone> App<H> {
             },
         );
         let state = AppState {
+            routes: Arc::new(crate::http::webhook_routes::WebhookRoutes::new(
+                store.store().clone(),
+                mlc_store::sealed::MasterKey::from_env()?,
+                config.stripe.webhook_tolerance_secs,
+                crate::http::webhook_routes::RouteTarget {
+                    store: store.clone(),
+                    verifier: Arc::new(verifier),
+                },
+            )),
             store: store.clone(),
-            verifier: Arc::new(verifier),
             body_limit_bytes: config.server.body_limit_bytes,
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_inflight_body_bytes,
@@ -354,7 +437,8 @@ impl<H: JobHandler + Clone> App<H> {
         self.addr
     }
 
-    pub fn store(&self) -> &Store {
+    /// The default connection's view of the store.
+    pub fn store(&self) -> &ConnectionStore {
         &self.state.store
     }
 
@@ -371,7 +455,7 @@ impl<H: JobHandler + Clone> App<H> {
             sync,
             limits,
         } = self;
-        let store = state.store.clone();
+        let store = state.store.store().clone();
         let worker_stop = CancellationToken::new();
         let worker_task = run_worker.then(|| tokio::spawn(worker.run(worker_stop.clone())));
         let sync_task =

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mlc_core::{Classify, ErrorClass, NetSuiteInternalId};
 use mlc_netsuite::{NetSuiteClient, NetSuiteError, RecordBody, SuiteQlRow};
-use mlc_store::{NewAudit, Store, StoreError};
+use mlc_store::{NewAudit, ConnectionStore, StoreError};
 use mlc_stripe::client::{CustomerParams, ProductParams};
 use mlc_stripe::{StripeClient, StripeError};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub const AUDIT_STEP: &str = "reference_synced";
 /// What one sync needs: the store, both clients, and the configuration.
 #[derive(Clone)]
 pub struct SyncContext {
-    pub store: Store,
+    pub store: ConnectionStore,
     pub stripe: StripeClient,
     pub netsuite: NetSuiteClient,
     pub reference: ReferenceConfig,
@@ -67,7 +67,7 @@ impl SyncContext {
     /// concurrency budget governs both).
     pub fn new(
         config: &Config,
-        store: Store,
+        store: ConnectionStore,
         stripe: StripeClient,
         netsuite: NetSuiteClient,
     ) -> Self {
@@ -82,7 +82,7 @@ impl SyncContext {
 
     /// A context with its own clients (the CLI); an error when Stripe or NetSuite is not
     /// configured.
-    pub fn from_config(config: &Config, store: Store) -> anyhow::Result<Self> {
+    pub fn from_config(config: &Config, store: ConnectionStore) -> anyhow::Result<Self> {
         let stripe = crate::startup::stripe_client(config)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "stripe.api_key is not set: the sync writes Stripe products and customers"

@@ -308,7 +308,7 @@ async fn run_serve(
     let sent_at = Instant::now();
 
     // The worker ran all along; report when it caught up (its jobs are the benchmark's too).
-    let store = Store::connect(database_url).await?;
+    let store = crate::startup::default_scoped(Store::connect(database_url).await?).await?;
     let total = (warm + args.events) as i64;
     let mut done_after = None;
     let mut counts = Vec::new();
@@ -336,7 +336,7 @@ async fn run_serve(
             n(JobState::Running)
         ),
     }
-    store.close().await;
+    store.store().close().await;
     child.start_kill().ok();
     let _ = child.wait().await;
     Ok(figures)

@@ -92,7 +92,7 @@ pub async fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = Store::connect(&url).await?;
+    let store = crate::startup::default_scoped(Store::connect(&url).await?).await?;
 
     println!(
         "pipeline benchmark: {} customers, NetSuite limit {} × {} ms/request = {:.1} requests/s at most",

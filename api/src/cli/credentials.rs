@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use mlc_store::Store;
+use mlc_store::ConnectionStore;
 use mlc_store::sealed::{MasterKey, SealError};
 use zeroize::Zeroizing;
 
@@ -99,7 +99,7 @@ fn read_input(from_file: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
 }
 
 async fn store_secret(
-    store: &Store,
+    store: &ConnectionStore,
     key: &MasterKey,
     name: &str,
     value: &[u8],
@@ -112,7 +112,7 @@ async fn store_secret(
     Ok(())
 }
 
-pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> {
+pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::Result<()> {
     match cmd {
         CredentialsCommand::Set(set) => {
             let key = master_key()?;
@@ -241,7 +241,7 @@ pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> 
                 println!("wrote a new master key to {}", new_key_file.display());
                 k
             };
-            let moved = store.reseal_all(&old, &new).await.map_err(|e| match e {
+            let moved = store.store().rotate_master_key(&old, &new).await.map_err(|e| match e {
                 SealError::WrongKey => anyhow::anyhow!(
                     "{e}; nothing was changed (the current key must be in MLC_MASTER_KEY or \
                      MLC_MASTER_KEY_FILE)"
@@ -249,7 +249,8 @@ pub async fn run(cmd: &CredentialsCommand, store: &Store) -> anyhow::Result<()> 
                 other => anyhow::Error::from(other),
             })?;
             println!(
-                "re-encrypted {moved} credential(s) under the new key.\nNext: set \
+                "re-wrapped the data keys of {moved} tenant(s) under the new key (the sealed \
+                 credentials themselves are unchanged).\nNext: set \
                  MLC_MASTER_KEY_FILE={} (and unset MLC_MASTER_KEY) for every instance, restart \
                  them, then destroy the old key.",
                 new_key_file.display()

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use std::collections::BTreeMap;
 
 use mlc_core::{Currency, Money, NetSuiteInternalId, StripeId, StripeIdKind};
-use mlc_store::{EventFilter, NewAudit, Store, UnmappedProduct};
+use mlc_store::{EventFilter, NewAudit, ConnectionStore, UnmappedProduct};
 
 use super::events::format_time;
 
@@ -76,7 +76,7 @@ fn cell(s: &str) -> &str {
 /// Validates every row of a mappings CSV, then applies the good ones through [`set_mapping`]
 /// (so each is audited and releases the jobs waiting for its product). Bad rows are reported
 /// with their line numbers and change nothing.
-pub async fn import_csv(store: &Store, text: &str) -> anyhow::Result<ImportReport> {
+pub async fn import_csv(store: &ConnectionStore, text: &str) -> anyhow::Result<ImportReport> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -126,7 +126,7 @@ pub async fn import_csv(store: &Store, text: &str) -> anyhow::Result<ImportRepor
 }
 
 /// The mappings in use as CSV, header first.
-pub async fn export_csv(store: &Store) -> anyhow::Result<String> {
+pub async fn export_csv(store: &ConnectionStore) -> anyhow::Result<String> {
     let mut out = format!("{CSV_HEADER}\n");
     for l in store.list_item_links().await? {
         out.push_str(&format!("{},{}\n", l.stripe_id, l.netsuite_internal_id));
@@ -138,7 +138,7 @@ pub async fn export_csv(store: &Store) -> anyhow::Result<String> {
 /// an invoice's `amount_due` or `total`, a charge's or payment intent's `amount`), summed per
 /// lowercase currency code, in minor units.
 pub async fn waiting_totals(
-    store: &Store,
+    store: &ConnectionStore,
     events: &[String],
 ) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
@@ -167,7 +167,7 @@ pub async fn waiting_totals(
 
 /// What `mappings unmapped` prints: each product without an item, its waiting events and their
 /// amounts, and the fix.
-pub async fn print_unmapped(store: &Store, json: bool) -> anyhow::Result<()> {
+pub async fn print_unmapped(store: &ConnectionStore, json: bool) -> anyhow::Result<()> {
     let mut rows: Vec<serde_json::Value> = Vec::new();
     let mut texts = Vec::new();
     for (p, events) in unmapped_with_waiting(store).await? {
@@ -224,7 +224,7 @@ fn format_totals(totals: &BTreeMap<String, i64>) -> String {
 
 /// The products seen without a NetSuite item, each with the events waiting for it.
 pub async fn unmapped_with_waiting(
-    store: &Store,
+    store: &ConnectionStore,
 ) -> anyhow::Result<Vec<(UnmappedProduct, Vec<String>)>> {
     let products = store.list_unmapped_products().await?;
     let waiting = store
@@ -253,7 +253,7 @@ pub async fn unmapped_with_waiting(
 
 /// Links `product` to `item`, records it in the audit log and releases waiting jobs; returns
 /// how many were released.
-pub async fn set_mapping(store: &Store, product: &str, item: &str) -> anyhow::Result<u64> {
+pub async fn set_mapping(store: &ConnectionStore, product: &str, item: &str) -> anyhow::Result<u64> {
     let product = StripeId::parse(StripeIdKind::Product, product.trim())?;
     let item = NetSuiteInternalId::parse(item.trim())
         .map_err(|_| anyhow::anyhow!("`{item}` is not a NetSuite internal ID (digits)"))?;
@@ -274,7 +274,7 @@ pub async fn set_mapping(store: &Store, product: &str, item: &str) -> anyhow::Re
     Ok(released)
 }
 
-pub async fn run(cmd: &MappingsCommand, store: &Store) -> anyhow::Result<()> {
+pub async fn run(cmd: &MappingsCommand, store: &ConnectionStore) -> anyhow::Result<()> {
     match cmd {
         MappingsCommand::List { json } => {
             let links = store.list_item_links().await?;

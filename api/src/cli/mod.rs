@@ -12,6 +12,7 @@ pub mod send;
 pub mod sim;
 pub mod status;
 pub mod sync;
+pub mod tenancy;
 pub mod text;
 
 use std::path::PathBuf;
@@ -34,6 +35,13 @@ pub struct Cli {
     /// environment variables override both.
     #[arg(long, global = true, env = "MLC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The tenant a command acts on (status, events, replay, mappings, ping, credentials);
+    /// default: the configured `default` tenant.
+    #[arg(long, global = true, env = "MLC_TENANT")]
+    pub tenant: Option<String>,
+    /// The tenant's connection a command acts on; default: `default`.
+    #[arg(long, global = true, env = "MLC_CONNECTION")]
+    pub connection: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +83,15 @@ pub enum Command {
     /// Secrets sealed in the store under MLC_MASTER_KEY: set, list, rotate the key.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// The companies this service posts for.
+    #[command(subcommand)]
+    Tenants(tenancy::TenantsCommand),
+    /// A tenant's connections (one Stripe account into one NetSuite account each).
+    #[command(subcommand)]
+    Connections(tenancy::ConnectionsCommand),
+    /// A tenant's API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(tenancy::ApiKeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,13 +107,23 @@ pub enum BenchCommand {
 pub struct NoArgs {}
 
 /// The console service for commands run beside (not inside) the service.
-fn console_for(config: &Config, store: mlc_store::Store) -> crate::console::Console {
+fn console_for(config: &Config, store: mlc_store::ConnectionStore) -> crate::console::Console {
     crate::console::Console::new(store, None, config.admin.time_zone.clone())
 }
 
 /// Loads the configuration or returns its error unchanged (it already names the key).
 pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, config::Merged)> {
     Ok(config::load(&Sources::from_process(cli.config.clone()))?)
+}
+
+impl Cli {
+    /// The connection named by `--tenant` / `--connection`.
+    pub fn target(&self) -> startup::Target {
+        startup::Target {
+            tenant: self.tenant.clone(),
+            connection: self.connection.clone(),
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -132,12 +159,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status(args) => {
             let (config, _) = load_config(&cli)?;
-            let store = startup::connect_store(&config).await?;
+            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
             status::run(args, &console_for(&config, store)).await
         }
         Command::Events(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let store = startup::connect_store(&config).await?;
+            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
             events::run(cmd, &console_for(&config, store)).await
         }
         Command::SendTestEvent(args) => {
@@ -146,12 +173,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => {
             let (config, _) = load_config(&cli)?;
-            let store = startup::connect_store(&config).await?;
+            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
             replay::run(args, &console_for(&config, store)).await
         }
         Command::Mappings(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let store = startup::connect_store(&config).await?;
+            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
             mappings::run(cmd, &store).await
         }
         Command::Demo(args) => {
@@ -172,8 +199,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,
         Command::Credentials(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let store = startup::connect_store(&config).await?;
+            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
             credentials::run(cmd, &store).await
+        }
+        Command::Tenants(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            tenancy::tenants(cmd, &store).await
+        }
+        Command::Connections(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            tenancy::connections(cmd, &store, cli.tenant.as_deref()).await
+        }
+        Command::ApiKeys(cmd) => {
+            let (config, _) = load_config(&cli)?;
+            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            tenancy::api_keys(cmd, &store, cli.tenant.as_deref()).await
         }
     }
 }

@@ -26,7 +26,7 @@ pub async fn run(cmd: &SyncCommand, config: &Config) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let store = startup::connect_store(config).await?;
+            let (_, store) = startup::open_connection(config, &startup::Target::default()).await?;
             let ctx = SyncContext::from_config(config, store)?;
             let report = netsuite_to_stripe_once(&ctx).await;
             print!("{report}");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use mlc_core::{Currency, Money, UnixMillis, now_millis};
 use mlc_netsuite::NetSuiteClient;
 use mlc_store::{
-    ActivityBucket, AuditEntry, EventFilter, EventSummary, Job, JobState, Link, Posting, Store,
+    ActivityBucket, AuditEntry, EventFilter, EventSummary, Job, JobState, Link, Posting, ConnectionStore,
     StoreError,
 };
 use serde::Serialize;
@@ -25,7 +25,7 @@ pub use auth::AdminToken;
 /// What the console reads and acts on.
 #[derive(Clone)]
 pub struct Console {
-    pub store: Store,
+    pub store: ConnectionStore,
     /// The pipeline's NetSuite client, for its token's age (`None` when posting is off).
     pub netsuite: Option<NetSuiteClient>,
     /// The zone dates are shown in.
@@ -258,7 +258,7 @@ fn posting_amount(p: &Posting) -> Option<MoneyView> {
 
 impl Console {
     pub fn new(
-        store: Store,
+        store: ConnectionStore,
         netsuite: Option<NetSuiteClient>,
         time_zone: jiff::tz::TimeZone,
     ) -> Self {
@@ -313,7 +313,7 @@ impl Console {
     }
 
     pub async fn health(&self) -> Result<Health, ConsoleError> {
-        let store = match self.store.ping().await {
+        let store = match self.store.store().ping().await {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
@@ -350,7 +350,7 @@ impl Console {
             status: if attention { "attention" } else { "ok" },
             store,
             queue_depth: counts.queued + counts.running,
-            oldest_queued_age_ms: self.store.oldest_queued_age_ms().await?,
+            oldest_queued_age_ms: self.store.store().oldest_queued_age_ms().await?,
             waiting_for_a_person: counts.waiting,
             failed: counts.failed,
             stripe: StripeHealth {

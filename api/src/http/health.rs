@@ -14,7 +14,7 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    match state.store.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ready", "store": "ok"})),
@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Job gauges are read from the store at scrape time so every instance reports the shared
     // queue, whichever process did the work.
-    if let Ok(counts) = state.store.job_counts().await {
+    if let Ok(counts) = state.store.store().job_counts_all().await {
         for state_name in mlc_store::JobState::ALL {
             let n = counts
                 .iter()

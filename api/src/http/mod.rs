@@ -5,6 +5,7 @@ pub mod error;
 pub mod health;
 pub mod router;
 pub mod serve;
+pub mod webhook_routes;
 pub mod webhooks;
 
 pub use router::{AppState, router};

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use mlc_store::Store;
-use mlc_stripe::webhook::WebhookVerifier;
+use mlc_store::ConnectionStore;
 use tokio::sync::Notify;
 
 use super::{health, webhooks};
@@ -14,8 +13,10 @@ use super::{health, webhooks};
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub verifier: Arc<WebhookVerifier>,
+    /// The default connection's view of the store (the console works on it).
+    pub store: ConnectionStore,
+    /// Where each webhook route delivers (the default connection and every other).
+    pub routes: Arc<super::webhook_routes::WebhookRoutes>,
     pub body_limit_bytes: usize,
     /// Webhook body bytes that may be held at once (`server.max_inflight_body_bytes`): a
     /// delivery takes its size from it before its body is read.
@@ -32,6 +33,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhooks/stripe", post(webhooks::receive))
+        .route("/webhooks/stripe/{route}", post(webhooks::receive_routed))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mlc_store::{NewEvent, NewJob, RecordOutcome};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::webhook_routes::RouteTarget;
 use super::error::ApiError;
 use super::serve::BodyReadError;
 use crate::pipeline;
@@ -48,8 +49,46 @@ struct DataObject {
     id: Option<String>,
 }
 
+/// `POST /webhooks/stripe`: the configured default connection.
 pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
-    match receive_inner(&state, request).await {
+    let target = state.routes.default_target().clone();
+    answer(receive_inner(&state, &target, request).await)
+}
+
+/// `POST /webhooks/stripe/{route}`: the connection whose route ID this is. An unknown route is a
+/// 404 that says nothing of which routes exist, answered before the body is read.
+pub async fn receive_routed(
+    State(state): State<AppState>,
+    Path(route): Path<String>,
+    request: Request,
+) -> Response {
+    use super::webhook_routes::Resolved;
+    let result = match state.routes.resolve(&route).await {
+        Ok(Resolved::Found(target)) => receive_inner(&state, &target, request).await,
+        Ok(Resolved::Unknown) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no webhook endpoint at this address",
+        )),
+        Ok(Resolved::NotReady(why)) => {
+            tracing::warn!("webhook delivery refused for now: {why}");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "connection_not_ready",
+                why,
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the connection could not be looked up ({e}); Stripe retries the delivery"),
+        )),
+    };
+    answer(result)
+}
+
+fn answer(result: Result<Response, ApiError>) -> Response {
+    match result {
         Ok(response) => response,
         Err(err) => {
             let outcome = if err.status.is_server_error() {
@@ -79,7 +118,11 @@ pub fn parse_event_body(raw: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice(raw)
 }
 
-async fn receive_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn receive_inner(
+    state: &AppState,
+    target: &RouteTarget,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let refuse = |e: SignatureError| {
         metrics::counter!(names::SIGNATURE_FAILURES, "reason" => e.code()).increment(1);
@@ -135,7 +178,7 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
     let raw = read_body(body, state.body_limit_bytes, declared, too_large).await?;
 
     let now = mlc_core::now_millis() / 1000;
-    state
+    target
         .verifier
         .verify(&raw, Some(header), now)
         .map_err(refuse)?;
@@ -197,7 +240,7 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
     // Stored, counted and logged in a task of its own: if the client goes away after the commit,
     // hyper drops this handler, but the event is stored all the same and must be counted and
     // logged all the same.
-    let (store, wake) = (state.store.clone(), state.worker_wake.clone());
+    let (store, wake) = (target.store.clone(), state.worker_wake.clone());
     let recorded = tokio::spawn(async move {
         let outcome = store.record_event(&event, job).await?;
         let label = match (outcome, handled) {
@@ -210,7 +253,7 @@ async fn receive_inner(state: &AppState, request: Request) -> Result<Response, A
         if outcome == RecordOutcome::Stored && handled {
             wake.notify_one();
         }
-        tracing::info!(stripe.event_id = %event.event_id, stripe.event_type = %event.event_type, outcome = label, "webhook accepted");
+        tracing::info!(connection = %store.scope(), stripe.event_id = %event.event_id, stripe.event_type = %event.event_type, outcome = label, "webhook accepted");
         Ok::<_, mlc_store::StoreError>(outcome)
     });
     let outcome = match recorded.await {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mlc_core::{Classify, ErrorClass};
 use mlc_netsuite::{NetSuiteClient, NetSuiteError};
-use mlc_store::{Job, JobOutcome, NewAudit, Store, StoreError};
+use mlc_store::{Job, JobOutcome, NewAudit, ConnectionStore, StoreError};
 use mlc_stripe::{FactsError, StripeClient, StripeError};
 
 use crate::config::{InvoiceTrigger, PostingConfig, ReferenceConfig};
@@ -96,7 +96,7 @@ pub struct Pipeline {
 }
 
 struct Inner {
-    store: Store,
+    store: ConnectionStore,
     stripe: StripeClient,
     netsuite: NetSuiteClient,
     posting: PostingConfig,
@@ -110,7 +110,7 @@ struct Inner {
 
 impl Pipeline {
     pub fn new(
-        store: Store,
+        store: ConnectionStore,
         stripe: StripeClient,
         netsuite: NetSuiteClient,
         posting: PostingConfig,
@@ -347,7 +347,7 @@ impl mlc_store::runner::JobHandler for Pipeline {
 /// records that the event was accepted and completes the job, so intake can be tried alone.
 #[derive(Clone)]
 pub struct AcceptOnly {
-    pub store: Store,
+    pub store: ConnectionStore,
 }
 
 impl mlc_store::runner::JobHandler for AcceptOnly {

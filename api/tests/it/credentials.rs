@@ -167,7 +167,7 @@ async fn a_key_set_on_stdin_is_stored_sealed_and_used_by_ping_and_serve() {
         assert!(!ok, "{out}");
         assert!(
             out.contains(
-                "the master key does not open the stored credentials: wrong MLC_MASTER_KEY?"
+                "the master key does not open the tenant's data key: wrong MLC_MASTER_KEY?"
             ),
             "{out}"
         );
@@ -205,13 +205,15 @@ async fn rotate_key_moves_everything_and_the_old_key_no_longer_opens() {
         )
         .await;
         assert!(ok, "{out}");
-        assert!(out.contains("re-encrypted 1 credential"), "{out}");
+        assert!(out.contains("re-wrapped the data keys of 1 tenant"), "{out}");
         assert!(
             out.contains(&format!("MLC_MASTER_KEY_FILE={new_file_s}")),
             "{out}"
         );
 
-        let store = db.store().await;
+        let store = ml_connector::startup::default_scoped(db.store().await)
+            .await
+            .unwrap();
         let new = MasterKey::from_file(&new_file).expect("new key file is 0600");
         let old = MasterKey::from_file(&old_file).expect("old key");
         let secrets = store.load_secrets(Some(&new)).await.expect("new key opens");
@@ -221,7 +223,7 @@ async fn rotate_key_moves_everything_and_the_old_key_no_longer_opens() {
         );
         let e = store.load_secrets(Some(&old)).await.unwrap_err();
         assert!(e.to_string().contains("wrong MLC_MASTER_KEY?"), "{e}");
-        store.close().await;
+        store.store().close().await;
 
         // A key file others can read is refused before anything is touched.
         #[cfg(unix)]

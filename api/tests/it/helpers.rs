@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ml_connector::config::{self, Config, Sources};
 use ml_connector::startup::App;
-use mlc_store::Store;
+use mlc_store::ConnectionStore;
 use mlc_store::testing::TestDb;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ pub fn config_for(url: &str, extra: &[(&str, &str)]) -> Config {
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub store: Store,
+    pub store: ConnectionStore,
     pub client: reqwest::Client,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,

@@ -371,7 +371,7 @@ async fn bodies_the_console_could_not_show_are_refused_as_invalid_json() {
 async fn events_show_prints_a_stored_body_that_is_not_json_as_its_bytes() {
     for db in backends().await {
         // Stored before intake applied the console's JSON rule.
-        let store = db.store().await;
+        let store = mlc_store::testing::connection(&db.store().await, "default", "default").await;
         let raw =
             b"{\"id\":\"evt_1Legacy\",\"type\":\"invoice.paid\",\"x\":\"\xff\x1b[2J\"}".to_vec();
         let event = mlc_store::NewEvent {
@@ -387,7 +387,7 @@ async fn events_show_prints_a_stored_body_that_is_not_json_as_its_bytes() {
             handled: false,
         };
         store.record_event(&event, None).await.unwrap();
-        store.close().await;
+        store.store().close().await;
         let (ok, out, err) = cli(db.url(), &["events", "show", "evt_1Legacy"]);
         assert!(ok, "{err}");
         assert!(!out.contains("null"), "{out}");
@@ -568,7 +568,9 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
             // Gone before the answer: the server sees the end of the stream at once.
             drop(s);
         }
-        let store = mlc_store::Store::connect(db.url()).await.unwrap();
+        let store = ml_connector::startup::default_scoped(mlc_store::Store::connect(db.url()).await.unwrap())
+            .await
+            .unwrap();
         let stored = eventually(Duration::from_secs(15), || async {
             let mut all = true;
             for id in &ids {
@@ -620,6 +622,6 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
                 "{id} not logged:\n{log}"
             );
         }
-        store.close().await;
+        store.store().close().await;
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ml_connector::stack::{Stack, StackOptions, catalog_hook, create_product_item};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_store::{AuditEntry, EventFilter, JobState, Store};
+use mlc_store::{AuditEntry, EventFilter, JobState, ConnectionStore};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -45,7 +45,7 @@ fn small_scenario(stack: &Stack, seed: u64) -> ScenarioConfig {
     }
 }
 
-async fn job_counts(store: &Store) -> BTreeMap<String, i64> {
+async fn job_counts(store: &ConnectionStore) -> BTreeMap<String, i64> {
     store
         .job_counts()
         .await

@@ -7,7 +7,7 @@ use ml_connector::cli::mappings;
 use ml_connector::stack::{Stack, StackOptions};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_store::{EventFilter, JobState, Store};
+use mlc_store::{EventFilter, JobState, ConnectionStore};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ async fn stripe_delete(stack: &Stack, path: &str) -> Value {
         .unwrap()
 }
 
-async fn waiting_count(store: &Store) -> i64 {
+async fn waiting_count(store: &ConnectionStore) -> i64 {
     store
         .job_counts()
         .await
@@ -54,7 +54,7 @@ async fn waiting_count(store: &Store) -> i64 {
 }
 
 /// Audit entries with `step` for the events of `event_type`.
-async fn audit_steps(store: &Store, event_type: &str, step: &str) -> Vec<String> {
+async fn audit_steps(store: &ConnectionStore, event_type: &str, step: &str) -> Vec<String> {
     let events = store
         .list_events(&EventFilter {
             event_type: Some(event_type.into()),

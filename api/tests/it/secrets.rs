@@ -85,7 +85,9 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
     )
     .await
     .unwrap();
-    let store = Store::connect(&url).await.unwrap();
+    let store = ml_connector::startup::default_scoped(Store::connect(&url).await.unwrap())
+        .await
+        .unwrap();
     assert!(wait_idle(&sims.stripe.handle, &store, Duration::from_secs(120)).await);
     assert!(!netsuite_invoices(sims.netsuite.handle(), sims.items.fee).is_empty());
     assert!(!report.paid_invoices.is_empty());
@@ -225,7 +227,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         .unwrap();
     let logs = String::from_utf8_lossy(&logs.await.unwrap()).to_string();
     assert!(logs.lines().count() > 10, "expected debug logs, got {logs}");
-    store.close().await;
+    store.store().close().await;
 
     let mut database = std::fs::read(&db_path).unwrap();
     for suffix in ["-wal", "-shm"] {

@@ -82,8 +82,8 @@ async fn instances_sharing_a_store_stay_within_the_account_limit() {
         // Shared through the store: never more than 3 in flight across both.
         let store_a = db.store().await;
         let store_b = db.store().await;
-        let a: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_a, 3).await.unwrap();
-        let b: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_b.clone(), 3).await.unwrap();
+        let a: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_a, "TSTDRV1", 3).await.unwrap();
+        let b: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_b.clone(), "TSTDRV1", 3).await.unwrap();
         let shared = clients(&sim, keys.path(), vec![Some(a), Some(b)]).await;
         let before = sim.handle().stats().rejected_concurrency;
         let after = run_two_instances(shared, &sim, "shared").await;
@@ -97,7 +97,7 @@ async fn instances_sharing_a_store_stay_within_the_account_limit() {
         // Every slot is given back.
         let mut free = false;
         for _ in 0..50 {
-            if store_b.netsuite_slots_in_use().await.unwrap() == 0 {
+            if store_b.netsuite_slots_in_use("TSTDRV1").await.unwrap() == 0 {
                 free = true;
                 break;
             }

@@ -14,6 +14,10 @@ pub enum IdError {
         "`{0}` is not a usable ID: only letters, digits, `_` and `-` are allowed (at most {1} characters)"
     )]
     BadCharacters(String, usize),
+    #[error(
+        "`{value}` is not a valid {what}: use lower-case letters, digits, `_` and `-` (at most 64 characters)"
+    )]
+    BadSlug { what: &'static str, value: String },
 }
 
 fn id_chars_ok(s: &str, max: usize) -> bool {

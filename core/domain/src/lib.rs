@@ -8,11 +8,13 @@ pub mod currency;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod tenancy;
 
 pub use currency::{Currency, CurrencyError};
 pub use error::{Classify, ErrorClass};
 pub use ids::{ExternalId, IdError, IdempotencyKey, NetSuiteInternalId, StripeId, StripeIdKind};
 pub use money::{Money, MoneyError};
+pub use tenancy::{ConnectionId, ConnectionStatus, TenantId, WebhookRouteId};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// Milliseconds since the Unix epoch: the one timestamp representation stored and passed around,

@@ -6,15 +6,20 @@ use tokio::sync::oneshot;
 use crate::db::{audit_from_row, db_err};
 use crate::events::{WriteOp, writer_stopped};
 use crate::model::{AuditEntry, NewAudit, StoreError};
-use crate::store::Store;
+use crate::scope::ConnectionStore;
 
-impl Store {
+impl ConnectionStore {
     /// Appends an entry; returns its ID. Committed before this returns, by the group-commit
     /// writer together with whatever else is pending (a handler's entries cost no commit of
     /// their own). One caller's entries keep their order: each waits for the one before.
     pub async fn append_audit(&self, entry: NewAudit) -> Result<i64, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.send_op(WriteOp::Audit { entry, reply }).await?;
+        self.store
+            .send_op(WriteOp::Audit {
+                scope: self.scope.clone(),
+                entry,
+                reply,
+            }).await?;
         rx.await.map_err(|_| writer_stopped())?
     }
 
@@ -22,10 +27,12 @@ impl Store {
     pub async fn audit_for_event(&self, event_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, event_id, job_id, stripe_object_id, step, message, data \
-             FROM audit WHERE event_id = $1 ORDER BY id",
+             FROM audit WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3 ORDER BY id",
         )
         .bind(event_id.to_string())
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
@@ -35,10 +42,12 @@ impl Store {
     pub async fn audit_for_job(&self, job_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, event_id, job_id, stripe_object_id, step, message, data \
-             FROM audit WHERE job_id = $1 ORDER BY id",
+             FROM audit WHERE job_id = $1 AND tenant_id = $2 AND connection_id = $3 ORDER BY id",
         )
         .bind(job_id.to_string())
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()

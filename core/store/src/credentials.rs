@@ -1,4 +1,5 @@
-//! The credentials table: sealed secrets by name (see [`crate::sealed`]).
+//! The credentials table: each connection's secrets, sealed under its tenant's data key, which is
+//! itself wrapped by the master key (see [`crate::sealed`]).
 
 use std::collections::BTreeMap;
 
@@ -6,9 +7,10 @@ use mlc_core::now_millis;
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::db::{db_err, get};
+use crate::db::{Rls, db_err, get};
 use crate::model::StoreError;
-use crate::sealed::{self, KEY_CHECK_NAME, MasterKey, SealError};
+use crate::scope::ConnectionStore;
+use crate::sealed::{self, DataKey, FieldAad, MasterKey, SealError};
 use crate::store::Store;
 
 /// A stored credential's name and when it was last set (never its value).
@@ -18,42 +20,63 @@ pub struct CredentialInfo {
     pub updated_at: i64,
 }
 
-impl Store {
-    /// Stores (or replaces) a sealed credential.
+impl ConnectionStore {
+    fn aad<'a>(&'a self, field: &'a str) -> FieldAad<'a> {
+        FieldAad {
+            tenant_id: self.scope.tenant_id().as_str(),
+            connection_id: self.scope.connection_id().as_str(),
+            field,
+        }
+    }
+
+    /// Stores (or replaces) a sealed credential as it is (no key involved: tests and tools).
     pub async fn put_credential(&self, name: &str, sealed: Vec<u8>) -> Result<(), StoreError> {
-        let _guard = self.db.write_guard().await;
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut conn = db.write_one(&self.scope).await?;
         sqlx::query(
-            "INSERT INTO credentials (name, ciphertext, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, \
-             updated_at = excluded.updated_at",
+            "INSERT INTO credentials (tenant_id, connection_id, name, ciphertext, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, connection_id, name) DO UPDATE SET \
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
         )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
         .bind(name.to_string())
         .bind(sealed)
         .bind(now_millis())
-        .execute(&self.db.pool)
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-        Ok(())
+        conn.done().await
     }
 
     /// The sealed bytes of a credential, if stored.
     pub async fn get_credential(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT ciphertext FROM credentials WHERE name = $1")
-            .bind(name.to_string())
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT ciphertext FROM credentials \
+             WHERE tenant_id = $1 AND connection_id = $2 AND name = $3",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .bind(name.to_string())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
         row.as_ref().map(|r| get(r, "ciphertext")).transpose()
     }
 
-    /// Names and update times of the stored credentials (the key check is not listed).
+    /// Names and update times of this connection's credentials.
     pub async fn list_credential_names(&self) -> Result<Vec<CredentialInfo>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, updated_at FROM credentials WHERE name <> $1 ORDER BY name")
-                .bind(KEY_CHECK_NAME.to_string())
-                .fetch_all(&self.db.pool)
-                .await
-                .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT name, updated_at FROM credentials \
+             WHERE tenant_id = $1 AND connection_id = $2 ORDER BY name",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(CredentialInfo {
@@ -64,89 +87,123 @@ impl Store {
             .collect()
     }
 
-    /// Seals `plaintext` under `key` and stores it as `name`. The first credential stored also
-    /// stores the key check; later ones must use the same key ([`SealError::WrongKey`]).
+    /// The tenant's data key, unwrapped; made (and stored wrapped) when the tenant has none.
+    /// A master key that does not unwrap it is [`SealError::WrongKey`].
+    async fn data_key(&self, master: &MasterKey, create: bool) -> Result<DataKey, SealError> {
+        let tenant = self.scope.tenant_id().as_str();
+        if let Some(wrapped) = self.wrapped_data_key().await? {
+            return sealed::unwrap_data_key(master, tenant, &wrapped);
+        }
+        if !create {
+            return Err(SealError::Malformed(format!(
+                "tenant `{tenant}` has stored credentials but no data key"
+            )));
+        }
+        let key = DataKey::generate();
+        let wrapped = sealed::wrap_data_key(master, tenant, &key)?;
+        let db = &self.store.db;
+        {
+            let _guard = db.write_guard().await;
+            let mut tx = db.begin_write_as(Rls::Tenant(tenant)).await?;
+            let now = now_millis();
+            sqlx::query(
+                "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at, rotated_at) \
+                 VALUES ($1, $2, $3, $3) ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(self.scope.t())
+            .bind(wrapped)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+        }
+        // Another writer may have made one first: whichever is stored is the key.
+        let stored = self
+            .wrapped_data_key()
+            .await?
+            .ok_or_else(|| SealError::Malformed("the tenant's data key was not stored".into()))?;
+        sealed::unwrap_data_key(master, tenant, &stored)
+    }
+
+    async fn wrapped_data_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT wrapped_key FROM tenant_keys WHERE tenant_id = $1")
+            .bind(self.scope.t())
+            .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(|r| get(r, "wrapped_key")).transpose()
+    }
+
+    /// Seals `plaintext` under the tenant's data key, bound to this connection and `name`, and
+    /// stores it. The tenant's first credential makes its data key.
     pub async fn store_secret(
         &self,
-        key: &MasterKey,
+        master: &MasterKey,
         name: &str,
         plaintext: &[u8],
     ) -> Result<(), SealError> {
-        match self.get_credential(KEY_CHECK_NAME).await? {
-            Some(check) => sealed::check_key(key, &check)?,
-            None => {
-                self.put_credential(KEY_CHECK_NAME, sealed::key_check(key)?)
-                    .await?
-            }
-        }
-        self.put_credential(name, sealed::seal(key, name, plaintext)?)
-            .await?;
+        let key = self.data_key(master, true).await?;
+        let sealed = sealed::seal(&key, &self.aad(name), plaintext)?;
+        self.put_credential(name, sealed).await?;
         Ok(())
     }
 
-    /// Every stored credential, opened. None stored → empty. Stored but no key →
-    /// [`SealError::MissingKey`]; a key that does not open the key check → [`SealError::WrongKey`].
+    /// Every credential of this connection, opened. None stored → empty. Stored but no key →
+    /// [`SealError::MissingKey`]; a key that does not unwrap the tenant's data key →
+    /// [`SealError::WrongKey`]; a ciphertext bound to another connection, tenant or name →
+    /// [`SealError::Misplaced`].
     pub async fn load_secrets(
         &self,
-        key: Option<&MasterKey>,
+        master: Option<&MasterKey>,
     ) -> Result<BTreeMap<String, SecretString>, SealError> {
         let names = self.list_credential_names().await?;
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let key = key.ok_or(SealError::MissingKey)?;
-        let check = self
-            .get_credential(KEY_CHECK_NAME)
-            .await?
-            .ok_or(SealError::WrongKey)?;
-        sealed::check_key(key, &check)?;
+        let master = master.ok_or(SealError::MissingKey)?;
+        let key = self.data_key(master, false).await?;
         let mut out = BTreeMap::new();
         for info in names {
             if let Some(bytes) = self.get_credential(&info.name).await? {
-                let secret = sealed::open_string(key, &info.name, &bytes)?;
+                let secret = sealed::open_string(&key, &self.aad(&info.name), &bytes)?;
                 out.insert(info.name, secret);
             }
         }
         Ok(out)
     }
+}
 
-    /// Re-seals every credential (and the key check) from `old` to `new` in one transaction:
-    /// either all move to the new key or none do. Returns how many credentials moved.
-    pub async fn reseal_all(&self, old: &MasterKey, new: &MasterKey) -> Result<usize, SealError> {
+impl Store {
+    /// Re-wraps every tenant's data key from `old` to `new` master key in one transaction: the
+    /// sealed credentials themselves are not touched (they are under the data keys). Either all
+    /// tenants move or none do. Returns how many data keys moved.
+    pub async fn rotate_master_key(
+        &self,
+        old: &MasterKey,
+        new: &MasterKey,
+    ) -> Result<usize, SealError> {
         let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
-        let rows = sqlx::query("SELECT name, ciphertext FROM credentials ORDER BY name")
+        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
+        let rows = sqlx::query("SELECT tenant_id, wrapped_key FROM tenant_keys ORDER BY tenant_id")
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-        let mut resealed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let name: String = get(r, "name")?;
-            let bytes: Vec<u8> = get(r, "ciphertext")?;
-            if name == KEY_CHECK_NAME {
-                sealed::check_key(old, &bytes)?;
-                resealed.push((name, sealed::key_check(new)?));
-            } else {
-                let plain = sealed::open(old, &name, &bytes)?;
-                let sealed_new = sealed::seal(new, &name, &plain)?;
-                resealed.push((name, sealed_new));
-            }
-        }
         let now = now_millis();
-        let mut moved = 0;
-        for (name, bytes) in resealed {
-            if name != KEY_CHECK_NAME {
-                moved += 1;
-            }
-            sqlx::query("UPDATE credentials SET ciphertext = $1, updated_at = $2 WHERE name = $3")
-                .bind(bytes)
+        for r in &rows {
+            let tenant: String = get(r, "tenant_id")?;
+            let wrapped: Vec<u8> = get(r, "wrapped_key")?;
+            let key = sealed::unwrap_data_key(old, &tenant, &wrapped)?;
+            let rewrapped = sealed::wrap_data_key(new, &tenant, &key)?;
+            sqlx::query("UPDATE tenant_keys SET wrapped_key = $1, rotated_at = $2 WHERE tenant_id = $3")
+                .bind(rewrapped)
                 .bind(now)
-                .bind(name)
+                .bind(tenant)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(moved)
+        Ok(rows.len())
     }
 }

@@ -2,11 +2,85 @@
 
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::model::{AuditEntry, Backend, Job, JobState, NewAudit, StoreError};
+use crate::scope::ConnectionScope;
 use mlc_core::UnixMillis;
+
+/// Which rows a PostgreSQL transaction may see under row-level security (migration 0002).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rls<'a> {
+    /// One tenant's rows (every tenant-scoped call).
+    Tenant(&'a str),
+    /// Every tenant's rows: only the store's own cross-tenant paths (the group-commit writer,
+    /// whose batches hold several tenants' deliveries; the worker's claims; the registry).
+    AllTenants,
+}
+
+/// Sets what the current transaction may see. Transaction-local (`set_config(…, true)`), so a
+/// pooled connection never carries one tenant's setting into the next use. No-op on SQLite.
+pub(crate) async fn set_rls(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rls: Rls<'_>,
+) -> Result<(), StoreError> {
+    if backend != Backend::Postgres {
+        return Ok(());
+    }
+    let (tenant, all) = match rls {
+        Rls::Tenant(t) => (t, "off"),
+        Rls::AllTenants => ("", "on"),
+    };
+    sqlx::query(
+        "SELECT set_config('app.tenant_id', $1, true), set_config('app.all_tenants', $2, true)",
+    )
+    .bind(tenant.to_string())
+    .bind(all)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// A connection for tenant-scoped reads: on PostgreSQL a transaction with the tenant set for
+/// row-level security; on SQLite a plain pooled connection (no RLS there, and no BEGIN to pay).
+pub(crate) enum ReadConn {
+    Plain(PoolConnection<Any>),
+    Tx(Transaction<'static, Any>),
+}
+
+impl ReadConn {
+    /// Commits what was written (PostgreSQL); a no-op for a plain connection. Dropping a
+    /// `ReadConn` without calling this rolls a PostgreSQL transaction back.
+    pub(crate) async fn done(self) -> Result<(), StoreError> {
+        match self {
+            ReadConn::Plain(_) => Ok(()),
+            ReadConn::Tx(t) => t.commit().await.map_err(db_err),
+        }
+    }
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            ReadConn::Plain(c) => c,
+            ReadConn::Tx(t) => t,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConn::Plain(c) => c,
+            ReadConn::Tx(t) => t,
+        }
+    }
+}
 
 /// The pool and what is needed to write safely on either backend.
 pub(crate) struct Db {
@@ -39,6 +113,56 @@ impl Db {
         }
     }
 
+    /// A connection that sees `scope`'s tenant only (see [`ReadConn`]).
+    pub(crate) async fn read(&self, scope: &ConnectionScope) -> Result<ReadConn, StoreError> {
+        self.read_tenant(scope.tenant_id().as_str()).await
+    }
+
+    /// [`Db::read`] for a tenant (its connections, API keys).
+    pub(crate) async fn read_tenant(&self, tenant: &str) -> Result<ReadConn, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(ReadConn::Plain(
+                self.pool.acquire().await.map_err(db_err)?,
+            )),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                set_rls(&mut tx, self.backend, Rls::Tenant(tenant)).await?;
+                Ok(ReadConn::Tx(tx))
+            }
+        }
+    }
+
+    /// A connection for a single tenant-scoped write statement (the caller holds the write
+    /// guard): on PostgreSQL a transaction with the tenant set, so row-level security's WITH
+    /// CHECK admits the row; call [`ReadConn::done`] to commit.
+    pub(crate) async fn write_one(&self, scope: &ConnectionScope) -> Result<ReadConn, StoreError> {
+        self.read(scope).await
+    }
+
+    /// A connection that sees every tenant: the store's own cross-tenant reads only.
+    pub(crate) async fn read_all(&self) -> Result<ReadConn, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(ReadConn::Plain(
+                self.pool.acquire().await.map_err(db_err)?,
+            )),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                set_rls(&mut tx, self.backend, Rls::AllTenants).await?;
+                Ok(ReadConn::Tx(tx))
+            }
+        }
+    }
+
+    /// [`Db::begin_write`] with what the transaction may see set for row-level security.
+    pub(crate) async fn begin_write_as(
+        &self,
+        rls: Rls<'_>,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        set_rls(&mut tx, self.backend, rls).await?;
+        Ok(tx)
+    }
+
     /// Begins a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes can fail with
     /// SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
@@ -65,7 +189,7 @@ where
         .map_err(|e| StoreError::Database(format!("reading column `{col}`: {e}")))
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, kind, event_id, payload, dedupe_key, state, attempts, \
+pub(crate) const JOB_COLUMNS: &str = "id, tenant_id, connection_id, kind, event_id, payload, dedupe_key, state, attempts, \
      max_attempts, run_at, locked_by, locked_until, last_error, created_at, updated_at";
 
 pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
@@ -75,8 +199,11 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
     let state: String = get(row, "state")?;
     let state = JobState::parse(&state)
         .ok_or_else(|| StoreError::Database(format!("unknown job state `{state}`")))?;
+    let tenant: String = get(row, "tenant_id")?;
+    let connection: String = get(row, "connection_id")?;
     Ok(Job {
         id: get(row, "id")?,
+        scope: ConnectionScope::from_row(&tenant, &connection)?,
         kind: get(row, "kind")?,
         event_id: get(row, "event_id")?,
         payload,
@@ -119,16 +246,18 @@ pub(crate) fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
-/// Appends one audit entry on the given connection (usually inside a caller's transaction).
+/// Appends one audit entry of `scope` on the given connection (usually inside a caller's
+/// transaction).
 pub(crate) async fn insert_audit(
     conn: &mut AnyConnection,
+    scope: &ConnectionScope,
     entry: &NewAudit,
     at: UnixMillis,
 ) -> Result<i64, StoreError> {
     let data = entry.data.as_ref().map(|d| d.to_string());
     let row = sqlx::query(
-        "INSERT INTO audit (at, event_id, job_id, stripe_object_id, step, message, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO audit (at, event_id, job_id, stripe_object_id, step, message, data, \
+         tenant_id, connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(at)
     .bind(entry.event_id.clone())
@@ -137,6 +266,8 @@ pub(crate) async fn insert_audit(
     .bind(entry.step.clone())
     .bind(entry.message.clone())
     .bind(data)
+    .bind(scope.t())
+    .bind(scope.c())
     .fetch_one(&mut *conn)
     .await
     .map_err(db_err)?;

@@ -9,13 +9,14 @@ use sqlx::{Any, AnyConnection, Connection, Transaction};
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{Db, db_err, get, insert_audit};
+use crate::db::{Db, Rls, db_err, get, insert_audit};
 use crate::model::{
     Backend, EventFilter, EventSummary, Job, JobOutcome, JobState, NewAudit, NewEvent, NewJob,
     RecordOutcome, StoreError, StoredEvent,
 };
 use crate::queue::{claim_in, finish_in};
 use crate::retry::RetryPolicy;
+use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
 
 /// A message to the writer task.
@@ -28,6 +29,7 @@ pub(crate) enum WriterMsg {
 }
 
 pub(crate) struct RecordRequest {
+    scope: ConnectionScope,
     event: NewEvent,
     job: Option<NewJob>,
     reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
@@ -50,6 +52,7 @@ pub(crate) enum WriteOp {
         reply: oneshot::Sender<Result<JobState, StoreError>>,
     },
     Audit {
+        scope: ConnectionScope,
         entry: NewAudit,
         reply: oneshot::Sender<Result<i64, StoreError>>,
     },
@@ -90,8 +93,8 @@ impl WriteOp {
                 Err(e @ StoreError::LeaseLost(_)) => OpResult::Finish(Err(e)),
                 other => OpResult::Finish(Ok(other?)),
             },
-            WriteOp::Audit { entry, .. } => {
-                OpResult::Audit(Ok(insert_audit(conn, entry, now).await?))
+            WriteOp::Audit { scope, entry, .. } => {
+                OpResult::Audit(Ok(insert_audit(conn, scope, entry, now).await?))
             }
         })
     }
@@ -123,6 +126,16 @@ impl WriteOp {
             WriteOp::Audit { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
+        }
+    }
+}
+
+impl RecordRequest {
+    fn item(&self) -> Item<'_> {
+        Item {
+            scope: &self.scope,
+            event: &self.event,
+            job: self.job.as_ref(),
         }
     }
 }
@@ -219,9 +232,12 @@ type Held = Option<PoolConnection<Any>>;
 
 /// Begins a write transaction: on SQLite on the held connection (acquired when there is none),
 /// on PostgreSQL on any pool connection (each writer task there would hold one otherwise).
+///
+/// Its batches hold several tenants' writes, each row written with its own scope's tenant, so
+/// the transaction is the store's cross-tenant kind for row-level security.
 async fn begin<'a>(db: &Db, held: &'a mut Held) -> Result<Transaction<'a, Any>, StoreError> {
     if db.backend != Backend::Sqlite {
-        return db.begin_write().await;
+        return db.begin_write_as(Rls::AllTenants).await;
     }
     let conn = match held.take() {
         Some(c) => c,
@@ -245,8 +261,7 @@ async fn commit_with_ops(
 ) {
     let t0 = std::time::Instant::now();
     let result = async {
-        let items: Vec<(&NewEvent, Option<&NewJob>)> =
-            batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
+        let items: Vec<Item<'_>> = batch.iter().map(RecordRequest::item).collect();
         let now = now_millis();
         let _guard = db.write_guard().await;
         let mut tx = begin(db, held).await?;
@@ -307,8 +322,7 @@ async fn commit_with_ops(
 
 /// Deliveries alone in one transaction; if it fails, each again in its own.
 async fn commit_batch(db: &Db, held: &mut Held, batch: Vec<RecordRequest>) {
-    let items: Vec<(&NewEvent, Option<&NewJob>)> =
-        batch.iter().map(|r| (&r.event, r.job.as_ref())).collect();
+    let items: Vec<Item<'_>> = batch.iter().map(RecordRequest::item).collect();
     let t0 = std::time::Instant::now();
     let r = record_batch(db, held, &items).await;
     tracing::debug!(
@@ -330,7 +344,7 @@ async fn commit_batch(db: &Db, held: &mut Held, batch: Vec<RecordRequest>) {
             tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying one by one");
             *held = None; // in case the connection is what failed
             for req in batch {
-                let result = record_batch(db, held, &[(&req.event, req.job.as_ref())])
+                let result = record_batch(db, held, &[req.item()])
                     .await
                     .and_then(|v| {
                         v.into_iter()
@@ -388,7 +402,7 @@ fn values_sql(n: usize, template: &[&str]) -> String {
 async fn record_batch(
     db: &Db,
     held: &mut Held,
-    items: &[(&NewEvent, Option<&NewJob>)],
+    items: &[Item<'_>],
 ) -> Result<Vec<RecordOutcome>, StoreError> {
     let now = now_millis();
     let _guard = db.write_guard().await;
@@ -398,42 +412,65 @@ async fn record_batch(
     Ok(outcomes)
 }
 
+/// One delivery of a batch: the connection it came in on, the event, its job.
+pub(crate) struct Item<'a> {
+    pub(crate) scope: &'a ConnectionScope,
+    pub(crate) event: &'a NewEvent,
+    pub(crate) job: Option<&'a NewJob>,
+}
+
+impl Item<'_> {
+    /// Events are unique per connection: the same Stripe event delivered to two connections
+    /// (two tenants connecting one Stripe account) is two events.
+    fn key(&self) -> (&str, &str, &str) {
+        (
+            self.scope.tenant_id().as_str(),
+            self.scope.connection_id().as_str(),
+            self.event.event_id.as_str(),
+        )
+    }
+}
+
 /// [`record_batch`] inside the caller's transaction (which holds the write guard).
 async fn record_batch_in(
     tx: &mut AnyConnection,
-    items: &[(&NewEvent, Option<&NewJob>)],
+    items: &[Item<'_>],
     now: UnixMillis,
 ) -> Result<Vec<RecordOutcome>, StoreError> {
-    let mut first_of: HashMap<&str, usize> = HashMap::new();
-    for (i, (ev, _)) in items.iter().enumerate() {
-        first_of.entry(ev.event_id.as_str()).or_insert(i);
+    type Key<'k> = (&'k str, &'k str, &'k str);
+    let mut first_of: HashMap<Key<'_>, usize> = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        first_of.entry(it.key()).or_insert(i);
     }
     let mut candidates: Vec<usize> = first_of.values().copied().collect();
-    candidates.sort_by(|a, b| items[*a].0.event_id.cmp(&items[*b].0.event_id));
+    candidates.sort_by(|a, b| items[*a].key().cmp(&items[*b].key()));
     let planned: Vec<Option<String>> = items
         .iter()
-        .map(|(_, job)| job.map(|_| Uuid::now_v7().to_string()))
+        .map(|it| it.job.map(|_| Uuid::now_v7().to_string()))
         .collect();
 
-    // 1. Events: whichever IDs come back were new.
-    let mut inserted: HashSet<String> = HashSet::new();
+    // 1. Events: whichever keys come back were new.
+    let mut inserted: HashSet<(String, String, String)> = HashSet::new();
     for chunk in candidates.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO events (event_id, event_type, object_id, livemode, api_version, \
-             stripe_created, raw_body, signature_header, received_at, handled, deliveries, \
-             last_delivery_at, job_id) VALUES {} \
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            "INSERT INTO events (tenant_id, connection_id, event_id, event_type, object_id, \
+             livemode, api_version, stripe_created, raw_body, signature_header, received_at, \
+             handled, deliveries, last_delivery_at, job_id) VALUES {} \
+             ON CONFLICT (tenant_id, connection_id, event_id) DO NOTHING \
+             RETURNING tenant_id, connection_id, event_id",
             values_sql(
                 chunk.len(),
                 &[
-                    "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "1", "?", "?"
+                    "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "?", "1", "?", "?"
                 ]
             )
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for &i in chunk {
-            let ev = items[i].0;
+            let ev = items[i].event;
             q = q
+                .bind(items[i].scope.t())
+                .bind(items[i].scope.c())
                 .bind(ev.event_id.clone())
                 .bind(ev.event_type.clone())
                 .bind(ev.object_id.clone())
@@ -448,32 +485,44 @@ async fn record_batch_in(
                 .bind(planned[i].clone());
         }
         for row in q.fetch_all(&mut *tx).await.map_err(db_err)? {
-            inserted.insert(get(&row, "event_id")?);
+            inserted.insert((
+                get(&row, "tenant_id")?,
+                get(&row, "connection_id")?,
+                get(&row, "event_id")?,
+            ));
         }
     }
+    let is_new = |it: &Item<'_>| {
+        let (t, c, e) = it.key();
+        inserted.contains(&(t.to_string(), c.to_string(), e.to_string()))
+    };
 
     // 2. Jobs of the new events.
     let with_job: Vec<usize> = candidates
         .iter()
         .copied()
-        .filter(|i| inserted.contains(&items[*i].0.event_id) && items[*i].1.is_some())
+        .filter(|i| is_new(&items[*i]) && items[*i].job.is_some())
         .collect();
     let mut created: HashSet<String> = HashSet::new();
     for chunk in with_job.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
-             max_attempts, run_at, created_at, updated_at) VALUES {} \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            "INSERT INTO jobs (id, tenant_id, connection_id, kind, event_id, payload, dedupe_key, \
+             state, attempts, max_attempts, run_at, created_at, updated_at) VALUES {} \
+             ON CONFLICT (tenant_id, connection_id, dedupe_key) DO NOTHING RETURNING id",
             values_sql(
                 chunk.len(),
-                &["?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"]
+                &[
+                    "?", "?", "?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"
+                ]
             )
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for &i in chunk {
-            let Some(job) = items[i].1 else { continue };
+            let Some(job) = items[i].job else { continue };
             q = q
                 .bind(planned[i].clone())
+                .bind(items[i].scope.t())
+                .bind(items[i].scope.c())
                 .bind(job.kind.clone())
                 .bind(job.event_id.clone())
                 .bind(job.payload.to_string())
@@ -489,7 +538,7 @@ async fn record_batch_in(
     }
     let mut job_of: HashMap<usize, (String, bool)> = HashMap::new();
     for &i in &with_job {
-        let (Some(planned_id), Some(job)) = (&planned[i], items[i].1) else {
+        let (Some(planned_id), Some(job)) = (&planned[i], items[i].job) else {
             continue;
         };
         if created.contains(planned_id) {
@@ -497,85 +546,106 @@ async fn record_batch_in(
             continue;
         }
         // The dedupe key already had a job (e.g. enqueued by a backfill): link to that one.
-        let row = sqlx::query("SELECT id FROM jobs WHERE dedupe_key = $1")
-            .bind(job.dedupe_key.clone())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let scope = items[i].scope;
+        let row = sqlx::query(
+            "SELECT id FROM jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
+        )
+        .bind(job.dedupe_key.clone())
+        .bind(scope.t())
+        .bind(scope.c())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let actual: String = get(&row, "id")?;
-        sqlx::query("UPDATE events SET job_id = $2 WHERE event_id = $1")
-            .bind(items[i].0.event_id.clone())
-            .bind(actual.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE events SET job_id = $2 \
+             WHERE event_id = $1 AND tenant_id = $3 AND connection_id = $4",
+        )
+        .bind(items[i].event.event_id.clone())
+        .bind(actual.clone())
+        .bind(scope.t())
+        .bind(scope.c())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         job_of.insert(i, (actual, false));
     }
 
-    // 3. Duplicates: one counter update per distinct event ID, numbered in arrival order.
-    let mut dup_count: BTreeMap<&str, i64> = BTreeMap::new();
-    for (i, (ev, _)) in items.iter().enumerate() {
-        if first_of[ev.event_id.as_str()] != i || !inserted.contains(&ev.event_id) {
-            *dup_count.entry(ev.event_id.as_str()).or_default() += 1;
+    // 3. Duplicates: one counter update per distinct key, numbered in arrival order.
+    let mut dup_count: BTreeMap<Key<'_>, i64> = BTreeMap::new();
+    for (i, it) in items.iter().enumerate() {
+        if first_of[&it.key()] != i || !is_new(it) {
+            *dup_count.entry(it.key()).or_default() += 1;
         }
     }
-    let mut next_delivery: HashMap<&str, i64> = HashMap::new();
-    for (id, k) in &dup_count {
+    let mut next_delivery: HashMap<Key<'_>, i64> = HashMap::new();
+    for (key, k) in &dup_count {
+        let (tenant, connection, id) = *key;
         let last_at = items
             .iter()
-            .filter(|(ev, _)| ev.event_id == *id)
-            .map(|(ev, _)| ev.received_at)
+            .filter(|it| it.key() == *key)
+            .map(|it| it.event.received_at)
             .max()
             .unwrap_or(now);
         let row = sqlx::query(
             "UPDATE events SET deliveries = deliveries + $2, last_delivery_at = $3 \
-             WHERE event_id = $1 RETURNING deliveries",
+             WHERE event_id = $1 AND tenant_id = $4 AND connection_id = $5 RETURNING deliveries",
         )
         .bind(id.to_string())
         .bind(*k)
         .bind(last_at)
+        .bind(tenant.to_string())
+        .bind(connection.to_string())
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
         let total: i64 = get(&row, "deliveries")?;
-        next_delivery.insert(id, total - k + 1);
+        next_delivery.insert(*key, total - k + 1);
     }
 
     // 4. Outcomes and audit entries, in arrival order.
     let mut outcomes = Vec::with_capacity(items.len());
-    let mut audits: Vec<NewAudit> = Vec::with_capacity(items.len() + 4);
-    for (i, (ev, _)) in items.iter().enumerate() {
-        let stored = first_of[ev.event_id.as_str()] == i && inserted.contains(&ev.event_id);
+    let mut audits: Vec<(&ConnectionScope, NewAudit)> = Vec::with_capacity(items.len() + 4);
+    for (i, it) in items.iter().enumerate() {
+        let ev = it.event;
+        let stored = first_of[&it.key()] == i && is_new(it);
         if stored {
             outcomes.push(RecordOutcome::Stored);
-            audits.extend(stored_audits(ev, job_of.get(&i)));
+            audits.extend(
+                stored_audits(ev, job_of.get(&i))
+                    .into_iter()
+                    .map(|a| (it.scope, a)),
+            );
         } else {
             outcomes.push(RecordOutcome::Duplicate);
-            let n = next_delivery.get_mut(ev.event_id.as_str()).map(|n| {
+            let n = next_delivery.get_mut(&it.key()).map(|n| {
                 *n += 1;
                 *n - 1
             });
-            audits.push(NewAudit {
-                event_id: Some(ev.event_id.clone()),
-                stripe_object_id: ev.object_id.clone(),
-                step: "duplicate_delivery".into(),
-                message: format!(
-                    "Stripe delivered {} again (delivery {}); it was already stored, nothing changed",
-                    ev.event_id,
-                    n.unwrap_or(0)
-                ),
-                ..NewAudit::default()
-            });
+            audits.push((
+                it.scope,
+                NewAudit {
+                    event_id: Some(ev.event_id.clone()),
+                    stripe_object_id: ev.object_id.clone(),
+                    step: "duplicate_delivery".into(),
+                    message: format!(
+                        "Stripe delivered {} again (delivery {}); it was already stored, nothing changed",
+                        ev.event_id,
+                        n.unwrap_or(0)
+                    ),
+                    ..NewAudit::default()
+                },
+            ));
         }
     }
     for chunk in audits.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO audit (at, event_id, job_id, stripe_object_id, step, message, data) \
-             VALUES {}",
-            values_sql(chunk.len(), &["?", "?", "?", "?", "?", "?", "?"])
+            "INSERT INTO audit (at, event_id, job_id, stripe_object_id, step, message, data, \
+             tenant_id, connection_id) VALUES {}",
+            values_sql(chunk.len(), &["?", "?", "?", "?", "?", "?", "?", "?", "?"])
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in chunk {
+        for (scope, a) in chunk {
             q = q
                 .bind(now)
                 .bind(a.event_id.clone())
@@ -583,7 +653,9 @@ async fn record_batch_in(
                 .bind(a.stripe_object_id.clone())
                 .bind(a.step.clone())
                 .bind(a.message.clone())
-                .bind(a.data.as_ref().map(|d| d.to_string()));
+                .bind(a.data.as_ref().map(|d| d.to_string()))
+                .bind(scope.t())
+                .bind(scope.c());
         }
         q.execute(&mut *tx).await.map_err(db_err)?;
     }
@@ -634,7 +706,7 @@ fn stored_audits(ev: &NewEvent, job: Option<&(String, bool)>) -> Vec<NewAudit> {
 const EVENT_COLUMNS: &str = "event_id, event_type, object_id, livemode, api_version, \
      stripe_created, raw_body, signature_header, received_at, handled, deliveries";
 
-impl Store {
+impl ConnectionStore {
     /// Stores a verified delivery durably: the event (body byte-exact), its job when given, and
     /// audit entries (`received`, plus `ignored` when not handled), all in one transaction that is
     /// committed before this returns.
@@ -654,11 +726,13 @@ impl Store {
     ) -> Result<RecordOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         let msg = WriterMsg::Record(Box::new(RecordRequest {
+            scope: self.scope.clone(),
             event: event.clone(),
             job,
             reply,
         }));
-        self.writer
+        self.store
+            .writer
             .send(msg)
             .await
             .map_err(|_| StoreError::Database("the store is closed".into()))?;
@@ -668,10 +742,15 @@ impl Store {
 
     /// The stored event, body included.
     pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(event_id.to_string())
-            .fetch_optional(&self.db.pool)
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
             .await
             .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -696,9 +775,11 @@ impl Store {
         let mut sql = String::from(
             "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
              j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
-             FROM events e LEFT JOIN jobs j ON j.id = e.job_id WHERE 1 = 1",
+             FROM events e LEFT JOIN jobs j ON j.id = e.job_id \
+             WHERE e.tenant_id = $1 AND e.connection_id = $2",
         );
-        let mut texts: Vec<String> = Vec::new();
+        // $1 and $2 are the scope; the filters' texts follow, then the integers.
+        let mut texts: Vec<String> = vec![self.scope.t(), self.scope.c()];
         let mut ints: Vec<i64> = Vec::new();
         // Parameters are numbered in the order they are bound: all texts first, then integers.
         let mut conds_text: Vec<String> = Vec::new();
@@ -725,7 +806,8 @@ impl Store {
             let n = texts.len();
             conds_text.push(format!(
                 " AND e.object_id IN (SELECT stripe_object_id FROM postings \
-                 WHERE netsuite_internal_id = ${n} OR external_id = ${n})"
+                 WHERE tenant_id = $1 AND connection_id = $2 \
+                 AND (netsuite_internal_id = ${n} OR external_id = ${n}))"
             ));
         }
         let base = texts.len();
@@ -759,7 +841,10 @@ impl Store {
         for i in ints {
             q = q.bind(i);
         }
-        let rows = q.fetch_all(&self.db.pool).await.map_err(db_err)?;
+        let rows = q
+            .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+            .await
+            .map_err(db_err)?;
         rows.iter()
             .map(|row| {
                 let state: Option<String> = get(row, "job_state")?;
@@ -778,8 +863,12 @@ impl Store {
 
     /// Number of distinct events stored.
     pub async fn count_events(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM events")
-            .fetch_one(&self.db.pool)
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM events WHERE tenant_id = $1 AND connection_id = $2",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_one(&mut *self.store.db.read(&self.scope).await?)
             .await
             .map_err(db_err)?;
         get(&row, "n")
@@ -811,7 +900,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_batch_falls_back_to_one_by_one() {
         for db in backends().await {
-            let store = db.store().await;
+            let store = db.scoped().await;
             store.record_event(&ev("evt_before"), None).await.unwrap();
             let ids = ["evt_1", "", "evt_before", "evt_2", "evt_1"];
             let mut replies = Vec::new();
@@ -819,13 +908,14 @@ mod tests {
             for id in ids {
                 let (reply, rx) = oneshot::channel();
                 batch.push(RecordRequest {
+                    scope: store.scope().clone(),
                     event: ev(id),
                     job: None,
                     reply,
                 });
                 replies.push(rx);
             }
-            commit_batch(&store.db, &mut None, batch).await;
+            commit_batch(&store.store().db, &mut None, batch).await;
             let mut got = Vec::new();
             for rx in replies {
                 got.push(rx.await.unwrap().map_err(|e| e.to_string()));
@@ -864,7 +954,13 @@ mod tests {
         claims: Vec<oneshot::Receiver<Result<Vec<Job>, StoreError>>>,
     }
 
-    fn mixed(events: &[&str], finishes: &[(&str, &str)], audits: &[&str], claims: usize) -> Mixed {
+    fn mixed(
+        scope: &ConnectionScope,
+        events: &[&str],
+        finishes: &[(&str, &str)],
+        audits: &[&str],
+        claims: usize,
+    ) -> Mixed {
         let mut m = Mixed {
             batch: Vec::new(),
             records: Vec::new(),
@@ -876,6 +972,7 @@ mod tests {
         for id in events {
             let (reply, rx) = oneshot::channel();
             m.batch.push(RecordRequest {
+                scope: scope.clone(),
                 event: ev(id),
                 job: (!id.is_empty()).then(|| job(id)),
                 reply,
@@ -895,6 +992,7 @@ mod tests {
         for event_id in audits {
             let (reply, rx) = oneshot::channel();
             m.ops.push(WriteOp::Audit {
+                scope: scope.clone(),
                 entry: NewAudit {
                     event_id: Some(event_id.to_string()),
                     step: "posted".into(),
@@ -918,7 +1016,7 @@ mod tests {
         m
     }
 
-    async fn steps_of(store: &Store, event_id: &str) -> Vec<String> {
+    async fn steps_of(store: &ConnectionStore, event_id: &str) -> Vec<String> {
         store
             .audit_for_event(event_id)
             .await
@@ -934,7 +1032,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn worker_writes_share_the_intake_commit_and_survive_a_failed_batch() {
         for db in backends().await {
-            let store = db.store().await;
+            let store = db.scoped().await;
             let retry = RetryPolicy::default();
             for (bad, tag) in [(false, "ok"), (true, "bad")] {
                 let held = format!("evt_{tag}_held");
@@ -942,7 +1040,7 @@ mod tests {
                     .record_event(&ev(&held), Some(job(&held)))
                     .await
                     .unwrap();
-                let claimed = store.claim_many("w1", 30_000, 5).await.unwrap();
+                let claimed = store.store().claim_many("w1", 30_000, 5).await.unwrap();
                 assert_eq!(claimed.len(), 1);
                 let job_id = claimed[0].id.clone();
                 let new = format!("evt_{tag}_new");
@@ -951,12 +1049,13 @@ mod tests {
                     events.push(""); // violates a CHECK: the combined transaction fails
                 }
                 let m = mixed(
+                    store.scope(),
                     &events,
                     &[(&job_id, "intruder"), (&job_id, "w1")],
                     &[held.as_str(), held.as_str()],
                     5,
                 );
-                commit_with_ops(&store.db, &mut None, &retry, m.batch, m.ops).await;
+                commit_with_ops(&store.store().db, &mut None, &retry, m.batch, m.ops).await;
                 let mut records = Vec::new();
                 for rx in m.records {
                     records.push(rx.await.unwrap().map_err(|e| e.to_string()));

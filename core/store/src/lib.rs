@@ -23,10 +23,12 @@ mod links;
 mod model;
 mod queue;
 mod retry;
+mod scope;
 pub mod runner;
 pub mod sealed;
 mod slots;
 mod store;
+mod tenants;
 mod sync_support;
 pub mod testing;
 mod watermarks;
@@ -37,4 +39,8 @@ pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use retry::{Jitter, RetryPolicy};
 pub use runner::{JobHandler, Worker, WorkerConfig};
+pub use scope::{ConnectionScope, ConnectionStore, TenantScope, TenantStore};
 pub use store::{Store, StoreOptions};
+pub use tenants::{
+    ApiKeyInfo, ApiKeyRole, Connection, ConnectionHealth, NewApiKey, NewConnection, Tenant,
+};

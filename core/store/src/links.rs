@@ -1,13 +1,16 @@
-//! What the connector posted, and its cached links between Stripe and NetSuite records.
+//! What the connector posted, and its cached links between Stripe and NetSuite records, per
+//! connection: every query here filters on the [`ConnectionStore`]'s tenant and connection.
 
 use std::collections::BTreeMap;
 
 use mlc_core::now_millis;
 use serde::Serialize;
 
-use crate::db::{db_err, get};
+use sqlx::AnyConnection;
+
+use crate::db::{Rls, db_err, get};
 use crate::model::StoreError;
-use crate::store::Store;
+use crate::scope::{ConnectionScope, ConnectionStore};
 
 /// A NetSuite record the connector wrote for a Stripe object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,15 +89,17 @@ fn posting_from_row(row: &sqlx::any::AnyRow) -> Result<Posting, StoreError> {
     })
 }
 
-impl Store {
-    /// Records a posting; a second record for the same object and kind keeps the first.
+impl ConnectionStore {
+    /// Records a posting; a second record for the same object and kind (in this connection)
+    /// keeps the first.
     pub async fn record_posting(&self, p: NewPosting) -> Result<(), StoreError> {
-        let _guard = self.db.write_guard().await;
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
         sqlx::query(
             "INSERT INTO postings (stripe_object_id, kind, netsuite_record_type, netsuite_internal_id, \
-             external_id, event_id, amount_minor, currency, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (stripe_object_id, kind) DO NOTHING",
+             external_id, event_id, amount_minor, currency, created_at, tenant_id, connection_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (tenant_id, connection_id, stripe_object_id, kind) DO NOTHING",
         )
         .bind(p.stripe_object_id)
         .bind(p.kind)
@@ -105,9 +110,12 @@ impl Store {
         .bind(p.amount_minor)
         .bind(p.currency)
         .bind(now_millis())
-        .execute(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.done().await?;
         Ok(())
     }
 
@@ -117,38 +125,50 @@ impl Store {
         kind: &str,
     ) -> Result<Option<Posting>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {POSTING_COLUMNS} FROM postings WHERE stripe_object_id = $1 AND kind = $2"
+            "SELECT {POSTING_COLUMNS} FROM postings \
+             WHERE stripe_object_id = $1 AND kind = $2 AND tenant_id = $3 AND connection_id = $4"
         )))
         .bind(stripe_object_id.to_string())
         .bind(kind.to_string())
-        .fetch_optional(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         row.as_ref().map(posting_from_row).transpose()
     }
 
-    /// Postings matching one condition on a text column (`$1`), oldest first.
+    /// This connection's postings matching one condition on a text column (`$1`), oldest first.
+    /// The condition may use `$1` only (`$2` and `$3` are the scope).
     pub(crate) async fn postings_where(
         &self,
         condition: &str,
         value: &str,
     ) -> Result<Vec<Posting>, StoreError> {
+        // Parenthesised so that a condition with an OR cannot escape the scope filter.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {POSTING_COLUMNS} FROM postings WHERE {condition} ORDER BY created_at, kind"
+            "SELECT {POSTING_COLUMNS} FROM postings \
+             WHERE ({condition}) AND tenant_id = $2 AND connection_id = $3 \
+             ORDER BY created_at, kind"
         )))
         .bind(value.to_string())
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter().map(posting_from_row).collect()
     }
 
-    /// Every posting, oldest first (reconciliation, exports).
+    /// Every posting of this connection, oldest first (reconciliation, exports).
     pub async fn list_postings(&self) -> Result<Vec<Posting>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {POSTING_COLUMNS} FROM postings ORDER BY created_at, stripe_object_id, kind"
+            "SELECT {POSTING_COLUMNS} FROM postings WHERE tenant_id = $1 AND connection_id = $2 \
+             ORDER BY created_at, stripe_object_id, kind"
         )))
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter().map(posting_from_row).collect()
@@ -160,17 +180,22 @@ impl Store {
         payment_object_id: &str,
         invoice_id: &str,
     ) -> Result<(), StoreError> {
-        let _guard = self.db.write_guard().await;
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
         sqlx::query(
-            "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (payment_object_id) DO NOTHING",
+            "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at, tenant_id, \
+             connection_id) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, connection_id, payment_object_id) DO NOTHING",
         )
         .bind(payment_object_id.to_string())
         .bind(invoice_id.to_string())
         .bind(now_millis())
-        .execute(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.done().await?;
         Ok(())
     }
 
@@ -179,12 +204,16 @@ impl Store {
         &self,
         payment_object_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT covered_by FROM covered_payments WHERE payment_object_id = $1")
-                .bind(payment_object_id.to_string())
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT covered_by FROM covered_payments \
+             WHERE payment_object_id = $1 AND tenant_id = $2 AND connection_id = $3",
+        )
+        .bind(payment_object_id.to_string())
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
         row.as_ref().map(|r| get(r, "covered_by")).transpose()
     }
 
@@ -193,10 +222,13 @@ impl Store {
         stripe_customer_id: &str,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "SELECT netsuite_internal_id FROM customer_links WHERE stripe_customer_id = $1",
+            "SELECT netsuite_internal_id FROM customer_links \
+             WHERE stripe_customer_id = $1 AND tenant_id = $2 AND connection_id = $3",
         )
         .bind(stripe_customer_id.to_string())
-        .fetch_optional(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         row.as_ref()
@@ -212,14 +244,19 @@ impl Store {
         netsuite_internal_id: &str,
         source: &str,
     ) -> Result<(), StoreError> {
-        self.upsert_link(
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
+        upsert_link(
+            &mut conn,
+            &self.scope,
             "customer_links",
             "stripe_customer_id",
             stripe_customer_id,
             netsuite_internal_id,
             source,
         )
-        .await
+        .await?;
+        conn.done().await
     }
 
     /// The customer link with its fingerprint.
@@ -229,10 +266,12 @@ impl Store {
     ) -> Result<Option<CustomerLink>, StoreError> {
         let row = sqlx::query(
             "SELECT netsuite_internal_id, source, fingerprint FROM customer_links \
-             WHERE stripe_customer_id = $1",
+             WHERE stripe_customer_id = $1 AND tenant_id = $2 AND connection_id = $3",
         )
         .bind(stripe_customer_id.to_string())
-        .fetch_optional(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         row.as_ref()
@@ -255,10 +294,12 @@ impl Store {
         source: &str,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
-        let _guard = self.db.write_guard().await;
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
         sqlx::query(
-            "INSERT INTO customer_links (stripe_customer_id, netsuite_internal_id, source, updated_at, fingerprint) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stripe_customer_id) DO UPDATE SET \
+            "INSERT INTO customer_links (stripe_customer_id, netsuite_internal_id, source, updated_at, \
+             fingerprint, tenant_id, connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, connection_id, stripe_customer_id) DO UPDATE SET \
              netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
              updated_at = excluded.updated_at, fingerprint = excluded.fingerprint",
         )
@@ -267,9 +308,12 @@ impl Store {
         .bind(source.to_string())
         .bind(now_millis())
         .bind(fingerprint.to_string())
-        .execute(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.done().await?;
         Ok(())
     }
 
@@ -281,18 +325,23 @@ impl Store {
         netsuite_internal_id: &str,
         fingerprint: &str,
     ) -> Result<bool, StoreError> {
-        let _guard = self.db.write_guard().await;
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
         let n = sqlx::query(
             "UPDATE customer_links SET fingerprint = $1 \
-             WHERE stripe_customer_id = $2 AND netsuite_internal_id = $3",
+             WHERE stripe_customer_id = $2 AND netsuite_internal_id = $3 \
+               AND tenant_id = $4 AND connection_id = $5",
         )
         .bind(fingerprint.to_string())
         .bind(stripe_customer_id.to_string())
         .bind(netsuite_internal_id.to_string())
-        .execute(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?
         .rows_affected();
+        conn.done().await?;
         Ok(n > 0)
     }
 
@@ -302,13 +351,20 @@ impl Store {
         products: &[String],
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let mut out = BTreeMap::new();
+        if products.is_empty() {
+            return Ok(out);
+        }
+        let mut conn = self.store.db.read(&self.scope).await?;
         // One query per product keeps the SQL identical on both backends; lists are short.
         for p in products {
             let row = sqlx::query(
-                "SELECT netsuite_internal_id FROM item_links WHERE stripe_product_id = $1",
+                "SELECT netsuite_internal_id FROM item_links \
+                 WHERE stripe_product_id = $1 AND tenant_id = $2 AND connection_id = $3",
             )
             .bind(p.clone())
-            .fetch_optional(&self.db.pool)
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
             if let Some(r) = row {
@@ -318,14 +374,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Links a product to an item and forgets that it was unmapped.
+    /// Links a product to an item and forgets that it was unmapped, in one transaction.
     pub async fn set_item_link(
         &self,
         stripe_product_id: &str,
         netsuite_internal_id: &str,
         source: &str,
     ) -> Result<(), StoreError> {
-        self.upsert_link(
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db
+            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+            .await?;
+        upsert_link(
+            &mut tx,
+            &self.scope,
             "item_links",
             "stripe_product_id",
             stripe_product_id,
@@ -333,33 +396,48 @@ impl Store {
             source,
         )
         .await?;
-        let _guard = self.db.write_guard().await;
-        sqlx::query("DELETE FROM unmapped_products WHERE stripe_product_id = $1")
-            .bind(stripe_product_id.to_string())
-            .execute(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "DELETE FROM unmapped_products \
+             WHERE stripe_product_id = $1 AND tenant_id = $2 AND connection_id = $3",
+        )
+        .bind(stripe_product_id.to_string())
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
     /// Removes a cached item link; returns whether there was one.
     pub async fn remove_item_link(&self, stripe_product_id: &str) -> Result<bool, StoreError> {
-        let _guard = self.db.write_guard().await;
-        let n = sqlx::query("DELETE FROM item_links WHERE stripe_product_id = $1")
-            .bind(stripe_product_id.to_string())
-            .execute(&self.db.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
+        let n = sqlx::query(
+            "DELETE FROM item_links \
+             WHERE stripe_product_id = $1 AND tenant_id = $2 AND connection_id = $3",
+        )
+        .bind(stripe_product_id.to_string())
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        conn.done().await?;
         Ok(n > 0)
     }
 
+    /// This connection's item links, by product ID.
     pub async fn list_item_links(&self) -> Result<Vec<Link>, StoreError> {
         let rows = sqlx::query(
             "SELECT stripe_product_id, netsuite_internal_id, source, updated_at FROM item_links \
-             ORDER BY stripe_product_id",
+             WHERE tenant_id = $1 AND connection_id = $2 ORDER BY stripe_product_id",
         )
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter()
@@ -374,38 +452,6 @@ impl Store {
             .collect()
     }
 
-    async fn upsert_link(
-        &self,
-        table: &str,
-        key_column: &str,
-        key: &str,
-        netsuite_internal_id: &str,
-        source: &str,
-    ) -> Result<(), StoreError> {
-        // A customer fingerprint describes one NetSuite record: a link moved elsewhere drops it.
-        let fingerprint = if table == "customer_links" {
-            ", fingerprint = CASE WHEN customer_links.netsuite_internal_id = \
-             excluded.netsuite_internal_id THEN customer_links.fingerprint ELSE NULL END"
-        } else {
-            ""
-        };
-        let _guard = self.db.write_guard().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} ({key_column}, netsuite_internal_id, source, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT ({key_column}) DO UPDATE SET \
-             netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
-             updated_at = excluded.updated_at{fingerprint}"
-        )))
-        .bind(key.to_string())
-        .bind(netsuite_internal_id.to_string())
-        .bind(source.to_string())
-        .bind(now_millis())
-        .execute(&self.db.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
     /// Notes a product seen without an item (keeps the first-seen time and the best name).
     pub async fn note_unmapped_product(
         &self,
@@ -415,10 +461,13 @@ impl Store {
         event_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = now_millis();
-        let _guard = self.db.write_guard().await;
+        let _guard = self.store.db.write_guard().await;
+        let mut conn = self.store.db.write_one(&self.scope).await?;
         sqlx::query(
-            "INSERT INTO unmapped_products (stripe_product_id, name, last_object_id, last_event_id, first_seen, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (stripe_product_id) DO UPDATE SET \
+            "INSERT INTO unmapped_products (stripe_product_id, name, last_object_id, last_event_id, \
+             first_seen, last_seen, tenant_id, connection_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7) \
+             ON CONFLICT (tenant_id, connection_id, stripe_product_id) DO UPDATE SET \
              name = COALESCE(excluded.name, unmapped_products.name), last_object_id = excluded.last_object_id, \
              last_event_id = excluded.last_event_id, last_seen = excluded.last_seen",
         )
@@ -427,9 +476,12 @@ impl Store {
         .bind(object_id.to_string())
         .bind(event_id.map(str::to_string))
         .bind(now)
-        .execute(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.done().await?;
         Ok(())
     }
 
@@ -437,23 +489,32 @@ impl Store {
         &self,
         stripe_product_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT name FROM unmapped_products WHERE stripe_product_id = $1")
-            .bind(stripe_product_id.to_string())
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT name FROM unmapped_products \
+             WHERE stripe_product_id = $1 AND tenant_id = $2 AND connection_id = $3",
+        )
+        .bind(stripe_product_id.to_string())
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
         Ok(match row {
             Some(r) => get::<Option<String>>(&r, "name")?,
             None => None,
         })
     }
 
+    /// This connection's unmapped products, first seen first.
     pub async fn list_unmapped_products(&self) -> Result<Vec<UnmappedProduct>, StoreError> {
         let rows = sqlx::query(
             "SELECT stripe_product_id, name, last_object_id, last_event_id, first_seen, last_seen \
-             FROM unmapped_products ORDER BY first_seen, stripe_product_id",
+             FROM unmapped_products WHERE tenant_id = $1 AND connection_id = $2 \
+             ORDER BY first_seen, stripe_product_id",
         )
-        .fetch_all(&self.db.pool)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
         .await
         .map_err(db_err)?;
         rows.iter()
@@ -469,4 +530,42 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Inserts or moves `scope`'s link `key` in `table` (`customer_links` or `item_links`) on the
+/// caller's connection (which holds the write guard and commits).
+async fn upsert_link(
+    conn: &mut AnyConnection,
+    scope: &ConnectionScope,
+    table: &str,
+    key_column: &str,
+    key: &str,
+    netsuite_internal_id: &str,
+    source: &str,
+) -> Result<(), StoreError> {
+    // A customer fingerprint describes one NetSuite record: a link moved elsewhere drops it.
+    // (`customer_links.…` is the conflicting row, which the conflict target keeps in scope.)
+    let fingerprint = if table == "customer_links" {
+        ", fingerprint = CASE WHEN customer_links.netsuite_internal_id = \
+         excluded.netsuite_internal_id THEN customer_links.fingerprint ELSE NULL END"
+    } else {
+        ""
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} ({key_column}, netsuite_internal_id, source, updated_at, tenant_id, \
+         connection_id) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, connection_id, {key_column}) DO UPDATE SET \
+         netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
+         updated_at = excluded.updated_at{fingerprint}"
+    )))
+    .bind(key.to_string())
+    .bind(netsuite_internal_id.to_string())
+    .bind(source.to_string())
+    .bind(now_millis())
+    .bind(scope.t())
+    .bind(scope.c())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }

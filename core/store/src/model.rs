@@ -153,6 +153,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: String,
+    /// The connection the job belongs to: the handler runs it with that connection's pipeline.
+    pub scope: crate::scope::ConnectionScope,
     pub kind: String,
     pub event_id: Option<String>,
     pub payload: serde_json::Value,
@@ -234,6 +236,8 @@ pub enum StoreError {
     Database(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("job {0} is not leased by this worker (its lease expired and another worker took it)")]
     LeaseLost(String),
 }
@@ -242,7 +246,7 @@ impl mlc_core::Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
             StoreError::UnsupportedUrl(_) | StoreError::Migration(_) => ErrorClass::NeedsPerson,
-            StoreError::NotFound(_) => ErrorClass::Permanent,
+            StoreError::NotFound(_) | StoreError::AlreadyExists(_) => ErrorClass::Permanent,
             StoreError::Database(_) | StoreError::LeaseLost(_) => ErrorClass::Transient,
         }
     }

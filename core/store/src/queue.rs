@@ -6,25 +6,27 @@ use uuid::Uuid;
 
 use tokio::sync::oneshot;
 
-use crate::db::{JOB_COLUMNS, db_err, get, insert_audit, job_from_row, to_i32};
+use crate::db::{JOB_COLUMNS, Rls, db_err, get, insert_audit, job_from_row, to_i32};
 use crate::events::{WriteOp, writer_stopped};
 use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreError};
 use crate::retry::RetryPolicy;
+use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
 
 /// Inserts `job` under `id` unless its dedupe key exists. Returns the ID of the job holding the
 /// key and whether it was created now.
 pub(crate) async fn insert_job(
     conn: &mut AnyConnection,
+    scope: &ConnectionScope,
     id: &str,
     job: &NewJob,
     now: UnixMillis,
 ) -> Result<(String, bool), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
-         max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8) \
-         ON CONFLICT (dedupe_key) DO NOTHING",
+         max_attempts, run_at, created_at, updated_at, tenant_id, connection_id) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8, $9, $10) \
+         ON CONFLICT (tenant_id, connection_id, dedupe_key) DO NOTHING",
     )
     .bind(id.to_string())
     .bind(job.kind.clone())
@@ -34,6 +36,8 @@ pub(crate) async fn insert_job(
     .bind(i64::from(job.max_attempts.max(1)))
     .bind(job.run_at)
     .bind(now)
+    .bind(scope.t())
+    .bind(scope.c())
     .execute(&mut *conn)
     .await
     .map_err(db_err)?
@@ -41,9 +45,13 @@ pub(crate) async fn insert_job(
     if inserted == 1 {
         return Ok((id.to_string(), true));
     }
-    let row = sqlx::query("SELECT id FROM jobs WHERE dedupe_key = $1")
-        .bind(job.dedupe_key.clone())
-        .fetch_one(&mut *conn)
+    let row = sqlx::query(
+        "SELECT id FROM jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
+    )
+    .bind(job.dedupe_key.clone())
+    .bind(scope.t())
+    .bind(scope.c())
+    .fetch_one(&mut *conn)
         .await
         .map_err(db_err)?;
     Ok((get(&row, "id")?, false))
@@ -107,7 +115,7 @@ pub(crate) async fn finish_in(
         Backend::Sqlite => "",
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT attempts, max_attempts, event_id, run_at FROM jobs \
+        "SELECT attempts, max_attempts, event_id, run_at, tenant_id, connection_id FROM jobs \
          WHERE id = $1 AND locked_by = $2 AND state = 'running'{lock}"
     )))
     .bind(job_id.to_string())
@@ -122,6 +130,10 @@ pub(crate) async fn finish_in(
     let max_attempts = to_i32(get(&row, "max_attempts")?);
     let event_id: Option<String> = get(&row, "event_id")?;
     let old_run_at: i64 = get(&row, "run_at")?;
+    let scope = ConnectionScope::from_row(
+        &get::<String>(&row, "tenant_id")?,
+        &get::<String>(&row, "connection_id")?,
+    )?;
 
     let (state, run_at, new_attempts, last_error, step, message, data) = match outcome.clone() {
         JobOutcome::Succeeded => (
@@ -224,7 +236,7 @@ pub(crate) async fn finish_in(
         message,
         data,
     };
-    insert_audit(&mut *conn, &audit, now).await?;
+    insert_audit(&mut *conn, &scope, &audit, now).await?;
     Ok(state)
 }
 
@@ -236,17 +248,22 @@ fn secs(ms: i64) -> String {
     }
 }
 
-impl Store {
-    /// Adds a job unless one with the same dedupe key exists. Returns the new job's ID, or `None`
-    /// when the key was already taken.
+impl ConnectionStore {
+    /// Adds a job unless one with the same dedupe key exists in this connection. Returns the new
+    /// job's ID, or `None` when the key was already taken.
     pub async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
         let id = Uuid::now_v7().to_string();
         let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
-        let (actual, created) = insert_job(&mut conn, &id, &job, now).await?;
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
+        let (actual, created) = insert_job(&mut tx, &self.scope, &id, &job, now).await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(created.then_some(actual))
     }
+}
+
+impl Store {
 
     /// Claims the next runnable job for `worker_id` with a lease of `lease_ms`: a queued or
     /// waiting job whose `run_at` has come, or a running job whose lease expired (its worker died)
@@ -289,6 +306,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_millis();
         let _guard = self.db.write_guard().await;
+        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
         let n = sqlx::query(
             "UPDATE jobs SET locked_until = $3, updated_at = $4 \
              WHERE id = $1 AND locked_by = $2 AND state = 'running'",
@@ -297,10 +315,11 @@ impl Store {
         .bind(worker_id.to_string())
         .bind(now.saturating_add(lease_ms.max(1)))
         .bind(now)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?
         .rows_affected();
+        tx.commit().await.map_err(db_err)?;
         if n == 0 {
             return Err(StoreError::LeaseLost(job_id.to_string()));
         }
@@ -344,12 +363,13 @@ impl Store {
     pub async fn release(&self, job_id: &str, worker_id: &str) -> Result<bool, StoreError> {
         let now = now_millis();
         let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $3, \
              attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
              locked_by = NULL, locked_until = NULL, updated_at = $3 \
-             WHERE id = $1 AND locked_by = $2 AND state = 'running' RETURNING event_id",
+             WHERE id = $1 AND locked_by = $2 AND state = 'running' \
+             RETURNING event_id, tenant_id, connection_id",
         )
         .bind(job_id.to_string())
         .bind(worker_id.to_string())
@@ -358,6 +378,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         let Some(row) = row else { return Ok(false) };
+        let scope = scope_of(&row)?;
         let audit = NewAudit {
             event_id: get(&row, "event_id")?,
             job_id: Some(job_id.to_string()),
@@ -367,7 +388,7 @@ impl Store {
             ),
             ..NewAudit::default()
         };
-        insert_audit(&mut tx, &audit, now).await?;
+        insert_audit(&mut tx, &scope, &audit, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
     }
@@ -377,13 +398,13 @@ impl Store {
     pub async fn fail_abandoned_jobs(&self) -> Result<u64, StoreError> {
         let now = now_millis();
         let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'failed', locked_by = NULL, locked_until = NULL, \
              last_error = 'the worker running the last attempt stopped without finishing', \
              updated_at = $1 \
              WHERE state = 'running' AND locked_until < $1 AND attempts >= max_attempts \
-             RETURNING id, event_id, attempts",
+             RETURNING id, event_id, attempts, tenant_id, connection_id",
         )
         .bind(now)
         .fetch_all(&mut *tx)
@@ -400,27 +421,79 @@ impl Store {
                 ),
                 ..NewAudit::default()
             };
-            insert_audit(&mut tx, &audit, now).await?;
+            insert_audit(&mut tx, &scope_of(row)?, &audit, now).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(rows.len() as u64)
     }
 
+    /// Number of jobs in each state across every tenant (every state listed, zeros included):
+    /// the service's own gauges, no tenant's data.
+    pub async fn job_counts_all(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&mut *self.db.read_all().await?)
+            .await
+            .map_err(db_err)?;
+        counts_by_state(&rows)
+    }
+
+    /// How long the oldest runnable queued job of any tenant has been waiting for a worker, in
+    /// milliseconds (`None` when nothing is due). A growing value means workers are not keeping
+    /// up. A number about the service, not any tenant's data.
+    pub async fn oldest_queued_age_ms(&self) -> Result<Option<i64>, StoreError> {
+        let now = now_millis();
+        let row = sqlx::query(
+            "SELECT MIN(run_at) AS oldest FROM jobs WHERE state = 'queued' AND run_at <= $1",
+        )
+        .bind(now)
+        .fetch_one(&mut *self.db.read_all().await?)
+        .await
+        .map_err(db_err)?;
+        let oldest: Option<i64> = get(&row, "oldest")?;
+        Ok(oldest.map(|t| (now - t).max(0)))
+    }
+}
+
+fn counts_by_state(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(JobState, i64)>, StoreError> {
+    let mut counts: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+    for row in rows {
+        let state: String = get(row, "state")?;
+        let n: i64 = get(row, "n")?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
+            slot.1 = n;
+        }
+    }
+    Ok(counts)
+}
+
+fn scope_of(row: &sqlx::any::AnyRow) -> Result<ConnectionScope, StoreError> {
+    ConnectionScope::from_row(
+        &get::<String>(row, "tenant_id")?,
+        &get::<String>(row, "connection_id")?,
+    )
+}
+
+impl ConnectionStore {
     /// Replays the job(s) of one event: queued now with the attempts reset, audited `replayed`.
     /// A job currently running is left alone. Returns whether anything was requeued.
     pub async fn requeue_event(&self, event_id: &str) -> Result<bool, StoreError> {
         let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
              locked_until = NULL, last_error = NULL, updated_at = $2 \
-             WHERE (event_id = $1 OR id = (SELECT job_id FROM events WHERE event_id = $1)) \
+             WHERE tenant_id = $3 AND connection_id = $4 \
+               AND (event_id = $1 OR id = (SELECT job_id FROM events \
+                    WHERE event_id = $1 AND tenant_id = $3 AND connection_id = $4)) \
                AND state <> 'running' \
              RETURNING id",
         )
         .bind(event_id.to_string())
         .bind(now)
+        .bind(self.scope.t())
+        .bind(self.scope.c())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -432,7 +505,7 @@ impl Store {
                 message: "Replay requested: job queued again with its attempts reset".into(),
                 ..NewAudit::default()
             };
-            insert_audit(&mut tx, &audit, now).await?;
+            insert_audit(&mut tx, &self.scope, &audit, now).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(!rows.is_empty())
@@ -449,17 +522,20 @@ impl Store {
             return Ok(0);
         }
         let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write().await?;
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
              locked_until = NULL, last_error = NULL, updated_at = $2 \
-             WHERE state = $1 AND updated_at >= $3 \
+             WHERE state = $1 AND updated_at >= $3 AND tenant_id = $4 AND connection_id = $5 \
              RETURNING id, event_id",
         )
         .bind(state.as_str())
         .bind(now)
         .bind(since.unwrap_or(i64::MIN))
+        .bind(self.scope.t())
+        .bind(self.scope.c())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -473,7 +549,7 @@ impl Store {
                 ),
                 ..NewAudit::default()
             };
-            insert_audit(&mut tx, &audit, now).await?;
+            insert_audit(&mut tx, &self.scope, &audit, now).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(rows.len() as u64)
@@ -483,48 +559,55 @@ impl Store {
     /// e.g. after a person added the missing product mapping. Returns how many.
     pub async fn wake_waiting_jobs(&self, matching: &str) -> Result<u64, StoreError> {
         let now = now_millis();
-        let contains = match self.db.backend {
+        let db = &self.store.db;
+        let contains = match db.backend {
             Backend::Sqlite => "instr(last_error, $2) > 0",
             Backend::Postgres => "strpos(last_error, $2) > 0",
         };
         let sql = format!(
             "UPDATE jobs SET run_at = $1, updated_at = $1 \
-             WHERE state = 'waiting' AND run_at > $1 AND {contains}"
+             WHERE state = 'waiting' AND run_at > $1 AND {contains} \
+               AND tenant_id = $3 AND connection_id = $4"
         );
-        let _guard = self.db.write_guard().await;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(matching.to_string())
-            .execute(&self.db.pool)
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
+        tx.commit().await.map_err(db_err)?;
         Ok(n)
     }
 
     /// Number of jobs in each state (every state listed, zeros included).
     pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        let mut counts: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
-        for row in &rows {
-            let state: String = get(row, "state")?;
-            let n: i64 = get(row, "n")?;
-            if let Some(slot) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
-                slot.1 = n;
-            }
-        }
-        Ok(counts)
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM jobs \
+             WHERE tenant_id = $1 AND connection_id = $2 GROUP BY state",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
+        counts_by_state(&rows)
     }
 
     /// One job by ID.
     pub async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2 AND connection_id = $3"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(job_id.to_string())
-            .fetch_optional(&self.db.pool)
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
             .await
             .map_err(db_err)?;
         row.as_ref().map(job_from_row).transpose()
@@ -534,30 +617,21 @@ impl Store {
     pub async fn get_job_for_event(&self, event_id: &str) -> Result<Option<Job>, StoreError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs \
-             WHERE id = (SELECT job_id FROM events WHERE event_id = $1) OR event_id = $1 \
-             ORDER BY CASE WHEN id = (SELECT job_id FROM events WHERE event_id = $1) \
+             WHERE tenant_id = $2 AND connection_id = $3 \
+               AND (id = (SELECT job_id FROM events \
+                          WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3) \
+                    OR event_id = $1) \
+             ORDER BY CASE WHEN id = (SELECT job_id FROM events \
+                          WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3) \
                       THEN 0 ELSE 1 END, created_at, id LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(event_id.to_string())
-            .fetch_optional(&self.db.pool)
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
             .await
             .map_err(db_err)?;
         row.as_ref().map(job_from_row).transpose()
-    }
-
-    /// How long the oldest runnable queued job has been waiting for a worker, in milliseconds
-    /// (`None` when nothing is due). A growing value means workers are not keeping up.
-    pub async fn oldest_queued_age_ms(&self) -> Result<Option<i64>, StoreError> {
-        let now = now_millis();
-        let row = sqlx::query(
-            "SELECT MIN(run_at) AS oldest FROM jobs WHERE state = 'queued' AND run_at <= $1",
-        )
-        .bind(now)
-        .fetch_one(&self.db.pool)
-        .await
-        .map_err(db_err)?;
-        let oldest: Option<i64> = get(&row, "oldest")?;
-        Ok(oldest.map(|t| (now - t).max(0)))
     }
 }

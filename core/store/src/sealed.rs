@@ -1,18 +1,27 @@
-//! Credentials at rest: sealing with a master key the operator holds outside the database.
+//! Credentials at rest: envelope encryption under a master key the operator holds outside the
+//! database.
 //!
 //! The master key (32 bytes) comes from `MLC_MASTER_KEY` (64 hex characters or base64) or from a
-//! file named by `MLC_MASTER_KEY_FILE` that only its owner may read. A subkey for credentials is
-//! derived with HKDF-SHA256, so the same master key can later serve other purposes without reuse.
+//! file named by `MLC_MASTER_KEY_FILE` that only its owner may read. It never encrypts a
+//! credential itself: each tenant has a random [`DataKey`], stored *wrapped* by a key derived from
+//! the master key with HKDF-SHA256 ([`wrap_data_key`], [`unwrap_data_key`]). The credentials of the
+//! tenant's connections are sealed under that data key ([`seal`], [`open`]). Rotating the master key
+//! rewraps the data keys only; a wrapped data key that does not open says the master key is wrong.
 //!
-//! Envelope: `v1` ‖ 24-byte random nonce ‖ XChaCha20-Poly1305 ciphertext and tag. The record's
-//! identity (`credentials/<name>`) is the associated data, so a ciphertext copied onto another
-//! record does not open. A sealed "key check" row lets a wrong key be told apart from corruption.
+//! Both envelopes are AES-256-GCM: a 2-byte version prefix ‖ 12-byte random nonce ‖ ciphertext and
+//! 16-byte tag. Wrapped data keys start with `k1` and are bound to their tenant by the associated
+//! data `mlc/tenant/<tenant>/data-key`; sealed fields start with `a1` and are bound to their tenant,
+//! connection and field name by a length-prefixed associated data ([`FieldAad`]), so a ciphertext
+//! copied onto another record does not open.
+//!
+//! Random nonces are safe here: a data key seals a handful of fields per connection, far below the
+//! 2^32 messages per key that 96-bit random nonces allow.
 
 use std::path::Path;
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use mlc_core::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -21,28 +30,39 @@ use zeroize::Zeroizing;
 pub const MASTER_KEY_ENV: &str = "MLC_MASTER_KEY";
 /// The environment variable naming a file that holds the master key.
 pub const MASTER_KEY_FILE_ENV: &str = "MLC_MASTER_KEY_FILE";
-/// HKDF `info` for the credentials subkey.
-const CREDENTIALS_INFO: &[u8] = b"mlc credentials v1";
-const ENVELOPE_V1: &[u8] = b"v1";
-const NONCE_LEN: usize = 24;
-/// The reserved credential name under which the key check is stored.
-pub const KEY_CHECK_NAME: &str = "_key_check";
-const KEY_CHECK_PLAINTEXT: &[u8] = b"ml-connector key check v1";
+/// HKDF `info` for the key that wraps the tenants' data keys.
+const WRAP_INFO: &[u8] = b"mlc data-key wrap v1";
+/// Version prefix of a wrapped data key.
+const WRAPPED_V1: &[u8] = b"k1";
+/// Version prefix of a sealed field.
+const SEALED_V1: &[u8] = b"a1";
+/// Domain tag at the start of a field's associated data.
+const FIELD_AAD_V1: &[u8] = b"mlc/field/v1";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
 
 /// Errors from loading keys and sealing or opening credentials. Messages never contain key
-/// material or plaintext.
+/// material, plaintext or ciphertext.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error(
-        "the master key does not open the stored credentials: wrong MLC_MASTER_KEY? \
-         (or MLC_MASTER_KEY_FILE)"
+        "the master key does not open the tenant's data key: wrong MLC_MASTER_KEY? \
+         (or MLC_MASTER_KEY_FILE), or the tenant's key row was copied from another tenant"
     )]
     WrongKey,
     #[error(
-        "stored credential `{0}` does not decrypt although the master key is right: it is \
-         corrupted or was copied from another record; set it again with `ml-connector credentials set`"
+        "credential `{field}` of connection `{tenant}/{connection}` does not decrypt with its \
+         tenant's key: it was copied from another connection or tenant, or it is corrupted; set it \
+         again with `ml-connector credentials set --tenant {tenant} --connection {connection}`"
     )]
-    Corrupted(String),
+    Misplaced {
+        tenant: String,
+        connection: String,
+        field: String,
+    },
+    #[error("the stored wrapped data key is malformed: {0}")]
+    Malformed(String),
     #[error("the master key is not valid: {0}")]
     BadKey(String),
     #[error("master key file {path}: {reason}")]
@@ -185,14 +205,13 @@ impl MasterKey {
         f.sync_all().map_err(err)
     }
 
-    /// The AEAD keyed with the credentials subkey.
-    fn cipher(&self) -> XChaCha20Poly1305 {
+    /// The AEAD that wraps data keys, keyed with a subkey derived from the master key.
+    fn wrap_cipher(&self) -> Aes256Gcm {
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, self.bytes.as_slice());
-        let mut okm = Zeroizing::new([0u8; 32]);
+        let mut okm = Zeroizing::new([0u8; KEY_LEN]);
         // 32 bytes is far below HKDF-SHA256's limit (255 × 32), so expand cannot fail.
-        let _ = hk.expand(CREDENTIALS_INFO, okm.as_mut_slice());
-        let key = chacha20poly1305::Key::from(*okm);
-        XChaCha20Poly1305::new(&key)
+        let _ = hk.expand(WRAP_INFO, okm.as_mut_slice());
+        Aes256Gcm::new((&*okm).into())
     }
 }
 
@@ -200,68 +219,194 @@ fn bad_format() -> SealError {
     SealError::BadKey("expected 64 hex characters or base64 of 32 bytes".into())
 }
 
-/// The associated data binding a ciphertext to its record.
-fn record_id(name: &str) -> Vec<u8> {
-    format!("credentials/{name}").into_bytes()
+/// A tenant's data key (32 bytes): seals its connections' credentials and is stored only wrapped
+/// by the master key. Zeroed on drop; its Debug prints nothing of the key.
+#[derive(Clone)]
+pub struct DataKey {
+    bytes: Zeroizing<[u8; KEY_LEN]>,
 }
 
-/// Seals `plaintext` for the credential `name`.
-pub fn seal(key: &MasterKey, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-    let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-    let nonce = XNonce::from(nonce_bytes);
-    let aad = record_id(name);
-    let ct = key
-        .cipher()
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+impl DataKey {
+    /// A fresh random data key, for a new tenant.
+    pub fn generate() -> DataKey {
+        DataKey {
+            bytes: Zeroizing::new(rand::random()),
+        }
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new((&*self.bytes).into())
+    }
+}
+
+/// The record a sealed field belongs to; authenticated as associated data, so a ciphertext only
+/// opens under the same tenant, connection and field name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldAad<'a> {
+    pub tenant_id: &'a str,
+    pub connection_id: &'a str,
+    pub field: &'a str,
+}
+
+impl FieldAad<'_> {
+    /// `mlc/field/v1` then each of tenant, connection and field as a big-endian u64 length and
+    /// its bytes: unambiguous whatever the IDs contain.
+    fn encode(&self) -> Vec<u8> {
+        let parts = [self.tenant_id, self.connection_id, self.field];
+        let mut out = Vec::with_capacity(
+            FIELD_AAD_V1.len() + parts.iter().map(|p| 8 + p.len()).sum::<usize>(),
+        );
+        out.extend_from_slice(FIELD_AAD_V1);
+        for part in parts {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+
+    fn misplaced(&self) -> SealError {
+        SealError::Misplaced {
+            tenant: self.tenant_id.to_string(),
+            connection: self.connection_id.to_string(),
+            field: self.field.to_string(),
+        }
+    }
+}
+
+/// The associated data binding a wrapped data key to its tenant.
+fn data_key_aad(tenant_id: &str) -> Vec<u8> {
+    format!("mlc/tenant/{tenant_id}/data-key").into_bytes()
+}
+
+/// `prefix` ‖ random nonce ‖ AES-256-GCM of `plaintext` under `cipher` with `aad`.
+fn encrypt(
+    cipher: &Aes256Gcm,
+    prefix: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let ct = cipher
         .encrypt(
-            &nonce,
+            (&nonce).into(),
             Payload {
                 msg: plaintext,
-                aad: &aad,
+                aad,
             },
         )
         .map_err(|_| SealError::Encrypt)?;
-    let mut out = Vec::with_capacity(ENVELOPE_V1.len() + NONCE_LEN + ct.len());
-    out.extend_from_slice(ENVELOPE_V1);
-    out.extend_from_slice(&nonce_bytes);
+    let mut out = Vec::with_capacity(prefix.len() + NONCE_LEN + ct.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
     Ok(out)
 }
 
-/// Opens what [`seal`] made for `name`. Any failure (wrong key, other record, damage) is
-/// [`SealError::Corrupted`]; use [`check_key`] first to tell a wrong key apart.
-pub fn open(key: &MasterKey, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let corrupted = || SealError::Corrupted(name.to_string());
-    let rest = sealed.strip_prefix(ENVELOPE_V1).ok_or_else(corrupted)?;
-    if rest.len() < NONCE_LEN {
-        return Err(corrupted());
+/// Why an envelope could not be opened.
+enum OpenFailure {
+    /// Not our envelope: wrong prefix or too short to hold a nonce and a tag.
+    Malformed(&'static str),
+    /// Well formed, but the tag does not verify under this key and associated data.
+    Rejected,
+}
+
+/// Opens what [`encrypt`] made with the same `prefix`, `cipher` and `aad`.
+fn decrypt(
+    cipher: &Aes256Gcm,
+    prefix: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenFailure> {
+    let rest = sealed
+        .strip_prefix(prefix)
+        .ok_or(OpenFailure::Malformed("unknown format version"))?;
+    if rest.len() < NONCE_LEN + TAG_LEN {
+        return Err(OpenFailure::Malformed("too short"));
     }
-    let (nonce_bytes, ct) = rest.split_at(NONCE_LEN);
-    let nonce_arr: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| corrupted())?;
-    let aad = record_id(name);
-    key.cipher()
-        .decrypt(&XNonce::from(nonce_arr), Payload { msg: ct, aad: &aad })
+    let (nonce, ct) = rest.split_at(NONCE_LEN);
+    let nonce: &[u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| OpenFailure::Malformed("too short"))?;
+    cipher
+        .decrypt(nonce.into(), Payload { msg: ct, aad })
         .map(Zeroizing::new)
-        .map_err(|_| corrupted())
+        .map_err(|_| OpenFailure::Rejected)
 }
 
-/// Opens a credential that holds text.
-pub fn open_string(key: &MasterKey, name: &str, sealed: &[u8]) -> Result<SecretString, SealError> {
-    let bytes = open(key, name, sealed)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| SealError::Corrupted(name.to_string()))?;
+/// Wraps `key` for storage in the tenant's key row.
+pub fn wrap_data_key(
+    master: &MasterKey,
+    tenant_id: &str,
+    key: &DataKey,
+) -> Result<Vec<u8>, SealError> {
+    encrypt(
+        &master.wrap_cipher(),
+        WRAPPED_V1,
+        &data_key_aad(tenant_id),
+        key.bytes.as_slice(),
+    )
+}
+
+/// Unwraps what [`wrap_data_key`] made for `tenant_id`. A well-formed wrapped key that does not
+/// open is [`SealError::WrongKey`] (wrong master key, or a key row copied from another tenant);
+/// one that is not a wrapped key at all is [`SealError::Malformed`].
+pub fn unwrap_data_key(
+    master: &MasterKey,
+    tenant_id: &str,
+    wrapped: &[u8],
+) -> Result<DataKey, SealError> {
+    let plain = decrypt(
+        &master.wrap_cipher(),
+        WRAPPED_V1,
+        &data_key_aad(tenant_id),
+        wrapped,
+    )
+    .map_err(|f| match f {
+        OpenFailure::Malformed(why) => SealError::Malformed(why.to_string()),
+        OpenFailure::Rejected => SealError::WrongKey,
+    })?;
+    let bytes: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| {
+        SealError::Malformed(format!(
+            "it holds {} bytes, a data key has {KEY_LEN}",
+            plain.len()
+        ))
+    })?;
+    Ok(DataKey {
+        bytes: Zeroizing::new(bytes),
+    })
+}
+
+/// Seals one credential field under its tenant's data key, bound to `aad`.
+pub fn seal(key: &DataKey, aad: &FieldAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    encrypt(&key.cipher(), SEALED_V1, &aad.encode(), plaintext)
+}
+
+/// Opens what [`seal`] made for `aad`. Any failure (another record's ciphertext, damage, a wrong
+/// data key) is [`SealError::Misplaced`] naming the record; a wrong master key is caught earlier,
+/// by [`unwrap_data_key`].
+pub fn open(
+    key: &DataKey,
+    aad: &FieldAad<'_>,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    decrypt(&key.cipher(), SEALED_V1, &aad.encode(), sealed).map_err(|_| aad.misplaced())
+}
+
+/// Opens a field that holds text (UTF-8 required; otherwise [`SealError::Misplaced`]).
+pub fn open_string(
+    key: &DataKey,
+    aad: &FieldAad<'_>,
+    sealed: &[u8],
+) -> Result<SecretString, SealError> {
+    let bytes = open(key, aad, sealed)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| aad.misplaced())?;
     Ok(SecretString::from(text.to_string()))
-}
-
-/// The key check value to store under [`KEY_CHECK_NAME`].
-pub fn key_check(key: &MasterKey) -> Result<Vec<u8>, SealError> {
-    seal(key, KEY_CHECK_NAME, KEY_CHECK_PLAINTEXT)
-}
-
-/// `Ok` when `key` opens the stored key check; [`SealError::WrongKey`] otherwise.
-pub fn check_key(key: &MasterKey, stored_check: &[u8]) -> Result<(), SealError> {
-    match open(key, KEY_CHECK_NAME, stored_check) {
-        Ok(p) if p.as_slice() == KEY_CHECK_PLAINTEXT => Ok(()),
-        _ => Err(SealError::WrongKey),
-    }
 }
 
 /// Exposes a secret's bytes for sealing (kept here so callers need not import `secrecy`).
@@ -272,6 +417,28 @@ pub fn secret_bytes(s: &SecretString) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const AAD: FieldAad<'static> = FieldAad {
+        tenant_id: "acme",
+        connection_id: "stripe-live",
+        field: "stripe.api_key",
+    };
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The key's bytes as they could leak through a formatter: hex (either case) or base64.
+    fn renderings(bytes: &[u8]) -> Vec<String> {
+        vec![
+            hex::encode(bytes),
+            hex::encode_upper(bytes),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            format!("{bytes:?}"),
+        ]
+    }
 
     #[test]
     fn parses_hex_and_base64_and_debug_redacts() {
@@ -285,21 +452,246 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_and_binding_to_record() {
+    fn key_file_round_trip_and_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
         let k = MasterKey::generate();
-        let s = seal(&k, "stripe/api_key", b"sk_test_abc").unwrap();
-        assert!(s.starts_with(b"v1"));
-        assert_eq!(
-            open(&k, "stripe/api_key", &s).unwrap().as_slice(),
-            b"sk_test_abc"
-        );
+        k.write_new_file(&path).unwrap();
+        assert_eq!(*MasterKey::from_file(&path).unwrap().bytes, *k.bytes);
         assert!(matches!(
-            open(&k, "netsuite/token_secret", &s),
-            Err(SealError::Corrupted(n)) if n == "netsuite/token_secret"
+            k.write_new_file(&path),
+            Err(SealError::KeyFile { .. })
         ));
-        let check = key_check(&k).unwrap();
-        check_key(&k, &check).unwrap();
-        let e = check_key(&MasterKey::generate(), &check).unwrap_err();
-        assert!(e.to_string().contains("wrong MLC_MASTER_KEY?"), "{e}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = MasterKey::from_file(&path).unwrap_err();
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_bytes() {
+        let master = MasterKey::generate();
+        let data = DataKey::generate();
+        let (m, d) = (format!("{master:?}"), format!("{data:?}"));
+        assert_eq!(m, "MasterKey(<redacted>)");
+        assert_eq!(d, "DataKey(<redacted>)");
+        for r in renderings(master.bytes.as_slice()) {
+            assert!(!m.contains(&r));
+        }
+        for r in renderings(data.bytes.as_slice()) {
+            assert!(!d.contains(&r));
+        }
+    }
+
+    #[test]
+    fn seal_open_round_trip_hides_plaintext_and_uses_fresh_nonces() {
+        let key = DataKey::generate();
+        let secret = b"sk_test_51PlaintextMustNeverBeOnDisk";
+        let a = seal(&key, &AAD, secret).unwrap();
+        let b = seal(&key, &AAD, secret).unwrap();
+        assert!(a.starts_with(SEALED_V1));
+        assert_eq!(a.len(), 2 + NONCE_LEN + secret.len() + TAG_LEN);
+        assert!(!contains(&a, secret));
+        assert!(!contains(&a, b"sk_test"));
+        assert_ne!(a, b, "two seals of the same plaintext must differ");
+        assert_eq!(open(&key, &AAD, &a).unwrap().as_slice(), secret);
+        assert_eq!(open(&key, &AAD, &b).unwrap().as_slice(), secret);
+        let s = open_string(&key, &AAD, &a).unwrap();
+        assert_eq!(secret_bytes(&s), secret);
+        assert_eq!(
+            open(&key, &AAD, &seal(&key, &AAD, b"").unwrap())
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn ciphertext_under_another_record_is_misplaced_and_named() {
+        let key = DataKey::generate();
+        let sealed = seal(&key, &AAD, b"hunter2").unwrap();
+        let others = [
+            FieldAad {
+                connection_id: "stripe-test",
+                ..AAD
+            },
+            FieldAad {
+                tenant_id: "globex",
+                ..AAD
+            },
+            FieldAad {
+                field: "netsuite.token_secret",
+                ..AAD
+            },
+            // Same bytes, other split: the length prefixes keep these apart.
+            FieldAad {
+                tenant_id: "acmestripe",
+                connection_id: "-live",
+                ..AAD
+            },
+        ];
+        for other in others {
+            let e = open(&key, &other, &sealed).unwrap_err();
+            match &e {
+                SealError::Misplaced {
+                    tenant,
+                    connection,
+                    field,
+                } => {
+                    assert_eq!(
+                        (tenant.as_str(), connection.as_str(), field.as_str()),
+                        (other.tenant_id, other.connection_id, other.field)
+                    );
+                }
+                e => panic!("expected Misplaced, got {e:?}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("`{}`", other.field)), "{msg}");
+            assert!(
+                msg.contains(&format!(
+                    "ml-connector credentials set --tenant {} --connection {}",
+                    other.tenant_id, other.connection_id
+                )),
+                "{msg}"
+            );
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+        // Another tenant's data key, same record: also Misplaced.
+        assert!(matches!(
+            open(&DataKey::generate(), &AAD, &sealed),
+            Err(SealError::Misplaced { .. })
+        ));
+        // Invalid UTF-8 through open_string.
+        let bin = seal(&key, &AAD, &[0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            open_string(&key, &AAD, &bin),
+            Err(SealError::Misplaced { .. })
+        ));
+    }
+
+    #[test]
+    fn wrap_unwrap_round_trip_and_wrong_master_or_tenant() {
+        let master = MasterKey::generate();
+        let dk = DataKey::generate();
+        let wrapped = wrap_data_key(&master, "acme", &dk).unwrap();
+        assert!(wrapped.starts_with(WRAPPED_V1));
+        assert!(!contains(&wrapped, dk.bytes.as_slice()));
+        assert_ne!(wrapped, wrap_data_key(&master, "acme", &dk).unwrap());
+        let back = unwrap_data_key(&master, "acme", &wrapped).unwrap();
+        assert_eq!(*back.bytes, *dk.bytes);
+        // The unwrapped key opens what the original sealed.
+        let sealed = seal(&dk, &AAD, b"x").unwrap();
+        assert_eq!(open(&back, &AAD, &sealed).unwrap().as_slice(), b"x");
+
+        let e = unwrap_data_key(&MasterKey::generate(), "acme", &wrapped).unwrap_err();
+        assert!(matches!(e, SealError::WrongKey), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("wrong MLC_MASTER_KEY?"), "{msg}");
+        assert!(msg.contains("MLC_MASTER_KEY_FILE"), "{msg}");
+        assert!(msg.contains("copied from another tenant"), "{msg}");
+
+        assert!(matches!(
+            unwrap_data_key(&master, "globex", &wrapped),
+            Err(SealError::WrongKey)
+        ));
+        // A sealed field is not a wrapped key.
+        assert!(matches!(
+            unwrap_data_key(&master, "acme", &sealed),
+            Err(SealError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn any_flipped_byte_is_refused() {
+        let master = MasterKey::generate();
+        let dk = DataKey::generate();
+        let sealed = seal(&dk, &AAD, b"sk_test_abc").unwrap();
+        for i in 0..sealed.len() {
+            let mut t = sealed.clone();
+            t[i] ^= 0x01;
+            assert!(
+                matches!(open(&dk, &AAD, &t), Err(SealError::Misplaced { .. })),
+                "byte {i}"
+            );
+        }
+        let wrapped = wrap_data_key(&master, "acme", &dk).unwrap();
+        for i in 0..wrapped.len() {
+            let mut t = wrapped.clone();
+            t[i] ^= 0x80;
+            let e = unwrap_data_key(&master, "acme", &t).unwrap_err();
+            if i < WRAPPED_V1.len() {
+                assert!(matches!(e, SealError::Malformed(_)), "byte {i}: {e:?}");
+            } else {
+                assert!(matches!(e, SealError::WrongKey), "byte {i}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_input_is_refused() {
+        let master = MasterKey::generate();
+        let dk = DataKey::generate();
+        let sealed = seal(&dk, &AAD, b"sk_test_abc").unwrap();
+        for n in 0..sealed.len() {
+            assert!(matches!(
+                open(&dk, &AAD, &sealed[..n]),
+                Err(SealError::Misplaced { .. })
+            ));
+        }
+        let wrapped = wrap_data_key(&master, "acme", &dk).unwrap();
+        for n in 0..wrapped.len() {
+            let e = unwrap_data_key(&master, "acme", &wrapped[..n]).unwrap_err();
+            if n < WRAPPED_V1.len() + NONCE_LEN + TAG_LEN {
+                assert!(matches!(e, SealError::Malformed(_)), "len {n}: {e:?}");
+            } else {
+                assert!(matches!(e, SealError::WrongKey), "len {n}: {e:?}");
+            }
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn classification() {
+        use mlc_core::Classify as _;
+        assert_eq!(SealError::WrongKey.class(), ErrorClass::NeedsPerson);
+        assert_eq!(AAD.misplaced().class(), ErrorClass::NeedsPerson);
+        assert_eq!(
+            SealError::Malformed("x".into()).class(),
+            ErrorClass::NeedsPerson
+        );
+    }
+
+    /// Arbitrary bytes, half of them behind a valid version prefix so they reach the AEAD.
+    fn envelope_like(prefix: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+        (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..96)).prop_map(
+            move |(prefixed, body)| {
+                if prefixed {
+                    [prefix, body.as_slice()].concat()
+                } else {
+                    body
+                }
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn open_never_panics(input in envelope_like(SEALED_V1)) {
+            let key = DataKey::generate();
+            let misplaced = matches!(open(&key, &AAD, &input), Err(SealError::Misplaced { .. }));
+            prop_assert!(misplaced);
+            prop_assert!(open_string(&key, &AAD, &input).is_err());
+        }
+
+        #[test]
+        fn unwrap_never_panics(input in envelope_like(WRAPPED_V1)) {
+            let master = MasterKey::generate();
+            let r = unwrap_data_key(&master, "acme", &input);
+            let refused = matches!(r, Err(SealError::WrongKey | SealError::Malformed(_)));
+            prop_assert!(refused);
+        }
     }
 }

@@ -56,12 +56,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl Store {
     /// Opens `sqlite://PATH` (the file is created when missing) or `postgres://…` and applies
-    /// pending migrations. Must be called inside a Tokio runtime (it spawns the intake writer).
+    /// pending migrations (`mlc-migrations`, through sea-orm). Must be called inside a Tokio runtime (it spawns the intake writer).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         Store::connect_with(url, StoreOptions::default()).await
     }
@@ -70,6 +67,7 @@ impl Store {
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalise_url(url)?;
+        migrate(backend, &url).await?;
         let busy_ms = options.sqlite_busy_timeout_ms;
         let pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -96,17 +94,30 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => pool_options,
+            Backend::Postgres => pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Row-level security binds every role but superusers and BYPASSRLS roles:
+                    // when the connecting role may act as `mlc_service` (migration 0002 makes it
+                    // and grants it), act as it, so RLS holds even for a superuser's URL.
+                    let member = sqlx::query(
+                        "SELECT 1 AS m FROM pg_roles WHERE rolname = 'mlc_service' \
+                         AND pg_has_role(current_user, 'mlc_service', 'MEMBER')",
+                    )
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if member.is_some() {
+                        sqlx::query("SET ROLE mlc_service")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            }),
         };
         let pool = pool_options.connect(&url).await.map_err(db_err)?;
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATOR,
-            Backend::Postgres => &POSTGRES_MIGRATOR,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        if backend == Backend::Postgres {
+            warn_if_rls_bypassed(&pool).await;
+        }
 
         let db = Arc::new(Db::new(pool, backend));
         // Bounded so that a stalled disk pushes back on the intake instead of growing memory.
@@ -160,6 +171,72 @@ impl Store {
             let _ = rx.await;
         }
         self.db.pool.close().await;
+    }
+}
+
+/// Applies `mlc-migrations` through a short-lived sea-orm connection (the store's own pool is
+/// opened afterwards). Refuses a database made by a pre-release build, whose single-tenant
+/// tables the tenancy schema cannot take over.
+async fn migrate(backend: Backend, url: &str) -> Result<(), StoreError> {
+    use mlc_migrations::MigratorTrait as _;
+    use sea_orm::ConnectionTrait as _;
+    let mig = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
+    // Quiet: sea-orm would log every statement at INFO.
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.sqlx_logging(false).max_connections(1);
+    let db = sea_orm::Database::connect(options).await.map_err(mig)?;
+    let probe = match backend {
+        Backend::Sqlite => {
+            "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name = 'events') AS events, \
+             (SELECT COUNT(*) FROM sqlite_master WHERE name = 'seaql_migrations') AS seaql"
+        }
+        Backend::Postgres => {
+            "SELECT (to_regclass('events') IS NOT NULL)::int::bigint AS events, \
+             (to_regclass('seaql_migrations') IS NOT NULL)::int::bigint AS seaql"
+        }
+    };
+    let row = db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        probe,
+    ))
+    .await
+    .map_err(mig)?;
+    if let Some(row) = row {
+        let events: i64 = row.try_get("", "events").unwrap_or(0);
+        let seaql: i64 = row.try_get("", "seaql").unwrap_or(0);
+        if events > 0 && seaql == 0 {
+            let _ = db.close().await;
+            return Err(StoreError::Migration(
+                "this database was created by a pre-release, single-tenant ml-connector; the \
+                 multi-tenant schema starts from an empty database: point `database.url` at a \
+                 new SQLite file or PostgreSQL database (nothing was released, so no data \
+                 migration exists)"
+                    .into(),
+            ));
+        }
+    }
+    mlc_migrations::Migrator::up(&db, None).await.map_err(mig)?;
+    let _ = db.close().await;
+    Ok(())
+}
+
+/// Row-level security is defence in depth; say so loudly when it cannot hold (the service runs
+/// as a superuser or a BYPASSRLS role and `mlc_service` could not be created).
+async fn warn_if_rls_bypassed(pool: &sqlx::AnyPool) {
+    let row = sqlx::query(
+        "SELECT (rolsuper OR rolbypassrls)::int::bigint AS bypass FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_optional(pool)
+    .await;
+    if let Ok(Some(row)) = row
+        && crate::db::get::<i64>(&row, "bypass").unwrap_or(0) != 0
+    {
+        tracing::warn!(
+            "PostgreSQL row-level security does not bind this database role (superuser or \
+             BYPASSRLS) and role mlc_service is not available to it: tenant isolation rests on \
+             the store's scoped queries alone; run migrations as a role that may create roles, \
+             or connect as a role without BYPASSRLS"
+        );
     }
 }
 

@@ -12,7 +12,9 @@
 //! feature plumbing; it costs one small dependency (`tempfile`).
 
 use crate::model::{Backend, StoreError};
+use crate::scope::ConnectionStore;
 use crate::store::Store;
+use crate::tenants::NewConnection;
 
 /// A fresh, isolated database. SQLite: a file in a temporary directory removed on drop.
 /// PostgreSQL: a new database `mlc_t_<uuid>` dropped (best effort) on drop.
@@ -97,6 +99,45 @@ impl TestDb {
             Ok(s) => s,
             Err(e) => panic!("opening the {:?} test database failed: {e}", self.backend),
         }
+    }
+}
+
+/// A tenant and an active connection in it (both created when missing), and the store's view of
+/// that connection: what most tests need.
+///
+/// # Panics
+/// On a malformed ID or a database error: this is test support.
+pub async fn connection(store: &Store, tenant: &str, connection: &str) -> ConnectionStore {
+    let tenant_id = match mlc_core::TenantId::parse(tenant) {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    let connection_id = match mlc_core::ConnectionId::parse(connection) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let tenant_scope = match store.ensure_tenant(&tenant_id, tenant).await {
+        Ok(t) => t,
+        Err(e) => panic!("creating tenant {tenant}: {e}"),
+    };
+    let new = NewConnection {
+        id: connection_id,
+        name: connection.to_string(),
+        status: mlc_core::ConnectionStatus::Active,
+        settings: serde_json::json!({}),
+        netsuite_account: None,
+    };
+    match store.tenant(&tenant_scope).upsert_connection(&new).await {
+        Ok(c) => store.scoped(&c.scope),
+        Err(e) => panic!("creating connection {tenant}/{connection}: {e}"),
+    }
+}
+
+impl TestDb {
+    /// Opens the store and returns the view of the `test/main` connection (created).
+    pub async fn scoped(&self) -> ConnectionStore {
+        let store = self.store().await;
+        connection(&store, "test", "main").await
     }
 }
 

@@ -27,7 +27,7 @@ fn note(event_id: &str, job_id: &str, step: &str) -> NewAudit {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         const EVENTS: usize = 120;
         const WORKERS: usize = 6;
         // Intake in the background, while the workers already claim.
@@ -60,7 +60,7 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
                 let worker = format!("w{w}");
                 let mut idle = 0;
                 while idle < 2_000 {
-                    let jobs = store.claim_many(&worker, 30_000, 3).await.unwrap();
+                    let jobs = store.store().claim_many(&worker, 30_000, 3).await.unwrap();
                     if jobs.is_empty() {
                         idle += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -76,6 +76,7 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
                             store.append_audit(note(&ev, &job.id, step)).await.unwrap();
                         }
                         let state = store
+                            .store()
                             .finish(&job.id, &worker, JobOutcome::Succeeded)
                             .await
                             .unwrap();
@@ -125,7 +126,7 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claim_many_hands_each_job_out_once() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for i in 0..40 {
             let id = format!("evt_cm{i:02}");
             let mut job = job_for(&id);
@@ -135,7 +136,7 @@ async fn claim_many_hands_each_job_out_once() {
                 .await
                 .unwrap();
         }
-        let first = store.claim_many("w0", 30_000, 3).await.unwrap();
+        let first = store.store().claim_many("w0", 30_000, 3).await.unwrap();
         let order: Vec<_> = first.iter().map(|j| j.event_id.clone().unwrap()).collect();
         assert_eq!(order, ["evt_cm00", "evt_cm01", "evt_cm02"]);
         let mut tasks = Vec::new();
@@ -144,7 +145,11 @@ async fn claim_many_hands_each_job_out_once() {
             tasks.push(tokio::spawn(async move {
                 let mut got = Vec::new();
                 loop {
-                    let jobs = store.claim_many(&format!("w{w}"), 30_000, 4).await.unwrap();
+                    let jobs = store
+                        .store()
+                        .claim_many(&format!("w{w}"), 30_000, 4)
+                        .await
+                        .unwrap();
                     assert!(jobs.len() <= 4);
                     if jobs.is_empty() {
                         return got;
@@ -162,8 +167,22 @@ async fn claim_many_hands_each_job_out_once() {
         }
         assert_eq!(all.len(), 40);
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), 40);
-        assert!(store.claim_many("w9", 30_000, 10).await.unwrap().is_empty());
-        assert!(store.claim_many("w9", 30_000, 0).await.unwrap().is_empty());
+        assert!(
+            store
+                .store()
+                .claim_many("w9", 30_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .store()
+                .claim_many("w9", 30_000, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -172,15 +191,17 @@ async fn claim_many_hands_each_job_out_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_lease_changes_nothing_beside_a_valid_finish() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .record_event(&event("evt_ll", true), Some(job_for("evt_ll")))
             .await
             .unwrap();
-        let job = store.claim("owner", 30_000).await.unwrap().unwrap();
+        let job = store.store().claim("owner", 30_000).await.unwrap().unwrap();
         let (a, b) = tokio::join!(
-            store.finish(&job.id, "intruder", JobOutcome::Succeeded),
-            store.finish(
+            store
+                .store()
+                .finish(&job.id, "intruder", JobOutcome::Succeeded),
+            store.store().finish(
                 &job.id,
                 "owner",
                 JobOutcome::Failed {
@@ -204,7 +225,7 @@ async fn a_lost_lease_changes_nothing_beside_a_valid_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_loses_no_write_and_no_event() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for i in 0..10 {
             let id = format!("evt_rs{i}");
             store
@@ -213,7 +234,7 @@ async fn a_restart_loses_no_write_and_no_event() {
                 .unwrap();
         }
         // Lease of 1 ms: as if the worker holding them died at once.
-        let jobs = store.claim_many("w-dead", 1, 10).await.unwrap();
+        let jobs = store.store().claim_many("w-dead", 1, 10).await.unwrap();
         assert_eq!(jobs.len(), 10);
         // Half finish; their writes are handed over without waiting, then the store closes.
         let mut pending = Vec::new();
@@ -226,6 +247,7 @@ async fn a_restart_loses_no_write_and_no_event() {
                     .await
                     .unwrap();
                 store
+                    .store()
                     .finish(&job.id, "w-dead", JobOutcome::Succeeded)
                     .await
                     .unwrap()
@@ -234,12 +256,12 @@ async fn a_restart_loses_no_write_and_no_event() {
         for p in pending {
             assert_eq!(p.await.unwrap(), JobState::Succeeded);
         }
-        store.close().await;
+        store.store().close().await;
         // The other half crashed before any outcome was written. Restart:
-        let store = db.store().await;
+        let store = db.scoped().await;
         assert_eq!(store.count_events().await.unwrap(), 10);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let again = store.claim_many("w-new", 30_000, 10).await.unwrap();
+        let again = store.store().claim_many("w-new", 30_000, 10).await.unwrap();
         let again_ids: HashSet<_> = again.iter().map(|j| j.id.clone()).collect();
         let crashed: HashSet<_> = jobs[5..].iter().map(|j| j.id.clone()).collect();
         assert_eq!(
@@ -249,6 +271,7 @@ async fn a_restart_loses_no_write_and_no_event() {
         for job in &again {
             assert_eq!(job.attempts, 2);
             store
+                .store()
                 .finish(&job.id, "w-new", JobOutcome::Succeeded)
                 .await
                 .unwrap();
@@ -265,6 +288,6 @@ async fn a_restart_loses_no_write_and_no_event() {
             let job = store.get_job(&job.id).await.unwrap().unwrap();
             assert_eq!(job.state, JobState::Succeeded);
         }
-        store.close().await;
+        store.store().close().await;
     }
 }

@@ -24,7 +24,7 @@ fn posting(object: &str, kind: &str, ns_id: &str) -> NewPosting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_found_by_the_netsuite_record_they_produced() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for id in ["evt_a", "evt_b"] {
             store
                 .record_event(&event(id, true), Some(job_for(id)))
@@ -67,7 +67,7 @@ async fn events_are_found_by_the_netsuite_record_they_produced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_counts_received_events_and_postings_per_bucket() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let now = now_millis();
         for i in 0..3 {
             let id = format!("evt_act{i}");
@@ -103,7 +103,7 @@ async fn activity_counts_received_events_and_postings_per_bucket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_latest_error_of_each_kind_is_found() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         assert!(
             store
                 .last_error_containing("NetSuite: ")

@@ -12,7 +12,7 @@ use mlc_store::{EventFilter, JobState, NewAudit, RecordOutcome};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn event_is_stored_byte_exact_and_read_back() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let mut ev = event("evt_bytes", true);
         // Invalid UTF-8 too: the store keeps bytes, not text.
         ev.raw_body
@@ -41,7 +41,7 @@ async fn event_is_stored_byte_exact_and_read_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_is_stored_once_and_audited() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let ev = event("evt_dup", true);
         let first = store
             .record_event(&ev, Some(job_for("evt_dup")))
@@ -76,7 +76,7 @@ async fn duplicate_delivery_is_stored_once_and_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn event_and_job_are_recorded_together_and_ignored_events_get_no_job() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .record_event(&event("evt_handled", true), Some(job_for("evt_handled")))
             .await
@@ -127,15 +127,15 @@ async fn event_and_job_are_recorded_together_and_ignored_events_get_no_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_survives_reopening() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .record_event(&event("evt_persist", true), Some(job_for("evt_persist")))
             .await
             .unwrap();
-        store.close().await;
+        store.store().close().await;
         drop(store);
 
-        let reopened = db.store().await;
+        let reopened = db.scoped().await;
         let ev = reopened.get_event("evt_persist").await.unwrap().unwrap();
         assert_eq!(ev.raw_body, event("evt_persist", true).raw_body);
         let job = reopened
@@ -150,14 +150,14 @@ async fn store_survives_reopening() {
             .await
             .unwrap();
         assert_eq!(again, RecordOutcome::Duplicate);
-        reopened.ping().await.unwrap();
+        reopened.store().ping().await.unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_deliveries_of_one_event_store_it_once() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let mut tasks = Vec::new();
         for _ in 0..40 {
             let store = store.clone();
@@ -203,7 +203,7 @@ async fn concurrent_deliveries_of_one_event_store_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_answers_every_caller_with_its_own_outcome() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         // 300 distinct events, each delivered twice (handled ones with a job, every 3rd ignored),
         // all at once from separate tasks.
         let mut tasks = Vec::new();
@@ -251,7 +251,7 @@ async fn group_commit_answers_every_caller_with_its_own_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn list_events_filters_and_orders_newest_first() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for (i, (id, handled)) in [("evt_a", true), ("evt_b", false), ("evt_c", true)]
             .into_iter()
             .enumerate()
@@ -312,7 +312,7 @@ async fn list_events_filters_and_orders_newest_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_is_append_only_and_ordered() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for step in ["fetched", "mapped", "posted"] {
             store
                 .append_audit(NewAudit {

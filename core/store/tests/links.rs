@@ -7,7 +7,7 @@ use mlc_store::testing::backends;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_fingerprints_belong_to_one_netsuite_record() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let b = db.backend();
         assert_eq!(store.get_customer_link_state("cus_1").await.unwrap(), None);
 
@@ -89,7 +89,7 @@ async fn customer_fingerprints_belong_to_one_netsuite_record() {
         }
         // Surviving a reopen: it is in the database, not a cache.
         drop(store);
-        let reopened = db.store().await;
+        let reopened = db.scoped().await;
         assert_eq!(
             fp(reopened.get_customer_link_state("cus_2").await.unwrap()).as_deref(),
             Some("v1:b")

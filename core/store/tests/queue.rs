@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use common::{event, job_for, plain_job, steps};
 use mlc_core::{ErrorClass, now_millis};
-use mlc_store::testing::backends;
+use mlc_store::testing::{self, backends};
 use mlc_store::{Jitter, JobOutcome, JobState, RetryPolicy, Store, StoreError, StoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn enqueue_deduplicates_by_key() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let first = store.enqueue(plain_job("k1", 3)).await.unwrap();
         let second = store.enqueue(plain_job("k1", 3)).await.unwrap();
         assert!(first.is_some());
@@ -33,12 +33,13 @@ async fn enqueue_deduplicates_by_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claim_and_finish_transitions() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .record_event(&event("evt_q1", true), Some(job_for("evt_q1")))
             .await
             .unwrap();
         let job = store
+            .store()
             .claim("w1", 30_000)
             .await
             .unwrap()
@@ -49,18 +50,26 @@ async fn claim_and_finish_transitions() {
         assert!(job.locked_until.unwrap() > now_millis());
         assert_eq!(job.event_id.as_deref(), Some("evt_q1"));
         // Nothing else is runnable, and a running job with a live lease is not claimable.
-        assert!(store.claim("w2", 30_000).await.unwrap().is_none());
+        assert!(store.store().claim("w2", 30_000).await.unwrap().is_none());
         // Another worker cannot heartbeat or finish it.
         assert!(matches!(
-            store.heartbeat(&job.id, "w2", 30_000).await,
+            store.store().heartbeat(&job.id, "w2", 30_000).await,
             Err(StoreError::LeaseLost(_))
         ));
         assert!(matches!(
-            store.finish(&job.id, "w2", JobOutcome::Succeeded).await,
+            store
+                .store()
+                .finish(&job.id, "w2", JobOutcome::Succeeded)
+                .await,
             Err(StoreError::LeaseLost(_))
         ));
-        store.heartbeat(&job.id, "w1", 30_000).await.unwrap();
+        store
+            .store()
+            .heartbeat(&job.id, "w1", 30_000)
+            .await
+            .unwrap();
         let state = store
+            .store()
             .finish(&job.id, "w1", JobOutcome::Succeeded)
             .await
             .unwrap();
@@ -70,7 +79,10 @@ async fn claim_and_finish_transitions() {
         assert_eq!(done.locked_by, None);
         // Finishing twice is refused: the job is no longer held.
         assert!(matches!(
-            store.finish(&job.id, "w1", JobOutcome::Succeeded).await,
+            store
+                .store()
+                .finish(&job.id, "w1", JobOutcome::Succeeded)
+                .await,
             Err(StoreError::LeaseLost(_))
         ));
         let audit = store.audit_for_event("evt_q1").await.unwrap();
@@ -92,15 +104,16 @@ async fn claim_and_finish_transitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_attempt_is_rescheduled_by_the_default_policy() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let id = store
             .enqueue(plain_job("retry-later", 3))
             .await
             .unwrap()
             .unwrap();
-        let job = store.claim("w", 30_000).await.unwrap().unwrap();
+        let job = store.store().claim("w", 30_000).await.unwrap().unwrap();
         let before = now_millis();
         let state = store
+            .store()
             .finish(
                 &job.id,
                 "w",
@@ -124,7 +137,7 @@ async fn failed_attempt_is_rescheduled_by_the_default_policy() {
             queued.run_at
         );
         // Not runnable before its time.
-        assert!(store.claim("w", 30_000).await.unwrap().is_none());
+        assert!(store.store().claim("w", 30_000).await.unwrap().is_none());
         let audit = store.audit_for_job(&id).await.unwrap();
         assert_eq!(steps(&audit), vec!["retried"]);
         assert!(
@@ -151,6 +164,7 @@ async fn job_fails_when_attempts_are_exhausted() {
             ..StoreOptions::default()
         };
         let store = Store::connect_with(db.url(), options).await.unwrap();
+        let store = testing::connection(&store, "test", "main").await;
         let id = store
             .enqueue(plain_job("retry-me", 3))
             .await
@@ -160,7 +174,7 @@ async fn job_fails_when_attempts_are_exhausted() {
         for attempt in 1..=3 {
             let mut claimed = None;
             for _ in 0..200 {
-                if let Some(j) = store.claim("w", 30_000).await.unwrap() {
+                if let Some(j) = store.store().claim("w", 30_000).await.unwrap() {
                     claimed = Some(j);
                     break;
                 }
@@ -173,7 +187,7 @@ async fn job_fails_when_attempts_are_exhausted() {
                 class: ErrorClass::Transient,
                 after_ms: None,
             };
-            states.push(store.finish(&job.id, "w", outcome).await.unwrap());
+            states.push(store.store().finish(&job.id, "w", outcome).await.unwrap());
         }
         assert_eq!(
             states,
@@ -184,7 +198,7 @@ async fn job_fails_when_attempts_are_exhausted() {
         assert_eq!(failed.attempts, 3);
         assert_eq!(failed.last_error.as_deref(), Some("still down (3)"));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        assert!(store.claim("w", 30_000).await.unwrap().is_none());
+        assert!(store.store().claim("w", 30_000).await.unwrap().is_none());
 
         let audit = store.audit_for_job(&id).await.unwrap();
         assert_eq!(steps(&audit), vec!["retried", "retried", "failed"]);
@@ -198,15 +212,16 @@ async fn job_fails_when_attempts_are_exhausted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wait_failed_release_and_replay() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .record_event(&event("evt_w", true), Some(job_for("evt_w")))
             .await
             .unwrap();
 
         // Wait: the job sleeps, the attempt is given back, and it can be woken early.
-        let job = store.claim("w", 30_000).await.unwrap().unwrap();
+        let job = store.store().claim("w", 30_000).await.unwrap().unwrap();
         let state = store
+            .store()
             .finish(
                 &job.id,
                 "w",
@@ -220,21 +235,27 @@ async fn wait_failed_release_and_replay() {
         assert_eq!(state, JobState::Waiting);
         let waiting = store.get_job(&job.id).await.unwrap().unwrap();
         assert_eq!(waiting.attempts, 0);
-        assert!(store.claim("w", 30_000).await.unwrap().is_none());
+        assert!(store.store().claim("w", 30_000).await.unwrap().is_none());
         assert_eq!(store.wake_waiting_jobs("prod_Y").await.unwrap(), 0);
         assert_eq!(store.wake_waiting_jobs("prod_X").await.unwrap(), 1);
 
         // Release at shutdown: back to queued now, attempt given back.
-        let job = store.claim("w", 30_000).await.unwrap().expect("woken job");
+        let job = store
+            .store()
+            .claim("w", 30_000)
+            .await
+            .unwrap()
+            .expect("woken job");
         assert_eq!(job.attempts, 1);
-        assert!(!store.release(&job.id, "other").await.unwrap());
-        assert!(store.release(&job.id, "w").await.unwrap());
+        assert!(!store.store().release(&job.id, "other").await.unwrap());
+        assert!(store.store().release(&job.id, "w").await.unwrap());
         let released = store.get_job(&job.id).await.unwrap().unwrap();
         assert_eq!((released.state, released.attempts), (JobState::Queued, 0));
 
         // Failed permanently, then replayed.
-        let job = store.claim("w", 30_000).await.unwrap().unwrap();
+        let job = store.store().claim("w", 30_000).await.unwrap().unwrap();
         let state = store
+            .store()
             .finish(
                 &job.id,
                 "w",
@@ -267,18 +288,26 @@ async fn wait_failed_release_and_replay() {
             vec!["received", "waiting", "released", "failed", "replayed"]
         );
         assert!(audit[1].message.contains("prod_X"), "{}", audit[1].message);
-        assert!(store.oldest_queued_age_ms().await.unwrap().is_some());
+        assert!(
+            store
+                .store()
+                .oldest_queued_age_ms()
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requeue_where_replays_failed_jobs_since_a_time() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for k in ["a", "b"] {
             store.enqueue(plain_job(k, 1)).await.unwrap();
-            let job = store.claim("w", 30_000).await.unwrap().unwrap();
+            let job = store.store().claim("w", 30_000).await.unwrap().unwrap();
             store
+                .store()
                 .finish(&job.id, "w", JobOutcome::Failed { error: "x".into() })
                 .await
                 .unwrap();
@@ -308,14 +337,19 @@ async fn requeue_where_replays_failed_jobs_since_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expired_lease_is_claimed_again_by_another_worker() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let id = store.enqueue(plain_job("lease", 5)).await.unwrap().unwrap();
         // A worker claims with a 1 ms lease and "dies" (never heartbeats or finishes).
-        let dead = store.claim("dead-worker", 1).await.unwrap().unwrap();
+        let dead = store
+            .store()
+            .claim("dead-worker", 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(dead.id, id);
         let mut taken = None;
         for _ in 0..200 {
-            if let Some(j) = store.claim("live-worker", 30_000).await.unwrap() {
+            if let Some(j) = store.store().claim("live-worker", 30_000).await.unwrap() {
                 taken = Some(j);
                 break;
             }
@@ -328,16 +362,18 @@ async fn expired_lease_is_claimed_again_by_another_worker() {
         // The dead worker's late outcome is refused.
         assert!(matches!(
             store
+                .store()
                 .finish(&id, "dead-worker", JobOutcome::Succeeded)
                 .await,
             Err(StoreError::LeaseLost(_))
         ));
         assert!(matches!(
-            store.heartbeat(&id, "dead-worker", 30_000).await,
+            store.store().heartbeat(&id, "dead-worker", 30_000).await,
             Err(StoreError::LeaseLost(_))
         ));
         assert_eq!(
             store
+                .store()
                 .finish(&id, "live-worker", JobOutcome::Succeeded)
                 .await
                 .unwrap(),
@@ -349,16 +385,21 @@ async fn expired_lease_is_claimed_again_by_another_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn abandoned_job_on_its_last_attempt_is_failed_not_rerun() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let id = store
             .enqueue(plain_job("poison", 1))
             .await
             .unwrap()
             .unwrap();
-        store.claim("crashing-worker", 1).await.unwrap().unwrap();
+        store
+            .store()
+            .claim("crashing-worker", 1)
+            .await
+            .unwrap()
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(store.claim("w", 30_000).await.unwrap().is_none());
-        assert_eq!(store.fail_abandoned_jobs().await.unwrap(), 1);
+        assert!(store.store().claim("w", 30_000).await.unwrap().is_none());
+        assert_eq!(store.store().fail_abandoned_jobs().await.unwrap(), 1);
         let job = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Failed);
         let audit = store.audit_for_job(&id).await.unwrap();
@@ -371,7 +412,7 @@ async fn concurrent_claimers_never_share_a_job_and_each_job_runs_once() {
     const JOBS: usize = 1600;
     const CLAIMERS: usize = 8;
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for i in 0..JOBS {
             store
                 .enqueue(plain_job(&format!("job-{i}"), 3))
@@ -391,7 +432,7 @@ async fn concurrent_claimers_never_share_a_job_and_each_job_runs_once() {
             );
             tasks.push(tokio::spawn(async move {
                 let worker = format!("w{w}");
-                while let Some(job) = store.claim(&worker, 30_000).await.unwrap() {
+                while let Some(job) = store.store().claim(&worker, 30_000).await.unwrap() {
                     if !running.lock().unwrap().insert(job.id.clone()) {
                         overlaps.lock().unwrap().push(job.id.clone());
                     }
@@ -399,6 +440,7 @@ async fn concurrent_claimers_never_share_a_job_and_each_job_runs_once() {
                     tokio::task::yield_now().await;
                     running.lock().unwrap().remove(&job.id);
                     store
+                        .store()
                         .finish(&job.id, &worker, JobOutcome::Succeeded)
                         .await
                         .unwrap();

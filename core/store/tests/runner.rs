@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{plain_job, steps};
 use mlc_store::testing::backends;
-use mlc_store::{Job, JobHandler, JobOutcome, JobState, Store, Worker, WorkerConfig};
+use mlc_store::{ConnectionStore, Job, JobHandler, JobOutcome, JobState, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 fn config(id: &str) -> WorkerConfig {
@@ -24,7 +24,7 @@ fn config(id: &str) -> WorkerConfig {
 }
 
 /// Waits (bounded, so a bug fails the test instead of hanging it) until `n` jobs are in `state`.
-async fn wait_for(store: &Store, state: JobState, n: i64) {
+async fn wait_for(store: &ConnectionStore, state: JobState, n: i64) {
     for _ in 0..6_000 {
         let counts: HashMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();
         if counts[&state] == n {
@@ -62,7 +62,7 @@ impl JobHandler for Recorder {
 async fn two_workers_run_every_job_exactly_once() {
     const JOBS: usize = 300;
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for i in 0..JOBS {
             store
                 .enqueue(plain_job(&format!("r-{i}"), 3))
@@ -71,8 +71,8 @@ async fn two_workers_run_every_job_exactly_once() {
         }
         let recorder = Recorder::default();
         let shutdown = CancellationToken::new();
-        let w1 = Worker::new(store.clone(), recorder.clone(), config("w1"));
-        let w2 = Worker::new(store.clone(), recorder.clone(), config("w2"));
+        let w1 = Worker::new(store.store().clone(), recorder.clone(), config("w1"));
+        let w2 = Worker::new(store.store().clone(), recorder.clone(), config("w2"));
         let h1 = tokio::spawn(w1.run(shutdown.clone()));
         let h2 = tokio::spawn(w2.run(shutdown.clone()));
         wait_for(&store, JobState::Succeeded, JOBS as i64).await;
@@ -102,12 +102,13 @@ impl JobHandler for Panicky {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panicking_handler_becomes_a_retry_and_the_worker_keeps_going() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let boom = store.enqueue(plain_job("boom", 5)).await.unwrap().unwrap();
         let fine = store.enqueue(plain_job("fine", 5)).await.unwrap().unwrap();
         let shutdown = CancellationToken::new();
-        let handle =
-            tokio::spawn(Worker::new(store.clone(), Panicky, config("w")).run(shutdown.clone()));
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), Panicky, config("w")).run(shutdown.clone()),
+        );
         wait_for(&store, JobState::Succeeded, 1).await;
         // The panicking job is rescheduled (default back-off, seconds away) rather than lost.
         for _ in 0..1000 {
@@ -140,10 +141,10 @@ async fn a_panicking_handler_becomes_a_retry_and_the_worker_keeps_going() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notifier_wakes_an_idle_worker() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let mut cfg = config("sleepy");
         cfg.poll_interval_ms = 3_600_000; // only a nudge can make it look again
-        let worker = Worker::new(store.clone(), Recorder::default(), cfg);
+        let worker = Worker::new(store.store().clone(), Recorder::default(), cfg);
         let nudge = worker.notifier();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(worker.run(shutdown.clone()));
@@ -173,7 +174,7 @@ impl JobHandler for Stuck {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         for i in 0..6 {
             store
                 .enqueue(plain_job(&format!("s-{i}"), 3))
@@ -184,8 +185,9 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
         let mut cfg = config("stopping");
         cfg.shutdown_grace_ms = 100;
         let shutdown = CancellationToken::new();
-        let handle =
-            tokio::spawn(Worker::new(store.clone(), stuck.clone(), cfg).run(shutdown.clone()));
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), stuck.clone(), cfg).run(shutdown.clone()),
+        );
         wait_for(&store, JobState::Running, 4).await; // concurrency 4: four in flight
         shutdown.cancel();
         handle.await.unwrap().unwrap();
@@ -198,6 +200,7 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
         let mut released = 0;
         for i in 0..6 {
             let job = store
+                .store()
                 .claim("inspector", 1)
                 .await
                 .unwrap()
@@ -205,7 +208,7 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
             assert_eq!(job.attempts, 1, "attempt given back on release");
             let audit = store.audit_for_job(&job.id).await.unwrap();
             released += audit.iter().filter(|a| a.step == "released").count();
-            store.release(&job.id, "inspector").await.unwrap();
+            store.store().release(&job.id, "inspector").await.unwrap();
         }
         assert_eq!(released, 4);
 
@@ -213,7 +216,8 @@ async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
         let recorder = Recorder::default();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(
-            Worker::new(store.clone(), recorder.clone(), config("next")).run(shutdown.clone()),
+            Worker::new(store.store().clone(), recorder.clone(), config("next"))
+                .run(shutdown.clone()),
         );
         wait_for(&store, JobState::Succeeded, 6).await;
         shutdown.cancel();
@@ -238,11 +242,11 @@ impl JobHandler for Quick {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let id = store.enqueue(plain_job("q", 3)).await.unwrap().unwrap();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(
-            Worker::new(store.clone(), Quick, config("graceful")).run(shutdown.clone()),
+            Worker::new(store.store().clone(), Quick, config("graceful")).run(shutdown.clone()),
         );
         wait_for(&store, JobState::Running, 1).await;
         shutdown.cancel();

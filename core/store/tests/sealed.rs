@@ -1,5 +1,5 @@
 //! Credentials at rest: sealed in the database, bound to their record, refused under a wrong key,
-//! moved whole by key rotation.
+//! kept readable by master-key rotation (which rewraps the tenants' data keys).
 
 use mlc_store::sealed::{MasterKey, SealError};
 use mlc_store::testing::{TestDb, backends};
@@ -41,6 +41,13 @@ async fn database_bytes(db: &TestDb) -> Vec<u8> {
                 all.extend(r.get::<String, _>(0).into_bytes());
                 all.extend(r.get::<Vec<u8>, _>(1));
             }
+            let keys = sqlx::query("SELECT wrapped_key FROM tenant_keys")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            for r in keys {
+                all.extend(r.get::<Vec<u8>, _>(0));
+            }
             pool.close().await;
             all
         }
@@ -54,7 +61,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_and_the_database_never_holds_the_plaintext() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let key = MasterKey::generate();
         store
             .store_secret(&key, "stripe/api_key", SECRET.as_bytes())
@@ -67,7 +74,7 @@ async fn round_trip_and_the_database_never_holds_the_plaintext() {
         );
         let secrets = store.load_secrets(Some(&key)).await.unwrap();
         assert_eq!(secrets["stripe/api_key"].expose_secret(), SECRET);
-        store.close().await;
+        store.store().close().await;
         let bytes = database_bytes(&db).await;
         assert!(contains(&bytes, b"stripe/api_key"), "{:?}", db.backend());
         assert!(
@@ -81,8 +88,10 @@ async fn round_trip_and_the_database_never_holds_the_plaintext() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_missing_key_and_a_moved_ciphertext_are_refused_clearly() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let key = MasterKey::generate();
+        // Nothing stored: nothing to open, no key needed.
+        assert!(store.load_secrets(None).await.unwrap().is_empty());
         store
             .store_secret(&key, "stripe/api_key", SECRET.as_bytes())
             .await
@@ -97,18 +106,21 @@ async fn wrong_key_missing_key_and_a_moved_ciphertext_are_refused_clearly() {
             .await
             .unwrap_err();
         assert!(matches!(e, SealError::WrongKey), "{e}");
-        assert_eq!(
-            e.to_string(),
-            "the master key does not open the stored credentials: wrong MLC_MASTER_KEY? (or MLC_MASTER_KEY_FILE)"
+        let msg = e.to_string();
+        assert!(
+            msg.contains("does not open") && msg.contains("MLC_MASTER_KEY"),
+            "{msg}"
         );
-        // Storing under another key is refused too, so one database never mixes keys.
+        // Storing under another key is refused too, so one tenant's data key never mixes keys.
         let e = store
             .store_secret(&MasterKey::generate(), "x", b"y")
             .await
             .unwrap_err();
         assert!(matches!(e, SealError::WrongKey), "{e}");
+        assert!(store.get_credential("x").await.unwrap().is_none());
 
         let e = store.load_secrets(None).await.unwrap_err();
+        assert!(matches!(e, SealError::MissingKey), "{e}");
         assert!(e.to_string().contains("MLC_MASTER_KEY"), "{e}");
 
         // Copy the Stripe key's ciphertext onto the NetSuite record: it must not open there.
@@ -123,17 +135,26 @@ async fn wrong_key_missing_key_and_a_moved_ciphertext_are_refused_clearly() {
             .unwrap();
         let e = store.load_secrets(Some(&key)).await.unwrap_err();
         assert!(
-            matches!(&e, SealError::Corrupted(n) if n == "netsuite/token_secret"),
+            matches!(
+                &e,
+                SealError::Misplaced { tenant, connection, field }
+                    if tenant == "test" && connection == "main" && field == "netsuite/token_secret"
+            ),
             "{e}"
         );
-        assert!(!e.to_string().contains(SECRET), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("netsuite/token_secret") && msg.contains("test/main"),
+            "{msg}"
+        );
+        assert!(!msg.contains(SECRET), "{msg}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_re_encrypts_everything_and_the_old_key_no_longer_opens() {
+async fn rotation_rewraps_the_data_key_and_the_old_key_no_longer_opens() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         let old = MasterKey::generate();
         let new = MasterKey::generate();
         store
@@ -147,11 +168,23 @@ async fn rotation_re_encrypts_everything_and_the_old_key_no_longer_opens() {
         let before = store.get_credential("stripe/api_key").await.unwrap();
 
         // The wrong "old" key changes nothing.
-        let e = store.reseal_all(&new, &old).await.unwrap_err();
+        let e = store
+            .store()
+            .rotate_master_key(&new, &old)
+            .await
+            .unwrap_err();
         assert!(matches!(e, SealError::WrongKey), "{e}");
+        assert_eq!(
+            store.load_secrets(Some(&old)).await.unwrap()["stripe/api_key"].expose_secret(),
+            SECRET
+        );
 
-        assert_eq!(store.reseal_all(&old, &new).await.unwrap(), 2);
-        assert_ne!(
+        // One tenant, one data key rewrapped; the sealed credentials stay as they are.
+        assert_eq!(
+            store.store().rotate_master_key(&old, &new).await.unwrap(),
+            1
+        );
+        assert_eq!(
             store.get_credential("stripe/api_key").await.unwrap(),
             before
         );
@@ -163,6 +196,12 @@ async fn rotation_re_encrypts_everything_and_the_old_key_no_longer_opens() {
         );
         let e = store.load_secrets(Some(&old)).await.unwrap_err();
         assert!(matches!(e, SealError::WrongKey), "{e}");
+        // New secrets go under the new key.
+        store
+            .store_secret(&new, "netsuite/token_secret", b"tok")
+            .await
+            .unwrap();
+        assert_eq!(store.load_secrets(Some(&new)).await.unwrap().len(), 3);
     }
 }
 

@@ -5,13 +5,13 @@ use mlc_store::testing::backends;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermark_is_set_overwritten_and_survives_reopen() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         assert_eq!(store.get_watermark("ns_items").await.unwrap(), None);
         store.set_watermark("ns_items", "first").await.unwrap();
         store.set_watermark("ns_items", "second").await.unwrap();
         store.set_watermark("ns_customers", "other").await.unwrap();
         drop(store);
-        let reopened = db.store().await;
+        let reopened = db.scoped().await;
         assert_eq!(
             reopened.get_watermark("ns_items").await.unwrap().as_deref(),
             Some("second"),
@@ -32,7 +32,7 @@ async fn watermark_is_set_overwritten_and_survives_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_are_found_from_the_netsuite_side_by_source() {
     for db in backends().await {
-        let store = db.store().await;
+        let store = db.scoped().await;
         store
             .set_item_link("prod_manual", "201", "manual")
             .await

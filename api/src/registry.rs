@@ -1,0 +1,220 @@
+//! The connection registry: the worker's job handler for every connection of every tenant.
+//!
+//! Each job carries its connection's scope. The registry runs it with that connection's own
+//! pipeline (its Stripe client, its NetSuite client with its own M2M token, its posting
+//! settings), built from the connection's stored settings and sealed credentials and cached, so
+//! one process serves thousands of connections. A connection's cache entry is rebuilt when its
+//! settings or credentials change (its `updated_at`, its credentials' newest `updated_at`), and
+//! its status is read at most every few seconds: a paused connection's jobs wait (its events are
+//! stored, nothing is lost) until it is resumed.
+//!
+//! The configured `default` connection is the exception: it runs with the process
+//! configuration (`[stripe]`, `[netsuite]`, `[posting]`, `[reference]`), as a single-company
+//! install always has.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlc_core::ConnectionStatus;
+use mlc_store::runner::JobHandler;
+use mlc_store::{Connection, ConnectionScope, ConnectionStore, Job, JobOutcome, Store};
+use tokio::sync::Mutex;
+
+use crate::netsuite_budget::Budgets;
+use crate::pipeline::{AcceptOnly, Pipeline};
+
+/// How long a connection's status and version are trusted before they are read again.
+const RECHECK: Duration = Duration::from_secs(2);
+/// How long a job of a paused (or draft) connection waits before it is looked at again; resuming
+/// the connection wakes it at once.
+const PAUSED_WAIT_MS: i64 = 15 * 60 * 1000;
+/// The words every "paused" wait reason holds, so resuming can find and wake those jobs.
+pub const PAUSED_MARKER: &str = "is not active";
+
+/// What runs one connection's jobs.
+#[derive(Clone)]
+pub enum ConnectionHandler {
+    Pipeline(Pipeline),
+    /// Neither Stripe nor NetSuite is configured: events are recorded as accepted.
+    AcceptOnly(AcceptOnly),
+}
+
+impl ConnectionHandler {
+    async fn handle(&self, job: Job) -> JobOutcome {
+        match self {
+            ConnectionHandler::Pipeline(p) => p.handle(job).await,
+            ConnectionHandler::AcceptOnly(a) => a.handle(job).await,
+        }
+    }
+
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        match self {
+            ConnectionHandler::Pipeline(p) => Some(p),
+            ConnectionHandler::AcceptOnly(_) => None,
+        }
+    }
+}
+
+struct Entry {
+    /// `None`: the connection could not be built; the reason is in `error`.
+    handler: Option<ConnectionHandler>,
+    error: Option<String>,
+    status: ConnectionStatus,
+    version: (i64, i64),
+    checked: Instant,
+}
+
+/// The worker's handler: dispatches each job to its connection's handler.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    budgets: Arc<Budgets>,
+    default_scope: ConnectionScope,
+    default_handler: ConnectionHandler,
+    entries: Mutex<HashMap<ConnectionScope, Arc<Mutex<Option<Entry>>>>>,
+}
+
+impl Handler {
+    pub fn new(
+        store: Store,
+        budgets: Arc<Budgets>,
+        default_scope: ConnectionScope,
+        default_handler: ConnectionHandler,
+    ) -> Self {
+        Handler {
+            inner: Arc::new(Inner {
+                store,
+                budgets,
+                default_scope,
+                default_handler,
+                entries: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The configured default connection's handler.
+    pub fn default_handler(&self) -> &ConnectionHandler {
+        &self.inner.default_handler
+    }
+
+    /// The handler for a connection, built (or rebuilt after a change) when needed, with its
+    /// status; `Err` says why the connection cannot post, in words for its operator.
+    async fn for_scope(
+        &self,
+        scope: &ConnectionScope,
+    ) -> Result<(ConnectionStatus, ConnectionHandler), String> {
+        let slot = {
+            let mut entries = self.inner.entries.lock().await;
+            entries.entry(scope.clone()).or_default().clone()
+        };
+        // One connection is (re)built once at a time; other connections are not held up.
+        let mut entry = slot.lock().await;
+        if let Some(e) = entry.as_ref()
+            && e.checked.elapsed() < RECHECK
+        {
+            return match (&e.handler, &e.error) {
+                (Some(h), _) => Ok((e.status, h.clone())),
+                (None, err) => Err(err.clone().unwrap_or_default()),
+            };
+        }
+        let connection = self
+            .inner
+            .store
+            .tenant(&scope.tenant())
+            .get_connection(scope.connection_id())
+            .await
+            .map_err(|e| format!("cannot read connection {scope}: {e}"))?
+            .ok_or_else(|| format!("connection {scope} no longer exists"))?;
+        let scoped = self.inner.store.scoped(scope);
+        let newest_credential = scoped
+            .list_credential_names()
+            .await
+            .map_err(|e| format!("cannot read the credentials of {scope}: {e}"))?
+            .iter()
+            .map(|c| c.updated_at)
+            .max()
+            .unwrap_or(0);
+        let version = (connection.updated_at, newest_credential);
+        let unchanged = entry
+            .as_ref()
+            .is_some_and(|e| e.version == version && e.handler.is_some());
+        if unchanged {
+            if let Some(e) = entry.as_mut() {
+                e.status = connection.status;
+                e.checked = Instant::now();
+            }
+        } else {
+            let built = if *scope == self.inner.default_scope {
+                Ok(self.inner.default_handler.clone())
+            } else {
+                build_connection(&connection, scoped, &self.inner.budgets).await
+            };
+            if let Err(e) = &built {
+                tracing::warn!(connection = %scope, "connection cannot post: {e}");
+            }
+            *entry = Some(Entry {
+                error: built.as_ref().err().cloned(),
+                handler: built.ok(),
+                status: connection.status,
+                version,
+                checked: Instant::now(),
+            });
+        }
+        match entry.as_ref() {
+            Some(Entry {
+                handler: Some(h),
+                status,
+                ..
+            }) => Ok((*status, h.clone())),
+            Some(Entry { error, .. }) => Err(error.clone().unwrap_or_default()),
+            None => Err(format!("connection {scope} could not be loaded")),
+        }
+    }
+}
+
+impl JobHandler for Handler {
+    async fn handle(&self, job: Job) -> JobOutcome {
+        let scope = job.scope.clone();
+        match self.for_scope(&scope).await {
+            Ok((ConnectionStatus::Active, handler)) => handler.handle(job).await,
+            Ok((status, _)) => JobOutcome::Wait {
+                reason: format!(
+                    "connection {scope} {PAUSED_MARKER} (it is {status}): its events are stored \
+                     and post when it is resumed (`ml-connector connections resume --tenant {} \
+                     --connection {}`)",
+                    scope.tenant_id(),
+                    scope.connection_id()
+                ),
+                after_ms: PAUSED_WAIT_MS,
+            },
+            // A connection that cannot be built needs a person (settings or credentials), and is
+            // looked at again: a fix is picked up without a replay.
+            Err(reason) => JobOutcome::Wait {
+                reason,
+                after_ms: 5 * 60 * 1000,
+            },
+        }
+    }
+}
+
+/// Builds a (non-default) connection's handler from its stored settings and credentials.
+async fn build_connection(
+    connection: &Connection,
+    store: ConnectionStore,
+    budgets: &Budgets,
+) -> Result<ConnectionHandler, String> {
+    let scope = &connection.scope;
+    let config = crate::config::connection_config(&connection.settings)
+        .map_err(|e| format!("connection {scope} has unusable settings: {e}"))?;
+    let config = crate::startup::load_stored_credentials(config, &store)
+        .await
+        .map_err(|e| format!("connection {scope}: {e:#}"))?;
+    crate::startup::connection_handler(&config, &store, budgets)
+        .await
+        .map_err(|e| format!("connection {scope} cannot post: {e:#}"))
+}
