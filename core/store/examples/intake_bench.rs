@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let store = Store::connect(&url).await?;
+    let store = mlc_store::testing::connection(&Store::connect(&url).await?, "bench", "main").await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     // A realistic ~3 KB Stripe event body.
     let body = format!("{{\"data\":\"{}\"}}", "x".repeat(3_000)).into_bytes();
@@ -74,12 +74,12 @@ async fn main() -> anyhow::Result<()> {
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
     println!(
         "{:?}: {total} events at concurrency {concurrency}: {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        store.backend(),
+        store.store().backend(),
         total as f64 / secs,
         pct(0.50),
         pct(0.99),
         pct(1.0)
     );
-    store.close().await;
+    store.store().close().await;
     Ok(())
 }

@@ -96,7 +96,11 @@ impl ConnectionStore {
         }
         if !create {
             return Err(SealError::Malformed(format!(
-                "tenant `{tenant}` has stored credentials but no data key"
+                "connection {} has stored credentials but its tenant has no data key (they were \
+                 copied from another tenant, or the key row was removed): set them again with \
+                 `ml-connector credentials set … --tenant {tenant} --connection {}`",
+                self.scope,
+                self.scope.connection_id()
             )));
         }
         let key = DataKey::generate();

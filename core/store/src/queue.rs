@@ -66,22 +66,31 @@ pub(crate) async fn claim_in(
     n: usize,
     now: UnixMillis,
 ) -> Result<Vec<Job>, StoreError> {
-    let lock = match backend {
-        // SKIP LOCKED: concurrent claimers pass over each other's candidates instead of
-        // queueing behind them; the row locks then make the UPDATE exclusive.
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        // SQLite runs one writer at a time, so the single statement is already exclusive.
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
-         locked_until = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM jobs \
+    let due = "SELECT id FROM jobs \
             WHERE (state IN ('queued', 'waiting') AND run_at <= $3) \
                OR (state = 'running' AND locked_until < $3 AND attempts < max_attempts) \
-            ORDER BY run_at, id LIMIT $4{lock}) \
-         RETURNING {JOB_COLUMNS}"
-    );
+            ORDER BY run_at, id LIMIT $4";
+    let sql = match backend {
+        // SKIP LOCKED: concurrent claimers pass over each other's candidates instead of
+        // queueing behind them; the row locks then make the UPDATE exclusive. The candidates are
+        // picked once (MATERIALIZED): under row-level security PostgreSQL may otherwise plan the
+        // `IN (subquery)` as a loop that re-runs it per row, each run skipping the rows already
+        // claimed and taking the next, so LIMIT would not hold.
+        Backend::Postgres => format!(
+            "WITH picked AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
+             locked_until = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM picked) \
+             RETURNING {JOB_COLUMNS}"
+        ),
+        // SQLite runs one writer at a time, so the single statement is already exclusive.
+        Backend::Sqlite => format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
+             locked_until = $2, updated_at = $3 \
+             WHERE id IN ({due}) \
+             RETURNING {JOB_COLUMNS}"
+        ),
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(worker_id.to_string())
         .bind(now.saturating_add(lease_ms.max(1)))
