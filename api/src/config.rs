@@ -501,10 +501,16 @@ pub fn connection_config(settings: &serde_json::Value) -> Result<Config, ConfigE
             message: e.to_string(),
         })?,
     };
-    overlay(&mut merged.value, &mut merged.origins, table, origin, |section, key| {
-        CONNECTION_SECTIONS.contains(&section)
-            && !NOT_CONNECTION_SETTINGS.contains(&format!("{section}.{key}").as_str())
-    })?;
+    overlay(
+        &mut merged.value,
+        &mut merged.origins,
+        table,
+        origin,
+        |section, key| {
+            CONNECTION_SECTIONS.contains(&section)
+                && !NOT_CONNECTION_SETTINGS.contains(&format!("{section}.{key}").as_str())
+        },
+    )?;
     Config::from_merged(&merged)
 }
 

@@ -129,7 +129,9 @@ impl Budgets {
             return Ok(b.clone());
         }
         let made: Arc<dyn ConcurrencyBudget> = match self.store.backend() {
-            mlc_store::Backend::Postgres => SharedBudget::new(self.store.clone(), &key, slots).await?,
+            mlc_store::Backend::Postgres => {
+                SharedBudget::new(self.store.clone(), &key, slots).await?
+            }
             mlc_store::Backend::Sqlite => Arc::new(AdaptiveLimit::new(slots)),
         };
         // Two first uses at once: whichever is inserted first is the account's budget.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use mlc_core::ConnectionStatus;
 use mlc_store::runner::JobHandler;
+use mlc_store::sealed::MasterKey;
 use mlc_store::{Connection, ConnectionScope, ConnectionStore, Job, JobOutcome, Store};
 use tokio::sync::Mutex;
 
@@ -74,6 +75,7 @@ pub struct Handler {
 struct Inner {
     store: Store,
     budgets: Arc<Budgets>,
+    master_key: Option<MasterKey>,
     default_scope: ConnectionScope,
     default_handler: ConnectionHandler,
     entries: Mutex<HashMap<ConnectionScope, Arc<Mutex<Option<Entry>>>>>,
@@ -83,6 +85,7 @@ impl Handler {
     pub fn new(
         store: Store,
         budgets: Arc<Budgets>,
+        master_key: Option<MasterKey>,
         default_scope: ConnectionScope,
         default_handler: ConnectionHandler,
     ) -> Self {
@@ -90,6 +93,7 @@ impl Handler {
             inner: Arc::new(Inner {
                 store,
                 budgets,
+                master_key,
                 default_scope,
                 default_handler,
                 entries: Mutex::new(HashMap::new()),
@@ -114,8 +118,11 @@ impl Handler {
         };
         // One connection is (re)built once at a time; other connections are not held up.
         let mut entry = slot.lock().await;
+        // A connection that is not active is read again every time: its jobs are few (they
+        // wait), and a resume must be seen by the very jobs it wakes.
         if let Some(e) = entry.as_ref()
             && e.checked.elapsed() < RECHECK
+            && (e.status == ConnectionStatus::Active || e.handler.is_none())
         {
             return match (&e.handler, &e.error) {
                 (Some(h), _) => Ok((e.status, h.clone())),
@@ -152,7 +159,13 @@ impl Handler {
             let built = if *scope == self.inner.default_scope {
                 Ok(self.inner.default_handler.clone())
             } else {
-                build_connection(&connection, scoped, &self.inner.budgets).await
+                build_connection(
+                    &connection,
+                    scoped,
+                    &self.inner.budgets,
+                    self.inner.master_key.as_ref(),
+                )
+                .await
             };
             if let Err(e) = &built {
                 tracing::warn!(connection = %scope, "connection cannot post: {e}");
@@ -207,11 +220,12 @@ async fn build_connection(
     connection: &Connection,
     store: ConnectionStore,
     budgets: &Budgets,
+    master_key: Option<&MasterKey>,
 ) -> Result<ConnectionHandler, String> {
     let scope = &connection.scope;
     let config = crate::config::connection_config(&connection.settings)
         .map_err(|e| format!("connection {scope} has unusable settings: {e}"))?;
-    let config = crate::startup::load_stored_credentials(config, &store)
+    let config = crate::startup::load_stored_credentials(config, &store, master_key)
         .await
         .map_err(|e| format!("connection {scope}: {e:#}"))?;
     crate::startup::connection_handler(&config, &store, budgets)

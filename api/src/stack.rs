@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, Sources};
 use crate::startup::App;
+use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
+use mlc_store::NewConnection;
+use mlc_store::sealed::MasterKey;
+use secrecy::ExposeSecret as _;
 
 /// How to set the stack up.
 #[derive(Debug, Clone)]
@@ -81,8 +85,11 @@ pub struct Stack {
     pub netsuite: mlc_netsuite_sim::RunningSim,
     pub config: Config,
     pub addr: SocketAddr,
+    /// The default connection's view of the store.
     pub store: ConnectionStore,
     pub items: StackItems,
+    /// The master key the connector seals credentials with (MLC_MASTER_KEY, or a fresh one).
+    pub master_key: MasterKey,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -101,32 +108,8 @@ pub struct Sims {
 
 impl Sims {
     pub async fn start(opts: &StackOptions, connector_addr: SocketAddr) -> anyhow::Result<Sims> {
-        // NetSuite: the example seed (currencies, subsidiaries, accounts) plus adjustment items.
-        let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
-        ns_config.latency = opts.netsuite_latency;
-        ns_config.concurrency_limit = opts.netsuite_concurrency_limit;
-        let netsuite = NetSuiteSim::start(ns_config).await?;
-        std::fs::create_dir_all(&opts.key_dir)
-            .with_context(|| format!("cannot create {}", opts.key_dir.display()))?;
-        let key_path = opts.key_dir.join("netsuite-m2m.pem");
-        let (setup, _) = netsuite.provision_m2m("PS256", &key_path)?;
-        let h = netsuite.handle();
-        let item = |t: RecordType, name: &str| -> anyhow::Result<u64> {
-            h.create(
-                t,
-                json!({"itemId": name, "displayName": name, "subsidiary": {"id": "1"}, "includeChildren": true}),
-            )
-            .map_err(|e| anyhow::anyhow!("cannot create NetSuite item {name}: {e}"))
-        };
-        let items = StackItems {
-            fee: item(RecordType::ServiceSaleItem, "Stripe processing fees")?,
-            discount: item(RecordType::DiscountItem, "Stripe discounts")?,
-            tax: item(RecordType::ServiceSaleItem, "Sales tax collected by Stripe")?,
-            default: item(
-                RecordType::ServiceSaleItem,
-                "Online sale (unspecified product)",
-            )?,
-        };
+        let (netsuite, setup, key_path, items) =
+            start_netsuite(opts, &opts.key_dir.join("netsuite-m2m.pem")).await?;
 
         let stripe = StripeSim::start(mlc_stripe_sim::SimConfig {
             delivery_faults: opts.delivery_faults,
@@ -137,22 +120,12 @@ impl Sims {
         .await?;
 
         // Registering the connector's URL with Stripe returns the signing secret it needs.
-        let endpoint: Value = reqwest::Client::new()
-            .post(format!("{}/v1/webhook_endpoints", stripe.base_url))
-            .bearer_auth(stripe.api_key_str())
-            .form(&[
-                ("url", format!("http://{connector_addr}/webhooks/stripe")),
-                ("enabled_events[]", "*".to_string()),
-            ])
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let secret = endpoint["secret"]
-            .as_str()
-            .context("the Stripe simulator returned no webhook secret")?
-            .to_string();
+        let secret = register_endpoint(
+            &stripe.base_url,
+            stripe.api_key_str(),
+            &format!("http://{connector_addr}/webhooks/stripe"),
+        )
+        .await?;
 
         let mut env: Vec<(String, String)> = vec![
             ("DATABASE__URL", opts.database_url.clone()),
@@ -212,6 +185,65 @@ impl Sims {
     }
 }
 
+/// A NetSuite simulator with the example seed (currencies, subsidiaries, accounts), an M2M
+/// integration whose private key is written to `key_path`, and the adjustment items.
+async fn start_netsuite(
+    opts: &StackOptions,
+    key_path: &Path,
+) -> anyhow::Result<(
+    mlc_netsuite_sim::RunningSim,
+    mlc_netsuite_sim::M2mSetup,
+    PathBuf,
+    StackItems,
+)> {
+    // NetSuite: the example seed (currencies, subsidiaries, accounts) plus adjustment items.
+    let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
+    ns_config.latency = opts.netsuite_latency;
+    ns_config.concurrency_limit = opts.netsuite_concurrency_limit;
+    let netsuite = NetSuiteSim::start(ns_config).await?;
+    std::fs::create_dir_all(&opts.key_dir)
+        .with_context(|| format!("cannot create {}", opts.key_dir.display()))?;
+    let key_path = key_path.to_path_buf();
+    let (setup, _) = netsuite.provision_m2m("PS256", &key_path)?;
+    let h = netsuite.handle();
+    let item = |t: RecordType, name: &str| -> anyhow::Result<u64> {
+        h.create(
+            t,
+            json!({"itemId": name, "displayName": name, "subsidiary": {"id": "1"}, "includeChildren": true}),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot create NetSuite item {name}: {e}"))
+    };
+    let items = StackItems {
+        fee: item(RecordType::ServiceSaleItem, "Stripe processing fees")?,
+        discount: item(RecordType::DiscountItem, "Stripe discounts")?,
+        tax: item(RecordType::ServiceSaleItem, "Sales tax collected by Stripe")?,
+        default: item(
+            RecordType::ServiceSaleItem,
+            "Online sale (unspecified product)",
+        )?,
+    };
+
+    Ok((netsuite, setup, key_path, items))
+}
+
+/// Registers `url` as a webhook endpoint of every event with the Stripe simulator; returns the
+/// endpoint's signing secret.
+async fn register_endpoint(base_url: &str, api_key: &str, url: &str) -> anyhow::Result<String> {
+    let endpoint: Value = reqwest::Client::new()
+        .post(format!("{base_url}/v1/webhook_endpoints"))
+        .bearer_auth(api_key)
+        .form(&[("url", url), ("enabled_events[]", "*")])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(endpoint["secret"]
+        .as_str()
+        .context("the Stripe simulator returned no webhook secret")?
+        .to_string())
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Stack> {
         // The connector listens first, so its URL can be registered with Stripe.
@@ -229,7 +261,8 @@ impl Stack {
             env,
         } = Sims::start(&opts, addr).await?;
         let (config, _) = config::load(&Sources { file: None, env })?;
-        let app = App::build(config.clone(), listener).await?;
+        let master_key = MasterKey::from_env()?.unwrap_or_else(MasterKey::generate);
+        let app = App::build_keyed(config.clone(), listener, Some(master_key.clone())).await?;
         let store = app.store().clone();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -240,8 +273,123 @@ impl Stack {
             addr,
             store,
             items,
+            master_key,
             stop,
             task: Some(task),
+        })
+    }
+
+    /// Another company on this connector, connected the way an operator would: a tenant and an
+    /// active connection with its own NetSuite simulator (and its own Stripe simulator, unless
+    /// `share_stripe` names another company's: the same Stripe account connected twice), its
+    /// settings stored as connection settings, its keys sealed as its credentials, and Stripe
+    /// delivering to its own webhook route.
+    pub async fn add_tenant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        opts: &StackOptions,
+        share_stripe: Option<&mlc_stripe_sim::RunningSim>,
+    ) -> anyhow::Result<TenantSims> {
+        let store = self.store.store();
+        let tenant_id = TenantId::parse(tenant)?;
+        let tenant_scope = store.ensure_tenant(&tenant_id, tenant).await?;
+        let tenant_store = store.tenant(&tenant_scope);
+        let draft = NewConnection {
+            id: ConnectionId::parse(connection)?,
+            name: format!("{tenant} {connection}"),
+            status: ConnectionStatus::Draft,
+            settings: json!({}),
+            netsuite_account: None,
+        };
+        let made = tenant_store.create_connection(&draft).await?;
+        let (netsuite, setup, _key_path, items) = start_netsuite(
+            opts,
+            &opts
+                .key_dir
+                .join(format!("netsuite-m2m-{tenant}-{connection}.pem")),
+        )
+        .await?;
+        let own_stripe = match share_stripe {
+            Some(_) => None,
+            None => Some(
+                StripeSim::start(mlc_stripe_sim::SimConfig {
+                    delivery_faults: opts.delivery_faults,
+                    delivery: opts.delivery,
+                    dialect: opts.stripe_dialect.clone(),
+                    ..mlc_stripe_sim::SimConfig::default()
+                })
+                .await?,
+            ),
+        };
+        let stripe = share_stripe
+            .or(own_stripe.as_ref())
+            .context("a Stripe simulator")?;
+        let secret = register_endpoint(
+            &stripe.base_url,
+            stripe.api_key_str(),
+            &format!("http://{}/webhooks/stripe/{}", self.addr, made.route_id),
+        )
+        .await?;
+        let settings = json!({
+            "stripe": { "api_base": stripe.base_url },
+            "netsuite": {
+                "account_id": netsuite.account_id(),
+                "base_url": netsuite.base_url().to_string(),
+                "client_id": setup.client_id,
+                "certificate_id": setup.certificate_id,
+                "concurrency": opts.netsuite_concurrency as i64,
+            },
+            "posting": {
+                "fees": opts.fees,
+                "time_zone": "UTC",
+                "subsidiary": "1",
+                "fee_item": items.fee.to_string(),
+                "discount_item": items.discount.to_string(),
+                "tax_item": items.tax.to_string(),
+                "default_item": items.default.to_string(),
+                "payment_account": "2",
+                "fee_expense_account": "5",
+                "fee_clearing_account": "2",
+                "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
+                "unmapped_retry_secs": opts.unmapped_retry_secs as i64,
+            },
+        });
+        config::connection_config(&settings).context("the tenant's connection settings")?;
+        let scoped = store.scoped(&made.scope);
+        use crate::cli::credentials::names;
+        for (name, value) in [
+            (names::STRIPE_API_KEY, stripe.api_key_str().to_string()),
+            (names::STRIPE_WEBHOOK_SECRETS, secret),
+            (
+                names::NETSUITE_PRIVATE_KEY,
+                setup.private_key_pem.expose_secret().to_string(),
+            ),
+        ] {
+            scoped
+                .store_secret(&self.master_key, name, value.as_bytes())
+                .await?;
+        }
+        tenant_store
+            .upsert_connection(&NewConnection {
+                settings,
+                netsuite_account: Some(netsuite.account_id().to_ascii_uppercase()),
+                ..draft
+            })
+            .await?;
+        tenant_store
+            .set_connection_status(
+                &made.scope.connection_id().clone(),
+                ConnectionStatus::Active,
+            )
+            .await?;
+        Ok(TenantSims {
+            store: scoped,
+            route: made.route_id,
+            stripe_handle: stripe.handle.clone(),
+            stripe: own_stripe,
+            netsuite,
+            items,
         })
     }
 
@@ -275,19 +423,61 @@ impl Stack {
     }
 }
 
+/// Another company on the stack's connector (see [`Stack::add_tenant`]).
+pub struct TenantSims {
+    /// Its connection's view of the store.
+    pub store: ConnectionStore,
+    /// Its webhook route (`/webhooks/stripe/{route}`).
+    pub route: mlc_core::WebhookRouteId,
+    /// Its own Stripe simulator; `None` when it connected another company's Stripe account.
+    pub stripe: Option<mlc_stripe_sim::RunningSim>,
+    /// The Stripe simulator it is connected to (its own or the shared one).
+    pub stripe_handle: mlc_stripe_sim::SimHandle,
+    pub netsuite: mlc_netsuite_sim::RunningSim,
+    pub items: StackItems,
+}
+
+impl TenantSims {
+    /// A scenario hook creating this company's NetSuite items (see [`catalog_hook`]).
+    pub fn catalog_hook(&self) -> CatalogHook {
+        catalog_hook(self.netsuite.handle().clone(), false)
+    }
+
+    /// Waits until its Stripe has delivered everything and none of its jobs is queued or running.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        wait_idle(&self.stripe_handle, &self.store, timeout).await
+    }
+
+    /// Its invoices in its NetSuite.
+    pub fn netsuite_invoices(&self) -> Vec<NsInvoice> {
+        netsuite_invoices(self.netsuite.handle(), self.items.fee)
+    }
+}
+
 /// A scenario hook creating a NetSuite item, linked by `custitem_stripe_product_id`, for every
 /// product (but the deliberately unmapped one unless `map_unmapped`), as a finance team would.
 pub fn catalog_hook(handle: mlc_netsuite_sim::SimHandle, map_unmapped: bool) -> CatalogHook {
+    catalog_hook_for(vec![handle], map_unmapped)
+}
+
+/// [`catalog_hook`] for several NetSuite accounts at once: companies that connected the same
+/// Stripe account each keep its catalog in their own NetSuite.
+pub fn catalog_hook_for(
+    handles: Vec<mlc_netsuite_sim::SimHandle>,
+    map_unmapped: bool,
+) -> CatalogHook {
     CatalogHook(Arc::new(
         move |products: BTreeMap<String, String>, unmapped: String| {
-            let handle = handle.clone();
+            let handles = handles.clone();
             Box::pin(async move {
                 for (name, id) in products {
                     if id == unmapped && !map_unmapped {
                         continue;
                     }
-                    if let Err(e) = create_product_item(&handle, &name, &id) {
-                        tracing::error!("cannot create NetSuite item for {id}: {e}");
+                    for handle in &handles {
+                        if let Err(e) = create_product_item(handle, &name, &id) {
+                            tracing::error!("cannot create NetSuite item for {id}: {e}");
+                        }
                     }
                 }
             })

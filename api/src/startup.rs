@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
 use mlc_store::runner::{JobHandler, Worker, WorkerConfig};
+use mlc_store::sealed::MasterKey;
 use mlc_store::{ConnectionStore, NewConnection, Store};
 use mlc_stripe::webhook::WebhookVerifier;
 use tokio::net::TcpListener;
@@ -40,13 +41,27 @@ impl App<Handler> {
     /// configuration, every other connection with its stored settings and credentials (see
     /// [`crate::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let master_key = mlc_store::sealed::MasterKey::from_env()?;
+        App::build_keyed(config, listener, master_key).await
+    }
+
+    /// [`App::build`] with the master key given rather than read from the environment (the
+    /// demo and tests make one).
+    pub async fn build_keyed(
+        config: Config,
+        listener: TcpListener,
+        master_key: Option<MasterKey>,
+    ) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
         let default = ensure_default_connection(&config, &store).await?;
-        let config = load_stored_credentials(config, &default).await?;
+        let config = load_stored_credentials(config, &default, master_key.as_ref()).await?;
         let budgets = Budgets::new(store.clone());
         let default_handler = connection_handler(&config, &default, &budgets).await?;
         // The sync shares the pipeline's clients, so one NetSuite budget governs both.
-        let sync = match (&default_handler, config.reference.netsuite_sync_interval_secs) {
+        let sync = match (
+            &default_handler,
+            config.reference.netsuite_sync_interval_secs,
+        ) {
             (ConnectionHandler::Pipeline(p), Some(secs))
                 if secs > 0
                     && (config.reference.item_filter.is_some()
@@ -65,8 +80,14 @@ impl App<Handler> {
             _ => None,
         };
         let netsuite = default_handler.pipeline().map(|p| p.netsuite().clone());
-        let handler = Handler::new(store, budgets, default.scope().clone(), default_handler);
-        let mut app = App::build_with(config, listener, default, handler)?;
+        let handler = Handler::new(
+            store,
+            budgets,
+            master_key.clone(),
+            default.scope().clone(),
+            default_handler,
+        );
+        let mut app = App::build_with(config, listener, default, handler, master_key)?;
         app.state.console.netsuite = netsuite;
         app.sync = sync;
         Ok(app)
@@ -296,10 +317,10 @@ pub async fn connection_handler(
 pub async fn load_stored_credentials(
     mut config: Config,
     store: &ConnectionStore,
+    key: Option<&MasterKey>,
 ) -> anyhow::Result<Config> {
     use crate::cli::credentials::names;
-    let key = mlc_store::sealed::MasterKey::from_env()?;
-    let mut stored = store.load_secrets(key.as_ref()).await?;
+    let mut stored = store.load_secrets(key).await?;
     if stored.is_empty() {
         return Ok(config);
     }
@@ -335,11 +356,11 @@ pub async fn load_stored_credentials(
 /// [`load_stored_credentials`] for commands that otherwise need no store (`ping`): only when a
 /// master key is given, so they do not open (or create) the database for nothing.
 pub async fn with_stored_credentials_if_keyed(config: Config) -> anyhow::Result<Config> {
-    if mlc_store::sealed::MasterKey::from_env()?.is_none() {
+    let Some(key) = MasterKey::from_env()? else {
         return Ok(config);
-    }
+    };
     let (store, default) = open_connection(&config, &Target::default()).await?;
-    let config = load_stored_credentials(config, &default).await?;
+    let config = load_stored_credentials(config, &default, Some(&key)).await?;
     store.close().await;
     Ok(config)
 }
@@ -361,6 +382,7 @@ impl<H: JobHandler + Clone> App<H> {
         listener: TcpListener,
         store: ConnectionStore,
         handler: H,
+        master_key: Option<MasterKey>,
     ) -> anyhow::Result<Self> {
         if config.stripe.webhook_secrets.is_empty() {
             anyhow::bail!(
@@ -388,7 +410,7 @@ impl<H: JobHandler + Clone> App<H> {
         let state = AppState {
             routes: Arc::new(crate::http::webhook_routes::WebhookRoutes::new(
                 store.store().clone(),
-                mlc_store::sealed::MasterKey::from_env()?,
+                master_key,
                 config.stripe.webhook_tolerance_secs,
                 crate::http::webhook_routes::RouteTarget {
                     store: store.clone(),

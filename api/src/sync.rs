@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mlc_core::{Classify, ErrorClass, NetSuiteInternalId};
 use mlc_netsuite::{NetSuiteClient, NetSuiteError, RecordBody, SuiteQlRow};
-use mlc_store::{NewAudit, ConnectionStore, StoreError};
+use mlc_store::{ConnectionStore, NewAudit, StoreError};
 use mlc_stripe::client::{CustomerParams, ProductParams};
 use mlc_stripe::{StripeClient, StripeError};
 use serde::{Deserialize, Serialize};

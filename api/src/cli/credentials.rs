@@ -241,13 +241,17 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
                 println!("wrote a new master key to {}", new_key_file.display());
                 k
             };
-            let moved = store.store().rotate_master_key(&old, &new).await.map_err(|e| match e {
-                SealError::WrongKey => anyhow::anyhow!(
-                    "{e}; nothing was changed (the current key must be in MLC_MASTER_KEY or \
+            let moved = store
+                .store()
+                .rotate_master_key(&old, &new)
+                .await
+                .map_err(|e| match e {
+                    SealError::WrongKey => anyhow::anyhow!(
+                        "{e}; nothing was changed (the current key must be in MLC_MASTER_KEY or \
                      MLC_MASTER_KEY_FILE)"
-                ),
-                other => anyhow::Error::from(other),
-            })?;
+                    ),
+                    other => anyhow::Error::from(other),
+                })?;
             println!(
                 "re-wrapped the data keys of {moved} tenant(s) under the new key (the sealed \
                  credentials themselves are unchanged).\nNext: set \

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use std::collections::BTreeMap;
 
 use mlc_core::{Currency, Money, NetSuiteInternalId, StripeId, StripeIdKind};
-use mlc_store::{EventFilter, NewAudit, ConnectionStore, UnmappedProduct};
+use mlc_store::{ConnectionStore, EventFilter, NewAudit, UnmappedProduct};
 
 use super::events::format_time;
 
@@ -253,7 +253,11 @@ pub async fn unmapped_with_waiting(
 
 /// Links `product` to `item`, records it in the audit log and releases waiting jobs; returns
 /// how many were released.
-pub async fn set_mapping(store: &ConnectionStore, product: &str, item: &str) -> anyhow::Result<u64> {
+pub async fn set_mapping(
+    store: &ConnectionStore,
+    product: &str,
+    item: &str,
+) -> anyhow::Result<u64> {
     let product = StripeId::parse(StripeIdKind::Product, product.trim())?;
     let item = NetSuiteInternalId::parse(item.trim())
         .map_err(|_| anyhow::anyhow!("`{item}` is not a NetSuite internal ID (digits)"))?;

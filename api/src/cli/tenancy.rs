@@ -117,8 +117,8 @@ pub async fn tenant_store(store: &Store, tenant: Option<&str>) -> anyhow::Result
 /// Reads a connection's settings file (TOML) as JSON, checked the way the connection will be
 /// run, so a typo is an error now rather than a failed posting later.
 fn read_settings(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
     let json = serde_json::to_value(&table)?;
@@ -230,10 +230,12 @@ pub async fn connections(
         }
         ConnectionsCommand::Show { id } => {
             let id = connection_id(id)?;
-            let c = tenant
-                .get_connection(&id)
-                .await?
-                .with_context(|| format!("no connection `{id}` in tenant `{}`", tenant.scope().tenant_id()))?;
+            let c = tenant.get_connection(&id).await?.with_context(|| {
+                format!(
+                    "no connection `{id}` in tenant `{}`",
+                    tenant.scope().tenant_id()
+                )
+            })?;
             print_connection(&c, None);
             let scoped = store.scoped(&c.scope);
             let names: Vec<String> = scoped
@@ -242,7 +244,14 @@ pub async fn connections(
                 .into_iter()
                 .map(|c| c.name)
                 .collect();
-            println!("credentials  {}", if names.is_empty() { "none".into() } else { names.join(", ") });
+            println!(
+                "credentials  {}",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            );
             let counts: Vec<String> = scoped
                 .job_counts()
                 .await?
@@ -259,11 +268,16 @@ pub async fn connections(
                 _ => (ConnectionStatus::Active, "resumed"),
             };
             if !tenant.set_connection_status(&id, status).await? {
-                anyhow::bail!("no connection `{id}` in tenant `{}`", tenant.scope().tenant_id());
+                anyhow::bail!(
+                    "no connection `{id}` in tenant `{}`",
+                    tenant.scope().tenant_id()
+                );
             }
             let mut woken = 0;
             if status == ConnectionStatus::Active
-                && let Some(scope) = store.connection_scope(tenant.scope().tenant_id(), &id).await?
+                && let Some(scope) = store
+                    .connection_scope(tenant.scope().tenant_id(), &id)
+                    .await?
             {
                 woken = store
                     .scoped(&scope)

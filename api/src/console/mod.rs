@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use mlc_core::{Currency, Money, UnixMillis, now_millis};
 use mlc_netsuite::NetSuiteClient;
 use mlc_store::{
-    ActivityBucket, AuditEntry, EventFilter, EventSummary, Job, JobState, Link, Posting, ConnectionStore,
-    StoreError,
+    ActivityBucket, AuditEntry, ConnectionStore, EventFilter, EventSummary, Job, JobState, Link,
+    Posting, StoreError,
 };
 use serde::Serialize;
 use serde_json::Value;

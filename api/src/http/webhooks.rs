@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::webhook_routes::RouteTarget;
 use super::error::ApiError;
 use super::serve::BodyReadError;
+use super::webhook_routes::RouteTarget;
 use crate::pipeline;
 use crate::telemetry::names;
 

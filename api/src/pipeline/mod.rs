@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mlc_core::{Classify, ErrorClass};
 use mlc_netsuite::{NetSuiteClient, NetSuiteError};
-use mlc_store::{Job, JobOutcome, NewAudit, ConnectionStore, StoreError};
+use mlc_store::{ConnectionStore, Job, JobOutcome, NewAudit, StoreError};
 use mlc_stripe::{FactsError, StripeClient, StripeError};
 
 use crate::config::{InvoiceTrigger, PostingConfig, ReferenceConfig};

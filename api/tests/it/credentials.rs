@@ -205,7 +205,10 @@ async fn rotate_key_moves_everything_and_the_old_key_no_longer_opens() {
         )
         .await;
         assert!(ok, "{out}");
-        assert!(out.contains("re-wrapped the data keys of 1 tenant"), "{out}");
+        assert!(
+            out.contains("re-wrapped the data keys of 1 tenant"),
+            "{out}"
+        );
         assert!(
             out.contains(&format!("MLC_MASTER_KEY_FILE={new_file_s}")),
             "{out}"

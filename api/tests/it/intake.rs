@@ -568,9 +568,11 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
             // Gone before the answer: the server sees the end of the stream at once.
             drop(s);
         }
-        let store = ml_connector::startup::default_scoped(mlc_store::Store::connect(db.url()).await.unwrap())
-            .await
-            .unwrap();
+        let store = ml_connector::startup::default_scoped(
+            mlc_store::Store::connect(db.url()).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let stored = eventually(Duration::from_secs(15), || async {
             let mut all = true;
             for id in &ids {

@@ -17,3 +17,4 @@ mod reference;
 mod reference_sync;
 mod secrets;
 mod shared_budget;
+mod tenancy;

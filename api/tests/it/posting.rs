@@ -8,7 +8,7 @@ use std::time::Duration;
 use ml_connector::stack::{Stack, StackOptions, catalog_hook, create_product_item};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_store::{AuditEntry, EventFilter, JobState, ConnectionStore};
+use mlc_store::{AuditEntry, ConnectionStore, EventFilter, JobState};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use ml_connector::cli::mappings;
 use ml_connector::stack::{Stack, StackOptions};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_store::{EventFilter, JobState, ConnectionStore};
+use mlc_store::{ConnectionStore, EventFilter, JobState};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use serde_json::Value;
 

@@ -224,7 +224,9 @@ async fn watermark_survives_a_restart() {
         );
 
         // A restart: a new store handle on the same database and new clients.
-        let reopened = ml_connector::startup::default_scoped(db.store().await).await.unwrap();
+        let reopened = ml_connector::startup::default_scoped(db.store().await)
+            .await
+            .unwrap();
         assert_eq!(
             reopened.get_watermark(ITEM_WATERMARK).await.unwrap(),
             watermark,

@@ -83,7 +83,9 @@ async fn instances_sharing_a_store_stay_within_the_account_limit() {
         let store_a = db.store().await;
         let store_b = db.store().await;
         let a: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_a, "TSTDRV1", 3).await.unwrap();
-        let b: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_b.clone(), "TSTDRV1", 3).await.unwrap();
+        let b: Arc<dyn ConcurrencyBudget> = SharedBudget::new(store_b.clone(), "TSTDRV1", 3)
+            .await
+            .unwrap();
         let shared = clients(&sim, keys.path(), vec![Some(a), Some(b)]).await;
         let before = sim.handle().stats().rejected_concurrency;
         let after = run_two_instances(shared, &sim, "shared").await;

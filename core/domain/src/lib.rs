@@ -14,8 +14,8 @@ pub use currency::{Currency, CurrencyError};
 pub use error::{Classify, ErrorClass};
 pub use ids::{ExternalId, IdError, IdempotencyKey, NetSuiteInternalId, StripeId, StripeIdKind};
 pub use money::{Money, MoneyError};
-pub use tenancy::{ConnectionId, ConnectionStatus, TenantId, WebhookRouteId};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use tenancy::{ConnectionId, ConnectionStatus, TenantId, WebhookRouteId};
 
 /// Milliseconds since the Unix epoch: the one timestamp representation stored and passed around,
 /// so that both SQL backends and every log line agree without time-zone conversion.

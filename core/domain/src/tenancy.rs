@@ -202,7 +202,13 @@ mod tests {
         assert_eq!(WebhookRouteId::parse(id.as_str()), Some(id.clone()));
         let other = WebhookRouteId::from_random([0x5A; 20]);
         assert_ne!(id, other);
-        for bad in ["", "whc_", "default", "whc_ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "../etc"] {
+        for bad in [
+            "",
+            "whc_",
+            "default",
+            "whc_ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+            "../etc",
+        ] {
             assert!(WebhookRouteId::parse(bad).is_none(), "{bad:?}");
         }
     }

@@ -19,7 +19,8 @@ impl ConnectionStore {
                 scope: self.scope.clone(),
                 entry,
                 reply,
-            }).await?;
+            })
+            .await?;
         rx.await.map_err(|_| writer_stopped())?
     }
 

@@ -199,13 +199,15 @@ impl Store {
             let wrapped: Vec<u8> = get(r, "wrapped_key")?;
             let key = sealed::unwrap_data_key(old, &tenant, &wrapped)?;
             let rewrapped = sealed::wrap_data_key(new, &tenant, &key)?;
-            sqlx::query("UPDATE tenant_keys SET wrapped_key = $1, rotated_at = $2 WHERE tenant_id = $3")
-                .bind(rewrapped)
-                .bind(now)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE tenant_keys SET wrapped_key = $1, rotated_at = $2 WHERE tenant_id = $3",
+            )
+            .bind(rewrapped)
+            .bind(now)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(rows.len())

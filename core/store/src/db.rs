@@ -121,9 +121,7 @@ impl Db {
     /// [`Db::read`] for a tenant (its connections, API keys).
     pub(crate) async fn read_tenant(&self, tenant: &str) -> Result<ReadConn, StoreError> {
         match self.backend {
-            Backend::Sqlite => Ok(ReadConn::Plain(
-                self.pool.acquire().await.map_err(db_err)?,
-            )),
+            Backend::Sqlite => Ok(ReadConn::Plain(self.pool.acquire().await.map_err(db_err)?)),
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 set_rls(&mut tx, self.backend, Rls::Tenant(tenant)).await?;
@@ -142,9 +140,7 @@ impl Db {
     /// A connection that sees every tenant: the store's own cross-tenant reads only.
     pub(crate) async fn read_all(&self) -> Result<ReadConn, StoreError> {
         match self.backend {
-            Backend::Sqlite => Ok(ReadConn::Plain(
-                self.pool.acquire().await.map_err(db_err)?,
-            )),
+            Backend::Sqlite => Ok(ReadConn::Plain(self.pool.acquire().await.map_err(db_err)?)),
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 set_rls(&mut tx, self.backend, Rls::AllTenants).await?;

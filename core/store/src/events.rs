@@ -344,13 +344,11 @@ async fn commit_batch(db: &Db, held: &mut Held, batch: Vec<RecordRequest>) {
             tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying one by one");
             *held = None; // in case the connection is what failed
             for req in batch {
-                let result = record_batch(db, held, &[req.item()])
-                    .await
-                    .and_then(|v| {
-                        v.into_iter()
-                            .next()
-                            .ok_or_else(|| StoreError::Database("empty batch result".into()))
-                    });
+                let result = record_batch(db, held, &[req.item()]).await.and_then(|v| {
+                    v.into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Database("empty batch result".into()))
+                });
                 let _ = req.reply.send(result);
             }
         }
@@ -869,8 +867,8 @@ impl ConnectionStore {
         .bind(self.scope.t())
         .bind(self.scope.c())
         .fetch_one(&mut *self.store.db.read(&self.scope).await?)
-            .await
-            .map_err(db_err)?;
+        .await
+        .map_err(db_err)?;
         get(&row, "n")
     }
 }

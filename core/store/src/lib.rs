@@ -23,13 +23,13 @@ mod links;
 mod model;
 mod queue;
 mod retry;
-mod scope;
 pub mod runner;
+mod scope;
 pub mod sealed;
 mod slots;
 mod store;
-mod tenants;
 mod sync_support;
+mod tenants;
 pub mod testing;
 mod watermarks;
 

@@ -52,8 +52,8 @@ pub(crate) async fn insert_job(
     .bind(scope.t())
     .bind(scope.c())
     .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    .await
+    .map_err(db_err)?;
     Ok((get(&row, "id")?, false))
 }
 
@@ -265,7 +265,9 @@ impl ConnectionStore {
         let now = now_millis();
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
+        let mut tx = db
+            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+            .await?;
         let (actual, created) = insert_job(&mut tx, &self.scope, &id, &job, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(created.then_some(actual))
@@ -273,7 +275,6 @@ impl ConnectionStore {
 }
 
 impl Store {
-
     /// Claims the next runnable job for `worker_id` with a lease of `lease_ms`: a queued or
     /// waiting job whose `run_at` has come, or a running job whose lease expired (its worker died)
     /// and that has attempts left. Increments `attempts`.
@@ -489,7 +490,9 @@ impl ConnectionStore {
         let now = now_millis();
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
+        let mut tx = db
+            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+            .await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
              locked_until = NULL, last_error = NULL, updated_at = $2 \
@@ -533,7 +536,9 @@ impl ConnectionStore {
         let now = now_millis();
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
+        let mut tx = db
+            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+            .await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
              locked_until = NULL, last_error = NULL, updated_at = $2 \
@@ -579,7 +584,9 @@ impl ConnectionStore {
                AND tenant_id = $3 AND connection_id = $4"
         );
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str())).await?;
+        let mut tx = db
+            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+            .await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(matching.to_string())

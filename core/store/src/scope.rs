@@ -30,7 +30,10 @@ impl ConnectionScope {
     }
 
     /// Rebuilds a scope from a row this store wrote (the IDs were validated when written).
-    pub(crate) fn from_row(tenant_id: &str, connection_id: &str) -> Result<Self, crate::StoreError> {
+    pub(crate) fn from_row(
+        tenant_id: &str,
+        connection_id: &str,
+    ) -> Result<Self, crate::StoreError> {
         let bad = |e: mlc_core::IdError| crate::StoreError::Database(format!("stored row: {e}"));
         Ok(ConnectionScope {
             tenant_id: TenantId::parse(tenant_id).map_err(bad)?,

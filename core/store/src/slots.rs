@@ -80,9 +80,9 @@ impl Store {
         .bind(slot)
         .bind(holder.to_string())
         .bind(account.to_string())
-            .execute(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        .execute(&self.db.pool)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 

@@ -195,12 +195,13 @@ async fn migrate(backend: Backend, url: &str) -> Result<(), StoreError> {
              (to_regclass('seaql_migrations') IS NOT NULL)::int::bigint AS seaql"
         }
     };
-    let row = db.query_one_raw(sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        probe,
-    ))
-    .await
-    .map_err(mig)?;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            probe,
+        ))
+        .await
+        .map_err(mig)?;
     if let Some(row) = row {
         let events: i64 = row.try_get("", "events").unwrap_or(0);
         let seaql: i64 = row.try_get("", "seaql").unwrap_or(0);

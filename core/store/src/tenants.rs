@@ -4,9 +4,7 @@
 //! for the registry) lives on [`Store`]; a tenant's own side (its connections, its keys) on
 //! [`TenantStore`], which only a [`TenantScope`] opens.
 
-use mlc_core::{
-    ConnectionId, ConnectionStatus, TenantId, UnixMillis, WebhookRouteId, now_millis,
-};
+use mlc_core::{ConnectionId, ConnectionStatus, TenantId, UnixMillis, WebhookRouteId, now_millis};
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -182,7 +180,11 @@ fn key_from_row(row: &sqlx::any::AnyRow) -> Result<ApiKeyInfo, StoreError> {
 
 impl Store {
     /// Creates a tenant; [`StoreError::AlreadyExists`] if the ID is taken.
-    pub async fn create_tenant(&self, id: &TenantId, name: &str) -> Result<TenantScope, StoreError> {
+    pub async fn create_tenant(
+        &self,
+        id: &TenantId,
+        name: &str,
+    ) -> Result<TenantScope, StoreError> {
         let _guard = self.db.write_guard().await;
         let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
         let n = sqlx::query(
@@ -204,7 +206,11 @@ impl Store {
     }
 
     /// The tenant, created when missing (the configured `default` tenant at every start).
-    pub async fn ensure_tenant(&self, id: &TenantId, name: &str) -> Result<TenantScope, StoreError> {
+    pub async fn ensure_tenant(
+        &self,
+        id: &TenantId,
+        name: &str,
+    ) -> Result<TenantScope, StoreError> {
         match self.create_tenant(id, name).await {
             Ok(scope) => Ok(scope),
             Err(StoreError::AlreadyExists(_)) => Ok(TenantScope::new(id.clone())),
