@@ -501,6 +501,25 @@ pub fn connection_config(settings: &serde_json::Value) -> Result<Config, ConfigE
             message: e.to_string(),
         })?,
     };
+    // A secret or a server-side setting in a connection's settings is named as such, not as an
+    // unknown key: it exists, it just does not belong there.
+    for (section, t) in &table {
+        if let Value::Table(t) = t {
+            for key in t.keys() {
+                let path = format!("{section}.{key}");
+                if NOT_CONNECTION_SETTINGS.contains(&path.as_str()) {
+                    return Err(invalid(
+                        &path,
+                        origin,
+                        "is not a connection setting (a secret, a server file or a process-wide \
+                         setting)",
+                        "no such key: store secrets with `ml-connector credentials set … \
+                         --tenant … --connection …`",
+                    ));
+                }
+            }
+        }
+    }
     overlay(
         &mut merged.value,
         &mut merged.origins,

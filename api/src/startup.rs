@@ -353,18 +353,6 @@ pub async fn load_stored_credentials(
     Ok(config)
 }
 
-/// [`load_stored_credentials`] for commands that otherwise need no store (`ping`): only when a
-/// master key is given, so they do not open (or create) the database for nothing.
-pub async fn with_stored_credentials_if_keyed(config: Config) -> anyhow::Result<Config> {
-    let Some(key) = MasterKey::from_env()? else {
-        return Ok(config);
-    };
-    let (store, default) = open_connection(&config, &Target::default()).await?;
-    let config = load_stored_credentials(config, &default, Some(&key)).await?;
-    store.close().await;
-    Ok(config)
-}
-
 /// Opens the configured store, with an error that says what to check.
 pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
     Store::connect(&config.database.url).await.with_context(|| {

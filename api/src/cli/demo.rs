@@ -10,13 +10,13 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mlc_netsuite_sim::RecordType;
-use mlc_store::{EventFilter, JobState};
-use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use mlc_store::{ConnectionStore, EventFilter, JobState};
+use mlc_stripe_sim::{ScenarioConfig, ScenarioReport, run_scenario};
 use rust_decimal::Decimal;
 
 use crate::stack::{
-    Stack, StackOptions, create_product_item, currency_code, scratch_dir, sqlite_url,
-    stripe_gross_by_currency,
+    NsInvoice, Stack, StackItems, StackOptions, create_product_item, currency_code,
+    netsuite_invoices, scratch_dir, sqlite_url, stripe_gross_by_currency, wait_idle,
 };
 
 #[derive(Debug, Args)]
@@ -45,7 +45,27 @@ pub struct DemoArgs {
     pub ready_file: Option<std::path::PathBuf>,
 }
 
-async fn settle(stack: &Stack, what: &str) -> anyhow::Result<()> {
+/// One company of the demo: its connection's view of the store and its two simulators.
+struct Company<'a> {
+    /// How the demo names it (its tenant).
+    tenant: String,
+    store: &'a ConnectionStore,
+    stripe: &'a mlc_stripe_sim::RunningSim,
+    netsuite: &'a mlc_netsuite_sim::RunningSim,
+    items: &'a StackItems,
+}
+
+impl Company<'_> {
+    async fn idle(&self, timeout: Duration) -> bool {
+        wait_idle(&self.stripe.handle, self.store, timeout).await
+    }
+
+    fn invoices(&self) -> Vec<NsInvoice> {
+        netsuite_invoices(self.netsuite.handle(), self.items.fee)
+    }
+}
+
+async fn settle(companies: &[Company<'_>], what: &str) -> anyhow::Result<()> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg}")
@@ -54,23 +74,32 @@ async fn settle(stack: &Stack, what: &str) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     loop {
-        let counts: BTreeMap<&str, i64> = stack
-            .store
-            .job_counts()
-            .await?
-            .into_iter()
-            .map(|(s, n)| (s.as_str(), n))
-            .collect();
-        let events = stack.store.count_events().await?;
-        bar.set_message(format!(
-            "{what}: {events} events received; jobs: {} queued, {} running, {} done, {} waiting, {} failed",
-            counts.get("queued").unwrap_or(&0),
-            counts.get("running").unwrap_or(&0),
-            counts.get("succeeded").unwrap_or(&0),
-            counts.get("waiting").unwrap_or(&0),
-            counts.get("failed").unwrap_or(&0),
-        ));
-        if stack.wait_idle(Duration::from_millis(600)).await {
+        let mut parts = Vec::new();
+        for c in companies {
+            let counts: BTreeMap<&str, i64> = c
+                .store
+                .job_counts()
+                .await?
+                .into_iter()
+                .map(|(s, n)| (s.as_str(), n))
+                .collect();
+            let events = c.store.count_events().await?;
+            parts.push(format!(
+                "{}: {events} events, {} queued, {} running, {} done, {} waiting, {} failed",
+                c.tenant,
+                counts.get("queued").unwrap_or(&0),
+                counts.get("running").unwrap_or(&0),
+                counts.get("succeeded").unwrap_or(&0),
+                counts.get("waiting").unwrap_or(&0),
+                counts.get("failed").unwrap_or(&0),
+            ));
+        }
+        bar.set_message(format!("{what}: {}", parts.join(" | ")));
+        let mut all_idle = true;
+        for c in companies {
+            all_idle &= c.idle(Duration::from_millis(600)).await;
+        }
+        if all_idle {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -89,9 +118,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| sqlite_url(dir.path(), "demo.db"));
-    println!("ml-connector demo: Stripe simulator → connector → NetSuite simulator");
     println!(
-        "1. Starting both simulators and the connector (store: {})",
+        "ml-connector demo: two companies, each with its own Stripe and NetSuite (simulators), \
+         on one connector"
+    );
+    println!(
+        "1. Starting the simulators and the connector (store: {})",
         crate::config::redact_url(&url)
     );
     let mut opts = StackOptions::new(url, dir.path());
@@ -117,7 +149,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
                 .filter(|(k, _)| k.starts_with("MLC__ADMIN__") && k != "MLC__ADMIN__TOKEN"),
         );
     }
-    let stack = Stack::start(opts).await.context("cannot start the demo")?;
+    let stack = Stack::start(opts.clone())
+        .await
+        .context("cannot start the demo")?;
     if args.dashboard {
         // Something for the Failed page: NetSuite refuses the first invoice (a closed period).
         // The refusal is one-shot, as if someone reopened the period: a replay then posts it.
@@ -130,39 +164,90 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
                 path_contains: Some("/record/v1/invoice".into()),
             });
     }
-    println!(
-        "   Stripe simulator {}  NetSuite simulator {}  connector http://{}",
-        stack.stripe.base_url,
-        stack.netsuite.base_url(),
-        stack.addr
-    );
-
-    println!(
-        "2. Playing a SaaS month in Stripe: {} customers, USD/EUR/JPY/KWD, seed {}",
-        args.customers, args.seed
-    );
-    let report = run_scenario(
-        &stack.stripe.base_url,
-        stack.stripe.api_key_str(),
-        ScenarioConfig {
-            customers: args.customers,
-            seed: args.seed,
-            on_catalog: Some(stack.catalog_hook()),
-            ..ScenarioConfig::default()
+    // The second company connects the way an operator connects one: a tenant, a connection
+    // with its settings, its keys sealed as credentials, Stripe delivering to its own route.
+    let globex = stack
+        .add_tenant("globex", "production", &opts, None)
+        .await
+        .context("cannot connect the second company")?;
+    let globex_stripe = globex
+        .stripe
+        .as_ref()
+        .context("the second company's Stripe simulator")?;
+    let companies = [
+        Company {
+            tenant: "default".into(),
+            store: &stack.store,
+            stripe: &stack.stripe,
+            netsuite: &stack.netsuite,
+            items: &stack.items,
         },
-    )
-    .await
-    .context("the scenario failed")?;
+        Company {
+            tenant: "globex".into(),
+            store: &globex.store,
+            stripe: globex_stripe,
+            netsuite: &globex.netsuite,
+            items: &globex.items,
+        },
+    ];
+    println!("   connector http://{}", stack.addr);
     println!(
-        "   {} paid invoices, {} one-time charges, {} declined payments, {} refunds",
-        report.paid_invoices.len(),
-        report.standalone_charges.len(),
-        report.failed_charges.len(),
-        report.refunds.len()
+        "   default (the configured company): Stripe {}  NetSuite {}  webhooks /webhooks/stripe",
+        stack.stripe.base_url,
+        stack.netsuite.base_url()
     );
-    settle(&stack, "Posting to NetSuite").await?;
+    println!(
+        "   globex (a second tenant):         Stripe {}  NetSuite {}  webhooks /webhooks/stripe/{}",
+        globex_stripe.base_url,
+        globex.netsuite.base_url(),
+        globex.route
+    );
 
-    println!("3. Waiting for a person: one product has no NetSuite item yet");
+    let globex_customers = (args.customers / 2).max(2);
+    println!(
+        "2. Playing a SaaS month in each Stripe: {} and {} customers, USD/EUR/JPY/KWD, seeds {} and {}",
+        args.customers,
+        globex_customers,
+        args.seed,
+        args.seed + 1
+    );
+    let (report, globex_report) = tokio::join!(
+        run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: args.customers,
+                seed: args.seed,
+                on_catalog: Some(stack.catalog_hook()),
+                ..ScenarioConfig::default()
+            },
+        ),
+        run_scenario(
+            &globex_stripe.base_url,
+            globex_stripe.api_key_str(),
+            ScenarioConfig {
+                customers: globex_customers,
+                seed: args.seed + 1,
+                on_catalog: Some(globex.catalog_hook()),
+                ..ScenarioConfig::default()
+            },
+        )
+    );
+    let report = report.context("the scenario failed")?;
+    let globex_report = globex_report.context("the second company's scenario failed")?;
+    for (c, r) in companies.iter().zip([&report, &globex_report]) {
+        println!(
+            "   {}: {} paid invoices, {} one-time charges, {} declined payments, {} refunds",
+            c.tenant,
+            r.paid_invoices.len(),
+            r.standalone_charges.len(),
+            r.failed_charges.len(),
+            r.refunds.len()
+        );
+    }
+    settle(&companies, "Posting to NetSuite").await?;
+
+    println!("3. Waiting for a person: in each company one product has no NetSuite item yet");
     println!("   $ ml-connector mappings unmapped");
     super::mappings::print_unmapped(&stack.store, false).await?;
     let item = create_product_item(
@@ -173,27 +258,76 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(token) = &admin_token {
         return serve_dashboard(args, stack, token, &report.unmapped_product, item).await;
     }
-    println!("   Mapping it now: a NetSuite item is created and `mappings set` links it");
-    let released =
-        super::mappings::set_mapping(&stack.store, &report.unmapped_product, &item.to_string())
-            .await?;
-    println!(
-        "   {} → NetSuite item {item}: {released} waiting event(s) released at once",
-        report.unmapped_product
-    );
-    settle(&stack, "Posting the released invoices").await?;
+    println!("   Mapping it now in each: a NetSuite item is created and `mappings set` links it");
+    for (c, r) in companies.iter().zip([&report, &globex_report]) {
+        let item = if c.store.scope() == stack.store.scope() {
+            item
+        } else {
+            create_product_item(c.netsuite.handle(), "Legacy Add-on", &r.unmapped_product)?
+        };
+        let released =
+            super::mappings::set_mapping(c.store, &r.unmapped_product, &item.to_string()).await?;
+        println!(
+            "   {}: {} → NetSuite item {item}: {released} waiting event(s) released at once",
+            c.tenant, r.unmapped_product
+        );
+    }
+    settle(&companies, "Posting the released invoices").await?;
 
-    // Summary.
-    let counts: BTreeMap<String, i64> = stack
+    let mut problems = Vec::new();
+    for (c, r) in companies.iter().zip([&report, &globex_report]) {
+        problems.extend(summarise(c, r).await?);
+    }
+
+    // Tenants never meet: no Stripe object of one company is in the other's NetSuite.
+    println!("\nIsolation");
+    for (c, other) in [(&companies[0], &globex_report), (&companies[1], &report)] {
+        let theirs: std::collections::BTreeSet<String> = other
+            .paid_invoices
+            .iter()
+            .chain(other.standalone_charges.iter())
+            .map(|id| format!("stripe_{id}").to_lowercase())
+            .collect();
+        let leaked = c
+            .invoices()
+            .iter()
+            .filter(|i| theirs.contains(&i.external_id.to_lowercase()))
+            .count();
+        println!(
+            "  {}'s NetSuite holds {leaked} record(s) of the other company",
+            c.tenant
+        );
+        if leaked > 0 {
+            problems.push(format!(
+                "{leaked} record(s) of another company in {}'s NetSuite",
+                c.tenant
+            ));
+        }
+    }
+    drop(companies);
+    drop(globex);
+    stack.stop().await?;
+    if !problems.is_empty() {
+        anyhow::bail!("the demo ended with: {}", problems.join("; "));
+    }
+    println!(
+        "\nNo difference: every Stripe sale of each company is in its own NetSuite exactly once."
+    );
+    Ok(())
+}
+
+/// One company's summary and reconciliation; returns what did not add up.
+async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<Vec<String>> {
+    let counts: BTreeMap<String, i64> = c
         .store
         .job_counts()
         .await?
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
-    let invoices = stack.netsuite_invoices();
-    let payments = stack.netsuite_count(RecordType::CustomerPayment);
-    let ignored = stack
+    let invoices = c.invoices();
+    let payments = c.netsuite.handle().count(RecordType::CustomerPayment);
+    let ignored = c
         .store
         .list_events(&EventFilter {
             status: Some("ignored".into()),
@@ -202,10 +336,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         })
         .await?
         .len();
-    println!("\nSummary");
+    println!("\nSummary: {} ({})", c.tenant, c.store.scope());
     println!(
         "  Stripe events received       {}",
-        stack.store.count_events().await?
+        c.store.count_events().await?
     );
     println!(
         "  …acted on / ignored          {} / {ignored}",
@@ -243,14 +377,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         *ns_fees.entry(code).or_default() += inv.fees;
     }
     println!(
-        "\nReconciliation (gross sales; fees are posted as negative lines, revenue net of fees)"
+        "  Reconciliation (gross sales; fees are posted as negative lines, revenue net of fees)"
     );
     println!(
         "  {:<4} {:>16} {:>16} {:>12} {:>14} {:>16}",
         "CUR", "Stripe", "NetSuite", "difference", "fees", "NetSuite net"
     );
     let mut differences = 0;
-    for (code, stripe) in stripe_gross_by_currency(&report) {
+    for (code, stripe) in stripe_gross_by_currency(report) {
         let code = &code;
         let ns = ns_gross.get(code).copied().unwrap_or_default();
         let fees = ns_fees.get(code).copied().unwrap_or_default();
@@ -270,14 +404,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let failed = *counts.get(JobState::Failed.as_str()).unwrap_or(&0);
     let waiting = *counts.get(JobState::Waiting.as_str()).unwrap_or(&0);
-    stack.stop().await?;
+    let mut problems = Vec::new();
     if differences > 0 || failed > 0 || waiting > 0 {
-        anyhow::bail!(
-            "the demo ended with {differences} currency difference(s), {failed} failed and {waiting} waiting"
-        );
+        problems.push(format!(
+            "{}: {differences} currency difference(s), {failed} failed and {waiting} waiting",
+            c.tenant
+        ));
     }
-    println!("\nNo difference: every Stripe sale is in NetSuite exactly once.");
-    Ok(())
+    Ok(problems)
 }
 
 /// `demo --dashboard`: leaves the failed invoice and the waiting sales for the person at the

@@ -192,8 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
-            let config = startup::with_stored_credentials_if_keyed(config).await?;
-            ping::run(&config).await
+            ping::run_target(config, &cli.target()).await
         }
         Command::Sim(cmd) => sim::run(cmd).await,
         Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,

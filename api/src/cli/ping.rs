@@ -1,8 +1,17 @@
 //! `ml-connector ping`: checks the real credentials and references before go-live, one line per
 //! check, each failure with what to fix. Secrets are never printed (only counts and modes).
+//!
+//! Without `--tenant`/`--connection` it checks the configured default connection (the
+//! configuration, plus the sealed credentials when a master key is given); with them, the named
+//! connection's stored settings and sealed credentials. Either way the outcome is recorded on
+//! the connection (`connections show` prints it), except that a ping of the default connection
+//! never creates a database only to record it.
 
-use mlc_core::NetSuiteInternalId;
+use anyhow::Context as _;
+use mlc_core::{ConnectionId, NetSuiteInternalId, TenantId};
 use mlc_netsuite::{AuthError, NetSuiteClient, NetSuiteError};
+use mlc_store::sealed::MasterKey;
+use mlc_store::{ConnectionScope, ConnectionStore, Store};
 use mlc_stripe::StripeError;
 use mlc_stripe::client::KeyMode;
 use secrecy::ExposeSecret;
@@ -73,17 +82,53 @@ impl Check {
     }
 }
 
+/// Where the checked settings come from, which decides what a fix tells the operator to change.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The configuration file and `MLC__…` variables (the default connection).
+    Configuration,
+    /// A connection's stored settings and sealed credentials.
+    Connection(&'a ConnectionScope),
+}
+
+impl Source<'_> {
+    /// `--tenant T --connection C` for a connection's commands; empty for the configuration.
+    fn flags(&self) -> String {
+        match self {
+            Source::Configuration => String::new(),
+            Source::Connection(scope) => format!(
+                " --tenant {} --connection {}",
+                scope.tenant_id(),
+                scope.connection_id()
+            ),
+        }
+    }
+}
+
 /// Runs every check against the configured Stripe account and NetSuite account.
 pub async fn checks(config: &Config) -> Vec<Check> {
-    let mut out = vec![stripe_key(config).await, webhook_secrets(config)];
-    out.extend(netsuite(config).await);
+    checks_for(config, Source::Configuration).await
+}
+
+/// [`checks`] with fixes worded for where the settings come from.
+pub async fn checks_for(config: &Config, source: Source<'_>) -> Vec<Check> {
+    let mut out = vec![
+        stripe_key(config, source).await,
+        webhook_secrets(config, source),
+    ];
+    out.extend(netsuite(config, source).await);
     out
 }
 
 /// Prints one line per check; fails (non-zero exit) when any check failed.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let results = checks(config).await;
-    for c in &results {
+    report(&results)
+}
+
+/// Prints the checks' lines; `Err` (non-zero exit) when any failed.
+fn report(results: &[Check]) -> anyhow::Result<()> {
+    for c in results {
         println!("{}", c.line());
     }
     let failed = results.iter().filter(|c| c.status == Status::Fail).count();
@@ -94,15 +139,209 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The outcome in one line for the connection's record: which checks failed and why (check
+/// lines never hold a secret), bounded so a long error does not bloat the row.
+fn outcome_message(results: &[Check]) -> (bool, String) {
+    let failed: Vec<&Check> = results
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .collect();
+    if failed.is_empty() {
+        return (true, format!("all {} checks passed", results.len()));
+    }
+    let which = failed
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (
+        false,
+        bounded(&format!(
+            "{} of {} checks failed: {which}",
+            failed.len(),
+            results.len()
+        )),
+    )
+}
+
+/// At most 500 characters, cut on a character boundary.
+fn bounded(s: &str) -> String {
+    const MAX: usize = 500;
+    if s.chars().count() <= MAX {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(MAX - 1).collect();
+    out.push('…');
+    out
+}
+
+/// `ml-connector ping [--tenant T] [--connection C]`.
+pub async fn run_target(config: Config, target: &startup::Target) -> anyhow::Result<()> {
+    let key = MasterKey::from_env()?;
+    if target.tenant.is_none() && target.connection.is_none() {
+        return run_default(config, key).await;
+    }
+    let (store, scoped) = startup::open_connection(&config, target).await?;
+    let outcome = if is_default(scoped.scope()) {
+        // `--tenant default`: the configured connection, as without the flags.
+        run_default_in(config, key, store.clone(), scoped).await
+    } else {
+        run_connection(&store, &scoped, key.as_ref()).await
+    };
+    store.close().await;
+    outcome
+}
+
+fn is_default(scope: &ConnectionScope) -> bool {
+    *scope.tenant_id() == TenantId::default_id()
+        && *scope.connection_id() == ConnectionId::default_id()
+}
+
+/// A connection of a tenant: its stored settings and sealed credentials. A connection that
+/// cannot even be set up for the checks (unusable settings, credentials that do not open) is
+/// recorded as a failed test too.
+async fn run_connection(
+    store: &Store,
+    scoped: &ConnectionStore,
+    key: Option<&MasterKey>,
+) -> anyhow::Result<()> {
+    let scope = scoped.scope();
+    let connection = store
+        .tenant(&scope.tenant())
+        .get_connection(scope.connection_id())
+        .await?
+        .with_context(|| format!("connection {scope} no longer exists"))?;
+    let prepared = async {
+        let config = crate::config::connection_config(&connection.settings)
+            .with_context(|| format!("connection {scope} has unusable settings"))?;
+        startup::load_stored_credentials(config, scoped, key)
+            .await
+            .with_context(|| format!("connection {scope}: cannot open its stored credentials"))
+    }
+    .await;
+    let config = match prepared {
+        Ok(c) => c,
+        Err(e) => {
+            record(store, scope, false, &bounded(&format!("{e:#}"))).await;
+            return Err(e);
+        }
+    };
+    println!("connection {scope}: its stored settings and credentials");
+    let results = checks_for(&config, Source::Connection(scope)).await;
+    let (ok, message) = outcome_message(&results);
+    record(store, scope, ok, &message).await;
+    report(&results)
+}
+
+/// The default connection with no flags: the configuration, with the sealed credentials when a
+/// master key is given (then the store is opened, as `serve` would). Without a key the store is
+/// opened only when it already exists, to record the outcome.
+async fn run_default(config: Config, key: Option<MasterKey>) -> anyhow::Result<()> {
+    if key.is_some() {
+        let (store, default) =
+            startup::open_connection(&config, &startup::Target::default()).await?;
+        let outcome = run_default_in(config, key, store.clone(), default).await;
+        store.close().await;
+        return outcome;
+    }
+    let results = checks(&config).await;
+    if let Some(store) = existing_store(&config).await {
+        if let Ok(Some(scope)) = store
+            .connection_scope(&TenantId::default_id(), &ConnectionId::default_id())
+            .await
+        {
+            let (ok, message) = outcome_message(&results);
+            record(&store, &scope, ok, &message).await;
+        }
+        store.close().await;
+    }
+    report(&results)
+}
+
+/// The default connection with its store open.
+async fn run_default_in(
+    config: Config,
+    key: Option<MasterKey>,
+    store: Store,
+    default: ConnectionStore,
+) -> anyhow::Result<()> {
+    let config = match key {
+        Some(key) => startup::load_stored_credentials(config, &default, Some(&key)).await?,
+        None => config,
+    };
+    let results = checks(&config).await;
+    let (ok, message) = outcome_message(&results);
+    record(&store, default.scope(), ok, &message).await;
+    report(&results)
+}
+
+/// The configured store when it already exists and answers quickly; `None` otherwise (a SQLite
+/// file that is not there is not created, an unreachable server does not hold ping up).
+async fn existing_store(config: &Config) -> Option<Store> {
+    let url = config.database.url.trim();
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path.starts_with(':') || !std::path::Path::new(path).is_file() {
+            return None;
+        }
+    }
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        Store::connect(&config.database.url),
+    )
+    .await
+    {
+        Ok(Ok(store)) => Some(store),
+        Ok(Err(e)) => {
+            tracing::debug!("ping: not recording the outcome: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Records the outcome on the connection; a failure to record does not change ping's verdict
+/// (it is said on standard error).
+async fn record(store: &Store, scope: &ConnectionScope, ok: bool, message: &str) {
+    if let Err(e) = store
+        .tenant(&scope.tenant())
+        .record_connection_test(scope.connection_id(), ok, message)
+        .await
+    {
+        eprintln!("warning: could not record the outcome on connection {scope}: {e}");
+    }
+}
+
 const STRIPE_KEY_FIX: &str = "set stripe.api_key (better: MLC__STRIPE__API_KEY) to a current secret \
     (sk_...) or restricted (rk_...) key from the Stripe Dashboard, Developers > API keys";
 
-async fn stripe_key(config: &Config) -> Check {
+fn stripe_key_fix(source: Source<'_>) -> String {
+    match source {
+        Source::Configuration => STRIPE_KEY_FIX.into(),
+        Source::Connection(_) => format!(
+            "store a current secret (sk_...) or restricted (rk_...) key from the Stripe \
+             Dashboard, Developers > API keys: `ml-connector credentials set stripe{}` with the \
+             key on standard input",
+            source.flags()
+        ),
+    }
+}
+
+async fn stripe_key(config: &Config, source: Source<'_>) -> Check {
     const NAME: &str = "stripe key";
     let client = match startup::stripe_client(config) {
         Ok(Some(c)) => c,
-        Ok(None) => return Check::fail(NAME, "stripe.api_key is not set", STRIPE_KEY_FIX),
-        Err(e) => return Check::fail(NAME, format!("{e:#}"), STRIPE_KEY_FIX),
+        Ok(None) => {
+            let detail = match source {
+                Source::Configuration => "stripe.api_key is not set",
+                Source::Connection(_) => "no Stripe key is stored for this connection",
+            };
+            return Check::fail(NAME, detail, stripe_key_fix(source));
+        }
+        Err(e) => return Check::fail(NAME, format!("{e:#}"), stripe_key_fix(source)),
     };
     let mode = match client.mode() {
         KeyMode::Test => "test mode",
@@ -120,7 +359,7 @@ async fn stripe_key(config: &Config) -> Check {
         Err(e @ StripeError::Authentication { .. }) => Check::fail(
             NAME,
             format!("{mode} key refused by Stripe ({})", short(&e)),
-            STRIPE_KEY_FIX,
+            stripe_key_fix(source),
         ),
         Err(e @ StripeError::Permission { .. }) => Check::fail(
             NAME,
@@ -145,10 +384,21 @@ fn short(e: &dyn std::fmt::Display) -> String {
     }
 }
 
-fn webhook_secrets(config: &Config) -> Check {
+fn webhook_secrets(config: &Config, source: Source<'_>) -> Check {
     const NAME: &str = "webhook secrets";
-    let fix = "set stripe.webhook_secrets (better: MLC__STRIPE__WEBHOOK_SECRETS=whsec_...) to the \
-               endpoint's signing secret from the Stripe Dashboard, Developers > Webhooks";
+    let fix = match source {
+        Source::Configuration => "set stripe.webhook_secrets (better: \
+            MLC__STRIPE__WEBHOOK_SECRETS=whsec_...) to the endpoint's signing secret from the \
+            Stripe Dashboard, Developers > Webhooks"
+            .to_string(),
+        Source::Connection(_) => format!(
+            "store the endpoint's signing secret (whsec_..., Stripe Dashboard, Developers > \
+             Webhooks): `ml-connector credentials set stripe-webhook{}` with the secret on \
+             standard input",
+            source.flags()
+        ),
+    };
+    let fix = fix.as_str();
     let secrets = &config.stripe.webhook_secrets;
     if secrets.is_empty() {
         return Check::fail(NAME, "none configured: every webhook would be refused", fix);
@@ -180,6 +430,20 @@ fn webhook_secrets(config: &Config) -> Check {
             secrets.len()
         ),
     )
+}
+
+/// [`netsuite_auth_fix`], plus where a connection's NetSuite secrets are stored (its settings
+/// cannot hold them).
+fn netsuite_auth_fix_for(config: &Config, e: &NetSuiteError, source: Source<'_>) -> String {
+    let fix = netsuite_auth_fix(config, e);
+    match (source, e) {
+        (Source::Connection(_), NetSuiteError::Auth(_)) => format!(
+            "{fix}; for this connection the private key (or the TBA secrets) is the one stored \
+             with `ml-connector credentials set netsuite{}`",
+            source.flags()
+        ),
+        _ => fix,
+    }
 }
 
 fn netsuite_auth_fix(config: &Config, e: &NetSuiteError) -> String {
@@ -219,7 +483,7 @@ fn netsuite_auth_fix(config: &Config, e: &NetSuiteError) -> String {
     }
 }
 
-async fn netsuite(config: &Config) -> Vec<Check> {
+async fn netsuite(config: &Config, source: Source<'_>) -> Vec<Check> {
     const NAME: &str = "netsuite token";
     let kind = match config.netsuite.auth {
         NetSuiteAuthKind::M2m => "M2M",
@@ -228,19 +492,30 @@ async fn netsuite(config: &Config) -> Vec<Check> {
     let client = match startup::netsuite_client(config) {
         Ok(Some(c)) => c,
         Ok(None) => {
-            return vec![Check::fail(
-                NAME,
-                "netsuite.account_id is not set",
-                "set netsuite.account_id (Setup > Company > Company Information, e.g. 1234567 or \
-                 1234567_SB1) and the credentials for netsuite.auth",
-            )];
+            let fix = match source {
+                Source::Configuration => "set netsuite.account_id (Setup > Company > Company \
+                    Information, e.g. 1234567 or 1234567_SB1) and the credentials for \
+                    netsuite.auth"
+                    .to_string(),
+                Source::Connection(_) => "give the connection's settings [netsuite] account_id \
+                    (Setup > Company > Company Information, e.g. 1234567 or 1234567_SB1) and the \
+                    other keys for netsuite.auth"
+                    .to_string(),
+            };
+            return vec![Check::fail(NAME, "netsuite.account_id is not set", fix)];
         }
         Err(e) => {
-            return vec![Check::fail(
-                NAME,
-                format!("{e:#}"),
-                "complete the [netsuite] section (see config.default.toml)",
-            )];
+            let fix = match source {
+                Source::Configuration => {
+                    "complete the [netsuite] section (see config.default.toml)".to_string()
+                }
+                Source::Connection(_) => format!(
+                    "complete the connection's [netsuite] settings and store its key with \
+                     `ml-connector credentials set netsuite{} --from-file key.pem` (or --tba)",
+                    source.flags()
+                ),
+            };
+            return vec![Check::fail(NAME, format!("{e:#}"), fix)];
         }
     };
     // M2M gets a token first so a refusal is reported as such; then one trivial query proves the
@@ -272,7 +547,11 @@ async fn netsuite(config: &Config) -> Vec<Check> {
                 }
                 other => format!("{kind}: {}", short(other)),
             };
-            out.push(Check::fail(NAME, detail, netsuite_auth_fix(config, &e)));
+            out.push(Check::fail(
+                NAME,
+                detail,
+                netsuite_auth_fix_for(config, &e, source),
+            ));
             out.push(Check::skip(
                 "netsuite references",
                 "not checked: no NetSuite login",

@@ -320,7 +320,15 @@ pub async fn api_keys(
             Ok(())
         }
         ApiKeysCommand::List => {
-            for k in tenant.list_api_keys().await? {
+            let keys = tenant.list_api_keys().await?;
+            if keys.is_empty() {
+                println!(
+                    "tenant {} has no API keys: `ml-connector api-keys create --tenant {} --name …`",
+                    tenant.scope().tenant_id(),
+                    tenant.scope().tenant_id()
+                );
+            }
+            for k in keys {
                 println!(
                     "{}  {:<8} {}…{}  {:<20} created {}{}",
                     k.id,

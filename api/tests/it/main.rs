@@ -18,3 +18,4 @@ mod reference_sync;
 mod secrets;
 mod shared_budget;
 mod tenancy;
+mod tenancy_cli;
