@@ -1,5 +1,9 @@
-//! The connection pool plus the few helpers every query module shares.
+//! The connection pools plus the few helpers every query module shares.
 
+use sea_orm::{
+    ConnectionTrait as _, DatabaseConnection, DatabaseExecutor, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait as _,
+};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
@@ -82,9 +86,13 @@ impl std::ops::DerefMut for ReadConn {
     }
 }
 
-/// The pool and what is needed to write safely on either backend.
+/// The pools and what is needed to write safely on either backend.
 pub(crate) struct Db {
+    /// Every hot path (intake, claims, the queue, audit, links, …): raw SQL.
     pub(crate) pool: AnyPool,
+    /// The admin paths (tenants, connections, API keys) through sea-orm's entities, and the
+    /// migrations. A small pool of its own with the same per-connection settings.
+    pub(crate) orm: DatabaseConnection,
     pub(crate) backend: Backend,
     /// SQLite allows one writer at a time. Serialising this process's writes on an async mutex
     /// makes them queue fairly instead of sleeping in SQLite's busy handler (whose back-off would
@@ -93,13 +101,14 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    pub(crate) fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub(crate) fn new(pool: AnyPool, orm: DatabaseConnection, backend: Backend) -> Self {
         let write_lock = match backend {
             Backend::Sqlite => Some(Mutex::new(())),
             Backend::Postgres => None,
         };
         Db {
             pool,
+            orm,
             backend,
             write_lock,
         }
@@ -169,6 +178,75 @@ impl Db {
         };
         tx.map_err(db_err)
     }
+}
+
+impl Db {
+    /// A sea-orm transaction that sees what `rls` allows (PostgreSQL row-level security), for
+    /// reads and writes alike. With `write`, SQLite begins it IMMEDIATE (the write lock up front,
+    /// as [`Db::begin_write`] does); the caller holds [`Db::write_guard`] around it so this
+    /// process's writers queue on the mutex instead of in SQLite's busy handler.
+    pub(crate) async fn orm_begin(
+        &self,
+        rls: Rls<'_>,
+        write: bool,
+    ) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: write.then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = self
+            .orm
+            .begin_with_options(options)
+            .await
+            .map_err(orm_err)?;
+        orm_set_rls(&txn, rls).await?;
+        Ok(txn)
+    }
+
+    /// A sea-orm connection for reads that sees what `rls` allows: on PostgreSQL a transaction
+    /// with the row-level security context set; on SQLite the pool itself (no RLS there, and no
+    /// BEGIN to pay). Finish with [`orm_done`].
+    pub(crate) async fn orm_read(&self, rls: Rls<'_>) -> Result<DatabaseExecutor<'_>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(DatabaseExecutor::Connection(&self.orm)),
+            Backend::Postgres => Ok(DatabaseExecutor::OwnedTransaction(
+                self.orm_begin(rls, false).await?,
+            )),
+        }
+    }
+}
+
+/// Ends what [`Db::orm_read`] began (commits a PostgreSQL transaction; nothing on SQLite).
+pub(crate) async fn orm_done(conn: DatabaseExecutor<'_>) -> Result<(), StoreError> {
+    match conn {
+        DatabaseExecutor::OwnedTransaction(txn) => txn.commit().await.map_err(orm_err),
+        DatabaseExecutor::Connection(_) | DatabaseExecutor::Transaction(_) => Ok(()),
+    }
+}
+
+/// [`set_rls`] for a sea-orm transaction: the same statement, transaction-local. No-op on SQLite.
+pub(crate) async fn orm_set_rls(txn: &DatabaseTransaction, rls: Rls<'_>) -> Result<(), StoreError> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let (tenant, all) = match rls {
+        Rls::Tenant(t) => (t, "off"),
+        Rls::AllTenants => ("", "on"),
+    };
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.tenant_id', $1, true), set_config('app.all_tenants', $2, true)",
+        [tenant.into(), all.into()],
+    ))
+    .await
+    .map_err(orm_err)?;
+    Ok(())
+}
+
+/// sea-orm errors, like sqlx's, are reported by their message (it wraps sqlx's: neither the URL
+/// nor bound values).
+pub(crate) fn orm_err(e: DbErr) -> StoreError {
+    StoreError::Database(e.to_string())
 }
 
 /// Database errors are reported by their message; sqlx messages carry neither the URL nor bound

@@ -5,6 +5,11 @@
 //! runs on both backends (runtime `sqlx::query` with `$n` placeholders on an `AnyPool`); where the
 //! dialects must differ (claiming a job, substring search) the backend is matched explicitly.
 //!
+//! Beside that pool the store keeps a small sea-orm connection (`sea_orm::Database::connect`
+//! picks SQLite or PostgreSQL from the same URL) that runs the migrations and the admin paths:
+//! tenants, connections and API keys, through the entities in [`entity`] (one per table). The
+//! hot paths (group-commit intake, claims, the queue, audit, links) stay on raw SQL.
+//!
 //! Event intake goes through a single writer task that commits every pending delivery in one
 //! transaction (group commit), so SQLite with `synchronous=FULL` pays one fsync per batch rather
 //! than per event. See [`Store::record_event`]. The worker's writes (claims, job outcomes, audit
@@ -18,6 +23,7 @@ mod audit;
 mod console;
 mod credentials;
 mod db;
+pub mod entity;
 mod events;
 mod links;
 mod model;

@@ -24,6 +24,9 @@ pub struct StoreOptions {
     pub postgres_writers: usize,
     /// Schedule for [`crate::JobOutcome::Retry`] without an explicit delay.
     pub retry: RetryPolicy,
+    /// Size of the sea-orm pool (tenants, connections, API keys: the admin paths and API-key
+    /// checks; migrations).
+    pub orm_max_connections: u32,
 }
 
 impl Default for StoreOptions {
@@ -34,12 +37,13 @@ impl Default for StoreOptions {
             max_batch: 256,
             postgres_writers: 4,
             retry: RetryPolicy::default(),
+            orm_max_connections: 4,
         }
     }
 }
 
-/// Handle to the database: events, job queue and audit log. Cheap to clone; all clones share one
-/// pool and one intake writer.
+/// Handle to the database: events, job queue and audit log. Cheap to clone; all clones share the
+/// same pools (the raw sqlx pool and the sea-orm one) and one intake writer.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: Arc<Db>,
@@ -58,7 +62,8 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens `sqlite://PATH` (the file is created when missing) or `postgres://…` and applies
-    /// pending migrations (`mlc-migrations`, through sea-orm). Must be called inside a Tokio runtime (it spawns the intake writer).
+    /// pending migrations (`mlc-migrations`, through sea-orm). Must be called inside a Tokio
+    /// runtime (it spawns the intake writer).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         Store::connect_with(url, StoreOptions::default()).await
     }
@@ -67,7 +72,8 @@ impl Store {
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalise_url(url)?;
-        migrate(backend, &url).await?;
+        let orm = open_orm(backend, &url, &options).await?;
+        let orm = migrate(backend, &url, &options, orm).await?;
         let busy_ms = options.sqlite_busy_timeout_ms;
         let pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -77,6 +83,7 @@ impl Store {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; synchronous=FULL fsyncs the WAL at
                     // every commit, so a 2xx to Stripe means the event survives a power cut.
+                    // (The sea-orm pool gets the same settings: see `open_orm`.)
                     sqlx::query("PRAGMA journal_mode = WAL")
                         .execute(&mut *conn)
                         .await?;
@@ -99,12 +106,9 @@ impl Store {
                     // Row-level security binds every role but superusers and BYPASSRLS roles:
                     // when the connecting role may act as `mlc_service` (migration 0002 makes it
                     // and grants it), act as it, so RLS holds even for a superuser's URL.
-                    let member = sqlx::query(
-                        "SELECT 1 AS m FROM pg_roles WHERE rolname = 'mlc_service' \
-                         AND pg_has_role(current_user, 'mlc_service', 'MEMBER')",
-                    )
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                    let member = sqlx::query(SERVICE_ROLE_MEMBER)
+                        .fetch_optional(&mut *conn)
+                        .await?;
                     if member.is_some() {
                         sqlx::query("SET ROLE mlc_service")
                             .execute(&mut *conn)
@@ -119,7 +123,7 @@ impl Store {
             warn_if_rls_bypassed(&pool).await;
         }
 
-        let db = Arc::new(Db::new(pool, backend));
+        let db = Arc::new(Db::new(pool, orm, backend));
         // Bounded so that a stalled disk pushes back on the intake instead of growing memory.
         let (tx, rx) = mpsc::channel(options.max_batch.max(1) * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -142,6 +146,16 @@ impl Store {
             retry: options.retry,
             writer: tx,
         })
+    }
+
+    /// The store's sea-orm connection (its own small pool, same per-connection settings as the
+    /// raw pool: WAL, `synchronous=FULL`, `busy_timeout`, foreign keys on SQLite; `mlc_service`
+    /// on PostgreSQL). For tests and tools; tenant-owned tables must be reached through the
+    /// scoped API ([`Store::tenant`], [`Store::scoped`]), which sets the row-level security
+    /// context and filters on the scope. A query made here directly sees, on PostgreSQL, no
+    /// tenant-owned row at all (nothing set, nothing seen), and on SQLite every row.
+    pub fn orm(&self) -> &sea_orm::DatabaseConnection {
+        &self.db.orm
     }
 
     /// Which database this store runs on.
@@ -171,20 +185,126 @@ impl Store {
             let _ = rx.await;
         }
         self.db.pool.close().await;
+        let _ = self.db.orm.close_by_ref().await;
     }
 }
 
-/// Applies `mlc-migrations` through a short-lived sea-orm connection (the store's own pool is
-/// opened afterwards). Refuses a database made by a pre-release build, whose single-tenant
-/// tables the tenancy schema cannot take over.
-async fn migrate(backend: Backend, url: &str) -> Result<(), StoreError> {
-    use mlc_migrations::MigratorTrait as _;
-    use sea_orm::ConnectionTrait as _;
-    let mig = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
+/// Whether the connecting role may act as `mlc_service` (the role exists and it is a member):
+/// then every pooled connection does `SET ROLE mlc_service`, so row-level security binds it.
+const SERVICE_ROLE_MEMBER: &str = "SELECT 1 AS m FROM pg_roles WHERE rolname = 'mlc_service' \
+     AND pg_has_role(current_user, 'mlc_service', 'MEMBER')";
+
+/// Opens the store's sea-orm pool (`Database::connect` picks the driver from the URL) with the
+/// same per-connection settings as the raw pool. sea-orm's own `ConnectOptions::after_connect`
+/// runs once for the whole pool, not per connection, so the PostgreSQL role is set through the
+/// sqlx pool options' `after_connect`, which runs on every new connection.
+async fn open_orm(
+    backend: Backend,
+    url: &str,
+    options: &StoreOptions,
+) -> Result<sea_orm::DatabaseConnection, StoreError> {
+    let mut orm = sea_orm::ConnectOptions::new(url);
     // Quiet: sea-orm would log every statement at INFO.
-    let mut options = sea_orm::ConnectOptions::new(url);
-    options.sqlx_logging(false).max_connections(1);
-    let db = sea_orm::Database::connect(options).await.map_err(mig)?;
+    orm.sqlx_logging(false)
+        .max_connections(options.orm_max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(30));
+    match backend {
+        Backend::Sqlite => {
+            let busy = Duration::from_millis(options.sqlite_busy_timeout_ms);
+            orm.map_sqlx_sqlite_opts(move |o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(busy)
+                    .foreign_keys(true)
+            });
+        }
+        Backend::Postgres => {
+            orm.map_sqlx_postgres_pool_opts(|pool| {
+                pool.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        let member = sqlx::query(SERVICE_ROLE_MEMBER)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if member.is_some() {
+                            sqlx::query("SET ROLE mlc_service")
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                })
+            });
+        }
+    }
+    sea_orm::Database::connect(orm).await.map_err(|e| {
+        // sea-orm quotes an unparseable URL whole: keep any password out of the error.
+        StoreError::Database(e.to_string().replace(url, &redact_url(url)))
+    })
+}
+
+/// Applies `mlc-migrations` on the store's sea-orm connection. Refuses a database made by a
+/// pre-release build, whose single-tenant tables the tenancy schema cannot take over.
+///
+/// On PostgreSQL the migrations run as the connecting role, not as `mlc_service` (which may not
+/// create or alter tables): inside one transaction that drops the pooled connection's role with
+/// `SET LOCAL ROLE NONE` (sea-orm-migration's per-migration transactions become savepoints, so
+/// the whole run is all-or-nothing; a migration that must run outside a transaction, such as
+/// `CREATE INDEX CONCURRENTLY`, would need its own connection). When the run is what made
+/// `mlc_service` available (a first start on a server without it), the pool's connections were
+/// opened before and act as the connecting role: the connection is then opened afresh, so every
+/// connection acts as `mlc_service`.
+async fn migrate(
+    backend: Backend,
+    url: &str,
+    options: &StoreOptions,
+    db: sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseConnection, StoreError> {
+    use mlc_migrations::MigratorTrait as _;
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+    let mig = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
+    match backend {
+        Backend::Sqlite => {
+            refuse_pre_release(&db, backend).await?;
+            mlc_migrations::Migrator::up(&db, None).await.map_err(mig)?;
+            Ok(db)
+        }
+        Backend::Postgres => {
+            let member_before = service_role_member(&db).await?;
+            let txn = db.begin().await.map_err(mig)?;
+            txn.execute_unprepared("SET LOCAL ROLE NONE")
+                .await
+                .map_err(mig)?;
+            refuse_pre_release(&txn, backend).await?;
+            mlc_migrations::Migrator::up(&txn, None)
+                .await
+                .map_err(mig)?;
+            txn.commit().await.map_err(mig)?;
+            if !member_before && service_role_member(&db).await? {
+                let _ = db.close().await;
+                return open_orm(backend, url, options).await;
+            }
+            Ok(db)
+        }
+    }
+}
+
+/// See [`SERVICE_ROLE_MEMBER`].
+async fn service_role_member(db: &sea_orm::DatabaseConnection) -> Result<bool, StoreError> {
+    use sea_orm::ConnectionTrait as _;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            SERVICE_ROLE_MEMBER,
+        ))
+        .await
+        .map_err(crate::db::orm_err)?;
+    Ok(row.is_some())
+}
+
+async fn refuse_pre_release(
+    db: &impl sea_orm::ConnectionTrait,
+    backend: Backend,
+) -> Result<(), StoreError> {
     let probe = match backend {
         Backend::Sqlite => {
             "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name = 'events') AS events, \
@@ -201,12 +321,11 @@ async fn migrate(backend: Backend, url: &str) -> Result<(), StoreError> {
             probe,
         ))
         .await
-        .map_err(mig)?;
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
     if let Some(row) = row {
         let events: i64 = row.try_get("", "events").unwrap_or(0);
         let seaql: i64 = row.try_get("", "seaql").unwrap_or(0);
         if events > 0 && seaql == 0 {
-            let _ = db.close().await;
             return Err(StoreError::Migration(
                 "this database was created by a pre-release, single-tenant ml-connector; the \
                  multi-tenant schema starts from an empty database: point `database.url` at a \
@@ -216,8 +335,6 @@ async fn migrate(backend: Backend, url: &str) -> Result<(), StoreError> {
             ));
         }
     }
-    mlc_migrations::Migrator::up(&db, None).await.map_err(mig)?;
-    let _ = db.close().await;
     Ok(())
 }
 

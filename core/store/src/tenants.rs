@@ -3,14 +3,25 @@
 //! The operator's side (creating tenants, resolving a webhook route, loading every connection
 //! for the registry) lives on [`Store`]; a tenant's own side (its connections, its keys) on
 //! [`TenantStore`], which only a [`TenantScope`] opens.
+//!
+//! These are the admin paths, so they run on sea-orm's entities ([`crate::entity`]) and query
+//! builder, on the store's sea-orm pool. Every call is a sea-orm transaction whose row-level
+//! security context is set first on PostgreSQL (SQLite reads use the pool directly); writes hold
+//! the store's write guard and begin IMMEDIATE on SQLite, like every other writer of the crate.
 
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId, UnixMillis, WebhookRouteId, now_millis};
 use rand::RngCore as _;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::db::{Rls, db_err, get};
+use crate::db::{Rls, orm_done, orm_err};
+use crate::entity::{api_keys, connections, tenants};
 use crate::model::StoreError;
 use crate::scope::{ConnectionScope, TenantScope, TenantStore};
 use crate::store::Store;
@@ -126,55 +137,41 @@ fn random_route_id() -> WebhookRouteId {
     WebhookRouteId::from_random(bytes)
 }
 
-const CONNECTION_COLUMNS: &str = "tenant_id, id, route_id, name, status, settings, \
-     netsuite_account, created_at, updated_at, last_test_at, last_test_ok, last_test_message, \
-     token_issued_at, last_error, last_error_at";
-
-fn connection_from_row(row: &sqlx::any::AnyRow) -> Result<Connection, StoreError> {
+fn connection_from_model(m: connections::Model) -> Result<Connection, StoreError> {
     let bad = |what: &str| StoreError::Database(format!("stored connection: bad {what}"));
-    let tenant: String = get(row, "tenant_id")?;
-    let id: String = get(row, "id")?;
-    let route: String = get(row, "route_id")?;
-    let status: String = get(row, "status")?;
-    let settings: String = get(row, "settings")?;
     Ok(Connection {
-        scope: ConnectionScope::from_row(&tenant, &id)?,
-        route_id: WebhookRouteId::parse(&route).ok_or_else(|| bad("route_id"))?,
-        name: get(row, "name")?,
-        status: ConnectionStatus::parse(&status).ok_or_else(|| bad("status"))?,
-        settings: serde_json::from_str(&settings).map_err(|_| bad("settings"))?,
-        netsuite_account: get(row, "netsuite_account")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        scope: ConnectionScope::from_row(&m.tenant_id, &m.id)?,
+        route_id: WebhookRouteId::parse(&m.route_id).ok_or_else(|| bad("route_id"))?,
+        name: m.name,
+        status: ConnectionStatus::parse(&m.status).ok_or_else(|| bad("status"))?,
+        settings: serde_json::from_str(&m.settings).map_err(|_| bad("settings"))?,
+        netsuite_account: m.netsuite_account,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
         health: ConnectionHealth {
-            last_test_at: get(row, "last_test_at")?,
-            last_test_ok: get::<Option<i64>>(row, "last_test_ok")?.map(|v| v != 0),
-            last_test_message: get(row, "last_test_message")?,
-            token_issued_at: get(row, "token_issued_at")?,
-            last_error: get(row, "last_error")?,
-            last_error_at: get(row, "last_error_at")?,
+            last_test_at: m.last_test_at,
+            last_test_ok: m.last_test_ok.map(|v| v != 0),
+            last_test_message: m.last_test_message,
+            token_issued_at: m.token_issued_at,
+            last_error: m.last_error,
+            last_error_at: m.last_error_at,
         },
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, tenant_id, name, role, prefix, last4, created_at, last_used_at, revoked_at";
-
-fn key_from_row(row: &sqlx::any::AnyRow) -> Result<ApiKeyInfo, StoreError> {
-    let tenant: String = get(row, "tenant_id")?;
-    let role: String = get(row, "role")?;
+fn key_from_model(m: api_keys::Model) -> Result<ApiKeyInfo, StoreError> {
     Ok(ApiKeyInfo {
-        id: get(row, "id")?,
-        tenant_id: TenantId::parse(&tenant)
+        tenant_id: TenantId::parse(&m.tenant_id)
             .map_err(|e| StoreError::Database(format!("stored API key: {e}")))?,
-        name: get(row, "name")?,
-        role: ApiKeyRole::parse(&role)
+        role: ApiKeyRole::parse(&m.role)
             .ok_or_else(|| StoreError::Database("stored API key: bad role".into()))?,
-        prefix: get(row, "prefix")?,
-        last4: get(row, "last4")?,
-        created_at: get(row, "created_at")?,
-        last_used_at: get(row, "last_used_at")?,
-        revoked_at: get(row, "revoked_at")?,
+        id: m.id,
+        name: m.name,
+        prefix: m.prefix,
+        last4: m.last4,
+        created_at: m.created_at,
+        last_used_at: m.last_used_at,
+        revoked_at: m.revoked_at,
     })
 }
 
@@ -185,20 +182,27 @@ impl Store {
         id: &TenantId,
         name: &str,
     ) -> Result<TenantScope, StoreError> {
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
-        let n = sqlx::query(
-            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id.as_str().to_string())
-        .bind(name.to_string())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
+        let db = &self.db;
+        let tenant = tenants::ActiveModel {
+            id: Set(id.as_str().to_string()),
+            name: Set(name.to_string()),
+            created_at: Set(now_millis()),
+        };
+        let n = {
+            let _guard = db.write_guard().await;
+            let txn = db.orm_begin(Rls::AllTenants, true).await?;
+            let n = tenants::Entity::insert(tenant)
+                .on_conflict(
+                    OnConflict::column(tenants::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(orm_err)?;
+            txn.commit().await.map_err(orm_err)?;
+            n
+        };
         if n == 0 {
             return Err(StoreError::AlreadyExists(format!("tenant `{id}`")));
         }
@@ -220,18 +224,22 @@ impl Store {
 
     /// Every tenant, oldest first (the operator's view).
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
-            .fetch_all(&mut *self.db.read_all().await?)
+        let conn = self.db.orm_read(Rls::AllTenants).await?;
+        let models = tenants::Entity::find()
+            .order_by_asc(tenants::Column::CreatedAt)
+            .order_by_asc(tenants::Column::Id)
+            .all(&conn)
             .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = get(r, "id")?;
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        models
+            .into_iter()
+            .map(|m| {
                 Ok(Tenant {
-                    id: TenantId::parse(&id)
+                    id: TenantId::parse(&m.id)
                         .map_err(|e| StoreError::Database(format!("stored tenant: {e}")))?,
-                    name: get(r, "name")?,
-                    created_at: get(r, "created_at")?,
+                    name: m.name,
+                    created_at: m.created_at,
                 })
             })
             .collect()
@@ -239,12 +247,13 @@ impl Store {
 
     /// The scope of a tenant that exists.
     pub async fn tenant_scope(&self, id: &TenantId) -> Result<Option<TenantScope>, StoreError> {
-        let row = sqlx::query("SELECT id FROM tenants WHERE id = $1")
-            .bind(id.as_str().to_string())
-            .fetch_optional(&mut *self.db.read_tenant(id.as_str()).await?)
+        let conn = self.db.orm_read(Rls::Tenant(id.as_str())).await?;
+        let found = tenants::Entity::find_by_id(id.as_str())
+            .one(&conn)
             .await
-            .map_err(db_err)?;
-        Ok(row.map(|_| TenantScope::new(id.clone())))
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        Ok(found.map(|_| TenantScope::new(id.clone())))
     }
 
     /// The scope of a connection that exists in that tenant (another tenant's connection ID
@@ -254,13 +263,16 @@ impl Store {
         tenant: &TenantId,
         connection: &ConnectionId,
     ) -> Result<Option<ConnectionScope>, StoreError> {
-        let row = sqlx::query("SELECT id FROM connections WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str().to_string())
-            .bind(connection.as_str().to_string())
-            .fetch_optional(&mut *self.db.read_tenant(tenant.as_str()).await?)
-            .await
-            .map_err(db_err)?;
-        Ok(row.map(|_| ConnectionScope::new(tenant.clone(), connection.clone())))
+        let conn = self.db.orm_read(Rls::Tenant(tenant.as_str())).await?;
+        let found = connections::Entity::find_by_id((
+            tenant.as_str().to_string(),
+            connection.as_str().to_string(),
+        ))
+        .one(&conn)
+        .await
+        .map_err(orm_err)?;
+        orm_done(conn).await?;
+        Ok(found.map(|_| ConnectionScope::new(tenant.clone(), connection.clone())))
     }
 
     /// The connection a webhook route names, whatever its tenant (the route is the only key the
@@ -269,25 +281,27 @@ impl Store {
         &self,
         route: &WebhookRouteId,
     ) -> Result<Option<Connection>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE route_id = $1"
-        )))
-        .bind(route.as_str().to_string())
-        .fetch_optional(&mut *self.db.read_all().await?)
-        .await
-        .map_err(db_err)?;
-        row.as_ref().map(connection_from_row).transpose()
+        let conn = self.db.orm_read(Rls::AllTenants).await?;
+        let found = connections::Entity::find()
+            .filter(connections::Column::RouteId.eq(route.as_str()))
+            .one(&conn)
+            .await
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        found.map(connection_from_model).transpose()
     }
 
     /// Every connection of every tenant (the registry at start, the operator's views).
     pub async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY tenant_id, id"
-        )))
-        .fetch_all(&mut *self.db.read_all().await?)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(connection_from_row).collect()
+        let conn = self.db.orm_read(Rls::AllTenants).await?;
+        let models = connections::Entity::find()
+            .order_by_asc(connections::Column::TenantId)
+            .order_by_asc(connections::Column::Id)
+            .all(&conn)
+            .await
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        models.into_iter().map(connection_from_model).collect()
     }
 
     /// The tenant and key an API key's secret belongs to, unless revoked; records its use.
@@ -299,20 +313,44 @@ impl Store {
         if !secret.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND revoked_at IS NULL \
-             RETURNING {KEY_COLUMNS}"
-        )))
-        .bind(key_hash(secret))
-        .bind(now_millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let info = key_from_row(&row)?;
+        let db = &self.db;
+        let now = now_millis();
+        let key = {
+            let _guard = db.write_guard().await;
+            let txn = db.orm_begin(Rls::AllTenants, true).await?;
+            let found = api_keys::Entity::find()
+                .filter(api_keys::Column::KeyHash.eq(key_hash(secret)))
+                .filter(api_keys::Column::RevokedAt.is_null())
+                .one(&txn)
+                .await
+                .map_err(orm_err)?;
+            // Two statements rather than UPDATE … RETURNING (which sea-orm refuses on SQLite
+            // without its `sqlite-use-returning-for-3_35` feature). The update repeats the
+            // "not revoked" condition, so a revocation committed in between wins (PostgreSQL
+            // re-checks the row; SQLite's IMMEDIATE transaction admits no writer in between).
+            let key = match found {
+                Some(mut key) => {
+                    let n = api_keys::Entity::update_many()
+                        .set(api_keys::ActiveModel {
+                            last_used_at: Set(Some(now)),
+                            ..Default::default()
+                        })
+                        .filter(api_keys::Column::Id.eq(key.id.as_str()))
+                        .filter(api_keys::Column::RevokedAt.is_null())
+                        .exec(&txn)
+                        .await
+                        .map_err(orm_err)?
+                        .rows_affected;
+                    key.last_used_at = Some(now);
+                    (n > 0).then_some(key)
+                }
+                None => None,
+            };
+            txn.commit().await.map_err(orm_err)?;
+            key
+        };
+        let Some(key) = key else { return Ok(None) };
+        let info = key_from_model(key)?;
         Ok(Some((TenantScope::new(info.tenant_id.clone()), info)))
     }
 }
@@ -327,35 +365,45 @@ impl TenantStore {
     pub async fn create_connection(&self, new: &NewConnection) -> Result<Connection, StoreError> {
         let db = &self.store.db;
         let now = now_millis();
-        {
+        let connection = connections::ActiveModel {
+            tenant_id: Set(self.scope.t()),
+            id: Set(new.id.as_str().to_string()),
+            route_id: Set(random_route_id().as_str().to_string()),
+            name: Set(new.name.clone()),
+            status: Set(new.status.as_str().to_string()),
+            settings: Set(new.settings.to_string()),
+            netsuite_account: Set(new.netsuite_account.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            // Health starts empty (NULL).
+            last_test_at: NotSet,
+            last_test_ok: NotSet,
+            last_test_message: NotSet,
+            token_issued_at: NotSet,
+            last_error: NotSet,
+            last_error_at: NotSet,
+        };
+        let n = {
             let _guard = db.write_guard().await;
-            let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-            let n = sqlx::query(
-                "INSERT INTO connections (tenant_id, id, route_id, name, status, settings, \
-                 netsuite_account, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (tenant_id, id) DO NOTHING",
-            )
-            .bind(self.scope.t())
-            .bind(new.id.as_str().to_string())
-            .bind(random_route_id().as_str().to_string())
-            .bind(new.name.clone())
-            .bind(new.status.as_str())
-            .bind(new.settings.to_string())
-            .bind(new.netsuite_account.clone())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            tx.commit().await.map_err(db_err)?;
-            if n == 0 {
-                return Err(StoreError::AlreadyExists(format!(
-                    "connection `{}/{}`",
-                    self.scope.tenant_id(),
-                    new.id
-                )));
-            }
+            let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+            let n = connections::Entity::insert(connection)
+                .on_conflict(
+                    OnConflict::columns([connections::Column::TenantId, connections::Column::Id])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(orm_err)?;
+            txn.commit().await.map_err(orm_err)?;
+            n
+        };
+        if n == 0 {
+            return Err(StoreError::AlreadyExists(format!(
+                "connection `{}/{}`",
+                self.scope.tenant_id(),
+                new.id
+            )));
         }
         self.get_connection(&new.id)
             .await?
@@ -372,21 +420,21 @@ impl TenantStore {
         let db = &self.store.db;
         {
             let _guard = db.write_guard().await;
-            let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-            sqlx::query(
-                "UPDATE connections SET name = $3, settings = $4, netsuite_account = $5, \
-                 updated_at = $6 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(self.scope.t())
-            .bind(new.id.as_str().to_string())
-            .bind(new.name.clone())
-            .bind(new.settings.to_string())
-            .bind(new.netsuite_account.clone())
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
+            let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+            connections::Entity::update_many()
+                .set(connections::ActiveModel {
+                    name: Set(new.name.clone()),
+                    settings: Set(new.settings.to_string()),
+                    netsuite_account: Set(new.netsuite_account.clone()),
+                    updated_at: Set(now_millis()),
+                    ..Default::default()
+                })
+                .filter(connections::Column::TenantId.eq(self.tenant()))
+                .filter(connections::Column::Id.eq(new.id.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(orm_err)?;
+            txn.commit().await.map_err(orm_err)?;
         }
         self.get_connection(&new.id)
             .await?
@@ -398,27 +446,28 @@ impl TenantStore {
         &self,
         id: &ConnectionId,
     ) -> Result<Option<Connection>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE tenant_id = $1 AND id = $2"
-        )))
-        .bind(self.scope.t())
-        .bind(id.as_str().to_string())
-        .fetch_optional(&mut *self.store.db.read_tenant(self.tenant()).await?)
-        .await
-        .map_err(db_err)?;
-        row.as_ref().map(connection_from_row).transpose()
+        let db = &self.store.db;
+        let conn = db.orm_read(Rls::Tenant(self.tenant())).await?;
+        let found = connections::Entity::find_by_id((self.scope.t(), id.as_str().to_string()))
+            .one(&conn)
+            .await
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        found.map(connection_from_model).transpose()
     }
 
     /// This tenant's connections.
     pub async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE tenant_id = $1 ORDER BY id"
-        )))
-        .bind(self.scope.t())
-        .fetch_all(&mut *self.store.db.read_tenant(self.tenant()).await?)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(connection_from_row).collect()
+        let db = &self.store.db;
+        let conn = db.orm_read(Rls::Tenant(self.tenant())).await?;
+        let models = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant()))
+            .order_by_asc(connections::Column::Id)
+            .all(&conn)
+            .await
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        models.into_iter().map(connection_from_model).collect()
     }
 
     /// Sets a connection's status; `false` when this tenant has no such connection.
@@ -429,19 +478,20 @@ impl TenantStore {
     ) -> Result<bool, StoreError> {
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-        let n = sqlx::query(
-            "UPDATE connections SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(self.scope.t())
-        .bind(id.as_str().to_string())
-        .bind(status.as_str())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
+        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+        let n = connections::Entity::update_many()
+            .set(connections::ActiveModel {
+                status: Set(status.as_str().to_string()),
+                updated_at: Set(now_millis()),
+                ..Default::default()
+            })
+            .filter(connections::Column::TenantId.eq(self.tenant()))
+            .filter(connections::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(orm_err)?
+            .rows_affected;
+        txn.commit().await.map_err(orm_err)?;
         Ok(n > 0)
     }
 
@@ -454,20 +504,20 @@ impl TenantStore {
     ) -> Result<(), StoreError> {
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-        sqlx::query(
-            "UPDATE connections SET last_test_at = $3, last_test_ok = $4, last_test_message = $5 \
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(self.scope.t())
-        .bind(id.as_str().to_string())
-        .bind(now_millis())
-        .bind(i64::from(ok))
-        .bind(message.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+        connections::Entity::update_many()
+            .set(connections::ActiveModel {
+                last_test_at: Set(Some(now_millis())),
+                last_test_ok: Set(Some(i64::from(ok))),
+                last_test_message: Set(Some(message.to_string())),
+                ..Default::default()
+            })
+            .filter(connections::Column::TenantId.eq(self.tenant()))
+            .filter(connections::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(orm_err)?;
+        txn.commit().await.map_err(orm_err)?;
         Ok(())
     }
 
@@ -479,10 +529,14 @@ impl TenantStore {
     ) -> Result<NewApiKey, StoreError> {
         // 40 characters of lower-case base 32: 200 random bits, copy-paste safe.
         const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-        let mut rng = rand::rng();
-        let body: String = (0..40)
-            .map(|_| char::from(ALPHABET[(rng.next_u32() % 32) as usize]))
-            .collect();
+        // The thread-local RNG is not `Send`: keep it out of the future's state (a block), so
+        // the call can run on a spawned task.
+        let body: String = {
+            let mut rng = rand::rng();
+            (0..40)
+                .map(|_| char::from(ALPHABET[(rng.next_u32() % 32) as usize]))
+                .collect()
+        };
         let secret = format!("{KEY_PREFIX}{body}");
         let info = ApiKeyInfo {
             id: uuid::Uuid::now_v7().to_string(),
@@ -495,25 +549,26 @@ impl TenantStore {
             last_used_at: None,
             revoked_at: None,
         };
+        let key = api_keys::ActiveModel {
+            id: Set(info.id.clone()),
+            tenant_id: Set(self.scope.t()),
+            name: Set(info.name.clone()),
+            role: Set(role.as_str().to_string()),
+            key_hash: Set(key_hash(&secret)),
+            prefix: Set(info.prefix.clone()),
+            last4: Set(info.last4.clone()),
+            created_at: Set(info.created_at),
+            last_used_at: NotSet,
+            revoked_at: NotSet,
+        };
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, role, key_hash, prefix, last4, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(info.id.clone())
-        .bind(self.scope.t())
-        .bind(info.name.clone())
-        .bind(role.as_str())
-        .bind(key_hash(&secret))
-        .bind(info.prefix.clone())
-        .bind(info.last4.clone())
-        .bind(info.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+        api_keys::Entity::insert(key)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(orm_err)?;
+        txn.commit().await.map_err(orm_err)?;
         Ok(NewApiKey {
             info,
             secret: SecretString::from(secret),
@@ -522,33 +577,73 @@ impl TenantStore {
 
     /// This tenant's keys, newest first (never their secrets).
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id"
-        )))
-        .bind(self.scope.t())
-        .fetch_all(&mut *self.store.db.read_tenant(self.tenant()).await?)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(key_from_row).collect()
+        let db = &self.store.db;
+        let conn = db.orm_read(Rls::Tenant(self.tenant())).await?;
+        let models = api_keys::Entity::find()
+            .filter(api_keys::Column::TenantId.eq(self.tenant()))
+            .order_by_desc(api_keys::Column::CreatedAt)
+            .order_by_asc(api_keys::Column::Id)
+            .all(&conn)
+            .await
+            .map_err(orm_err)?;
+        orm_done(conn).await?;
+        models.into_iter().map(key_from_model).collect()
     }
 
     /// Revokes one of this tenant's keys; `false` when it has no such (unrevoked) key.
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
         let db = &self.store.db;
         let _guard = db.write_guard().await;
-        let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
-        let n = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $3 \
-             WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-        )
-        .bind(self.scope.t())
-        .bind(id.to_string())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
+        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+        let n = api_keys::Entity::update_many()
+            .set(api_keys::ActiveModel {
+                revoked_at: Set(Some(now_millis())),
+                ..Default::default()
+            })
+            .filter(api_keys::Column::TenantId.eq(self.tenant()))
+            .filter(api_keys::Column::Id.eq(id))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(orm_err)?
+            .rows_affected;
+        txn.commit().await.map_err(orm_err)?;
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: T) {}
+
+    /// Compile-time only: the API server runs these on spawned tasks, so their futures must be
+    /// `Send` (sea-orm's transactions are; the thread-local RNG is not, see `create_api_key`).
+    #[allow(dead_code)]
+    fn futures_are_send(
+        store: &Store,
+        tenant: &TenantStore,
+        new: &NewConnection,
+        (t, c, route): (&TenantId, &ConnectionId, &WebhookRouteId),
+        secret: &SecretString,
+    ) {
+        send(store.create_tenant(t, ""));
+        send(store.ensure_tenant(t, ""));
+        send(store.list_tenants());
+        send(store.tenant_scope(t));
+        send(store.connection_scope(t, c));
+        send(store.connection_by_route(route));
+        send(store.all_connections());
+        send(store.authenticate_api_key(secret));
+        send(tenant.create_connection(new));
+        send(tenant.upsert_connection(new));
+        send(tenant.get_connection(c));
+        send(tenant.list_connections());
+        send(tenant.set_connection_status(c, ConnectionStatus::Paused));
+        send(tenant.record_connection_test(c, true, ""));
+        send(tenant.create_api_key("", ApiKeyRole::Viewer));
+        send(tenant.list_api_keys());
+        send(tenant.revoke_api_key(""));
     }
 }
