@@ -88,3 +88,67 @@ async fn the_dashboard_demo_prints_the_token_it_generated() {
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
     assert_eq!(overview_status(addr, &token).await, 200);
 }
+
+/// The README's first command: two companies side by side, each reconciled on its own, neither
+/// company's records in the other's NetSuite.
+#[tokio::test]
+async fn the_demo_posts_two_companies_each_into_its_own_netsuite() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .args(["demo", "--customers", "6", "--seed", "3"])
+        .env_remove("MLC__ADMIN__TOKEN")
+        .env_remove("MLC_MASTER_KEY")
+        .env_remove("MLC_MASTER_KEY_FILE")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), out)
+        .await
+        .expect("the demo finishes")
+        .expect("the demo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Summary: default (default/default)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Summary: globex (globex/production)"),
+        "{text}"
+    );
+    assert!(text.contains("webhooks /webhooks/stripe/whc_"), "{text}");
+    assert!(
+        text.contains("default's NetSuite holds 0 record(s) of the other company"),
+        "{text}"
+    );
+    assert!(
+        text.contains("globex's NetSuite holds 0 record(s) of the other company"),
+        "{text}"
+    );
+    // Each company's invoices are posted, and none waits or fails.
+    for line in text
+        .lines()
+        .filter(|l| l.contains("NetSuite invoices posted"))
+    {
+        let n: usize = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "{line}");
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("Failed") && l.trim_end().ends_with(" 0"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "No difference: every Stripe sale of each company is in its own NetSuite exactly once."
+        ),
+        "{text}"
+    );
+}
