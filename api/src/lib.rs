@@ -6,6 +6,5 @@
 pub mod cli;
 pub mod console;
 pub mod http;
-pub mod registry;
 pub mod stack;
 pub mod startup;

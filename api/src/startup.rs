@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mlc_jobs::{JobHandler, Worker, WorkerConfig};
 use mlc_service::config::Config;
 use mlc_service::connections::{
     ConnectionHandler, connect_store, connection_handler, ensure_default_connection,
@@ -13,7 +14,6 @@ use mlc_service::netsuite_budget::Budgets;
 use mlc_service::sync::SyncContext;
 use mlc_service::telemetry;
 use mlc_store::ConnectionStore;
-use mlc_store::runner::{JobHandler, Worker, WorkerConfig};
 use mlc_store::sealed::MasterKey;
 use mlc_stripe::webhook::WebhookVerifier;
 use tokio::net::TcpListener;
@@ -34,7 +34,7 @@ pub struct App<H: JobHandler> {
     limits: crate::http::serve::ServeLimits,
 }
 
-pub use crate::registry::Handler;
+pub use mlc_jobs::Handler;
 /// Where `default_scoped` was before the service layer moved to `mlc-service`.
 pub use mlc_service::connections::default_scoped;
 
@@ -42,7 +42,7 @@ impl App<Handler> {
     /// Connects the store (applying migrations), makes sure the configured default tenant and
     /// connection exist, and builds the worker's handler: the default connection runs with this
     /// configuration, every other connection with its stored settings and credentials (see
-    /// [`crate::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
+    /// [`mlc_jobs::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let master_key = mlc_store::sealed::MasterKey::from_env()?;
         App::build_keyed(config, listener, master_key).await

@@ -380,16 +380,3 @@ impl AcceptOnly {
         }
     }
 }
-
-// The worker's seam, until the job runner moves to `mlc-jobs`.
-impl mlc_store::runner::JobHandler for Pipeline {
-    fn handle(&self, job: Job) -> impl std::future::Future<Output = JobOutcome> + Send {
-        Pipeline::handle(self, job)
-    }
-}
-
-impl mlc_store::runner::JobHandler for AcceptOnly {
-    fn handle(&self, job: Job) -> impl std::future::Future<Output = JobOutcome> + Send {
-        AcceptOnly::handle(self, job)
-    }
-}

@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlc_core::ConnectionStatus;
-use mlc_store::runner::JobHandler;
 use mlc_store::sealed::MasterKey;
 use mlc_store::{ConnectionScope, Job, JobOutcome, Store};
 use tokio::sync::Mutex;
+
+use crate::runner::JobHandler;
 
 use mlc_service::connections::{ConnectionHandler, PAUSED_MARKER, stored_connection_handler};
 use mlc_service::netsuite_budget::Budgets;
