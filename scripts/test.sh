@@ -43,5 +43,7 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || \
 fi
 echo "== browser tests (Chromium $("$chromium_bin" --version 2>/dev/null | awk '{print $2}'))"
 cargo build --locked --bin ml-connector
-(cd tests/browser && MLC_BIN="$PWD/../../target/debug/ml-connector" CHROMIUM="$chromium_bin" \
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+(cd tests/browser && MLC_BIN="$target_dir/debug/ml-connector" CHROMIUM="$chromium_bin" \
   node --test --test-concurrency=1 dashboard.test.mjs)

@@ -4,13 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod config;
 pub mod console;
 pub mod http;
-pub mod netsuite_budget;
-pub mod pipeline;
-pub mod registry;
 pub mod stack;
 pub mod startup;
-pub mod sync;
-pub mod telemetry;

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Sources};
 use crate::startup::App;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
+use mlc_service::config::{self, Config, Sources};
 use mlc_store::NewConnection;
 use mlc_store::sealed::MasterKey;
 use secrecy::ExposeSecret as _;
@@ -357,7 +357,7 @@ impl Stack {
         });
         config::connection_config(&settings).context("the tenant's connection settings")?;
         let scoped = store.scoped(&made.scope);
-        use crate::cli::credentials::names;
+        use mlc_service::credentials::names;
         for (name, value) in [
             (names::STRIPE_API_KEY, stripe.api_key_str().to_string()),
             (names::STRIPE_WEBHOOK_SECRETS, secret),

@@ -4,21 +4,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
-use mlc_store::runner::{JobHandler, Worker, WorkerConfig};
+use mlc_jobs::{JobHandler, Worker, WorkerConfig};
+use mlc_service::config::Config;
+use mlc_service::connections::{
+    ConnectionHandler, connect_store, connection_handler, ensure_default_connection,
+};
+use mlc_service::credentials::load_stored_credentials;
+use mlc_service::netsuite_budget::Budgets;
+use mlc_service::sync::SyncContext;
+use mlc_service::telemetry;
+use mlc_store::ConnectionStore;
 use mlc_store::sealed::MasterKey;
-use mlc_store::{ConnectionStore, NewConnection, Store};
 use mlc_stripe::webhook::WebhookVerifier;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NetSuiteAuthKind};
 use crate::http::{AppState, router};
-use crate::netsuite_budget::Budgets;
-use crate::pipeline::{AcceptOnly, Pipeline};
-use crate::telemetry;
-use mlc_netsuite::{AccountId, Credentials, NetSuiteClient, NetSuiteConfig, SigningAlgorithm};
-use mlc_stripe::{StripeClient, StripeClientConfig};
 
 /// A built application: listening, store migrated, not yet serving.
 pub struct App<H: JobHandler> {
@@ -27,19 +28,21 @@ pub struct App<H: JobHandler> {
     state: AppState,
     worker: Worker<H>,
     run_worker: bool,
-    /// The NetSuite → Stripe sync and its interval, when configured (see [`crate::sync`]).
-    sync: Option<(crate::sync::SyncContext, std::time::Duration)>,
+    /// The NetSuite → Stripe sync and its interval, when configured (see [`mlc_service::sync`]).
+    sync: Option<(SyncContext, std::time::Duration)>,
     /// Connection timeouts and cap (`[server]`).
     limits: crate::http::serve::ServeLimits,
 }
 
-pub use crate::registry::{ConnectionHandler, Handler};
+pub use mlc_jobs::Handler;
+/// Where `default_scoped` was before the service layer moved to `mlc-service`.
+pub use mlc_service::connections::default_scoped;
 
 impl App<Handler> {
     /// Connects the store (applying migrations), makes sure the configured default tenant and
     /// connection exist, and builds the worker's handler: the default connection runs with this
     /// configuration, every other connection with its stored settings and credentials (see
-    /// [`crate::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
+    /// [`mlc_jobs::registry`]). The listener is given, so tests can pass `127.0.0.1:0`.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let master_key = mlc_store::sealed::MasterKey::from_env()?;
         App::build_keyed(config, listener, master_key).await
@@ -68,7 +71,7 @@ impl App<Handler> {
                         || config.reference.customer_filter.is_some()) =>
             {
                 Some((
-                    crate::sync::SyncContext::new(
+                    SyncContext::new(
                         &config,
                         default.clone(),
                         p.stripe().clone(),
@@ -92,275 +95,6 @@ impl App<Handler> {
         app.sync = sync;
         Ok(app)
     }
-}
-
-/// The configured company as the `default` tenant with its `default` connection, created at the
-/// first start and kept in step with the configuration at every start (its status is left as
-/// it is: a paused default connection stays paused). `POST /webhooks/stripe` routes to it.
-pub async fn ensure_default_connection(
-    config: &Config,
-    store: &Store,
-) -> anyhow::Result<ConnectionStore> {
-    let tenant = store
-        .ensure_tenant(&TenantId::default_id(), "Default company")
-        .await
-        .context("cannot create the default tenant")?;
-    let account = config.netsuite.account_id.trim();
-    let connection = store
-        .tenant(&tenant)
-        .upsert_connection(&NewConnection {
-            id: ConnectionId::default_id(),
-            name: "Default (from the configuration)".into(),
-            status: ConnectionStatus::Active,
-            // Its settings are the configuration's own; nothing to store but where they live.
-            settings: serde_json::json!({ "source": "configuration" }),
-            netsuite_account: (!account.is_empty()).then(|| account.to_ascii_uppercase()),
-        })
-        .await
-        .context("cannot create the default connection")?;
-    Ok(store.scoped(&connection.scope))
-}
-
-/// The default connection of a store that `serve` (or the demo) already set up.
-pub async fn default_scoped(store: Store) -> anyhow::Result<ConnectionStore> {
-    let scope = store
-        .connection_scope(&TenantId::default_id(), &ConnectionId::default_id())
-        .await?
-        .context("the store has no default connection yet: start `ml-connector serve` once")?;
-    Ok(store.scoped(&scope))
-}
-
-/// Which connection a command acts on (`--tenant`, `--connection`); the configured default when
-/// neither is given.
-#[derive(Debug, Clone, Default)]
-pub struct Target {
-    pub tenant: Option<String>,
-    pub connection: Option<String>,
-}
-
-/// Opens the store and the connection a command names, with errors that say what to do.
-pub async fn open_connection(
-    config: &Config,
-    target: &Target,
-) -> anyhow::Result<(Store, ConnectionStore)> {
-    let store = connect_store(config).await?;
-    if target.tenant.is_none() && target.connection.is_none() {
-        // Commands read and act on the default connection; only a store that never ran
-        // `serve` needs it made (a command writes nothing it does not need to).
-        let existing = store
-            .connection_scope(&TenantId::default_id(), &ConnectionId::default_id())
-            .await?;
-        let default = match existing {
-            Some(scope) => store.scoped(&scope),
-            None => ensure_default_connection(config, &store).await?,
-        };
-        return Ok((store, default));
-    }
-    let tenant = TenantId::parse(target.tenant.as_deref().unwrap_or("default"))
-        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
-    let connection = ConnectionId::parse(target.connection.as_deref().unwrap_or("default"))
-        .map_err(|e| anyhow::anyhow!("--connection: {e}"))?;
-    let scope = store
-        .connection_scope(&tenant, &connection)
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "tenant `{tenant}` has no connection `{connection}`: list them with \
-                 `ml-connector connections list --tenant {tenant}`"
-            )
-        })?;
-    let scoped = store.scoped(&scope);
-    Ok((store, scoped))
-}
-
-/// The Stripe API client, if an API key is configured.
-pub fn stripe_client(config: &Config) -> anyhow::Result<Option<StripeClient>> {
-    let Some(key) = config.stripe.api_key.clone() else {
-        return Ok(None);
-    };
-    let mut c = StripeClientConfig::new(key);
-    c.base_url = url::Url::parse(&config.stripe.api_base)
-        .with_context(|| format!("stripe.api_base `{}` is not a URL", config.stripe.api_base))?;
-    c.api_version = config.stripe.api_version.clone();
-    c.rate_limit_per_sec = config
-        .stripe
-        .rate_limit_per_sec
-        .and_then(std::num::NonZeroU32::new);
-    Ok(Some(
-        StripeClient::new(c).context("cannot build the Stripe client")?,
-    ))
-}
-
-/// The NetSuite client, if an account is configured, governing its own concurrency.
-pub fn netsuite_client(config: &Config) -> anyhow::Result<Option<NetSuiteClient>> {
-    netsuite_client_with(config, None)
-}
-
-/// The NetSuite client with a given concurrency budget (shared across instances).
-pub fn netsuite_client_with(
-    config: &Config,
-    budget: Option<Arc<dyn mlc_netsuite::ConcurrencyBudget>>,
-) -> anyhow::Result<Option<NetSuiteClient>> {
-    let ns = &config.netsuite;
-    if ns.account_id.trim().is_empty() {
-        return Ok(None);
-    }
-    let account = AccountId::parse(ns.account_id.trim())
-        .map_err(|e| anyhow::anyhow!("netsuite.account_id: {e}"))?;
-    let missing = |key: &str| {
-        anyhow::anyhow!(
-            "netsuite.{key} is required for netsuite.auth = {:?}",
-            ns.auth
-        )
-    };
-    let credentials = match ns.auth {
-        NetSuiteAuthKind::M2m => {
-            if ns.client_id.is_empty() {
-                return Err(missing("client_id"));
-            }
-            if ns.certificate_id.is_empty() {
-                return Err(missing("certificate_id"));
-            }
-            let pem = match (&ns.private_key_path, &ns.private_key_pem) {
-                (Some(path), _) => crate::config::read_secret_file(path)
-                    .context("netsuite.private_key_path: cannot read the private key")?,
-                (None, Some(pem)) => pem.clone(),
-                (None, None) => return Err(missing("private_key_path")),
-            };
-            Credentials::M2m {
-                client_id: ns.client_id.clone(),
-                certificate_id: ns.certificate_id.clone(),
-                private_key_pem: pem,
-                algorithm: ns
-                    .algorithm
-                    .parse::<SigningAlgorithm>()
-                    .map_err(|e| anyhow::anyhow!("netsuite.algorithm: {e}"))?,
-            }
-        }
-        NetSuiteAuthKind::Tba => Credentials::Tba {
-            consumer_key: ns.consumer_key.clone(),
-            consumer_secret: ns
-                .consumer_secret
-                .clone()
-                .ok_or_else(|| missing("consumer_secret"))?,
-            token_id: ns.token_id.clone(),
-            token_secret: ns
-                .token_secret
-                .clone()
-                .ok_or_else(|| missing("token_secret"))?,
-        },
-    };
-    let mut c = NetSuiteConfig::new(account, credentials);
-    if let Some(base) = &ns.base_url {
-        c.base_url = Some(
-            url::Url::parse(base)
-                .with_context(|| format!("netsuite.base_url `{base}` is not a URL"))?,
-        );
-    }
-    c.concurrency = ns.concurrency;
-    c.budget = budget;
-    c.m2m.refresh_before = std::time::Duration::from_secs(ns.token_refresh_before_secs);
-    Ok(Some(
-        NetSuiteClient::new(c).context("cannot build the NetSuite client")?,
-    ))
-}
-
-/// The pipeline when both sides are configured; the accept-only handler when neither is. The
-/// NetSuite client takes its account's concurrency budget from `budgets`, shared by every
-/// connection posting to that account (and, on PostgreSQL, by every instance).
-pub async fn connection_handler(
-    config: &Config,
-    store: &ConnectionStore,
-    budgets: &Budgets,
-) -> anyhow::Result<ConnectionHandler> {
-    let account = config.netsuite.account_id.trim();
-    let budget = if account.is_empty() {
-        None
-    } else {
-        Some(
-            budgets
-                .for_account(account, config.netsuite.concurrency)
-                .await
-                .context("cannot set up the NetSuite concurrency budget")?,
-        )
-    };
-    match (
-        stripe_client(config)?,
-        netsuite_client_with(config, budget)?,
-    ) {
-        (Some(stripe), Some(netsuite)) => Ok(ConnectionHandler::Pipeline(
-            Pipeline::new(store.clone(), stripe, netsuite, config.posting.clone())
-                .with_reference(config.reference.clone()),
-        )),
-        (None, None) => {
-            tracing::warn!(
-                connection = %store.scope(),
-                "stripe.api_key and netsuite.account_id are not set: events are stored but not posted"
-            );
-            Ok(ConnectionHandler::AcceptOnly(AcceptOnly {
-                store: store.clone(),
-            }))
-        }
-        (Some(_), None) => anyhow::bail!(
-            "stripe.api_key is set but netsuite.account_id is not: set both to post into NetSuite"
-        ),
-        (None, Some(_)) => anyhow::bail!(
-            "netsuite.account_id is set but stripe.api_key is not: the connector re-fetches every \
-             event from the Stripe API, so it needs the key (MLC__STRIPE__API_KEY)"
-        ),
-    }
-}
-
-/// Fills the secrets the configuration leaves empty from the credentials store (configuration
-/// and environment win when set). Stored credentials without a master key, or with a wrong one,
-/// are an error that names `MLC_MASTER_KEY`; no stored credentials leave `config` unchanged.
-pub async fn load_stored_credentials(
-    mut config: Config,
-    store: &ConnectionStore,
-    key: Option<&MasterKey>,
-) -> anyhow::Result<Config> {
-    use crate::cli::credentials::names;
-    let mut stored = store.load_secrets(key).await?;
-    if stored.is_empty() {
-        return Ok(config);
-    }
-    let (stripe, ns) = (&mut config.stripe, &mut config.netsuite);
-    if stripe.api_key.is_none() {
-        stripe.api_key = stored.remove(names::STRIPE_API_KEY);
-    }
-    if stripe.webhook_secrets.is_empty()
-        && let Some(all) = stored.remove(names::STRIPE_WEBHOOK_SECRETS)
-    {
-        use secrecy::ExposeSecret;
-        stripe.webhook_secrets = all
-            .expose_secret()
-            .lines()
-            .map(|l| secrecy::SecretString::from(l.to_string()))
-            .collect();
-    }
-    if ns.private_key_path.is_none() && ns.private_key_pem.is_none() {
-        ns.private_key_pem = stored.remove(names::NETSUITE_PRIVATE_KEY);
-    }
-    if ns.consumer_secret.is_none() {
-        ns.consumer_secret = stored.remove(names::NETSUITE_CONSUMER_SECRET);
-    }
-    if ns.token_secret.is_none() {
-        ns.token_secret = stored.remove(names::NETSUITE_TOKEN_SECRET);
-    }
-    if config.admin.token.is_none() {
-        config.admin.token = stored.remove(names::ADMIN_TOKEN);
-    }
-    Ok(config)
-}
-
-/// Opens the configured store, with an error that says what to check.
-pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database.url).await.with_context(|| {
-        format!(
-            "cannot open the store at {} (database.url)",
-            crate::config::redact_url(&config.database.url)
-        )
-    })
 }
 
 impl<H: JobHandler + Clone> App<H> {
@@ -418,7 +152,7 @@ impl<H: JobHandler + Clone> App<H> {
                 .token
                 .clone()
                 .map(crate::console::AdminToken::new),
-            console: crate::console::Console::new(
+            console: mlc_service::console::Console::new(
                 store.clone(),
                 None,
                 config.admin.time_zone.clone(),

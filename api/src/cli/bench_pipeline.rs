@@ -11,6 +11,8 @@ use mlc_netsuite_sim::RecordType;
 use mlc_store::{JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 
+use mlc_service::connections;
+
 use crate::stack::{
     Sims, StackOptions, catalog_hook, netsuite_invoices, scratch_dir, sqlite_url, wait_idle,
 };
@@ -92,7 +94,7 @@ pub async fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = crate::startup::default_scoped(Store::connect(&url).await?).await?;
+    let store = connections::default_scoped(Store::connect(&url).await?).await?;
 
     println!(
         "pipeline benchmark: {} customers, NetSuite limit {} × {} ms/request = {:.1} requests/s at most",

@@ -13,16 +13,8 @@ use zeroize::Zeroizing;
 
 use super::events::format_time;
 
-/// Names under which the connector stores each secret (read back by
-/// [`crate::startup::load_stored_credentials`]).
-pub mod names {
-    pub const STRIPE_API_KEY: &str = "stripe/api_key";
-    pub const STRIPE_WEBHOOK_SECRETS: &str = "stripe/webhook_secrets";
-    pub const NETSUITE_PRIVATE_KEY: &str = "netsuite/private_key_pem";
-    pub const NETSUITE_CONSUMER_SECRET: &str = "netsuite/consumer_secret";
-    pub const NETSUITE_TOKEN_SECRET: &str = "netsuite/token_secret";
-    pub const ADMIN_TOKEN: &str = "admin/token";
-}
+/// The names each secret is stored under (defined by the service, which reads them back).
+pub use mlc_service::credentials::names;
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
@@ -133,13 +125,13 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
                 SetCommand::AdminToken { from_file } => {
                     let text = read_input(from_file.as_deref())?;
                     let t = text.trim();
-                    if t.len() < crate::config::ADMIN_TOKEN_MIN_LEN
+                    if t.len() < mlc_service::config::ADMIN_TOKEN_MIN_LEN
                         || t.contains(char::is_whitespace)
                     {
                         anyhow::bail!(
                             "the admin token must be one line of at least {} characters without \
                              spaces, e.g. from `openssl rand -hex 32` (the value is not shown)",
-                            crate::config::ADMIN_TOKEN_MIN_LEN
+                            mlc_service::config::ADMIN_TOKEN_MIN_LEN
                         );
                     }
                     store_secret(store, &key, names::ADMIN_TOKEN, t.as_bytes()).await

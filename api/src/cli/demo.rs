@@ -124,7 +124,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "1. Starting the simulators and the connector (store: {})",
-        crate::config::redact_url(&url)
+        mlc_service::config::redact_url(&url)
     );
     let mut opts = StackOptions::new(url, dir.path());
     opts.unmapped_retry_secs = 900;
@@ -134,7 +134,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let admin_token = args.dashboard.then(|| {
         match std::env::var("MLC__ADMIN__TOKEN")
             .ok()
-            .filter(|t| t.len() >= crate::config::ADMIN_TOKEN_MIN_LEN)
+            .filter(|t| t.len() >= mlc_service::config::ADMIN_TOKEN_MIN_LEN)
         {
             Some(t) => AdminToken::Supplied(t),
             None => AdminToken::Generated(hex::encode(rand::random::<[u8; 32]>())),
@@ -266,7 +266,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             create_product_item(c.netsuite.handle(), "Legacy Add-on", &r.unmapped_product)?
         };
         let released =
-            super::mappings::set_mapping(c.store, &r.unmapped_product, &item.to_string()).await?;
+            mlc_service::mappings::set_mapping(c.store, &r.unmapped_product, &item.to_string())
+                .await?;
         println!(
             "   {}: {} → NetSuite item {item}: {released} waiting event(s) released at once",
             c.tenant, r.unmapped_product
@@ -450,9 +451,10 @@ async fn serve_dashboard(
     // Someone reopened the period: a replay of the refused invoice now posts it.
     stack.netsuite.handle().clear_faults();
     let url = format!("http://{}/", stack.addr);
-    let counts = crate::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
-        .counts()
-        .await?;
+    let counts =
+        mlc_service::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
+            .counts()
+            .await?;
     println!("\nThe dashboard is ready: {url}");
     println!("   Sign in with the admin token: {}", token.hint());
     println!(

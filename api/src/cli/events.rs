@@ -3,8 +3,8 @@
 use clap::Subcommand;
 
 use super::text::{safe, safe_json};
-use crate::console::Console;
 use crate::console::api::EventsQuery;
+use mlc_service::console::Console;
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {

@@ -20,9 +20,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Sources};
 use crate::startup::{self, App};
-use crate::telemetry;
+use mlc_service::config::{self, Config, Sources};
+use mlc_service::connections;
+use mlc_service::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,8 +108,11 @@ pub enum BenchCommand {
 pub struct NoArgs {}
 
 /// The console service for commands run beside (not inside) the service.
-fn console_for(config: &Config, store: mlc_store::ConnectionStore) -> crate::console::Console {
-    crate::console::Console::new(store, None, config.admin.time_zone.clone())
+fn console_for(
+    config: &Config,
+    store: mlc_store::ConnectionStore,
+) -> mlc_service::console::Console {
+    mlc_service::console::Console::new(store, None, config.admin.time_zone.clone())
 }
 
 /// Loads the configuration or returns its error unchanged (it already names the key).
@@ -118,8 +122,8 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, config::Merged)> {
 
 impl Cli {
     /// The connection named by `--tenant` / `--connection`.
-    pub fn target(&self) -> startup::Target {
-        startup::Target {
+    pub fn target(&self) -> connections::Target {
+        connections::Target {
             tenant: self.tenant.clone(),
             connection: self.connection.clone(),
         }
@@ -153,18 +157,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let (config, _) = load_config(&cli)?;
             telemetry::init_logging(&config.log);
-            let store = startup::connect_store(&config).await?;
+            let store = connections::connect_store(&config).await?;
             println!("migrations applied ({:?})", store.backend());
             Ok(())
         }
         Command::Status(args) => {
             let (config, _) = load_config(&cli)?;
-            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
+            let (_, store) = connections::open_connection(&config, &cli.target()).await?;
             status::run(args, &console_for(&config, store)).await
         }
         Command::Events(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
+            let (_, store) = connections::open_connection(&config, &cli.target()).await?;
             events::run(cmd, &console_for(&config, store)).await
         }
         Command::SendTestEvent(args) => {
@@ -173,17 +177,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => {
             let (config, _) = load_config(&cli)?;
-            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
+            let (_, store) = connections::open_connection(&config, &cli.target()).await?;
             replay::run(args, &console_for(&config, store)).await
         }
         Command::Mappings(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
+            let (_, store) = connections::open_connection(&config, &cli.target()).await?;
             mappings::run(cmd, &store).await
         }
         Command::Demo(args) => {
-            telemetry::init_logging(&crate::config::LogConfig {
-                format: crate::config::LogFormat::Pretty,
+            telemetry::init_logging(&mlc_service::config::LogConfig {
+                format: mlc_service::config::LogFormat::Pretty,
                 level: "error".into(),
             });
             demo::run(args).await
@@ -198,22 +202,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,
         Command::Credentials(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (_, store) = startup::open_connection(&config, &cli.target()).await?;
+            let (_, store) = connections::open_connection(&config, &cli.target()).await?;
             credentials::run(cmd, &store).await
         }
         Command::Tenants(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            let (store, _) =
+                connections::open_connection(&config, &connections::Target::default()).await?;
             tenancy::tenants(cmd, &store).await
         }
         Command::Connections(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            let (store, _) =
+                connections::open_connection(&config, &connections::Target::default()).await?;
             tenancy::connections(cmd, &store, cli.tenant.as_deref()).await
         }
         Command::ApiKeys(cmd) => {
             let (config, _) = load_config(&cli)?;
-            let (store, _) = startup::open_connection(&config, &startup::Target::default()).await?;
+            let (store, _) =
+                connections::open_connection(&config, &connections::Target::default()).await?;
             tenancy::api_keys(cmd, &store, cli.tenant.as_deref()).await
         }
     }

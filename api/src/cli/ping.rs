@@ -16,8 +16,8 @@ use mlc_stripe::StripeError;
 use mlc_stripe::client::KeyMode;
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, CustomerMatch, ItemMatch, NetSuiteAuthKind};
-use crate::startup;
+use mlc_service::config::{Config, CustomerMatch, ItemMatch, NetSuiteAuthKind};
+use mlc_service::{connections, credentials};
 
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,12 +176,12 @@ fn bounded(s: &str) -> String {
 }
 
 /// `ml-connector ping [--tenant T] [--connection C]`.
-pub async fn run_target(config: Config, target: &startup::Target) -> anyhow::Result<()> {
+pub async fn run_target(config: Config, target: &connections::Target) -> anyhow::Result<()> {
     let key = MasterKey::from_env()?;
     if target.tenant.is_none() && target.connection.is_none() {
         return run_default(config, key).await;
     }
-    let (store, scoped) = startup::open_connection(&config, target).await?;
+    let (store, scoped) = connections::open_connection(&config, target).await?;
     let outcome = if is_default(scoped.scope()) {
         // `--tenant default`: the configured connection, as without the flags.
         run_default_in(config, key, store.clone(), scoped).await
@@ -212,9 +212,9 @@ async fn run_connection(
         .await?
         .with_context(|| format!("connection {scope} no longer exists"))?;
     let prepared = async {
-        let config = crate::config::connection_config(&connection.settings)
+        let config = mlc_service::config::connection_config(&connection.settings)
             .with_context(|| format!("connection {scope} has unusable settings"))?;
-        startup::load_stored_credentials(config, scoped, key)
+        credentials::load_stored_credentials(config, scoped, key)
             .await
             .with_context(|| format!("connection {scope}: cannot open its stored credentials"))
     }
@@ -239,7 +239,7 @@ async fn run_connection(
 async fn run_default(config: Config, key: Option<MasterKey>) -> anyhow::Result<()> {
     if key.is_some() {
         let (store, default) =
-            startup::open_connection(&config, &startup::Target::default()).await?;
+            connections::open_connection(&config, &connections::Target::default()).await?;
         let outcome = run_default_in(config, key, store.clone(), default).await;
         store.close().await;
         return outcome;
@@ -266,7 +266,7 @@ async fn run_default_in(
     default: ConnectionStore,
 ) -> anyhow::Result<()> {
     let config = match key {
-        Some(key) => startup::load_stored_credentials(config, &default, Some(&key)).await?,
+        Some(key) => credentials::load_stored_credentials(config, &default, Some(&key)).await?,
         None => config,
     };
     let results = checks(&config).await;
@@ -332,7 +332,7 @@ fn stripe_key_fix(source: Source<'_>) -> String {
 
 async fn stripe_key(config: &Config, source: Source<'_>) -> Check {
     const NAME: &str = "stripe key";
-    let client = match startup::stripe_client(config) {
+    let client = match connections::stripe_client(config) {
         Ok(Some(c)) => c,
         Ok(None) => {
             let detail = match source {
@@ -489,7 +489,7 @@ async fn netsuite(config: &Config, source: Source<'_>) -> Vec<Check> {
         NetSuiteAuthKind::M2m => "M2M",
         NetSuiteAuthKind::Tba => "TBA",
     };
-    let client = match startup::netsuite_client(config) {
+    let client = match connections::netsuite_client(config) {
         Ok(Some(c)) => c,
         Ok(None) => {
             let fix = match source {

@@ -2,9 +2,9 @@
 //! failure is fixed. Safe to repeat: an event that already posted changes nothing in NetSuite
 //! (its documents carry external IDs and the store remembers what was posted).
 
-use crate::console::Console;
 use anyhow::Context;
 use clap::Args;
+use mlc_service::console::Console;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {

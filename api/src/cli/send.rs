@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use secrecy::ExposeSecret;
 
-use crate::config::Config;
+use mlc_service::config::Config;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::text::{safe, safe_json};
-use crate::console::Console;
+use mlc_service::console::Console;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

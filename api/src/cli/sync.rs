@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::startup;
-use crate::sync::{SyncContext, netsuite_to_stripe_once};
+use mlc_service::config::Config;
+use mlc_service::connections;
+use mlc_service::sync::{SyncContext, netsuite_to_stripe_once};
 
 /// Reference data syncs.
 #[derive(Debug, Subcommand)]
@@ -18,7 +18,7 @@ pub enum SyncCommand {
 pub async fn run(cmd: &SyncCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         SyncCommand::NetsuiteToStripe => {
-            crate::telemetry::init_logging(&config.log);
+            mlc_service::telemetry::init_logging(&config.log);
             if config.reference.item_filter.is_none() && config.reference.customer_filter.is_none()
             {
                 println!(
@@ -26,7 +26,8 @@ pub async fn run(cmd: &SyncCommand, config: &Config) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let (_, store) = startup::open_connection(config, &startup::Target::default()).await?;
+            let (_, store) =
+                connections::open_connection(config, &connections::Target::default()).await?;
             let ctx = SyncContext::from_config(config, store)?;
             let report = netsuite_to_stripe_once(&ctx).await;
             print!("{report}");

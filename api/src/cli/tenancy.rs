@@ -122,7 +122,7 @@ fn read_settings(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
     let json = serde_json::to_value(&table)?;
-    crate::config::connection_config(&json)
+    mlc_service::config::connection_config(&json)
         .with_context(|| format!("{}: not usable as connection settings", path.display()))?;
     Ok(json)
 }
@@ -281,7 +281,7 @@ pub async fn connections(
             {
                 woken = store
                     .scoped(&scope)
-                    .wake_waiting_jobs(crate::registry::PAUSED_MARKER)
+                    .wake_waiting_jobs(mlc_service::connections::PAUSED_MARKER)
                     .await?;
             }
             println!(

@@ -1,4 +1,4 @@
-//! The admin API under `/api`: JSON over the [`Console`](super::Console) service, behind the admin
+//! The admin API under `/api`: JSON over the [`Console`](mlc_service::console::Console) service, behind the admin
 //! token ([`super::auth::require_token`]). `/api/openapi.json` describes it and needs no token.
 
 use axum::extract::rejection::QueryRejection;
@@ -11,23 +11,24 @@ use mlc_store::EventFilter;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ConsoleError;
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use mlc_service::console::{ConsoleError, parse_time};
 
-impl IntoResponse for ConsoleError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
+/// A console error in the API's JSON error shape, with its status.
+impl From<ConsoleError> for ApiError {
+    fn from(e: ConsoleError) -> Self {
+        let (status, code) = match &e {
             ConsoleError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ConsoleError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ConsoleError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ConsoleError::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, self.to_string()).into_response()
+        ApiError::new(status, code, e.to_string())
     }
 }
 
-type ApiResult = Result<Response, ConsoleError>;
+type ApiResult = Result<Response, ApiError>;
 
 fn ok<T: serde::Serialize>(value: T) -> ApiResult {
     Ok(Json(value).into_response())
@@ -100,7 +101,8 @@ async fn activity(
     if !(1..=744).contains(&hours) {
         return Err(ConsoleError::BadRequest(format!(
             "hours must be 1 to 744 (31 days), not {hours}"
-        )));
+        ))
+        .into());
     }
     ok(s.console.activity(hours).await?)
 }
@@ -132,8 +134,7 @@ impl EventsQuery {
         let time = |v: &Option<String>, name: &str| {
             nonempty(v)
                 .map(|s| {
-                    super::parse_time(&s, tz)
-                        .map_err(|e| ConsoleError::BadRequest(format!("{name}: {e}")))
+                    parse_time(&s, tz).map_err(|e| ConsoleError::BadRequest(format!("{name}: {e}")))
                 })
                 .transpose()
         };
@@ -199,9 +200,9 @@ async fn replay_one(State(s): State<AppState>, Path(event_id): Path<String>) -> 
     let results = s.console.replay(std::slice::from_ref(&event_id)).await?;
     let result = results.into_iter().next();
     match result {
-        Some(r) if r.outcome == "not_found" => Err(ConsoleError::NotFound(format!(
-            "no event {event_id} is stored"
-        ))),
+        Some(r) if r.outcome == "not_found" => {
+            Err(ConsoleError::NotFound(format!("no event {event_id} is stored")).into())
+        }
         Some(r) if r.outcome == "not_replayed" => Ok((
             StatusCode::CONFLICT,
             Json(json!({"error": {"code": "not_replayed", "message": r.detail}})),
@@ -229,12 +230,14 @@ async fn replay_many(
     if req.event_ids.is_empty() && req.status.is_none() {
         return Err(ConsoleError::BadRequest(
             "name events in `event_ids`, or give `status` (failed, waiting or succeeded)".into(),
-        ));
+        )
+        .into());
     }
     if req.event_ids.len() > 1000 {
         return Err(ConsoleError::BadRequest(
             "at most 1000 event IDs per request; use `status` to replay more".into(),
-        ));
+        )
+        .into());
     }
     let results = s.console.replay(&req.event_ids).await?;
     let by_status = match &req.status {
@@ -243,7 +246,7 @@ async fn replay_many(
                 .since
                 .as_deref()
                 .filter(|t| !t.is_empty())
-                .map(|t| super::parse_time(t, &s.console.time_zone))
+                .map(|t| parse_time(t, &s.console.time_zone))
                 .transpose()
                 .map_err(|e| ConsoleError::BadRequest(format!("since: {e}")))?;
             Some(s.console.replay_state(status, since).await?)

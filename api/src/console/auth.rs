@@ -115,7 +115,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     let ok = bearer(headers).is_some_and(|t| token.matches(t))
         || cookie(headers, SESSION_COOKIE).is_some_and(|c| token.session_matches(c));
     if !ok {
-        metrics::counter!(crate::telemetry::names::ADMIN_DENIED).increment(1);
+        metrics::counter!(mlc_service::telemetry::names::ADMIN_DENIED).increment(1);
         let mut resp = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

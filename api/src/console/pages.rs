@@ -1,4 +1,4 @@
-//! The web dashboard at `/`: server-rendered HTML (maud) over the [`Console`](super::Console)
+//! The web dashboard at `/`: server-rendered HTML (maud) over the [`Console`](mlc_service::console::Console)
 //! service, plain forms and links, no script. Sign-in with the admin token sets a session cookie
 //! (see [`super::auth`]); every form carries the CSRF field.
 
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{AdminToken, SESSION_COOKIE, cookie};
-use super::{Console, ConsoleError, MoneyView};
 use crate::http::AppState;
+use mlc_service::console::{Console, ConsoleError, LastError, MoneyView};
 
 const STYLE: &str = include_str!("dashboard.css");
 
@@ -80,7 +80,7 @@ fn form_allowed(
     if token.csrf_matches(csrf) {
         Ok(token)
     } else {
-        metrics::counter!(crate::telemetry::names::ADMIN_DENIED).increment(1);
+        metrics::counter!(mlc_service::telemetry::names::ADMIN_DENIED).increment(1);
         Err(Box::new(message_page(
             StatusCode::FORBIDDEN,
             "This form has expired",
@@ -403,7 +403,7 @@ async fn overview(
     page("Overview", "Overview", &token, n.notice.as_deref(), body)
 }
 
-fn last_error(console: &Console, e: Option<&super::LastError>) -> Markup {
+fn last_error(console: &Console, e: Option<&LastError>) -> Markup {
     html! {
         @match e {
             None => span.good { "none" },
@@ -509,7 +509,7 @@ async fn events(
             label { "Type"
                 select name="type" {
                     option value="" { "Any" }
-                    @for t in crate::pipeline::HANDLED_EVENT_TYPES {
+                    @for t in mlc_service::pipeline::HANDLED_EVENT_TYPES {
                         option value=(t) selected[event_type == *t] { (event_words(t)) }
                     }
                 }
@@ -980,7 +980,7 @@ async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response 
     };
     let next = safe_next(f.next.as_deref());
     if !token.matches(&f.token) {
-        metrics::counter!(crate::telemetry::names::ADMIN_DENIED).increment(1);
+        metrics::counter!(mlc_service::telemetry::names::ADMIN_DENIED).increment(1);
         tracing::warn!("dashboard sign-in refused: wrong admin token");
         return Redirect::to(&format!(
             "/login{}",

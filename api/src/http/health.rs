@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
-use crate::telemetry::names;
+use mlc_service::telemetry::names;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))

@@ -27,7 +27,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `None`: the admin API and the dashboard are off.
     pub admin_token: Option<crate::console::AdminToken>,
-    pub console: crate::console::Console,
+    pub console: mlc_service::console::Console,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -36,7 +36,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::telemetry::names;
+use mlc_service::telemetry::names;
 
 /// The limits the loop enforces (from `[server]`).
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +50,7 @@ pub struct ServeLimits {
 }
 
 impl ServeLimits {
-    pub fn from_config(c: &crate::config::ServerConfig) -> Self {
+    pub fn from_config(c: &mlc_service::config::ServerConfig) -> Self {
         ServeLimits {
             header_read: Duration::from_secs(c.header_read_timeout_secs),
             body_read: Duration::from_secs(c.body_read_timeout_secs),

@@ -16,7 +16,7 @@ use mlc_store::{ConnectionStore, Store};
 use mlc_stripe::webhook::WebhookVerifier;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::cli::credentials::names;
+use mlc_service::credentials::names;
 
 /// How long a resolved route is trusted.
 const TTL: Duration = Duration::from_secs(5);

@@ -15,14 +15,14 @@ use axum::response::{IntoResponse, Response};
 use mlc_store::{NewEvent, NewJob, RecordOutcome};
 use mlc_stripe::webhook::{SignatureError, SignatureHeader};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
 use super::serve::BodyReadError;
 use super::webhook_routes::RouteTarget;
-use crate::pipeline;
-use crate::telemetry::names;
+use mlc_service::pipeline::{self, parse_event_body};
+use mlc_service::telemetry::names;
 
 /// The envelope fields the intake needs; the rest of the body is kept as raw bytes.
 #[derive(Deserialize)]
@@ -109,15 +109,6 @@ fn answer(result: Result<Response, ApiError>) -> Response {
         }
     }
 }
-
-/// The one JSON rule for event bodies: intake accepts only what parses as a JSON value, which
-/// is exactly what the console parses to show it (`events show`, the dashboard). A body that
-/// serde could skip over but not hold (nesting past its depth limit, invalid UTF-8 or lone
-/// surrogates in fields the envelope does not read) is refused, not stored unshowable.
-pub fn parse_event_body(raw: &[u8]) -> Result<Value, serde_json::Error> {
-    serde_json::from_slice(raw)
-}
-
 async fn receive_inner(
     state: &AppState,
     target: &RouteTarget,

@@ -97,9 +97,10 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
             child = spawn(&sims.env);
         }
         let report = scenario.await.unwrap().expect("scenario runs");
-        let store = ml_connector::startup::default_scoped(Store::connect(db.url()).await.unwrap())
-            .await
-            .unwrap();
+        let store =
+            mlc_service::connections::default_scoped(Store::connect(db.url()).await.unwrap())
+                .await
+                .unwrap();
         assert!(
             wait_idle(&sims.stripe.handle, &store, Duration::from_secs(240)).await,
             "did not settle ({:?})",

@@ -214,7 +214,7 @@ async fn rotate_key_moves_everything_and_the_old_key_no_longer_opens() {
             "{out}"
         );
 
-        let store = ml_connector::startup::default_scoped(db.store().await)
+        let store = mlc_service::connections::default_scoped(db.store().await)
             .await
             .unwrap();
         let new = MasterKey::from_file(&new_file).expect("new key file is 0600");

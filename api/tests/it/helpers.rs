@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ml_connector::config::{self, Config, Sources};
 use ml_connector::startup::App;
+use mlc_service::config::{self, Config, Sources};
 use mlc_store::ConnectionStore;
 use mlc_store::testing::TestDb;
 use tokio::task::JoinHandle;

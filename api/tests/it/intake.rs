@@ -568,7 +568,7 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
             // Gone before the answer: the server sees the end of the stream at once.
             drop(s);
         }
-        let store = ml_connector::startup::default_scoped(
+        let store = mlc_service::connections::default_scoped(
             mlc_store::Store::connect(db.url()).await.unwrap(),
         )
         .await

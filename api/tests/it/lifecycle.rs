@@ -106,9 +106,10 @@ async fn sigterm_loses_nothing() {
         assert!(status.success(), "exit status {status:?}");
         assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
 
-        let store = ml_connector::startup::default_scoped(Store::connect(db.url()).await.unwrap())
-            .await
-            .unwrap();
+        let store =
+            mlc_service::connections::default_scoped(Store::connect(db.url()).await.unwrap())
+                .await
+                .unwrap();
         for id in &accepted {
             assert!(
                 store.get_event(id).await.unwrap().is_some(),

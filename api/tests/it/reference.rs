@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use ml_connector::cli::mappings;
 use ml_connector::stack::{Stack, StackOptions};
 use mlc_netsuite_sim::RecordType;
+use mlc_service::mappings;
 use mlc_store::testing::backends;
 use mlc_store::{ConnectionStore, EventFilter, JobState};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};

@@ -3,12 +3,12 @@
 //! customers follow `reference.customer_owner`, and the watermark survives a restart.
 
 use ml_connector::stack::{Stack, StackOptions};
-use ml_connector::sync::{
+use mlc_core::NetSuiteInternalId;
+use mlc_netsuite_sim::RecordType;
+use mlc_service::sync::{
     AUDIT_STEP, CUSTOMER_WATERMARK, ITEM_WATERMARK, SyncContext, SyncReport,
     netsuite_to_stripe_once,
 };
-use mlc_core::NetSuiteInternalId;
-use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
 use mlc_stripe::client::Query;
 use mlc_stripe::models::{Customer, List, Product};
@@ -224,7 +224,7 @@ async fn watermark_survives_a_restart() {
         );
 
         // A restart: a new store handle on the same database and new clients.
-        let reopened = ml_connector::startup::default_scoped(db.store().await)
+        let reopened = mlc_service::connections::default_scoped(db.store().await)
             .await
             .unwrap();
         assert_eq!(

@@ -85,7 +85,7 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
     )
     .await
     .unwrap();
-    let store = ml_connector::startup::default_scoped(Store::connect(&url).await.unwrap())
+    let store = mlc_service::connections::default_scoped(Store::connect(&url).await.unwrap())
         .await
         .unwrap();
     assert!(wait_idle(&sims.stripe.handle, &store, Duration::from_secs(120)).await);
@@ -205,9 +205,9 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
     let mut env = sims.env.clone();
     env.push(("MLC__ADMIN__TOKEN".into(), admin_token.into()));
     let (config, _) =
-        ml_connector::config::load(&ml_connector::config::Sources { file: None, env }).unwrap();
-    let config = ml_connector::config::Config {
-        netsuite: ml_connector::config::NetSuiteConfig {
+        mlc_service::config::load(&mlc_service::config::Sources { file: None, env }).unwrap();
+    let config = mlc_service::config::Config {
+        netsuite: mlc_service::config::NetSuiteConfig {
             private_key_pem: Some(pem.clone().into()),
             ..config.netsuite.clone()
         },

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ml_connector::netsuite_budget::SharedBudget;
 use mlc_netsuite::{
     AccountId, ConcurrencyBudget, Credentials, NetSuiteClient, NetSuiteConfig, SigningAlgorithm,
 };
 use mlc_netsuite_sim::{NetSuiteSim, RecordType};
+use mlc_service::netsuite_budget::SharedBudget;
 use mlc_store::testing::backends;
 use serde_json::json;
 

@@ -241,7 +241,7 @@ async fn a_paused_connection_stores_its_events_and_posts_them_when_resumed() {
                 .unwrap()
         );
         acme.store
-            .wake_waiting_jobs(ml_connector::registry::PAUSED_MARKER)
+            .wake_waiting_jobs(mlc_service::connections::PAUSED_MARKER)
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use ml_connector::config::{self, Sources};
 use ml_connector::startup::App;
 use mlc_netsuite_sim::{NetSuiteSim, SimConfig as NsConfig};
+use mlc_service::config::{self, Sources};
 use mlc_store::sealed::MasterKey;
 use mlc_store::testing::{TestDb, backends};
 use mlc_stripe_sim::{SimConfig as StripeConfig, StripeSim};

@@ -29,7 +29,6 @@ mod links;
 mod model;
 mod queue;
 mod retry;
-pub mod runner;
 mod scope;
 pub mod sealed;
 mod slots;
@@ -44,7 +43,6 @@ pub use credentials::CredentialInfo;
 pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use retry::{Jitter, RetryPolicy};
-pub use runner::{JobHandler, Worker, WorkerConfig};
 pub use scope::{ConnectionScope, ConnectionStore, TenantScope, TenantStore};
 pub use store::{Store, StoreOptions};
 pub use tenants::{

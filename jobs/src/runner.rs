@@ -10,8 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Job, JobOutcome, StoreError};
-use crate::store::Store;
+use mlc_store::{Job, JobOutcome, Store, StoreError};
 
 /// Does the work of a job. Return an outcome rather than panicking; a panic is caught and treated
 /// as a transient failure (retried per the schedule).

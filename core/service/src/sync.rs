@@ -83,12 +83,12 @@ impl SyncContext {
     /// A context with its own clients (the CLI); an error when Stripe or NetSuite is not
     /// configured.
     pub fn from_config(config: &Config, store: ConnectionStore) -> anyhow::Result<Self> {
-        let stripe = crate::startup::stripe_client(config)?.ok_or_else(|| {
+        let stripe = crate::connections::stripe_client(config)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "stripe.api_key is not set: the sync writes Stripe products and customers"
             )
         })?;
-        let netsuite = crate::startup::netsuite_client(config)?.ok_or_else(|| {
+        let netsuite = crate::connections::netsuite_client(config)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "netsuite.account_id is not set: the sync reads NetSuite items and customers"
             )

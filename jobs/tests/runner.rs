@@ -1,16 +1,31 @@
 //! The job runner: runs every job exactly once across workers, survives panicking handlers,
 //! can be nudged awake, and releases in-flight jobs at shutdown so nothing is lost.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{plain_job, steps};
+use mlc_core::now_millis;
+use mlc_jobs::{JobHandler, Worker, WorkerConfig};
 use mlc_store::testing::backends;
-use mlc_store::{ConnectionStore, Job, JobHandler, JobOutcome, JobState, Worker, WorkerConfig};
+use mlc_store::{ConnectionStore, Job, JobOutcome, JobState, NewJob};
 use tokio_util::sync::CancellationToken;
+
+/// A job with no event behind it.
+fn plain_job(key: &str, max_attempts: i32) -> NewJob {
+    NewJob {
+        kind: "test".into(),
+        event_id: None,
+        payload: serde_json::json!({ "key": key }),
+        dedupe_key: key.to_string(),
+        max_attempts,
+        run_at: now_millis(),
+    }
+}
+
+fn steps(entries: &[mlc_store::AuditEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.step.clone()).collect()
+}
 
 fn config(id: &str) -> WorkerConfig {
     WorkerConfig {

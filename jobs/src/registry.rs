@@ -17,45 +17,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlc_core::ConnectionStatus;
-use mlc_store::runner::JobHandler;
 use mlc_store::sealed::MasterKey;
-use mlc_store::{Connection, ConnectionScope, ConnectionStore, Job, JobOutcome, Store};
+use mlc_store::{ConnectionScope, Job, JobOutcome, Store};
 use tokio::sync::Mutex;
 
-use crate::netsuite_budget::Budgets;
-use crate::pipeline::{AcceptOnly, Pipeline};
+use crate::runner::JobHandler;
+
+use mlc_service::connections::{ConnectionHandler, PAUSED_MARKER, stored_connection_handler};
+use mlc_service::netsuite_budget::Budgets;
 
 /// How long a connection's status and version are trusted before they are read again.
 const RECHECK: Duration = Duration::from_secs(2);
 /// How long a job of a paused (or draft) connection waits before it is looked at again; resuming
 /// the connection wakes it at once.
 const PAUSED_WAIT_MS: i64 = 15 * 60 * 1000;
-/// The words every "paused" wait reason holds, so resuming can find and wake those jobs.
-pub const PAUSED_MARKER: &str = "is not active";
-
-/// What runs one connection's jobs.
-#[derive(Clone)]
-pub enum ConnectionHandler {
-    Pipeline(Pipeline),
-    /// Neither Stripe nor NetSuite is configured: events are recorded as accepted.
-    AcceptOnly(AcceptOnly),
-}
-
-impl ConnectionHandler {
-    async fn handle(&self, job: Job) -> JobOutcome {
-        match self {
-            ConnectionHandler::Pipeline(p) => p.handle(job).await,
-            ConnectionHandler::AcceptOnly(a) => a.handle(job).await,
-        }
-    }
-
-    pub fn pipeline(&self) -> Option<&Pipeline> {
-        match self {
-            ConnectionHandler::Pipeline(p) => Some(p),
-            ConnectionHandler::AcceptOnly(_) => None,
-        }
-    }
-}
 
 struct Entry {
     /// `None`: the connection could not be built; the reason is in `error`.
@@ -159,7 +134,7 @@ impl Handler {
             let built = if *scope == self.inner.default_scope {
                 Ok(self.inner.default_handler.clone())
             } else {
-                build_connection(
+                stored_connection_handler(
                     &connection,
                     scoped,
                     &self.inner.budgets,
@@ -213,22 +188,4 @@ impl JobHandler for Handler {
             },
         }
     }
-}
-
-/// Builds a (non-default) connection's handler from its stored settings and credentials.
-async fn build_connection(
-    connection: &Connection,
-    store: ConnectionStore,
-    budgets: &Budgets,
-    master_key: Option<&MasterKey>,
-) -> Result<ConnectionHandler, String> {
-    let scope = &connection.scope;
-    let config = crate::config::connection_config(&connection.settings)
-        .map_err(|e| format!("connection {scope} has unusable settings: {e}"))?;
-    let config = crate::startup::load_stored_credentials(config, &store, master_key)
-        .await
-        .map_err(|e| format!("connection {scope}: {e:#}"))?;
-    crate::startup::connection_handler(&config, &store, budgets)
-        .await
-        .map_err(|e| format!("connection {scope} cannot post: {e:#}"))
 }

@@ -48,6 +48,14 @@ pub fn handles(event_type: &str) -> bool {
     HANDLED_EVENT_TYPES.contains(&event_type)
 }
 
+/// The one JSON rule for event bodies: intake accepts only what parses as a JSON value, which
+/// is exactly what the console parses to show it (`events show`, the dashboard). A body that
+/// serde could skip over but not hold (nesting past its depth limit, invalid UTF-8 or lone
+/// surrogates in fields the envelope does not read) is refused, not stored unshowable.
+pub fn parse_event_body(raw: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_slice(raw)
+}
+
 /// Why processing an event stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -291,8 +299,10 @@ impl Pipeline {
     }
 }
 
-impl mlc_store::runner::JobHandler for Pipeline {
-    async fn handle(&self, job: Job) -> JobOutcome {
+impl Pipeline {
+    /// Runs one `process_event` job: posts its event and answers the outcome the worker records
+    /// (succeeded, retry, wait for a person, failed).
+    pub async fn handle(&self, job: Job) -> JobOutcome {
         let started = std::time::Instant::now();
         let result = self.process(&job).await;
         metrics::histogram!(crate::telemetry::names::JOB_RUN, "kind" => PROCESS_EVENT)
@@ -350,8 +360,9 @@ pub struct AcceptOnly {
     pub store: ConnectionStore,
 }
 
-impl mlc_store::runner::JobHandler for AcceptOnly {
-    async fn handle(&self, job: Job) -> JobOutcome {
+impl AcceptOnly {
+    /// Records that the job's event was accepted, and completes the job.
+    pub async fn handle(&self, job: Job) -> JobOutcome {
         let audit = NewAudit {
             event_id: job.event_id.clone(),
             job_id: Some(job.id.clone()),
