@@ -28,6 +28,17 @@ use mlc_service::netsuite_budget::Budgets;
 
 /// How long a connection's status and version are trusted before they are read again.
 const RECHECK: Duration = Duration::from_secs(2);
+/// The same last error is written to the connection at most this often (a failing connection
+/// must not turn every job into a write).
+const ERROR_RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// What was last written to a connection's health, so that only changes are written.
+#[derive(Default)]
+struct Recorded {
+    token_issued_at: Option<i64>,
+    error: Option<(String, Instant)>,
+}
+
 /// How long a job of a paused (or draft) connection waits before it is looked at again; resuming
 /// the connection wakes it at once.
 const PAUSED_WAIT_MS: i64 = 15 * 60 * 1000;
@@ -54,6 +65,7 @@ struct Inner {
     default_scope: ConnectionScope,
     default_handler: ConnectionHandler,
     entries: Mutex<HashMap<ConnectionScope, Arc<Mutex<Option<Entry>>>>>,
+    health: Mutex<HashMap<ConnectionScope, Recorded>>,
 }
 
 impl Handler {
@@ -72,6 +84,7 @@ impl Handler {
                 default_scope,
                 default_handler,
                 entries: Mutex::new(HashMap::new()),
+                health: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -165,11 +178,65 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// Keeps the connection's health current for its operators (`connections show`, the
+    /// dashboard next): its NetSuite token's issue time, and its last error. Best effort: a
+    /// failed write is logged and changes nothing about the job.
+    async fn note_health(
+        &self,
+        scope: &ConnectionScope,
+        handler: &ConnectionHandler,
+        outcome: &JobOutcome,
+    ) {
+        let token = handler
+            .pipeline()
+            .and_then(|p| p.netsuite().token_status())
+            .and_then(|t| t.obtained_at);
+        let error = match outcome {
+            JobOutcome::Succeeded => None,
+            JobOutcome::Retry { error, .. } | JobOutcome::Failed { error } => Some(error.as_str()),
+            JobOutcome::Wait { reason, .. } => Some(reason.as_str()),
+        };
+        let (token, error) = {
+            let mut health = self.inner.health.lock().await;
+            let seen = health.entry(scope.clone()).or_default();
+            let token = token.filter(|t| seen.token_issued_at != Some(*t));
+            let error = error.filter(|e| {
+                !seen
+                    .error
+                    .as_ref()
+                    .is_some_and(|(last, at)| last == e && at.elapsed() < ERROR_RECORD_EVERY)
+            });
+            if token.is_some() {
+                seen.token_issued_at = token;
+            }
+            if let Some(e) = error {
+                seen.error = Some((e.to_string(), Instant::now()));
+            }
+            (token, error)
+        };
+        if token.is_none() && error.is_none() {
+            return;
+        }
+        let tenant = self.inner.store.tenant(&scope.tenant());
+        if let Err(e) = tenant
+            .record_connection_health(scope.connection_id(), token, error)
+            .await
+        {
+            tracing::warn!(connection = %scope, "cannot record the connection's health: {e}");
+        }
+    }
+}
+
 impl JobHandler for Handler {
     async fn handle(&self, job: Job) -> JobOutcome {
         let scope = job.scope.clone();
         match self.for_scope(&scope).await {
-            Ok((ConnectionStatus::Active, handler)) => handler.handle(job).await,
+            Ok((ConnectionStatus::Active, handler)) => {
+                let outcome = handler.handle(job).await;
+                self.note_health(&scope, &handler, &outcome).await;
+                outcome
+            }
             Ok((status, _)) => JobOutcome::Wait {
                 reason: format!(
                     "connection {scope} {PAUSED_MARKER} (it is {status}): its events are stored \

@@ -150,6 +150,13 @@ fn print_connection(c: &Connection, base_url: Option<&str>) {
         ),
         _ => println!("last test    never"),
     }
+    if let Some(at) = h.token_issued_at {
+        let age_min = (mlc_core::now_millis() - at).max(0) / 60_000;
+        println!(
+            "NetSuite     token issued {} ({age_min} min ago; tokens live 60 min)",
+            format_time(at)
+        );
+    }
     if let (Some(e), Some(at)) = (&h.last_error, h.last_error_at) {
         println!("last error   {} at {}", safe(e), format_time(at));
     }

@@ -128,6 +128,20 @@ async fn two_tenants_connecting_the_same_stripe_account_each_post_once_into_thei
             .unwrap()
             .1;
         assert_eq!(failed, 0, "{counts:?}");
+        // Its health shows its own NetSuite token (M2M, issued for its account).
+        let connection = stack
+            .store
+            .store()
+            .tenant(&globex.store.scope().tenant())
+            .get_connection(globex.store.scope().connection_id())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            connection.health.token_issued_at.is_some(),
+            "{:?}",
+            connection.health
+        );
 
         // An attacker: a delivery signed for the default company sent to globex's route is
         // refused (its own secret verifies it), a made-up or malformed route is a plain 404.

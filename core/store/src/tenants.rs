@@ -521,6 +521,40 @@ impl TenantStore {
         Ok(())
     }
 
+    /// Records what a connection's work last showed: when its NetSuite token was issued and its
+    /// last error (with the time). `None` leaves a field as it is. Neither changes the
+    /// connection's `updated_at` (its settings' version).
+    pub async fn record_connection_health(
+        &self,
+        id: &ConnectionId,
+        token_issued_at: Option<i64>,
+        last_error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if token_issued_at.is_none() && last_error.is_none() {
+            return Ok(());
+        }
+        let mut change = connections::ActiveModel::default();
+        if let Some(at) = token_issued_at {
+            change.token_issued_at = Set(Some(at));
+        }
+        if let Some(e) = last_error {
+            change.last_error = Set(Some(e.to_string()));
+            change.last_error_at = Set(Some(now_millis()));
+        }
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
+        connections::Entity::update_many()
+            .set(change)
+            .filter(connections::Column::TenantId.eq(self.tenant()))
+            .filter(connections::Column::Id.eq(id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(orm_err)?;
+        txn.commit().await.map_err(orm_err)?;
+        Ok(())
+    }
+
     /// Makes an API key for this tenant. The secret is in the answer only.
     pub async fn create_api_key(
         &self,
