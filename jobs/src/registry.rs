@@ -106,11 +106,12 @@ impl Handler {
         };
         // One connection is (re)built once at a time; other connections are not held up.
         let mut entry = slot.lock().await;
-        // A connection that is not active is read again every time: its jobs are few (they
-        // wait), and a resume must be seen by the very jobs it wakes.
+        // A connection that is not active, or could not be built, is read again every time: its
+        // jobs are few (they wait), and a resume or a fix must be seen by the very jobs it wakes.
         if let Some(e) = entry.as_ref()
             && e.checked.elapsed() < RECHECK
-            && (e.status == ConnectionStatus::Active || e.handler.is_none())
+            && e.status == ConnectionStatus::Active
+            && e.handler.is_some()
         {
             return match (&e.handler, &e.error) {
                 (Some(h), _) => Ok((e.status, h.clone())),
@@ -185,11 +186,11 @@ impl Handler {
     async fn note_health(
         &self,
         scope: &ConnectionScope,
-        handler: &ConnectionHandler,
+        handler: Option<&ConnectionHandler>,
         outcome: &JobOutcome,
     ) {
         let token = handler
-            .pipeline()
+            .and_then(ConnectionHandler::pipeline)
             .and_then(|p| p.netsuite().token_status())
             .and_then(|t| t.obtained_at);
         let error = match outcome {
@@ -234,7 +235,7 @@ impl JobHandler for Handler {
         match self.for_scope(&scope).await {
             Ok((ConnectionStatus::Active, handler)) => {
                 let outcome = handler.handle(job).await;
-                self.note_health(&scope, &handler, &outcome).await;
+                self.note_health(&scope, Some(&handler), &outcome).await;
                 outcome
             }
             Ok((status, _)) => JobOutcome::Wait {
@@ -249,10 +250,14 @@ impl JobHandler for Handler {
             },
             // A connection that cannot be built needs a person (settings or credentials), and is
             // looked at again: a fix is picked up without a replay.
-            Err(reason) => JobOutcome::Wait {
-                reason,
-                after_ms: 5 * 60 * 1000,
-            },
+            Err(reason) => {
+                let outcome = JobOutcome::Wait {
+                    reason,
+                    after_ms: 5 * 60 * 1000,
+                };
+                self.note_health(&scope, None, &outcome).await;
+                outcome
+            }
         }
     }
 }

@@ -280,3 +280,94 @@ async fn a_paused_connection_stores_its_events_and_posts_them_when_resumed() {
         stack.stop().await.unwrap();
     }
 }
+
+/// A connection whose settings cannot be used waits (nothing lost, nothing posted) with an error
+/// that says what is wrong, on the connection's health too; once its settings are fixed the
+/// registry builds it again and what waited posts.
+#[tokio::test]
+async fn a_connection_is_rebuilt_when_its_settings_change() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let opts = StackOptions::new(db.url(), keys.path());
+        let stack = Stack::start(opts.clone()).await.expect("stack starts");
+        let acme = stack
+            .add_tenant("acme", "production", &opts, None)
+            .await
+            .expect("tenant connects");
+        let tenant = stack.store.store().tenant(&acme.store.scope().tenant());
+        let id = acme.store.scope().connection_id().clone();
+        let good = tenant.get_connection(&id).await.unwrap().unwrap();
+        let mut broken = good.settings.clone();
+        broken["posting"]["fees"] = serde_json::json!("sideways");
+        let update = |settings: serde_json::Value| mlc_store::NewConnection {
+            id: id.clone(),
+            name: good.name.clone(),
+            status: good.status,
+            settings,
+            netsuite_account: good.netsuite_account.clone(),
+        };
+        tenant.upsert_connection(&update(broken)).await.unwrap();
+
+        let stripe = acme.stripe.as_ref().expect("its own Stripe");
+        let report = run_scenario(
+            &stripe.base_url,
+            stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 2,
+                seed: 4,
+                checkout_percent: 100,
+                on_catalog: Some(catalog_hook_for(vec![acme.netsuite.handle().clone()], true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let waiting = loop {
+            let counts = acme.store.job_counts().await.unwrap();
+            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
+            if n(JobState::Queued) + n(JobState::Running) == 0 && n(JobState::Waiting) > 0 {
+                break n(JobState::Waiting);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(acme.netsuite_invoices().is_empty());
+        let health = tenant.get_connection(&id).await.unwrap().unwrap().health;
+        let error = health.last_error.unwrap_or_default();
+        assert!(
+            error.contains("unusable settings") && error.contains("posting.fees"),
+            "{error}"
+        );
+
+        // Fixed: rebuilt at the next job; what waited posts.
+        tenant
+            .upsert_connection(&update(good.settings.clone()))
+            .await
+            .unwrap();
+        let woken = acme
+            .store
+            .wake_waiting_jobs("unusable settings")
+            .await
+            .unwrap();
+        assert_eq!(woken as i64, waiting);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let counts = acme.store.job_counts().await.unwrap();
+            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
+            if n(JobState::Queued) + n(JobState::Running) + n(JobState::Waiting) == 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let posted = eids(&acme.netsuite_invoices());
+        for inv in &report.paid_invoices {
+            assert!(
+                posted.contains(&format!("stripe_{inv}").to_lowercase()),
+                "{inv}"
+            );
+        }
+        stack.stop().await.unwrap();
+    }
+}
