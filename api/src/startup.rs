@@ -35,8 +35,6 @@ pub struct App<H: JobHandler> {
 }
 
 pub use mlc_jobs::Handler;
-/// Where `default_scoped` was before the service layer moved to `mlc-service`.
-pub use mlc_service::connections::default_scoped;
 
 impl App<Handler> {
     /// Connects the store (applying migrations), makes sure the configured default tenant and

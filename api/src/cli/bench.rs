@@ -26,8 +26,8 @@ use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
 use mlc_store::sealed::MasterKey;
 use mlc_store::{JobState, NewConnection, Store};
 
-use crate::cli::credentials::names;
 use crate::stack::{scratch_dir, sqlite_url};
+use mlc_service::credentials::names;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchStore {

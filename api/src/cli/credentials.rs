@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 
 use super::events::format_time;
 
-/// The names each secret is stored under (defined by the service, which reads them back).
-pub use mlc_service::credentials::names;
+// The names each secret is stored under (defined by the service, which reads them back).
+use mlc_service::credentials::names;
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {

@@ -97,7 +97,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Drive N signed webhooks at an in-process server over loopback; print events/s and latency.
+    /// Drive N signed webhooks at `serve` (a child process) over loopback, for one connection and
+    /// with `--connections N` for N tenants; print events/s, latency, memory and the ratios.
     Intake(bench::IntakeArgs),
     /// The scenario through a governed NetSuite simulator: invoices/s, requests per invoice and
     /// per event, peak memory.
