@@ -21,6 +21,24 @@ fn eids(invoices: &[ml_connector::stack::NsInvoice]) -> Vec<String> {
     v
 }
 
+/// Waits (at most `secs`) until the connection's job counts satisfy `done`; returns them.
+async fn wait_for_jobs(
+    store: &mlc_store::ConnectionStore,
+    secs: u64,
+    done: impl Fn(&dyn Fn(JobState) -> i64) -> bool,
+) -> Vec<(JobState, i64)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let counts = store.job_counts().await.unwrap();
+        let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
+        if done(&n) {
+            return counts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn two_tenants_connecting_the_same_stripe_account_each_post_once_into_their_own_netsuite() {
     for db in backends().await {
@@ -215,16 +233,10 @@ async fn a_paused_connection_stores_its_events_and_posts_them_when_resumed() {
         .await
         .expect("scenario runs");
         // Stored, nothing posted: the jobs wait for the connection.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let counts = acme.store.job_counts().await.unwrap();
-            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
-            if n(JobState::Queued) + n(JobState::Running) == 0 && n(JobState::Waiting) > 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_jobs(&acme.store, 60, |n| {
+            n(JobState::Queued) + n(JobState::Running) == 0 && n(JobState::Waiting) > 0
+        })
+        .await;
         assert!(
             acme.netsuite_invoices().is_empty(),
             "a paused connection posted"
@@ -258,16 +270,10 @@ async fn a_paused_connection_stores_its_events_and_posts_them_when_resumed() {
             .wake_waiting_jobs(mlc_service::connections::PAUSED_MARKER)
             .await
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let counts = acme.store.job_counts().await.unwrap();
-            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
-            if n(JobState::Queued) + n(JobState::Running) + n(JobState::Waiting) == 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_jobs(&acme.store, 120, |n| {
+            n(JobState::Queued) + n(JobState::Running) + n(JobState::Waiting) == 0
+        })
+        .await;
         let posted = eids(&acme.netsuite_invoices());
         for inv in &report.paid_invoices {
             assert!(
@@ -322,16 +328,13 @@ async fn a_connection_is_rebuilt_when_its_settings_change() {
         )
         .await
         .expect("scenario runs");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let waiting = loop {
-            let counts = acme.store.job_counts().await.unwrap();
-            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
-            if n(JobState::Queued) + n(JobState::Running) == 0 && n(JobState::Waiting) > 0 {
-                break n(JobState::Waiting);
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let waiting = wait_for_jobs(&acme.store, 60, |n| {
+            n(JobState::Queued) + n(JobState::Running) == 0 && n(JobState::Waiting) > 0
+        })
+        .await
+        .iter()
+        .find(|(s, _)| *s == JobState::Waiting)
+        .map_or(0, |(_, n)| *n);
         assert!(acme.netsuite_invoices().is_empty());
         let health = tenant.get_connection(&id).await.unwrap().unwrap().health;
         let error = health.last_error.unwrap_or_default();
@@ -351,16 +354,10 @@ async fn a_connection_is_rebuilt_when_its_settings_change() {
             .await
             .unwrap();
         assert_eq!(woken as i64, waiting);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let counts = acme.store.job_counts().await.unwrap();
-            let n = |s: JobState| counts.iter().find(|(k, _)| *k == s).unwrap().1;
-            if n(JobState::Queued) + n(JobState::Running) + n(JobState::Waiting) == 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_jobs(&acme.store, 120, |n| {
+            n(JobState::Queued) + n(JobState::Running) + n(JobState::Waiting) == 0
+        })
+        .await;
         let posted = eids(&acme.netsuite_invoices());
         for inv in &report.paid_invoices {
             assert!(

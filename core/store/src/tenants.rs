@@ -476,15 +476,31 @@ impl TenantStore {
         id: &ConnectionId,
         status: ConnectionStatus,
     ) -> Result<bool, StoreError> {
+        let n = self
+            .update_connection(
+                id,
+                connections::ActiveModel {
+                    status: Set(status.as_str().to_string()),
+                    updated_at: Set(now_millis()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Sets the fields `change` holds on one of this tenant's connections; returns the rows
+    /// changed (0: no such connection in this tenant).
+    async fn update_connection(
+        &self,
+        id: &ConnectionId,
+        change: connections::ActiveModel,
+    ) -> Result<u64, StoreError> {
         let db = &self.store.db;
         let _guard = db.write_guard().await;
         let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
         let n = connections::Entity::update_many()
-            .set(connections::ActiveModel {
-                status: Set(status.as_str().to_string()),
-                updated_at: Set(now_millis()),
-                ..Default::default()
-            })
+            .set(change)
             .filter(connections::Column::TenantId.eq(self.tenant()))
             .filter(connections::Column::Id.eq(id.as_str()))
             .exec(&txn)
@@ -492,7 +508,7 @@ impl TenantStore {
             .map_err(orm_err)?
             .rows_affected;
         txn.commit().await.map_err(orm_err)?;
-        Ok(n > 0)
+        Ok(n)
     }
 
     /// Records the outcome of a connection test ("ping your systems").
@@ -502,22 +518,16 @@ impl TenantStore {
         ok: bool,
         message: &str,
     ) -> Result<(), StoreError> {
-        let db = &self.store.db;
-        let _guard = db.write_guard().await;
-        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
-        connections::Entity::update_many()
-            .set(connections::ActiveModel {
+        self.update_connection(
+            id,
+            connections::ActiveModel {
                 last_test_at: Set(Some(now_millis())),
                 last_test_ok: Set(Some(i64::from(ok))),
                 last_test_message: Set(Some(message.to_string())),
                 ..Default::default()
-            })
-            .filter(connections::Column::TenantId.eq(self.tenant()))
-            .filter(connections::Column::Id.eq(id.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(orm_err)?;
-        txn.commit().await.map_err(orm_err)?;
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -541,17 +551,7 @@ impl TenantStore {
             change.last_error = Set(Some(e.to_string()));
             change.last_error_at = Set(Some(now_millis()));
         }
-        let db = &self.store.db;
-        let _guard = db.write_guard().await;
-        let txn = db.orm_begin(Rls::Tenant(self.tenant()), true).await?;
-        connections::Entity::update_many()
-            .set(change)
-            .filter(connections::Column::TenantId.eq(self.tenant()))
-            .filter(connections::Column::Id.eq(id.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(orm_err)?;
-        txn.commit().await.map_err(orm_err)?;
+        self.update_connection(id, change).await?;
         Ok(())
     }
 
