@@ -144,7 +144,7 @@ impl Sims {
             ),
             ("WORKER__CONCURRENCY", opts.worker_concurrency.to_string()),
             ("WORKER__POLL_INTERVAL_MS", "100".to_string()),
-            ("WORKER__LEASE_SECS", "5".to_string()),
+            ("WORKER__HEARTBEAT_SECS", "1".to_string()),
             ("SERVER__SHUTDOWN_GRACE_SECS", "5".to_string()),
             ("POSTING__FEES", opts.fees.clone()),
             ("POSTING__TIME_ZONE", "UTC".to_string()),

@@ -119,11 +119,21 @@ impl<H: JobHandler + Clone> App<H> {
             store.store().clone(),
             handler,
             WorkerConfig {
-                worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+                // Unique per process start: apalis strands a dead worker's tasks when a new one
+                // takes its name.
+                worker_id: format!(
+                    "{}-{}-{}",
+                    hostname(),
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                ),
                 concurrency: config.worker.concurrency,
-                lease_ms: (config.worker.lease_secs * 1000) as i64,
+                per_connection_cap: match config.worker.per_connection_cap {
+                    0 => config.worker.concurrency.saturating_sub(1).max(1),
+                    n => n,
+                },
                 poll_interval_ms: config.worker.poll_interval_ms,
-                heartbeat_ms: (config.worker.lease_secs * 1000 / 3).max(1000),
+                heartbeat_ms: config.worker.heartbeat_secs * 1000,
                 shutdown_grace_ms: config.server.shutdown_grace_secs * 1000,
             },
         );

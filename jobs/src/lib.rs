@@ -1,7 +1,6 @@
-//! The worker: [`runner`] claims jobs from the store's queue (the queue's SQL, claim, finish,
-//! heartbeat and release, stays in `mlc-store`), keeps their leases alive and records their
-//! outcomes; [`registry`] is its job handler, running each job with its connection's pipeline.
-//! The apalis issue replaces the runner next.
+//! The worker: [`runner`] runs jobs on apalis (its workers claim, heartbeat and re-run a dead
+//! worker's tasks; the store keeps each job's state and schedules its next attempt), and
+//! [`registry`] is its job handler, running each job with its connection's pipeline.
 #![forbid(unsafe_code)]
 
 pub mod registry;

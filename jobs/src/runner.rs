@@ -1,16 +1,33 @@
-//! The job runner: claims jobs, keeps their leases alive, applies the handler's outcome, and on
-//! shutdown finishes or releases what it holds.
+//! The worker, on apalis: apalis claims task rows, keeps its worker alive with heartbeats and
+//! re-runs a dead worker's tasks; each task is one attempt of one of our jobs, and the outcome
+//! (with the next attempt's task, when there is one) is recorded in our `jobs` table by the store.
+//!
+//! Around apalis 1.0's sharp edges (`../shared/reference/apalis-seaorm.md`):
+//! - apalis' own retries have no back-off and `RetryAfterError` is ignored, so the handler
+//!   returns `Ok` whatever the job's outcome; the store schedules the next attempt itself.
+//! - A worker restarted under its old name strands running tasks (PostgreSQL) or is refused
+//!   (SQLite): every start, and every restart, gets a new name.
+//! - Any database error ends `worker.run()`: [`Worker::run`] supervises it, restarting with
+//!   back-off, logged and counted (`mlc_worker_restarts_total`).
+//! - apalis' default orphan window is 1 minute (SQLite) or 5 (PostgreSQL): ours is a short
+//!   heartbeat with three missed beats, so a SIGKILLed job runs again within seconds.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apalis::prelude::{
+    BackendExt as _, BoxDynError, Data, Strategy, TaskId, WorkerBuilder, WorkerBuilderExt as _,
+    WorkerContext,
+};
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
 use mlc_core::ErrorClass;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use mlc_store::{Job, JobOutcome, Store, StoreError};
+use mlc_store::{Backend, ConnectionScope, Job, JobOutcome, JobTicket, Start, Store, StoreError};
 
 /// Does the work of a job. Return an outcome rather than panicking; a panic is caught and treated
 /// as a transient failure (retried per the schedule).
@@ -21,17 +38,22 @@ pub trait JobHandler: Send + Sync + 'static {
 /// How a [`Worker`] runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Unique per process (e.g. hostname + pid + random); recorded as `locked_by`.
+    /// Unique per process start (e.g. hostname + pid + random); each restart of the apalis worker
+    /// appends its restart count, so no name is ever reused.
     pub worker_id: String,
-    /// Jobs handled at the same time.
+    /// Jobs handled at the same time (and apalis' fetch batch: no task waits claimed-but-idle
+    /// behind a full worker, where a shutdown would have to hand it back).
     pub concurrency: usize,
-    /// Lease length: if this process dies, its jobs are claimable again after this long.
-    pub lease_ms: i64,
-    /// How often to look for work when idle (a [`Worker::notifier`] nudge comes sooner).
+    /// Jobs of one connection handled at the same time by this process: one tenant's backlog
+    /// cannot take every slot. A task over the cap is moved a moment later, unstarted.
+    pub per_connection_cap: usize,
+    /// How often an idle worker looks for due tasks (scheduled retries, other instances' intake).
+    /// This process's intake wakes it at once through [`Worker::notifier`].
     pub poll_interval_ms: u64,
-    /// How often a running job's lease is extended; keep well below `lease_ms`.
+    /// apalis' worker heartbeat; a worker silent for three beats is dead and its tasks run again.
     pub heartbeat_ms: u64,
-    /// At shutdown, how long in-flight jobs may take to finish before they are released.
+    /// At shutdown, how long in-flight jobs may take to finish. Jobs still running then are
+    /// re-run by another worker (or this one after a restart) once the heartbeat window passes.
     pub shutdown_grace_ms: u64,
 }
 
@@ -44,13 +66,21 @@ impl Default for WorkerConfig {
                 uuid::Uuid::new_v4().simple()
             ),
             concurrency: 4,
-            lease_ms: 60_000,
-            poll_interval_ms: 1_000,
-            heartbeat_ms: 15_000,
+            per_connection_cap: 2,
+            poll_interval_ms: 500,
+            heartbeat_ms: 5_000,
             shutdown_grace_ms: 10_000,
         }
     }
 }
+
+/// Missed heartbeats after which apalis treats a worker as dead.
+const MISSED_HEARTBEATS: usize = 3;
+/// How long a task over its connection's cap is put off.
+const CAP_DEFER_MS: i64 = 1_000;
+/// Restart back-off of the supervised apalis worker.
+const RESTART_MIN: Duration = Duration::from_millis(250);
+const RESTART_MAX: Duration = Duration::from_secs(30);
 
 /// Runs jobs from a [`Store`] with a [`JobHandler`].
 pub struct Worker<H: JobHandler> {
@@ -58,6 +88,51 @@ pub struct Worker<H: JobHandler> {
     handler: Arc<H>,
     config: WorkerConfig,
     notify: Arc<Notify>,
+}
+
+/// What every task execution shares (apalis' `Data`).
+struct Shared<H> {
+    store: Store,
+    handler: Arc<H>,
+    cap: usize,
+    in_flight: Mutex<HashMap<ConnectionScope, usize>>,
+}
+
+/// A connection's slot in this process; given back on drop.
+struct Slot<'a, H> {
+    shared: &'a Shared<H>,
+    scope: ConnectionScope,
+}
+
+impl<H> Drop for Slot<'_, H> {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.scope) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.scope);
+            }
+        }
+    }
+}
+
+impl<H> Shared<H> {
+    fn take_slot(&self, scope: &ConnectionScope) -> Option<Slot<'_, H>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(scope.clone()).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            shared: self,
+            scope: scope.clone(),
+        })
+    }
 }
 
 impl<H: JobHandler> Worker<H> {
@@ -75,86 +150,47 @@ impl<H: JobHandler> Worker<H> {
         self.notify.clone()
     }
 
-    /// Runs until `shutdown` is cancelled. Then it stops claiming, gives in-flight jobs up to
-    /// `shutdown_grace_ms` to finish, and releases the rest back to the queue.
+    /// Runs until `shutdown` is cancelled, restarting apalis' worker (under a new name, with
+    /// back-off) whenever it stops on a database error. At shutdown it stops fetching, gives
+    /// in-flight jobs `shutdown_grace_ms` to finish, and returns; apalis hands tasks fetched but
+    /// not started back to the queue.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
-        let cfg = Arc::new(self.config);
-        let concurrency = cfg.concurrency.max(1);
-        let poll = Duration::from_millis(cfg.poll_interval_ms.max(1));
-        // Cancelled after the grace period: tells jobs still running to stop and release.
-        let hard_stop = CancellationToken::new();
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let mut idle_rounds: u32 = 0;
-
-        'outer: while !shutdown.is_cancelled() {
-            // Fill free slots with one claim: each claim is a write, and on SQLite writes take turns.
-            let (mut claimed_any, mut maybe_more) = (false, false);
-            let free = concurrency.saturating_sub(in_flight.len());
-            if free > 0 && !shutdown.is_cancelled() {
-                match self
-                    .store
-                    .claim_many(&cfg.worker_id, cfg.lease_ms, free)
-                    .await
-                {
-                    Ok(jobs) => {
-                        claimed_any = !jobs.is_empty();
-                        // Fewer than asked for: nothing else is due until a nudge or the poll.
-                        maybe_more = jobs.len() == free;
-                        for job in jobs {
-                            in_flight.spawn(run_job(
-                                self.store.clone(),
-                                self.handler.clone(),
-                                cfg.clone(),
-                                job,
-                                hard_stop.clone(),
-                            ));
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed; will retry"),
-                }
-            }
-            if !claimed_any && in_flight.len() < concurrency {
-                idle_rounds = idle_rounds.wrapping_add(1);
-                // Now and then, while idle, fail jobs whose worker died on their last attempt.
-                if idle_rounds % 10 == 1
-                    && let Err(e) = self.store.fail_abandoned_jobs().await
-                {
-                    tracing::warn!(error = %e, "sweeping abandoned jobs failed");
-                }
-            }
-            let full = in_flight.len() >= concurrency;
-            tokio::select! {
-                _ = shutdown.cancelled() => break 'outer,
-                Some(res) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    log_join(res);
-                    // Jobs that ended together free their slots for one claim, not one each.
-                    while let Some(res) = in_flight.try_join_next() {
-                        log_join(res);
-                    }
-                }
-                _ = self.notify.notified(), if !full => {}
-                _ = tokio::time::sleep(poll), if !full && !maybe_more => {}
-                // Claimed all that was asked and still have room: loop at once to claim more.
-                _ = std::future::ready(()), if !full && maybe_more => {}
-            }
-        }
-
-        // Shutdown: let in-flight jobs finish within the grace period, then release the rest.
-        let grace = tokio::time::sleep(Duration::from_millis(cfg.shutdown_grace_ms));
-        tokio::pin!(grace);
-        loop {
-            if in_flight.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(res) = in_flight.join_next() => log_join(res),
-                _ = &mut grace => {
-                    tracing::info!(jobs = in_flight.len(), "shutdown grace period over; releasing jobs");
-                    hard_stop.cancel();
-                    while let Some(res) = in_flight.join_next().await {
-                        log_join(res);
-                    }
+        let cfg = self.config;
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            handler: self.handler,
+            cap: cfg.per_connection_cap.max(1),
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        // Never a name apalis has seen, even when a caller reuses `worker_id` across restarts.
+        let life = uuid::Uuid::new_v4().simple().to_string();
+        let life = &life[..8];
+        let mut restarts: u32 = 0;
+        while !shutdown.is_cancelled() {
+            let name = format!("{}-{life}-{restarts}", cfg.worker_id);
+            // This process's intake nudges `notify`; apalis polls a stream of wake-ups.
+            let (wake_tx, wake_rx) = futures::channel::mpsc::channel::<()>(1);
+            let bridge = tokio::spawn(bridge_wakes(self.notify.clone(), wake_tx));
+            let result = run_once(&self.store, &shared, &cfg, &name, wake_rx, &shutdown).await;
+            bridge.abort();
+            match result {
+                Ok(()) => break,
+                Err(e) if shutdown.is_cancelled() => {
+                    tracing::warn!(worker = %name, error = %e, "worker stopped with an error during shutdown");
                     break;
+                }
+                Err(e) => {
+                    let backoff = RESTART_MIN
+                        .saturating_mul(2u32.saturating_pow(restarts.min(16)))
+                        .min(RESTART_MAX);
+                    metrics::counter!("mlc_worker_restarts_total").increment(1);
+                    tracing::error!(worker = %name, error = %e, restart_in_ms = backoff.as_millis() as u64,
+                        "the job worker stopped on a database error; restarting it under a new name");
+                    restarts = restarts.saturating_add(1);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
             }
         }
@@ -162,92 +198,151 @@ impl<H: JobHandler> Worker<H> {
     }
 }
 
-fn log_join(res: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = res {
-        // run_job itself does not panic; this would be a bug worth seeing.
-        tracing::error!(error = %e, "job supervisor task ended abnormally");
+async fn bridge_wakes(notify: Arc<Notify>, mut tx: futures::channel::mpsc::Sender<()>) {
+    loop {
+        notify.notified().await;
+        // Full means a wake-up is already pending: one poll serves both.
+        if let Err(e) = tx.try_send(())
+            && e.is_disconnected()
+        {
+            return;
+        }
     }
 }
 
-/// Runs one claimed job: the handler in its own task (so a panic is contained), a heartbeat
-/// beside it, then `finish` — or `release` when told to stop.
-async fn run_job<H: JobHandler>(
-    store: Store,
-    handler: Arc<H>,
-    cfg: Arc<WorkerConfig>,
-    job: Job,
-    hard_stop: CancellationToken,
-) {
-    let job_id = job.id.clone();
-    let worker_id = cfg.worker_id.as_str();
-    let mut task = tokio::spawn(async move { handler.handle(job).await });
-    let mut beat = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(1)));
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    beat.tick().await; // the first tick is immediate; the claim just set the lease
+/// One life of apalis' worker: until shutdown (`Ok`) or a backend error (`Err`).
+async fn run_once<H: JobHandler>(
+    store: &Store,
+    shared: &Arc<Shared<H>>,
+    cfg: &WorkerConfig,
+    name: &str,
+    wake: futures::channel::mpsc::Receiver<()>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let heartbeat = Duration::from_millis(cfg.heartbeat_ms.max(1_000));
+    let poll = Duration::from_millis(cfg.poll_interval_ms.max(10));
+    let concurrency = cfg.concurrency.max(1);
+    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let strategy = Strategy::new().stream(wake).interval(poll);
+    let stop = shutdown.clone();
+    let signal = async move {
+        stop.cancelled().await;
+        Ok::<(), std::io::Error>(())
+    };
+    let run: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> =
+        match store.backend() {
+            Backend::Sqlite => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(store.queue())
+                    .batch_size(concurrency)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(MISSED_HEARTBEATS);
+                let backend = SqliteStorage::<JobTicket>::new(store.orm().get_sqlite_connection_pool())
+                    .with_config(config)
+                    .poll_with_strategy(strategy);
+                let worker = WorkerBuilder::new(name)
+                    .backend(backend)
+                    .data(shared.clone())
+                    .concurrency(concurrency)
+                    .build(run_task::<H>);
+                Box::pin(async move { worker.run_until(signal).await.map_err(|e| e.to_string()) })
+            }
+            Backend::Postgres => {
+                let config = apalis_postgres::Config::default()
+                    .queue(store.queue())
+                    .batch_size(concurrency)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(MISSED_HEARTBEATS);
+                let pool = store.orm().get_postgres_connection_pool();
+                // Other instances' intake: PostgreSQL's NOTIFY on insert (apalis' trigger).
+                let strategy = strategy.stream(apalis_postgres::Pubsub::new(
+                    pool.clone(),
+                    store.queue().to_string(),
+                ));
+                let backend = PostgresStorage::<JobTicket>::new(pool)
+                    .with_config(config)
+                    .poll_with_strategy(strategy);
+                let worker = WorkerBuilder::new(name)
+                    .backend(backend)
+                    .data(shared.clone())
+                    .concurrency(concurrency)
+                    .build(run_task::<H>);
+                Box::pin(async move { worker.run_until(signal).await.map_err(|e| e.to_string()) })
+            }
+        };
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(worker = %name, "shutdown grace period over with jobs still running; \
+                they run again once this worker's heartbeat window has passed");
+            Ok(())
+        }
+    }
+}
 
-    let outcome = loop {
-        tokio::select! {
-            res = &mut task => {
-                break match res {
-                    Ok(outcome) => outcome,
-                    Err(e) if e.is_panic() => {
-                        let msg = panic_message(e.into_panic());
-                        tracing::error!(job_id = %job_id, panic = %msg, "job handler panicked");
-                        JobOutcome::Retry {
-                            error: format!("the job handler crashed: {msg}"),
-                            class: ErrorClass::Transient,
-                            after_ms: None,
-                        }
-                    }
-                    Err(_) => JobOutcome::Retry {
-                        error: "the job handler was cancelled".into(),
-                        class: ErrorClass::Transient,
-                        after_ms: None,
-                    },
-                };
-            }
-            _ = beat.tick() => {
-                match store.heartbeat(&job_id, worker_id, cfg.lease_ms).await {
-                    Ok(()) => {}
-                    Err(StoreError::LeaseLost(_)) => {
-                        // Another worker owns the job now; stop so it is not run twice at once.
-                        tracing::warn!(job_id = %job_id, "lease lost; abandoning the job");
-                        task.abort();
-                        return;
-                    }
-                    Err(e) => tracing::warn!(job_id = %job_id, error = %e, "heartbeat failed"),
-                }
-            }
-            _ = hard_stop.cancelled() => {
-                task.abort();
-                let _ = (&mut task).await;
-                match store.release(&job_id, worker_id).await {
-                    Ok(_) => tracing::info!(job_id = %job_id, "job released at shutdown"),
-                    Err(e) => tracing::warn!(job_id = %job_id, error = %e,
-                        "releasing at shutdown failed; the job is claimable when its lease expires"),
-                }
-                return;
+/// One apalis task: one attempt of one job.
+async fn run_task<H: JobHandler>(
+    ticket: JobTicket,
+    shared: Data<Arc<Shared<H>>>,
+    task_id: TaskId,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let task_id = task_id.to_string();
+    let scope = ticket.scope()?;
+    let Some(_slot) = shared.take_slot(&scope) else {
+        // The connection has its share of this worker: put the job off a moment, unstarted.
+        shared
+            .store
+            .defer(&ticket.job, &task_id, CAP_DEFER_MS)
+            .await?;
+        return Ok(());
+    };
+    let job = match shared.store.start(&ticket.job, &task_id, worker.name()).await? {
+        Start::Run(job) => job,
+        Start::Stale | Start::GaveUp => return Ok(()),
+    };
+    let job_id = job.id.clone();
+    let handler = shared.handler.clone();
+    // Its own task, so a panic is contained and reported as a transient failure.
+    let outcome = match tokio::spawn(async move { handler.handle(job).await }).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let msg = if e.is_panic() {
+                panic_message(e.into_panic())
+            } else {
+                "the job handler was cancelled".into()
+            };
+            tracing::error!(job_id = %job_id, panic = %msg, "job handler crashed");
+            JobOutcome::Retry {
+                error: format!("the job handler crashed: {msg}"),
+                class: ErrorClass::Transient,
+                after_ms: None,
             }
         }
     };
-
-    // A brief database hiccup should not leave the job to wait out its lease.
+    // A brief database hiccup should not make apalis run the attempt again.
+    let mut last = String::new();
     for attempt in 1..=3u64 {
-        match store.finish(&job_id, worker_id, outcome.clone()).await {
+        match shared.store.finish(&job_id, &task_id, outcome.clone()).await {
             Ok(state) => {
                 tracing::debug!(job_id = %job_id, %state, "job finished");
-                return;
+                return Ok(());
             }
-            Err(StoreError::LeaseLost(_)) => {
-                tracing::warn!(job_id = %job_id, "lease lost before the outcome was recorded");
-                return;
+            Err(StoreError::NotRunning(_)) => {
+                tracing::warn!(job_id = %job_id, "the job was replayed while it ran; this outcome is dropped");
+                return Ok(());
             }
             Err(e) => {
                 tracing::warn!(job_id = %job_id, error = %e, attempt, "recording the outcome failed");
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                last = e.to_string();
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
             }
         }
     }
+    // apalis runs the task again (the job is still `running` under it); the NetSuite create is
+    // idempotent, so a second run posts nothing twice.
+    Err(format!("recording the outcome of job {job_id} failed: {last}").into())
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

@@ -1,5 +1,7 @@
-//! The job runner: runs every job exactly once across workers, survives panicking handlers,
-//! can be nudged awake, and releases in-flight jobs at shutdown so nothing is lost.
+//! The worker on apalis: runs every job exactly once across workers, survives panicking
+//! handlers, can be nudged awake, loses nothing at shutdown or when killed, and steps around
+//! apalis 1.0's traps (a restart under an old name, a database error mid-run, retries that must
+//! wait, waiting jobs released early), with fair sharing between connections.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -31,8 +33,8 @@ fn config(id: &str) -> WorkerConfig {
     WorkerConfig {
         worker_id: id.into(),
         concurrency: 4,
-        lease_ms: 30_000,
-        poll_interval_ms: 10,
+        per_connection_cap: 4,
+        poll_interval_ms: 50,
         heartbeat_ms: 1_000,
         shutdown_grace_ms: 5_000,
     }
@@ -186,61 +188,192 @@ impl JobHandler for Stuck {
     }
 }
 
+/// Jobs still running when the grace period ends (or when the process is killed) are run again
+/// by the next worker once the dead one has missed its heartbeats: nothing is lost, each runs to
+/// completion once more. The next worker reuses the old `worker_id` on purpose: apalis strands a
+/// dead worker's tasks when a new worker takes its name, and ours never does (each life gets a
+/// fresh suffix).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shutdown_releases_in_flight_jobs_and_nothing_is_lost() {
+async fn jobs_in_flight_at_shutdown_or_kill_run_again_under_the_same_worker_id() {
     for db in backends().await {
-        let store = db.scoped().await;
-        for i in 0..6 {
-            store
-                .enqueue(plain_job(&format!("s-{i}"), 3))
-                .await
-                .unwrap();
-        }
-        let stuck = Stuck::default();
-        let mut cfg = config("stopping");
-        cfg.shutdown_grace_ms = 100;
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(
-            Worker::new(store.store().clone(), stuck.clone(), cfg).run(shutdown.clone()),
-        );
-        wait_for(&store, JobState::Running, 4).await; // concurrency 4: four in flight
-        shutdown.cancel();
-        handle.await.unwrap().unwrap();
-        assert_eq!(*stuck.started.lock().unwrap(), 4);
+        for kill in [false, true] {
+            let store = db.scoped().await;
+            let tag = if kill { "k" } else { "s" };
+            for i in 0..6 {
+                store
+                    .enqueue(plain_job(&format!("{tag}-{i}"), 3))
+                    .await
+                    .unwrap();
+            }
+            wait_for(&store, JobState::Succeeded, 0).await;
+            let stuck = Stuck::default();
+            let mut cfg = config("same-name");
+            cfg.shutdown_grace_ms = 100;
+            let shutdown = CancellationToken::new();
+            let handle = tokio::spawn(
+                Worker::new(store.store().clone(), stuck.clone(), cfg).run(shutdown.clone()),
+            );
+            wait_for(&store, JobState::Running, 4).await; // concurrency 4: four in flight
+            if kill {
+                handle.abort(); // no goodbye: heartbeats just stop
+                let _ = handle.await;
+            } else {
+                shutdown.cancel();
+                handle.await.unwrap().unwrap();
+            }
+            assert_eq!(*stuck.started.lock().unwrap(), 4);
 
-        // All back in the queue, attempts given back, each release audited.
-        let counts: HashMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();
-        assert_eq!(counts[&JobState::Queued], 6);
-        assert_eq!(counts[&JobState::Running], 0);
-        let mut released = 0;
-        for i in 0..6 {
-            let job = store
-                .store()
-                .claim("inspector", 1)
-                .await
-                .unwrap()
-                .unwrap_or_else(|| panic!("job {i} missing"));
-            assert_eq!(job.attempts, 1, "attempt given back on release");
-            let audit = store.audit_for_job(&job.id).await.unwrap();
-            released += audit.iter().filter(|a| a.step == "released").count();
-            store.store().release(&job.id, "inspector").await.unwrap();
+            // The same worker_id again: the four run again, the two never started run once.
+            let recorder = Recorder::default();
+            let shutdown = CancellationToken::new();
+            let handle = tokio::spawn(
+                Worker::new(store.store().clone(), recorder.clone(), config("same-name"))
+                    .run(shutdown.clone()),
+            );
+            wait_for(&store, JobState::Succeeded, 6).await;
+            shutdown.cancel();
+            handle.await.unwrap().unwrap();
+            let runs = recorder.runs.lock().unwrap().clone();
+            assert_eq!(runs.len(), 6, "{tag}: {runs:?}");
+            assert!(runs.values().all(|n| *n == 1), "{tag}: {runs:?}");
+            let mut second_attempts = 0;
+            for id in runs.keys() {
+                let job = store.get_job(id).await.unwrap().unwrap();
+                second_attempts += usize::from(job.attempts == 2);
+            }
+            assert_eq!(second_attempts, 4, "{tag}: the interrupted four ran a second attempt");
         }
-        assert_eq!(released, 4);
-
-        // A fresh worker finishes everything.
-        let recorder = Recorder::default();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(
-            Worker::new(store.store().clone(), recorder.clone(), config("next"))
-                .run(shutdown.clone()),
-        );
-        wait_for(&store, JobState::Succeeded, 6).await;
-        shutdown.cancel();
-        handle.await.unwrap().unwrap();
-        assert_eq!(recorder.runs.lock().unwrap().len(), 6);
     }
 }
 
+/// Fails transiently once with a delay it asks for, then succeeds; records when it ran.
+#[derive(Clone, Default)]
+struct RetryOnce {
+    runs: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+impl JobHandler for RetryOnce {
+    async fn handle(&self, _job: Job) -> JobOutcome {
+        let mut runs = self.runs.lock().unwrap();
+        runs.push(std::time::Instant::now());
+        if runs.len() == 1 {
+            JobOutcome::Retry {
+                error: "NetSuite answered 429: retry after 2 s".into(),
+                class: mlc_core::ErrorClass::Transient,
+                after_ms: Some(2_000),
+            }
+        } else {
+            JobOutcome::Succeeded
+        }
+    }
+}
+
+/// apalis re-runs a failed task at once; a transient failure here waits as long as it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_failure_waits_before_it_runs_again() {
+    for db in backends().await {
+        let store = db.scoped().await;
+        let id = store.enqueue(plain_job("later", 5)).await.unwrap().unwrap();
+        let handler = RetryOnce::default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), handler.clone(), config("patient"))
+                .run(shutdown.clone()),
+        );
+        wait_for(&store, JobState::Succeeded, 1).await;
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        let runs = handler.runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 2);
+        let gap = runs[1] - runs[0];
+        assert!(gap >= Duration::from_millis(1_900), "ran again after {gap:?}");
+        assert_eq!(
+            steps(&store.audit_for_job(&id).await.unwrap()),
+            vec!["retried", "succeeded"]
+        );
+    }
+}
+
+/// Waits for a person (a missing mapping) the first time, then succeeds.
+#[derive(Clone, Default)]
+struct NeedsMapping {
+    runs: Arc<Mutex<u32>>,
+}
+
+impl JobHandler for NeedsMapping {
+    async fn handle(&self, _job: Job) -> JobOutcome {
+        let mut runs = self.runs.lock().unwrap();
+        *runs += 1;
+        if *runs == 1 {
+            JobOutcome::Wait {
+                reason: "Stripe product prod_X has no NetSuite item".into(),
+                after_ms: 3_600_000,
+            }
+        } else {
+            JobOutcome::Succeeded
+        }
+    }
+}
+
+/// A waiting job's next attempt is an hour away; setting the mapping pulls it forward at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mapping_releases_a_waiting_job_early() {
+    for db in backends().await {
+        let store = db.scoped().await;
+        store.enqueue(plain_job("wait", 5)).await.unwrap().unwrap();
+        let handler = NeedsMapping::default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), handler.clone(), config("waiter"))
+                .run(shutdown.clone()),
+        );
+        wait_for(&store, JobState::Waiting, 1).await;
+        assert_eq!(store.wake_waiting_jobs("prod_Y").await.unwrap(), 0);
+        assert_eq!(store.wake_waiting_jobs("prod_X").await.unwrap(), 1);
+        wait_for(&store, JobState::Succeeded, 1).await;
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        assert_eq!(*handler.runs.lock().unwrap(), 2);
+    }
+}
+
+/// apalis' worker stops on any database error; ours restarts it (new name, back-off) and the
+/// work goes on. The error: apalis' table briefly renamed away under the running worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_keeps_going_after_a_database_error() {
+    use sqlx::Connection as _;
+    for db in backends().await {
+        let store = db.scoped().await;
+        let recorder = Recorder::default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), recorder.clone(), config("sturdy"))
+                .run(shutdown.clone()),
+        );
+        store.enqueue(plain_job("before", 3)).await.unwrap();
+        wait_for(&store, JobState::Succeeded, 1).await;
+        let (away, back) = match db.backend() {
+            mlc_store::Backend::Sqlite => (
+                "ALTER TABLE Jobs RENAME TO Jobs_away",
+                "ALTER TABLE Jobs_away RENAME TO Jobs",
+            ),
+            mlc_store::Backend::Postgres => (
+                "ALTER TABLE apalis.jobs RENAME TO jobs_away",
+                "ALTER TABLE apalis.jobs_away RENAME TO jobs",
+            ),
+        };
+        // As the connecting role (the table's owner), on a connection of its own.
+        let mut admin = sqlx::AnyConnection::connect(db.url()).await.unwrap();
+        sqlx::query(away).execute(&mut admin).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await; // polls fail meanwhile
+        sqlx::query(back).execute(&mut admin).await.unwrap();
+        store.enqueue(plain_job("after", 3)).await.unwrap();
+        wait_for(&store, JobState::Succeeded, 2).await;
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        assert_eq!(recorder.runs.lock().unwrap().len(), 2);
+    }
+}
 /// Sleeps briefly and succeeds; used to show that a graceful stop lets work finish.
 struct Quick;
 
@@ -269,5 +402,70 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
         let job = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Waiting);
         assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
+    }
+}
+
+/// Takes a few milliseconds per job and records the order jobs finished in, by connection.
+#[derive(Clone, Default)]
+struct Ordered {
+    done: Arc<Mutex<Vec<String>>>,
+}
+
+impl JobHandler for Ordered {
+    async fn handle(&self, job: Job) -> JobOutcome {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        self.done
+            .lock()
+            .unwrap()
+            .push(job.scope.connection_id().as_str().to_string());
+        JobOutcome::Succeeded
+    }
+}
+
+/// Fair sharing: connection A floods 2,000 jobs, then B sends 50. B's jobs are not queued behind
+/// A's backlog: all of B's are done while most of A's are still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connections_flood_does_not_queue_another_behind_it() {
+    const FLOOD: usize = 2_000;
+    const SMALL: usize = 50;
+    for db in backends().await {
+        let store = db.store().await;
+        let a = mlc_store::testing::connection(&store, "acme", "flood").await;
+        let b = mlc_store::testing::connection(&store, "globex", "small").await;
+        // The flood arrives first (concurrently, so the intake group-commits it).
+        let mut intake = tokio::task::JoinSet::new();
+        for i in 0..FLOOD {
+            let a = a.clone();
+            intake.spawn(async move { a.enqueue(plain_job(&format!("a-{i}"), 3)).await });
+        }
+        while let Some(r) = intake.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let handler = Ordered::default();
+        let mut cfg = config("fair");
+        cfg.per_connection_cap = 3;
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.clone(), handler.clone(), cfg).run(shutdown.clone()),
+        );
+        wait_for(&a, JobState::Succeeded, 20).await; // the flood is being worked on
+        for i in 0..SMALL {
+            b.enqueue(plain_job(&format!("b-{i}"), 3)).await.unwrap();
+        }
+        wait_for(&b, JobState::Succeeded, SMALL as i64).await;
+        let a_done_when_b_done = handler
+            .done
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.as_str() == "flood")
+            .count();
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        assert!(
+            a_done_when_b_done < FLOOD / 2,
+            "{:?}: B finished only after {a_done_when_b_done} of A's {FLOOD} jobs",
+            db.backend()
+        );
     }
 }

@@ -13,6 +13,7 @@ use sea_orm_migration::sea_orm::DbBackend;
 
 mod m0001_tenancy;
 mod m0002_row_level_security;
+mod m0003_apalis_queue;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_tenancy::Migration),
             Box::new(m0002_row_level_security::Migration),
+            Box::new(m0003_apalis_queue::Migration),
         ]
     }
 }

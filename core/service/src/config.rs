@@ -147,7 +147,10 @@ pub struct NetSuiteConfig {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub concurrency: usize,
-    pub lease_secs: u64,
+    /// Jobs of one connection in flight at once in this instance; 0: `concurrency - 1` (at
+    /// least 1), so one slot stays open for the other connections.
+    pub per_connection_cap: usize,
+    pub heartbeat_secs: u64,
     pub poll_interval_ms: u64,
     pub max_attempts: i32,
 }
@@ -980,7 +983,9 @@ impl Config {
             },
             worker: WorkerConfig {
                 concurrency: r.int("worker.concurrency", 1, 256, "1 to 256 jobs")? as usize,
-                lease_secs: r.int("worker.lease_secs", 5, 3600, "5 to 3600 seconds")? as u64,
+                per_connection_cap: r.int("worker.per_connection_cap", 0, 256, "0 to 256 jobs")?
+                    as usize,
+                heartbeat_secs: r.int("worker.heartbeat_secs", 1, 60, "1 to 60 seconds")? as u64,
                 poll_interval_ms: r.int("worker.poll_interval_ms", 10, 60_000, "10 to 60000 ms")?
                     as u64,
                 max_attempts: r.int("worker.max_attempts", 1, 1000, "1 to 1000 attempts")? as i32,
@@ -1074,12 +1079,12 @@ mod tests {
     fn file_then_env_precedence() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[worker]\nconcurrency = 3\nlease_secs = 30\n").unwrap();
+        std::fs::write(&path, "[worker]\nconcurrency = 3\nheartbeat_secs = 7\n").unwrap();
         let mut s = env(&[("MLC__WORKER__CONCURRENCY", "5")]);
         s.file = Some(path);
         let (c, _) = load(&s).unwrap();
         assert_eq!(c.worker.concurrency, 5, "env beats file");
-        assert_eq!(c.worker.lease_secs, 30, "file beats default");
+        assert_eq!(c.worker.heartbeat_secs, 7, "file beats default");
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl ConnectionStore {
         // The runner's own `succeeded` entry follows the handler's last step; skip it.
         // The subquery reads the job's own audit entries: same tenant and connection as the job.
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM jobs j \
+            "SELECT COUNT(*) AS n FROM sync_jobs j \
              WHERE j.state = 'succeeded' AND j.tenant_id = $1 AND j.connection_id = $2 AND \
              (SELECT a.step FROM audit a WHERE a.job_id = j.id AND a.step <> 'succeeded' \
                 AND a.tenant_id = j.tenant_id AND a.connection_id = j.connection_id \

@@ -94,6 +94,8 @@ pub(crate) struct Db {
     /// migrations. A small pool of its own with the same per-connection settings.
     pub(crate) orm: DatabaseConnection,
     pub(crate) backend: Backend,
+    /// The apalis queue (`job_type`) this store pushes its tasks to.
+    pub(crate) queue: String,
     /// SQLite allows one writer at a time. Serialising this process's writes on an async mutex
     /// makes them queue fairly instead of sleeping in SQLite's busy handler (whose back-off would
     /// dominate tail latency). Other processes are still handled by `busy_timeout`.
@@ -101,7 +103,12 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    pub(crate) fn new(pool: AnyPool, orm: DatabaseConnection, backend: Backend) -> Self {
+    pub(crate) fn new(
+        pool: AnyPool,
+        orm: DatabaseConnection,
+        backend: Backend,
+        queue: String,
+    ) -> Self {
         let write_lock = match backend {
             Backend::Sqlite => Some(Mutex::new(())),
             Backend::Postgres => None,
@@ -110,6 +117,7 @@ impl Db {
             pool,
             orm,
             backend,
+            queue,
             write_lock,
         }
     }
@@ -264,7 +272,7 @@ where
 }
 
 pub(crate) const JOB_COLUMNS: &str = "id, tenant_id, connection_id, kind, event_id, payload, dedupe_key, state, attempts, \
-     max_attempts, run_at, locked_by, locked_until, last_error, created_at, updated_at";
+     max_attempts, run_at, locked_by, task_id, last_error, created_at, updated_at";
 
 pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
     let payload: String = get(row, "payload")?;
@@ -287,7 +295,7 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
         max_attempts: to_i32(get(row, "max_attempts")?),
         run_at: get(row, "run_at")?,
         locked_by: get(row, "locked_by")?,
-        locked_until: get(row, "locked_until")?,
+        task_id: get(row, "task_id")?,
         last_error: get(row, "last_error")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,

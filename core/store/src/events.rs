@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use crate::db::{Db, Rls, db_err, get, insert_audit};
 use crate::model::{
-    Backend, EventFilter, EventSummary, Job, JobOutcome, JobState, NewAudit, NewEvent, NewJob,
+    Backend, EventFilter, EventSummary, JobOutcome, JobState, NewAudit, NewEvent, NewJob,
     RecordOutcome, StoreError, StoredEvent,
 };
-use crate::queue::{claim_in, finish_in};
+use crate::queue::{Start, finish_in, start_in};
+use crate::tasks::{NewTask, prioritise_in, push_tasks_in};
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
@@ -39,15 +40,15 @@ pub(crate) struct RecordRequest {
 /// arrival order after the batch's deliveries and answered only once the transaction holding it
 /// has committed.
 pub(crate) enum WriteOp {
-    Claim {
-        worker_id: String,
-        lease_ms: i64,
-        n: usize,
-        reply: oneshot::Sender<Result<Vec<Job>, StoreError>>,
+    Start {
+        job_id: String,
+        task_id: String,
+        worker: String,
+        reply: oneshot::Sender<Result<Start, StoreError>>,
     },
     Finish {
         job_id: String,
-        worker_id: String,
+        task_id: String,
         outcome: JobOutcome,
         reply: oneshot::Sender<Result<JobState, StoreError>>,
     },
@@ -60,7 +61,7 @@ pub(crate) enum WriteOp {
 
 /// What an op produced inside the transaction, sent once it has committed.
 enum OpResult {
-    Claim(Result<Vec<Job>, StoreError>),
+    Start(Result<Start, StoreError>),
     Finish(Result<JobState, StoreError>),
     Audit(Result<i64, StoreError>),
 }
@@ -71,26 +72,28 @@ impl WriteOp {
     async fn apply(
         &self,
         conn: &mut AnyConnection,
-        backend: Backend,
+        db: &Db,
         retry: &RetryPolicy,
         now: UnixMillis,
     ) -> Result<OpResult, StoreError> {
         Ok(match self {
-            WriteOp::Claim {
-                worker_id,
-                lease_ms,
-                n,
+            WriteOp::Start {
+                job_id,
+                task_id,
+                worker,
                 ..
-            } => OpResult::Claim(Ok(
-                claim_in(conn, backend, worker_id, *lease_ms, *n, now).await?
-            )),
+            } => OpResult::Start(Ok(start_in(conn, job_id, task_id, worker, now).await?)),
             WriteOp::Finish {
                 job_id,
-                worker_id,
+                task_id,
                 outcome,
                 ..
-            } => match finish_in(conn, backend, retry, job_id, worker_id, outcome, now).await {
-                Err(e @ StoreError::LeaseLost(_)) => OpResult::Finish(Err(e)),
+            } => match finish_in(
+                conn, db.backend, &db.queue, retry, job_id, task_id, outcome, now,
+            )
+            .await
+            {
+                Err(e @ StoreError::NotRunning(_)) => OpResult::Finish(Err(e)),
                 other => OpResult::Finish(Ok(other?)),
             },
             WriteOp::Audit { scope, entry, .. } => {
@@ -102,7 +105,7 @@ impl WriteOp {
     fn answer(self, result: OpResult) {
         // A caller that went away still had its write committed; nothing to tell it.
         match (self, result) {
-            (WriteOp::Claim { reply, .. }, OpResult::Claim(r)) => {
+            (WriteOp::Start { reply, .. }, OpResult::Start(r)) => {
                 let _ = reply.send(r);
             }
             (WriteOp::Finish { reply, .. }, OpResult::Finish(r)) => {
@@ -117,7 +120,7 @@ impl WriteOp {
 
     fn fail(self, e: StoreError) {
         match self {
-            WriteOp::Claim { reply, .. } => {
+            WriteOp::Start { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
             WriteOp::Finish { reply, .. } => {
@@ -268,11 +271,11 @@ async fn commit_with_ops(
         let outcomes = if items.is_empty() {
             Vec::new()
         } else {
-            record_batch_in(&mut tx, &items, now).await?
+            record_batch_in(&mut tx, db, &items, now).await?
         };
         let mut results = Vec::with_capacity(ops.len());
         for op in &ops {
-            results.push(op.apply(&mut tx, db.backend, retry, now).await?);
+            results.push(op.apply(&mut tx, db, retry, now).await?);
         }
         tx.commit().await.map_err(db_err)?;
         Ok::<_, StoreError>((outcomes, results))
@@ -306,7 +309,7 @@ async fn commit_with_ops(
                     let now = now_millis();
                     let _guard = db.write_guard().await;
                     let mut tx = begin(db, held).await?;
-                    let r = op.apply(&mut tx, db.backend, retry, now).await?;
+                    let r = op.apply(&mut tx, db, retry, now).await?;
                     tx.commit().await.map_err(db_err)?;
                     Ok::<_, StoreError>(r)
                 }
@@ -405,7 +408,7 @@ async fn record_batch(
     let now = now_millis();
     let _guard = db.write_guard().await;
     let mut tx = begin(db, held).await?;
-    let outcomes = record_batch_in(&mut tx, items, now).await?;
+    let outcomes = record_batch_in(&mut tx, db, items, now).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(outcomes)
 }
@@ -432,6 +435,7 @@ impl Item<'_> {
 /// [`record_batch`] inside the caller's transaction (which holds the write guard).
 async fn record_batch_in(
     tx: &mut AnyConnection,
+    db: &Db,
     items: &[Item<'_>],
     now: UnixMillis,
 ) -> Result<Vec<RecordOutcome>, StoreError> {
@@ -445,6 +449,11 @@ async fn record_batch_in(
     let planned: Vec<Option<String>> = items
         .iter()
         .map(|it| it.job.map(|_| Uuid::now_v7().to_string()))
+        .collect();
+    let tasks: Vec<Option<NewTask>> = items
+        .iter()
+        .zip(&planned)
+        .map(|(it, id)| Some(NewTask::new(id.as_ref()?, it.scope, it.job?.run_at)))
         .collect();
 
     // 1. Events: whichever keys come back were new.
@@ -504,13 +513,13 @@ async fn record_batch_in(
     let mut created: HashSet<String> = HashSet::new();
     for chunk in with_job.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO jobs (id, tenant_id, connection_id, kind, event_id, payload, dedupe_key, \
-             state, attempts, max_attempts, run_at, created_at, updated_at) VALUES {} \
+            "INSERT INTO sync_jobs (id, tenant_id, connection_id, kind, event_id, payload, dedupe_key, \
+             state, attempts, max_attempts, run_at, created_at, updated_at, task_id) VALUES {} \
              ON CONFLICT (tenant_id, connection_id, dedupe_key) DO NOTHING RETURNING id",
             values_sql(
                 chunk.len(),
                 &[
-                    "?", "?", "?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?"
+                    "?", "?", "?", "?", "?", "?", "?", "'queued'", "0", "?", "?", "?", "?", "?"
                 ]
             )
         );
@@ -528,11 +537,23 @@ async fn record_batch_in(
                 .bind(i64::from(job.max_attempts.max(1)))
                 .bind(job.run_at)
                 .bind(now)
-                .bind(now);
+                .bind(now)
+                .bind(tasks[i].as_ref().map(|t| t.id.clone()));
         }
         for row in q.fetch_all(&mut *tx).await.map_err(db_err)? {
             created.insert(get(&row, "id")?);
         }
+    }
+    // 2b. Their apalis tasks, in this transaction: an acknowledged delivery always has its task,
+    // and a duplicate (no new job) adds none.
+    let mut new_tasks: Vec<NewTask> = with_job
+        .iter()
+        .filter(|i| planned[**i].as_ref().is_some_and(|id| created.contains(id)))
+        .filter_map(|i| tasks[*i].clone())
+        .collect();
+    if !new_tasks.is_empty() {
+        prioritise_in(&mut *tx, &mut new_tasks).await?;
+        push_tasks_in(&mut *tx, db.backend, &db.queue, &new_tasks).await?;
     }
     let mut job_of: HashMap<usize, (String, bool)> = HashMap::new();
     for &i in &with_job {
@@ -546,7 +567,7 @@ async fn record_batch_in(
         // The dedupe key already had a job (e.g. enqueued by a backfill): link to that one.
         let scope = items[i].scope;
         let row = sqlx::query(
-            "SELECT id FROM jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
+            "SELECT id FROM sync_jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
         )
         .bind(job.dedupe_key.clone())
         .bind(scope.t())
@@ -773,7 +794,7 @@ impl ConnectionStore {
         let mut sql = String::from(
             "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
              j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
-             FROM events e LEFT JOIN jobs j ON j.id = e.job_id \
+             FROM events e LEFT JOIN sync_jobs j ON j.id = e.job_id \
              WHERE e.tenant_id = $1 AND e.connection_id = $2",
         );
         // $1 and $2 are the scope; the filters' texts follow, then the integers.
@@ -949,7 +970,7 @@ mod tests {
         ops: Vec<WriteOp>,
         finishes: Vec<oneshot::Receiver<Result<JobState, StoreError>>>,
         audits: Vec<oneshot::Receiver<Result<i64, StoreError>>>,
-        claims: Vec<oneshot::Receiver<Result<Vec<Job>, StoreError>>>,
+        starts: Vec<oneshot::Receiver<Result<Start, StoreError>>>,
     }
 
     fn mixed(
@@ -957,7 +978,7 @@ mod tests {
         events: &[&str],
         finishes: &[(&str, &str)],
         audits: &[&str],
-        claims: usize,
+        starts: &[(&str, &str)],
     ) -> Mixed {
         let mut m = Mixed {
             batch: Vec::new(),
@@ -965,7 +986,7 @@ mod tests {
             ops: Vec::new(),
             finishes: Vec::new(),
             audits: Vec::new(),
-            claims: Vec::new(),
+            starts: Vec::new(),
         };
         for id in events {
             let (reply, rx) = oneshot::channel();
@@ -977,11 +998,11 @@ mod tests {
             });
             m.records.push(rx);
         }
-        for (job_id, worker) in finishes {
+        for (job_id, task_id) in finishes {
             let (reply, rx) = oneshot::channel();
             m.ops.push(WriteOp::Finish {
                 job_id: job_id.to_string(),
-                worker_id: worker.to_string(),
+                task_id: task_id.to_string(),
                 outcome: JobOutcome::Succeeded,
                 reply,
             });
@@ -1001,15 +1022,15 @@ mod tests {
             });
             m.audits.push(rx);
         }
-        if claims > 0 {
+        for (job_id, task_id) in starts {
             let (reply, rx) = oneshot::channel();
-            m.ops.push(WriteOp::Claim {
-                worker_id: "w2".into(),
-                lease_ms: 30_000,
-                n: claims,
+            m.ops.push(WriteOp::Start {
+                job_id: job_id.to_string(),
+                task_id: task_id.to_string(),
+                worker: "w2".into(),
                 reply,
             });
-            m.claims.push(rx);
+            m.starts.push(rx);
         }
         m
     }
@@ -1024,8 +1045,8 @@ mod tests {
             .collect()
     }
 
-    /// Deliveries, job outcomes, audit entries and a claim committed as one transaction, each
-    /// caller answered with its own result, a lost lease changing nothing; and when the batch
+    /// Deliveries, job outcomes, audit entries and a start committed as one transaction, each
+    /// caller answered with its own result, a stale task changing nothing; and when the batch
     /// fails (one delivery the database refuses) each write is redone alone, applied once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn worker_writes_share_the_intake_commit_and_survive_a_failed_batch() {
@@ -1038,9 +1059,18 @@ mod tests {
                     .record_event(&ev(&held), Some(job(&held)))
                     .await
                     .unwrap();
-                let claimed = store.store().claim_many("w1", 30_000, 5).await.unwrap();
-                assert_eq!(claimed.len(), 1);
-                let job_id = claimed[0].id.clone();
+                let queued = store.get_job_for_event(&held).await.unwrap().unwrap();
+                let (job_id, task_id) = (queued.id.clone(), queued.task_id.clone().unwrap());
+                let started = store.store().start(&job_id, &task_id, "w1").await.unwrap();
+                assert!(matches!(started, Start::Run(_)), "{started:?}");
+                // A job queued earlier, started in the batch (after its deliveries).
+                let other = format!("evt_{tag}_other");
+                store
+                    .record_event(&ev(&other), Some(job(&other)))
+                    .await
+                    .unwrap();
+                let other_job = store.get_job_for_event(&other).await.unwrap().unwrap();
+                let other_task = other_job.task_id.clone().unwrap();
                 let new = format!("evt_{tag}_new");
                 let mut events = vec![new.as_str()];
                 if bad {
@@ -1049,9 +1079,9 @@ mod tests {
                 let m = mixed(
                     store.scope(),
                     &events,
-                    &[(&job_id, "intruder"), (&job_id, "w1")],
+                    &[(&job_id, "01J0000000000000000000STALE"), (&job_id, &task_id)],
                     &[held.as_str(), held.as_str()],
-                    5,
+                    &[(&other_job.id, &other_task)],
                 );
                 commit_with_ops(&store.store().db, &mut None, &retry, m.batch, m.ops).await;
                 let mut records = Vec::new();
@@ -1067,7 +1097,7 @@ mod tests {
                     finishes.push(rx.await.unwrap());
                 }
                 assert!(
-                    matches!(finishes[0], Err(StoreError::LeaseLost(_))),
+                    matches!(finishes[0], Err(StoreError::NotRunning(_))),
                     "{finishes:?}"
                 );
                 assert_eq!(finishes[1].as_ref().ok(), Some(&JobState::Succeeded));
@@ -1076,10 +1106,11 @@ mod tests {
                     ids.push(rx.await.unwrap().unwrap());
                 }
                 assert!(ids[0] < ids[1], "arrival order: {ids:?}");
-                // The claim ran after the deliveries: it sees the new event's job.
-                let got = m.claims.into_iter().next().unwrap().await.unwrap().unwrap();
-                let got: Vec<_> = got.iter().map(|j| j.event_id.clone().unwrap()).collect();
-                assert_eq!(got, std::slice::from_ref(&new), "{tag}");
+                let got = m.starts.into_iter().next().unwrap().await.unwrap().unwrap();
+                match got {
+                    Start::Run(j) => assert_eq!(j.event_id.as_deref(), Some(other.as_str())),
+                    other => panic!("{tag}: {other:?}"),
+                }
                 assert_eq!(
                     steps_of(&store, &held).await,
                     ["received", "succeeded", "posted", "posted"],

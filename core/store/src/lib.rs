@@ -34,6 +34,7 @@ pub mod sealed;
 mod slots;
 mod store;
 mod sync_support;
+mod tasks;
 mod tenants;
 pub mod testing;
 mod watermarks;
@@ -42,9 +43,11 @@ pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
 pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
+pub use queue::Start;
 pub use retry::{Jitter, RetryPolicy};
 pub use scope::{ConnectionScope, ConnectionStore, TenantScope, TenantStore};
 pub use store::{Store, StoreOptions};
+pub use tasks::{DEFAULT_QUEUE, JobTicket, PRIORITY_BASE, TASK_MAX_ATTEMPTS};
 pub use tenants::{
     ApiKeyInfo, ApiKeyRole, Connection, ConnectionHealth, NewApiKey, NewConnection, Tenant,
 };

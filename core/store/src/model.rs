@@ -164,8 +164,10 @@ pub struct Job {
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_at: UnixMillis,
+    /// The apalis worker running it (while running).
     pub locked_by: Option<String>,
-    pub locked_until: Option<UnixMillis>,
+    /// The apalis task that carries its next (or current) attempt.
+    pub task_id: Option<String>,
     pub last_error: Option<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
@@ -238,8 +240,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
-    #[error("job {0} is not leased by this worker (its lease expired and another worker took it)")]
-    LeaseLost(String),
+    #[error(
+        "job {0} is no longer running under this task (it was replayed, or a re-run of the task \
+         already finished it)"
+    )]
+    NotRunning(String),
 }
 
 impl mlc_core::Classify for StoreError {
@@ -247,7 +252,7 @@ impl mlc_core::Classify for StoreError {
         match self {
             StoreError::UnsupportedUrl(_) | StoreError::Migration(_) => ErrorClass::NeedsPerson,
             StoreError::NotFound(_) | StoreError::AlreadyExists(_) => ErrorClass::Permanent,
-            StoreError::Database(_) | StoreError::LeaseLost(_) => ErrorClass::Transient,
+            StoreError::Database(_) | StoreError::NotRunning(_) => ErrorClass::Transient,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The durable job queue: enqueue, claim with a lease, heartbeat, finish, release, replay.
+//! The job queue's business state: enqueue, start, finish, defer, replay, wake. apalis runs the
+//! jobs (see [`crate::tasks`]); every state change that needs another attempt pushes that attempt's
+//! apalis task in the same transaction.
 
 use mlc_core::{UnixMillis, now_millis};
 use sqlx::AnyConnection;
@@ -12,20 +14,24 @@ use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreEr
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
+use crate::tasks::{NewTask, new_task_id, prioritise_in, pull_forward_in, push_tasks_in};
 
-/// Inserts `job` under `id` unless its dedupe key exists. Returns the ID of the job holding the
-/// key and whether it was created now.
+/// Inserts `job` under `id` unless its dedupe key exists, with its apalis task. Returns the ID of
+/// the job holding the key and whether it was created now.
 pub(crate) async fn insert_job(
     conn: &mut AnyConnection,
+    backend: Backend,
+    queue: &str,
     scope: &ConnectionScope,
     id: &str,
     job: &NewJob,
     now: UnixMillis,
 ) -> Result<(String, bool), StoreError> {
+    let mut task = NewTask::new(id, scope, job.run_at);
     let inserted = sqlx::query(
-        "INSERT INTO jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
-         max_attempts, run_at, created_at, updated_at, tenant_id, connection_id) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8, $9, $10) \
+        "INSERT INTO sync_jobs (id, kind, event_id, payload, dedupe_key, state, attempts, \
+         max_attempts, run_at, created_at, updated_at, tenant_id, connection_id, task_id) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8, $9, $10, $11) \
          ON CONFLICT (tenant_id, connection_id, dedupe_key) DO NOTHING",
     )
     .bind(id.to_string())
@@ -38,15 +44,18 @@ pub(crate) async fn insert_job(
     .bind(now)
     .bind(scope.t())
     .bind(scope.c())
+    .bind(task.id.clone())
     .execute(&mut *conn)
     .await
     .map_err(db_err)?
     .rows_affected();
     if inserted == 1 {
+        prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+        push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
         return Ok((id.to_string(), true));
     }
     let row = sqlx::query(
-        "SELECT id FROM jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
+        "SELECT id FROM sync_jobs WHERE dedupe_key = $1 AND tenant_id = $2 AND connection_id = $3",
     )
     .bind(job.dedupe_key.clone())
     .bind(scope.t())
@@ -57,65 +66,86 @@ pub(crate) async fn insert_job(
     Ok((get(&row, "id")?, false))
 }
 
-/// Claims up to `n` runnable jobs on `conn` (see [`Store::claim`]), oldest `run_at` first.
-pub(crate) async fn claim_in(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    worker_id: &str,
-    lease_ms: i64,
-    n: usize,
-    now: UnixMillis,
-) -> Result<Vec<Job>, StoreError> {
-    let due = "SELECT id FROM jobs \
-            WHERE (state IN ('queued', 'waiting') AND run_at <= $3) \
-               OR (state = 'running' AND locked_until < $3 AND attempts < max_attempts) \
-            ORDER BY run_at, id LIMIT $4";
-    let sql = match backend {
-        // SKIP LOCKED: concurrent claimers pass over each other's candidates instead of
-        // queueing behind them; the row locks then make the UPDATE exclusive. The candidates are
-        // picked once (MATERIALIZED): under row-level security PostgreSQL may otherwise plan the
-        // `IN (subquery)` as a loop that re-runs it per row, each run skipping the rows already
-        // claimed and taking the next, so LIMIT would not hold.
-        Backend::Postgres => format!(
-            "WITH picked AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
-             locked_until = $2, updated_at = $3 \
-             WHERE id IN (SELECT id FROM picked) \
-             RETURNING {JOB_COLUMNS}"
-        ),
-        // SQLite runs one writer at a time, so the single statement is already exclusive.
-        Backend::Sqlite => format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
-             locked_until = $2, updated_at = $3 \
-             WHERE id IN ({due}) \
-             RETURNING {JOB_COLUMNS}"
-        ),
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(worker_id.to_string())
-        .bind(now.saturating_add(lease_ms.max(1)))
-        .bind(now)
-        .bind(i64::try_from(n).unwrap_or(i64::MAX))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let mut jobs = rows
-        .iter()
-        .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    // RETURNING gives no order; hand them out in the order they were due.
-    jobs.sort_by(|a, b| (a.run_at, &a.id).cmp(&(b.run_at, &b.id)));
-    Ok(jobs)
+/// What [`Store::start`] found.
+#[derive(Debug)]
+pub enum Start {
+    /// The job is now running under this task: run it.
+    Run(Job),
+    /// Nothing to run: the task is not (or no longer) the one carrying the job (the job was
+    /// replayed, finished, or re-scheduled), or the job is gone.
+    Stale,
+    /// The job had used its last attempt in a worker that died without finishing it (possibly
+    /// because the job itself crashes the process): it is now failed, not run again.
+    GaveUp,
 }
 
-/// [`Store::finish`] on `conn`, inside the caller's transaction. [`StoreError::LeaseLost`] changes
-/// nothing, so the transaction can go on for the other writes it holds.
+/// Marks the job running under `task_id` (one more attempt) on `conn`. A job left `running` by a
+/// worker that died is started again by the task apalis re-runs, while attempts remain.
+pub(crate) async fn start_in(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    task_id: &str,
+    worker: &str,
+    now: UnixMillis,
+) -> Result<Start, StoreError> {
+    let sql = format!(
+        "UPDATE sync_jobs SET state = 'running', attempts = attempts + 1, locked_by = $3, \
+         updated_at = $4 \
+         WHERE id = $1 AND task_id = $2 \
+           AND (state IN ('queued', 'waiting') OR (state = 'running' AND attempts < max_attempts)) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(job_id.to_string())
+        .bind(task_id.to_string())
+        .bind(worker.to_string())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if let Some(row) = row {
+        return Ok(Start::Run(job_from_row(&row)?));
+    }
+    // Out of attempts while running: its last worker died mid-run.
+    let row = sqlx::query(
+        "UPDATE sync_jobs SET state = 'failed', locked_by = NULL, updated_at = $3, \
+         last_error = 'the worker running the last attempt stopped without finishing' \
+         WHERE id = $1 AND task_id = $2 AND state = 'running' AND attempts >= max_attempts \
+         RETURNING event_id, attempts, tenant_id, connection_id",
+    )
+    .bind(job_id.to_string())
+    .bind(task_id.to_string())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        return Ok(Start::Stale);
+    };
+    let attempts: i64 = get(&row, "attempts")?;
+    let audit = NewAudit {
+        event_id: get(&row, "event_id")?,
+        job_id: Some(job_id.to_string()),
+        step: "failed".into(),
+        message: format!(
+            "Gave up after {attempts} attempts: the worker running the last attempt stopped without finishing"
+        ),
+        ..NewAudit::default()
+    };
+    insert_audit(&mut *conn, &scope_of(&row)?, &audit, now).await?;
+    Ok(Start::GaveUp)
+}
+
+/// [`Store::finish`] on `conn`, inside the caller's transaction. [`StoreError::NotRunning`]
+/// changes nothing, so the transaction can go on for the other writes it holds.
+#[allow(clippy::too_many_arguments)] // the writer's op fields, passed through as they are
 pub(crate) async fn finish_in(
     conn: &mut AnyConnection,
     backend: Backend,
+    queue: &str,
     retry: &RetryPolicy,
     job_id: &str,
-    worker_id: &str,
+    task_id: &str,
     outcome: &JobOutcome,
     now: UnixMillis,
 ) -> Result<JobState, StoreError> {
@@ -124,16 +154,16 @@ pub(crate) async fn finish_in(
         Backend::Sqlite => "",
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT attempts, max_attempts, event_id, run_at, tenant_id, connection_id FROM jobs \
-         WHERE id = $1 AND locked_by = $2 AND state = 'running'{lock}"
+        "SELECT attempts, max_attempts, event_id, run_at, tenant_id, connection_id FROM sync_jobs \
+         WHERE id = $1 AND task_id = $2 AND state = 'running'{lock}"
     )))
     .bind(job_id.to_string())
-    .bind(worker_id.to_string())
+    .bind(task_id.to_string())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
     let Some(row) = row else {
-        return Err(StoreError::LeaseLost(job_id.to_string()));
+        return Err(StoreError::NotRunning(job_id.to_string()));
     };
     let attempts = to_i32(get(&row, "attempts")?);
     let max_attempts = to_i32(get(&row, "max_attempts")?);
@@ -218,24 +248,32 @@ pub(crate) async fn finish_in(
         ),
     };
 
+    // Another attempt to come: its apalis task, due at `run_at`, pushed in this transaction.
+    let next = matches!(state, JobState::Queued | JobState::Waiting)
+        .then(|| NewTask::new(job_id, &scope, run_at));
     let n = sqlx::query(
-        "UPDATE jobs SET state = $3, run_at = $4, attempts = $5, last_error = $6, \
-         locked_by = NULL, locked_until = NULL, updated_at = $7 \
-         WHERE id = $1 AND locked_by = $2 AND state = 'running'",
+        "UPDATE sync_jobs SET state = $3, run_at = $4, attempts = $5, last_error = $6, \
+         locked_by = NULL, task_id = $8, updated_at = $7 \
+         WHERE id = $1 AND task_id = $2 AND state = 'running'",
     )
     .bind(job_id.to_string())
-    .bind(worker_id.to_string())
+    .bind(task_id.to_string())
     .bind(state.as_str())
     .bind(run_at)
     .bind(i64::from(new_attempts))
     .bind(last_error)
     .bind(now)
+    .bind(next.as_ref().map_or_else(|| task_id.to_string(), |t| t.id.clone()))
     .execute(&mut *conn)
     .await
     .map_err(db_err)?
     .rows_affected();
     if n == 0 {
-        return Err(StoreError::LeaseLost(job_id.to_string()));
+        return Err(StoreError::NotRunning(job_id.to_string()));
+    }
+    if let Some(mut task) = next {
+        prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+        push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
     }
     let audit = NewAudit {
         event_id,
@@ -268,98 +306,65 @@ impl ConnectionStore {
         let mut tx = db
             .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
             .await?;
-        let (actual, created) = insert_job(&mut tx, &self.scope, &id, &job, now).await?;
+        let (actual, created) =
+            insert_job(&mut tx, db.backend, &db.queue, &self.scope, &id, &job, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(created.then_some(actual))
     }
 }
 
 impl Store {
-    /// Claims the next runnable job for `worker_id` with a lease of `lease_ms`: a queued or
-    /// waiting job whose `run_at` has come, or a running job whose lease expired (its worker died)
-    /// and that has attempts left. Increments `attempts`.
-    pub async fn claim(&self, worker_id: &str, lease_ms: i64) -> Result<Option<Job>, StoreError> {
-        Ok(self.claim_many(worker_id, lease_ms, 1).await?.pop())
+    /// The apalis queue (`job_type`) this store's tasks go to.
+    pub fn queue(&self) -> &str {
+        &self.db.queue
     }
 
-    /// Claims up to `n` runnable jobs (as [`Store::claim`], oldest `run_at` first) in one
-    /// statement. The claim goes through the group-commit writer, so on SQLite it shares a commit
-    /// (and its fsync) with the intake and the other workers' writes instead of taking one of
-    /// its own.
-    pub async fn claim_many(
+    /// Starts the job an apalis task carries: running under `task_id`, one more attempt, with
+    /// `worker` (the apalis worker's name) recorded. Goes through the group-commit writer, so on
+    /// SQLite it shares a commit with the intake and the other workers' writes.
+    pub async fn start(
         &self,
-        worker_id: &str,
-        lease_ms: i64,
-        n: usize,
-    ) -> Result<Vec<Job>, StoreError> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
+        job_id: &str,
+        task_id: &str,
+        worker: &str,
+    ) -> Result<Start, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.send_op(WriteOp::Claim {
-            worker_id: worker_id.to_string(),
-            lease_ms,
-            n,
+        self.send_op(WriteOp::Start {
+            job_id: job_id.to_string(),
+            task_id: task_id.to_string(),
+            worker: worker.to_string(),
             reply,
         })
         .await?;
         rx.await.map_err(|_| writer_stopped())?
     }
 
-    /// Extends the lease of a job this worker runs. [`StoreError::LeaseLost`] when the job is no
-    /// longer running under this worker (another worker claimed it after the lease expired).
-    pub async fn heartbeat(
-        &self,
-        job_id: &str,
-        worker_id: &str,
-        lease_ms: i64,
-    ) -> Result<(), StoreError> {
-        let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
-        let n = sqlx::query(
-            "UPDATE jobs SET locked_until = $3, updated_at = $4 \
-             WHERE id = $1 AND locked_by = $2 AND state = 'running'",
-        )
-        .bind(job_id.to_string())
-        .bind(worker_id.to_string())
-        .bind(now.saturating_add(lease_ms.max(1)))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        if n == 0 {
-            return Err(StoreError::LeaseLost(job_id.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Applies a handler's outcome to a job this worker holds and appends an audit entry.
+    /// Applies a handler's outcome to a job running under `task_id` and appends an audit entry.
     /// Returns the job's new state.
     ///
     /// - `Succeeded` → succeeded.
-    /// - `Retry` → queued after `after_ms` or the retry schedule, or failed when the attempts are
-    ///   exhausted.
-    /// - `Wait` → waiting until `after_ms` from now; the attempt is given back, since waiting for a
-    ///   person is not a failure of the job (the caller decides when waiting becomes failure).
+    /// - `Retry` → queued after `after_ms` or the retry schedule (a new apalis task, due then), or
+    ///   failed when the attempts are exhausted.
+    /// - `Wait` → waiting until `after_ms` from now (a new task, due then); the attempt is given
+    ///   back, since waiting for a person is not a failure of the job (the caller decides when
+    ///   waiting becomes failure).
     /// - `Failed` → failed.
     ///
-    /// The state change and its audit entry are committed together, by the group-commit writer
-    /// (with whatever else is pending), before this returns.
+    /// The state change, its next task and its audit entry are committed together, by the
+    /// group-commit writer (with whatever else is pending), before this returns.
     ///
-    /// [`StoreError::LeaseLost`] if the job is no longer running under this worker.
+    /// [`StoreError::NotRunning`] if the job is no longer running under this task (it was
+    /// replayed meanwhile, or a re-run of the task already finished it).
     pub async fn finish(
         &self,
         job_id: &str,
-        worker_id: &str,
+        task_id: &str,
         outcome: JobOutcome,
     ) -> Result<JobState, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.send_op(WriteOp::Finish {
             job_id: job_id.to_string(),
-            worker_id: worker_id.to_string(),
+            task_id: task_id.to_string(),
             outcome,
             reply,
         })
@@ -367,80 +372,45 @@ impl Store {
         rx.await.map_err(|_| writer_stopped())?
     }
 
-    /// Puts a job this worker runs back in the queue, runnable now, and gives the attempt back
-    /// (used at shutdown: the job did not fail, the process is stopping). Returns whether the job
-    /// was released (false when this worker no longer held it).
-    pub async fn release(&self, job_id: &str, worker_id: &str) -> Result<bool, StoreError> {
+    /// Moves a job that was not started (its connection is at its cap of jobs in flight, or its
+    /// NetSuite account at its concurrency limit) to a new task due `after_ms` from now. No
+    /// attempt is used and no audit entry written: nothing happened to the job. Returns whether
+    /// `task_id` still carried the job.
+    pub async fn defer(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        after_ms: i64,
+    ) -> Result<bool, StoreError> {
         let now = now_millis();
         let _guard = self.db.write_guard().await;
         let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
+        let next_id = new_task_id();
         let row = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = $3, \
-             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-             locked_by = NULL, locked_until = NULL, updated_at = $3 \
-             WHERE id = $1 AND locked_by = $2 AND state = 'running' \
-             RETURNING event_id, tenant_id, connection_id",
+            "UPDATE sync_jobs SET task_id = $3, updated_at = $4 \
+             WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'waiting') \
+             RETURNING tenant_id, connection_id",
         )
         .bind(job_id.to_string())
-        .bind(worker_id.to_string())
+        .bind(task_id.to_string())
+        .bind(next_id.clone())
         .bind(now)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
         let Some(row) = row else { return Ok(false) };
-        let scope = scope_of(&row)?;
-        let audit = NewAudit {
-            event_id: get(&row, "event_id")?,
-            job_id: Some(job_id.to_string()),
-            step: "released".into(),
-            message: format!(
-                "Worker {worker_id} stopped before finishing; job put back in the queue"
-            ),
-            ..NewAudit::default()
-        };
-        insert_audit(&mut tx, &scope, &audit, now).await?;
+        let mut task = NewTask::new(job_id, &scope_of(&row)?, now.saturating_add(after_ms.max(0)));
+        task.id = next_id;
+        prioritise_in(&mut tx, std::slice::from_mut(&mut task)).await?;
+        push_tasks_in(&mut tx, self.db.backend, &self.db.queue, &[task]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
-    }
-
-    /// Marks failed the running jobs whose lease expired with no attempts left (their worker died
-    /// on the last attempt, possibly because the job itself crashes the process). Returns how many.
-    pub async fn fail_abandoned_jobs(&self) -> Result<u64, StoreError> {
-        let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'failed', locked_by = NULL, locked_until = NULL, \
-             last_error = 'the worker running the last attempt stopped without finishing', \
-             updated_at = $1 \
-             WHERE state = 'running' AND locked_until < $1 AND attempts >= max_attempts \
-             RETURNING id, event_id, attempts, tenant_id, connection_id",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        for row in &rows {
-            let attempts: i64 = get(row, "attempts")?;
-            let audit = NewAudit {
-                event_id: get(row, "event_id")?,
-                job_id: Some(get(row, "id")?),
-                step: "failed".into(),
-                message: format!(
-                    "Gave up after {attempts} attempts: the worker running the last attempt stopped without finishing"
-                ),
-                ..NewAudit::default()
-            };
-            insert_audit(&mut tx, &scope_of(row)?, &audit, now).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(rows.len() as u64)
     }
 
     /// Number of jobs in each state across every tenant (every state listed, zeros included):
     /// the service's own gauges, no tenant's data.
     pub async fn job_counts_all(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM sync_jobs GROUP BY state")
             .fetch_all(&mut *self.db.read_all().await?)
             .await
             .map_err(db_err)?;
@@ -453,7 +423,7 @@ impl Store {
     pub async fn oldest_queued_age_ms(&self) -> Result<Option<i64>, StoreError> {
         let now = now_millis();
         let row = sqlx::query(
-            "SELECT MIN(run_at) AS oldest FROM jobs WHERE state = 'queued' AND run_at <= $1",
+            "SELECT MIN(run_at) AS oldest FROM sync_jobs WHERE state = 'queued' AND run_at <= $1",
         )
         .bind(now)
         .fetch_one(&mut *self.db.read_all().await?)
@@ -484,47 +454,24 @@ fn scope_of(row: &sqlx::any::AnyRow) -> Result<ConnectionScope, StoreError> {
 }
 
 impl ConnectionStore {
-    /// Replays the job(s) of one event: queued now with the attempts reset, audited `replayed`.
-    /// A job currently running is left alone. Returns whether anything was requeued.
+    /// Replays the job(s) of one event: queued now with the attempts reset, on a fresh apalis
+    /// task, audited `replayed` (the job's history stays in the audit log). A job currently
+    /// running is left alone. Returns whether anything was requeued.
     pub async fn requeue_event(&self, event_id: &str) -> Result<bool, StoreError> {
-        let now = now_millis();
-        let db = &self.store.db;
-        let _guard = db.write_guard().await;
-        let mut tx = db
-            .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
+        let n = self
+            .requeue(
+                "(event_id = $1 OR id = (SELECT job_id FROM events \
+                  WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3))",
+                vec![event_id.to_string()],
+                "Replay requested: job queued again with its attempts reset".into(),
+            )
             .await?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
-             locked_until = NULL, last_error = NULL, updated_at = $2 \
-             WHERE tenant_id = $3 AND connection_id = $4 \
-               AND (event_id = $1 OR id = (SELECT job_id FROM events \
-                    WHERE event_id = $1 AND tenant_id = $3 AND connection_id = $4)) \
-               AND state <> 'running' \
-             RETURNING id",
-        )
-        .bind(event_id.to_string())
-        .bind(now)
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        for row in &rows {
-            let audit = NewAudit {
-                event_id: Some(event_id.to_string()),
-                job_id: Some(get(row, "id")?),
-                step: "replayed".into(),
-                message: "Replay requested: job queued again with its attempts reset".into(),
-                ..NewAudit::default()
-            };
-            insert_audit(&mut tx, &self.scope, &audit, now).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(!rows.is_empty())
+        Ok(n > 0)
     }
 
     /// Replays every job in `state` (last changed at or after `since`, when given): queued now with
-    /// attempts reset, each audited `replayed`. Running jobs are never requeued (`Running` → 0).
+    /// attempts reset, on fresh apalis tasks, each audited `replayed`. Running jobs are never
+    /// requeued (`Running` → 0).
     pub async fn requeue_where(
         &self,
         state: JobState,
@@ -533,44 +480,80 @@ impl ConnectionStore {
         if state == JobState::Running {
             return Ok(0);
         }
+        let since = since.unwrap_or(i64::MIN);
+        self.requeue(
+            &format!("state = '{}' AND updated_at >= {since}", state.as_str()),
+            Vec::new(),
+            format!("Replay of {state} jobs requested: job queued again with its attempts reset"),
+        )
+        .await
+    }
+
+    /// Requeues this connection's jobs matching `condition` (SQL over `jobs`; `$2`/`$3` are the
+    /// tenant and connection, `$1` the first of `binds`) that are not running.
+    async fn requeue(
+        &self,
+        condition: &str,
+        binds: Vec<String>,
+        message: String,
+    ) -> Result<u64, StoreError> {
         let now = now_millis();
         let db = &self.store.db;
         let _guard = db.write_guard().await;
         let mut tx = db
             .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
             .await?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
-             locked_until = NULL, last_error = NULL, updated_at = $2 \
-             WHERE state = $1 AND updated_at >= $3 AND tenant_id = $4 AND connection_id = $5 \
-             RETURNING id, event_id",
-        )
-        .bind(state.as_str())
-        .bind(now)
-        .bind(since.unwrap_or(i64::MIN))
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let (t, c) = if binds.is_empty() { ("$1", "$2") } else { ("$2", "$3") };
+        let sql = format!(
+            "SELECT id, event_id FROM sync_jobs WHERE tenant_id = {t} AND connection_id = {c} \
+             AND state <> 'running' AND {condition}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut tasks = Vec::with_capacity(rows.len());
         for row in &rows {
+            let job_id: String = get(row, "id")?;
+            let task = NewTask::new(&job_id, &self.scope, now);
+            sqlx::query(
+                "UPDATE sync_jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
+                 last_error = NULL, task_id = $3, updated_at = $2 \
+                 WHERE id = $1 AND tenant_id = $4 AND connection_id = $5",
+            )
+            .bind(job_id.clone())
+            .bind(now)
+            .bind(task.id.clone())
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             let audit = NewAudit {
                 event_id: get(row, "event_id")?,
-                job_id: Some(get(row, "id")?),
+                job_id: Some(job_id),
                 step: "replayed".into(),
-                message: format!(
-                    "Replay of {state} jobs requested: job queued again with its attempts reset"
-                ),
+                message: message.clone(),
                 ..NewAudit::default()
             };
             insert_audit(&mut tx, &self.scope, &audit, now).await?;
+            tasks.push(task);
         }
+        prioritise_in(&mut tx, &mut tasks).await?;
+        push_tasks_in(&mut tx, db.backend, &db.queue, &tasks).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(rows.len() as u64)
     }
 
     /// Makes waiting jobs whose `last_error` contains `matching` (case-sensitive) runnable now,
-    /// e.g. after a person added the missing product mapping. Returns how many.
+    /// e.g. after a person added the missing product mapping: their apalis tasks are pulled
+    /// forward in the same transaction, so a worker takes them at its next poll. Returns how many.
     pub async fn wake_waiting_jobs(&self, matching: &str) -> Result<u64, StoreError> {
         let now = now_millis();
         let db = &self.store.db;
@@ -579,31 +562,36 @@ impl ConnectionStore {
             Backend::Postgres => "strpos(last_error, $2) > 0",
         };
         let sql = format!(
-            "UPDATE jobs SET run_at = $1, updated_at = $1 \
+            "UPDATE sync_jobs SET run_at = $1, updated_at = $1 \
              WHERE state = 'waiting' AND run_at > $1 AND {contains} \
-               AND tenant_id = $3 AND connection_id = $4"
+               AND tenant_id = $3 AND connection_id = $4 \
+             RETURNING task_id"
         );
         let _guard = db.write_guard().await;
         let mut tx = db
             .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
             .await?;
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(matching.to_string())
             .bind(self.scope.t())
             .bind(self.scope.c())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(db_err)?
-            .rows_affected();
+            .map_err(db_err)?;
+        let tasks: Vec<String> = rows
+            .iter()
+            .filter_map(|r| get::<Option<String>>(r, "task_id").ok().flatten())
+            .collect();
+        pull_forward_in(&mut tx, db.backend, &db.queue, &tasks).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(n)
+        Ok(rows.len() as u64)
     }
 
     /// Number of jobs in each state (every state listed, zeros included).
     pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM jobs \
+            "SELECT state, COUNT(*) AS n FROM sync_jobs \
              WHERE tenant_id = $1 AND connection_id = $2 GROUP BY state",
         )
         .bind(self.scope.t())
@@ -617,7 +605,7 @@ impl ConnectionStore {
     /// One job by ID.
     pub async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2 AND connection_id = $3"
+            "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE id = $1 AND tenant_id = $2 AND connection_id = $3"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(job_id.to_string())
@@ -632,7 +620,7 @@ impl ConnectionStore {
     /// The job created with an event (or, failing that, the oldest job naming it).
     pub async fn get_job_for_event(&self, event_id: &str) -> Result<Option<Job>, StoreError> {
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs \
+            "SELECT {JOB_COLUMNS} FROM sync_jobs \
              WHERE tenant_id = $2 AND connection_id = $3 \
                AND (id = (SELECT job_id FROM events \
                           WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3) \

@@ -27,6 +27,9 @@ pub struct StoreOptions {
     /// Size of the sea-orm pool (tenants, connections, API keys: the admin paths and API-key
     /// checks; migrations).
     pub orm_max_connections: u32,
+    /// The apalis queue (`job_type`) the store pushes job tasks to and the worker takes them
+    /// from. Instances sharing a database share it.
+    pub job_queue: String,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +41,7 @@ impl Default for StoreOptions {
             postgres_writers: 4,
             retry: RetryPolicy::default(),
             orm_max_connections: 4,
+            job_queue: crate::tasks::DEFAULT_QUEUE.to_string(),
         }
     }
 }
@@ -123,7 +127,7 @@ impl Store {
             warn_if_rls_bypassed(&pool).await;
         }
 
-        let db = Arc::new(Db::new(pool, orm, backend));
+        let db = Arc::new(Db::new(pool, orm, backend, options.job_queue.clone()));
         // Bounded so that a stalled disk pushes back on the intake instead of growing memory.
         let (tx, rx) = mpsc::channel(options.max_batch.max(1) * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -262,11 +266,11 @@ async fn migrate(
     use mlc_migrations::MigratorTrait as _;
     use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
     let mig = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
-    match backend {
+    refuse_pre_release(&db, backend).await?;
+    let db = match backend {
         Backend::Sqlite => {
-            refuse_pre_release(&db, backend).await?;
             mlc_migrations::Migrator::up(&db, None).await.map_err(mig)?;
-            Ok(db)
+            db
         }
         Backend::Postgres => {
             let member_before = service_role_member(&db).await?;
@@ -274,19 +278,74 @@ async fn migrate(
             txn.execute_unprepared("SET LOCAL ROLE NONE")
                 .await
                 .map_err(mig)?;
-            refuse_pre_release(&txn, backend).await?;
             mlc_migrations::Migrator::up(&txn, None)
                 .await
                 .map_err(mig)?;
             txn.commit().await.map_err(mig)?;
             if !member_before && service_role_member(&db).await? {
                 let _ = db.close().await;
-                return open_orm(backend, url, options).await;
+                open_orm(backend, url, options).await?
+            } else {
+                db
             }
-            Ok(db)
+        }
+    };
+    migrate_apalis(backend, url, &db).await?;
+    Ok(db)
+}
+
+/// apalis' own migrations, right after ours (ours rename our `jobs` table first: on SQLite it
+/// would collide with apalis' `Jobs`). Their history is sqlx's (`_sqlx_migrations`;
+/// `apalis._sqlx_migrations` on PostgreSQL), ours is sea-orm's. `SqliteStorage::setup` is never
+/// called: it would also turn `synchronous` OFF on a pooled connection, and an acknowledged
+/// webhook must survive a power cut (the pools run `synchronous = FULL`). On PostgreSQL they run
+/// on a connection of their own as the connecting role (`CREATE SCHEMA apalis`, the `hstore`
+/// extension), not as `mlc_service`, which is then granted apalis' schema (idempotent: every
+/// start, so tables a newer apalis adds are covered too).
+async fn migrate_apalis(
+    backend: Backend,
+    url: &str,
+    db: &sea_orm::DatabaseConnection,
+) -> Result<(), StoreError> {
+    let mig = |e: sqlx::migrate::MigrateError| {
+        StoreError::Migration(format!("apalis' job-queue migrations: {e}"))
+    };
+    match backend {
+        Backend::Sqlite => apalis_sqlite::SqliteStorage::<()>::migrations()
+            .run(db.get_sqlite_connection_pool())
+            .await
+            .map_err(mig),
+        Backend::Postgres => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
+                StoreError::Database(e.to_string().replace(url, &redact_url(url)))
+            })?;
+            let result = apalis_postgres::PostgresStorage::<()>::migrations()
+                .run(&mut conn)
+                .await
+                .map_err(mig);
+            let result = match result {
+                Ok(()) => sqlx::raw_sql(APALIS_GRANTS)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Migration(format!("granting apalis' schema: {e}"))),
+                e => e,
+            };
+            let _ = conn.close().await;
+            result
         }
     }
 }
+
+/// The service role runs apalis' worker and writes the intake's task rows. apalis' tables hold no
+/// tenant data (a task names a job and its connection), so they carry no row-level policy.
+const APALIS_GRANTS: &str = "DO $$ BEGIN \
+     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mlc_service') THEN \
+       GRANT USAGE ON SCHEMA apalis TO mlc_service; \
+       GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA apalis TO mlc_service; \
+       GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA apalis TO mlc_service; \
+     END IF; END $$";
 
 /// See [`SERVICE_ROLE_MEMBER`].
 async fn service_role_member(db: &sea_orm::DatabaseConnection) -> Result<bool, StoreError> {

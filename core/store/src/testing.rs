@@ -190,3 +190,49 @@ pub async fn backends() -> Vec<TestDb> {
     }
     dbs
 }
+
+/// Starts the next due job of any tenant the way the apalis worker does (its task's
+/// [`Store::start`]), for tests of the store on its own: the job due first (oldest `run_at`)
+/// among queued and waiting jobs. `None` when nothing is due. Returns the job and the task it
+/// runs under (pass that to [`Store::finish`]).
+///
+/// # Panics
+/// On a database error: this is test support.
+pub async fn start_next(store: &Store, worker: &str) -> Option<(crate::Job, String)> {
+    // apalis hands a task to one worker at a time. Here the pick and the start are two steps, and
+    // `start` also re-runs a job left `running` (a dead worker's): two callers picking the same
+    // job would both run it. One caller at a time (across every store in the process, which only
+    // costs tests a little concurrency) keeps the pick exclusive, as apalis' claim is.
+    static PICK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _pick = PICK.lock().await;
+    let now = mlc_core::now_millis();
+    loop {
+        let row = {
+            let mut conn = match store.db.read_all().await {
+                Ok(c) => c,
+                Err(e) => panic!("{e}"),
+            };
+            let row = sqlx::query(
+                "SELECT id, task_id FROM sync_jobs WHERE state IN ('queued', 'waiting') \
+                 AND run_at <= $1 ORDER BY run_at, id LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await;
+            let _ = conn.done().await;
+            match row {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let row = row?;
+        let id: String = crate::db::get(&row, "id").unwrap_or_else(|e| panic!("{e}"));
+        let task: String = crate::db::get(&row, "task_id").unwrap_or_else(|e| panic!("{e}"));
+        match store.start(&id, &task, worker).await {
+            Ok(crate::Start::Run(job)) => return Some((job, task)),
+            // Moved to another task meanwhile (deferred, replayed): look again.
+            Ok(_) => continue,
+            Err(e) => panic!("starting job {id}: {e}"),
+        }
+    }
+}

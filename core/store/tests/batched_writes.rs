@@ -1,4 +1,4 @@
-//! The worker's writes (claims, job outcomes, audit entries) go through the same group-commit
+//! The worker's writes (starts, job outcomes, audit entries) go through the same group-commit
 //! writer as the intake. These tests check what that design promises, on every backend: nothing
 //! is lost, nothing is written twice, one caller's writes keep their order, a completed job is
 //! completed, and a restart (or a crash before a write was committed) loses no event.
@@ -8,9 +8,9 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{event, job_for, steps};
-use mlc_store::testing::backends;
-use mlc_store::{JobOutcome, JobState, NewAudit, StoreError};
+use common::{event, job_for, steps, unknown_task};
+use mlc_store::testing::{backends, start_next};
+use mlc_store::{JobOutcome, JobState, NewAudit, Start, StoreError};
 
 fn note(event_id: &str, job_id: &str, step: &str) -> NewAudit {
     NewAudit {
@@ -22,7 +22,7 @@ fn note(event_id: &str, job_id: &str, step: &str) -> NewAudit {
     }
 }
 
-/// Intake, claims, a handler's audit entries and job outcomes all at once, from many tasks:
+/// Intake, starts, a handler's audit entries and job outcomes all at once, from many tasks:
 /// every job ends succeeded, and each event's audit trail is complete, once each, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
@@ -30,7 +30,7 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
         let store = db.scoped().await;
         const EVENTS: usize = 120;
         const WORKERS: usize = 6;
-        // Intake in the background, while the workers already claim.
+        // Intake in the background, while the workers already start jobs.
         let intake = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -60,29 +60,26 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
                 let worker = format!("w{w}");
                 let mut idle = 0;
                 while idle < 2_000 {
-                    let jobs = store.store().claim_many(&worker, 30_000, 3).await.unwrap();
-                    if jobs.is_empty() {
+                    let Some((job, task)) = start_next(store.store(), &worker).await else {
                         idle += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                         if done.lock().unwrap().len() >= EVENTS {
                             break;
                         }
                         continue;
-                    }
+                    };
                     idle = 0;
-                    for job in jobs {
-                        let ev = job.event_id.clone().unwrap();
-                        for step in ["fetched", "mapped", "posted"] {
-                            store.append_audit(note(&ev, &job.id, step)).await.unwrap();
-                        }
-                        let state = store
-                            .store()
-                            .finish(&job.id, &worker, JobOutcome::Succeeded)
-                            .await
-                            .unwrap();
-                        assert_eq!(state, JobState::Succeeded);
-                        done.lock().unwrap().push(job.id.clone());
+                    let ev = job.event_id.clone().unwrap();
+                    for step in ["fetched", "mapped", "posted"] {
+                        store.append_audit(note(&ev, &job.id, step)).await.unwrap();
                     }
+                    let state = store
+                        .store()
+                        .finish(&job.id, &task, JobOutcome::Succeeded)
+                        .await
+                        .unwrap();
+                    assert_eq!(state, JobState::Succeeded);
+                    done.lock().unwrap().push(job.id.clone());
                 }
             }));
         }
@@ -91,11 +88,11 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
             w.await.unwrap();
         }
         let done = done.lock().unwrap().clone();
-        assert_eq!(done.len(), EVENTS, "every job claimed and finished once");
+        assert_eq!(done.len(), EVENTS, "every job started and finished once");
         assert_eq!(
             done.iter().collect::<HashSet<_>>().len(),
             EVENTS,
-            "no job was claimed twice"
+            "no job was started twice"
         );
         let counts = store.job_counts().await.unwrap();
         assert!(
@@ -121,95 +118,31 @@ async fn concurrent_intake_and_worker_writes_lose_nothing_and_keep_order() {
     }
 }
 
-/// Concurrent `claim_many` calls hand out each due job once, oldest first, never more than
-/// asked for.
+/// A finish under a task that does not carry the job (a stale one) changes nothing (and says
+/// so), even when it is committed in the same batch as the rightful task's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn claim_many_hands_each_job_out_once() {
-    for db in backends().await {
-        let store = db.scoped().await;
-        for i in 0..40 {
-            let id = format!("evt_cm{i:02}");
-            let mut job = job_for(&id);
-            job.run_at = 1_000 + i; // due long ago, in this order
-            store
-                .record_event(&event(&id, true), Some(job))
-                .await
-                .unwrap();
-        }
-        let first = store.store().claim_many("w0", 30_000, 3).await.unwrap();
-        let order: Vec<_> = first.iter().map(|j| j.event_id.clone().unwrap()).collect();
-        assert_eq!(order, ["evt_cm00", "evt_cm01", "evt_cm02"]);
-        let mut tasks = Vec::new();
-        for w in 1..5 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut got = Vec::new();
-                loop {
-                    let jobs = store
-                        .store()
-                        .claim_many(&format!("w{w}"), 30_000, 4)
-                        .await
-                        .unwrap();
-                    assert!(jobs.len() <= 4);
-                    if jobs.is_empty() {
-                        return got;
-                    }
-                    assert!(jobs.iter().all(|j| j.state == JobState::Running
-                        && j.attempts == 1
-                        && j.locked_by.as_deref() == Some(format!("w{w}").as_str())));
-                    got.extend(jobs.into_iter().map(|j| j.id));
-                }
-            }));
-        }
-        let mut all: Vec<String> = first.into_iter().map(|j| j.id).collect();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        assert_eq!(all.len(), 40);
-        assert_eq!(all.iter().collect::<HashSet<_>>().len(), 40);
-        assert!(
-            store
-                .store()
-                .claim_many("w9", 30_000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            store
-                .store()
-                .claim_many("w9", 30_000, 0)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-    }
-}
-
-/// A finish by a worker that lost its lease changes nothing (and says so), even when it is
-/// committed in the same batch as the rightful owner's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_lost_lease_changes_nothing_beside_a_valid_finish() {
+async fn a_stale_finish_changes_nothing_beside_a_valid_finish() {
     for db in backends().await {
         let store = db.scoped().await;
         store
             .record_event(&event("evt_ll", true), Some(job_for("evt_ll")))
             .await
             .unwrap();
-        let job = store.store().claim("owner", 30_000).await.unwrap().unwrap();
+        let (job, task) = start_next(store.store(), "owner").await.unwrap();
+        let stale = unknown_task();
         let (a, b) = tokio::join!(
             store
                 .store()
-                .finish(&job.id, "intruder", JobOutcome::Succeeded),
+                .finish(&job.id, &stale, JobOutcome::Succeeded),
             store.store().finish(
                 &job.id,
-                "owner",
+                &task,
                 JobOutcome::Failed {
                     error: "bad".into()
                 }
             ),
         );
-        assert!(matches!(a, Err(StoreError::LeaseLost(_))), "{a:?}");
+        assert!(matches!(a, Err(StoreError::NotRunning(_))), "{a:?}");
         assert_eq!(b.unwrap(), JobState::Failed);
         let audit = store.audit_for_event("evt_ll").await.unwrap();
         assert_eq!(steps(&audit), ["received", "failed"]);
@@ -220,8 +153,8 @@ async fn a_lost_lease_changes_nothing_beside_a_valid_finish() {
 }
 
 /// Closing the store commits every write already handed over (intake, audit, outcomes), and a
-/// worker that died before its outcome was committed leaves its job to be claimed again: after a
-/// restart nothing is lost and nothing is doubled.
+/// worker that died before its outcome was committed leaves its job `running`, started again when
+/// apalis re-runs its task: after a restart nothing is lost and nothing is doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_loses_no_write_and_no_event() {
     for db in backends().await {
@@ -233,13 +166,16 @@ async fn a_restart_loses_no_write_and_no_event() {
                 .await
                 .unwrap();
         }
-        // Lease of 1 ms: as if the worker holding them died at once.
-        let jobs = store.store().claim_many("w-dead", 1, 10).await.unwrap();
+        // One worker starts them all, then dies.
+        let mut jobs = Vec::new();
+        while let Some(started) = start_next(store.store(), "w-dead").await {
+            jobs.push(started);
+        }
         assert_eq!(jobs.len(), 10);
         // Half finish; their writes are handed over without waiting, then the store closes.
         let mut pending = Vec::new();
-        for job in &jobs[..5] {
-            let (store, job) = (store.clone(), job.clone());
+        for (job, task) in &jobs[..5] {
+            let (store, job, task) = (store.clone(), job.clone(), task.clone());
             pending.push(tokio::spawn(async move {
                 let ev = job.event_id.clone().unwrap();
                 store
@@ -248,7 +184,7 @@ async fn a_restart_loses_no_write_and_no_event() {
                     .unwrap();
                 store
                     .store()
-                    .finish(&job.id, "w-dead", JobOutcome::Succeeded)
+                    .finish(&job.id, &task, JobOutcome::Succeeded)
                     .await
                     .unwrap()
             }));
@@ -260,23 +196,39 @@ async fn a_restart_loses_no_write_and_no_event() {
         // The other half crashed before any outcome was written. Restart:
         let store = db.scoped().await;
         assert_eq!(store.count_events().await.unwrap(), 10);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let again = store.store().claim_many("w-new", 30_000, 10).await.unwrap();
-        let again_ids: HashSet<_> = again.iter().map(|j| j.id.clone()).collect();
-        let crashed: HashSet<_> = jobs[5..].iter().map(|j| j.id.clone()).collect();
+        // Their jobs are still `running` under the dead worker; nothing is due on its own.
+        for (job, _) in &jobs[5..] {
+            let job = store.get_job(&job.id).await.unwrap().unwrap();
+            assert_eq!(job.state, JobState::Running);
+            assert_eq!(job.locked_by.as_deref(), Some("w-dead"));
+        }
+        assert!(start_next(store.store(), "w-new").await.is_none());
+        // apalis re-runs every task the dead worker held: the finished ones are stale, the
+        // crashed ones run again, one attempt more.
+        let mut again = Vec::new();
+        for (job, task) in &jobs {
+            match store.store().start(&job.id, task, "w-new").await.unwrap() {
+                Start::Run(job) => again.push((job, task.clone())),
+                Start::Stale => {}
+                Start::GaveUp => panic!("{}: attempts remain", job.id),
+            }
+        }
+        let again_ids: HashSet<_> = again.iter().map(|(j, _)| j.id.clone()).collect();
+        let crashed: HashSet<_> = jobs[5..].iter().map(|(j, _)| j.id.clone()).collect();
         assert_eq!(
             again_ids, crashed,
-            "only the unfinished jobs are claimed again"
+            "only the unfinished jobs are started again"
         );
-        for job in &again {
+        for (job, task) in &again {
             assert_eq!(job.attempts, 2);
+            assert_eq!(job.locked_by.as_deref(), Some("w-new"));
             store
                 .store()
-                .finish(&job.id, "w-new", JobOutcome::Succeeded)
+                .finish(&job.id, task, JobOutcome::Succeeded)
                 .await
                 .unwrap();
         }
-        for (i, job) in jobs.iter().enumerate() {
+        for (i, (job, _)) in jobs.iter().enumerate() {
             let ev = job.event_id.clone().unwrap();
             let audit = store.audit_for_event(&ev).await.unwrap();
             let want: &[&str] = if i < 5 {

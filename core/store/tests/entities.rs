@@ -355,7 +355,7 @@ async fn every_entity_round_trips_a_full_row() {
                 max_attempts: 5,
                 run_at: 11,
                 locked_by: Some("worker-1".into()),
-                locked_until: Some(12),
+                task_id: Some("01JZ0000000000000000000000".into()),
                 last_error: Some("netsuite 503".into()),
                 created_at: 13,
                 updated_at: 14,

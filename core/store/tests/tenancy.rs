@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use common::{event, job_for, steps};
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
 use mlc_store::sealed::{MasterKey, SealError};
-use mlc_store::testing::{TestDb, backends, connection};
+use mlc_store::testing::{TestDb, backends, connection, start_next};
 use mlc_store::{
     ApiKeyRole, Backend, ConnectionStore, EventFilter, JobOutcome, JobState, NewConnection,
     NewPosting, RecordOutcome, Store,
@@ -147,23 +147,30 @@ async fn two_tenants_on_one_stripe_account_each_keep_their_own_copy() {
         let audit_g = globex.audit_for_event("evt_same").await.unwrap();
         assert_eq!(audit_g[0].job_id.as_deref(), Some(job_g.id.as_str()));
 
-        // The worker claims across tenants and learns each job's connection from the job.
-        let claimed = store.claim_many("w", 30_000, 10).await.unwrap();
-        let by_id: HashMap<_, _> = claimed
+        // The worker starts jobs across tenants and learns each job's connection from the job.
+        let mut started = Vec::new();
+        while let Some(next) = start_next(&store, "w").await {
+            started.push(next);
+        }
+        let by_id: HashMap<_, _> = started
             .iter()
-            .map(|j| (j.id.clone(), j.scope.clone()))
+            .map(|(j, _)| (j.id.clone(), j.scope.clone()))
             .collect();
-        assert_eq!(by_id.len(), 2, "{b:?}: {claimed:?}");
+        assert_eq!(by_id.len(), 2, "{b:?}: {started:?}");
         assert_eq!(by_id.get(&job_a.id), Some(acme.scope()), "{b:?}");
         assert_eq!(by_id.get(&job_g.id), Some(globex.scope()), "{b:?}");
-        for job in &claimed {
+        for (job, _) in &started {
             assert_eq!(job.event_id.as_deref(), Some("evt_same"));
         }
+        let task_of: HashMap<_, _> = started
+            .iter()
+            .map(|(j, t)| (j.id.clone(), t.clone()))
+            .collect();
         // Finishing one tenant's job writes its audit entry into that tenant's trail only.
         store
             .finish(
                 &job_a.id,
-                "w",
+                &task_of[&job_a.id],
                 JobOutcome::Failed {
                     error: "acme only".into(),
                 },
@@ -171,7 +178,7 @@ async fn two_tenants_on_one_stripe_account_each_keep_their_own_copy() {
             .await
             .unwrap();
         store
-            .finish(&job_g.id, "w", JobOutcome::Succeeded)
+            .finish(&job_g.id, &task_of[&job_g.id], JobOutcome::Succeeded)
             .await
             .unwrap();
         assert_eq!(
@@ -224,12 +231,12 @@ async fn a_scope_asked_for_another_tenants_ids_finds_nothing() {
             .await
             .unwrap()
             .unwrap();
-        let claimed = store.claim("w", 30_000).await.unwrap().unwrap();
-        assert_eq!(claimed.id, job_b.id);
+        let (started, task) = start_next(&store, "w").await.unwrap();
+        assert_eq!(started.id, job_b.id);
         store
             .finish(
                 &job_b.id,
-                "w",
+                &task,
                 JobOutcome::Failed {
                     error: "needs a person".into(),
                 },
@@ -800,7 +807,7 @@ const TENANT_TABLES: [&str; 14] = [
     "connections",
     "api_keys",
     "events",
-    "jobs",
+    "sync_jobs",
     "audit",
     "postings",
     "customer_links",
@@ -893,7 +900,7 @@ async fn postgres_row_level_security_holds_for_a_query_without_a_tenant_filter()
         {
             let mut tx = conn.begin().await.unwrap();
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM events").await, 0);
-            assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM jobs").await, 0);
+            assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM sync_jobs").await, 0);
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM audit").await, 0);
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM credentials").await, 0);
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM tenant_keys").await, 0);
@@ -911,7 +918,7 @@ async fn postgres_row_level_security_holds_for_a_query_without_a_tenant_filter()
                 .await
                 .unwrap();
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM events").await, 2);
-            assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM jobs").await, 2);
+            assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM sync_jobs").await, 2);
             assert_eq!(count(&mut tx, "SELECT COUNT(*) FROM audit").await, 2);
             assert_eq!(
                 count(&mut tx, "SELECT COUNT(*) FROM sync_watermarks").await,

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-#[sea_orm(table_name = "jobs")]
+#[sea_orm(table_name = "sync_jobs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
@@ -21,7 +21,7 @@ pub struct Model {
     pub max_attempts: i64,
     pub run_at: i64,
     pub locked_by: Option<String>,
-    pub locked_until: Option<i64>,
+    pub task_id: Option<String>,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,

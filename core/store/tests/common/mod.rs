@@ -54,3 +54,60 @@ pub fn plain_job(key: &str, max_attempts: i32) -> NewJob {
 pub fn steps(entries: &[mlc_store::AuditEntry]) -> Vec<String> {
     entries.iter().map(|e| e.step.clone()).collect()
 }
+
+/// apalis' task rows with ID `task_id` in the store's queue: `(status, run_at in unix ms)` each.
+/// SQLite keeps `run_at` in whole seconds, so its value is a multiple of 1000 there.
+pub async fn apalis_tasks(store: &mlc_store::Store, task_id: &str) -> Vec<(String, i64)> {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let sql = match store.backend() {
+        mlc_store::Backend::Sqlite => {
+            "SELECT status, run_at * 1000 AS run_at_ms FROM Jobs WHERE id = $1 AND job_type = $2"
+        }
+        mlc_store::Backend::Postgres => {
+            "SELECT status, CAST(EXTRACT(EPOCH FROM run_at) * 1000 AS BIGINT) AS run_at_ms \
+             FROM apalis.jobs WHERE id = $1 AND job_type = $2"
+        }
+    };
+    let orm = store.orm();
+    let rows = orm
+        .query_all_raw(Statement::from_sql_and_values(
+            orm.get_database_backend(),
+            sql,
+            [task_id.into(), store.queue().into()],
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "status").unwrap(),
+                r.try_get::<i64>("", "run_at_ms").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// How many apalis task rows the store's queue holds (any status).
+pub async fn apalis_task_count(store: &mlc_store::Store) -> i64 {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let sql = match store.backend() {
+        mlc_store::Backend::Sqlite => "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = $1",
+        mlc_store::Backend::Postgres => "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1",
+    };
+    let orm = store.orm();
+    let row = orm
+        .query_one_raw(Statement::from_sql_and_values(
+            orm.get_database_backend(),
+            sql,
+            [store.queue().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// A task ID that carries no job (a fresh ULID).
+pub fn unknown_task() -> String {
+    ulid::Ulid::generate().to_string()
+}
