@@ -55,6 +55,18 @@ async fn wait_for(store: &ConnectionStore, state: JobState, n: i64) {
     );
 }
 
+/// Waits (bounded) until at least `n` jobs are in `state`.
+async fn wait_at_least(store: &ConnectionStore, state: JobState, n: i64) {
+    for _ in 0..6_000 {
+        let counts: HashMap<_, _> = store.job_counts().await.unwrap().into_iter().collect();
+        if counts[&state] >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for {n} {state} jobs");
+}
+
 /// Records each run and flags any job run twice at the same time.
 #[derive(Clone, Default)]
 struct Recorder {
@@ -196,16 +208,16 @@ impl JobHandler for Stuck {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_in_flight_at_shutdown_or_kill_run_again_under_the_same_worker_id() {
     for db in backends().await {
+        let base = db.store().await;
         for kill in [false, true] {
-            let store = db.scoped().await;
             let tag = if kill { "k" } else { "s" };
+            let store = mlc_store::testing::connection(&base, "test", &format!("conn-{tag}")).await;
             for i in 0..6 {
                 store
                     .enqueue(plain_job(&format!("{tag}-{i}"), 3))
                     .await
                     .unwrap();
             }
-            wait_for(&store, JobState::Succeeded, 0).await;
             let stuck = Stuck::default();
             let mut cfg = config("same-name");
             cfg.shutdown_grace_ms = 100;
@@ -413,7 +425,7 @@ struct Ordered {
 
 impl JobHandler for Ordered {
     async fn handle(&self, job: Job) -> JobOutcome {
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         self.done
             .lock()
             .unwrap()
@@ -448,7 +460,7 @@ async fn one_connections_flood_does_not_queue_another_behind_it() {
         let handle = tokio::spawn(
             Worker::new(store.clone(), handler.clone(), cfg).run(shutdown.clone()),
         );
-        wait_for(&a, JobState::Succeeded, 20).await; // the flood is being worked on
+        wait_at_least(&a, JobState::Succeeded, 20).await; // the flood is being worked on
         for i in 0..SMALL {
             b.enqueue(plain_job(&format!("b-{i}"), 3)).await.unwrap();
         }

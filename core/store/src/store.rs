@@ -195,8 +195,11 @@ impl Store {
 
 /// Whether the connecting role may act as `mlc_service` (the role exists and it is a member):
 /// then every pooled connection does `SET ROLE mlc_service`, so row-level security binds it.
-const SERVICE_ROLE_MEMBER: &str = "SELECT 1 AS m FROM pg_roles WHERE rolname = 'mlc_service' \
-     AND pg_has_role(current_user, 'mlc_service', 'MEMBER')";
+/// The role is named by the row's OID: `pg_has_role` by name raises an error when the role does
+/// not exist (a fresh server, before migration 0002 made it), and PostgreSQL may evaluate it
+/// before the `rolname` filter.
+const SERVICE_ROLE_MEMBER: &str = "SELECT 1 AS m FROM pg_roles r WHERE r.rolname = 'mlc_service' \
+     AND pg_has_role(current_user, r.oid, 'MEMBER')";
 
 /// Opens the store's sea-orm pool (`Database::connect` picks the driver from the URL) with the
 /// same per-connection settings as the raw pool. sea-orm's own `ConnectOptions::after_connect`
