@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use mlc_jobs::{JobHandler, Worker, WorkerConfig};
+use mlc_jobs::{JobHandler, Schedule, Worker, WorkerConfig};
 use mlc_service::config::Config;
 use mlc_service::connections::{
     ConnectionHandler, connect_store, connection_handler, ensure_default_connection,
@@ -28,8 +28,6 @@ pub struct App<H: JobHandler> {
     state: AppState,
     worker: Worker<H>,
     run_worker: bool,
-    /// The NetSuite → Stripe sync and its interval, when configured (see [`mlc_service::sync`]).
-    sync: Option<(SyncContext, std::time::Duration)>,
     /// Connection timeouts and cap (`[server]`).
     limits: crate::http::serve::ServeLimits,
 }
@@ -90,7 +88,19 @@ impl App<Handler> {
         );
         let mut app = App::build_with(config, listener, default, handler, master_key)?;
         app.state.console.netsuite = netsuite;
-        app.sync = sync;
+        if let Some((ctx, every)) = sync {
+            // Once per interval across every instance sharing the database (an apalis task per
+            // slot is the lock), on whichever worker takes it.
+            let name = format!("reference_sync:{}", ctx.store.scope());
+            app.worker = app.worker.schedule(Schedule {
+                name,
+                every,
+                run: Arc::new(move || {
+                    let ctx = ctx.clone();
+                    Box::pin(async move { ctx.run_logged().await })
+                }),
+            });
+        }
         Ok(app)
     }
 }
@@ -174,7 +184,6 @@ impl<H: JobHandler + Clone> App<H> {
             state,
             worker,
             run_worker: true,
-            sync: None,
             limits,
         })
     }
@@ -204,14 +213,11 @@ impl<H: JobHandler + Clone> App<H> {
             state,
             worker,
             run_worker,
-            sync,
             limits,
         } = self;
         let store = state.store.store().clone();
         let worker_stop = CancellationToken::new();
         let worker_task = run_worker.then(|| tokio::spawn(worker.run(worker_stop.clone())));
-        let sync_task =
-            sync.map(|(ctx, every)| tokio::spawn(ctx.run_every(every, shutdown.clone())));
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");
         if state.admin_token.is_some() {
@@ -227,12 +233,6 @@ impl<H: JobHandler + Clone> App<H> {
         crate::http::serve::serve(listener, app, limits, shutdown.clone()).await;
         tracing::info!("intake stopped; finishing in-flight jobs");
         worker_stop.cancel();
-        if let Some(task) = sync_task {
-            // It stops at the shutdown token; a panic in it must not hide the worker's outcome.
-            if let Err(e) = task.await {
-                tracing::error!("NetSuite → Stripe sync task panicked: {e}");
-            }
-        }
         if let Some(task) = worker_task {
             match task.await {
                 Ok(result) => result.context("worker failed")?,

@@ -13,7 +13,7 @@ use mlc_service::pipeline::{AcceptOnly, Pipeline};
 use mlc_store::{Job, JobOutcome};
 
 pub use registry::Handler;
-pub use runner::{JobHandler, Worker, WorkerConfig};
+pub use runner::{JobHandler, Schedule, Worker, WorkerConfig};
 
 // The service's handlers, runnable by a worker on their own (the registry dispatches to them).
 

@@ -74,6 +74,54 @@ impl Default for WorkerConfig {
     }
 }
 
+/// What a task on our queue carries: one attempt of a job (pushed by the store), or a tick of a
+/// schedule (pushed here).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Work {
+    Job(JobTicket),
+    Tick(Tick),
+}
+
+/// One run of a schedule: slot `slot` is the `slot`-th interval since the Unix epoch. Its task's
+/// idempotency key is `schedule:slot`, so however many instances push it, it exists once, and the
+/// worker that claims it is the only one to run it: the task is the lock, no leader election.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Tick {
+    schedule: String,
+    slot: u64,
+}
+
+/// Recurring work run once per interval across every instance sharing the database (the
+/// NetSuite → Stripe reference sync). Instances that share a database must register the same
+/// schedules.
+#[derive(Clone)]
+pub struct Schedule {
+    /// Unique among schedules (e.g. `reference_sync:default/default`).
+    pub name: String,
+    pub every: Duration,
+    pub run: Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedule")
+            .field("name", &self.name)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schedule {
+    fn slot_of(&self, unix_secs: u64) -> u64 {
+        unix_secs / self.every.as_secs().max(1)
+    }
+
+    fn slot_start(&self, slot: u64) -> u64 {
+        slot.saturating_mul(self.every.as_secs().max(1))
+    }
+}
+
 /// Missed heartbeats after which apalis treats a worker as dead.
 const MISSED_HEARTBEATS: usize = 3;
 /// How long a task over its connection's cap is put off.
@@ -88,6 +136,7 @@ pub struct Worker<H: JobHandler> {
     handler: Arc<H>,
     config: WorkerConfig,
     notify: Arc<Notify>,
+    schedules: Vec<Schedule>,
 }
 
 /// What every task execution shares (apalis' `Data`).
@@ -96,6 +145,7 @@ struct Shared<H> {
     handler: Arc<H>,
     cap: usize,
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
+    schedules: HashMap<String, Schedule>,
 }
 
 /// A connection's slot in this process; given back on drop.
@@ -142,7 +192,14 @@ impl<H: JobHandler> Worker<H> {
             handler: Arc::new(handler),
             config,
             notify: Arc::new(Notify::new()),
+            schedules: Vec::new(),
         }
+    }
+
+    /// Runs `schedule` every interval, once across all instances (see [`Schedule`]).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
     }
 
     /// Call `notify_one()` on this after enqueueing to make an idle worker look for work now.
@@ -161,7 +218,20 @@ impl<H: JobHandler> Worker<H> {
             handler: self.handler,
             cap: cfg.per_connection_cap.max(1),
             in_flight: Mutex::new(HashMap::new()),
+            schedules: self
+                .schedules
+                .iter()
+                .map(|s| (s.name.clone(), s.clone()))
+                .collect(),
         });
+        // The current slot of every schedule, unless an instance already pushed (or ran) it.
+        for schedule in &self.schedules {
+            let slot = schedule.slot_of(unix_secs());
+            if let Err(e) = push_tick(&self.store, schedule, slot, unix_secs()).await {
+                tracing::warn!(schedule = %schedule.name, error = %e,
+                    "cannot schedule; it is scheduled again by the next start or tick");
+            }
+        }
         // Never a name apalis has seen, even when a caller reuses `worker_id` across restarts.
         let life = uuid::Uuid::new_v4().simple().to_string();
         let life = &life[..8];
@@ -237,7 +307,7 @@ async fn run_once<H: JobHandler>(
                     .batch_size(concurrency)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS);
-                let backend = SqliteStorage::<JobTicket>::new(store.orm().get_sqlite_connection_pool())
+                let backend = SqliteStorage::<Work>::new(store.orm().get_sqlite_connection_pool())
                     .with_config(config)
                     .poll_with_strategy(strategy);
                 let worker = WorkerBuilder::new(name)
@@ -259,7 +329,7 @@ async fn run_once<H: JobHandler>(
                     pool.clone(),
                     store.queue().to_string(),
                 ));
-                let backend = PostgresStorage::<JobTicket>::new(pool)
+                let backend = PostgresStorage::<Work>::new(pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);
                 let worker = WorkerBuilder::new(name)
@@ -281,14 +351,106 @@ async fn run_once<H: JobHandler>(
     }
 }
 
-/// One apalis task: one attempt of one job.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Pushes `schedule`'s tick for `slot`, due at the slot's start (or `not_before`, if later),
+/// with the idempotency key that makes it exist once: a second push is a no-op on SQLite (`ON
+/// CONFLICT DO NOTHING`) and a unique violation on PostgreSQL, taken here as "already there".
+async fn push_tick(
+    store: &Store,
+    schedule: &Schedule,
+    slot: u64,
+    not_before: u64,
+) -> Result<(), String> {
+    let tick = Tick {
+        schedule: schedule.name.clone(),
+        slot,
+    };
+    let body = serde_json::to_vec(&tick).map_err(|e| e.to_string())?;
+    let task = apalis::prelude::TaskBuilder::new(body)
+        .run_at_timestamp(schedule.slot_start(slot).max(not_before))
+        .idempotency_key(format!("{}:{slot}", schedule.name))
+        .max_attempts(mlc_store::TASK_MAX_ATTEMPTS as usize)
+        .priority(mlc_store::PRIORITY_BASE as usize)
+        .build();
+    match store.backend() {
+        Backend::Sqlite => {
+            let mut conn = store
+                .orm()
+                .get_sqlite_connection_pool()
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?;
+            apalis_sqlite::queries::push_tasks(&mut *conn, store.queue(), &[task])
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Backend::Postgres => {
+            let mut conn = store
+                .orm()
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?;
+            match apalis_postgres::queries::push_tasks(&mut *conn, store.queue(), vec![task]).await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if e.to_string().contains("idx_jobs_idempotency_key") => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// One apalis task: one attempt of one job, or one tick of a schedule.
 async fn run_task<H: JobHandler>(
-    ticket: JobTicket,
+    work: Work,
     shared: Data<Arc<Shared<H>>>,
     task_id: TaskId,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let task_id = task_id.to_string();
+    match work {
+        Work::Job(ticket) => run_job(ticket, &shared, task_id.to_string(), &worker).await,
+        Work::Tick(tick) => {
+            run_tick(tick, &shared).await;
+            Ok(())
+        }
+    }
+}
+
+/// Runs a schedule's slot, then pushes its next slot. A tick of a schedule this instance does
+/// not know (configured on another instance only) is logged and left.
+async fn run_tick<H>(tick: Tick, shared: &Shared<H>) {
+    let Some(schedule) = shared.schedules.get(&tick.schedule) else {
+        tracing::warn!(schedule = %tick.schedule, "a tick of a schedule this instance does not run; \
+            instances sharing a database should share their configuration");
+        return;
+    };
+    let run = (schedule.run)();
+    // Its own task: a panic is logged, and the next slot is scheduled all the same.
+    if let Err(e) = tokio::spawn(run).await {
+        tracing::error!(schedule = %tick.schedule, error = %e, "scheduled run crashed");
+    }
+    let now = unix_secs();
+    // The next slot to come: a run that overran skips the slots it covered.
+    let next = (tick.slot + 1).max(schedule.slot_of(now) + 1);
+    if let Err(e) = push_tick(&shared.store, schedule, next, now).await {
+        tracing::error!(schedule = %tick.schedule, error = %e,
+            "cannot schedule the next run; it is scheduled again at the next start");
+    }
+}
+
+/// One attempt of one job.
+async fn run_job<H: JobHandler>(
+    ticket: JobTicket,
+    shared: &Shared<H>,
+    task_id: String,
+    worker: &WorkerContext,
+) -> Result<(), BoxDynError> {
     let scope = ticket.scope()?;
     let Some(_slot) = shared.take_slot(&scope) else {
         // The connection has its share of this worker: put the job off a moment, unstarted.
@@ -298,7 +460,11 @@ async fn run_task<H: JobHandler>(
             .await?;
         return Ok(());
     };
-    let job = match shared.store.start(&ticket.job, &task_id, worker.name()).await? {
+    let job = match shared
+        .store
+        .start(&ticket.job, &task_id, worker.name())
+        .await?
+    {
         Start::Run(job) => job,
         Start::Stale | Start::GaveUp => return Ok(()),
     };
@@ -324,7 +490,11 @@ async fn run_task<H: JobHandler>(
     // A brief database hiccup should not make apalis run the attempt again.
     let mut last = String::new();
     for attempt in 1..=3u64 {
-        match shared.store.finish(&job_id, &task_id, outcome.clone()).await {
+        match shared
+            .store
+            .finish(&job_id, &task_id, outcome.clone())
+            .await
+        {
             Ok(state) => {
                 tracing::debug!(job_id = %job_id, %state, "job finished");
                 return Ok(());

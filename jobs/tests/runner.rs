@@ -253,7 +253,10 @@ async fn jobs_in_flight_at_shutdown_or_kill_run_again_under_the_same_worker_id()
                 let job = store.get_job(id).await.unwrap().unwrap();
                 second_attempts += usize::from(job.attempts == 2);
             }
-            assert_eq!(second_attempts, 4, "{tag}: the interrupted four ran a second attempt");
+            assert_eq!(
+                second_attempts, 4,
+                "{tag}: the interrupted four ran a second attempt"
+            );
         }
     }
 }
@@ -298,7 +301,10 @@ async fn a_transient_failure_waits_before_it_runs_again() {
         let runs = handler.runs.lock().unwrap().clone();
         assert_eq!(runs.len(), 2);
         let gap = runs[1] - runs[0];
-        assert!(gap >= Duration::from_millis(1_900), "ran again after {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(1_900),
+            "ran again after {gap:?}"
+        );
         assert_eq!(
             steps(&store.audit_for_job(&id).await.unwrap()),
             vec!["retried", "succeeded"]
@@ -457,9 +463,8 @@ async fn one_connections_flood_does_not_queue_another_behind_it() {
         let mut cfg = config("fair");
         cfg.per_connection_cap = 3;
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(
-            Worker::new(store.clone(), handler.clone(), cfg).run(shutdown.clone()),
-        );
+        let handle =
+            tokio::spawn(Worker::new(store.clone(), handler.clone(), cfg).run(shutdown.clone()));
         wait_at_least(&a, JobState::Succeeded, 20).await; // the flood is being worked on
         for i in 0..SMALL {
             b.enqueue(plain_job(&format!("b-{i}"), 3)).await.unwrap();

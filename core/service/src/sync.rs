@@ -19,8 +19,6 @@
 //! Idempotency-Key derived from what they write, and the store link is recorded before the
 //! write-back, so a run that stopped half-way finishes the link instead of creating twice.
 
-use std::time::Duration;
-
 use mlc_core::{Classify, ErrorClass, NetSuiteInternalId};
 use mlc_netsuite::{NetSuiteClient, NetSuiteError, RecordBody, SuiteQlRow};
 use mlc_store::{ConnectionStore, NewAudit, StoreError};
@@ -28,7 +26,6 @@ use mlc_stripe::client::{CustomerParams, ProductParams};
 use mlc_stripe::{StripeClient, StripeError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ItemMatch, Owner, PostingConfig, ReferenceConfig};
 
@@ -96,26 +93,18 @@ impl SyncContext {
         Ok(SyncContext::new(config, store, stripe, netsuite))
     }
 
-    /// Runs the sync now and then every `interval` until `shutdown`; a failing run is logged and
-    /// the next interval tries again. Stopping mid-run is safe: every write is idempotent.
-    pub async fn run_every(self, interval: Duration, shutdown: CancellationToken) {
-        loop {
-            let report = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = netsuite_to_stripe_once(&self) => r,
-            };
-            let writes = report.items.writes() + report.customers.writes();
-            if report.errors.is_empty() && writes == 0 {
-                tracing::debug!(%report, "NetSuite → Stripe sync: nothing changed");
-            } else if report.errors.is_empty() {
-                tracing::info!(%report, "NetSuite → Stripe sync done");
-            } else {
-                tracing::warn!(%report, errors = ?report.errors, "NetSuite → Stripe sync had errors; retried next interval");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
+    /// One run, logged: what changed, or the errors (retried at the next run). The worker runs
+    /// it once per `reference.netsuite_sync_interval_secs` across every instance (an apalis
+    /// schedule: `mlc_jobs::runner::Schedule`).
+    pub async fn run_logged(&self) {
+        let report = netsuite_to_stripe_once(self).await;
+        let writes = report.items.writes() + report.customers.writes();
+        if report.errors.is_empty() && writes == 0 {
+            tracing::debug!(%report, "NetSuite → Stripe sync: nothing changed");
+        } else if report.errors.is_empty() {
+            tracing::info!(%report, "NetSuite → Stripe sync done");
+        } else {
+            tracing::warn!(%report, errors = ?report.errors, "NetSuite → Stripe sync had errors; retried next interval");
         }
     }
 }

@@ -68,6 +68,8 @@ pub(crate) async fn insert_job(
 
 /// What [`Store::start`] found.
 #[derive(Debug)]
+// Returned once per attempt through a oneshot; boxing the job would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Start {
     /// The job is now running under this task: run it.
     Run(Job),
@@ -263,7 +265,10 @@ pub(crate) async fn finish_in(
     .bind(i64::from(new_attempts))
     .bind(last_error)
     .bind(now)
-    .bind(next.as_ref().map_or_else(|| task_id.to_string(), |t| t.id.clone()))
+    .bind(
+        next.as_ref()
+            .map_or_else(|| task_id.to_string(), |t| t.id.clone()),
+    )
     .execute(&mut *conn)
     .await
     .map_err(db_err)?
@@ -399,7 +404,11 @@ impl Store {
         .await
         .map_err(db_err)?;
         let Some(row) = row else { return Ok(false) };
-        let mut task = NewTask::new(job_id, &scope_of(&row)?, now.saturating_add(after_ms.max(0)));
+        let mut task = NewTask::new(
+            job_id,
+            &scope_of(&row)?,
+            now.saturating_add(after_ms.max(0)),
+        );
         task.id = next_id;
         prioritise_in(&mut tx, std::slice::from_mut(&mut task)).await?;
         push_tasks_in(&mut tx, self.db.backend, &self.db.queue, &[task]).await?;
@@ -503,7 +512,11 @@ impl ConnectionStore {
         let mut tx = db
             .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
             .await?;
-        let (t, c) = if binds.is_empty() { ("$1", "$2") } else { ("$2", "$3") };
+        let (t, c) = if binds.is_empty() {
+            ("$1", "$2")
+        } else {
+            ("$2", "$3")
+        };
         let sql = format!(
             "SELECT id, event_id FROM sync_jobs WHERE tenant_id = {t} AND connection_id = {c} \
              AND state <> 'running' AND {condition}"

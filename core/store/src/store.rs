@@ -320,9 +320,9 @@ async fn migrate_apalis(
             .map_err(mig),
         Backend::Postgres => {
             use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
-                StoreError::Database(e.to_string().replace(url, &redact_url(url)))
-            })?;
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .map_err(|e| StoreError::Database(e.to_string().replace(url, &redact_url(url))))?;
             let result = apalis_postgres::PostgresStorage::<()>::migrations()
                 .run(&mut conn)
                 .await

@@ -127,8 +127,9 @@ pub(crate) async fn push_tasks_in(
             }
             let (run_at, metadata) = match backend {
                 Backend::Sqlite => (format!("${}", k + 5), "'{}'"),
-                // `to_timestamp` takes seconds; milliseconds keep sub-second schedules.
-                Backend::Postgres => (format!("to_timestamp(${} / 1000.0)", k + 5), "NULL"),
+                // `to_timestamp` takes seconds; milliseconds keep sub-second schedules. The
+                // empty metadata is an empty hstore, as `push_tasks` writes it.
+                Backend::Postgres => (format!("to_timestamp(${} / 1000.0)", k + 5), "''"),
             };
             sql.push_str(&format!(
                 "(${}, ${}, ${}, 'Pending', 0, ${}, {run_at}, ${}, {metadata}, NULL)",
@@ -205,7 +206,13 @@ pub(crate) async fn backlogs_in(
     distinct.dedup();
     for chunk in distinct.chunks(200) {
         let cond = (0..chunk.len())
-            .map(|i| format!("(tenant_id = ${} AND connection_id = ${})", 2 * i + 1, 2 * i + 2))
+            .map(|i| {
+                format!(
+                    "(tenant_id = ${} AND connection_id = ${})",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
             .collect::<Vec<_>>()
             .join(" OR ");
         let sql = format!(

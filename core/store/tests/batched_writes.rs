@@ -131,9 +131,7 @@ async fn a_stale_finish_changes_nothing_beside_a_valid_finish() {
         let (job, task) = start_next(store.store(), "owner").await.unwrap();
         let stale = unknown_task();
         let (a, b) = tokio::join!(
-            store
-                .store()
-                .finish(&job.id, &stale, JobOutcome::Succeeded),
+            store.store().finish(&job.id, &stale, JobOutcome::Succeeded),
             store.store().finish(
                 &job.id,
                 &task,

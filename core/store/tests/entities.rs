@@ -79,7 +79,9 @@ fn entity_kind(t: &ColumnType) -> &'static str {
     }
 }
 
-/// The tables of the migrated schema (sea-orm's migration history left out), with their columns.
+/// The tables of the migrated schema (sea-orm's migration history left out, and apalis' tables:
+/// its own schema `apalis` on PostgreSQL, `Jobs`, `Workers` and sqlx's migration history on
+/// SQLite), with their columns.
 async fn schema(store: &Store) -> BTreeMap<String, BTreeMap<String, DbColumn>> {
     let orm = store.orm();
     let backend = store.backend();
@@ -88,7 +90,8 @@ async fn schema(store: &Store) -> BTreeMap<String, BTreeMap<String, DbColumn>> {
             "SELECT m.name AS tbl, c.name AS col, c.type AS typ, c.\"notnull\" AS not_null, \
              c.pk AS pk FROM sqlite_master m, pragma_table_info(m.name) c \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
-             AND m.name <> 'seaql_migrations'"
+             AND m.name <> 'seaql_migrations' \
+             AND m.name NOT IN ('Jobs', 'Workers', '_sqlx_migrations')"
         }
         Backend::Postgres => {
             "SELECT c.table_name::text AS tbl, c.column_name::text AS col, \

@@ -18,7 +18,12 @@ use mlc_store::{
 /// The one `Pending` apalis row of `task_id`, as `run_at` in unix ms.
 async fn pending_task(store: &Store, task_id: &str) -> i64 {
     let rows = apalis_tasks(store, task_id).await;
-    assert_eq!(rows.len(), 1, "{:?}: rows of task {task_id}: {rows:?}", store.backend());
+    assert_eq!(
+        rows.len(),
+        1,
+        "{:?}: rows of task {task_id}: {rows:?}",
+        store.backend()
+    );
     assert_eq!(rows[0].0, "Pending", "{:?}", store.backend());
     rows[0].1
 }
@@ -153,7 +158,11 @@ async fn failed_attempt_is_rescheduled_by_the_default_policy_on_a_new_task() {
         assert_ne!(next, task);
         assert_eq!(apalis_task_count(store.store()).await, tasks_before + 1);
         let due = pending_task(store.store(), &next).await;
-        assert!(due > now_millis(), "{:?}: the retry is due at once", db.backend());
+        assert!(
+            due > now_millis(),
+            "{:?}: the retry is due at once",
+            db.backend()
+        );
         // SQLite keeps whole seconds, rounded up: never earlier than the job's run_at.
         assert!(
             due >= queued.run_at - 1 && due < queued.run_at + 1_000,
@@ -432,11 +441,7 @@ async fn a_crash_on_the_last_attempt_gives_up_instead_of_rerunning() {
 async fn a_task_that_does_not_carry_the_job_is_stale() {
     for db in backends().await {
         let store = db.scoped().await;
-        let id = store
-            .enqueue(plain_job("stale", 3))
-            .await
-            .unwrap()
-            .unwrap();
+        let id = store.enqueue(plain_job("stale", 3)).await.unwrap().unwrap();
         let task = store.get_job(&id).await.unwrap().unwrap().task_id.unwrap();
         // Some other task (e.g. one left over from before a replay) does not start the job.
         let other = unknown_task();
@@ -453,7 +458,11 @@ async fn a_task_that_does_not_carry_the_job_is_stale() {
         ));
         // Nor does a task name a job that does not exist.
         assert!(matches!(
-            store.store().start("no-such-job", &task, "w").await.unwrap(),
+            store
+                .store()
+                .start("no-such-job", &task, "w")
+                .await
+                .unwrap(),
             Start::Stale
         ));
         let job = store.get_job(&id).await.unwrap().unwrap();
@@ -565,7 +574,10 @@ async fn waking_waiting_jobs_pulls_their_tasks_forward() {
         let woken = store.get_job(&waiting["prod_X"]).await.unwrap().unwrap();
         assert!(woken.run_at <= now_millis());
         let (job, task) = start_next(store.store(), "w").await.unwrap();
-        assert_eq!((job.id.as_str(), task.as_str()), (waiting["prod_X"].as_str(), task_x.as_str()));
+        assert_eq!(
+            (job.id.as_str(), task.as_str()),
+            (waiting["prod_X"].as_str(), task_x.as_str())
+        );
         assert!(start_next(store.store(), "w").await.is_none());
     }
 }
@@ -639,13 +651,15 @@ async fn replay_pushes_a_fresh_task_and_the_old_one_goes_stale() {
 async fn defer_moves_an_unstarted_job_to_a_later_task() {
     for db in backends().await {
         let store = db.scoped().await;
-        let id = store
-            .enqueue(plain_job("defer", 3))
-            .await
-            .unwrap()
-            .unwrap();
+        let id = store.enqueue(plain_job("defer", 3)).await.unwrap().unwrap();
         let task = store.get_job(&id).await.unwrap().unwrap().task_id.unwrap();
-        assert!(!store.store().defer(&id, &unknown_task(), 60_000).await.unwrap());
+        assert!(
+            !store
+                .store()
+                .defer(&id, &unknown_task(), 60_000)
+                .await
+                .unwrap()
+        );
         let before = now_millis();
         assert!(store.store().defer(&id, &task, 60_000).await.unwrap());
         let job = store.get_job(&id).await.unwrap().unwrap();

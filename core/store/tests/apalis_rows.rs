@@ -1,0 +1,118 @@
+//! The intake writes apalis' task rows itself, inside its own transaction (see
+//! `core/store/src/tasks.rs`: the store's hot paths run on sqlx's `Any` driver, which
+//! `apalis_*::queries::push_tasks` cannot take). This pins the contract: the row the store writes
+//! is the row apalis' own `push_tasks` writes for the same task, column for column, on both
+//! backends. (The worker tests in `jobs/tests/runner.rs` run every job through apalis from these
+//! rows.)
+
+mod common;
+
+use apalis::prelude::TaskBuilder;
+use common::{event, job_for};
+use mlc_store::testing::backends;
+use mlc_store::{Backend, JobTicket, PRIORITY_BASE, Store, TASK_MAX_ATTEMPTS};
+
+/// The columns that describe a task (not its ID), read back as text so both backends compare
+/// alike: payload, queue, status, attempts, max attempts, `run_at` in Unix seconds, priority,
+/// metadata, idempotency key, lock, result, done time.
+async fn task_row(store: &Store, id: &str) -> Vec<Option<String>> {
+    use sqlx::Row as _;
+    match store.backend() {
+        Backend::Sqlite => {
+            let row = sqlx::query(
+                "SELECT hex(job) AS job, job_type, status, CAST(attempts AS TEXT) AS attempts, \
+                 CAST(max_attempts AS TEXT) AS max_attempts, CAST(run_at AS TEXT) AS run_at, \
+                 CAST(priority AS TEXT) AS priority, metadata, idempotency_key, lock_by, \
+                 last_result, CAST(done_at AS TEXT) AS done_at FROM Jobs WHERE id = ?1",
+            )
+            .bind(id)
+            .fetch_one(store.orm().get_sqlite_connection_pool())
+            .await
+            .unwrap();
+            (0..12).map(|i| row.get::<Option<String>, _>(i)).collect()
+        }
+        Backend::Postgres => {
+            let row = sqlx::query(
+                "SELECT upper(encode(job, 'hex')) AS job, job_type, status, attempts::text, \
+                 max_attempts::text, floor(extract(epoch FROM run_at))::bigint::text AS run_at, \
+                 priority::text, metadata::text, idempotency_key, lock_by, last_result::text, \
+                 done_at::text FROM apalis.jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(store.orm().get_postgres_connection_pool())
+            .await
+            .unwrap();
+            (0..12).map(|i| row.get::<Option<String>, _>(i)).collect()
+        }
+    }
+}
+
+/// Pushes `body` as a task with apalis' own `push_tasks`; returns its ID.
+async fn push_with_apalis(store: &Store, body: Vec<u8>, run_at: u64, priority: usize) -> String {
+    let ulid = ulid::Ulid::generate();
+    let task = TaskBuilder::new(body)
+        .task_id(apalis::prelude::TaskId::Ulid(ulid))
+        .run_at_timestamp(run_at)
+        .max_attempts(TASK_MAX_ATTEMPTS as usize)
+        .priority(priority)
+        .build();
+    match store.backend() {
+        Backend::Sqlite => {
+            let mut conn = store
+                .orm()
+                .get_sqlite_connection_pool()
+                .acquire()
+                .await
+                .unwrap();
+            apalis_sqlite::queries::push_tasks(&mut *conn, store.queue(), &[task])
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = store
+                .orm()
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .unwrap();
+            apalis_postgres::queries::push_tasks(&mut *conn, store.queue(), vec![task])
+                .await
+                .unwrap();
+        }
+    }
+    ulid.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_writes_the_row_apalis_push_tasks_writes() {
+    for db in backends().await {
+        let connection = db.scoped().await;
+        let store = connection.store().clone();
+        connection
+            .record_event(&event("evt_row", true), Some(job_for("evt_row")))
+            .await
+            .unwrap();
+        let job = connection
+            .get_job_for_event("evt_row")
+            .await
+            .unwrap()
+            .unwrap();
+        let ours = task_row(&store, job.task_id.as_deref().unwrap()).await;
+
+        // The same task, pushed by apalis: the ticket the store wrote, due now, same priority.
+        let ticket = JobTicket {
+            job: job.id.clone(),
+            tenant: job.scope.tenant_id().as_str().to_string(),
+            connection: job.scope.connection_id().as_str().to_string(),
+        };
+        let body = serde_json::to_vec(&ticket).unwrap();
+        let priority: usize = ours[6].as_deref().unwrap().parse().unwrap();
+        assert!(priority <= PRIORITY_BASE as usize, "{priority}");
+        let run_at: u64 = ours[5].as_deref().unwrap().parse().unwrap();
+        let id = push_with_apalis(&store, body, run_at, priority).await;
+        let theirs = task_row(&store, &id).await;
+        assert_eq!(ours, theirs, "{:?}", db.backend());
+        assert_eq!(ours[1].as_deref(), Some(store.queue()));
+        assert_eq!(ours[2].as_deref(), Some("Pending"));
+    }
+}
