@@ -129,6 +129,8 @@ const CAP_DEFER_MS: i64 = 1_000;
 /// Restart back-off of the supervised apalis worker.
 const RESTART_MIN: Duration = Duration::from_millis(250);
 const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A worker life this long resets the restart back-off.
+const HEALTHY_LIFE: Duration = Duration::from_secs(60);
 
 /// Runs jobs from a [`Store`] with a [`JobHandler`].
 pub struct Worker<H: JobHandler> {
@@ -236,13 +238,19 @@ impl<H: JobHandler> Worker<H> {
         let life = uuid::Uuid::new_v4().simple().to_string();
         let life = &life[..8];
         let mut restarts: u32 = 0;
+        let mut backoff_step: u32 = 0;
         while !shutdown.is_cancelled() {
             let name = format!("{}-{life}-{restarts}", cfg.worker_id);
             // This process's intake nudges `notify`; apalis polls a stream of wake-ups.
             let (wake_tx, wake_rx) = futures::channel::mpsc::channel::<()>(1);
             let bridge = tokio::spawn(bridge_wakes(self.notify.clone(), wake_tx));
+            let born = std::time::Instant::now();
             let result = run_once(&self.store, &shared, &cfg, &name, wake_rx, &shutdown).await;
             bridge.abort();
+            if born.elapsed() >= HEALTHY_LIFE {
+                // A worker that ran a good while before failing starts the back-off afresh.
+                backoff_step = 0;
+            }
             match result {
                 Ok(()) => break,
                 Err(e) if shutdown.is_cancelled() => {
@@ -251,8 +259,9 @@ impl<H: JobHandler> Worker<H> {
                 }
                 Err(e) => {
                     let backoff = RESTART_MIN
-                        .saturating_mul(2u32.saturating_pow(restarts.min(16)))
+                        .saturating_mul(2u32.saturating_pow(backoff_step.min(16)))
                         .min(RESTART_MAX);
+                    backoff_step = backoff_step.saturating_add(1);
                     metrics::counter!("mlc_worker_restarts_total").increment(1);
                     tracing::error!(worker = %name, error = %e, restart_in_ms = backoff.as_millis() as u64,
                         "the job worker stopped on a database error; restarting it under a new name");

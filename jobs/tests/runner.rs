@@ -235,12 +235,15 @@ async fn jobs_in_flight_at_shutdown_or_kill_run_again_under_the_same_worker_id()
             }
             assert_eq!(*stuck.started.lock().unwrap(), 4);
 
-            // The same worker_id again: the four run again, the two never started run once.
+            // The same worker_id again: the four run again, the two never started run once. A
+            // cap of two per connection makes some of the re-run tasks wait their turn (deferred
+            // while their job still reads `running`).
             let recorder = Recorder::default();
             let shutdown = CancellationToken::new();
+            let mut cfg = config("same-name");
+            cfg.per_connection_cap = 2;
             let handle = tokio::spawn(
-                Worker::new(store.store().clone(), recorder.clone(), config("same-name"))
-                    .run(shutdown.clone()),
+                Worker::new(store.store().clone(), recorder.clone(), cfg).run(shutdown.clone()),
             );
             wait_for(&store, JobState::Succeeded, 6).await;
             shutdown.cancel();

@@ -1,7 +1,9 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 pub mod bench;
+pub mod bench_fairness;
 pub mod bench_pipeline;
+pub mod bench_queue;
 pub mod credentials;
 pub mod demo;
 pub mod events;
@@ -103,6 +105,12 @@ pub enum BenchCommand {
     /// The scenario through a governed NetSuite simulator: invoices/s, requests per invoice and
     /// per event, peak memory.
     Pipeline(bench_pipeline::PipelineArgs),
+    /// Jobs per second through the job queue (apalis) alone, with a handler that does nothing,
+    /// on SQLite and PostgreSQL.
+    Queue(bench_queue::QueueArgs),
+    /// A small connection's job latency while another floods the queue, against the same load
+    /// alone.
+    Fairness(bench_fairness::FairnessArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +203,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Intake(args)) => bench::intake(args).await,
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
+        Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
+        Command::Bench(BenchCommand::Fairness(args)) => bench_fairness::run(args).await,
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
             ping::run_target(config, &cli.target()).await

@@ -31,6 +31,51 @@ fn spawn(env: &[(String, String)]) -> Child {
         .expect("connector starts")
 }
 
+/// The jobs still queued or running, with their apalis tasks, for a test that did not settle.
+async fn unsettled(url: &str) -> String {
+    use sqlx::{Connection as _, Row as _};
+    sqlx::any::install_default_drivers();
+    let Ok(mut conn) = sqlx::AnyConnection::connect(url).await else {
+        return "no database".into();
+    };
+    let apalis = if url.starts_with("sqlite") {
+        "Jobs"
+    } else {
+        "apalis.jobs"
+    };
+    let sql = format!(
+        "SELECT j.id, j.state, j.attempts, j.run_at, j.locked_by, j.last_error, t.status, \
+         t.attempts AS task_attempts, t.lock_by AS task_lock FROM sync_jobs j \
+         LEFT JOIN {apalis} t ON t.id = j.task_id \
+         WHERE j.state IN ('queued', 'running') LIMIT 20"
+    );
+    let rows = match sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut conn)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return format!("cannot read jobs: {e}"),
+    };
+    let now = mlc_core::now_millis();
+    rows.iter()
+        .map(|r| {
+            format!(
+                "\n  job {} {} attempts {} due in {} ms, worker {:?}, last error {:?}; task {:?} \
+                 (attempts {:?}, lock {:?})",
+                r.get::<String, _>("id"),
+                r.get::<String, _>("state"),
+                r.get::<i64, _>("attempts"),
+                r.get::<i64, _>("run_at") - now,
+                r.get::<Option<String>, _>("locked_by"),
+                r.get::<Option<String>, _>("last_error"),
+                r.get::<Option<String>, _>("status"),
+                r.try_get::<Option<i32>, _>("task_attempts").ok().flatten(),
+                r.get::<Option<String>, _>("task_lock"),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_stripe_object() {
     for db in backends().await {
@@ -101,11 +146,13 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
             mlc_service::connections::default_scoped(Store::connect(db.url()).await.unwrap())
                 .await
                 .unwrap();
-        assert!(
-            wait_idle(&sims.stripe.handle, &store, Duration::from_secs(240)).await,
-            "did not settle ({:?})",
-            db.backend()
-        );
+        if !wait_idle(&sims.stripe.handle, &store, Duration::from_secs(240)).await {
+            panic!(
+                "did not settle ({:?}): {}",
+                db.backend(),
+                unsettled(db.url()).await
+            );
+        }
         child.kill().await.ok();
 
         let counts: std::collections::HashMap<_, _> =

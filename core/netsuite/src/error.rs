@@ -283,6 +283,22 @@ fn body_excerpt(body: &[u8]) -> String {
     s.chars().take(300).collect()
 }
 
+impl NetSuiteError {
+    /// How long the job's next attempt should wait at least. NetSuite sends no `Retry-After`: a
+    /// 429 on every attempt means the account's concurrency is saturated (other integrations,
+    /// other instances), so the job steps back for half a minute rather than the seconds of the
+    /// transient schedule's first steps.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            NetSuiteError::ConcurrencyLimit { .. } => Some(CONCURRENCY_LIMIT_PAUSE),
+            _ => None,
+        }
+    }
+}
+
+/// See [`NetSuiteError::retry_after`].
+pub const CONCURRENCY_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Classify for NetSuiteError {
     fn class(&self) -> ErrorClass {
         match self {

@@ -368,6 +368,11 @@ async fn concurrency_limit_error_after_retries_is_transient() {
         matches!(e, NetSuiteError::ConcurrencyLimit { attempts: 3 }),
         "{e:?}"
     );
+    // The job steps back for longer than the transient schedule's first steps.
+    assert_eq!(
+        e.retry_after(),
+        Some(mlc_netsuite::error::CONCURRENCY_LIMIT_PAUSE)
+    );
     assert_eq!(e.class(), ErrorClass::Transient);
     assert_eq!(client.requests_made(), 3);
     assert_eq!(client.budget().current_limit(), 1);

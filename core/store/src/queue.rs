@@ -379,8 +379,9 @@ impl Store {
 
     /// Moves a job that was not started (its connection is at its cap of jobs in flight, or its
     /// NetSuite account at its concurrency limit) to a new task due `after_ms` from now. No
-    /// attempt is used and no audit entry written: nothing happened to the job. Returns whether
-    /// `task_id` still carried the job.
+    /// attempt is used and no audit entry written: nothing happened to the job. A job still
+    /// `running` under `task_id` is one whose worker died (apalis re-ran its task): it moves too,
+    /// or nothing would ever run it again. Returns whether `task_id` still carried the job.
     pub async fn defer(
         &self,
         job_id: &str,
@@ -392,14 +393,16 @@ impl Store {
         let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
         let next_id = new_task_id();
         let row = sqlx::query(
-            "UPDATE sync_jobs SET task_id = $3, updated_at = $4 \
-             WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'waiting') \
+            "UPDATE sync_jobs SET task_id = $3, state = 'queued', run_at = $5, locked_by = NULL, \
+             updated_at = $4 \
+             WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'waiting', 'running') \
              RETURNING tenant_id, connection_id",
         )
         .bind(job_id.to_string())
         .bind(task_id.to_string())
         .bind(next_id.clone())
         .bind(now)
+        .bind(now.saturating_add(after_ms.max(0)))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;

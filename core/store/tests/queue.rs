@@ -672,10 +672,36 @@ async fn defer_moves_an_unstarted_job_to_a_later_task() {
             store.store().start(&id, &task, "w").await.unwrap(),
             Start::Stale
         ));
-        // Only an unstarted job is deferred.
+        // A job left running by a worker that died is deferred too when apalis re-runs its task
+        // (or nothing would run it again): back to queued, on a new task, the attempt kept.
         let Start::Run(_) = store.store().start(&id, &later, "w").await.unwrap() else {
             panic!("the later task starts it")
         };
-        assert!(!store.store().defer(&id, &later, 60_000).await.unwrap());
+        assert!(store.store().defer(&id, &later, 0).await.unwrap());
+        let job = store.get_job(&id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
+        assert_ne!(job.task_id.as_deref(), Some(later.as_str()));
+        let Start::Run(job) = store
+            .store()
+            .start(&id, job.task_id.as_deref().unwrap(), "w2")
+            .await
+            .unwrap()
+        else {
+            panic!("the new task starts it")
+        };
+        assert_eq!(job.attempts, 2);
+        // A finished job is not.
+        store
+            .store()
+            .finish(&id, job.task_id.as_deref().unwrap(), JobOutcome::Succeeded)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .store()
+                .defer(&id, job.task_id.as_deref().unwrap(), 0)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -422,6 +422,8 @@ async fn retry_after_beyond_the_cap_fails_fast_as_transient() {
     let e = stripe.retrieve_product("prod_1").await.unwrap_err();
     assert!(matches!(e, StripeError::RateLimited { attempts: 1, .. }));
     assert_eq!(e.class(), ErrorClass::Transient);
+    // The job's next attempt is told to wait as long as Stripe asked.
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
     assert_eq!(fake.seen().len(), 1);
 }
 

@@ -81,6 +81,18 @@ pub enum PipelineError {
     Again(String),
 }
 
+impl PipelineError {
+    /// The least wait before the next attempt that Stripe or NetSuite asked for (a 429's
+    /// `Retry-After`; NetSuite's concurrency limit), if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            PipelineError::Stripe(e) => e.retry_after(),
+            PipelineError::NetSuite(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
 impl Classify for PipelineError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -314,10 +326,20 @@ impl Pipeline {
                 let message = e.to_string();
                 tracing::warn!(job.id = %job.id, stripe.event_id = ?job.event_id, class = %class, "event not posted: {message}");
                 match class {
+                    // The schedule's back-off, or longer when the API asked for longer.
                     ErrorClass::Transient => JobOutcome::Retry {
                         error: message,
                         class,
-                        after_ms: None,
+                        after_ms: e.retry_after().map(|d| {
+                            let asked = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                            let scheduled = self
+                                .inner
+                                .store
+                                .store()
+                                .retry_policy()
+                                .delay(job.attempts, &mut rand::rng());
+                            asked.max(scheduled)
+                        }),
                     },
                     ErrorClass::Permanent => JobOutcome::Failed { error: message },
                     ErrorClass::NeedsPerson => match self.waiting_delay_ms(&job) {
@@ -378,5 +400,30 @@ impl AcceptOnly {
                 after_ms: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_tells_the_job_how_long_to_wait_at_least() {
+        let stripe = PipelineError::Stripe(StripeError::RateLimited {
+            path: "/v1/invoices/in_1".into(),
+            attempts: 1,
+            request_id: None,
+            retry_after: Some(std::time::Duration::from_secs(120)),
+        });
+        assert_eq!(
+            stripe.retry_after(),
+            Some(std::time::Duration::from_secs(120))
+        );
+        let netsuite = PipelineError::NetSuite(NetSuiteError::ConcurrencyLimit { attempts: 3 });
+        assert_eq!(
+            netsuite.retry_after(),
+            Some(mlc_netsuite::error::CONCURRENCY_LIMIT_PAUSE)
+        );
+        assert_eq!(PipelineError::Again("x".into()).retry_after(), None);
     }
 }

@@ -69,6 +69,8 @@ pub enum StripeError {
         path: String,
         attempts: u32,
         request_id: Option<String>,
+        /// Stripe's `Retry-After`, when it sent one: the job waits at least this long.
+        retry_after: Option<std::time::Duration>,
     },
 
     /// HTTP 409 (e.g. a concurrent request with the same idempotency key), after the retries.
@@ -165,6 +167,15 @@ impl Classify for StripeError {
 }
 
 impl StripeError {
+    /// How long Stripe asked to wait (`Retry-After` on a 429), when it said: the job's next
+    /// attempt waits at least this long.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StripeError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The HTTP status Stripe answered with, when the error came from a response.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -812,6 +812,7 @@ impl Failure {
                 path,
                 attempts,
                 request_id,
+                retry_after,
             },
             401 => StripeError::Authentication { request_id },
             403 => StripeError::Permission {
