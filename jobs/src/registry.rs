@@ -39,6 +39,21 @@ struct Recorded {
     error: Option<(String, Instant)>,
 }
 
+/// Jobs of one NetSuite account in flight in this process, as a multiple of the account's
+/// current concurrency limit, beyond which a new job is put off instead of queueing for a slot
+/// while holding a worker. Twice the limit keeps the account busy (a job spends part of its time
+/// on Stripe and the store, not holding a NetSuite slot) without letting one saturated account
+/// take every worker.
+const ACCOUNT_JOBS_PER_SLOT: usize = 2;
+/// How long a job of a saturated NetSuite account is put off (plus up to as much again, jittered).
+const SATURATED_DEFER: Duration = Duration::from_secs(2);
+
+/// Whether a NetSuite account with `in_flight` jobs of this process under a limit of `limit`
+/// concurrent requests takes no more jobs for now.
+pub fn account_saturated(in_flight: usize, limit: usize) -> bool {
+    in_flight >= ACCOUNT_JOBS_PER_SLOT * limit.max(1)
+}
+
 /// How long a job of a paused (or draft) connection waits before it is looked at again; resuming
 /// the connection wakes it at once.
 const PAUSED_WAIT_MS: i64 = 15 * 60 * 1000;
@@ -66,6 +81,34 @@ struct Inner {
     default_handler: ConnectionHandler,
     entries: Mutex<HashMap<ConnectionScope, Arc<Mutex<Option<Entry>>>>>,
     health: Mutex<HashMap<ConnectionScope, Recorded>>,
+    /// This process's jobs in flight per NetSuite budget (one per account: see `Budgets`).
+    account_jobs: std::sync::Mutex<HashMap<usize, usize>>,
+}
+
+/// A job's place in its NetSuite account's count; given back on drop.
+struct AccountJob<'a> {
+    counts: &'a std::sync::Mutex<HashMap<usize, usize>>,
+    key: usize,
+}
+
+impl Drop for AccountJob<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The identity of a handler's NetSuite budget (shared by every connection posting to the same
+/// account) and its current limit.
+fn budget_of(handler: &ConnectionHandler) -> Option<(usize, usize)> {
+    let budget = handler.pipeline()?.netsuite().budget();
+    let key = Arc::as_ptr(budget).cast::<()>() as usize;
+    Some((key, budget.current_limit()))
 }
 
 impl Handler {
@@ -85,6 +128,7 @@ impl Handler {
                 default_handler,
                 entries: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
+                account_jobs: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -230,10 +274,42 @@ impl Handler {
 }
 
 impl JobHandler for Handler {
+    /// A job whose NetSuite account already has [`ACCOUNT_JOBS_PER_SLOT`] × its limit jobs in
+    /// flight here waits a few seconds, unstarted. Only a connection already built is looked at
+    /// (a first job builds it).
+    async fn defer_for(&self, scope: &ConnectionScope) -> Option<Duration> {
+        let slot = self.inner.entries.lock().await.get(scope).cloned()?;
+        let (key, limit) = {
+            let entry = slot.lock().await;
+            budget_of(entry.as_ref()?.handler.as_ref()?)?
+        };
+        let in_flight = self
+            .inner
+            .account_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+            .unwrap_or(0);
+        account_saturated(in_flight, limit).then(|| {
+            let jitter = rand::random_range(0..=SATURATED_DEFER.as_millis() as u64);
+            SATURATED_DEFER + Duration::from_millis(jitter)
+        })
+    }
+
     async fn handle(&self, job: Job) -> JobOutcome {
         let scope = job.scope.clone();
         match self.for_scope(&scope).await {
             Ok((ConnectionStatus::Active, handler)) => {
+                let _counted = budget_of(&handler).map(|(key, _)| {
+                    let counts = &self.inner.account_jobs;
+                    *counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(key)
+                        .or_insert(0) += 1;
+                    AccountJob { counts, key }
+                });
                 let outcome = handler.handle(job).await;
                 self.note_health(&scope, Some(&handler), &outcome).await;
                 outcome
@@ -259,5 +335,20 @@ impl JobHandler for Handler {
                 outcome
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_saturated;
+
+    #[test]
+    fn an_account_takes_twice_its_limit_in_jobs_then_defers() {
+        assert!(!account_saturated(0, 5));
+        assert!(!account_saturated(9, 5));
+        assert!(account_saturated(10, 5));
+        // A limit halved by 429s to 1 still admits two jobs; a limit of 0 is treated as 1.
+        assert!(!account_saturated(1, 1));
+        assert!(account_saturated(2, 0));
     }
 }

@@ -33,6 +33,13 @@ use mlc_store::{Backend, ConnectionScope, Job, JobOutcome, JobTicket, Start, Sto
 /// as a transient failure (retried per the schedule).
 pub trait JobHandler: Send + Sync + 'static {
     fn handle(&self, job: Job) -> impl Future<Output = JobOutcome> + Send;
+
+    /// Asked before a job of `scope` is started: `Some(delay)` puts it off, unstarted, rather
+    /// than letting it hold a worker slot while it waits (its NetSuite account is saturated).
+    fn defer_for(&self, scope: &ConnectionScope) -> impl Future<Output = Option<Duration>> + Send {
+        let _ = scope;
+        std::future::ready(None)
+    }
 }
 
 /// How a [`Worker`] runs.
@@ -129,6 +136,8 @@ const CAP_DEFER_MS: i64 = 1_000;
 /// Restart back-off of the supervised apalis worker.
 const RESTART_MIN: Duration = Duration::from_millis(250);
 const RESTART_MAX: Duration = Duration::from_secs(30);
+/// Finished apalis tasks are kept this long (a week) for operators' inspection.
+const FINISHED_TASKS_KEPT_SECS: i64 = 7 * 24 * 3600;
 /// A worker life this long resets the restart back-off.
 const HEALTHY_LIFE: Duration = Duration::from_secs(60);
 
@@ -189,12 +198,30 @@ impl<H> Shared<H> {
 
 impl<H: JobHandler> Worker<H> {
     pub fn new(store: Store, handler: H, config: WorkerConfig) -> Self {
+        // apalis keeps every finished task row; our `sync_jobs` and audit log keep the history,
+        // so finished tasks older than a week go, hourly, once across all instances.
+        let vacuum_store = store.clone();
+        let vacuum = Schedule {
+            name: "vacuum_finished_tasks".into(),
+            every: Duration::from_secs(3600),
+            run: Arc::new(move || {
+                let store = vacuum_store.clone();
+                Box::pin(async move {
+                    match store.vacuum_tasks(FINISHED_TASKS_KEPT_SECS).await {
+                        Ok(n) => tracing::debug!(deleted = n, "finished apalis tasks vacuumed"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "vacuuming finished apalis tasks failed; next hour again")
+                        }
+                    }
+                })
+            }),
+        };
         Worker {
             store,
             handler: Arc::new(handler),
             config,
             notify: Arc::new(Notify::new()),
-            schedules: Vec::new(),
+            schedules: vec![vacuum],
         }
     }
 
@@ -469,6 +496,11 @@ async fn run_job<H: JobHandler>(
             .await?;
         return Ok(());
     };
+    if let Some(delay) = shared.handler.defer_for(&scope).await {
+        let after_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        shared.store.defer(&ticket.job, &task_id, after_ms).await?;
+        return Ok(());
+    }
     let job = match shared
         .store
         .start(&ticket.job, &task_id, worker.name())

@@ -489,3 +489,50 @@ async fn one_connections_flood_does_not_queue_another_behind_it() {
         );
     }
 }
+
+/// Says "busy" the first two times it is asked about a connection, then runs the job.
+#[derive(Clone, Default)]
+struct BusyAccount {
+    asked: Arc<Mutex<u32>>,
+    runs: Arc<Mutex<u32>>,
+}
+
+impl JobHandler for BusyAccount {
+    async fn handle(&self, _job: Job) -> JobOutcome {
+        *self.runs.lock().unwrap() += 1;
+        JobOutcome::Succeeded
+    }
+
+    async fn defer_for(&self, _scope: &mlc_store::ConnectionScope) -> Option<Duration> {
+        let mut asked = self.asked.lock().unwrap();
+        *asked += 1;
+        (*asked <= 2).then_some(Duration::from_millis(300))
+    }
+}
+
+/// A job whose NetSuite account is saturated is put off, unstarted (no attempt used, no worker
+/// held while it waits), and runs once the account has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_of_a_saturated_account_is_put_off_unstarted() {
+    for db in backends().await {
+        let store = db.scoped().await;
+        let id = store.enqueue(plain_job("busy", 3)).await.unwrap().unwrap();
+        let handler = BusyAccount::default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), handler.clone(), config("budget"))
+                .run(shutdown.clone()),
+        );
+        wait_for(&store, JobState::Succeeded, 1).await;
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        assert_eq!(*handler.asked.lock().unwrap(), 3);
+        assert_eq!(*handler.runs.lock().unwrap(), 1);
+        let job = store.get_job(&id).await.unwrap().unwrap();
+        assert_eq!(job.attempts, 1, "putting off used no attempt");
+        assert_eq!(
+            steps(&store.audit_for_job(&id).await.unwrap()),
+            vec!["succeeded"]
+        );
+    }
+}

@@ -14,7 +14,9 @@ use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreEr
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
-use crate::tasks::{NewTask, new_task_id, prioritise_in, pull_forward_in, push_tasks_in};
+use crate::tasks::{
+    NewTask, new_task_id, prioritise_in, pull_forward_in, push_tasks_in, vacuum_in,
+};
 
 /// Inserts `job` under `id` unless its dedupe key exists, with its apalis task. Returns the ID of
 /// the job holding the key and whether it was created now.
@@ -322,6 +324,16 @@ impl Store {
     /// The apalis queue (`job_type`) this store's tasks go to.
     pub fn queue(&self) -> &str {
         &self.db.queue
+    }
+
+    /// Deletes finished apalis tasks older than `older_than_secs` (see `tasks::vacuum_in`); the
+    /// worker schedules it hourly. Returns how many.
+    pub async fn vacuum_tasks(&self, older_than_secs: i64) -> Result<u64, StoreError> {
+        let _guard = self.db.write_guard().await;
+        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
+        let n = vacuum_in(&mut tx, self.db.backend, &self.db.queue, older_than_secs).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
     }
 
     /// Starts the job an apalis task carries: running under `task_id`, one more attempt, with

@@ -194,6 +194,38 @@ pub(crate) async fn pull_forward_in(
     Ok(n)
 }
 
+/// Deletes this queue's finished apalis tasks (`Done`, `Killed`, and `Failed` with no attempts
+/// left) older than `older_than_secs`. Our `sync_jobs` rows and the audit log keep each job's
+/// history; apalis' rows are only its dispatch, and would otherwise grow by one per attempt
+/// forever. Returns how many were deleted.
+pub(crate) async fn vacuum_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    queue: &str,
+    older_than_secs: i64,
+) -> Result<u64, StoreError> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "DELETE FROM Jobs WHERE job_type = $1 \
+             AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+             AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - $2"
+        }
+        Backend::Postgres => {
+            "DELETE FROM apalis.jobs WHERE job_type = $1 \
+             AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+             AND done_at IS NOT NULL AND done_at < now() - make_interval(secs => $2)"
+        }
+    };
+    let n = sqlx::query(sql)
+        .bind(queue.to_string())
+        .bind(older_than_secs.max(0))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    Ok(n)
+}
+
 /// Each connection's queued backlog (jobs waiting for a worker, due or not), for the fair-share
 /// priority of the tasks about to be pushed. One statement for every connection asked about.
 pub(crate) async fn backlogs_in(

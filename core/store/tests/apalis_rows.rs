@@ -116,3 +116,90 @@ async fn the_store_writes_the_row_apalis_push_tasks_writes() {
         assert_eq!(ours[2].as_deref(), Some("Pending"));
     }
 }
+
+/// Finished tasks older than the retention go; pending ones and recent ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_past_their_retention_are_vacuumed() {
+    for db in backends().await {
+        let connection = db.scoped().await;
+        let store = connection.store().clone();
+        for id in ["evt_old", "evt_recent", "evt_pending"] {
+            connection
+                .record_event(&event(id, true), Some(job_for(id)))
+                .await
+                .unwrap();
+        }
+        let task = |id: &'static str| {
+            let connection = connection.clone();
+            async move {
+                connection
+                    .get_job_for_event(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .task_id
+                    .unwrap()
+            }
+        };
+        let (old, recent, pending) = (
+            task("evt_old").await,
+            task("evt_recent").await,
+            task("evt_pending").await,
+        );
+        // As apalis' ack leaves them: done eight days ago, and a minute ago.
+        let done = |id: String, secs_ago: i64| {
+            let store = store.clone();
+            async move {
+                match store.backend() {
+                    Backend::Sqlite => {
+                        sqlx::query(
+                            "UPDATE Jobs SET status = 'Done', done_at = strftime('%s', 'now') - ?2 \
+                             WHERE id = ?1",
+                        )
+                        .bind(id)
+                        .bind(secs_ago)
+                        .execute(store.orm().get_sqlite_connection_pool())
+                        .await
+                        .unwrap();
+                    }
+                    Backend::Postgres => {
+                        sqlx::query(
+                            "UPDATE apalis.jobs SET status = 'Done', \
+                             done_at = now() - make_interval(secs => $2) WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(secs_ago as f64)
+                        .execute(store.orm().get_postgres_connection_pool())
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+        };
+        done(old.clone(), 8 * 24 * 3600).await;
+        done(recent.clone(), 60).await;
+        assert_eq!(store.vacuum_tasks(7 * 24 * 3600).await.unwrap(), 1);
+        let exists = |id: String| {
+            let store = store.clone();
+            async move {
+                match store.backend() {
+                    Backend::Sqlite => sqlx::query("SELECT 1 FROM Jobs WHERE id = ?1")
+                        .bind(id)
+                        .fetch_optional(store.orm().get_sqlite_connection_pool())
+                        .await
+                        .unwrap()
+                        .is_some(),
+                    Backend::Postgres => sqlx::query("SELECT 1 FROM apalis.jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(store.orm().get_postgres_connection_pool())
+                        .await
+                        .unwrap()
+                        .is_some(),
+                }
+            }
+        };
+        assert!(!exists(old).await);
+        assert!(exists(recent).await);
+        assert!(exists(pending).await);
+    }
+}
