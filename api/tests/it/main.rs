@@ -15,6 +15,7 @@ mod pipeline;
 mod posting;
 mod reference;
 mod reference_sync;
+mod scale_out;
 mod secrets;
 mod shared_budget;
 mod tenancy;

@@ -270,31 +270,59 @@ async fn migrate(
     use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
     let mig = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
     refuse_pre_release(&db, backend).await?;
-    let db = match backend {
+    match backend {
         Backend::Sqlite => {
-            mlc_migrations::Migrator::up(&db, None).await.map_err(mig)?;
-            db
-        }
-        Backend::Postgres => {
-            let member_before = service_role_member(&db).await?;
-            let txn = db.begin().await.map_err(mig)?;
-            txn.execute_unprepared("SET LOCAL ROLE NONE")
+            // In one IMMEDIATE transaction: processes starting together on one file take turns
+            // (SQLite's write lock, `busy_timeout`) instead of racing to create the same tables.
+            let txn = db
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..sea_orm::TransactionOptions::default()
+                })
                 .await
                 .map_err(mig)?;
             mlc_migrations::Migrator::up(&txn, None)
                 .await
                 .map_err(mig)?;
             txn.commit().await.map_err(mig)?;
+            migrate_apalis_sqlite(&db).await?;
+            Ok(db)
+        }
+        Backend::Postgres => {
+            // Instances starting together take turns: a session lock on a connection of its own
+            // (as the connecting role), held over both migration lists and the grants.
+            use sqlx::Connection as _;
+            let mut admin = sqlx::PgConnection::connect(url)
+                .await
+                .map_err(|e| StoreError::Database(e.to_string().replace(url, &redact_url(url))))?;
+            sqlx::query("SELECT pg_advisory_lock(hashtext('ml-connector migrations'))")
+                .execute(&mut admin)
+                .await
+                .map_err(db_err)?;
+            let result = async {
+                let member_before = service_role_member(&db).await?;
+                let txn = db.begin().await.map_err(mig)?;
+                txn.execute_unprepared("SET LOCAL ROLE NONE")
+                    .await
+                    .map_err(mig)?;
+                mlc_migrations::Migrator::up(&txn, None)
+                    .await
+                    .map_err(mig)?;
+                txn.commit().await.map_err(mig)?;
+                migrate_apalis_postgres(&mut admin).await?;
+                Ok::<_, StoreError>(member_before)
+            }
+            .await;
+            let _ = admin.close().await; // ends the session, and with it the lock
+            let member_before = result?;
             if !member_before && service_role_member(&db).await? {
                 let _ = db.close().await;
-                open_orm(backend, url, options).await?
+                open_orm(backend, url, options).await
             } else {
-                db
+                Ok(db)
             }
         }
-    };
-    migrate_apalis(backend, url, &db).await?;
-    Ok(db)
+    }
 }
 
 /// apalis' own migrations, right after ours (ours rename our `jobs` table first: on SQLite it
@@ -305,40 +333,36 @@ async fn migrate(
 /// on a connection of their own as the connecting role (`CREATE SCHEMA apalis`, the `hstore`
 /// extension), not as `mlc_service`, which is then granted apalis' schema (idempotent: every
 /// start, so tables a newer apalis adds are covered too).
-async fn migrate_apalis(
-    backend: Backend,
-    url: &str,
-    db: &sea_orm::DatabaseConnection,
-) -> Result<(), StoreError> {
-    let mig = |e: sqlx::migrate::MigrateError| {
-        StoreError::Migration(format!("apalis' job-queue migrations: {e}"))
-    };
-    match backend {
-        Backend::Sqlite => apalis_sqlite::SqliteStorage::<()>::migrations()
+async fn migrate_apalis_sqlite(db: &sea_orm::DatabaseConnection) -> Result<(), StoreError> {
+    // sqlx takes no lock on SQLite: a process racing another to the same migration fails, and
+    // finds it applied when it runs the list again.
+    let mut last = None;
+    for attempt in 0..5u64 {
+        match apalis_sqlite::SqliteStorage::<()>::migrations()
             .run(db.get_sqlite_connection_pool())
             .await
-            .map_err(mig),
-        Backend::Postgres => {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(url)
-                .await
-                .map_err(|e| StoreError::Database(e.to_string().replace(url, &redact_url(url))))?;
-            let result = apalis_postgres::PostgresStorage::<()>::migrations()
-                .run(&mut conn)
-                .await
-                .map_err(mig);
-            let result = match result {
-                Ok(()) => sqlx::raw_sql(APALIS_GRANTS)
-                    .execute(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| StoreError::Migration(format!("granting apalis' schema: {e}"))),
-                e => e,
-            };
-            let _ = conn.close().await;
-            result
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
         }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
     }
+    Err(StoreError::Migration(format!(
+        "apalis' job-queue migrations: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+async fn migrate_apalis_postgres(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    apalis_postgres::PostgresStorage::<()>::migrations()
+        .run(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Migration(format!("apalis' job-queue migrations: {e}")))?;
+    sqlx::raw_sql(APALIS_GRANTS)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Migration(format!("granting apalis' schema: {e}")))?;
+    Ok(())
 }
 
 /// The service role runs apalis' worker and writes the intake's task rows. apalis' tables hold no

@@ -203,3 +203,16 @@ async fn finished_tasks_past_their_retention_are_vacuumed() {
         assert!(exists(pending).await);
     }
 }
+
+/// Instances starting together on a fresh database take turns migrating (ours and apalis'),
+/// instead of racing to create the same tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_migrate_once() {
+    for db in backends().await {
+        let opening = (0..4).map(|_| Store::connect(db.url()));
+        for opened in futures::future::join_all(opening).await {
+            let store = opened.unwrap_or_else(|e| panic!("{:?}: {e}", db.backend()));
+            store.ping().await.unwrap();
+        }
+    }
+}
