@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::{
     BackendExt as _, BoxDynError, Data, Strategy, TaskId, WorkerBuilder, WorkerBuilderExt as _,
@@ -131,6 +131,8 @@ impl Schedule {
 
 /// Missed heartbeats after which apalis treats a worker as dead.
 const MISSED_HEARTBEATS: usize = 3;
+/// Connections that had a task within this window count as wanting this worker's slots.
+const CONTENDED_WINDOW: Duration = Duration::from_secs(5);
 /// How long a task over its connection's cap is put off.
 const CAP_DEFER_MS: i64 = 1_000;
 /// Restart back-off of the supervised apalis worker.
@@ -156,6 +158,8 @@ struct Shared<H> {
     handler: Arc<H>,
     cap: usize,
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
+    /// When each connection last had a task here: the cap applies while several do.
+    recent: Mutex<HashMap<ConnectionScope, Instant>>,
     schedules: HashMap<String, Schedule>,
 }
 
@@ -182,10 +186,20 @@ impl<H> Drop for Slot<'_, H> {
 }
 
 impl<H> Shared<H> {
+    /// A slot for a job of `scope`, unless the connection has its share of this worker while
+    /// other connections have work too. With one connection busy (a single-company install, or
+    /// one tenant active at a time) the cap would only leave slots idle, so it does not apply.
     fn take_slot(&self, scope: &ConnectionScope) -> Option<Slot<'_, H>> {
+        let contended = {
+            let now = Instant::now();
+            let mut seen = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            seen.insert(scope.clone(), now);
+            seen.retain(|_, at| now.duration_since(*at) < CONTENDED_WINDOW);
+            seen.len() > 1
+        };
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(scope.clone()).or_insert(0);
-        if *n >= self.cap {
+        if contended && *n >= self.cap {
             return None;
         }
         *n += 1;
@@ -247,6 +261,7 @@ impl<H: JobHandler> Worker<H> {
             handler: self.handler,
             cap: cfg.per_connection_cap.max(1),
             in_flight: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             schedules: self
                 .schedules
                 .iter()
