@@ -45,6 +45,8 @@ struct Recorded {
 /// on Stripe and the store, not holding a NetSuite slot) without letting one saturated account
 /// take every worker.
 const ACCOUNT_JOBS_PER_SLOT: usize = 2;
+/// Accounts that started a job within this window count as having work.
+const ACCOUNTS_BUSY_WINDOW: Duration = Duration::from_secs(5);
 /// How long a job of a saturated NetSuite account is put off (plus up to as much again, jittered).
 const SATURATED_DEFER: Duration = Duration::from_secs(2);
 
@@ -83,6 +85,9 @@ struct Inner {
     health: Mutex<HashMap<ConnectionScope, Recorded>>,
     /// This process's jobs in flight per NetSuite budget (one per account: see `Budgets`).
     account_jobs: std::sync::Mutex<HashMap<usize, usize>>,
+    /// When each NetSuite budget last started a job here: saturation defers only while several
+    /// accounts have work (alone, an account's jobs may as well wait for its slots in place).
+    account_seen: std::sync::Mutex<HashMap<usize, Instant>>,
 }
 
 /// A job's place in its NetSuite account's count; given back on drop.
@@ -129,6 +134,7 @@ impl Handler {
                 entries: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
                 account_jobs: std::sync::Mutex::new(HashMap::new()),
+                account_seen: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -274,15 +280,30 @@ impl Handler {
 }
 
 impl JobHandler for Handler {
-    /// A job whose NetSuite account already has [`ACCOUNT_JOBS_PER_SLOT`] × its limit jobs in
-    /// flight here waits a few seconds, unstarted. Only a connection already built is looked at
-    /// (a first job builds it).
+    /// While several NetSuite accounts have work here, a job whose account already has
+    /// [`ACCOUNT_JOBS_PER_SLOT`] × its limit jobs in flight waits a few seconds, unstarted, so
+    /// the other accounts keep workers. With one account busy, its jobs wait for its slots in
+    /// place: putting them off would only re-queue them (and leave NetSuite idle meanwhile).
+    /// Only a connection already built is looked at (a first job builds it).
     async fn defer_for(&self, scope: &ConnectionScope) -> Option<Duration> {
         let slot = self.inner.entries.lock().await.get(scope).cloned()?;
         let (key, limit) = {
             let entry = slot.lock().await;
             budget_of(entry.as_ref()?.handler.as_ref()?)?
         };
+        let accounts_busy = {
+            let now = Instant::now();
+            let mut seen = self
+                .inner
+                .account_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            seen.retain(|_, at| now.duration_since(*at) < ACCOUNTS_BUSY_WINDOW);
+            seen.len()
+        };
+        if accounts_busy < 2 {
+            return None;
+        }
         let in_flight = self
             .inner
             .account_jobs
@@ -302,6 +323,11 @@ impl JobHandler for Handler {
         match self.for_scope(&scope).await {
             Ok((ConnectionStatus::Active, handler)) => {
                 let _counted = budget_of(&handler).map(|(key, _)| {
+                    self.inner
+                        .account_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, Instant::now());
                     let counts = &self.inner.account_jobs;
                     *counts
                         .lock()

@@ -203,11 +203,12 @@ pub async fn run(args: &QueueArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let per = args.jobs.div_ceil(connections);
         let mut remaining = args.jobs;
+        let prefixes: Vec<String> = (0..scoped.len()).map(|i| format!("q{i}")).collect();
         let mut intake = Vec::new();
-        for (i, s) in scoped.iter().enumerate() {
+        for (s, prefix) in scoped.iter().zip(&prefixes) {
             let n = per.min(remaining);
             remaining -= n;
-            intake.push(record_many(s, &format!("q{i}"), n, || {}));
+            intake.push(record_many(s, prefix, n, || {}));
         }
         for r in futures::future::join_all(intake).await {
             r?;
