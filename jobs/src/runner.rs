@@ -343,6 +343,9 @@ async fn run_once<H: JobHandler>(
     let heartbeat = Duration::from_millis(cfg.heartbeat_ms.max(1_000));
     let poll = Duration::from_millis(cfg.poll_interval_ms.max(10));
     let concurrency = cfg.concurrency.max(1);
+    // Half the slots per fetch: tasks fetched wait in apalis' buffer for a slot, and a newly
+    // busy connection's first task waits behind them.
+    let batch = (concurrency / 2).max(1);
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let strategy = Strategy::new().stream(wake).interval(poll);
     let stop = shutdown.clone();
@@ -355,7 +358,7 @@ async fn run_once<H: JobHandler>(
             Backend::Sqlite => {
                 let config = apalis_sqlite::Config::default()
                     .queue(store.queue())
-                    .batch_size(concurrency)
+                    .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS);
                 let backend = SqliteStorage::<Work>::new(store.orm().get_sqlite_connection_pool())
@@ -371,7 +374,7 @@ async fn run_once<H: JobHandler>(
             Backend::Postgres => {
                 let config = apalis_postgres::Config::default()
                     .queue(store.queue())
-                    .batch_size(concurrency)
+                    .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS);
                 let pool = store.orm().get_postgres_connection_pool();
