@@ -580,8 +580,9 @@ impl ConnectionStore {
     }
 
     /// Makes waiting jobs whose `last_error` contains `matching` (case-sensitive) runnable now,
-    /// e.g. after a person added the missing product mapping: their apalis tasks are pulled
-    /// forward in the same transaction, so a worker takes them at its next poll. Returns how many.
+    /// e.g. after a person added the missing product mapping: queued again, their apalis tasks
+    /// pulled forward in the same transaction, so a worker takes them at its next poll. Returns
+    /// how many.
     pub async fn wake_waiting_jobs(&self, matching: &str) -> Result<u64, StoreError> {
         let now = now_millis();
         let db = &self.store.db;
@@ -590,7 +591,7 @@ impl ConnectionStore {
             Backend::Postgres => "strpos(last_error, $2) > 0",
         };
         let sql = format!(
-            "UPDATE sync_jobs SET run_at = $1, updated_at = $1 \
+            "UPDATE sync_jobs SET state = 'queued', run_at = $1, updated_at = $1 \
              WHERE state = 'waiting' AND run_at > $1 AND {contains} \
                AND tenant_id = $3 AND connection_id = $4 \
              RETURNING task_id"

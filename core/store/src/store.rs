@@ -272,6 +272,16 @@ async fn migrate(
     refuse_pre_release(&db, backend).await?;
     match backend {
         Backend::Sqlite => {
+            // Nothing pending (the usual start, or a CLI command beside a running server): no
+            // write lock taken at all.
+            let pending = mlc_migrations::Migrator::get_pending_migrations_read_only(&db)
+                .await
+                .map(|p| !p.is_empty())
+                .unwrap_or(true);
+            if !pending {
+                migrate_apalis_sqlite(&db).await?;
+                return Ok(db);
+            }
             // In one IMMEDIATE transaction: processes starting together on one file take turns
             // (SQLite's write lock, `busy_timeout`) instead of racing to create the same tables.
             let txn = db
