@@ -44,6 +44,8 @@ pub struct StackOptions {
     pub delivery: mlc_stripe_sim::DeliveryConfig,
     /// How the Stripe simulator departs from Stripe's current dialect (default: not at all).
     pub stripe_dialect: mlc_stripe_sim::Dialect,
+    /// The client-side Stripe request rate of every connection (default: the key's mode's).
+    pub stripe_rate_limit_per_sec: Option<u32>,
     /// Extra `MLC__…` settings.
     pub extra_env: Vec<(String, String)>,
     /// Where the connector listens (default: a free port on 127.0.0.1).
@@ -64,6 +66,7 @@ impl StackOptions {
             delivery_faults: mlc_stripe_sim::DeliveryFaults::default(),
             delivery: mlc_stripe_sim::DeliveryConfig::default(),
             stripe_dialect: mlc_stripe_sim::Dialect::default(),
+            stripe_rate_limit_per_sec: None,
             extra_env: Vec::new(),
             listen: None,
         }
@@ -166,6 +169,9 @@ impl Sims {
         .into_iter()
         .map(|(k, v)| (format!("MLC__{k}"), v))
         .collect();
+        if let Some(rate) = opts.stripe_rate_limit_per_sec {
+            env.push(("MLC__STRIPE__RATE_LIMIT_PER_SEC".into(), rate.to_string()));
+        }
         env.extend(opts.extra_env.iter().cloned());
         Ok(Sims {
             stripe,
@@ -331,8 +337,12 @@ impl Stack {
             &format!("http://{}/webhooks/stripe/{}", self.addr, made.route_id),
         )
         .await?;
+        let mut stripe_settings = json!({ "api_base": stripe.base_url });
+        if let Some(rate) = opts.stripe_rate_limit_per_sec {
+            stripe_settings["rate_limit_per_sec"] = json!(rate);
+        }
         let settings = json!({
-            "stripe": { "api_base": stripe.base_url },
+            "stripe": stripe_settings,
             "netsuite": {
                 "account_id": netsuite.account_id(),
                 "base_url": netsuite.base_url().to_string(),

@@ -36,8 +36,13 @@ pub trait JobHandler: Send + Sync + 'static {
 
     /// Asked before a job of `scope` is started: `Some(delay)` puts it off, unstarted, rather
     /// than letting it hold a worker slot while it waits (its NetSuite account is saturated).
-    fn defer_for(&self, scope: &ConnectionScope) -> impl Future<Output = Option<Duration>> + Send {
-        let _ = scope;
+    /// `worker_slots` is the worker's concurrency.
+    fn defer_for(
+        &self,
+        scope: &ConnectionScope,
+        worker_slots: usize,
+    ) -> impl Future<Output = Option<Duration>> + Send {
+        let _ = (scope, worker_slots);
         std::future::ready(None)
     }
 }
@@ -157,6 +162,8 @@ struct Shared<H> {
     store: Store,
     handler: Arc<H>,
     cap: usize,
+    /// The worker's concurrency (for [`JobHandler::defer_for`]).
+    slots: usize,
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
     /// When each connection last had a task here: the cap applies while several do.
     recent: Mutex<HashMap<ConnectionScope, Instant>>,
@@ -260,6 +267,7 @@ impl<H: JobHandler> Worker<H> {
             store: self.store.clone(),
             handler: self.handler,
             cap: cfg.per_connection_cap.max(1),
+            slots: cfg.concurrency.max(1),
             in_flight: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             schedules: self
@@ -514,7 +522,7 @@ async fn run_job<H: JobHandler>(
             .await?;
         return Ok(());
     };
-    if let Some(delay) = shared.handler.defer_for(&scope).await {
+    if let Some(delay) = shared.handler.defer_for(&scope, shared.slots).await {
         let after_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         shared.store.defer(&ticket.job, &task_id, after_ms).await?;
         return Ok(());

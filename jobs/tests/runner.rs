@@ -431,7 +431,7 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
         shutdown.cancel();
         handle.await.unwrap().unwrap();
         let job = store.get_job(&id).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Waiting);
+        assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
         assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
     }
 }
@@ -513,7 +513,11 @@ impl JobHandler for BusyAccount {
         JobOutcome::Succeeded
     }
 
-    async fn defer_for(&self, _scope: &mlc_store::ConnectionScope) -> Option<Duration> {
+    async fn defer_for(
+        &self,
+        _scope: &mlc_store::ConnectionScope,
+        _worker_slots: usize,
+    ) -> Option<Duration> {
         let mut asked = self.asked.lock().unwrap();
         *asked += 1;
         (*asked <= 2).then_some(Duration::from_millis(300))

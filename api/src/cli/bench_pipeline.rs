@@ -85,11 +85,10 @@ fn stack_options(args: &PipelineArgs, url: &str, dir: &std::path::Path) -> Stack
         32
     });
     // The simulator's key is a test key (20 requests/s by default); a production account
-    // allows 100/s, which the client's live default (80/s) stays under.
-    opts.extra_env.push((
-        "MLC__STRIPE__RATE_LIMIT_PER_SEC".into(),
-        args.stripe_rate.to_string(),
-    ));
+    // allows 100/s, which the client's live default (80/s) stays under. Every company's
+    // connection gets it (the tenants' through their settings: until 2026-12-06 they ran at the
+    // test default, which capped each at about 20 events/s).
+    opts.stripe_rate_limit_per_sec = Some(args.stripe_rate);
     opts.extra_env.push((
         "MLC__WORKER__PER_CONNECTION_CAP".into(),
         args.per_connection_cap.to_string(),

@@ -94,6 +94,8 @@ impl Store {
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
+                    // See `checkpoint_loop`: checkpoints run beside the writer, not in a commit.
+                    sqlx::query(WAL_AUTOCHECKPOINT).execute(&mut *conn).await?;
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "PRAGMA busy_timeout = {busy_ms}"
                     )))
@@ -136,6 +138,9 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => options.postgres_writers.max(1),
         };
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_loop(Arc::downgrade(&db)));
+        }
         for _ in 0..writers {
             tokio::spawn(writer_loop(
                 db.clone(),
@@ -221,6 +226,7 @@ async fn open_orm(
             orm.map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
                     .busy_timeout(busy)
                     .foreign_keys(true)
             });
@@ -279,8 +285,7 @@ async fn migrate(
                 .map(|p| !p.is_empty())
                 .unwrap_or(true);
             if !pending {
-                migrate_apalis_sqlite(&db).await?;
-                return Ok(db);
+                return migrate_apalis_sqlite(backend, url, options, db).await;
             }
             // In one IMMEDIATE transaction: processes starting together on one file take turns
             // (SQLite's write lock, `busy_timeout`) instead of racing to create the same tables.
@@ -295,8 +300,7 @@ async fn migrate(
                 .await
                 .map_err(mig)?;
             txn.commit().await.map_err(mig)?;
-            migrate_apalis_sqlite(&db).await?;
-            Ok(db)
+            migrate_apalis_sqlite(backend, url, options, db).await
         }
         Backend::Postgres => {
             // Instances starting together take turns: a session lock on a connection of its own
@@ -335,6 +339,36 @@ async fn migrate(
     }
 }
 
+/// SQLite's automatic checkpoint runs inside the commit that crosses it, under the write lock:
+/// at 1,000 pages (the default) a busy store copied about 4 MB back into the database file
+/// several times a second, with an fsync, while every other write waited. [`checkpoint_loop`]
+/// checkpoints beside the writer instead; this much larger threshold is only the backstop for
+/// when it cannot keep up (about 40 MB of WAL).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 10000";
+/// How often [`checkpoint_loop`] checkpoints.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`], on a connection of
+/// its own and without this process's write lock: a PASSIVE checkpoint takes no writer lock, so
+/// writes go on while it runs, and the WAL stays small. Ends with the store.
+async fn checkpoint_loop(db: std::sync::Weak<Db>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(db) = db.upgrade() else { return };
+        if db.pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&db.pool)
+            .await
+        {
+            // Busy or closing: the next round (or the backstop) checkpoints.
+            tracing::debug!("WAL checkpoint: {e}");
+        }
+    }
+}
+
 /// apalis' own migrations, right after ours (ours rename our `jobs` table first: on SQLite it
 /// would collide with apalis' `Jobs`). Their history is sqlx's (`_sqlx_migrations`;
 /// `apalis._sqlx_migrations` on PostgreSQL), ours is sea-orm's. `SqliteStorage::setup` is never
@@ -343,24 +377,87 @@ async fn migrate(
 /// on a connection of their own as the connecting role (`CREATE SCHEMA apalis`, the `hstore`
 /// extension), not as `mlc_service`, which is then granted apalis' schema (idempotent: every
 /// start, so tables a newer apalis adds are covered too).
-async fn migrate_apalis_sqlite(db: &sea_orm::DatabaseConnection) -> Result<(), StoreError> {
+async fn migrate_apalis_sqlite(
+    backend: Backend,
+    url: &str,
+    options: &StoreOptions,
+    db: sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseConnection, StoreError> {
     // sqlx takes no lock on SQLite: a process racing another to the same migration fails, and
     // finds it applied when it runs the list again.
     let mut last = None;
+    let mut applied = false;
     for attempt in 0..5u64 {
         match apalis_sqlite::SqliteStorage::<()>::migrations()
             .run(db.get_sqlite_connection_pool())
             .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                applied = true;
+                break;
+            }
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
     }
-    Err(StoreError::Migration(format!(
-        "apalis' job-queue migrations: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
+    if !applied {
+        return Err(StoreError::Migration(format!(
+            "apalis' job-queue migrations: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )));
+    }
+    if steer_apalis_ack_plan(&db).await? {
+        // A connection reads the planner's statistics when it loads the schema: the pool's
+        // connections opened before they were written would keep the slow plan.
+        let _ = db.close().await;
+        return open_orm(backend, url, options).await;
+    }
+    Ok(db)
+}
+
+/// The planner statistics that keep apalis' acknowledgement cheap on SQLite.
+///
+/// apalis acknowledges a task with `UPDATE Jobs … FROM json_each(?) WHERE Jobs.id = … AND
+/// Jobs.lock_by = ?`. Without statistics SQLite guesses that `lock_by = ?` (index `LIdx`)
+/// matches about ten rows, so it walks every task the worker ever locked (finished ones keep
+/// their `lock_by`) and re-parses the JSON for each: an acknowledgement cost grew with the
+/// queue's history (25 ms at 20,000 tasks, under the write lock) and capped ten companies on one
+/// SQLite instance at a quarter of their NetSuite limits. The statistics say what is true (one
+/// worker locks very many tasks), so the plan looks each task up by `id` instead. Written once;
+/// `true` when written (a later `ANALYZE` replaces them with measured ones, which say the same).
+async fn steer_apalis_ack_plan(db: &sea_orm::DatabaseConnection) -> Result<bool, StoreError> {
+    let pool = db.get_sqlite_connection_pool();
+    let stat_table: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_schema WHERE name = 'sqlite_stat1'")
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?;
+    if stat_table.is_some() {
+        let present: Option<(String,)> =
+            sqlx::query_as("SELECT stat FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx = 'LIdx'")
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?;
+        if present.is_some() {
+            return Ok(false);
+        }
+    }
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // `ANALYZE sqlite_schema` creates `sqlite_stat1` when missing (and analyses nothing else).
+    sqlx::query("ANALYZE sqlite_schema")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO sqlite_stat1 (tbl, idx, stat) \
+         SELECT 'Jobs', 'LIdx', '1000000 100000' \
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx = 'LIdx')",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(true)
 }
 
 async fn migrate_apalis_postgres(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {

@@ -216,3 +216,53 @@ async fn instances_starting_together_migrate_once() {
         }
     }
 }
+
+/// apalis acknowledges a task with `UPDATE Jobs … FROM json_each(?1) … WHERE Jobs.id = … AND
+/// Jobs.lock_by = ?2` (`apalis-sqlite` 1.0.0, `queries/task/ack.sql`, copied here). Unsteered,
+/// SQLite walked every task the worker had ever locked for each acknowledgement (index `LIdx`),
+/// so the queue slowed as it grew. The store's planner statistics make it look the task up by
+/// ID, on a database just made and on one opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
+    const ACK: &str = "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, \
+        value ->> 'attempt' AS attempt, value ->> 'result' AS result, value ->> 'status' AS status \
+        FROM json_each(?1)) UPDATE Jobs SET status = j.status, attempts = j.attempt, \
+        last_result = j.result, done_at = strftime('%s', 'now') FROM j \
+        WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+    for db in backends().await {
+        if db.backend() != Backend::Sqlite {
+            continue;
+        }
+        for opening in ["made", "reopened"] {
+            let store = Store::connect(db.url()).await.unwrap();
+            let plan: Vec<String> = {
+                use sqlx::Row as _;
+                sqlx::query(ACK)
+                    .bind(r#"[{"task_id":"t1","attempt":1,"result":"{}","status":"Done"}]"#)
+                    .bind("worker-1")
+                    .fetch_all(store.orm().get_sqlite_connection_pool())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect()
+            };
+            assert!(
+                plan.iter().any(|d| d.starts_with("SCAN json_each")),
+                "{opening}: {plan:?}"
+            );
+            assert!(
+                plan.iter().any(
+                    |d| d.starts_with("SEARCH Jobs USING INDEX sqlite_autoindex_Jobs")
+                        && d.contains("(id=?)")
+                ),
+                "{opening}: the acknowledgement must find the task by its ID: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|d| d.contains("LIdx")),
+                "{opening}: {plan:?}"
+            );
+            store.close().await;
+        }
+    }
+}
