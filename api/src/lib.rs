@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod graphql;
 pub mod http;
 pub mod stack;
 pub mod startup;

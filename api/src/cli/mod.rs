@@ -95,6 +95,8 @@ pub enum Command {
     /// A tenant's API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(tenancy::ApiKeysCommand),
+    /// Print the GraphQL API's schema (SDL), as committed in frontend-schema/schema.graphql.
+    GraphqlSchema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +235,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (store, _) =
                 connections::open_connection(&config, &connections::Target::default()).await?;
             tenancy::api_keys(cmd, &store, cli.tenant.as_deref()).await
+        }
+        Command::GraphqlSchema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
         }
     }
 }

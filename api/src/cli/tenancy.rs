@@ -274,23 +274,14 @@ pub async fn connections(
                 ConnectionsCommand::Pause { .. } => (ConnectionStatus::Paused, "paused"),
                 _ => (ConnectionStatus::Active, "resumed"),
             };
-            if !tenant.set_connection_status(&id, status).await? {
+            let Some(woken) =
+                mlc_service::connections::set_status(store, &tenant, &id, status).await?
+            else {
                 anyhow::bail!(
                     "no connection `{id}` in tenant `{}`",
                     tenant.scope().tenant_id()
                 );
-            }
-            let mut woken = 0;
-            if status == ConnectionStatus::Active
-                && let Some(scope) = store
-                    .connection_scope(tenant.scope().tenant_id(), &id)
-                    .await?
-            {
-                woken = store
-                    .scoped(&scope)
-                    .wake_waiting_jobs(mlc_service::connections::PAUSED_MARKER)
-                    .await?;
-            }
+            };
             println!(
                 "connection {}/{id} {verb}{}",
                 tenant.scope().tenant_id(),

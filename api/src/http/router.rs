@@ -39,5 +39,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(crate::console::api::router(state.clone()))
         .merge(crate::console::pages::router(state.clone()))
+        .merge(crate::graphql::router(state.store.store().clone()))
         .with_state(state)
 }

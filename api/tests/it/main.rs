@@ -7,6 +7,7 @@ mod connections;
 mod console;
 mod credentials;
 mod demo;
+mod graphql;
 mod helpers;
 mod intake;
 mod lifecycle;

@@ -22,6 +22,34 @@ use crate::pipeline::{AcceptOnly, Pipeline};
 /// active), so resuming the connection can find and wake those jobs.
 pub const PAUSED_MARKER: &str = "is not active";
 
+/// Pauses or resumes one of a tenant's connections (the CLI and the GraphQL API both come here):
+/// `None` when the tenant has no such connection, else how many of its waiting jobs a resume
+/// released to run now (0 for a pause: its events are stored and post when it is resumed).
+pub async fn set_status(
+    store: &Store,
+    tenant: &mlc_store::TenantStore,
+    id: &ConnectionId,
+    status: ConnectionStatus,
+) -> Result<Option<u64>, mlc_store::StoreError> {
+    if !tenant.set_connection_status(id, status).await? {
+        return Ok(None);
+    }
+    if status != ConnectionStatus::Active {
+        return Ok(Some(0));
+    }
+    let Some(scope) = store
+        .connection_scope(tenant.scope().tenant_id(), id)
+        .await?
+    else {
+        return Ok(Some(0));
+    };
+    let woken = store
+        .scoped(&scope)
+        .wake_waiting_jobs(PAUSED_MARKER)
+        .await?;
+    Ok(Some(woken))
+}
+
 /// What runs one connection's jobs.
 #[derive(Clone)]
 pub enum ConnectionHandler {

@@ -1,0 +1,320 @@
+//! The GraphQL schema: what a tenant's API key can read and do. Every resolver works inside the
+//! tenant the credential belongs to ([`Viewer`]); no argument names a tenant.
+//!
+//! Conventions (Relay, as Shopify and GitHub do it; see `../shared/reference/saas-graphql.md`):
+//! opaque global IDs and `node(id:)`; every list is a connection with `first` ≤ 100 and
+//! `after`; top-level errors carry `extensions.code`.
+
+use async_graphql::connection::{Connection as Page, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
+use mlc_core::{ConnectionId, ConnectionStatus, UnixMillis};
+use mlc_store::{ApiKeyRole, JobState, Store, TenantScope};
+
+use super::errors::{Code, gql_error};
+use super::ids::{GlobalId, NodeKind};
+
+/// Who is asking: the tenant and role of the API key the request carried.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub tenant: TenantScope,
+    pub role: ApiKeyRole,
+    pub key_name: String,
+}
+
+/// The most a page may hold (`first`), and what it holds when `first` is not given.
+pub const MAX_PAGE: usize = 100;
+pub const DEFAULT_PAGE: usize = 20;
+
+pub struct Query;
+
+fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer> {
+    // The HTTP layer refuses a request without a valid key before the schema runs; this only
+    // guards a schema executed without one (a bug), and says nothing of the internals.
+    ctx.data::<Viewer>()
+        .map_err(|_| gql_error(Code::Unauthenticated, "an API key is required"))
+}
+
+fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store> {
+    ctx.data::<Store>()
+        .map_err(|_| gql_error(Code::Internal, "internal error"))
+}
+
+/// Logs a store failure and gives the client an INTERNAL error that names nothing inside.
+fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
+    tracing::error!("GraphQL resolver failed: {e}");
+    gql_error(
+        Code::Internal,
+        "internal error; the service log has the details",
+    )
+}
+
+/// `first`, checked: 1 to [`MAX_PAGE`].
+fn page_size(first: Option<i32>) -> Result<usize> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if n >= 1 && n as usize <= MAX_PAGE => Ok(n as usize),
+        Some(n) => Err(gql_error(
+            Code::BadUserInput,
+            format!("`first` must be between 1 and {MAX_PAGE}, not {n}"),
+        )),
+    }
+}
+
+/// What a page costs in the complexity limit: its size (as asked, else the default) times what
+/// each item asks for, so a query cannot hide a large result behind few fields.
+fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let size = first.map_or(DEFAULT_PAGE, |n| n.clamp(1, MAX_PAGE as i32) as usize);
+    size.saturating_mul(child_complexity.max(1))
+}
+
+#[Object]
+impl Query {
+    /// The tenant and role of the API key this request carries.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<ViewerInfo> {
+        let v = viewer(ctx)?;
+        Ok(ViewerInfo {
+            tenant_id: v.tenant.tenant_id().as_str().to_string(),
+            role: v.role.into(),
+            api_key_name: v.key_name.clone(),
+        })
+    }
+
+    /// This tenant's connections (one Stripe account into one NetSuite account each), by ID.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn connections(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Page<OpaqueCursor<String>, TenantConnection, EmptyFields, EmptyFields>> {
+        let v = viewer(ctx)?;
+        let first = page_size(first)?;
+        // A cursor is only a position (the last connection ID seen) and is applied to this
+        // tenant's own list: another tenant's cursor names nothing here.
+        let after = match after {
+            None => None,
+            Some(c) => Some(
+                <OpaqueCursor<String> as async_graphql::connection::CursorType>::decode_cursor(&c)
+                    .map_err(|_| {
+                        gql_error(Code::BadUserInput, "`after` is not a cursor from this API")
+                    })?
+                    .0,
+            ),
+        };
+        let all = store(ctx)?
+            .tenant(&v.tenant)
+            .list_connections()
+            .await
+            .map_err(internal)?;
+        let rest: Vec<_> = all
+            .into_iter()
+            .filter(|c| {
+                after
+                    .as_deref()
+                    .is_none_or(|a| c.scope.connection_id().as_str() > a)
+            })
+            .collect();
+        let has_next = rest.len() > first;
+        let mut page = Page::new(after.is_some(), has_next);
+        page.edges.extend(rest.into_iter().take(first).map(|c| {
+            let cursor = OpaqueCursor(c.scope.connection_id().as_str().to_string());
+            Edge::new(cursor, TenantConnection(c))
+        }));
+        Ok(page)
+    }
+
+    /// One of this tenant's connections by its global ID; null when there is none (another
+    /// tenant's ID included).
+    async fn connection(&self, ctx: &Context<'_>, id: ID) -> Result<Option<TenantConnection>> {
+        find_connection(ctx, &id).await
+    }
+
+    /// Any object by its global ID; null when this tenant has none.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {
+        Ok(find_connection(ctx, &id).await?.map(Node::Connection))
+    }
+}
+
+async fn find_connection(ctx: &Context<'_>, id: &ID) -> Result<Option<TenantConnection>> {
+    let v = viewer(ctx)?;
+    let Some(gid) = GlobalId::decode(id) else {
+        return Err(gql_error(
+            Code::BadUserInput,
+            format!("`{}` is not an ID from this API", id.as_str()),
+        ));
+    };
+    if gid.kind != NodeKind::Connection {
+        return Ok(None);
+    }
+    let Ok(connection_id) = ConnectionId::parse(&gid.key) else {
+        return Ok(None);
+    };
+    let found = store(ctx)?
+        .tenant(&v.tenant)
+        .get_connection(&connection_id)
+        .await
+        .map_err(internal)?;
+    Ok(found.map(TenantConnection))
+}
+
+/// Anything with a global ID.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    Connection(TenantConnection),
+}
+
+/// The viewer: the tenant the API key belongs to and what it may do.
+#[derive(SimpleObject)]
+#[graphql(name = "Viewer")]
+pub struct ViewerInfo {
+    pub tenant_id: String,
+    pub role: Role,
+    pub api_key_name: String,
+}
+
+/// What an API key may do: owners everything (keys and credentials included), operators replay,
+/// mappings and pause/resume, viewers read.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Role {
+    Owner,
+    Operator,
+    Viewer,
+}
+
+impl From<ApiKeyRole> for Role {
+    fn from(r: ApiKeyRole) -> Self {
+        match r {
+            ApiKeyRole::Owner => Role::Owner,
+            ApiKeyRole::Operator => Role::Operator,
+            ApiKeyRole::Viewer => Role::Viewer,
+        }
+    }
+}
+
+/// Whether a connection posts: drafts and paused connections store their events but post
+/// nothing until they are active.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ConnectionState {
+    Draft,
+    Active,
+    Paused,
+}
+
+impl From<ConnectionStatus> for ConnectionState {
+    fn from(s: ConnectionStatus) -> Self {
+        match s {
+            ConnectionStatus::Draft => ConnectionState::Draft,
+            ConnectionStatus::Active => ConnectionState::Active,
+            ConnectionStatus::Paused => ConnectionState::Paused,
+        }
+    }
+}
+
+/// A time as RFC 3339 in UTC.
+fn time(ms: UnixMillis) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// One Stripe account posting into one NetSuite account.
+pub struct TenantConnection(pub mlc_store::Connection);
+
+#[Object(name = "Connection")]
+impl TenantConnection {
+    async fn id(&self) -> ID {
+        GlobalId::new(NodeKind::Connection, self.0.scope.connection_id().as_str()).encode()
+    }
+
+    /// The connection's own ID within the tenant (`default`, `eu`, …), as the CLI names it.
+    async fn handle(&self) -> &str {
+        self.0.scope.connection_id().as_str()
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn status(&self) -> ConnectionState {
+        self.0.status.into()
+    }
+
+    /// Where Stripe delivers this connection's events: register it as the webhook endpoint's
+    /// URL under this service's public address.
+    async fn webhook_path(&self) -> String {
+        format!("/webhooks/stripe/{}", self.0.route_id)
+    }
+
+    /// The NetSuite account it posts to (its concurrency limit is shared by every connection
+    /// posting there).
+    async fn netsuite_account(&self) -> Option<&str> {
+        self.0.netsuite_account.as_deref()
+    }
+
+    async fn created_at(&self) -> String {
+        time(self.0.created_at)
+    }
+
+    async fn updated_at(&self) -> String {
+        time(self.0.updated_at)
+    }
+
+    /// What the last connection test and the last errors said.
+    async fn health(&self) -> ConnectionHealth {
+        let h = &self.0.health;
+        ConnectionHealth {
+            last_test_at: h.last_test_at.map(time),
+            last_test_ok: h.last_test_ok,
+            last_test_message: h.last_test_message.clone(),
+            netsuite_token_issued_at: h.token_issued_at.map(time),
+            last_error: h.last_error.clone(),
+            last_error_at: h.last_error_at.map(time),
+        }
+    }
+
+    /// Jobs by state: what is queued, running, waiting for a person, done, failed.
+    async fn job_counts(&self, ctx: &Context<'_>) -> Result<JobCounts> {
+        let counts = store(ctx)?
+            .scoped(&self.0.scope)
+            .job_counts()
+            .await
+            .map_err(internal)?;
+        let n = |s: JobState| {
+            counts
+                .iter()
+                .find(|(st, _)| *st == s)
+                .map(|(_, n)| *n)
+                .unwrap_or(0)
+        };
+        Ok(JobCounts {
+            queued: n(JobState::Queued),
+            running: n(JobState::Running),
+            waiting: n(JobState::Waiting),
+            succeeded: n(JobState::Succeeded),
+            failed: n(JobState::Failed),
+        })
+    }
+}
+
+/// What a connection's last test and last errors said (times in RFC 3339, UTC).
+#[derive(SimpleObject)]
+pub struct ConnectionHealth {
+    pub last_test_at: Option<String>,
+    pub last_test_ok: Option<bool>,
+    pub last_test_message: Option<String>,
+    /// When its NetSuite M2M token was last issued (tokens live 60 minutes).
+    pub netsuite_token_issued_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+/// A connection's jobs by state.
+#[derive(SimpleObject)]
+pub struct JobCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub waiting: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}

@@ -1,0 +1,330 @@
+//! The GraphQL API over HTTP, as a client sees it: who is asking comes from the API key, every
+//! answer stays inside that key's tenant (tested with another tenant's IDs and cursors), and
+//! bad requests get a clear code.
+
+use mlc_core::{ConnectionId, ConnectionStatus, ExposeSecret, TenantId};
+use mlc_store::testing::backends;
+use mlc_store::{ApiKeyRole, NewConnection, Store};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+/// A tenant with connections `names` and a key of `role`; returns the key's secret.
+async fn tenant_with(store: &Store, tenant: &str, names: &[&str], role: ApiKeyRole) -> String {
+    let scope = store
+        .create_tenant(&TenantId::parse(tenant).unwrap(), tenant)
+        .await
+        .unwrap();
+    let ts = store.tenant(&scope);
+    for name in names {
+        ts.create_connection(&NewConnection {
+            id: ConnectionId::parse(name).unwrap(),
+            name: format!("{tenant} {name}"),
+            status: ConnectionStatus::Draft,
+            settings: json!({}),
+            netsuite_account: None,
+        })
+        .await
+        .unwrap();
+    }
+    ts.create_api_key("test key", role)
+        .await
+        .unwrap()
+        .secret
+        .expose_secret()
+        .to_string()
+}
+
+async fn gql(app: &TestApp, key: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const CONNECTIONS: &str = "query($first: Int, $after: String) { connections(first: $first, after: $after) { \
+    edges { cursor node { id handle name status webhookPath jobCounts { queued failed } } } \
+    pageInfo { hasNextPage endCursor } } }";
+
+#[tokio::test]
+async fn a_key_sees_its_own_tenant_and_nothing_of_another() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let acme = tenant_with(&store, "acme", &["eu", "us"], ApiKeyRole::Viewer).await;
+        let globex = tenant_with(&store, "globex", &["main"], ApiKeyRole::Owner).await;
+
+        let (status, body) = gql(
+            &app,
+            Some(&acme),
+            "{ viewer { tenantId role apiKeyName } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["data"]["viewer"],
+            json!({ "tenantId": "acme", "role": "VIEWER", "apiKeyName": "test key" })
+        );
+
+        // Acme's connections, a page at a time; none of globex's.
+        let (_, first) = gql(&app, Some(&acme), CONNECTIONS, json!({ "first": 1 })).await;
+        let page = &first["data"]["connections"];
+        assert_eq!(page["edges"].as_array().unwrap().len(), 1, "{first}");
+        assert_eq!(page["edges"][0]["node"]["handle"], "eu");
+        assert_eq!(page["edges"][0]["node"]["status"], "DRAFT");
+        assert_eq!(
+            page["edges"][0]["node"]["jobCounts"],
+            json!({"queued": 0, "failed": 0})
+        );
+        assert!(
+            page["edges"][0]["node"]["webhookPath"]
+                .as_str()
+                .unwrap()
+                .starts_with("/webhooks/stripe/")
+        );
+        assert_eq!(page["pageInfo"]["hasNextPage"], true);
+        let cursor = page["pageInfo"]["endCursor"].as_str().unwrap().to_string();
+        let (_, second) = gql(
+            &app,
+            Some(&acme),
+            CONNECTIONS,
+            json!({ "first": 1, "after": cursor }),
+        )
+        .await;
+        let page = &second["data"]["connections"];
+        assert_eq!(page["edges"][0]["node"]["handle"], "us", "{second}");
+        assert_eq!(page["pageInfo"]["hasNextPage"], false);
+
+        // Globex's own view, then its IDs and cursor through acme's key: nothing.
+        let (_, theirs) = gql(&app, Some(&globex), CONNECTIONS, json!({})).await;
+        let edges = theirs["data"]["connections"]["edges"].as_array().unwrap();
+        let handles: Vec<_> = edges.iter().map(|e| e["node"]["handle"].clone()).collect();
+        assert_eq!(handles, vec![json!("main")], "{theirs}");
+        let their_id = edges[0]["node"]["id"].as_str().unwrap().to_string();
+        let their_cursor = edges[0]["cursor"].as_str().unwrap().to_string();
+        for query in [
+            "query($id: ID!) { connection(id: $id) { name } }",
+            "query($id: ID!) { node(id: $id) { id } }",
+        ] {
+            let (status, body) = gql(&app, Some(&acme), query, json!({ "id": their_id })).await;
+            assert_eq!(status, 200);
+            assert!(body["errors"].is_null(), "{body}");
+            let data = body["data"].as_object().unwrap();
+            assert!(data.values().all(Value::is_null), "{query}: {body}");
+        }
+        // Their cursor ("main") is only a position in acme's own list: it yields acme's
+        // connections after it, never globex's.
+        let (_, after_theirs) = gql(
+            &app,
+            Some(&acme),
+            CONNECTIONS,
+            json!({ "after": their_cursor }),
+        )
+        .await;
+        let edges = after_theirs["data"]["connections"]["edges"]
+            .as_array()
+            .unwrap();
+        assert!(
+            edges
+                .iter()
+                .all(|e| e["node"]["name"].as_str().unwrap().starts_with("acme ")),
+            "{after_theirs}"
+        );
+
+        // Acme's own ID through node() resolves.
+        let (_, mine) = gql(&app, Some(&acme), CONNECTIONS, json!({ "first": 1 })).await;
+        let my_id = mine["data"]["connections"]["edges"][0]["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, node) = gql(
+            &app,
+            Some(&acme),
+            "query($id: ID!) { node(id: $id) { id ... on Connection { handle } } }",
+            json!({ "id": my_id }),
+        )
+        .await;
+        assert_eq!(node["data"]["node"]["handle"], "eu", "{node}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_or_within_limits_are_refused_with_a_code() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let key = tenant_with(&store, "initech", &["main"], ApiKeyRole::Operator).await;
+
+        // No key, a made-up key, a malformed header: 401 UNAUTHENTICATED.
+        let (status, body) = gql(&app, None, "{ viewer { tenantId } }", json!({})).await;
+        assert_eq!(
+            (status, codes(&body)),
+            (401, vec!["UNAUTHENTICATED".into()])
+        );
+        let (status, body) = gql(
+            &app,
+            Some("mlck_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            "{ viewer { tenantId } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (status, codes(&body)),
+            (401, vec!["UNAUTHENTICATED".into()])
+        );
+
+        // A revoked key is refused at once.
+        let scope = store
+            .tenant_scope(&TenantId::parse("initech").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let revoked = store
+            .tenant(&scope)
+            .create_api_key("old", ApiKeyRole::Owner)
+            .await
+            .unwrap();
+        let (status, _) = gql(
+            &app,
+            Some(revoked.secret.expose_secret()),
+            "{ viewer { role } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            store
+                .tenant(&scope)
+                .revoke_api_key(&revoked.info.id)
+                .await
+                .unwrap()
+        );
+        let (status, body) = gql(
+            &app,
+            Some(revoked.secret.expose_secret()),
+            "{ viewer { role } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (status, codes(&body)),
+            (401, vec!["UNAUTHENTICATED".into()])
+        );
+
+        // A page over 100, a foreign string as an ID or a cursor: BAD_USER_INPUT.
+        let (_, body) = gql(&app, Some(&key), CONNECTIONS, json!({ "first": 101 })).await;
+        assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_string()], "{body}");
+        let (_, body) = gql(&app, Some(&key), CONNECTIONS, json!({ "after": "!!" })).await;
+        assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_string()], "{body}");
+        let (_, body) = gql(
+            &app,
+            Some(&key),
+            "{ connection(id: \"not-an-id\") { name } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(codes(&body), vec!["BAD_USER_INPUT".to_string()], "{body}");
+
+        // Hostile queries are refused before anything runs: nested past the depth limit
+        // (introspection's `ofType` chains are the classic), or a page of aliases each asking
+        // for a full page (its cost is counted as pages × fields).
+        let deep = format!(
+            "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+            "ofType { ".repeat(12),
+            "}".repeat(12)
+        );
+        let (_, body) = gql(&app, Some(&key), &deep, json!({})).await;
+        assert!(body["data"].is_null(), "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nested too deep"), "{body}");
+        let aliases: String = (0..30)
+            .map(|i| {
+                format!("a{i}: connections(first: 100) {{ edges {{ node {{ name handle }} }} }} ")
+            })
+            .collect();
+        let (_, body) = gql(&app, Some(&key), &format!("{{ {aliases} }}"), json!({})).await;
+        assert!(body["data"].is_null(), "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("too complex"), "{body}");
+
+        // GET runs queries, refuses mutations, and serves GraphiQL to a browser.
+        let url = format!(
+            "{}?query={}",
+            app.url("/graphql"),
+            percent_encode("{ viewer { tenantId } }")
+        );
+        let resp = app.client.get(&url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["data"]["viewer"]["tenantId"], "initech");
+        let url = format!(
+            "{}?query={}",
+            app.url("/graphql"),
+            percent_encode("mutation { anything }")
+        );
+        let resp = app.client.get(&url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405);
+        let page = app
+            .client
+            .get(app.url("/graphql"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("graphiql"), "GraphiQL page expected");
+
+        // A body over the limit is refused (413), not read.
+        let huge = "x".repeat(ml_connector::graphql::MAX_BODY_BYTES + 1);
+        let resp = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(format!("{{\"query\":\"{huge}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 413);
+        app.stop().await;
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `frontend-schema/schema.graphql` is what the code serves: regenerate it with
+/// `cargo run -- graphql-schema > frontend-schema/schema.graphql` when this fails.
+#[test]
+fn the_committed_schema_is_the_one_the_code_serves() {
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend-schema/schema.graphql"),
+    )
+    .expect("frontend-schema/schema.graphql exists");
+    assert!(
+        committed == ml_connector::graphql::sdl(),
+        "frontend-schema/schema.graphql is stale: run `cargo run -- graphql-schema > \
+         frontend-schema/schema.graphql` and commit it"
+    );
+}
