@@ -8,10 +8,11 @@
 
 pub mod errors;
 pub mod ids;
+pub mod mutation;
 pub mod schema;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, Schema};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,7 +26,7 @@ use crate::http::AppState;
 use errors::Code;
 pub use schema::Viewer;
 
-pub type ApiSchema = Schema<schema::Query, EmptyMutation, EmptySubscription>;
+pub type ApiSchema = Schema<schema::Query, mutation::Mutation, EmptySubscription>;
 
 /// Nesting deeper than this is refused before anything runs (a hostile query's first cost).
 pub const MAX_DEPTH: usize = 12;
@@ -36,12 +37,12 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The schema, with the store its resolvers read through (always inside the viewer's tenant).
-pub fn build_schema(store: Option<Store>) -> ApiSchema {
-    let mut builder = Schema::build(schema::Query, EmptyMutation, EmptySubscription)
+pub fn build_schema(store: Option<(Store, mutation::WorkerWake)>) -> ApiSchema {
+    let mut builder = Schema::build(schema::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
-    if let Some(store) = store {
-        builder = builder.data(store);
+    if let Some((store, wake)) = store {
+        builder = builder.data(store).data(wake);
     }
     builder.finish()
 }
@@ -51,7 +52,7 @@ pub fn sdl() -> String {
     build_schema(None).sdl()
 }
 
-pub fn router(store: Store) -> Router<AppState> {
+pub fn router(store: Store, worker_wake: std::sync::Arc<tokio::sync::Notify>) -> Router<AppState> {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         // The GraphQL extractor reads the body itself (it does not honour `DefaultBodyLimit`):
@@ -59,7 +60,10 @@ pub fn router(store: Store) -> Router<AppState> {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .layer(Extension(build_schema(Some(store))))
+        .layer(Extension(build_schema(Some((
+            store,
+            mutation::WorkerWake(worker_wake),
+        )))))
 }
 
 /// A request refused before the schema runs.

@@ -129,6 +129,27 @@ impl Query {
         find_connection(ctx, &id).await
     }
 
+    /// This tenant's API keys (never their secrets). Owner only.
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<super::mutation::ApiKey>> {
+        let v = viewer(ctx)?;
+        if v.role != ApiKeyRole::Owner {
+            return Err(gql_error(
+                Code::Forbidden,
+                "only an owner key can list API keys",
+            ));
+        }
+        let keys = store(ctx)?
+            .tenant(&v.tenant)
+            .list_api_keys()
+            .await
+            .map_err(internal)?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .map(Into::into)
+            .collect())
+    }
+
     /// Any object by its global ID; null when this tenant has none.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {
         Ok(find_connection(ctx, &id).await?.map(Node::Connection))
@@ -212,7 +233,7 @@ impl From<ConnectionStatus> for ConnectionState {
 }
 
 /// A time as RFC 3339 in UTC.
-fn time(ms: UnixMillis) -> String {
+pub fn time(ms: UnixMillis) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ms.to_string())

@@ -39,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(crate::console::api::router(state.clone()))
         .merge(crate::console::pages::router(state.clone()))
-        .merge(crate::graphql::router(state.store.store().clone()))
+        .merge(crate::graphql::router(
+            state.store.store().clone(),
+            state.worker_wake.clone(),
+        ))
         .with_state(state)
 }

@@ -328,3 +328,258 @@ fn the_committed_schema_is_the_one_the_code_serves() {
          frontend-schema/schema.graphql` and commit it"
     );
 }
+
+/// The global ID of `tenant`'s connection `handle`, through that tenant's own key.
+async fn connection_gid(app: &TestApp, key: &str, handle: &str) -> String {
+    let (_, body) = gql(app, Some(key), CONNECTIONS, json!({})).await;
+    body["data"]["connections"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["handle"] == handle)
+        .unwrap_or_else(|| panic!("{handle} in {body}"))["node"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const PAUSE: &str = "mutation($id: ID!) { connectionPause(input: { connectionId: $id }) { \
+    connection { handle status } releasedJobs userErrors { field code message } } }";
+const RESUME: &str = "mutation($id: ID!) { connectionResume(input: { connectionId: $id }) { \
+    connection { handle status } releasedJobs userErrors { field code message } } }";
+const MAP: &str = "mutation($id: ID!, $p: String!, $i: String!) { productMappingSet(input: { \
+    connectionId: $id, stripeProductId: $p, netsuiteItemId: $i }) { releasedJobs \
+    userErrors { field code message } } }";
+const REPLAY: &str = "mutation($id: ID!, $e: String!) { eventReplay(input: { connectionId: $id, \
+    eventId: $e }) { queued userErrors { field code message } } }";
+
+#[tokio::test]
+async fn mutations_act_inside_the_keys_tenant_and_its_role() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let operator = tenant_with(&store, "acme", &["eu"], ApiKeyRole::Operator).await;
+        let owner = tenant_with(&store, "globex", &["main"], ApiKeyRole::Owner).await;
+        let scope = store
+            .tenant_scope(&TenantId::parse("acme").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let viewer = store
+            .tenant(&scope)
+            .create_api_key("read only", ApiKeyRole::Viewer)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let eu = connection_gid(&app, &operator, "eu").await;
+        let main = connection_gid(&app, &owner, "main").await;
+
+        // A viewer may read but not change: FORBIDDEN, whatever the ID.
+        for (query, vars) in [
+            (PAUSE, json!({ "id": eu })),
+            (PAUSE, json!({ "id": main })),
+            (MAP, json!({ "id": eu, "p": "prod_X", "i": "12" })),
+            (REPLAY, json!({ "id": eu, "e": "evt_1" })),
+            (
+                "mutation { apiKeyCreate(input: { name: \"x\", role: OWNER }) { secret } }",
+                json!({}),
+            ),
+        ] {
+            let (_, body) = gql(&app, Some(&viewer), query, vars).await;
+            assert_eq!(
+                codes(&body),
+                vec!["FORBIDDEN".to_string()],
+                "{query}: {body}"
+            );
+        }
+        // An operator cannot manage keys.
+        let (_, body) = gql(
+            &app,
+            Some(&operator),
+            "mutation { apiKeyCreate(input: { name: \"x\", role: OWNER }) { secret } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(codes(&body), vec!["FORBIDDEN".to_string()], "{body}");
+
+        // Pause and resume its own connection.
+        let (_, body) = gql(&app, Some(&operator), RESUME, json!({ "id": eu })).await;
+        let payload = &body["data"]["connectionResume"];
+        assert_eq!(payload["connection"]["status"], "ACTIVE", "{body}");
+        assert_eq!(payload["userErrors"], json!([]));
+        let (_, body) = gql(&app, Some(&operator), PAUSE, json!({ "id": eu })).await;
+        assert_eq!(
+            body["data"]["connectionPause"]["connection"]["status"],
+            "PAUSED"
+        );
+
+        // Another tenant's connection through acme's key: NOT_FOUND in userErrors, and globex's
+        // connection is untouched.
+        for (query, vars, field) in [
+            (RESUME, json!({ "id": main }), "connectionResume"),
+            (
+                MAP,
+                json!({ "id": main, "p": "prod_X", "i": "12" }),
+                "productMappingSet",
+            ),
+            (REPLAY, json!({ "id": main, "e": "evt_1" }), "eventReplay"),
+        ] {
+            let (_, body) = gql(&app, Some(&operator), query, vars).await;
+            assert!(body["errors"].is_null(), "{body}");
+            let errors = &body["data"][field]["userErrors"];
+            assert_eq!(errors[0]["code"], "NOT_FOUND", "{field}: {body}");
+            assert_eq!(errors[0]["field"], json!(["input", "connectionId"]));
+        }
+        let (_, theirs) = gql(&app, Some(&owner), CONNECTIONS, json!({})).await;
+        assert_eq!(
+            theirs["data"]["connections"]["edges"][0]["node"]["status"],
+            "DRAFT"
+        );
+        let their_scope = store
+            .connection_scope(
+                &TenantId::parse("globex").unwrap(),
+                &ConnectionId::parse("main").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .scoped(&their_scope)
+                .list_item_links()
+                .await
+                .unwrap()
+                .is_empty(),
+            "acme's key must not map globex's products"
+        );
+
+        // Mapping: bad input is a user error per field; a good one is stored and audited.
+        let (_, body) = gql(
+            &app,
+            Some(&operator),
+            MAP,
+            json!({ "id": eu, "p": "price_1", "i": "abc" }),
+        )
+        .await;
+        let fields: Vec<_> = body["data"]["productMappingSet"]["userErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"][1].clone())
+            .collect();
+        assert_eq!(
+            fields,
+            vec![json!("stripeProductId"), json!("netsuiteItemId")],
+            "{body}"
+        );
+        let (_, body) = gql(
+            &app,
+            Some(&operator),
+            MAP,
+            json!({ "id": eu, "p": "prod_Widget", "i": "210" }),
+        )
+        .await;
+        assert_eq!(
+            body["data"]["productMappingSet"]["userErrors"],
+            json!([]),
+            "{body}"
+        );
+        let eu_scope = store
+            .connection_scope(
+                &TenantId::parse("acme").unwrap(),
+                &ConnectionId::parse("eu").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let eu_store = store.scoped(&eu_scope);
+        let links = eu_store.list_item_links().await.unwrap();
+        assert_eq!(links.len(), 1, "{links:?}");
+        let audit = eu_store
+            .audit_for_stripe_object("prod_Widget")
+            .await
+            .unwrap();
+        assert!(
+            audit.iter().any(|a| a.step == "mapping_set"),
+            "the same audit entry as the CLI: {audit:?}"
+        );
+
+        // Replaying an event that is not stored says so.
+        let (_, body) = gql(
+            &app,
+            Some(&operator),
+            REPLAY,
+            json!({ "id": eu, "e": "evt_missing" }),
+        )
+        .await;
+        assert_eq!(body["data"]["eventReplay"]["queued"], false);
+        assert_eq!(
+            body["data"]["eventReplay"]["userErrors"][0]["code"], "NOT_FOUND",
+            "{body}"
+        );
+
+        // Keys: an owner makes one (secret shown once, works at once), lists, revokes; another
+        // tenant's key ID is not found and keeps working.
+        let (_, made) = gql(
+            &app,
+            Some(&owner),
+            "mutation { apiKeyCreate(input: { name: \"ci\", role: VIEWER }) { secret \
+             apiKey { id name role } userErrors { code } } }",
+            json!({}),
+        )
+        .await;
+        let made = &made["data"]["apiKeyCreate"];
+        let secret = made["secret"].as_str().unwrap().to_string();
+        let new_id = made["apiKey"]["id"].as_str().unwrap().to_string();
+        assert_eq!(made["apiKey"]["role"], "VIEWER");
+        let (_, me) = gql(
+            &app,
+            Some(&secret),
+            "{ viewer { tenantId role } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            me["data"]["viewer"],
+            json!({ "tenantId": "globex", "role": "VIEWER" })
+        );
+        let (_, listed) = gql(&app, Some(&owner), "{ apiKeys { id name } }", json!({})).await;
+        let listed = listed["data"]["apiKeys"].as_array().unwrap().clone();
+        assert!(
+            listed.iter().any(|k| k["id"] == new_id.as_str()),
+            "{listed:?}"
+        );
+        assert!(
+            !serde_json::to_string(&listed).unwrap().contains(&secret),
+            "a listed key never shows its secret"
+        );
+        let (_, body) = gql(&app, Some(&viewer), "{ apiKeys { id } }", json!({})).await;
+        assert_eq!(codes(&body), vec!["FORBIDDEN".to_string()]);
+        // acme's owner (made here) tries to revoke globex's new key: not found, still works.
+        let acme_owner = store
+            .tenant(&scope)
+            .create_api_key("acme owner", ApiKeyRole::Owner)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let revoke = "mutation($id: ID!) { apiKeyRevoke(input: { id: $id }) { revoked \
+                      userErrors { code } } }";
+        let (_, body) = gql(&app, Some(&acme_owner), revoke, json!({ "id": new_id })).await;
+        assert_eq!(body["data"]["apiKeyRevoke"]["revoked"], false, "{body}");
+        assert_eq!(
+            body["data"]["apiKeyRevoke"]["userErrors"][0]["code"],
+            "NOT_FOUND"
+        );
+        let (status, _) = gql(&app, Some(&secret), "{ viewer { role } }", json!({})).await;
+        assert_eq!(status, 200);
+        let (_, body) = gql(&app, Some(&owner), revoke, json!({ "id": new_id })).await;
+        assert_eq!(body["data"]["apiKeyRevoke"]["revoked"], true, "{body}");
+        let (status, _) = gql(&app, Some(&secret), "{ viewer { role } }", json!({})).await;
+        assert_eq!(status, 401);
+        app.stop().await;
+    }
+}
