@@ -10,17 +10,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
     Connection,
+    /// Keyed `connection/evt_…`.
+    Event,
 }
 
 impl NodeKind {
     fn as_str(self) -> &'static str {
         match self {
             NodeKind::Connection => "Connection",
+            NodeKind::Event => "Event",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [NodeKind::Connection].into_iter().find(|k| k.as_str() == s)
+        [NodeKind::Connection, NodeKind::Event]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 

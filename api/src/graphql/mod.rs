@@ -7,6 +7,7 @@
 //! UNAUTHENTICATED).
 
 pub mod errors;
+pub mod events;
 pub mod ids;
 pub mod mutation;
 pub mod schema;

@@ -150,20 +150,39 @@ impl Query {
             .collect())
     }
 
+    /// One event in full, by its global ID; null when this tenant has none.
+    async fn event(&self, ctx: &Context<'_>, id: ID) -> Result<Option<super::events::EventDetail>> {
+        let gid = decode(&id)?;
+        if gid.kind != NodeKind::Event {
+            return Ok(None);
+        }
+        super::events::find(ctx, store(ctx)?, &gid).await
+    }
+
     /// Any object by its global ID; null when this tenant has none.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {
-        Ok(find_connection(ctx, &id).await?.map(Node::Connection))
+        let gid = decode(&id)?;
+        Ok(match gid.kind {
+            NodeKind::Connection => find_connection(ctx, &id).await?.map(Node::Connection),
+            NodeKind::Event => super::events::find(ctx, store(ctx)?, &gid)
+                .await?
+                .map(Node::Event),
+        })
     }
+}
+
+fn decode(id: &ID) -> Result<GlobalId> {
+    GlobalId::decode(id).ok_or_else(|| {
+        gql_error(
+            Code::BadUserInput,
+            format!("`{}` is not an ID from this API", id.as_str()),
+        )
+    })
 }
 
 async fn find_connection(ctx: &Context<'_>, id: &ID) -> Result<Option<TenantConnection>> {
     let v = viewer(ctx)?;
-    let Some(gid) = GlobalId::decode(id) else {
-        return Err(gql_error(
-            Code::BadUserInput,
-            format!("`{}` is not an ID from this API", id.as_str()),
-        ));
-    };
+    let gid = decode(id)?;
     if gid.kind != NodeKind::Connection {
         return Ok(None);
     }
@@ -183,6 +202,7 @@ async fn find_connection(ctx: &Context<'_>, id: &ID) -> Result<Option<TenantConn
 #[graphql(field(name = "id", ty = "ID"))]
 pub enum Node {
     Connection(TenantConnection),
+    Event(super::events::EventDetail),
 }
 
 /// The viewer: the tenant the API key belongs to and what it may do.
@@ -292,6 +312,19 @@ impl TenantConnection {
             last_error: h.last_error.clone(),
             last_error_at: h.last_error_at.map(time),
         }
+    }
+
+    /// The connection's events, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<super::events::EventFilterInput>,
+    ) -> Result<Page<OpaqueCursor<i64>, super::events::EventSummary, EmptyFields, EmptyFields>>
+    {
+        super::events::page(store(ctx)?, &self.0.scope, first, after, filter).await
     }
 
     /// Jobs by state: what is queued, running, waiting for a person, done, failed.

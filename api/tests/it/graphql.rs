@@ -583,3 +583,207 @@ async fn mutations_act_inside_the_keys_tenant_and_its_role() {
         app.stop().await;
     }
 }
+
+fn new_event(id: &str, handled: bool) -> mlc_store::NewEvent {
+    let body = format!(
+        "{{\"id\":\"{id}\",\"object\":\"event\",\"type\":\"{}\",\"data\":{{\"object\":{{\"id\":\"in_{id}\"}}}},\"created\":1700000000}}",
+        if handled {
+            "invoice.paid"
+        } else {
+            "customer.updated"
+        }
+    );
+    mlc_store::NewEvent {
+        event_id: id.to_string(),
+        event_type: if handled {
+            "invoice.paid"
+        } else {
+            "customer.updated"
+        }
+        .to_string(),
+        object_id: Some(format!("in_{id}")),
+        livemode: false,
+        api_version: Some("2025-03-31.basil".into()),
+        stripe_created: 1_700_000_000,
+        raw_body: body.into_bytes(),
+        signature_header: format!("t=1700000000,v1=abc{id}"),
+        received_at: mlc_core::now_millis(),
+        handled,
+    }
+}
+
+fn job_for(id: &str) -> mlc_store::NewJob {
+    mlc_store::NewJob {
+        kind: "process_event".into(),
+        event_id: Some(id.to_string()),
+        payload: json!({ "event_id": id }),
+        dedupe_key: format!("process_event:{id}"),
+        max_attempts: 5,
+        run_at: mlc_core::now_millis(),
+    }
+}
+
+async fn record(store: &Store, tenant: &str, connection: &str, id: &str, handled: bool) {
+    let scope = store
+        .connection_scope(
+            &TenantId::parse(tenant).unwrap(),
+            &ConnectionId::parse(connection).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .scoped(&scope)
+        .record_event(&new_event(id, handled), handled.then(|| job_for(id)))
+        .await
+        .unwrap();
+}
+
+const EVENTS: &str = "query($c: ID!, $first: Int, $after: String, $filter: EventFilterInput) { \
+    connection(id: $c) { events(first: $first, after: $after, filter: $filter) { \
+    edges { cursor node { id eventId eventType status } } pageInfo { hasNextPage endCursor } } } }";
+
+#[tokio::test]
+async fn events_are_listed_and_read_within_the_tenant() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let acme = tenant_with(&store, "acme", &["eu"], ApiKeyRole::Operator).await;
+        let globex = tenant_with(&store, "globex", &["main"], ApiKeyRole::Owner).await;
+        record(&store, "acme", "eu", "evt_a1", true).await;
+        record(&store, "acme", "eu", "evt_a2", true).await;
+        record(&store, "acme", "eu", "evt_a3", false).await;
+        record(&store, "globex", "main", "evt_g1", true).await;
+        let eu = connection_gid(&app, &acme, "eu").await;
+        let main = connection_gid(&app, &globex, "main").await;
+
+        // Two pages of acme's three events, and never globex's.
+        let (_, one) = gql(&app, Some(&acme), EVENTS, json!({ "c": eu, "first": 2 })).await;
+        let page = &one["data"]["connection"]["events"];
+        assert_eq!(page["edges"].as_array().unwrap().len(), 2, "{one}");
+        assert_eq!(page["pageInfo"]["hasNextPage"], true);
+        let (_, two) = gql(
+            &app,
+            Some(&acme),
+            EVENTS,
+            json!({ "c": eu, "first": 2, "after": page["pageInfo"]["endCursor"] }),
+        )
+        .await;
+        let rest = two["data"]["connection"]["events"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(rest.len(), 1, "{two}");
+        let mut ids: Vec<String> = page["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(rest.iter())
+            .map(|e| e["node"]["eventId"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["evt_a1", "evt_a2", "evt_a3"]);
+
+        // Filters: the event nobody had to act on, by status; by type.
+        let (_, ignored) = gql(
+            &app,
+            Some(&acme),
+            EVENTS,
+            json!({ "c": eu, "filter": { "status": "IGNORED" } }),
+        )
+        .await;
+        let edges = ignored["data"]["connection"]["events"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(edges.len(), 1, "{ignored}");
+        assert_eq!(edges[0]["node"]["eventId"], "evt_a3");
+        assert_eq!(edges[0]["node"]["eventType"], "customer.updated");
+        let (_, bad) = gql(
+            &app,
+            Some(&acme),
+            EVENTS,
+            json!({ "c": eu, "filter": { "receivedAfter": "yesterday" } }),
+        )
+        .await;
+        assert_eq!(codes(&bad), vec!["BAD_USER_INPUT".to_string()], "{bad}");
+
+        // One event in full: the body as Stripe sent it, its job, its audit trail.
+        let a1 = page["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(rest.iter())
+            .find(|e| e["node"]["eventId"] == "evt_a1")
+            .unwrap()["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let detail = "query($id: ID!) { event(id: $id) { eventId rawEvent status \
+                      job { state attempts maxAttempts nextRunAt } auditTrail { step message } } }";
+        let (_, body) = gql(&app, Some(&acme), detail, json!({ "id": a1 })).await;
+        let event = &body["data"]["event"];
+        assert_eq!(event["rawEvent"]["id"], "evt_a1", "{body}");
+        assert_eq!(event["job"]["maxAttempts"], 5);
+        assert!(
+            event["auditTrail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["step"] == "received"),
+            "{body}"
+        );
+
+        // Globex's event and its connection's list through acme's key: nothing.
+        let (_, theirs) = gql(&app, Some(&globex), EVENTS, json!({ "c": main })).await;
+        let g1 = theirs["data"]["connection"]["events"]["edges"][0]["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for query in [detail, "query($id: ID!) { node(id: $id) { id } }"] {
+            let (_, body) = gql(&app, Some(&acme), query, json!({ "id": g1 })).await;
+            assert!(body["errors"].is_null(), "{body}");
+            assert!(
+                body["data"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(Value::is_null),
+                "{query}: {body}"
+            );
+        }
+        let (_, body) = gql(&app, Some(&acme), EVENTS, json!({ "c": main })).await;
+        assert!(body["data"]["connection"].is_null(), "{body}");
+        // Replaying globex's event through acme's own connection finds nothing either; acme's
+        // own event is queued again, with the same audit entry as the console's replay.
+        let (_, body) = gql(
+            &app,
+            Some(&acme),
+            REPLAY,
+            json!({ "id": eu, "e": "evt_g1" }),
+        )
+        .await;
+        assert_eq!(
+            body["data"]["eventReplay"]["userErrors"][0]["code"], "NOT_FOUND",
+            "{body}"
+        );
+        let (_, body) = gql(
+            &app,
+            Some(&acme),
+            REPLAY,
+            json!({ "id": eu, "e": "evt_a1" }),
+        )
+        .await;
+        assert_eq!(body["data"]["eventReplay"]["queued"], true, "{body}");
+        let (_, body) = gql(&app, Some(&acme), detail, json!({ "id": a1 })).await;
+        assert!(
+            body["data"]["event"]["auditTrail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["step"] == "replayed"),
+            "{body}"
+        );
+        app.stop().await;
+    }
+}

@@ -1,0 +1,328 @@
+//! A connection's events: the list (filtered, paged) and one event in full (the event as Stripe
+//! sent it, the object as fetched, the NetSuite request and answer, its job and audit trail).
+//! Read through `mlc_service::console::Console`, as the dashboard and the CLI read them.
+
+use async_graphql::connection::{Connection as Page, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
+use mlc_core::ConnectionId;
+use mlc_service::console::{Console, ConsoleError};
+use mlc_store::{AuditEntry, ConnectionScope, EventFilter, Job, JobState, Store};
+
+use super::errors::{Code, gql_error};
+use super::ids::{GlobalId, NodeKind};
+use super::schema::{DEFAULT_PAGE, MAX_PAGE, Viewer, time};
+
+/// The state of an event's job, or IGNORED for an event the connector had nothing to do for.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum EventStatus {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Ignored,
+}
+
+impl EventStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Queued => "queued",
+            EventStatus::Running => "running",
+            EventStatus::Waiting => "waiting",
+            EventStatus::Succeeded => "succeeded",
+            EventStatus::Failed => "failed",
+            EventStatus::Ignored => "ignored",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match JobState::parse(s) {
+            Some(JobState::Queued) => EventStatus::Queued,
+            Some(JobState::Running) => EventStatus::Running,
+            Some(JobState::Waiting) => EventStatus::Waiting,
+            Some(JobState::Succeeded) => EventStatus::Succeeded,
+            Some(JobState::Failed) => EventStatus::Failed,
+            _ => EventStatus::Ignored,
+        }
+    }
+}
+
+/// Which events to list (all given conditions hold).
+#[derive(InputObject, Default)]
+pub struct EventFilterInput {
+    pub status: Option<EventStatus>,
+    /// A Stripe event type (`invoice.paid`).
+    pub event_type: Option<String>,
+    /// An event ID or the ID of the Stripe object it concerns.
+    pub stripe_id: Option<String>,
+    /// The internal or external ID of a NetSuite record posted for the event's object.
+    pub netsuite_id: Option<String>,
+    /// Received at or after (RFC 3339).
+    pub received_after: Option<String>,
+    /// Received before (RFC 3339).
+    pub received_before: Option<String>,
+}
+
+fn millis(field: &str, value: Option<&String>) -> Result<Option<i64>> {
+    value
+        .map(|v| {
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| {
+                    gql_error(
+                        Code::BadUserInput,
+                        format!("`{field}`: `{v}` is not an RFC 3339 time ({e})"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
+    tracing::error!("GraphQL events resolver failed: {e}");
+    gql_error(
+        Code::Internal,
+        "internal error; the service log has the details",
+    )
+}
+
+fn console(store: &Store, scope: &ConnectionScope) -> Console {
+    Console::new(store.scoped(scope), None, jiff::tz::TimeZone::UTC)
+}
+
+/// One page of `scope`'s events. The cursor is a position in this connection's own filtered
+/// list, so another connection's or tenant's cursor only moves within it.
+pub async fn page(
+    store: &Store,
+    scope: &ConnectionScope,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<EventFilterInput>,
+) -> Result<Page<OpaqueCursor<i64>, EventSummary, EmptyFields, EmptyFields>> {
+    let first = match first {
+        None => DEFAULT_PAGE,
+        Some(n) if n >= 1 && n as usize <= MAX_PAGE => n as usize,
+        Some(n) => {
+            return Err(gql_error(
+                Code::BadUserInput,
+                format!("`first` must be between 1 and {MAX_PAGE}, not {n}"),
+            ));
+        }
+    };
+    let offset = match after {
+        None => 0,
+        Some(c) => {
+            <OpaqueCursor<i64> as async_graphql::connection::CursorType>::decode_cursor(&c)
+                .map_err(|_| {
+                    gql_error(Code::BadUserInput, "`after` is not a cursor from this API")
+                })?
+                .0
+                .max(-1)
+                + 1
+        }
+    };
+    let f = filter.unwrap_or_default();
+    let query = EventFilter {
+        status: f.status.map(|s| s.as_str().to_string()),
+        event_type: f.event_type.clone(),
+        stripe_id: f.stripe_id.clone(),
+        netsuite_id: f.netsuite_id.clone(),
+        received_after: millis("receivedAfter", f.received_after.as_ref())?,
+        received_before: millis("receivedBefore", f.received_before.as_ref())?,
+        // One more than asked, to know whether there is a next page.
+        limit: first as i64 + 1,
+        offset,
+    };
+    let rows = console(store, scope)
+        .events(&query)
+        .await
+        .map_err(|e| match e {
+            ConsoleError::BadRequest(m) => gql_error(Code::BadUserInput, m),
+            other => internal(other),
+        })?;
+    let has_next = rows.len() > first;
+    let mut page = Page::new(offset > 0, has_next);
+    page.edges
+        .extend(rows.into_iter().take(first).enumerate().map(|(i, row)| {
+            Edge::new(
+                OpaqueCursor(offset + i as i64),
+                EventSummary {
+                    connection: scope.connection_id().clone(),
+                    row,
+                },
+            )
+        }));
+    Ok(page)
+}
+
+/// An event as listed.
+pub struct EventSummary {
+    connection: ConnectionId,
+    row: mlc_store::EventSummary,
+}
+
+fn event_gid(connection: &ConnectionId, event_id: &str) -> ID {
+    GlobalId::new(
+        NodeKind::Event,
+        &format!("{}/{}", connection.as_str(), event_id),
+    )
+    .encode()
+}
+
+#[Object]
+impl EventSummary {
+    async fn id(&self) -> ID {
+        event_gid(&self.connection, &self.row.event_id)
+    }
+    /// Stripe's event ID (`evt_…`).
+    async fn event_id(&self) -> &str {
+        &self.row.event_id
+    }
+    async fn event_type(&self) -> &str {
+        &self.row.event_type
+    }
+    /// The Stripe object the event concerns.
+    async fn object_id(&self) -> Option<&str> {
+        self.row.object_id.as_deref()
+    }
+    async fn received_at(&self) -> String {
+        time(self.row.received_at)
+    }
+    async fn status(&self) -> EventStatus {
+        EventStatus::parse(&self.row.status)
+    }
+    async fn attempts(&self) -> i64 {
+        self.row.attempts
+    }
+    async fn last_error(&self) -> Option<&str> {
+        self.row.last_error.as_deref()
+    }
+}
+
+/// The viewer's event named by a global ID (`None`: not this tenant's, or not stored).
+pub async fn find(ctx: &Context<'_>, store: &Store, id: &GlobalId) -> Result<Option<EventDetail>> {
+    let viewer = ctx
+        .data::<Viewer>()
+        .map_err(|_| gql_error(Code::Unauthenticated, "an API key is required"))?;
+    let Some((connection, event_id)) = id.key.split_once('/') else {
+        return Ok(None);
+    };
+    let Ok(connection) = ConnectionId::parse(connection) else {
+        return Ok(None);
+    };
+    let Some(scope) = store
+        .connection_scope(viewer.tenant.tenant_id(), &connection)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    match console(store, &scope).event(event_id).await {
+        Ok(detail) => Ok(Some(EventDetail { connection, detail })),
+        Err(ConsoleError::NotFound(_)) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// One event in full.
+pub struct EventDetail {
+    connection: ConnectionId,
+    detail: mlc_service::console::EventDetail,
+}
+
+#[Object(name = "Event")]
+impl EventDetail {
+    pub async fn id(&self) -> ID {
+        event_gid(&self.connection, &self.detail.event_id)
+    }
+    async fn event_id(&self) -> &str {
+        &self.detail.event_id
+    }
+    async fn event_type(&self) -> &str {
+        &self.detail.event_type
+    }
+    async fn object_id(&self) -> Option<&str> {
+        self.detail.object_id.as_deref()
+    }
+    async fn livemode(&self) -> bool {
+        self.detail.livemode
+    }
+    async fn received_at(&self) -> String {
+        time(self.detail.received_at)
+    }
+    /// How many times Stripe delivered it (duplicates are stored once).
+    async fn deliveries(&self) -> i64 {
+        self.detail.deliveries
+    }
+    async fn status(&self) -> EventStatus {
+        EventStatus::parse(&self.detail.status)
+    }
+    /// The event exactly as Stripe sent it.
+    async fn raw_event(&self) -> Json<serde_json::Value> {
+        Json(self.detail.raw_event.clone())
+    }
+    /// The Stripe object as last fetched from the Stripe API (the webhook body is never trusted).
+    async fn stripe_object(&self) -> Option<Json<serde_json::Value>> {
+        self.detail.stripe_object.clone().map(Json)
+    }
+    /// The last NetSuite record body the connector built, and NetSuite's answer.
+    async fn netsuite_request(&self) -> Option<Json<serde_json::Value>> {
+        self.detail.netsuite_request.clone().map(Json)
+    }
+    async fn netsuite_response(&self) -> Option<Json<serde_json::Value>> {
+        self.detail.netsuite_response.clone().map(Json)
+    }
+    /// The job that posts it: state, attempts, next run, last error.
+    async fn job(&self) -> Option<JobView> {
+        self.detail.job.as_ref().map(JobView::from)
+    }
+    /// What happened to it, oldest first.
+    async fn audit_trail(&self) -> Vec<AuditView> {
+        self.detail.audit.iter().map(AuditView::from).collect()
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Job")]
+pub struct JobView {
+    pub state: EventStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// When it runs next (queued or waiting).
+    pub next_run_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl From<&Job> for JobView {
+    fn from(j: &Job) -> Self {
+        JobView {
+            state: EventStatus::parse(j.state.as_str()),
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            next_run_at: matches!(j.state, JobState::Queued | JobState::Waiting)
+                .then(|| time(j.run_at)),
+            last_error: j.last_error.clone(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "AuditEntry")]
+pub struct AuditView {
+    pub at: String,
+    /// `received`, `fetched`, `posted`, `waiting`, `replayed`, …
+    pub step: String,
+    pub message: String,
+    pub stripe_object_id: Option<String>,
+}
+
+impl From<&AuditEntry> for AuditView {
+    fn from(a: &AuditEntry) -> Self {
+        AuditView {
+            at: time(a.at),
+            step: a.step.clone(),
+            message: a.message.clone(),
+            stripe_object_id: a.stripe_object_id.clone(),
+        }
+    }
+}
