@@ -227,7 +227,8 @@ pub async fn find(ctx: &Context<'_>, store: &Store, id: &GlobalId) -> Result<Opt
 /// One event in full.
 pub struct EventDetail {
     connection: ConnectionId,
-    detail: mlc_service::console::EventDetail,
+    // Boxed: the detail is large, and `Node` holds one of these or a connection.
+    detail: Box<mlc_service::console::EventDetail>,
 }
 
 #[Object(name = "Event")]
