@@ -218,7 +218,10 @@ pub async fn find(ctx: &Context<'_>, store: &Store, id: &GlobalId) -> Result<Opt
         return Ok(None);
     };
     match console(store, &scope).event(event_id).await {
-        Ok(detail) => Ok(Some(EventDetail { connection, detail })),
+        Ok(detail) => Ok(Some(EventDetail {
+            connection,
+            detail: Box::new(detail),
+        })),
         Err(ConsoleError::NotFound(_)) => Ok(None),
         Err(e) => Err(internal(e)),
     }
