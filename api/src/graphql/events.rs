@@ -218,10 +218,7 @@ pub async fn find(ctx: &Context<'_>, store: &Store, id: &GlobalId) -> Result<Opt
         return Ok(None);
     };
     match console(store, &scope).event(event_id).await {
-        Ok(detail) => Ok(Some(EventDetail {
-            connection,
-            detail: Box::new(detail),
-        })),
+        Ok(detail) => Ok(Some(EventDetail { connection, detail })),
         Err(ConsoleError::NotFound(_)) => Ok(None),
         Err(e) => Err(internal(e)),
     }
@@ -230,8 +227,7 @@ pub async fn find(ctx: &Context<'_>, store: &Store, id: &GlobalId) -> Result<Opt
 /// One event in full.
 pub struct EventDetail {
     connection: ConnectionId,
-    // Boxed: the detail is large, and `Node` holds one of these or a connection.
-    detail: Box<mlc_service::console::EventDetail>,
+    detail: mlc_service::console::EventDetail,
 }
 
 #[Object(name = "Event")]
