@@ -150,7 +150,7 @@ impl<H: JobHandler + Clone> App<H> {
         let state = AppState {
             routes: Arc::new(crate::http::webhook_routes::WebhookRoutes::new(
                 store.store().clone(),
-                master_key,
+                master_key.clone(),
                 config.stripe.webhook_tolerance_secs,
                 crate::http::webhook_routes::RouteTarget {
                     store: store.clone(),
@@ -158,6 +158,7 @@ impl<H: JobHandler + Clone> App<H> {
                 },
             )),
             store: store.clone(),
+            master_key,
             body_limit_bytes: config.server.body_limit_bytes,
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.server.max_inflight_body_bytes,

@@ -38,12 +38,12 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The schema, with the store its resolvers read through (always inside the viewer's tenant).
-pub fn build_schema(store: Option<(Store, mutation::WorkerWake)>) -> ApiSchema {
+pub fn build_schema(store: Option<(Store, mutation::WorkerWake, mutation::Keys)>) -> ApiSchema {
     let mut builder = Schema::build(schema::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
-    if let Some((store, wake)) = store {
-        builder = builder.data(store).data(wake);
+    if let Some((store, wake, keys)) = store {
+        builder = builder.data(store).data(wake).data(keys);
     }
     builder.finish()
 }
@@ -53,7 +53,11 @@ pub fn sdl() -> String {
     build_schema(None).sdl()
 }
 
-pub fn router(store: Store, worker_wake: std::sync::Arc<tokio::sync::Notify>) -> Router<AppState> {
+pub fn router(
+    store: Store,
+    worker_wake: std::sync::Arc<tokio::sync::Notify>,
+    master_key: Option<mlc_store::sealed::MasterKey>,
+) -> Router<AppState> {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         // The GraphQL extractor reads the body itself (it does not honour `DefaultBodyLimit`):
@@ -64,6 +68,7 @@ pub fn router(store: Store, worker_wake: std::sync::Arc<tokio::sync::Notify>) ->
         .layer(Extension(build_schema(Some((
             store,
             mutation::WorkerWake(worker_wake),
+            mutation::Keys(master_key),
         )))))
 }
 

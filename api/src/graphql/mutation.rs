@@ -18,6 +18,10 @@ use super::schema::{Role, TenantConnection, Viewer, time};
 #[derive(Clone)]
 pub struct WorkerWake(pub Arc<tokio::sync::Notify>);
 
+/// The master key that opens tenants' sealed credentials (`None`: `MLC_MASTER_KEY` is unset).
+#[derive(Clone)]
+pub struct Keys(pub Option<mlc_store::sealed::MasterKey>);
+
 pub struct Mutation;
 
 /// A business failure: what was wrong with the input, and where.
@@ -161,6 +165,76 @@ pub struct EventReplayPayload {
     /// Whether the event's job was queued again (what already posted is never posted twice).
     pub queued: bool,
     pub user_errors: Vec<UserError>,
+}
+
+#[derive(InputObject)]
+pub struct ConnectionTestInput {
+    pub connection_id: ID,
+}
+
+/// How one check ended.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+    /// Not checked: not configured, or an earlier check failed.
+    Skipped,
+}
+
+/// One check of a connection test.
+#[derive(SimpleObject)]
+pub struct ConnectionCheck {
+    /// `STRIPE_KEY`, `STRIPE_WEBHOOK_SECRETS`, `NETSUITE_TOKEN`, …: stable, for programs.
+    pub code: String,
+    /// The check's name for a person (`stripe key`).
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found (never a secret).
+    pub message: String,
+    /// What to change when it failed.
+    pub fix: Option<String>,
+}
+
+/// "Ping your systems": every check, never an error for a failing one.
+#[derive(SimpleObject)]
+pub struct ConnectionTestResult {
+    /// Whether every check passed (skipped ones aside).
+    pub ok: bool,
+    pub checked_at: String,
+    pub checks: Vec<ConnectionCheck>,
+}
+
+#[derive(SimpleObject)]
+pub struct ConnectionTestPayload {
+    pub result: Option<ConnectionTestResult>,
+    pub user_errors: Vec<UserError>,
+}
+
+fn check_view(c: mlc_service::ping::Check) -> ConnectionCheck {
+    use mlc_service::ping::Status;
+    let code = c
+        .name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() {
+                ch.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    ConnectionCheck {
+        code,
+        status: match c.status {
+            Status::Ok => CheckStatus::Pass,
+            Status::Fail => CheckStatus::Fail,
+            Status::Skip => CheckStatus::Skipped,
+        },
+        name: c.name,
+        message: c.detail,
+        fix: c.fix,
+    }
 }
 
 #[derive(InputObject)]
@@ -399,6 +473,54 @@ impl Mutation {
         Ok(EventReplayPayload {
             queued: user_errors.is_empty(),
             user_errors,
+        })
+    }
+
+    /// "Ping your systems": checks the connection's Stripe key, webhook secrets, NetSuite
+    /// login and configured NetSuite references with its stored settings and credentials, as
+    /// `ml-connector ping` does, and records the outcome as its last test. A failing check is
+    /// part of the result, not an error. Operator or owner.
+    async fn connection_test(
+        &self,
+        ctx: &Context<'_>,
+        input: ConnectionTestInput,
+    ) -> Result<ConnectionTestPayload> {
+        let viewer = require(ctx, ApiKeyRole::Operator)?;
+        let scope = match own_connection(ctx, viewer, &input.connection_id).await? {
+            Ok((_, scope)) => scope,
+            Err(e) => {
+                return Ok(ConnectionTestPayload {
+                    result: None,
+                    user_errors: vec![e],
+                });
+            }
+        };
+        let store = store(ctx)?;
+        let key = ctx.data::<Keys>().ok().and_then(|k| k.0.as_ref());
+        let checks =
+            match mlc_service::ping::test_connection(store, &store.scoped(&scope), key).await {
+                Ok(checks) => checks.into_iter().map(check_view).collect(),
+                // Settings that are unusable or credentials that do not open: one failed check
+                // that says so (the cause chain names no secret).
+                Err(e) => vec![ConnectionCheck {
+                    code: "SETUP".into(),
+                    name: "setup".into(),
+                    status: CheckStatus::Fail,
+                    message: mlc_service::ping::bounded(&format!("{e:#}")),
+                    fix: Some(
+                        "set the connection's settings and credentials (`ml-connector credentials \
+                     set … --tenant … --connection …`), then test again"
+                            .into(),
+                    ),
+                }],
+            };
+        Ok(ConnectionTestPayload {
+            result: Some(ConnectionTestResult {
+                ok: checks.iter().all(|c| c.status != CheckStatus::Fail),
+                checked_at: time(mlc_core::now_millis()),
+                checks,
+            }),
+            user_errors: vec![],
         })
     }
 

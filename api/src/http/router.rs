@@ -15,6 +15,9 @@ use super::{health, webhooks};
 pub struct AppState {
     /// The default connection's view of the store (the console works on it).
     pub store: ConnectionStore,
+    /// Opens tenants' sealed credentials (the GraphQL connection test); `None` when
+    /// `MLC_MASTER_KEY` is not set.
+    pub master_key: Option<mlc_store::sealed::MasterKey>,
     /// Where each webhook route delivers (the default connection and every other).
     pub routes: Arc<super::webhook_routes::WebhookRoutes>,
     pub body_limit_bytes: usize,
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::graphql::router(
             state.store.store().clone(),
             state.worker_wake.clone(),
+            state.master_key.clone(),
         ))
         .with_state(state)
 }

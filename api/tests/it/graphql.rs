@@ -787,3 +787,125 @@ async fn events_are_listed_and_read_within_the_tenant() {
         app.stop().await;
     }
 }
+
+const TEST: &str = "mutation($id: ID!) { connectionTest(input: { connectionId: $id }) { \
+    result { ok checkedAt checks { code name status message fix } } userErrors { code } } }";
+
+async fn gql_at(addr: std::net::SocketAddr, key: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(key)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// "Ping your systems" through GraphQL: a tenant's connection, with its sealed credentials,
+/// against the Stripe and NetSuite simulators; the outcome is recorded as its last test. A
+/// connection with no credentials gets a failed check that says what to do, not an error.
+#[tokio::test]
+async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let opts = ml_connector::stack::StackOptions::new(db.url(), keys.path());
+        let stack = ml_connector::stack::Stack::start(opts.clone())
+            .await
+            .expect("stack starts");
+        // Kept: its simulators stop when dropped.
+        let _globex = stack
+            .add_tenant("globex", "production", &opts, None)
+            .await
+            .expect("tenant connects");
+        let store = stack.store.store().clone();
+        let scope = store
+            .tenant_scope(&TenantId::parse("globex").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let tenant = store.tenant(&scope);
+        tenant
+            .create_connection(&NewConnection {
+                id: ConnectionId::parse("bare").unwrap(),
+                name: "no credentials yet".into(),
+                status: ConnectionStatus::Draft,
+                settings: json!({}),
+                netsuite_account: None,
+            })
+            .await
+            .unwrap();
+        let key = tenant
+            .create_api_key("ops", ApiKeyRole::Operator)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let list = gql_at(stack.addr, &key, CONNECTIONS, json!({})).await;
+        let id_of = |handle: &str| {
+            list["data"]["connections"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["node"]["handle"] == handle)
+                .unwrap()["node"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+
+        let body = gql_at(stack.addr, &key, TEST, json!({ "id": id_of("production") })).await;
+        let result = &body["data"]["connectionTest"]["result"];
+        let checks = result["checks"].as_array().unwrap();
+        assert_eq!(result["ok"], true, "{body}");
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["code"] == "STRIPE_KEY" && c["status"] == "PASS"),
+            "{body}"
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"].as_str().unwrap().starts_with("netsuite")
+                    && c["status"] == "PASS"),
+            "{body}"
+        );
+        assert!(checks.iter().all(|c| c["status"] != "FAIL"), "{body}");
+
+        let body = gql_at(stack.addr, &key, TEST, json!({ "id": id_of("bare") })).await;
+        assert!(
+            body["errors"].is_null(),
+            "a failing test is a result: {body}"
+        );
+        let result = &body["data"]["connectionTest"]["result"];
+        assert_eq!(result["ok"], false, "{body}");
+        let failed: Vec<_> = result["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "FAIL")
+            .collect();
+        assert!(!failed.is_empty(), "{body}");
+        assert!(failed.iter().all(|c| c["fix"].is_string()), "{body}");
+
+        // Both outcomes are the connections' last tests.
+        let health = gql_at(
+            stack.addr,
+            &key,
+            "{ connections { nodes { handle health { lastTestOk lastTestAt } } } }",
+            json!({}),
+        )
+        .await;
+        let nodes = health["data"]["connections"]["nodes"].as_array().unwrap();
+        let ok_of = |h: &str| {
+            nodes.iter().find(|n| n["handle"] == h).unwrap()["health"]["lastTestOk"].clone()
+        };
+        assert_eq!(ok_of("production"), json!(true), "{health}");
+        assert_eq!(ok_of("bare"), json!(false), "{health}");
+        stack.stop().await.unwrap();
+    }
+}

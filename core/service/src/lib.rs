@@ -21,6 +21,7 @@ pub mod console;
 pub mod credentials;
 pub mod mappings;
 pub mod netsuite_budget;
+pub mod ping;
 pub mod pipeline;
 pub mod sync;
 pub mod telemetry;
