@@ -14,6 +14,7 @@ use sea_orm_migration::sea_orm::DbBackend;
 mod m0001_tenancy;
 mod m0002_row_level_security;
 mod m0003_apalis_queue;
+mod m0004_job_changes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_tenancy::Migration),
             Box::new(m0002_row_level_security::Migration),
             Box::new(m0003_apalis_queue::Migration),
+            Box::new(m0004_job_changes::Migration),
         ]
     }
 }

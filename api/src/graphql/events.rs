@@ -161,6 +161,12 @@ pub struct EventSummary {
     row: mlc_store::EventSummary,
 }
 
+impl EventSummary {
+    pub fn new(connection: ConnectionId, row: mlc_store::EventSummary) -> Self {
+        EventSummary { connection, row }
+    }
+}
+
 fn event_gid(connection: &ConnectionId, event_id: &str) -> ID {
     GlobalId::new(
         NodeKind::Event,

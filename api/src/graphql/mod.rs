@@ -11,11 +11,12 @@ pub mod events;
 pub mod ids;
 pub mod mutation;
 pub mod schema;
+pub mod subscription;
 
+use async_graphql::Schema;
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{Extension, State};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{Extension, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -27,10 +28,12 @@ use crate::http::AppState;
 use errors::Code;
 pub use schema::Viewer;
 
-pub type ApiSchema = Schema<schema::Query, mutation::Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<schema::Query, mutation::Mutation, subscription::Subscription>;
 
 /// Nesting deeper than this is refused before anything runs (a hostile query's first cost).
-pub const MAX_DEPTH: usize = 12;
+/// The standard introspection query that client libraries send (`gql`, graphql-js) nests
+/// about 14 deep through its `ofType` chain, so less would refuse them.
+pub const MAX_DEPTH: usize = 16;
 /// Each field costs 1 and a list field its page size times its children; more is refused
 /// before anything runs.
 pub const MAX_COMPLEXITY: usize = 2_000;
@@ -39,9 +42,13 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The schema, with the store its resolvers read through (always inside the viewer's tenant).
 pub fn build_schema(store: Option<(Store, mutation::WorkerWake, mutation::Keys)>) -> ApiSchema {
-    let mut builder = Schema::build(schema::Query, mutation::Mutation, EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
+    let mut builder = Schema::build(
+        schema::Query,
+        mutation::Mutation,
+        subscription::Subscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY);
     if let Some((store, wake, keys)) = store {
         builder = builder.data(store).data(wake).data(keys);
     }
@@ -60,6 +67,7 @@ pub fn router(
 ) -> Router<AppState> {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
         // The GraphQL extractor reads the body itself (it does not honour `DefaultBodyLimit`):
         // the limit is put on the body, so a larger one is refused (413) before it is read.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -102,6 +110,15 @@ fn refusal(status: StatusCode, code: Code, message: &str) -> Response {
 
 /// The viewer the request's API key names, or the refusal to send.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Refusal> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    authenticate_value(state, header).await
+}
+
+/// [`authenticate`] from an `Authorization` value (a header, or a subscription's
+/// `connection_init` payload).
+async fn authenticate_value(state: &AppState, value: Option<&str>) -> Result<Viewer, Refusal> {
     let unauthenticated = |message: &str| {
         Err(Refusal {
             status: StatusCode::UNAUTHORIZED,
@@ -109,18 +126,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, R
             message: message.to_string(),
         })
     };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(value) = value else {
         return unauthenticated(
             "send a tenant API key as `Authorization: Bearer mlck_…` (make one with \
              `ml-connector api-keys create`)",
         );
     };
-    let Some(secret) = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
+    let Some(secret) = value.strip_prefix("Bearer ").map(str::trim) else {
         return unauthenticated("the Authorization header must be `Bearer <API key>`");
     };
     match state
@@ -145,6 +157,35 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, R
             })
         }
     }
+}
+
+/// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` (or the older
+/// `graphql-ws`). The key comes in `connection_init`: `{"Authorization": "Bearer mlck_…"}`;
+/// a connection without a valid one is closed before any subscription starts.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    Extension(schema): Extension<ApiSchema>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload: serde_json::Value| async move {
+                    let value = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str());
+                    let viewer = authenticate_value(&state, value)
+                        .await
+                        .map_err(|r| async_graphql::Error::new(r.message))?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(viewer);
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn graphql_post(

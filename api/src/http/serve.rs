@@ -339,7 +339,10 @@ async fn serve_connection(
         // answered, if it still listens): Stripe's delivery is complete, so is ours. Without
         // this, hyper drops the handler at the end of the stream, at any point of its work.
         .half_close(true)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        // GraphQL subscriptions upgrade to a WebSocket: the connection then belongs to the
+        // subscription's task (this function returns once the upgrade is handed over).
+        .with_upgrades();
     tokio::pin!(connection);
     let mut shutting_down = false;
     loop {

@@ -249,8 +249,8 @@ async fn requests_without_a_valid_key_or_within_limits_are_refused_with_a_code()
         // for a full page (its cost is counted as pages × fields).
         let deep = format!(
             "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
-            "ofType { ".repeat(12),
-            "}".repeat(12)
+            "ofType { ".repeat(20),
+            "}".repeat(20)
         );
         let (_, body) = gql(&app, Some(&key), &deep, json!({})).await;
         assert!(body["data"].is_null(), "{body}");
@@ -906,6 +906,104 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
         };
         assert_eq!(ok_of("production"), json!(true), "{health}");
         assert_eq!(ok_of("bare"), json!(false), "{health}");
+        stack.stop().await.unwrap();
+    }
+}
+
+/// The API through an independent client, the Python `gql` package (pinned in
+/// scripts/requirements-test.txt): `connectionTest`, a replay, and a subscription over
+/// graphql-transport-ws that reports the replayed event (api/tests/it/graphql_client.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_independent_graphql_client_tests_replays_and_subscribes() {
+    let Some(python) = std::env::var_os("MLC_TEST_PYTHON") else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv with gql and exports MLC_TEST_PYTHON)"
+            );
+        }
+        println!("skipped: MLC_TEST_PYTHON unset");
+        return;
+    };
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let opts = ml_connector::stack::StackOptions::new(db.url(), keys.path());
+        let stack = ml_connector::stack::Stack::start(opts.clone())
+            .await
+            .expect("stack starts");
+        let globex = stack
+            .add_tenant("globex", "production", &opts, None)
+            .await
+            .expect("tenant connects");
+        let stripe = globex.stripe.as_ref().unwrap();
+        mlc_stripe_sim::run_scenario(
+            &stripe.base_url,
+            stripe.api_key_str(),
+            mlc_stripe_sim::ScenarioConfig {
+                customers: 2,
+                seed: 11,
+                on_catalog: Some(ml_connector::stack::catalog_hook_for(
+                    vec![globex.netsuite.handle().clone()],
+                    true,
+                )),
+                ..mlc_stripe_sim::ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let counts = globex.store.job_counts().await.unwrap();
+            let n = |s: mlc_store::JobState| {
+                counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n)
+            };
+            if n(mlc_store::JobState::Succeeded) > 0
+                && n(mlc_store::JobState::Queued) + n(mlc_store::JobState::Running) == 0
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let scope = stack
+            .store
+            .store()
+            .tenant_scope(&TenantId::parse("globex").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let key = stack
+            .store
+            .store()
+            .tenant(&scope)
+            .create_api_key("python", ApiKeyRole::Operator)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let list = gql_at(stack.addr, &key, CONNECTIONS, json!({})).await;
+        let connection = list["data"]["connections"]["edges"][0]["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/graphql_client.py");
+        let out = tokio::process::Command::new(&python)
+            .arg(&script)
+            .env("MLC_URL", format!("http://{}", stack.addr))
+            .env("MLC_KEY", &key)
+            .env("MLC_CONNECTION", &connection)
+            .output()
+            .await
+            .expect("python runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.trim_end().ends_with("ok"),
+            "{:?}: the gql client failed\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            db.backend()
+        );
+        drop(globex);
         stack.stop().await.unwrap();
     }
 }

@@ -882,6 +882,47 @@ impl ConnectionStore {
             .collect()
     }
 
+    /// Events whose job changed at or after `since` (Unix ms), oldest change first, each with
+    /// the time of its change: what a live view (the GraphQL `eventUpdated` subscription) polls.
+    pub async fn events_changed_since(
+        &self,
+        since: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<(EventSummary, UnixMillis)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, j.state AS job_state, \
+             j.attempts AS job_attempts, j.last_error AS job_last_error, j.updated_at AS changed_at \
+             FROM sync_jobs j JOIN events e ON e.job_id = j.id \
+             AND e.tenant_id = j.tenant_id AND e.connection_id = j.connection_id \
+             WHERE j.tenant_id = $1 AND j.connection_id = $2 AND j.updated_at >= $3 \
+             ORDER BY j.updated_at ASC, e.event_id ASC LIMIT $4",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .bind(since)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let state: Option<String> = get(row, "job_state")?;
+                Ok((
+                    EventSummary {
+                        event_id: get(row, "event_id")?,
+                        event_type: get(row, "event_type")?,
+                        object_id: get(row, "object_id")?,
+                        received_at: get(row, "received_at")?,
+                        status: state.unwrap_or_else(|| "ignored".into()),
+                        attempts: get::<Option<i64>>(row, "job_attempts")?.unwrap_or(0),
+                        last_error: get(row, "job_last_error")?,
+                    },
+                    get(row, "changed_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Number of distinct events stored.
     pub async fn count_events(&self) -> Result<i64, StoreError> {
         let row = sqlx::query(

@@ -1,0 +1,92 @@
+"""The GraphQL API through an independent client: the `gql` package (pinned in
+scripts/requirements-test.txt), over HTTP and over graphql-transport-ws.
+
+Run by api/tests/it/graphql.rs with MLC_URL (http://host:port), MLC_KEY (an operator key) and
+MLC_CONNECTION (the connection's global ID). It tests the connection ("ping your systems"),
+subscribes to the connection's event updates, replays one event and waits for the
+subscription to report it. Prints "ok" and exits 0 on success; anything else is a failure.
+"""
+
+import asyncio
+import os
+import sys
+
+from gql import Client, gql
+from gql.transport.requests import RequestsHTTPTransport
+from gql.transport.websockets import WebsocketsTransport
+
+URL = os.environ["MLC_URL"]
+KEY = os.environ["MLC_KEY"]
+CONNECTION = os.environ["MLC_CONNECTION"]
+
+TEST = gql(
+    """mutation($id: ID!) { connectionTest(input: { connectionId: $id }) {
+         result { ok checks { code status message fix } } userErrors { code message } } }"""
+)
+EVENTS = gql(
+    """query($id: ID!) { connection(id: $id) { events(first: 20, filter: { status: SUCCEEDED }) {
+         nodes { eventId eventType status } } } }"""
+)
+REPLAY = gql(
+    """mutation($id: ID!, $e: String!) { eventReplay(input: { connectionId: $id, eventId: $e }) {
+         queued userErrors { code message } } }"""
+)
+UPDATED = gql(
+    """subscription($id: ID!) { eventUpdated(connectionId: $id) { eventId status } }"""
+)
+
+
+def http_client():
+    transport = RequestsHTTPTransport(
+        url=f"{URL}/graphql", headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    )
+    return Client(transport=transport, fetch_schema_from_transport=True)
+
+
+async def main():
+    http = http_client()
+
+    result = http.execute(TEST, variable_values={"id": CONNECTION})["connectionTest"]
+    assert result["userErrors"] == [], result
+    assert result["result"]["ok"] is True, result
+    codes = {c["code"]: c["status"] for c in result["result"]["checks"]}
+    assert codes.get("STRIPE_KEY") == "PASS", codes
+
+    events = http.execute(EVENTS, variable_values={"id": CONNECTION})["connection"]["events"]
+    nodes = events["nodes"]
+    assert nodes, "the connection has posted events to replay"
+    target = nodes[0]["eventId"]
+
+    ws = WebsocketsTransport(
+        url=URL.replace("http", "ws", 1) + "/graphql/ws",
+        init_payload={"Authorization": f"Bearer {KEY}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    seen = []
+    async with Client(transport=ws) as session:
+
+        async def watch():
+            async for update in session.subscribe(UPDATED, variable_values={"id": CONNECTION}):
+                row = update["eventUpdated"]
+                seen.append(row)
+                if row["eventId"] == target and row["status"] == "SUCCEEDED":
+                    return
+
+        watcher = asyncio.create_task(watch())
+        # The subscription reports changes from when it starts: give it a moment to.
+        await asyncio.sleep(1.0)
+        replay = await asyncio.to_thread(
+            http.execute, REPLAY, variable_values={"id": CONNECTION, "e": target}
+        )
+        assert replay["eventReplay"]["queued"] is True, replay
+        await asyncio.wait_for(watcher, timeout=30)
+    assert any(r["eventId"] == target for r in seen), seen
+    print("ok")
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except Exception as e:  # a failure says what happened, for the Rust test's message
+        print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
