@@ -986,6 +986,17 @@ async fn an_independent_graphql_client_tests_replays_and_subscribes() {
             .as_str()
             .unwrap()
             .to_string();
+        // Another tenant, for the client to try through this key.
+        let other = stack
+            .add_tenant("initech", "main", &opts, Some(&stack.stripe))
+            .await
+            .expect("another tenant connects");
+        let other_key = tenant_key(&stack.store.store().clone(), "initech").await;
+        let theirs = gql_at(stack.addr, &other_key, CONNECTIONS, json!({})).await;
+        let other_connection = theirs["data"]["connections"]["edges"][0]["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/graphql_client.py");
         let out = tokio::process::Command::new(&python)
@@ -993,6 +1004,7 @@ async fn an_independent_graphql_client_tests_replays_and_subscribes() {
             .env("MLC_URL", format!("http://{}", stack.addr))
             .env("MLC_KEY", &key)
             .env("MLC_CONNECTION", &connection)
+            .env("MLC_OTHER_CONNECTION", &other_connection)
             .output()
             .await
             .expect("python runs");
@@ -1003,7 +1015,24 @@ async fn an_independent_graphql_client_tests_replays_and_subscribes() {
             "{:?}: the gql client failed\nstdout:\n{stdout}\nstderr:\n{stderr}",
             db.backend()
         );
-        drop(globex);
+        drop((globex, other));
         stack.stop().await.unwrap();
     }
+}
+
+/// An owner key for an existing tenant.
+async fn tenant_key(store: &Store, tenant: &str) -> String {
+    let scope = store
+        .tenant_scope(&TenantId::parse(tenant).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .tenant(&scope)
+        .create_api_key("test", ApiKeyRole::Owner)
+        .await
+        .unwrap()
+        .secret
+        .expose_secret()
+        .to_string()
 }

@@ -12,6 +12,7 @@ import os
 import sys
 
 from gql import Client, gql
+from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 from gql.transport.websockets import WebsocketsTransport
 
@@ -81,6 +82,42 @@ async def main():
         assert replay["eventReplay"]["queued"] is True, replay
         await asyncio.wait_for(watcher, timeout=30)
     assert any(r["eventId"] == target for r in seen), seen
+
+    # Another tenant's connection, through this key: the subscription is refused (NOT_FOUND),
+    # it never streams that tenant's events.
+    other = os.environ.get("MLC_OTHER_CONNECTION")
+    if other:
+        ws = WebsocketsTransport(
+            url=URL.replace("http", "ws", 1) + "/graphql/ws",
+            init_payload={"Authorization": f"Bearer {KEY}"},
+            subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        )
+        async with Client(transport=ws) as session:
+            try:
+                async for update in session.subscribe(
+                    UPDATED, variable_values={"id": other}
+                ):
+                    raise AssertionError(f"another tenant's event was streamed: {update}")
+            except TransportQueryError as e:
+                assert "no connection" in str(e), e
+            else:
+                raise AssertionError("another tenant's subscription was not refused")
+    # A connection without a valid key in connection_init is refused before any subscription.
+    ws = WebsocketsTransport(
+        url=URL.replace("http", "ws", 1) + "/graphql/ws",
+        init_payload={"Authorization": "Bearer mlck_not_a_key"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    try:
+        async with Client(transport=ws) as session:
+            async for update in session.subscribe(UPDATED, variable_values={"id": CONNECTION}):
+                raise AssertionError(f"streamed without a valid key: {update}")
+    except AssertionError:
+        raise
+    except Exception:
+        pass  # refused: the server closes the connection at connection_init
+    else:
+        raise AssertionError("a connection without a valid key was accepted")
     print("ok")
 
 

@@ -192,6 +192,80 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
     }
     assert!(responses.contains("Sign out"), "dashboard pages were read");
 
+    // The GraphQL API with a tenant key (itself a secret: never echoed), a wrong one and none:
+    // connections with their health, events, one event in full (the raw body, the fetched
+    // object, the NetSuite request and answer, the audit trail), and the connection test.
+    let tenant_scope = store
+        .store()
+        .tenant_scope(&mlc_core::TenantId::default_id())
+        .await
+        .unwrap()
+        .unwrap();
+    let api_key = store
+        .store()
+        .tenant(&tenant_scope)
+        .create_api_key("leak check", mlc_store::ApiKeyRole::Owner)
+        .await
+        .unwrap()
+        .secret;
+    let api_key = mlc_core::ExposeSecret::expose_secret(&api_key).to_string();
+    let gql = |key: Option<String>, query: String| {
+        let http = http.clone();
+        async move {
+            let mut req = http
+                .post(format!("http://{addr}/graphql"))
+                .json(&serde_json::json!({ "query": query }));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            req.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let listed = gql(
+        Some(api_key.clone()),
+        "{ viewer { tenantId role apiKeyName } apiKeys { id name prefix last4 } \
+         connections { nodes { id handle name webhookPath netsuiteAccount \
+         health { lastTestMessage lastError netsuiteTokenIssuedAt } \
+         events(first: 5) { nodes { id eventId status lastError } } } } }"
+            .into(),
+    )
+    .await;
+    let parsed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let connection = parsed["data"]["connections"]["nodes"][0].clone();
+    let event_gid = connection["events"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let connection_gid = connection["id"].as_str().unwrap().to_string();
+    responses += &listed;
+    responses += &gql(
+        Some(api_key.clone()),
+        format!(
+            "{{ event(id: \"{event_gid}\") {{ rawEvent stripeObject netsuiteRequest \
+             netsuiteResponse job {{ lastError }} auditTrail {{ step message }} }} }}"
+        ),
+    )
+    .await;
+    responses += &gql(
+        Some(api_key.clone()),
+        format!(
+            "mutation {{ connectionTest(input: {{ connectionId: \"{connection_gid}\" }}) \
+             {{ result {{ ok checks {{ code message fix }} }} }} }}"
+        ),
+    )
+    .await;
+    for key in [
+        Some("mlck_wrongwrongwrongwrongwrongwrongwrong".to_string()),
+        None,
+    ] {
+        responses += &gql(key, "{ viewer { tenantId } }".into()).await;
+    }
+    assert!(
+        responses.contains("rawEvent"),
+        "the GraphQL answers were read"
+    );
+    assert!(!responses.contains(&api_key), "an API key was echoed");
+
     // check-config, and the configuration as a panic message would print it.
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
         .arg("check-config")
