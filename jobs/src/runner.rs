@@ -164,6 +164,8 @@ struct Shared<H> {
     cap: usize,
     /// The worker's concurrency (for [`JobHandler::defer_for`]).
     slots: usize,
+    /// Job attempts in flight: shutdown waits for them (within the grace period).
+    attempts: tokio_util::task::TaskTracker,
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
     /// When each connection last had a task here: the cap applies while several do.
     recent: Mutex<HashMap<ConnectionScope, Instant>>,
@@ -268,6 +270,7 @@ impl<H: JobHandler> Worker<H> {
             handler: self.handler,
             cap: cfg.per_connection_cap.max(1),
             slots: cfg.concurrency.max(1),
+            attempts: tokio_util::task::TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             schedules: self
@@ -289,6 +292,17 @@ impl<H: JobHandler> Worker<H> {
         let life = &life[..8];
         let mut restarts: u32 = 0;
         let mut backoff_step: u32 = 0;
+        // When the shutdown began: the grace period counts from then, across apalis' drain and
+        // the wait for attempts below.
+        let stopping_since = Arc::new(std::sync::OnceLock::new());
+        let watcher = tokio::spawn({
+            let shutdown = shutdown.clone();
+            let stopping_since = stopping_since.clone();
+            async move {
+                shutdown.cancelled().await;
+                let _ = stopping_since.set(tokio::time::Instant::now());
+            }
+        });
         while !shutdown.is_cancelled() {
             let name = format!("{}-{life}-{restarts}", cfg.worker_id);
             // This process's intake nudges `notify`; apalis polls a stream of wake-ups.
@@ -323,6 +337,24 @@ impl<H: JobHandler> Worker<H> {
                 }
             }
         }
+        // Attempts apalis let go of at shutdown still finish and record their outcome, within
+        // what is left of the grace period.
+        shared.attempts.close();
+        let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+        let left = stopping_since
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
+        if tokio::time::timeout(left, shared.attempts.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = shared.attempts.len(),
+                "shutdown grace period over with jobs still running; they run again once this \
+                 worker's heartbeat window has passed"
+            );
+        }
+        watcher.abort();
         Ok(())
     }
 }
@@ -476,7 +508,23 @@ async fn run_task<H: JobHandler>(
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
     match work {
-        Work::Job(ticket) => run_job(ticket, &shared, task_id.to_string(), &worker).await,
+        Work::Job(ticket) => {
+            // The whole attempt, from its start to its recorded outcome, is a task of its own
+            // that the worker's shutdown waits for: apalis drops this future at shutdown, even
+            // mid-attempt, which left jobs `running` with their outcome unrecorded (they ran
+            // again after the heartbeat window: safe, but a graceful stop should not need that).
+            let shared: Arc<Shared<H>> = (*shared).clone();
+            let worker = worker.name().to_string();
+            let task_id = task_id.to_string();
+            let tracker = shared.attempts.clone();
+            match tracker
+                .spawn(async move { run_job(ticket, &shared, task_id, &worker).await })
+                .await
+            {
+                Ok(result) => result,
+                Err(e) => Err(format!("a job attempt crashed: {e}").into()),
+            }
+        }
         Work::Tick(tick) => {
             run_tick(tick, &shared).await;
             Ok(())
@@ -511,7 +559,7 @@ async fn run_job<H: JobHandler>(
     ticket: JobTicket,
     shared: &Shared<H>,
     task_id: String,
-    worker: &WorkerContext,
+    worker: &str,
 ) -> Result<(), BoxDynError> {
     let scope = ticket.scope()?;
     let Some(_slot) = shared.take_slot(&scope) else {
@@ -527,16 +575,23 @@ async fn run_job<H: JobHandler>(
         shared.store.defer(&ticket.job, &task_id, after_ms).await?;
         return Ok(());
     }
-    let job = match shared
-        .store
-        .start(&ticket.job, &task_id, worker.name())
-        .await?
-    {
+    let job = match shared.store.start(&ticket.job, &task_id, worker).await? {
         Start::Run(job) => job,
         Start::Stale | Start::GaveUp => return Ok(()),
     };
+    run_attempt(&shared.store, shared.handler.clone(), job, task_id)
+        .await
+        .map_err(Into::into)
+}
+
+/// Runs a started job's handler and records its outcome.
+async fn run_attempt<H: JobHandler>(
+    store: &Store,
+    handler: Arc<H>,
+    job: mlc_store::Job,
+    task_id: String,
+) -> Result<(), String> {
     let job_id = job.id.clone();
-    let handler = shared.handler.clone();
     // Its own task, so a panic is contained and reported as a transient failure.
     let outcome = match tokio::spawn(async move { handler.handle(job).await }).await {
         Ok(outcome) => outcome,
@@ -557,11 +612,7 @@ async fn run_job<H: JobHandler>(
     // A brief database hiccup should not make apalis run the attempt again.
     let mut last = String::new();
     for attempt in 1..=3u64 {
-        match shared
-            .store
-            .finish(&job_id, &task_id, outcome.clone())
-            .await
-        {
+        match store.finish(&job_id, &task_id, outcome.clone()).await {
             Ok(state) => {
                 tracing::debug!(job_id = %job_id, %state, "job finished");
                 return Ok(());
@@ -579,7 +630,9 @@ async fn run_job<H: JobHandler>(
     }
     // apalis runs the task again (the job is still `running` under it); the NetSuite create is
     // idempotent, so a second run posts nothing twice.
-    Err(format!("recording the outcome of job {job_id} failed: {last}").into())
+    Err(format!(
+        "recording the outcome of job {job_id} failed: {last}"
+    ))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

@@ -36,3 +36,18 @@ impl Code {
 pub fn gql_error(code: Code, message: impl Into<String>) -> async_graphql::Error {
     async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code.as_str()))
 }
+
+/// Logs a failure inside and gives the client an INTERNAL error that names nothing of it.
+pub fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
+    tracing::error!("GraphQL resolver failed: {e}");
+    gql_error(
+        Code::Internal,
+        "internal error; the service log has the details",
+    )
+}
+
+/// The store the schema was built with.
+pub fn store<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a mlc_store::Store> {
+    ctx.data::<mlc_store::Store>()
+        .map_err(|_| gql_error(Code::Internal, "internal error"))
+}

@@ -8,7 +8,7 @@ use mlc_core::ConnectionId;
 use mlc_service::console::{Console, ConsoleError};
 use mlc_store::{AuditEntry, ConnectionScope, EventFilter, Job, JobState, Store};
 
-use super::errors::{Code, gql_error};
+use super::errors::{Code, gql_error, internal};
 use super::ids::{GlobalId, NodeKind};
 use super::schema::{DEFAULT_PAGE, MAX_PAGE, Viewer, time};
 
@@ -76,14 +76,6 @@ fn millis(field: &str, value: Option<&String>) -> Result<Option<i64>> {
                 })
         })
         .transpose()
-}
-
-fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
-    tracing::error!("GraphQL events resolver failed: {e}");
-    gql_error(
-        Code::Internal,
-        "internal error; the service log has the details",
-    )
 }
 
 fn console(store: &Store, scope: &ConnectionScope) -> Console {

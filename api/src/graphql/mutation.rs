@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use mlc_core::{ConnectionId, ConnectionStatus};
-use mlc_store::{ApiKeyInfo, ApiKeyRole, ConnectionScope, ConnectionStore, Store};
+use mlc_store::{ApiKeyInfo, ApiKeyRole, ConnectionScope, ConnectionStore};
 
-use super::errors::{Code, gql_error};
+use super::errors::{Code, gql_error, internal, store};
 use super::ids::{GlobalId, NodeKind};
 use super::schema::{Role, TenantConnection, Viewer, time};
 
@@ -73,19 +73,6 @@ fn require<'a>(ctx: &Context<'a>, needed: ApiKeyRole) -> Result<&'a Viewer> {
         ));
     }
     Ok(viewer)
-}
-
-fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store> {
-    ctx.data::<Store>()
-        .map_err(|_| gql_error(Code::Internal, "internal error"))
-}
-
-fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
-    tracing::error!("GraphQL mutation failed: {e}");
-    gql_error(
-        Code::Internal,
-        "internal error; the service log has the details",
-    )
 }
 
 fn wake(ctx: &Context<'_>) {

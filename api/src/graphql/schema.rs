@@ -8,9 +8,9 @@
 use async_graphql::connection::{Connection as Page, Edge, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
 use mlc_core::{ConnectionId, ConnectionStatus, UnixMillis};
-use mlc_store::{ApiKeyRole, JobState, Store, TenantScope};
+use mlc_store::{ApiKeyRole, JobState, TenantScope};
 
-use super::errors::{Code, gql_error};
+use super::errors::{Code, gql_error, internal, store};
 use super::ids::{GlobalId, NodeKind};
 
 /// Who is asking: the tenant and role of the API key the request carried.
@@ -32,20 +32,6 @@ fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer> {
     // guards a schema executed without one (a bug), and says nothing of the internals.
     ctx.data::<Viewer>()
         .map_err(|_| gql_error(Code::Unauthenticated, "an API key is required"))
-}
-
-fn store<'a>(ctx: &Context<'a>) -> Result<&'a Store> {
-    ctx.data::<Store>()
-        .map_err(|_| gql_error(Code::Internal, "internal error"))
-}
-
-/// Logs a store failure and gives the client an INTERNAL error that names nothing inside.
-fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
-    tracing::error!("GraphQL resolver failed: {e}");
-    gql_error(
-        Code::Internal,
-        "internal error; the service log has the details",
-    )
 }
 
 /// `first`, checked: 1 to [`MAX_PAGE`].

@@ -866,20 +866,7 @@ impl ConnectionStore {
             .fetch_all(&mut *self.store.db.read(&self.scope).await?)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let state: Option<String> = get(row, "job_state")?;
-                Ok(EventSummary {
-                    event_id: get(row, "event_id")?,
-                    event_type: get(row, "event_type")?,
-                    object_id: get(row, "object_id")?,
-                    received_at: get(row, "received_at")?,
-                    status: state.unwrap_or_else(|| "ignored".into()),
-                    attempts: get::<Option<i64>>(row, "job_attempts")?.unwrap_or(0),
-                    last_error: get(row, "job_last_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(summary_from_row).collect()
     }
 
     /// Events whose job changed at or after `since` (Unix ms), oldest change first, each with
@@ -905,21 +892,7 @@ impl ConnectionStore {
         .await
         .map_err(db_err)?;
         rows.iter()
-            .map(|row| {
-                let state: Option<String> = get(row, "job_state")?;
-                Ok((
-                    EventSummary {
-                        event_id: get(row, "event_id")?,
-                        event_type: get(row, "event_type")?,
-                        object_id: get(row, "object_id")?,
-                        received_at: get(row, "received_at")?,
-                        status: state.unwrap_or_else(|| "ignored".into()),
-                        attempts: get::<Option<i64>>(row, "job_attempts")?.unwrap_or(0),
-                        last_error: get(row, "job_last_error")?,
-                    },
-                    get(row, "changed_at")?,
-                ))
-            })
+            .map(|row| Ok((summary_from_row(row)?, get(row, "changed_at")?)))
             .collect()
     }
 
@@ -935,6 +908,20 @@ impl ConnectionStore {
         .map_err(db_err)?;
         get(&row, "n")
     }
+}
+
+/// An event listing's row (`e.*` with the job's `job_state`, `job_attempts`, `job_last_error`).
+fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<EventSummary, StoreError> {
+    let state: Option<String> = get(row, "job_state")?;
+    Ok(EventSummary {
+        event_id: get(row, "event_id")?,
+        event_type: get(row, "event_type")?,
+        object_id: get(row, "object_id")?,
+        received_at: get(row, "received_at")?,
+        status: state.unwrap_or_else(|| "ignored".into()),
+        attempts: get::<Option<i64>>(row, "job_attempts")?.unwrap_or(0),
+        last_error: get(row, "job_last_error")?,
+    })
 }
 
 #[cfg(test)]
