@@ -94,8 +94,6 @@ impl Store {
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
-                    // See `checkpoint_loop`: checkpoints run beside the writer, not in a commit.
-                    sqlx::query(WAL_AUTOCHECKPOINT).execute(&mut *conn).await?;
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "PRAGMA busy_timeout = {busy_ms}"
                     )))
@@ -138,9 +136,6 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => options.postgres_writers.max(1),
         };
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_loop(Arc::downgrade(&db)));
-        }
         for _ in 0..writers {
             tokio::spawn(writer_loop(
                 db.clone(),
@@ -226,7 +221,6 @@ async fn open_orm(
             orm.map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
                     .busy_timeout(busy)
                     .foreign_keys(true)
             });
@@ -335,36 +329,6 @@ async fn migrate(
             } else {
                 Ok(db)
             }
-        }
-    }
-}
-
-/// SQLite's automatic checkpoint runs inside the commit that crosses it, under the write lock:
-/// at 1,000 pages (the default) a busy store copied about 4 MB back into the database file
-/// several times a second, with an fsync, while every other write waited. [`checkpoint_loop`]
-/// checkpoints beside the writer instead; this much larger threshold is only the backstop for
-/// when it cannot keep up (about 40 MB of WAL).
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
-const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 10000";
-/// How often [`checkpoint_loop`] checkpoints.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`], on a connection of
-/// its own and without this process's write lock: a PASSIVE checkpoint takes no writer lock, so
-/// writes go on while it runs, and the WAL stays small. Ends with the store.
-async fn checkpoint_loop(db: std::sync::Weak<Db>) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let Some(db) = db.upgrade() else { return };
-        if db.pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&db.pool)
-            .await
-        {
-            // Busy or closing: the next round (or the backstop) checkpoints.
-            tracing::debug!("WAL checkpoint: {e}");
         }
     }
 }
