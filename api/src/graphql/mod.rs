@@ -194,11 +194,22 @@ async fn graphql_post(
     headers: HeaderMap,
     req: GraphQLRequest,
 ) -> Response {
-    let viewer = match authenticate(&state, &headers).await {
-        Ok(v) => v,
-        Err(refused) => return refused.into_response(),
-    };
-    GraphQLResponse::from(schema.execute(req.into_inner().data(viewer)).await).into_response()
+    execute(&state, &schema, &headers, req.into_inner()).await
+}
+
+/// Runs `request` as the viewer the headers' API key names, or answers the refusal.
+async fn execute(
+    state: &AppState,
+    schema: &ApiSchema,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    match authenticate(state, headers).await {
+        Ok(viewer) => {
+            GraphQLResponse::from(schema.execute(request.data(viewer)).await).into_response()
+        }
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// `GET /graphql`: GraphiQL for a browser (no query string), or a query from the query string.
@@ -229,11 +240,7 @@ async fn graphql_get(
             "mutations are only accepted over POST",
         );
     }
-    let viewer = match authenticate(&state, &headers).await {
-        Ok(v) => v,
-        Err(refused) => return refused.into_response(),
-    };
-    GraphQLResponse::from(schema.execute(request.data(viewer)).await).into_response()
+    execute(&state, &schema, &headers, request).await
 }
 
 /// Whether the operation the request would run is a mutation (or a subscription). A document

@@ -915,13 +915,7 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
 /// graphql-transport-ws that reports the replayed event (api/tests/it/graphql_client.py).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_independent_graphql_client_tests_replays_and_subscribes() {
-    let Some(python) = std::env::var_os("MLC_TEST_PYTHON") else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv with gql and exports MLC_TEST_PYTHON)"
-            );
-        }
-        println!("skipped: MLC_TEST_PYTHON unset");
+    let Some(python) = crate::helpers::test_python() else {
         return;
     };
     for db in backends().await {

@@ -158,3 +158,19 @@ pub fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The Python with the pinned independent clients (`MLC_TEST_PYTHON`, set by scripts/test.sh);
+/// `None` (the test skips) outside CI, a failure in CI where it must be set.
+pub fn test_python() -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("MLC_TEST_PYTHON");
+    if python.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "MLC_TEST_PYTHON is unset but CI is set: run scripts/test.sh (it creates the venv \
+                 with the pinned clients and exports MLC_TEST_PYTHON)"
+            );
+        }
+        println!("skipped: MLC_TEST_PYTHON unset");
+    }
+    python
+}
