@@ -219,11 +219,15 @@ test("mapping the waiting product posts its sales", async () => {
   await until("the waiting sales to post", async () => (await api("/api/counts")).body.waiting === 0);
   await page.click("nav >> text=Waiting");
   await page.waitForSelector("[data-testid=empty]");
-  // The NetSuite simulator now has invoice lines on the mapped item.
-  const state = await (await fetch(`${ready.netsuite_simulator}/_sim/state`)).json();
-  const onItem = state.records.invoice.filter((inv) =>
-    (inv.item?.items ?? []).some((l) => String(l.item?.id) === ready.item));
-  assert.ok(onItem.length > 0, "invoices were posted on the mapped item");
+  // The NetSuite simulator now has invoice lines on the mapped item. Released sales are queued
+  // (no longer waiting) before they run, so wait for the invoices themselves.
+  const onItem = async () => {
+    const state = await (await fetch(`${ready.netsuite_simulator}/_sim/state`)).json();
+    return state.records.invoice.filter((inv) =>
+      (inv.item?.items ?? []).some((l) => String(l.item?.id) === ready.item));
+  };
+  await until("invoices on the mapped item", async () => (await onItem()).length > 0);
+  assert.ok((await onItem()).length > 0, "invoices were posted on the mapped item");
   await page.click("nav >> text=Mappings");
   await page.waitForSelector("[data-testid=mappings]");
   assert.ok((await page.textContent("[data-testid=mappings]")).includes(ready.product));
