@@ -29,6 +29,9 @@ echo "== TEST_DATABASE_URL=${TEST_DATABASE_URL:-<unset>}"
 
 cargo test --workspace --locked "$@"
 
+# The GraphQL operations validate against the schema, and the schema breaks nothing released.
+scripts/check-graphql.sh
+
 # The dashboard in a real browser: Debian's Chromium (headless) driven by playwright-core (pinned in
 # tests/browser/package-lock.json), against `ml-connector demo --dashboard` built above.
 chromium_bin="${CHROMIUM:-/usr/bin/chromium}"

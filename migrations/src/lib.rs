@@ -15,6 +15,8 @@ mod m0001_tenancy;
 mod m0002_row_level_security;
 mod m0003_apalis_queue;
 mod m0004_job_changes;
+mod m0005_event_listing;
+mod m0006_replay_batches;
 
 pub struct Migrator;
 
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_row_level_security::Migration),
             Box::new(m0003_apalis_queue::Migration),
             Box::new(m0004_job_changes::Migration),
+            Box::new(m0005_event_listing::Migration),
+            Box::new(m0006_replay_batches::Migration),
         ]
     }
 }

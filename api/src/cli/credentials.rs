@@ -108,19 +108,14 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
     match cmd {
         CredentialsCommand::Set(set) => {
             let key = master_key()?;
+            let key = Some(&key);
+            use mlc_service::credentials as creds;
             match set {
                 SetCommand::Stripe { from_file } => {
                     let text = read_input(from_file.as_deref())?;
-                    let k = text.trim();
-                    if !(k.starts_with("sk_") || k.starts_with("rk_"))
-                        || k.contains(char::is_whitespace)
-                    {
-                        anyhow::bail!(
-                            "that is not a Stripe secret key: expected one line sk_live_…/sk_test_… \
-                             or a restricted key rk_… (the value is not shown)"
-                        );
-                    }
-                    store_secret(store, &key, names::STRIPE_API_KEY, k.as_bytes()).await
+                    creds::set_stripe_key(store, key, &text).await?;
+                    println!("stored {}", names::STRIPE_API_KEY);
+                    Ok(())
                 }
                 SetCommand::AdminToken { from_file } => {
                     let text = read_input(from_file.as_deref())?;
@@ -134,32 +129,24 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
                             mlc_service::config::ADMIN_TOKEN_MIN_LEN
                         );
                     }
-                    store_secret(store, &key, names::ADMIN_TOKEN, t.as_bytes()).await
+                    store_secret(
+                        store,
+                        key.context("master key")?,
+                        names::ADMIN_TOKEN,
+                        t.as_bytes(),
+                    )
+                    .await
                 }
                 SetCommand::StripeWebhook { from_file } => {
                     let text = read_input(from_file.as_deref())?;
-                    let lines: Vec<&str> = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect();
-                    if lines.is_empty() {
-                        anyhow::bail!("no webhook signing secret given (whsec_…, one per line)");
-                    }
-                    if let Some(n) = lines.iter().position(|l| !l.starts_with("whsec_")) {
-                        anyhow::bail!(
-                            "line {} is not a webhook signing secret (whsec_…; the value is not shown)",
-                            n + 1
-                        );
-                    }
-                    let joined = Zeroizing::new(lines.join("\n"));
-                    store_secret(
-                        store,
-                        &key,
+                    let lines: Vec<&str> = text.lines().collect();
+                    let n = creds::set_webhook_secrets(store, key, &lines).await?;
+                    println!(
+                        "stored {} ({n} secret{})",
                         names::STRIPE_WEBHOOK_SECRETS,
-                        joined.as_bytes(),
-                    )
-                    .await
+                        if n == 1 { "" } else { "s" }
+                    );
+                    Ok(())
                 }
                 SetCommand::Netsuite { from_file, tba } => {
                     if from_file.is_none() && !tba {
@@ -170,11 +157,10 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
                     }
                     if let Some(p) = from_file {
                         let pem = read_input(Some(p))?;
-                        if !pem.contains("PRIVATE KEY-----") {
-                            anyhow::bail!("{} is not a PEM private key", p.display());
-                        }
-                        store_secret(store, &key, names::NETSUITE_PRIVATE_KEY, pem.as_bytes())
-                            .await?;
+                        creds::set_netsuite_private_key(store, key, &pem)
+                            .await
+                            .with_context(|| p.display().to_string())?;
+                        println!("stored {}", names::NETSUITE_PRIVATE_KEY);
                     }
                     if *tba {
                         let text = read_input(None)?;
@@ -189,15 +175,12 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
                                  then the token secret"
                             );
                         };
-                        store_secret(
-                            store,
-                            &key,
+                        creds::set_netsuite_tba(store, key, consumer, token).await?;
+                        println!(
+                            "stored {} and {}",
                             names::NETSUITE_CONSUMER_SECRET,
-                            consumer.as_bytes(),
-                        )
-                        .await?;
-                        store_secret(store, &key, names::NETSUITE_TOKEN_SECRET, token.as_bytes())
-                            .await?;
+                            names::NETSUITE_TOKEN_SECRET
+                        );
                     }
                     Ok(())
                 }

@@ -1,6 +1,7 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 pub mod bench;
+pub mod bench_events;
 pub mod bench_fairness;
 pub mod bench_pipeline;
 pub mod bench_queue;
@@ -113,6 +114,10 @@ pub enum BenchCommand {
     /// A small connection's job latency while another floods the queue, against the same load
     /// alone.
     Fairness(bench_fairness::FairnessArgs),
+    /// The GraphQL `events` query (`first: 50`, with audit trails) on 1,000,000 stored events,
+    /// 100,000 in the measured connection: p50 and p99 of the first page, every page in turn
+    /// and filtered pages.
+    Events(bench_events::EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => bench_pipeline::run(args).await,
         Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
         Command::Bench(BenchCommand::Fairness(args)) => bench_fairness::run(args).await,
+        Command::Bench(BenchCommand::Events(args)) => bench_events::run(args).await,
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
             ping::run_target(config, &cli.target()).await

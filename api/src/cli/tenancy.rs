@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
-use mlc_store::{ApiKeyRole, Connection, NewConnection, Store, TenantStore};
+use mlc_store::{ApiKeyRole, Connection, Store, TenantStore};
 use secrecy::ExposeSecret as _;
 
 use super::events::format_time;
@@ -181,24 +181,15 @@ pub async fn connections(
                 Some(path) => read_settings(path)?,
                 None => serde_json::json!({}),
             };
-            let netsuite_account = settings
-                .pointer("/netsuite/account_id")
-                .and_then(|v| v.as_str())
-                .map(|a| a.trim().to_ascii_uppercase())
-                .filter(|a| !a.is_empty());
-            let created = tenant
-                .create_connection(&NewConnection {
-                    name: name.clone().unwrap_or_else(|| id.to_string()),
-                    id,
-                    status: if *active {
-                        ConnectionStatus::Active
-                    } else {
-                        ConnectionStatus::Draft
-                    },
-                    settings,
-                    netsuite_account,
-                })
-                .await?;
+            let created = mlc_service::connections::create_connection(
+                store,
+                &tenant,
+                id,
+                name.clone(),
+                settings,
+                *active,
+            )
+            .await?;
             print_connection(&created, None);
             let (t, c) = (
                 created.scope.tenant_id().clone(),

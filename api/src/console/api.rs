@@ -157,6 +157,7 @@ impl EventsQuery {
             received_before: time(&self.until, "until")?,
             limit: self.limit.unwrap_or(50).clamp(1, 1000),
             offset: self.offset.unwrap_or(0).max(0),
+            after: None,
         })
     }
 }

@@ -2,13 +2,18 @@
 //! sent it, the object as fetched, the NetSuite request and answer, its job and audit trail).
 //! Read through `mlc_service::console::Console`, as the dashboard and the CLI read them.
 
-use async_graphql::connection::{Connection as Page, Edge, EmptyFields, OpaqueCursor};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection as Page, CursorType, Edge, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
 use mlc_core::ConnectionId;
 use mlc_service::console::{Console, ConsoleError};
-use mlc_store::{AuditEntry, ConnectionScope, EventFilter, Job, JobState, Store};
+use mlc_store::{AuditEntry, ConnectionScope, EventFilter, EventPosition, Job, JobState, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
-use super::errors::{Code, gql_error, internal};
+use super::errors::{Code, gql_error, internal, store};
 use super::ids::{GlobalId, NodeKind};
 use super::schema::{DEFAULT_PAGE, MAX_PAGE, Viewer, time};
 
@@ -82,15 +87,32 @@ fn console(store: &Store, scope: &ConnectionScope) -> Console {
     Console::new(store.scoped(scope), None, jiff::tz::TimeZone::UTC)
 }
 
-/// One page of `scope`'s events. The cursor is a position in this connection's own filtered
-/// list, so another connection's or tenant's cursor only moves within it.
+/// The `events` cursor: the position of the edge's event in the list (its `received_at` in
+/// Unix ms and its event ID, the list's sort key), serialised as `[ms, "evt_…"]` and opaque to
+/// clients. The next page is what sorts after it (keyset), so events arriving meanwhile neither
+/// repeat nor skip a row, and a deep page costs what the first does. It names no tenant or
+/// connection: the scope comes from the connection the list is asked of, so another
+/// connection's (or tenant's) cursor only says where to start within this one's events.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor(i64, String);
+
+impl From<&mlc_store::EventSummary> for EventCursor {
+    fn from(row: &mlc_store::EventSummary) -> Self {
+        EventCursor(row.received_at, row.event_id.clone())
+    }
+}
+
+/// A page of a connection's events.
+pub type EventsPage = Page<OpaqueCursor<EventCursor>, EventSummary, EmptyFields, EmptyFields>;
+
+/// One page of `scope`'s events, newest first, after the position `after` names.
 pub async fn page(
     store: &Store,
     scope: &ConnectionScope,
     first: Option<i32>,
     after: Option<String>,
     filter: Option<EventFilterInput>,
-) -> Result<Page<OpaqueCursor<i64>, EventSummary, EmptyFields, EmptyFields>> {
+) -> Result<EventsPage> {
     let first = match first {
         None => DEFAULT_PAGE,
         Some(n) if n >= 1 && n as usize <= MAX_PAGE => n as usize,
@@ -101,19 +123,20 @@ pub async fn page(
             ));
         }
     };
-    let offset = match after {
-        None => 0,
-        Some(c) => {
-            <OpaqueCursor<i64> as async_graphql::connection::CursorType>::decode_cursor(&c)
-                .map_err(|_| {
-                    gql_error(Code::BadUserInput, "`after` is not a cursor from this API")
-                })?
-                .0
-                .max(-1)
-                + 1
-        }
-    };
+    let after = after
+        .map(|c| {
+            OpaqueCursor::<EventCursor>::decode_cursor(&c)
+                .map(
+                    |OpaqueCursor(EventCursor(received_at, event_id))| EventPosition {
+                        received_at,
+                        event_id,
+                    },
+                )
+                .map_err(|_| gql_error(Code::BadUserInput, "`after` is not a cursor from this API"))
+        })
+        .transpose()?;
     let f = filter.unwrap_or_default();
+    let has_previous = after.is_some();
     let query = EventFilter {
         status: f.status.map(|s| s.as_str().to_string()),
         event_type: f.event_type.clone(),
@@ -123,9 +146,10 @@ pub async fn page(
         received_before: millis("receivedBefore", f.received_before.as_ref())?,
         // One more than asked, to know whether there is a next page.
         limit: first as i64 + 1,
-        offset,
+        offset: 0,
+        after,
     };
-    let rows = console(store, scope)
+    let mut rows = console(store, scope)
         .events(&query)
         .await
         .map_err(|e| match e {
@@ -133,29 +157,85 @@ pub async fn page(
             other => internal(other),
         })?;
     let has_next = rows.len() > first;
-    let mut page = Page::new(offset > 0, has_next);
-    page.edges
-        .extend(rows.into_iter().take(first).enumerate().map(|(i, row)| {
-            Edge::new(
-                OpaqueCursor(offset + i as i64),
-                EventSummary {
-                    connection: scope.connection_id().clone(),
-                    row,
-                },
-            )
-        }));
+    rows.truncate(first);
+    // The page's audit trails, loaded together when the first of them is asked for.
+    let trails = Arc::new(PageTrails {
+        scope: scope.clone(),
+        event_ids: rows.iter().map(|r| r.event_id.clone()).collect(),
+        loaded: OnceCell::new(),
+    });
+    let mut page = Page::new(has_previous, has_next);
+    page.edges.extend(rows.into_iter().map(|row| {
+        Edge::new(
+            OpaqueCursor(EventCursor::from(&row)),
+            EventSummary {
+                connection: scope.connection_id().clone(),
+                row,
+                trails: Some(trails.clone()),
+            },
+        )
+    }));
     Ok(page)
+}
+
+/// The audit trails of one page's events: loaded with one query for the whole page, the first
+/// time any event of the page is asked for its trail (never one query per event), and dropped
+/// with the page. Scoped to the page's connection, so it holds nothing of any other.
+struct PageTrails {
+    scope: ConnectionScope,
+    event_ids: Vec<String>,
+    loaded: OnceCell<HashMap<String, Vec<AuditEntry>>>,
 }
 
 /// An event as listed.
 pub struct EventSummary {
     connection: ConnectionId,
     row: mlc_store::EventSummary,
+    /// Its page's trails; `None` for an event on its own (a subscription's).
+    trails: Option<Arc<PageTrails>>,
 }
 
 impl EventSummary {
     pub fn new(connection: ConnectionId, row: mlc_store::EventSummary) -> Self {
-        EventSummary { connection, row }
+        EventSummary {
+            connection,
+            row,
+            trails: None,
+        }
+    }
+
+    /// The event's audit trail: from its page's batch, or (an event on its own) read for it
+    /// alone, inside the viewer's tenant.
+    async fn trail(&self, ctx: &Context<'_>) -> Result<Vec<AuditEntry>> {
+        let store = store(ctx)?;
+        if let Some(trails) = &self.trails {
+            let loaded = trails
+                .loaded
+                .get_or_try_init(|| async {
+                    store
+                        .scoped(&trails.scope)
+                        .audit_for_events(&trails.event_ids)
+                        .await
+                })
+                .await
+                .map_err(internal)?;
+            return Ok(loaded.get(&self.row.event_id).cloned().unwrap_or_default());
+        }
+        let viewer = ctx
+            .data::<Viewer>()
+            .map_err(|_| gql_error(Code::Unauthenticated, "an API key is required"))?;
+        let Some(scope) = store
+            .connection_scope(viewer.tenant.tenant_id(), &self.connection)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(Vec::new());
+        };
+        store
+            .scoped(&scope)
+            .audit_for_event(&self.row.event_id)
+            .await
+            .map_err(internal)
     }
 }
 
@@ -194,6 +274,11 @@ impl EventSummary {
     }
     async fn last_error(&self) -> Option<&str> {
         self.row.last_error.as_deref()
+    }
+    /// What happened to it, oldest first (as `Event.auditTrail`). A page's trails are read
+    /// together, in one query for the page.
+    async fn audit_trail(&self, ctx: &Context<'_>) -> Result<Vec<AuditView>> {
+        Ok(self.trail(ctx).await?.iter().map(AuditView::from).collect())
     }
 }
 

@@ -12,6 +12,8 @@ pub enum NodeKind {
     Connection,
     /// Keyed `connection/evt_…`.
     Event,
+    /// Keyed `connection/rb_…`.
+    ReplayBatch,
 }
 
 impl NodeKind {
@@ -19,11 +21,12 @@ impl NodeKind {
         match self {
             NodeKind::Connection => "Connection",
             NodeKind::Event => "Event",
+            NodeKind::ReplayBatch => "ReplayBatch",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [NodeKind::Connection, NodeKind::Event]
+        [NodeKind::Connection, NodeKind::Event, NodeKind::ReplayBatch]
             .into_iter()
             .find(|k| k.as_str() == s)
     }

@@ -6,12 +6,16 @@
 //! A request without a valid key is refused before the schema runs (HTTP 401, code
 //! UNAUTHENTICATED).
 
+pub mod connections;
 pub mod errors;
 pub mod events;
 pub mod ids;
+pub mod mappings;
 pub mod mutation;
+pub mod replay;
 pub mod schema;
 pub mod subscription;
+pub mod tenants;
 
 use async_graphql::Schema;
 use async_graphql::http::GraphiQLSource;
@@ -40,31 +44,96 @@ pub const MAX_COMPLEXITY: usize = 2_000;
 /// A GraphQL request body larger than this is refused (413).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The schema, with the store its resolvers read through (always inside the viewer's tenant).
-pub fn build_schema(store: Option<(Store, mutation::WorkerWake, mutation::Keys)>) -> ApiSchema {
+/// How the GraphQL API is offered (from `[admin]` in the configuration).
+#[derive(Clone)]
+pub struct GraphqlOptions {
+    /// This service's public address, for full webhook URLs (`None`: paths only).
+    pub public_url: Option<String>,
+    pub introspection: bool,
+    pub graphiql: bool,
+    /// Requests each API key may make per minute.
+    pub requests_per_minute: u32,
+    /// The operator token (`admin.token`): it may create tenants, and nothing inside one.
+    pub operator_token: Option<crate::console::AdminToken>,
+}
+
+impl GraphqlOptions {
+    pub fn from_config(admin: &mlc_service::config::AdminConfig) -> Self {
+        GraphqlOptions {
+            public_url: admin.public_url.clone(),
+            introspection: admin.graphql_introspection,
+            graphiql: admin.graphql_graphiql,
+            requests_per_minute: admin.graphql_requests_per_minute,
+            operator_token: admin.token.clone().map(crate::console::AdminToken::new),
+        }
+    }
+}
+
+impl Default for GraphqlOptions {
+    fn default() -> Self {
+        GraphqlOptions {
+            public_url: None,
+            introspection: true,
+            graphiql: true,
+            requests_per_minute: 600,
+            operator_token: None,
+        }
+    }
+}
+
+/// What the resolvers act through: the store (always inside the viewer's tenant), the worker to
+/// wake, the master key for sealed credentials.
+pub struct Services {
+    pub store: Store,
+    pub wake: mutation::WorkerWake,
+    pub keys: mutation::Keys,
+}
+
+/// The public address webhook URLs are given under.
+#[derive(Clone)]
+pub struct PublicUrl(pub Option<String>);
+
+/// The schema. Introspection follows `options`; the `analyzer` extension reports each request's
+/// depth and complexity (its cost) in `extensions`.
+pub fn build_schema(services: Option<Services>, options: &GraphqlOptions) -> ApiSchema {
     let mut builder = Schema::build(
         schema::Query,
-        mutation::Mutation,
+        mutation::Mutation::default(),
         subscription::Subscription,
     )
     .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY);
-    if let Some((store, wake, keys)) = store {
-        builder = builder.data(store).data(wake).data(keys);
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(async_graphql::extensions::Analyzer)
+    .data(PublicUrl(options.public_url.clone()));
+    if !options.introspection {
+        builder = builder.disable_introspection();
+    }
+    if let Some(s) = services {
+        builder = builder.data(s.store).data(s.wake).data(s.keys);
     }
     builder.finish()
 }
 
 /// The SDL committed as `frontend-schema/schema.graphql` (`ml-connector graphql-schema`).
 pub fn sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(None, &GraphqlOptions::default()).sdl()
 }
 
 pub fn router(
     store: Store,
     worker_wake: std::sync::Arc<tokio::sync::Notify>,
     master_key: Option<mlc_store::sealed::MasterKey>,
+    options: GraphqlOptions,
 ) -> Router<AppState> {
+    let schema = build_schema(
+        Some(Services {
+            store,
+            wake: mutation::WorkerWake(worker_wake),
+            keys: mutation::Keys(master_key),
+        }),
+        &options,
+    );
+    let gate = Gate::new(options);
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
@@ -73,11 +142,67 @@ pub fn router(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .layer(Extension(build_schema(Some((
-            store,
-            mutation::WorkerWake(worker_wake),
-            mutation::Keys(master_key),
-        )))))
+        .layer(Extension(schema))
+        .layer(Extension(gate))
+}
+
+/// Who may come in, and how often: the operator token and each API key's request budget.
+#[derive(Clone)]
+struct Gate {
+    options: std::sync::Arc<GraphqlOptions>,
+    /// One bucket per API key ID, in this process (each instance enforces its own share).
+    limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl Gate {
+    fn new(options: GraphqlOptions) -> Self {
+        let per_minute = std::num::NonZeroU32::new(options.requests_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Gate {
+            limiter: std::sync::Arc::new(governor::RateLimiter::keyed(
+                governor::Quota::per_minute(per_minute),
+            )),
+            options: std::sync::Arc::new(options),
+        }
+    }
+
+    /// Takes one request from the key's budget, or says when to come back.
+    fn admit(&self, key_id: &str) -> Result<(), Refusal> {
+        match self.limiter.check_key(&key_id.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                use governor::clock::Clock as _;
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Err(Refusal {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: Code::RateLimited,
+                    message: format!(
+                        "this API key made more than {} requests in a minute; retry in {secs} s",
+                        self.options.requests_per_minute
+                    ),
+                    retry_after: Some(secs.max(1)),
+                })
+            }
+        }
+    }
+}
+
+/// Who is calling: a tenant's API key, or the service operator.
+enum Caller {
+    Tenant(Viewer),
+    Operator,
+}
+
+impl Caller {
+    fn into_data(self) -> async_graphql::Data {
+        let mut data = async_graphql::Data::default();
+        match self {
+            Caller::Tenant(v) => data.insert(v),
+            Caller::Operator => data.insert(tenants::ServiceOperator),
+        }
+        data
+    }
 }
 
 /// A request refused before the schema runs.
@@ -85,11 +210,18 @@ struct Refusal {
     status: StatusCode,
     code: Code,
     message: String,
+    /// Seconds to wait (429).
+    retry_after: Option<u64>,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        refusal(self.status, self.code, &self.message)
+        let mut resp = refusal(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -108,22 +240,31 @@ fn refusal(status: StatusCode, code: Code, message: &str) -> Response {
     resp
 }
 
-/// The viewer the request's API key names, or the refusal to send.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Refusal> {
+/// The caller the request's `Authorization` names, or the refusal to send.
+async fn authenticate(
+    state: &AppState,
+    gate: &Gate,
+    headers: &HeaderMap,
+) -> Result<Caller, Refusal> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
-    authenticate_value(state, header).await
+    authenticate_value(state, gate, header).await
 }
 
 /// [`authenticate`] from an `Authorization` value (a header, or a subscription's
-/// `connection_init` payload).
-async fn authenticate_value(state: &AppState, value: Option<&str>) -> Result<Viewer, Refusal> {
+/// `connection_init` payload). An API key's request is taken from its per-minute budget.
+async fn authenticate_value(
+    state: &AppState,
+    gate: &Gate,
+    value: Option<&str>,
+) -> Result<Caller, Refusal> {
     let unauthenticated = |message: &str| {
         Err(Refusal {
             status: StatusCode::UNAUTHORIZED,
             code: Code::Unauthenticated,
             message: message.to_string(),
+            retry_after: None,
         })
     };
     let Some(value) = value else {
@@ -135,17 +276,27 @@ async fn authenticate_value(state: &AppState, value: Option<&str>) -> Result<Vie
     let Some(secret) = value.strip_prefix("Bearer ").map(str::trim) else {
         return unauthenticated("the Authorization header must be `Bearer <API key>`");
     };
+    if !secret.starts_with(mlc_store::API_KEY_PREFIX) {
+        return match &gate.options.operator_token {
+            Some(token) if token.matches(secret) => Ok(Caller::Operator),
+            _ => unauthenticated("this API key is not valid (unknown or revoked)"),
+        };
+    }
     match state
         .store
         .store()
         .authenticate_api_key(&SecretString::from(secret.to_string()))
         .await
     {
-        Ok(Some((tenant, key))) => Ok(Viewer {
-            tenant,
-            role: key.role,
-            key_name: key.name,
-        }),
+        Ok(Some((tenant, key))) => {
+            gate.admit(&key.id)?;
+            Ok(Caller::Tenant(Viewer {
+                tenant,
+                role: key.role,
+                key_name: key.name,
+                key_id: key.id,
+            }))
+        }
         // Unknown and revoked keys read alike: nothing says which keys exist.
         Ok(None) => unauthenticated("this API key is not valid (unknown or revoked)"),
         Err(e) => {
@@ -154,6 +305,7 @@ async fn authenticate_value(state: &AppState, value: Option<&str>) -> Result<Vie
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: Code::Internal,
                 message: "the service cannot check API keys right now; try again shortly".into(),
+                retry_after: Some(5),
             })
         }
     }
@@ -165,6 +317,7 @@ async fn authenticate_value(state: &AppState, value: Option<&str>) -> Result<Vie
 async fn graphql_ws(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,
+    Extension(gate): Extension<Gate>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -177,12 +330,10 @@ async fn graphql_ws(
                         .get("Authorization")
                         .or_else(|| payload.get("authorization"))
                         .and_then(|v| v.as_str());
-                    let viewer = authenticate_value(&state, value)
+                    let caller = authenticate_value(&state, &gate, value)
                         .await
                         .map_err(|r| async_graphql::Error::new(r.message))?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(viewer);
-                    Ok(data)
+                    Ok(caller.into_data())
                 })
                 .serve()
         })
@@ -191,22 +342,25 @@ async fn graphql_ws(
 async fn graphql_post(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,
+    Extension(gate): Extension<Gate>,
     headers: HeaderMap,
     req: GraphQLRequest,
 ) -> Response {
-    execute(&state, &schema, &headers, req.into_inner()).await
+    execute(&state, &schema, &gate, &headers, req.into_inner()).await
 }
 
 /// Runs `request` as the viewer the headers' API key names, or answers the refusal.
 async fn execute(
     state: &AppState,
     schema: &ApiSchema,
+    gate: &Gate,
     headers: &HeaderMap,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> Response {
-    match authenticate(state, headers).await {
-        Ok(viewer) => {
-            GraphQLResponse::from(schema.execute(request.data(viewer)).await).into_response()
+    match authenticate(state, gate, headers).await {
+        Ok(caller) => {
+            request.data = caller.into_data();
+            GraphQLResponse::from(schema.execute(request).await).into_response()
         }
         Err(refused) => refused.into_response(),
     }
@@ -217,10 +371,19 @@ async fn execute(
 async fn graphql_get(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,
+    Extension(gate): Extension<Gate>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
     if uri.query().is_none_or(str::is_empty) {
+        if !gate.options.graphiql {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                "send a query (`?query=…`); the GraphiQL page is turned off here \
+                 (admin.graphql_graphiql)",
+            );
+        }
         return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
     }
     let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
@@ -240,7 +403,7 @@ async fn graphql_get(
             "mutations are only accepted over POST",
         );
     }
-    execute(&state, &schema, &headers, request).await
+    execute(&state, &schema, &gate, &headers, request).await
 }
 
 /// Whether the operation the request would run is a mutation (or a subscription). A document

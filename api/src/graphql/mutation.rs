@@ -22,7 +22,20 @@ pub struct WorkerWake(pub Arc<tokio::sync::Notify>);
 #[derive(Clone)]
 pub struct Keys(pub Option<mlc_store::sealed::MasterKey>);
 
-pub struct Mutation;
+/// The mutation root: each area's mutations, merged into one type.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(
+    CoreMutation,
+    super::connections::ConnectionMutation,
+    super::mappings::MappingMutation,
+    super::replay::ReplayMutation,
+    super::tenants::TenantMutation,
+);
+
+/// Pausing, replaying, testing a connection, and API keys.
+#[derive(Default)]
+pub struct CoreMutation;
 
 /// A business failure: what was wrong with the input, and where.
 #[derive(SimpleObject, Debug, Clone)]
@@ -41,9 +54,15 @@ pub enum UserErrorCode {
     Invalid,
     /// The object is not in a state where this can be done.
     NotReplayable,
+    /// One by that ID exists already.
+    AlreadyExists,
+    /// Not now: the object is busy or in a state that forbids it (the message says what to do).
+    Conflict,
+    /// The service is not set up for this (e.g. no master key to seal credentials with).
+    NotConfigured,
 }
 
-fn user_error(field: &str, code: UserErrorCode, message: impl Into<String>) -> UserError {
+pub fn user_error(field: &str, code: UserErrorCode, message: impl Into<String>) -> UserError {
     UserError {
         field: vec!["input".to_string(), field.to_string()],
         code,
@@ -53,7 +72,7 @@ fn user_error(field: &str, code: UserErrorCode, message: impl Into<String>) -> U
 
 /// The viewer, if their role is at least `needed`; FORBIDDEN otherwise (checked before any
 /// lookup, so it says nothing of what exists).
-fn require<'a>(ctx: &Context<'a>, needed: ApiKeyRole) -> Result<&'a Viewer> {
+pub fn require<'a>(ctx: &Context<'a>, needed: ApiKeyRole) -> Result<&'a Viewer> {
     let viewer = ctx
         .data::<Viewer>()
         .map_err(|_| gql_error(Code::Unauthenticated, "an API key is required"))?;
@@ -75,14 +94,14 @@ fn require<'a>(ctx: &Context<'a>, needed: ApiKeyRole) -> Result<&'a Viewer> {
     Ok(viewer)
 }
 
-fn wake(ctx: &Context<'_>) {
+pub fn wake(ctx: &Context<'_>) {
     if let Ok(w) = ctx.data::<WorkerWake>() {
         w.0.notify_one();
     }
 }
 
 /// The viewer's connection named by a global ID, or the user error to return.
-async fn own_connection(
+pub async fn own_connection(
     ctx: &Context<'_>,
     viewer: &Viewer,
     id: &ID,
@@ -286,7 +305,7 @@ impl From<Role> for ApiKeyRole {
     }
 }
 
-impl Mutation {
+impl CoreMutation {
     async fn set_status(
         ctx: &Context<'_>,
         input: ConnectionStatusInput,
@@ -322,7 +341,7 @@ impl Mutation {
 }
 
 #[Object]
-impl Mutation {
+impl CoreMutation {
     /// Stops posting for a connection: its events are still stored (nothing a customer paid is
     /// lost) and post when it is resumed. Operator or owner.
     async fn connection_pause(
@@ -330,7 +349,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ConnectionStatusInput,
     ) -> Result<ConnectionStatusPayload> {
-        Mutation::set_status(ctx, input, ConnectionStatus::Paused).await
+        CoreMutation::set_status(ctx, input, ConnectionStatus::Paused).await
     }
 
     /// Starts (or restarts) posting for a connection; what waited for it runs now. Operator or
@@ -340,7 +359,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ConnectionStatusInput,
     ) -> Result<ConnectionStatusPayload> {
-        Mutation::set_status(ctx, input, ConnectionStatus::Active).await
+        CoreMutation::set_status(ctx, input, ConnectionStatus::Active).await
     }
 
     /// Maps a Stripe product to a NetSuite item; sales that waited for it post now. Audited as

@@ -6,7 +6,7 @@
 //! `after`; top-level errors carry `extensions.code`.
 
 use async_graphql::connection::{Connection as Page, Edge, EmptyFields, OpaqueCursor};
-use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Interface, Json, Object, Result, SimpleObject};
 use mlc_core::{ConnectionId, ConnectionStatus, UnixMillis};
 use mlc_store::{ApiKeyRole, JobState, TenantScope};
 
@@ -19,6 +19,8 @@ pub struct Viewer {
     pub tenant: TenantScope,
     pub role: ApiKeyRole,
     pub key_name: String,
+    /// The API key's ID (its request budget is counted by it).
+    pub key_id: String,
 }
 
 /// The most a page may hold (`first`), and what it holds when `first` is not given.
@@ -35,7 +37,7 @@ fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer> {
 }
 
 /// `first`, checked: 1 to [`MAX_PAGE`].
-fn page_size(first: Option<i32>) -> Result<usize> {
+pub fn page_size(first: Option<i32>) -> Result<usize> {
     match first {
         None => Ok(DEFAULT_PAGE),
         Some(n) if n >= 1 && n as usize <= MAX_PAGE => Ok(n as usize),
@@ -153,6 +155,8 @@ impl Query {
             NodeKind::Event => super::events::find(ctx, store(ctx)?, &gid)
                 .await?
                 .map(Node::Event),
+            // A batch is followed with `replayProgress`; it is not a stored object.
+            NodeKind::ReplayBatch => None,
         })
     }
 }
@@ -275,6 +279,100 @@ impl TenantConnection {
         format!("/webhooks/stripe/{}", self.0.route_id)
     }
 
+    /// The full webhook URL to register in Stripe, when this service's public address is
+    /// configured (`admin.public_url`); else null, and `webhookPath` under your address.
+    async fn webhook_url(&self, ctx: &Context<'_>) -> Option<String> {
+        let base = ctx.data::<super::PublicUrl>().ok()?.0.as_deref()?;
+        Some(format!("{base}/webhooks/stripe/{}", self.0.route_id))
+    }
+
+    /// Its settings (the `stripe`, `netsuite`, `posting` and `reference` keys it overrides;
+    /// never a secret: those are only in `credentials`).
+    async fn settings(&self) -> Json<serde_json::Value> {
+        Json(self.0.settings.clone())
+    }
+
+    /// Its stored credentials: names, fingerprints, last four characters, when set; never the
+    /// secrets.
+    async fn credentials(&self, ctx: &Context<'_>) -> Result<Vec<super::connections::Credential>> {
+        super::connections::credentials(ctx, &self.0.scope).await
+    }
+
+    /// Counts by state and activity per hour.
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            default = 24,
+            validator(minimum = 1, maximum = 744),
+            desc = "How many hours of activity, up to now (1 to 744)."
+        )]
+        hours: i32,
+    ) -> Result<ConnectionStats> {
+        let console = mlc_service::console::Console::new(
+            store(ctx)?.scoped(&self.0.scope),
+            None,
+            jiff::tz::TimeZone::UTC,
+        );
+        let counts = console.counts().await.map_err(internal)?;
+        let activity = console.activity(i64::from(hours)).await.map_err(internal)?;
+        Ok(ConnectionStats {
+            events: counts.events,
+            jobs: JobCounts {
+                queued: counts.queued,
+                running: counts.running,
+                waiting: counts.waiting,
+                succeeded: counts.succeeded,
+                failed: counts.failed,
+            },
+            activity: activity
+                .into_iter()
+                .map(|b| HourActivity {
+                    hour_start: time(b.start),
+                    events_received: b.received,
+                    records_posted: b.posted,
+                })
+                .collect(),
+        })
+    }
+
+    /// Product → item mappings, by Stripe product ID.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn product_mappings(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<super::mappings::MappingPage> {
+        super::mappings::product_mappings(store(ctx)?, &self.0.scope, first, after).await
+    }
+
+    /// Stripe customer → NetSuite customer mappings, by Stripe customer ID.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn customer_mappings(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<super::mappings::MappingPage> {
+        super::mappings::customer_mappings(store(ctx)?, &self.0.scope, first, after).await
+    }
+
+    /// Products seen without a NetSuite item, with the sales waiting for them and what they
+    /// amount to per currency. Map one with `productMappingSet` and its sales post by
+    /// themselves.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn unmapped_products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<
+        Page<OpaqueCursor<String>, super::mappings::UnmappedProduct, EmptyFields, EmptyFields>,
+    > {
+        super::mappings::unmapped_products(store(ctx)?, &self.0.scope, first, after).await
+    }
+
     /// The NetSuite account it posts to (its concurrency limit is shared by every connection
     /// posting there).
     async fn netsuite_account(&self) -> Option<&str> {
@@ -289,17 +387,46 @@ impl TenantConnection {
         time(self.0.updated_at)
     }
 
-    /// What the last connection test and the last errors said.
-    async fn health(&self) -> ConnectionHealth {
+    /// What the last connection test and the last errors said, and how deep its queue is.
+    async fn health(&self, ctx: &Context<'_>) -> Result<ConnectionHealth> {
         let h = &self.0.health;
-        ConnectionHealth {
+        let connection = store(ctx)?.scoped(&self.0.scope);
+        let last = |prefix: &'static str| {
+            let connection = connection.clone();
+            async move {
+                connection
+                    .last_error_containing(prefix)
+                    .await
+                    .map_err(internal)
+                    .map(|found| {
+                        found.map(|a| LastError {
+                            at: time(a.at),
+                            event_id: a.event_id,
+                            message: a.message,
+                        })
+                    })
+            }
+        };
+        let counts = connection.job_counts().await.map_err(internal)?;
+        let depth = counts
+            .iter()
+            .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
+            .map(|(_, n)| *n)
+            .sum();
+        Ok(ConnectionHealth {
             last_test_at: h.last_test_at.map(time),
             last_test_ok: h.last_test_ok,
             last_test_message: h.last_test_message.clone(),
             netsuite_token_issued_at: h.token_issued_at.map(time),
+            netsuite_token_age_secs: h
+                .token_issued_at
+                .map(|at| (mlc_core::now_millis() - at).max(0) / 1000),
             last_error: h.last_error.clone(),
             last_error_at: h.last_error_at.map(time),
-        }
+            last_stripe_error: last("Stripe: ").await?,
+            last_netsuite_error: last("NetSuite: ").await?,
+            queue_depth: depth,
+        })
     }
 
     /// The connection's events, newest first.
@@ -310,8 +437,7 @@ impl TenantConnection {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<super::events::EventFilterInput>,
-    ) -> Result<Page<OpaqueCursor<i64>, super::events::EventSummary, EmptyFields, EmptyFields>>
-    {
+    ) -> Result<super::events::EventsPage> {
         super::events::page(store(ctx)?, &self.0.scope, first, after, filter).await
     }
 
@@ -322,20 +448,7 @@ impl TenantConnection {
             .job_counts()
             .await
             .map_err(internal)?;
-        let n = |s: JobState| {
-            counts
-                .iter()
-                .find(|(st, _)| *st == s)
-                .map(|(_, n)| *n)
-                .unwrap_or(0)
-        };
-        Ok(JobCounts {
-            queued: n(JobState::Queued),
-            running: n(JobState::Running),
-            waiting: n(JobState::Waiting),
-            succeeded: n(JobState::Succeeded),
-            failed: n(JobState::Failed),
-        })
+        Ok(JobCounts::from_states(&counts))
     }
 }
 
@@ -345,18 +458,80 @@ pub struct ConnectionHealth {
     pub last_test_at: Option<String>,
     pub last_test_ok: Option<bool>,
     pub last_test_message: Option<String>,
-    /// When its NetSuite M2M token was last issued (tokens live 60 minutes).
+    /// When its NetSuite M2M token was last issued (tokens live 60 minutes and are renewed 5
+    /// minutes before they expire, or at once on a 401).
     pub netsuite_token_issued_at: Option<String>,
+    /// Seconds since then.
+    pub netsuite_token_age_secs: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// The last error Stripe answered (fetching an object), from the audit trail.
+    pub last_stripe_error: Option<LastError>,
+    /// The last error NetSuite answered (posting), from the audit trail.
+    pub last_netsuite_error: Option<LastError>,
+    /// Jobs queued or running.
+    pub queue_depth: i64,
 }
 
-/// A connection's jobs by state.
+/// The last error from one side.
 #[derive(SimpleObject)]
+pub struct LastError {
+    pub at: String,
+    /// The Stripe event it happened on.
+    pub event_id: Option<String>,
+    pub message: String,
+}
+
+/// A connection's counts and activity.
+#[derive(SimpleObject)]
+pub struct ConnectionStats {
+    /// Events stored (acted on or not).
+    pub events: i64,
+    pub jobs: JobCounts,
+    /// Events received and NetSuite records posted per hour, oldest first, every hour listed.
+    pub activity: Vec<HourActivity>,
+}
+
+/// One hour's activity.
+#[derive(SimpleObject)]
+pub struct HourActivity {
+    pub hour_start: String,
+    pub events_received: i64,
+    pub records_posted: i64,
+}
+
+/// Jobs by state.
+#[derive(SimpleObject, Default, Clone, PartialEq, Eq, Debug)]
 pub struct JobCounts {
     pub queued: i64,
     pub running: i64,
     pub waiting: i64,
     pub succeeded: i64,
     pub failed: i64,
+}
+
+impl JobCounts {
+    pub fn from_states(counts: &[(JobState, i64)]) -> Self {
+        let mut out = JobCounts::default();
+        for (state, n) in counts {
+            out.add(Some(*state), *n);
+        }
+        out
+    }
+
+    pub fn add(&mut self, state: Option<JobState>, n: i64) {
+        let slot = match state {
+            Some(JobState::Queued) => &mut self.queued,
+            Some(JobState::Running) => &mut self.running,
+            Some(JobState::Waiting) => &mut self.waiting,
+            Some(JobState::Succeeded) => &mut self.succeeded,
+            Some(JobState::Failed) => &mut self.failed,
+            None => return,
+        };
+        *slot += n;
+    }
+
+    pub fn total(&self) -> i64 {
+        self.queued + self.running + self.waiting + self.succeeded + self.failed
+    }
 }

@@ -72,6 +72,15 @@ impl Subscription {
             }
         }))
     }
+    /// A replay batch's jobs by state, each time they change; ends once none is queued or
+    /// running.
+    async fn replay_progress(
+        &self,
+        ctx: &Context<'_>,
+        batch_id: ID,
+    ) -> Result<impl Stream<Item = super::schema::JobCounts> + use<>> {
+        super::replay::progress_stream(ctx, &batch_id).await
+    }
 }
 
 /// What one `eventUpdated` subscription has seen.

@@ -31,6 +31,8 @@ pub struct AppState {
     /// `None`: the admin API and the dashboard are off.
     pub admin_token: Option<crate::console::AdminToken>,
     pub console: mlc_service::console::Console,
+    /// How `/graphql` is offered (introspection, GraphiQL, rate limit, operator token).
+    pub graphql: crate::graphql::GraphqlOptions,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             state.store.store().clone(),
             state.worker_wake.clone(),
             state.master_key.clone(),
+            state.graphql.clone(),
         ))
         .with_state(state)
 }

@@ -10,7 +10,12 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 
 /// A tenant with connections `names` and a key of `role`; returns the key's secret.
-async fn tenant_with(store: &Store, tenant: &str, names: &[&str], role: ApiKeyRole) -> String {
+pub(crate) async fn tenant_with(
+    store: &Store,
+    tenant: &str,
+    names: &[&str],
+    role: ApiKeyRole,
+) -> String {
     let scope = store
         .create_tenant(&TenantId::parse(tenant).unwrap(), tenant)
         .await
@@ -35,7 +40,12 @@ async fn tenant_with(store: &Store, tenant: &str, names: &[&str], role: ApiKeyRo
         .to_string()
 }
 
-async fn gql(app: &TestApp, key: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+pub(crate) async fn gql(
+    app: &TestApp,
+    key: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> (u16, Value) {
     let mut req = app
         .client
         .post(app.url("/graphql"))
@@ -48,7 +58,7 @@ async fn gql(app: &TestApp, key: Option<&str>, query: &str, variables: Value) ->
     (status, resp.json().await.unwrap())
 }
 
-fn codes(body: &Value) -> Vec<String> {
+pub(crate) fn codes(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
         .map(|errs| {
@@ -330,7 +340,7 @@ fn the_committed_schema_is_the_one_the_code_serves() {
 }
 
 /// The global ID of `tenant`'s connection `handle`, through that tenant's own key.
-async fn connection_gid(app: &TestApp, key: &str, handle: &str) -> String {
+pub(crate) async fn connection_gid(app: &TestApp, key: &str, handle: &str) -> String {
     let (_, body) = gql(app, Some(key), CONNECTIONS, json!({})).await;
     body["data"]["connections"]["edges"]
         .as_array()
@@ -584,7 +594,7 @@ async fn mutations_act_inside_the_keys_tenant_and_its_role() {
     }
 }
 
-fn new_event(id: &str, handled: bool) -> mlc_store::NewEvent {
+pub(crate) fn new_event(id: &str, handled: bool) -> mlc_store::NewEvent {
     let body = format!(
         "{{\"id\":\"{id}\",\"object\":\"event\",\"type\":\"{}\",\"data\":{{\"object\":{{\"id\":\"in_{id}\"}}}},\"created\":1700000000}}",
         if handled {
@@ -612,7 +622,7 @@ fn new_event(id: &str, handled: bool) -> mlc_store::NewEvent {
     }
 }
 
-fn job_for(id: &str) -> mlc_store::NewJob {
+pub(crate) fn job_for(id: &str) -> mlc_store::NewJob {
     mlc_store::NewJob {
         kind: "process_event".into(),
         event_id: Some(id.to_string()),
@@ -623,7 +633,7 @@ fn job_for(id: &str) -> mlc_store::NewJob {
     }
 }
 
-async fn record(store: &Store, tenant: &str, connection: &str, id: &str, handled: bool) {
+pub(crate) async fn record(store: &Store, tenant: &str, connection: &str, id: &str, handled: bool) {
     let scope = store
         .connection_scope(
             &TenantId::parse(tenant).unwrap(),

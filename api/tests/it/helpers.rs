@@ -51,9 +51,20 @@ impl TestApp {
     }
 
     pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
+        TestApp::start_keyed(db, extra, None).await
+    }
+
+    /// [`TestApp::start_with`] with this master key (none: credentials cannot be sealed).
+    pub async fn start_keyed(
+        db: &TestDb,
+        extra: &[(&str, &str)],
+        master_key: Option<mlc_store::sealed::MasterKey>,
+    ) -> TestApp {
         let config = config_for(db.url(), extra);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::build(config, listener).await.expect("app builds");
+        let app = App::build_keyed(config, listener, master_key)
+            .await
+            .expect("app builds");
         let addr = app.addr();
         let store = app.store().clone();
         let stop = CancellationToken::new();

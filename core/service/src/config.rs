@@ -234,6 +234,12 @@ pub struct AdminConfig {
     pub token: Option<SecretString>,
     /// The zone dashboard dates are shown in.
     pub time_zone: jiff::tz::TimeZone,
+    /// This service's public address (no trailing `/`), for full webhook URLs.
+    pub public_url: Option<String>,
+    pub graphql_introspection: bool,
+    pub graphql_graphiql: bool,
+    /// Requests per API key per minute.
+    pub graphql_requests_per_minute: u32,
 }
 
 /// Shortest admin token accepted: guessing must be hopeless even without rate limiting.
@@ -679,7 +685,39 @@ impl Reader<'_> {
             None => posting.time_zone.clone(),
             Some(_) => self.time_zone("admin.time_zone")?,
         };
-        Ok(AdminConfig { token, time_zone })
+        let public_url = match self.opt_string("admin.public_url") {
+            None => None,
+            Some(u) => {
+                let parsed = url::Url::parse(u.trim()).ok().filter(|p| {
+                    matches!(p.scheme(), "http" | "https")
+                        && p.host().is_some()
+                        && p.query().is_none()
+                });
+                if parsed.is_none() {
+                    return Err(invalid(
+                        "admin.public_url",
+                        &self.merged.origin("admin.public_url"),
+                        format!("`{u}` is not an http(s) address"),
+                        "this service's address as Stripe reaches it, e.g. https://connector.example.com",
+                    ));
+                }
+                Some(u.trim().trim_end_matches('/').to_string())
+            }
+        };
+        let per_minute = self.int(
+            "admin.graphql_requests_per_minute",
+            1,
+            1_000_000,
+            "requests per API key per minute, 1 to 1000000",
+        )?;
+        Ok(AdminConfig {
+            token,
+            time_zone,
+            public_url,
+            graphql_introspection: self.bool("admin.graphql_introspection"),
+            graphql_graphiql: self.bool("admin.graphql_graphiql"),
+            graphql_requests_per_minute: u32::try_from(per_minute).unwrap_or(u32::MAX),
+        })
     }
 
     fn posting(&self) -> Result<PostingConfig, ConfigError> {

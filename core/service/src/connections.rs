@@ -34,20 +34,93 @@ pub async fn set_status(
     if !tenant.set_connection_status(id, status).await? {
         return Ok(None);
     }
-    if status != ConnectionStatus::Active {
-        return Ok(Some(0));
-    }
     let Some(scope) = store
         .connection_scope(tenant.scope().tenant_id(), id)
         .await?
     else {
         return Ok(Some(0));
     };
-    let woken = store
-        .scoped(&scope)
-        .wake_waiting_jobs(PAUSED_MARKER)
+    let connection = store.scoped(&scope);
+    let woken = if status == ConnectionStatus::Active {
+        connection.wake_waiting_jobs(PAUSED_MARKER).await?
+    } else {
+        0
+    };
+    connection
+        .append_audit(mlc_store::NewAudit {
+            step: format!("connection_{status}"),
+            message: match status {
+                ConnectionStatus::Active => {
+                    format!("Connection set active: posting; {woken} waiting job(s) released")
+                }
+                _ => format!(
+                    "Connection set {status}: events are stored and post when it is resumed"
+                ),
+            },
+            ..mlc_store::NewAudit::default()
+        })
         .await?;
     Ok(Some(woken))
+}
+
+/// Checks a connection's settings (`{"stripe": {…}, "netsuite": {…}, …}`, no secrets) the way
+/// the connection will run them, so a typo is an error now rather than a failed posting later.
+/// Returns the NetSuite account they post to (its budget is shared by every connection there).
+pub fn check_settings(
+    settings: &serde_json::Value,
+) -> Result<Option<String>, crate::config::ConfigError> {
+    crate::config::connection_config(settings)?;
+    Ok(settings
+        .pointer("/netsuite/account_id")
+        .and_then(|v| v.as_str())
+        .map(|a| a.trim().to_ascii_uppercase())
+        .filter(|a| !a.is_empty()))
+}
+
+/// Why a connection was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The settings would not run (permanent: fix them).
+    #[error("settings not usable: {0}")]
+    Settings(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] mlc_store::StoreError),
+}
+
+/// Creates one of a tenant's connections (the CLI and the GraphQL API both come here), with a
+/// new, unguessable webhook route; a draft unless `active`. Audited `connection_created`.
+/// [`mlc_store::StoreError::AlreadyExists`] when the tenant has one with that ID.
+pub async fn create_connection(
+    store: &Store,
+    tenant: &mlc_store::TenantStore,
+    id: ConnectionId,
+    name: Option<String>,
+    settings: serde_json::Value,
+    active: bool,
+) -> Result<Connection, CreateError> {
+    let netsuite_account = check_settings(&settings)?;
+    let created = tenant
+        .create_connection(&NewConnection {
+            name: name.unwrap_or_else(|| id.to_string()),
+            id,
+            status: if active {
+                ConnectionStatus::Active
+            } else {
+                ConnectionStatus::Draft
+            },
+            settings,
+            netsuite_account,
+        })
+        .await?;
+    store
+        .scoped(&created.scope)
+        .append_audit(mlc_store::NewAudit {
+            step: "connection_created".into(),
+            message: format!("Connection created ({})", created.status),
+            ..mlc_store::NewAudit::default()
+        })
+        .await?;
+    Ok(created)
 }
 
 /// What runs one connection's jobs.

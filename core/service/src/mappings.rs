@@ -38,10 +38,20 @@ fn cell(s: &str) -> &str {
         .trim()
 }
 
+/// Why a mappings CSV was not imported at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is not a mappings CSV (permanent: fix the file).
+    #[error("the first line must be the header `{CSV_HEADER}` (found `{0}`)")]
+    BadHeader(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
 /// Validates every row of a mappings CSV, then applies the good ones through [`set_mapping`]
 /// (so each is audited and releases the jobs waiting for its product). Bad rows are reported
 /// with their line numbers and change nothing.
-pub async fn import_csv(store: &ConnectionStore, text: &str) -> anyhow::Result<ImportReport> {
+pub async fn import_csv(store: &ConnectionStore, text: &str) -> Result<ImportReport, ImportError> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -50,10 +60,7 @@ pub async fn import_csv(store: &ConnectionStore, text: &str) -> anyhow::Result<I
         .next()
         .map(|(_, l)| l.trim().trim_start_matches('\u{feff}').to_string());
     if header.as_deref().map(|h| h.replace(' ', "")) != Some(CSV_HEADER.to_string()) {
-        anyhow::bail!(
-            "the first line must be the header `{CSV_HEADER}` (found `{}`)",
-            header.unwrap_or_default()
-        );
+        return Err(ImportError::BadHeader(header.unwrap_or_default()));
     }
     let mut report = ImportReport::default();
     let mut good = Vec::new();
@@ -199,4 +206,33 @@ pub async fn remove_mapping(store: &ConnectionStore, product: &str) -> anyhow::R
         })
         .await?;
     Ok(removed)
+}
+
+/// Links a Stripe customer to an existing NetSuite customer (instead of the one the connector
+/// would find or create), records it in the audit log and releases the jobs waiting on that
+/// customer; returns how many were released.
+pub async fn set_customer_mapping(
+    store: &ConnectionStore,
+    customer: &str,
+    netsuite_customer: &str,
+) -> anyhow::Result<u64> {
+    let customer = StripeId::parse(StripeIdKind::Customer, customer.trim())?;
+    let ns = NetSuiteInternalId::parse(netsuite_customer.trim()).map_err(|_| {
+        anyhow::anyhow!("`{netsuite_customer}` is not a NetSuite internal ID (digits)")
+    })?;
+    store
+        .set_customer_link(customer.as_str(), ns.as_str(), "manual")
+        .await?;
+    let released = store.wake_waiting_jobs(customer.as_str()).await?;
+    store
+        .append_audit(NewAudit {
+            stripe_object_id: Some(customer.to_string()),
+            step: "customer_mapping_set".into(),
+            message: format!(
+                "Stripe customer {customer} mapped to NetSuite customer {ns}; {released} waiting job(s) released"
+            ),
+            ..NewAudit::default()
+        })
+        .await?;
+    Ok(released)
 }

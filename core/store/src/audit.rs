@@ -39,6 +39,22 @@ impl ConnectionStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    /// Every entry about a Stripe object (a product's mapping changes, …), oldest first.
+    pub async fn audit_for_object(&self, object_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, event_id, job_id, stripe_object_id, step, message, data \
+             FROM audit WHERE stripe_object_id = $1 AND tenant_id = $2 AND connection_id = $3 \
+             ORDER BY id",
+        )
+        .bind(object_id.to_string())
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
     /// Every entry about a job, oldest first.
     pub async fn audit_for_job(&self, job_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(

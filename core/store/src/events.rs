@@ -9,10 +9,10 @@ use sqlx::{Any, AnyConnection, Connection, Transaction};
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{Db, Rls, db_err, get, insert_audit};
+use crate::db::{Db, Rls, audit_from_row, db_err, get, insert_audit};
 use crate::model::{
-    Backend, EventFilter, EventSummary, JobOutcome, JobState, NewAudit, NewEvent, NewJob,
-    RecordOutcome, StoreError, StoredEvent,
+    AuditEntry, Backend, EventFilter, EventSummary, JobOutcome, JobState, NewAudit, NewEvent,
+    NewJob, RecordOutcome, StoreError, StoredEvent,
 };
 use crate::queue::{Start, finish_in, start_in};
 use crate::retry::RetryPolicy;
@@ -792,6 +792,11 @@ impl ConnectionStore {
 
     /// Events newest first with the state of their job (`ignored` when they have none).
     /// `limit <= 0` means 50; at most 1000 rows are returned.
+    ///
+    /// Paging: `after` (keyset) starts after a listed event's position, whatever was inserted
+    /// since, and costs the same on every page (`events_listing` and `events_type`, migration
+    /// 0005, end in `received_at, event_id`, the order here); `offset` skips rows (after
+    /// `after`, when both are given), which walks them all and shifts when events arrive.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         let mut sql = String::from(
             "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
@@ -831,6 +836,11 @@ impl ConnectionStore {
                  AND (netsuite_internal_id = ${n} OR external_id = ${n}))"
             ));
         }
+        // The keyset position's event ID is a text too, so it is numbered with them.
+        let after = filter.after.as_ref().map(|after| {
+            texts.push(after.event_id.clone());
+            (texts.len(), after)
+        });
         let base = texts.len();
         if let Some(after) = filter.received_after {
             ints.push(after);
@@ -839,6 +849,15 @@ impl ConnectionStore {
         if let Some(before) = filter.received_before {
             ints.push(before);
             conds_int.push(format!(" AND e.received_at < ${}", base + ints.len()));
+        }
+        if let Some((t, after)) = after {
+            // One row-value comparison, in the listing's order: both backends take it as a
+            // range on the index rather than a filter.
+            ints.push(after.received_at);
+            conds_int.push(format!(
+                " AND (e.received_at, e.event_id) < (${}, ${t})",
+                base + ints.len()
+            ));
         }
         for c in conds_text.iter().chain(conds_int.iter()) {
             sql.push_str(c);
@@ -867,6 +886,48 @@ impl ConnectionStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(summary_from_row).collect()
+    }
+
+    /// The audit trails of listed events, oldest entry first, in one query (a page of a
+    /// listing asks for all of its events' trails at once, never one query per event). Events
+    /// with no entry, and IDs that are not this connection's events, are absent from the map.
+    pub async fn audit_for_events(
+        &self,
+        event_ids: &[String],
+    ) -> Result<HashMap<String, Vec<AuditEntry>>, StoreError> {
+        let mut out: HashMap<String, Vec<AuditEntry>> = HashMap::new();
+        let mut ids: Vec<&String> = event_ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        // A page is at most a few hundred events; chunked anyway, for the bound-parameter limit.
+        for chunk in ids.chunks(500) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT id, at, event_id, job_id, stripe_object_id, step, message, data \
+                 FROM audit WHERE tenant_id = $1 AND connection_id = $2 AND event_id IN ({list}) \
+                 ORDER BY event_id, id"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(self.scope.t())
+                .bind(self.scope.c());
+            for id in chunk {
+                q = q.bind((*id).clone());
+            }
+            let rows = q
+                .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+                .await
+                .map_err(db_err)?;
+            for row in &rows {
+                let entry = audit_from_row(row)?;
+                if let Some(id) = entry.event_id.clone() {
+                    out.entry(id).or_default().push(entry);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Events whose job changed at or after `since` (Unix ms), oldest change first, each with
@@ -1152,6 +1213,104 @@ mod tests {
                 assert_eq!(steps_of(&store, &new).await, ["received"], "{tag}");
                 let held_job = store.get_job(&job_id).await.unwrap().unwrap();
                 assert_eq!(held_job.state, JobState::Succeeded);
+            }
+        }
+    }
+
+    /// Keyset paging walks a listing in its order (ties in `received_at` split by event ID),
+    /// with or without a filter and an offset after the position; a page's audit trails come
+    /// back per event and only this connection's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyset_pages_follow_the_listing_order_and_trails_stay_in_scope() {
+        for db in backends().await {
+            let store = db.scoped().await;
+            let other = crate::testing::connection(store.store(), "test", "other").await;
+            let mut all = Vec::new();
+            for i in 0..12_i64 {
+                let id = format!("evt_k{:02}", (i * 5) % 12);
+                let mut e = ev(&id);
+                e.received_at = 1_000 + i / 4; // four to a millisecond
+                e.event_type = if i % 2 == 0 {
+                    "invoice.paid"
+                } else {
+                    "charge.succeeded"
+                }
+                .into();
+                store.record_event(&e, Some(job(&id))).await.unwrap();
+                other.record_event(&e, None).await.unwrap(); // same IDs, another connection
+                all.push((e.received_at, id));
+            }
+            all.sort();
+            all.reverse();
+            let everything = store
+                .list_events(&EventFilter {
+                    limit: 100,
+                    ..EventFilter::default()
+                })
+                .await
+                .unwrap();
+            let listed: Vec<(i64, String)> = everything
+                .iter()
+                .map(|e| (e.received_at, e.event_id.clone()))
+                .collect();
+            assert_eq!(
+                listed, all,
+                "the listing order is (received_at, event_id) descending"
+            );
+
+            let mut walked = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_events(&EventFilter {
+                        limit: 5,
+                        after: after.clone(),
+                        ..EventFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.position());
+                walked.extend(page.iter().map(|e| (e.received_at, e.event_id.clone())));
+            }
+            assert_eq!(walked, all);
+
+            // Filtered, and an offset counted from the position.
+            let paid = store
+                .list_events(&EventFilter {
+                    event_type: Some("invoice.paid".into()),
+                    after: Some(everything[2].position()),
+                    offset: 1,
+                    limit: 2,
+                    ..EventFilter::default()
+                })
+                .await
+                .unwrap();
+            let expected: Vec<&str> = everything[3..]
+                .iter()
+                .filter(|e| e.event_type == "invoice.paid")
+                .skip(1)
+                .take(2)
+                .map(|e| e.event_id.as_str())
+                .collect();
+            let got: Vec<&str> = paid.iter().map(|e| e.event_id.as_str()).collect();
+            assert_eq!(got, expected);
+
+            let ids: Vec<String> = everything[..3]
+                .iter()
+                .map(|e| e.event_id.clone())
+                .chain(["evt_unknown".to_string()])
+                .collect();
+            let trails = store.audit_for_events(&ids).await.unwrap();
+            assert_eq!(trails.len(), 3, "{trails:?}");
+            for id in &ids[..3] {
+                let trail = &trails[id];
+                assert_eq!(trail.len(), 1, "{trail:?}");
+                assert_eq!(trail[0].event_id.as_deref(), Some(id.as_str()));
+                assert!(
+                    trail[0].job_id.is_some(),
+                    "this connection's entry, with its job"
+                );
             }
         }
     }

@@ -34,6 +34,7 @@ pub mod sealed;
 mod slots;
 mod store;
 mod sync_support;
+pub mod synthetic;
 mod tasks;
 mod tenants;
 pub mod testing;
@@ -49,5 +50,6 @@ pub use scope::{ConnectionScope, ConnectionStore, TenantScope, TenantStore};
 pub use store::{Store, StoreOptions};
 pub use tasks::{DEFAULT_QUEUE, JobTicket, PRIORITY_BASE, TASK_MAX_ATTEMPTS};
 pub use tenants::{
-    ApiKeyInfo, ApiKeyRole, Connection, ConnectionHealth, NewApiKey, NewConnection, Tenant,
+    API_KEY_PREFIX, ApiKeyInfo, ApiKeyRole, Connection, ConnectionHealth, DeleteConnection,
+    NewApiKey, NewConnection, Tenant,
 };

@@ -429,6 +429,58 @@ impl ConnectionStore {
         Ok(n > 0)
     }
 
+    /// A page of this connection's item links (product to item), by product ID after `after`.
+    pub async fn page_item_links(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Link>, StoreError> {
+        self.page_links("item_links", "stripe_product_id", after, limit)
+            .await
+    }
+
+    /// A page of this connection's customer links (Stripe customer to NetSuite customer), by
+    /// customer ID after `after`.
+    pub async fn page_customer_links(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Link>, StoreError> {
+        self.page_links("customer_links", "stripe_customer_id", after, limit)
+            .await
+    }
+
+    async fn page_links(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Link>, StoreError> {
+        let sql = format!(
+            "SELECT {key} AS stripe_id, netsuite_internal_id, source, updated_at FROM {table} \
+             WHERE tenant_id = $1 AND connection_id = $2 AND {key} > $3 ORDER BY {key} LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .bind(after.unwrap_or("").to_string())
+            .bind(limit)
+            .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Link {
+                    stripe_id: get(r, "stripe_id")?,
+                    netsuite_internal_id: get(r, "netsuite_internal_id")?,
+                    source: get(r, "source")?,
+                    updated_at: get(r, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// This connection's item links, by product ID.
     pub async fn list_item_links(&self) -> Result<Vec<Link>, StoreError> {
         let rows = sqlx::query(

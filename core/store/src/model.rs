@@ -75,6 +75,18 @@ pub struct EventFilter {
     pub received_before: Option<UnixMillis>,
     pub limit: i64,
     pub offset: i64,
+    /// Keyset paging: only events listed after this one (newest first, so those with an older
+    /// `(received_at, event_id)`). Taken before `offset`, which still counts from there.
+    pub after: Option<EventPosition>,
+}
+
+/// Where an event sits in a listing: its sort key, newest first by `received_at`, then by
+/// `event_id` (descending) among events received in the same millisecond. A position, not a
+/// record: it holds no tenant or connection, and lists of any scope can be started after it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventPosition {
+    pub received_at: UnixMillis,
+    pub event_id: String,
 }
 
 /// One row of an event listing: the event and the state of its job.
@@ -88,6 +100,16 @@ pub struct EventSummary {
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
+}
+
+impl EventSummary {
+    /// Its place in a listing, to list what comes after it ([`EventFilter::after`]).
+    pub fn position(&self) -> EventPosition {
+        EventPosition {
+            received_at: self.received_at,
+            event_id: self.event_id.clone(),
+        }
+    }
 }
 
 /// States of a job.

@@ -488,9 +488,59 @@ impl ConnectionStore {
                   WHERE event_id = $1 AND tenant_id = $2 AND connection_id = $3))",
                 vec![event_id.to_string()],
                 "Replay requested: job queued again with its attempts reset".into(),
+                None,
             )
             .await?;
         Ok(n > 0)
+    }
+
+    /// Replays the jobs of `event_ids` as one batch (see [`ConnectionStore::requeue_event`]):
+    /// each is marked with `batch`, so [`ConnectionStore::replay_progress`] follows it. Jobs
+    /// running now are left alone. Returns how many were queued.
+    pub async fn requeue_events_in_batch(
+        &self,
+        event_ids: &[String],
+        batch: &str,
+    ) -> Result<u64, StoreError> {
+        let mut queued = 0;
+        // Bounded statements: one chunk's IDs are bound as parameters.
+        for chunk in event_ids.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (t, c) = (chunk.len() + 1, chunk.len() + 2);
+            queued += self
+                .requeue(
+                    &format!(
+                        "id IN (SELECT job_id FROM events WHERE tenant_id = ${t} \
+                         AND connection_id = ${c} AND event_id IN ({list}))"
+                    ),
+                    chunk.to_vec(),
+                    format!(
+                        "Replay requested (batch {batch}): job queued again with its attempts reset"
+                    ),
+                    Some(batch),
+                )
+                .await?;
+        }
+        Ok(queued)
+    }
+
+    /// The jobs of a replay batch by state (every state listed, zeros included); all zeros for
+    /// a batch this connection does not have.
+    pub async fn replay_progress(&self, batch: &str) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM sync_jobs \
+             WHERE tenant_id = $1 AND connection_id = $2 AND replay_batch = $3 GROUP BY state",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .bind(batch.to_string())
+        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
+        counts_by_state(&rows)
     }
 
     /// Replays every job in `state` (last changed at or after `since`, when given): queued now with
@@ -509,17 +559,20 @@ impl ConnectionStore {
             &format!("state = '{}' AND updated_at >= {since}", state.as_str()),
             Vec::new(),
             format!("Replay of {state} jobs requested: job queued again with its attempts reset"),
+            None,
         )
         .await
     }
 
-    /// Requeues this connection's jobs matching `condition` (SQL over `jobs`; `$2`/`$3` are the
-    /// tenant and connection, `$1` the first of `binds`) that are not running.
+    /// Requeues this connection's jobs matching `condition` (SQL over `jobs`; `binds` are
+    /// `$1`…`$n`, then the tenant and connection) that are not running, marked with `batch`
+    /// (or with none).
     async fn requeue(
         &self,
         condition: &str,
         binds: Vec<String>,
         message: String,
+        batch: Option<&str>,
     ) -> Result<u64, StoreError> {
         let now = now_millis();
         let db = &self.store.db;
@@ -527,11 +580,10 @@ impl ConnectionStore {
         let mut tx = db
             .begin_write_as(Rls::Tenant(self.scope.tenant_id().as_str()))
             .await?;
-        let (t, c) = if binds.is_empty() {
-            ("$1", "$2")
-        } else {
-            ("$2", "$3")
-        };
+        let (t, c) = (
+            format!("${}", binds.len() + 1),
+            format!("${}", binds.len() + 2),
+        );
         let sql = format!(
             "SELECT id, event_id FROM sync_jobs WHERE tenant_id = {t} AND connection_id = {c} \
              AND state <> 'running' AND {condition}"
@@ -552,7 +604,7 @@ impl ConnectionStore {
             let task = NewTask::new(&job_id, &self.scope, now);
             sqlx::query(
                 "UPDATE sync_jobs SET state = 'queued', run_at = $2, attempts = 0, locked_by = NULL, \
-                 last_error = NULL, task_id = $3, updated_at = $2 \
+                 last_error = NULL, task_id = $3, updated_at = $2, replay_batch = $6 \
                  WHERE id = $1 AND tenant_id = $4 AND connection_id = $5",
             )
             .bind(job_id.clone())
@@ -560,6 +612,7 @@ impl ConnectionStore {
             .bind(task.id.clone())
             .bind(self.scope.t())
             .bind(self.scope.c())
+            .bind(batch.map(str::to_string))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

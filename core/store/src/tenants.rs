@@ -74,6 +74,18 @@ pub struct NewConnection {
     pub netsuite_account: Option<String>,
 }
 
+/// What [`TenantStore::delete_connection`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteConnection {
+    Deleted,
+    /// No such connection in this tenant.
+    NotFound,
+    /// It is active: pause it first.
+    Active,
+    /// It has this many jobs queued or running: let them finish.
+    Busy(i64),
+}
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,7 +136,9 @@ pub struct NewApiKey {
     pub secret: SecretString,
 }
 
-const KEY_PREFIX: &str = "mlck_";
+/// What every API key starts with (so a key is told from other bearer tokens at a glance).
+pub const API_KEY_PREFIX: &str = "mlck_";
+const KEY_PREFIX: &str = API_KEY_PREFIX;
 
 fn key_hash(secret: &str) -> String {
     // The key holds 200 random bits, so a fast hash is enough: nothing to brute-force.
@@ -468,6 +482,114 @@ impl TenantStore {
             .map_err(orm_err)?;
         orm_done(conn).await?;
         models.into_iter().map(connection_from_model).collect()
+    }
+
+    /// Changes a connection's name, settings and NetSuite account (those given); `false` when
+    /// this tenant has no such connection. Its status and webhook route stay.
+    pub async fn update_connection_details(
+        &self,
+        id: &ConnectionId,
+        name: Option<String>,
+        settings: Option<(serde_json::Value, Option<String>)>,
+    ) -> Result<bool, StoreError> {
+        let mut change = connections::ActiveModel {
+            updated_at: Set(now_millis()),
+            ..Default::default()
+        };
+        if let Some(name) = name {
+            change.name = Set(name);
+        }
+        if let Some((settings, netsuite_account)) = settings {
+            change.settings = Set(settings.to_string());
+            change.netsuite_account = Set(netsuite_account);
+        }
+        Ok(self.update_connection(id, change).await? > 0)
+    }
+
+    /// Deletes a connection and everything stored for it (events, jobs, audit, postings, links,
+    /// credentials), in one transaction. Refused unless it is paused or a draft with no job
+    /// queued or running, so nothing is cut off mid-posting: what it already posted stays in
+    /// NetSuite. Its webhook URL answers 404 from then on.
+    pub async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<DeleteConnection, StoreError> {
+        let db = &self.store.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::Tenant(self.tenant())).await?;
+        let row = sqlx::query("SELECT status FROM connections WHERE tenant_id = $1 AND id = $2")
+            .bind(self.scope.t())
+            .bind(id.as_str().to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(crate::db::db_err)?;
+        let Some(row) = row else {
+            return Ok(DeleteConnection::NotFound);
+        };
+        let status: String = crate::db::get(&row, "status")?;
+        if ConnectionStatus::parse(&status) == Some(ConnectionStatus::Active) {
+            return Ok(DeleteConnection::Active);
+        }
+        let busy: i64 = crate::db::get(
+            &sqlx::query(
+                "SELECT COUNT(*) AS n FROM sync_jobs WHERE tenant_id = $1 AND connection_id = $2 \
+                 AND state IN ('queued', 'running')",
+            )
+            .bind(self.scope.t())
+            .bind(id.as_str().to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(crate::db::db_err)?,
+            "n",
+        )?;
+        if busy > 0 {
+            return Ok(DeleteConnection::Busy(busy));
+        }
+        // Children first (events and jobs refer to the connection), the connection last. An
+        // apalis task left for a deleted job finds no job and ends as stale. The audit log is
+        // append-only (the database refuses deletes): its entries stay, with one more that says
+        // the connection was deleted.
+        for table in [
+            "covered_payments",
+            "credentials",
+            "customer_links",
+            "item_links",
+            "postings",
+            "sync_watermarks",
+            "unmapped_products",
+            "events",
+            "sync_jobs",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE tenant_id = $1 AND connection_id = $2"
+            )))
+            .bind(self.scope.t())
+            .bind(id.as_str().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::db::db_err)?;
+        }
+        sqlx::query("DELETE FROM connections WHERE tenant_id = $1 AND id = $2")
+            .bind(self.scope.t())
+            .bind(id.as_str().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::db::db_err)?;
+        crate::db::insert_audit(
+            &mut tx,
+            &ConnectionScope::new(self.scope.tenant_id().clone(), id.clone()),
+            &crate::model::NewAudit {
+                step: "connection_deleted".into(),
+                message: "Connection deleted with its events, jobs, mappings and credentials \
+                          (what it posted stays in NetSuite)"
+                    .into(),
+                ..crate::model::NewAudit::default()
+            },
+            now_millis(),
+        )
+        .await?;
+        tx.commit().await.map_err(crate::db::db_err)?;
+        Ok(DeleteConnection::Deleted)
     }
 
     /// Sets a connection's status; `false` when this tenant has no such connection.
