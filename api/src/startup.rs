@@ -223,12 +223,10 @@ impl<H: JobHandler + Clone> App<H> {
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");
         if state.admin_token.is_some() {
-            tracing::info!(
-                "dashboard at http://{addr}/ and admin API at http://{addr}/api (admin token required)"
-            );
+            tracing::info!("dashboard at http://{addr}/ (admin token required)");
         } else {
             tracing::info!(
-                "dashboard and admin API are off: set MLC__ADMIN__TOKEN (at least 32 characters) to turn them on"
+                "dashboard is off: set MLC__ADMIN__TOKEN (at least 32 characters) to turn it on"
             );
         }
         let app = router(state);

@@ -17,6 +17,7 @@ mod m0003_apalis_queue;
 mod m0004_job_changes;
 mod m0005_event_listing;
 mod m0006_replay_batches;
+mod m0007_idempotency_keys;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_job_changes::Migration),
             Box::new(m0005_event_listing::Migration),
             Box::new(m0006_replay_batches::Migration),
+            Box::new(m0007_idempotency_keys::Migration),
         ]
     }
 }

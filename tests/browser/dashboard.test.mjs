@@ -4,6 +4,8 @@
 // What a finance person does: sign in, read the overview, find an event by its NetSuite ID and
 // open it, replay a failed invoice and see it posted, map the waiting product and see its sales
 // post. The NetSuite simulator's own state is the proof that each invoice exists exactly once.
+// What the pages should show is checked through the GraphQL API, with the owner API key the
+// demo makes for its default tenant (`api_key` in its ready file).
 //
 // Environment: MLC_BIN (the binary; default target/debug/ml-connector), CHROMIUM (default
 // /usr/bin/chromium), MLC_SCREENSHOTS_DIR (write screenshots of the main pages there).
@@ -37,12 +39,59 @@ async function until(what, check, timeoutMs = 60_000) {
   }
 }
 
-async function api(path, init = {}) {
-  const r = await fetch(new URL(path, ready.url), {
-    ...init,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers },
+/** A GraphQL request with the demo's API key; returns `data` (and fails on any error). */
+async function graphql(query, variables = {}) {
+  const r = await fetch(new URL("/graphql", ready.url), {
+    method: "POST",
+    headers: { authorization: `Bearer ${ready.api_key}`, "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }),
   });
-  return { status: r.status, body: await r.json() };
+  const body = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(body));
+  assert.ok(!body.errors, JSON.stringify(body.errors));
+  return body.data;
+}
+
+let connectionId;
+
+/** The default connection's global ID (the dashboard's connection). */
+async function connection() {
+  if (!connectionId) {
+    const data = await graphql("{ connections { nodes { id handle } } }");
+    connectionId = data.connections.nodes.find((c) => c.handle === "default").id;
+  }
+  return connectionId;
+}
+
+/** The default connection's events matching `filter`, newest first (up to 100). */
+async function events(filter) {
+  const data = await graphql(
+    `query($c: ID!, $f: EventFilterInput) { connection(id: $c) {
+       events(first: 100, filter: $f) { nodes { id eventId objectId status } } } }`,
+    { c: await connection(), f: filter },
+  );
+  return data.connection.events.nodes;
+}
+
+/** One event in full, by its Stripe event ID. */
+async function event(eventId) {
+  const row = (await events({ stripeId: eventId })).find((e) => e.eventId === eventId);
+  assert.ok(row, `${eventId} is listed`);
+  const data = await graphql(
+    `query($id: ID!) { event(id: $id) { eventId objectId status netsuiteRequest netsuiteResponse
+       auditTrail { step } } }`,
+    { id: row.id },
+  );
+  return data.event;
+}
+
+/** The default connection's jobs by state. */
+async function counts() {
+  const data = await graphql(
+    "query($c: ID!) { connection(id: $c) { jobCounts { queued running waiting succeeded failed } } }",
+    { c: await connection() },
+  );
+  return data.connection.jobCounts;
 }
 
 /** The NetSuite simulator's invoices with this external ID. */
@@ -75,6 +124,7 @@ before(async () => {
         ? Promise.reject(new Error(`demo exited: ${demo.exitCode}\n${demoOutput}`))
         : null,
     180_000);
+  assert.ok(ready.api_key?.startsWith("mlck_"), "the demo gives an API key");
   assert.ok(ready.failed > 0, "the demo leaves a failed invoice");
   assert.ok(ready.waiting > 0, "the demo leaves sales waiting for a mapping");
   // A fresh profile each run; the flags keep Chromium off the network (none is reachable here).
@@ -128,28 +178,28 @@ test("signing in: a wrong token is refused, the right one opens the overview", a
 
 test("finding an event by its NetSuite ID and opening it", async () => {
   // A posted invoice, as the finance person would have it: its NetSuite internal ID. The event
-  // that posted it (its siblings only find it already posted) is the one to find.
-  const { body } = await api("/api/events?status=succeeded&limit=200");
+  // that posted it (its siblings only find it already posted) is the one to find: its answer
+  // from NetSuite is an invoice's (`posted`; payments are `payment_applied`).
   let detail;
-  for (const e of body.events) {
-    const { body: d } = await api(`/api/events/${e.event_id}`);
-    if (d.netsuite_response && d.postings.some((p) => p.kind === "invoice")) {
+  for (const e of await events({ status: "SUCCEEDED" })) {
+    const d = await event(e.eventId);
+    if (d.netsuiteResponse?.netsuite_internal_id && d.auditTrail.some((a) => a.step === "posted")) {
       detail = d;
       break;
     }
   }
   assert.ok(detail, "an event that posted an invoice");
-  const nsId = detail.netsuite_response.netsuite_internal_id;
+  const nsId = detail.netsuiteResponse.netsuite_internal_id;
 
   await page.click("nav >> text=Events");
   await page.waitForSelector("[data-testid=events]");
   await shot("events");
   await page.fill("input[name=q]", nsId);
   await page.click("[data-testid=filters] button[type=submit]");
-  await page.waitForSelector(`tr[data-event-id="${detail.event_id}"]`);
+  await page.waitForSelector(`tr[data-event-id="${detail.eventId}"]`);
   const rows = await page.$$("[data-testid=events] tbody tr");
   assert.ok(rows.length >= 1);
-  await page.click(`tr[data-event-id="${detail.event_id}"] a`);
+  await page.click(`tr[data-event-id="${detail.eventId}"] a`);
   await page.waitForSelector("[data-testid=audit]");
   await shot("event");
   assert.equal(await page.getAttribute("[data-testid=event-status] .badge", "data-status"), "succeeded");
@@ -161,7 +211,7 @@ test("finding an event by its NetSuite ID and opening it", async () => {
   await page.click("[data-testid=netsuite-request] summary");
   assert.ok((await page.textContent("[data-testid=netsuite-request] pre")).includes("externalId"));
   await page.click("[data-testid=stripe-object] summary");
-  assert.ok((await page.textContent("[data-testid=stripe-object] pre")).includes(detail.object_id));
+  assert.ok((await page.textContent("[data-testid=stripe-object] pre")).includes(detail.objectId));
   // Dates in the configured zone.
   assert.match(await page.textContent("[data-testid=audit]"), /\d{2}:\d{2}:\d{2} E[SD]T/);
 });
@@ -173,9 +223,9 @@ test("replaying a failed invoice posts it once", async () => {
   // A failed event that got as far as asking NetSuite (the others wait on the same sale).
   let row, externalId;
   for (const r of await page.$$("[data-testid=events] tbody tr")) {
-    const { body } = await api(`/api/events/${await r.getAttribute("data-event-id")}`);
-    if (body.netsuite_request?.externalId) {
-      [row, externalId] = [r, body.netsuite_request.externalId];
+    const d = await event(await r.getAttribute("data-event-id"));
+    if (d.netsuiteRequest?.externalId) {
+      [row, externalId] = [r, d.netsuiteRequest.externalId];
       break;
     }
   }
@@ -199,7 +249,7 @@ test("replaying a failed invoice posts it once", async () => {
     await all.click();
     await page.waitForSelector("[data-testid=notice]");
   }
-  await until("no failed event left", async () => (await api("/api/counts")).body.failed === 0);
+  await until("no failed event left", async () => (await counts()).failed === 0);
   assert.equal((await netsuiteInvoices(externalId)).length, 1);
 });
 
@@ -210,13 +260,13 @@ test("mapping the waiting product posts its sales", async () => {
   const row = `tr[data-product="${ready.product}"]`;
   assert.ok(await page.$(row), "the unmapped product is listed");
   assert.match(await page.textContent(row), /EUR|USD|JPY|KWD/);
-  const before = (await api("/api/counts")).body;
+  const before = await counts();
   assert.ok(before.waiting > 0);
   await page.fill(`${row} input[name=netsuite_item_id]`, ready.item);
   await page.click(`${row} button[data-testid=map]`);
   await page.waitForSelector("[data-testid=notice]");
   assert.match(await page.textContent("[data-testid=notice]"), /released/);
-  await until("the waiting sales to post", async () => (await api("/api/counts")).body.waiting === 0);
+  await until("the waiting sales to post", async () => (await counts()).waiting === 0);
   await page.click("nav >> text=Waiting");
   await page.waitForSelector("[data-testid=empty]");
   // The NetSuite simulator now has invoice lines on the mapped item. Released sales are queued

@@ -56,7 +56,7 @@ pub enum SetCommand {
         #[arg(long)]
         tba: bool,
     },
-    /// The admin API's bearer token and dashboard sign-in (one line, at least 32 characters).
+    /// The dashboard's sign-in and GraphQL's operator token (one line, at least 32 characters).
     AdminToken {
         #[arg(long)]
         from_file: Option<PathBuf>,

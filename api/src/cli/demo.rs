@@ -33,14 +33,15 @@ pub struct DemoArgs {
     /// Keep serving the web dashboard after the month is posted, with work left for you there:
     /// one invoice refused by NetSuite (a closed period, reopened since) to replay, and the
     /// unmapped product's sales waiting for a mapping. Stops on Ctrl-C. The admin token is
-    /// MLC__ADMIN__TOKEN when set, else a random one printed at start.
+    /// MLC__ADMIN__TOKEN when set, else a random one printed at start; an owner API key of the
+    /// default tenant, for the GraphQL API, is made for the run and printed.
     #[arg(long)]
     pub dashboard: bool,
     /// Address of the connector and its dashboard (with --dashboard: 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// With --dashboard: write the dashboard URL and the IDs to use there to this JSON file once
-    /// it is ready (for scripts and browser tests).
+    /// With --dashboard: write the dashboard URL, the API key and the IDs to use there to this
+    /// JSON file once it is ready (for scripts and browser tests).
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
 }
@@ -455,6 +456,16 @@ async fn serve_dashboard(
         mlc_service::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
             .counts()
             .await?;
+    // A key for the GraphQL API, made for this run (like a generated admin token, it is printed).
+    let api_key = stack
+        .store
+        .store()
+        .tenant(&stack.store.scope().tenant())
+        .create_api_key("demo", mlc_store::ApiKeyRole::Owner)
+        .await
+        .context("cannot make the demo's API key")?
+        .secret;
+    let api_key = secrecy::ExposeSecret::expose_secret(&api_key);
     println!("\nThe dashboard is ready: {url}");
     println!("   Sign in with the admin token: {}", token.hint());
     println!(
@@ -467,11 +478,13 @@ async fn serve_dashboard(
          is ready: map it on the Mappings page and the waiting sales post at once)",
         counts.waiting
     );
-    println!("   API: curl -H 'Authorization: Bearer <token>' {url}api/overview");
+    println!("   GraphQL: {url}graphql (GraphiQL in a browser; `Authorization: Bearer <API key>`)");
+    println!("   API key (the default tenant's owner, made for this run): {api_key}");
     println!("Press Ctrl-C to stop.");
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "url": url,
+            "api_key": api_key,
             "netsuite_simulator": stack.netsuite.base_url().to_string(),
             "stripe_simulator": stack.stripe.base_url,
             "product": product,

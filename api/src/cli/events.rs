@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::text::{safe, safe_json};
-use crate::console::api::EventsQuery;
+use crate::console::filter::EventsQuery;
 use mlc_service::console::Console;
 
 #[derive(Debug, Subcommand)]
@@ -38,7 +38,7 @@ pub enum EventsCommand {
     /// its answer, the records posted, the audit trail and the raw body.
     Show {
         event_id: String,
-        /// Print JSON (the same document as `GET /api/events/{id}`).
+        /// Print JSON (the event page's document).
         #[arg(long)]
         json: bool,
     },

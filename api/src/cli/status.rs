@@ -8,7 +8,7 @@ use mlc_service::console::Console;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON (the same document as `GET /api/overview`).
+    /// Print JSON (the overview: counts, activity and health).
     #[arg(long)]
     pub json: bool,
 }
@@ -75,7 +75,7 @@ pub async fn run(args: &StatusArgs, console: &Console) -> anyhow::Result<()> {
             .unwrap_or_else(|| "none".into())
     );
     println!(
-        "          the access token's age is known to the running service only: GET /api/health"
+        "          the access token's age is known to the running service only: the dashboard or GraphQL `health` show it"
     );
     println!(
         "Queue:    {} due or running; oldest due job waiting {}",

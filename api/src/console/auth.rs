@@ -1,21 +1,16 @@
-//! Who may use the console: the admin token, as a bearer token on `/api` and as the dashboard's
-//! sign-in. Comparisons are constant-time; the token is never logged or echoed.
+//! Who may use the console: the admin token, as the dashboard's sign-in (and, in
+//! `crate::graphql`, as the operator token that may create tenants). Comparisons are
+//! constant-time; the token is never logged or echoed.
 //!
 //! The dashboard does not keep the token in its cookie: the cookie holds an HMAC of a fixed
 //! label under the token, so changing the token signs every browser out, and a stolen cookie
 //! does not reveal the token. Forms also carry a second HMAC (the CSRF field), and the cookie is
 //! `SameSite=Strict`, so another site cannot make a signed-in browser replay events.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-
-use crate::http::AppState;
-use crate::http::error::ApiError;
 
 /// Name of the dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "mlc_session";
@@ -76,23 +71,6 @@ impl AdminToken {
     }
 }
 
-/// The console is off when no token is configured: say how to turn it on.
-pub fn console_off() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "console_off",
-        "the admin API and dashboard are off: set an admin token (MLC__ADMIN__TOKEN, at least 32 \
-         characters, or `ml-connector credentials set admin-token`) and restart",
-    )
-}
-
-/// The bearer token of a request, if it has one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
-}
-
 /// A cookie's value from the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -103,32 +81,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-/// Middleware of `/api`: 401 without the right bearer token (or a dashboard session, so the
-/// dashboard's own pages may call the API).
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = state.admin_token.as_ref() else {
-        return console_off().into_response();
-    };
-    let headers = req.headers();
-    let ok = bearer(headers).is_some_and(|t| token.matches(t))
-        || cookie(headers, SESSION_COOKIE).is_some_and(|c| token.session_matches(c));
-    if !ok {
-        metrics::counter!(mlc_service::telemetry::names::ADMIN_DENIED).increment(1);
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as `Authorization: Bearer <token>`",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"ml-connector\""),
-        );
-        return resp;
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]
@@ -164,11 +116,9 @@ mod tests {
     }
 
     #[test]
-    fn bearer_and_cookie_parsing() {
+    fn cookie_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
         h.insert(header::COOKIE, "a=1; mlc_session=xyz; b=2".parse().unwrap());
-        assert_eq!(bearer(&h), Some("abc"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&h, "c"), None);
     }

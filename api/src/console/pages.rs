@@ -455,7 +455,7 @@ async fn events(
     let netsuite_search =
         !q.is_empty() && (q.bytes().all(|b| b.is_ascii_digit()) || q.starts_with("stripe_"));
     let page_no = f.page.unwrap_or(1).max(1);
-    let query = super::api::EventsQuery {
+    let query = super::filter::EventsQuery {
         status: f.status.clone(),
         event_type: f.event_type.clone(),
         stripe_id: (!netsuite_search).then(|| q.clone()),

@@ -68,6 +68,9 @@ pub struct ConnectionCreateInput {
     /// Post at once; by default a new connection is a draft (it stores events and posts
     /// nothing until `connectionResume`).
     pub active: Option<bool>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -89,11 +92,17 @@ pub struct ConnectionUpdateInput {
     pub name: Option<String>,
     /// Replaces its settings (checked as for `connectionCreate`).
     pub settings: Option<Json<serde_json::Value>>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct ConnectionDeleteInput {
     pub connection_id: ID,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -110,6 +119,9 @@ pub struct StripeCredentialsSetInput {
     pub api_key: Option<String>,
     /// Webhook signing secrets (`whsec_…`), newest first; replaces those stored.
     pub webhook_secrets: Option<Vec<String>>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -120,6 +132,9 @@ pub struct NetsuiteCredentialsSetInput {
     /// Token-based authentication: the consumer secret (with `tokenSecret`).
     pub consumer_secret: Option<String>,
     pub token_secret: Option<String>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -130,6 +145,9 @@ pub struct WebhookSecretRotateInput {
     /// Stop accepting the previous secret at once (by default it is kept, so deliveries Stripe
     /// signed before the roll still verify; drop it later with `stripeCredentialsSet`).
     pub drop_previous: Option<bool>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]

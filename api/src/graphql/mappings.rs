@@ -177,6 +177,9 @@ pub struct ProductMappingRemoveInput {
     pub connection_id: ID,
     /// `prod_…`
     pub stripe_product_id: String,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -194,6 +197,9 @@ pub struct CustomerMappingSetInput {
     pub stripe_customer_id: String,
     /// The NetSuite customer's internal ID (digits).
     pub netsuite_customer_id: String,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -209,6 +215,9 @@ pub struct MappingsImportInput {
     pub connection_id: ID,
     /// CSV text with the header `stripe_product_id,netsuite_item_id`, one mapping per line.
     pub csv: String,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 /// One CSV line that was not applied.

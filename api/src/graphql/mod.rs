@@ -9,6 +9,7 @@
 pub mod connections;
 pub mod errors;
 pub mod events;
+pub mod idempotency;
 pub mod ids;
 pub mod mappings;
 pub mod mutation;
@@ -104,6 +105,7 @@ pub fn build_schema(services: Option<Services>, options: &GraphqlOptions) -> Api
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .extension(async_graphql::extensions::Analyzer)
+    .extension(idempotency::Idempotency)
     .data(PublicUrl(options.public_url.clone()));
     if !options.introspection {
         builder = builder.disable_introspection();

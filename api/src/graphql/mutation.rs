@@ -11,7 +11,6 @@ use mlc_core::{ConnectionId, ConnectionStatus};
 use mlc_store::{ApiKeyInfo, ApiKeyRole, ConnectionScope, ConnectionStore};
 
 use super::errors::{Code, gql_error, internal, store};
-use super::ids::{GlobalId, NodeKind};
 use super::schema::{Role, TenantConnection, Viewer, time};
 
 /// Wakes this process's worker when a mutation queued work (a replay, released jobs).
@@ -106,33 +105,24 @@ pub async fn own_connection(
     viewer: &Viewer,
     id: &ID,
 ) -> Result<std::result::Result<(ConnectionId, ConnectionScope), UserError>> {
-    let not_found = || {
-        Ok(Err(user_error(
-            "connectionId",
-            UserErrorCode::NotFound,
-            format!("no connection `{}` in this tenant", id.as_str()),
-        )))
-    };
-    let Some(gid) = GlobalId::decode(id).filter(|g| g.kind == NodeKind::Connection) else {
-        return not_found();
-    };
-    let Ok(connection_id) = ConnectionId::parse(&gid.key) else {
-        return not_found();
-    };
-    match store(ctx)?
-        .connection_scope(viewer.tenant.tenant_id(), &connection_id)
-        .await
-        .map_err(internal)?
-    {
-        Some(scope) => Ok(Ok((connection_id, scope))),
-        None => not_found(),
-    }
+    Ok(super::schema::viewer_connection(ctx, viewer, id)
+        .await?
+        .ok_or_else(|| {
+            user_error(
+                "connectionId",
+                UserErrorCode::NotFound,
+                format!("no connection `{}` in this tenant", id.as_str()),
+            )
+        }))
 }
 
 #[derive(InputObject)]
 pub struct ConnectionStatusInput {
     /// The connection's global ID.
     pub connection_id: ID,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -150,6 +140,9 @@ pub struct ProductMappingSetInput {
     pub stripe_product_id: String,
     /// The NetSuite item's internal ID (digits).
     pub netsuite_item_id: String,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -164,6 +157,9 @@ pub struct EventReplayInput {
     pub connection_id: ID,
     /// The Stripe event's ID (`evt_…`).
     pub event_id: String,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -176,6 +172,9 @@ pub struct EventReplayPayload {
 #[derive(InputObject)]
 pub struct ConnectionTestInput {
     pub connection_id: ID,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 /// How one check ended.
@@ -247,6 +246,9 @@ fn check_view(c: mlc_service::ping::Check) -> ConnectionCheck {
 pub struct ApiKeyCreateInput {
     pub name: String,
     pub role: Role,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 /// An API key as listed: never its secret.
@@ -287,6 +289,9 @@ pub struct ApiKeyCreatePayload {
 #[derive(InputObject)]
 pub struct ApiKeyRevokeInput {
     pub id: ID,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]

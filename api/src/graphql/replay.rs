@@ -40,6 +40,9 @@ pub struct EventsReplayInput {
     pub filter: Option<EventFilterInput>,
     /// Count what would be queued, and queue nothing.
     pub dry_run: Option<bool>,
+    /// Makes a retry safe: the same key with the same input within 24 hours gets the first
+    /// answer back, and nothing is done twice.
+    pub idempotency_key: Option<String>,
 }
 
 /// A set of events queued again together.

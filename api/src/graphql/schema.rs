@@ -170,6 +170,28 @@ fn decode(id: &ID) -> Result<GlobalId> {
     })
 }
 
+/// The viewer's connection a global ID names; `None` for a malformed ID, an ID of another
+/// kind, or a connection this tenant does not have (another tenant's included: a decoded ID is
+/// only ever looked up inside the viewer's tenant). Every resolver that takes a connection ID
+/// comes here.
+pub async fn viewer_connection(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    id: &ID,
+) -> Result<Option<(ConnectionId, mlc_store::ConnectionScope)>> {
+    let Some(gid) = GlobalId::decode(id).filter(|g| g.kind == NodeKind::Connection) else {
+        return Ok(None);
+    };
+    let Ok(connection_id) = ConnectionId::parse(&gid.key) else {
+        return Ok(None);
+    };
+    let scope = store(ctx)?
+        .connection_scope(viewer.tenant.tenant_id(), &connection_id)
+        .await
+        .map_err(internal)?;
+    Ok(scope.map(|s| (connection_id, s)))
+}
+
 async fn find_connection(ctx: &Context<'_>, id: &ID) -> Result<Option<TenantConnection>> {
     let v = viewer(ctx)?;
     let gid = decode(id)?;

@@ -13,7 +13,6 @@ use mlc_store::{ConnectionStore, Store};
 
 use super::errors::{Code, gql_error};
 use super::events::EventSummary;
-use super::ids::{GlobalId, NodeKind};
 use super::schema::Viewer;
 
 /// How often a subscription looks for changes. The store is the source (not this process's
@@ -37,24 +36,14 @@ impl Subscription {
         let store = ctx
             .data::<Store>()
             .map_err(|_| gql_error(Code::Internal, "internal error"))?;
-        let not_found = || {
-            gql_error(
-                Code::NotFound,
-                format!("no connection `{}` in this tenant", connection_id.as_str()),
-            )
-        };
-        let gid = GlobalId::decode(&connection_id)
-            .filter(|g| g.kind == NodeKind::Connection)
-            .ok_or_else(not_found)?;
-        let id = ConnectionId::parse(&gid.key).map_err(|_| not_found())?;
-        let scope = store
-            .connection_scope(viewer.tenant.tenant_id(), &id)
-            .await
-            .map_err(|e| {
-                tracing::error!("subscription: {e}");
-                gql_error(Code::Internal, "internal error")
-            })?
-            .ok_or_else(not_found)?;
+        let (id, scope) = super::schema::viewer_connection(ctx, viewer, &connection_id)
+            .await?
+            .ok_or_else(|| {
+                gql_error(
+                    Code::NotFound,
+                    format!("no connection `{}` in this tenant", connection_id.as_str()),
+                )
+            })?;
         let state = Watch {
             store: store.scoped(&scope),
             connection: id,

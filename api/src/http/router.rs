@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use mlc_store::ConnectionStore;
 use tokio::sync::Notify;
 
+use super::error::ApiError;
 use super::{health, webhooks};
 
 /// What handlers share.
@@ -28,7 +31,7 @@ pub struct AppState {
     /// Wakes the worker when a job was enqueued, so it need not wait for its next poll.
     pub worker_wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
-    /// `None`: the admin API and the dashboard are off.
+    /// `None`: the dashboard is off (and GraphQL has no operator token).
     pub admin_token: Option<crate::console::AdminToken>,
     pub console: mlc_service::console::Console,
     /// How `/graphql` is offered (introspection, GraphiQL, rate limit, operator token).
@@ -42,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .merge(crate::console::api::router(state.clone()))
+        .route("/api", any(rest_api_retired))
+        .route("/api/{*rest}", any(rest_api_retired))
         .merge(crate::console::pages::router(state.clone()))
         .merge(crate::graphql::router(
             state.store.store().clone(),
@@ -51,4 +55,13 @@ pub fn router(state: AppState) -> Router {
             state.graphql.clone(),
         ))
         .with_state(state)
+}
+
+/// What the retired REST admin API's paths answer, whatever the method: scripts written for it
+/// get a JSON error that says where its features went.
+const REST_API_RETIRED: &str = "the REST admin API was retired: use the GraphQL API at \
+     /graphql (see frontend-schema/schema.graphql)";
+
+async fn rest_api_retired() -> Response {
+    ApiError::new(StatusCode::GONE, "gone", REST_API_RETIRED).into_response()
 }

@@ -1,5 +1,6 @@
 //! `demo --dashboard` prints the admin token only when it made the token up itself: a token the
-//! user supplied in `MLC__ADMIN__TOKEN` is a secret and is never echoed.
+//! user supplied in `MLC__ADMIN__TOKEN` is a secret and is never echoed. It always prints the
+//! owner API key it made for the default tenant, which opens the GraphQL API.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -49,15 +50,44 @@ async fn demo_output(token: Option<&str>) -> (String, std::net::SocketAddr, toki
     (out, addr, child)
 }
 
-async fn overview_status(addr: std::net::SocketAddr, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/api/overview"))
-        .bearer_auth(token)
+/// Whether `token` signs in to the dashboard (a session cookie is set).
+async fn signs_in(addr: std::net::SocketAddr, token: &str) -> bool {
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("http://{addr}/login"))
+        .form(&[("token", token), ("next", "/")])
+        .send()
+        .await
+        .expect("answers");
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap_or_default().starts_with("mlc_session="))
+}
+
+/// The API key the demo printed, and what `viewer` answers with it.
+async fn printed_api_key(out: &str, addr: std::net::SocketAddr) -> (String, serde_json::Value) {
+    let key = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key (the default tenant's owner, made for this run): ")
+        })
+        .unwrap_or_else(|| panic!("the API key line:\n{out}"))
+        .to_string();
+    let viewer = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "query": "{ viewer { tenantId role } }" }))
         .send()
         .await
         .expect("answers")
-        .status()
-        .as_u16()
+        .json()
+        .await
+        .expect("JSON");
+    (key, viewer)
 }
 
 #[tokio::test]
@@ -73,7 +103,8 @@ async fn the_dashboard_demo_never_prints_a_token_the_user_supplied() {
         "{out}"
     );
     // It is still the token that signs in.
-    assert_eq!(overview_status(addr, mine).await, 200);
+    assert!(signs_in(addr, mine).await);
+    assert!(!signs_in(addr, "not-the-token-0123456789abcdef0123456789").await);
 }
 
 #[tokio::test]
@@ -86,7 +117,15 @@ async fn the_dashboard_demo_prints_the_token_it_generated() {
         .to_string();
     assert_eq!(token.len(), 64, "{out}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
-    assert_eq!(overview_status(addr, &token).await, 200);
+    assert!(signs_in(addr, &token).await);
+    // And the API key it made opens the default tenant's GraphQL API as its owner.
+    let (key, viewer) = printed_api_key(&out, addr).await;
+    assert!(key.starts_with("mlck_"), "{key}");
+    assert_eq!(
+        viewer["data"]["viewer"],
+        serde_json::json!({ "tenantId": "default", "role": "OWNER" }),
+        "{viewer}"
+    );
 }
 
 /// The README's first command: two companies side by side, each reconciled on its own, neither

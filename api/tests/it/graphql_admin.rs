@@ -978,3 +978,77 @@ async fn each_key_has_its_own_request_budget_and_the_schema_can_be_hidden() {
     assert_eq!(page.status().as_u16(), 400);
     app.stop().await;
 }
+
+const KEY_CREATE: &str = "mutation($n: String!, $k: String) { apiKeyCreate(input: { name: $n, \
+    role: VIEWER, idempotencyKey: $k }) { apiKey { id name } secret userErrors { code } } }";
+
+#[tokio::test]
+async fn a_retried_mutation_with_its_idempotency_key_acts_once() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let owner = tenant_with(&store, "acme", &["eu"], ApiKeyRole::Owner).await;
+        let globex = tenant_with(&store, "globex", &["main"], ApiKeyRole::Owner).await;
+        let count_keys = |key: String| {
+            let app = &app;
+            async move {
+                let (_, body) = gql(app, Some(&key), "{ apiKeys { id } }", json!({})).await;
+                body["data"]["apiKeys"].as_array().unwrap().len()
+            }
+        };
+        let before = count_keys(owner.clone()).await;
+
+        let vars = json!({ "n": "billing", "k": "retry-1" });
+        let (_, first) = gql(&app, Some(&owner), KEY_CREATE, vars.clone()).await;
+        let made = &first["data"]["apiKeyCreate"];
+        assert!(
+            made["secret"].as_str().unwrap().starts_with("mlck_"),
+            "{first}"
+        );
+        let (_, second) = gql(&app, Some(&owner), KEY_CREATE, vars.clone()).await;
+        let again = &second["data"]["apiKeyCreate"];
+        assert_eq!(
+            again["apiKey"], made["apiKey"],
+            "the first answer: {second}"
+        );
+        assert!(
+            again["secret"].is_null(),
+            "a kept answer holds no secret: {second}"
+        );
+        assert_eq!(
+            count_keys(owner.clone()).await,
+            before + 1,
+            "one key made, not two"
+        );
+
+        // The same key for another request is refused and does nothing.
+        let (_, other) = gql(
+            &app,
+            Some(&owner),
+            KEY_CREATE,
+            json!({ "n": "something else", "k": "retry-1" }),
+        )
+        .await;
+        assert_eq!(codes(&other), vec!["BAD_USER_INPUT"], "{other}");
+        assert_eq!(count_keys(owner.clone()).await, before + 1);
+
+        // Keys are per tenant: globex's "retry-1" is its own.
+        let before_globex = count_keys(globex.clone()).await;
+        let (_, theirs) = gql(&app, Some(&globex), KEY_CREATE, vars).await;
+        assert!(
+            theirs["data"]["apiKeyCreate"]["secret"].as_str().is_some(),
+            "{theirs}"
+        );
+        assert_ne!(
+            theirs["data"]["apiKeyCreate"]["apiKey"]["id"],
+            made["apiKey"]["id"]
+        );
+        assert_eq!(count_keys(globex.clone()).await, before_globex + 1);
+        // Without a key, every request acts.
+        for _ in 0..2 {
+            gql(&app, Some(&owner), KEY_CREATE, json!({ "n": "unkeyed" })).await;
+        }
+        assert_eq!(count_keys(owner).await, before + 3);
+        app.stop().await;
+    }
+}

@@ -5,6 +5,7 @@
 //! keeps the schema's promises (no null where it says non-null). Fixed seed: the same requests
 //! every run.
 
+use std::path::Path;
 use std::time::Duration;
 
 use ml_connector::stack::{Stack, StackOptions};
@@ -15,12 +16,28 @@ use mlc_stripe_sim::{ScenarioConfig, ScenarioReport, run_scenario};
 use serde_json::{Value, json};
 
 const SETTLE: Duration = Duration::from_secs(120);
+/// The service operator's token (`admin.token`): only it may call `tenantCreate`.
+const OPERATOR_TOKEN: &str = "schemathesis-operator-token-0123456789abcdef";
 
-/// What schemathesis checks: no 5xx and no GraphQL error that is the server's fault; every
-/// response a JSON object true to the schema; invalid queries refused; a request without the
-/// key refused.
-const CHECKS: &str =
-    "not_a_server_error,response_schema_conformance,negative_data_rejection,ignored_auth";
+/// What schemathesis checks: no 5xx and no GraphQL error that is the server's fault (an error
+/// with a `path`, unless it carries a client code such as BAD_USER_INPUT); every response a
+/// JSON object true to the schema (no null in a non-null field); queries invalid against the
+/// schema refused. Not `positive_data_acceptance`: schema-valid values the API refuses by
+/// design (`first: -3`, an ID not from this API) would count against it.
+const CHECKS: &str = "not_a_server_error,response_schema_conformance,negative_data_rejection";
+
+/// Mutations that would take the ground from under the rest of the run if they hit the
+/// connection with the month's events or the key schemathesis holds (delete it, replace its
+/// credentials or settings, revoke the key). They run in a second pass of their own, whose
+/// IDs are spares: a spare connection, spare keys, and what that pass creates itself.
+const DESTRUCTIVE: [&str; 6] = [
+    "Mutation.apiKeyRevoke",
+    "Mutation.connectionDelete",
+    "Mutation.connectionUpdate",
+    "Mutation.stripeCredentialsSet",
+    "Mutation.netsuiteCredentialsSet",
+    "Mutation.webhookSecretRotate",
+];
 
 async fn gql(stack: &Stack, key: &str, query: &str, variables: Value) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -34,23 +51,19 @@ async fn gql(stack: &Stack, key: &str, query: &str, variables: Value) -> (u16, V
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// Runs schemathesis against `/graphql` with `filter` (its operation filters); panics with its
-/// output unless every check passed.
+/// Runs schemathesis against `/graphql` as `key` (an API key or the operator token) with the
+/// config file `config` (in `cwd`) and the operation filters `filter`; panics with its output
+/// unless every check passed.
 async fn schemathesis(
     python: &std::ffi::OsStr,
     stack: &Stack,
     key: &str,
-    cwd: &std::path::Path,
-    filter: &[&str],
+    cwd: &Path,
+    config: &str,
+    filter: &[String],
 ) {
     let out = tokio::process::Command::new(python)
-        .args([
-            "-m",
-            "schemathesis.cli",
-            "--config-file",
-            "schemathesis.toml",
-            "run",
-        ])
+        .args(["-m", "schemathesis.cli", "--config-file", config, "run"])
         .arg(format!("http://{}/graphql", stack.addr))
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", CHECKS, "--max-examples", "40", "--seed", "1"])
@@ -79,6 +92,14 @@ async fn schemathesis_finds_the_graphql_api_true_to_its_schema() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = StackOptions::new(db.url(), dir.path());
     opts.unmapped_retry_secs = 3600; // the unmapped product's sales wait
+    // Hundreds of requests in seconds through one key: conformance is tested here, the
+    // per-key limit elsewhere.
+    opts.extra_env.push((
+        "MLC__ADMIN__GRAPHQL_REQUESTS_PER_MINUTE".into(),
+        "1000000".into(),
+    ));
+    opts.extra_env
+        .push(("MLC__ADMIN__TOKEN".into(), OPERATOR_TOKEN.into()));
     let stack = Stack::start(opts).await.expect("stack starts");
 
     // A small month on the default connection: NetSuite refuses the first invoice (a closed
@@ -104,19 +125,27 @@ async fn schemathesis_finds_the_graphql_api_true_to_its_schema() {
     assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
     stack.netsuite.handle().clear_faults();
 
-    // The same tenant also has a draft connection without credentials (its test fails, it
-    // posts nothing), and an owner's key: every query and mutation is open to it.
+    // The same tenant also has draft connections without credentials (their test fails, they
+    // post nothing), spare keys, and an owner's key: every query and mutation is open to it.
     let tenant = stack.store.store().tenant(&stack.store.scope().tenant());
-    tenant
-        .create_connection(&NewConnection {
-            id: ConnectionId::parse("bare").unwrap(),
-            name: "no credentials yet".into(),
-            status: ConnectionStatus::Draft,
-            settings: json!({}),
-            netsuite_account: None,
-        })
-        .await
-        .unwrap();
+    for (handle, name) in [("bare", "no credentials yet"), ("spare", "to be deleted")] {
+        tenant
+            .create_connection(&NewConnection {
+                id: ConnectionId::parse(handle).unwrap(),
+                name: name.into(),
+                status: ConnectionStatus::Draft,
+                settings: json!({}),
+                netsuite_account: None,
+            })
+            .await
+            .unwrap();
+    }
+    for spare in ["spare-1", "spare-2", "spare-3"] {
+        tenant
+            .create_api_key(spare, ApiKeyRole::Viewer)
+            .await
+            .unwrap();
+    }
     let key = tenant
         .create_api_key("schemathesis", ApiKeyRole::Owner)
         .await
@@ -146,38 +175,50 @@ async fn schemathesis_finds_the_graphql_api_true_to_its_schema() {
     // What it cannot guess: this tenant's IDs, cursors, Stripe and NetSuite IDs. Its
     // dictionaries put them in the arguments that take them, most of the time (the rest of
     // the time it makes up its own), so queries find data and mutations act on real objects.
-    let cwd = tempfile::tempdir().unwrap(); // its config and crash cache go there
-    let config = fuzz_config(&stack, &key, &month).await;
-    std::fs::write(cwd.path().join("schemathesis.toml"), config).unwrap();
+    let cwd = tempfile::tempdir().unwrap(); // its configs and crash cache go there
+    let ids = Ids::read(&stack, &key, &month).await;
+    std::fs::write(cwd.path().join("main.toml"), ids.main_config()).unwrap();
+    std::fs::write(cwd.path().join("spares.toml"), ids.spares_config()).unwrap();
 
-    // Everything but revoking keys: schemathesis feeds the IDs it read back into later requests,
-    // and `apiKeys` lists its own key, which it would revoke and then test nothing but 401s.
+    // Everything but the destructive mutations (schemathesis also feeds the IDs it reads back
+    // into later requests, and `apiKeys` lists the key it holds) and `tenantCreate` (the
+    // operator's: an API key gets FORBIDDEN).
+    let mut filter = vec![
+        "--exclude-name".to_string(),
+        "Mutation.tenantCreate".to_string(),
+    ];
+    for name in DESTRUCTIVE {
+        filter.extend(["--exclude-name".to_string(), name.to_string()]);
+    }
+    schemathesis(&python, &stack, &key, cwd.path(), "main.toml", &filter).await;
+    let (status, body) = gql(&stack, &key, "{ viewer { role } }", json!({})).await;
+    assert_eq!(status, 200, "the key must have lasted the run: {body}");
+    // The destructive ones, on spares and on what this pass creates (it never sees the default
+    // connection's ID nor the key it holds).
+    let mut filter = Vec::new();
+    for name in DESTRUCTIVE
+        .iter()
+        .chain(&["Mutation.apiKeyCreate", "Mutation.connectionCreate"])
+    {
+        filter.extend(["--include-name".to_string(), name.to_string()]);
+    }
+    schemathesis(&python, &stack, &key, cwd.path(), "spares.toml", &filter).await;
+    let (status, body) = gql(&stack, &key, "{ viewer { role } }", json!({})).await;
+    assert_eq!(status, 200, "the key must have lasted the run: {body}");
+    // `tenantCreate`, as the operator.
+    let filter = [
+        "--include-name".to_string(),
+        "Mutation.tenantCreate".to_string(),
+    ];
     schemathesis(
         &python,
         &stack,
-        &key,
+        OPERATOR_TOKEN,
         cwd.path(),
-        &["--exclude-name", "Mutation.apiKeyRevoke"],
+        "spares.toml",
+        &filter,
     )
     .await;
-    let (status, body) = gql(&stack, &key, "{ viewer { role } }", json!({})).await;
-    assert_eq!(status, 200, "the key must have lasted the run: {body}");
-    // Revoking keys, with the keys it makes itself (it never sees the one it holds).
-    schemathesis(
-        &python,
-        &stack,
-        &key,
-        cwd.path(),
-        &[
-            "--include-name",
-            "Mutation.apiKeyCreate",
-            "--include-name",
-            "Mutation.apiKeyRevoke",
-        ],
-    )
-    .await;
-    let (status, body) = gql(&stack, &key, "{ viewer { role } }", json!({})).await;
-    assert_eq!(status, 200, "the key must have lasted the run: {body}");
 
     // Its replays, pauses, resumes and mappings changed nothing they should not have: no
     // NetSuite invoice twice, once what they set going has run.
@@ -192,115 +233,196 @@ async fn schemathesis_finds_the_graphql_api_true_to_its_schema() {
     stack.stop().await.unwrap();
 }
 
-/// A schemathesis config whose dictionaries hold the tenant's real IDs, bound to the arguments
-/// that take them (`<Type>.<field>.<argument>`).
-async fn fuzz_config(stack: &Stack, key: &str, month: &ScenarioReport) -> String {
-    let (_, body) = gql(
-        stack,
-        key,
-        "{ connections { nodes { id handle } pageInfo { endCursor } } }",
-        json!({}),
-    )
-    .await;
-    let connections: Vec<Value> = body["data"]["connections"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].clone())
-        .collect();
-    let mut cursors = vec![body["data"]["connections"]["pageInfo"]["endCursor"].clone()];
-    let default = body["data"]["connections"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["handle"] == "default")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, body) = gql(
-        stack,
-        key,
-        "query($id: ID!) { connection(id: $id) { events(first: 100) { \
-         edges { cursor node { id eventId eventType objectId receivedAt } } } } }",
-        json!({ "id": default }),
-    )
-    .await;
-    let edges = body["data"]["connection"]["events"]["edges"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .clone();
-    assert!(!edges.is_empty(), "{body}");
-    let field = |name: &str| -> Vec<Value> {
-        let mut v: Vec<Value> = edges
-            .iter()
-            .map(|e| e["node"][name].clone())
-            .filter(|v| v.is_string())
-            .collect();
-        v.sort_by_key(|v| v.to_string());
-        v.dedup();
-        v
-    };
-    let events = field("id");
-    cursors.extend(edges.iter().step_by(10).map(|e| e["cursor"].clone()));
-    let mut nodes = connections.clone();
-    nodes.extend(events.iter().cloned());
-    let mut stripe_ids = field("eventId");
-    stripe_ids.extend(field("objectId"));
-    let mut products: Vec<Value> = month.products.values().map(|p| json!(p)).collect();
-    products.push(json!(month.unmapped_product));
-    let invoices = stack.netsuite_invoices();
-    let mut netsuite_ids: Vec<Value> = invoices
-        .iter()
-        .flat_map(|i| [json!(i.internal_id), json!(i.external_id)])
-        .collect();
-    netsuite_ids.truncate(40);
-    let items = &stack.items;
-    let item_ids: Vec<Value> = [items.default, items.fee, items.discount, items.tax]
-        .iter()
-        .map(|i| json!(i.to_string()))
-        .collect();
-    let times = field("receivedAt");
+/// The tenant's real IDs, read through the API (and the month's Stripe and NetSuite IDs).
+struct Ids {
+    connections: Vec<Value>,
+    spare_connections: Vec<Value>,
+    events: Vec<Value>,
+    cursors: Vec<Value>,
+    event_ids: Vec<Value>,
+    event_types: Vec<Value>,
+    stripe_ids: Vec<Value>,
+    stripe_customers: Vec<Value>,
+    netsuite_ids: Vec<Value>,
+    products: Vec<Value>,
+    items: Vec<Value>,
+    times: Vec<Value>,
+    spare_keys: Vec<Value>,
+}
 
-    let dictionaries = json!({
-        "connections": { "values": connections },
-        "events": { "values": events },
-        "nodes": { "values": nodes },
-        "cursors": { "values": cursors },
-        "event_ids": { "values": field("eventId") },
-        "event_types": { "values": field("eventType") },
-        "stripe_ids": { "values": stripe_ids },
-        "netsuite_ids": { "values": netsuite_ids },
-        "products": { "values": products },
-        "items": { "values": item_ids },
-        "times": { "values": times },
-        "pages": { "values": [1, 2, 10, 100] },
-    });
-    let bind = |dictionary: &str| json!({ "dictionary": dictionary, "probability": 0.7 });
-    let mut parameters = serde_json::Map::new();
-    for (at, dictionary) in [
-        ("Query.connection.id", "connections"),
-        ("Query.event.id", "events"),
-        ("Query.node.id", "nodes"),
-        ("Query.connections.first", "pages"),
-        ("Query.connections.after", "cursors"),
-        ("Connection.events.first", "pages"),
-        ("Connection.events.after", "cursors"),
-        ("Connection.events.filter.eventType", "event_types"),
-        ("Connection.events.filter.stripeId", "stripe_ids"),
-        ("Connection.events.filter.netsuiteId", "netsuite_ids"),
-        ("Connection.events.filter.receivedAfter", "times"),
-        ("Connection.events.filter.receivedBefore", "times"),
-        ("Mutation.*.input.connectionId", "connections"),
-        ("Mutation.eventReplay.input.eventId", "event_ids"),
-        (
-            "Mutation.productMappingSet.input.stripeProductId",
-            "products",
-        ),
-        ("Mutation.productMappingSet.input.netsuiteItemId", "items"),
-    ] {
-        parameters.insert(at.to_string(), bind(dictionary));
+impl Ids {
+    async fn read(stack: &Stack, key: &str, month: &ScenarioReport) -> Ids {
+        let (_, body) = gql(
+            stack,
+            key,
+            "{ connections { nodes { id handle } pageInfo { endCursor } } }",
+            json!({}),
+        )
+        .await;
+        let nodes = body["data"]["connections"]["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .clone();
+        let id_of = |handle: &str| {
+            nodes
+                .iter()
+                .find(|c| c["handle"] == handle)
+                .unwrap_or_else(|| panic!("no connection {handle}: {body}"))["id"]
+                .clone()
+        };
+        let default = id_of("default");
+        let spare = id_of("spare");
+        let connections: Vec<Value> = nodes
+            .iter()
+            .filter(|c| c["handle"] != "spare")
+            .map(|c| c["id"].clone())
+            .collect();
+        let mut cursors = vec![body["data"]["connections"]["pageInfo"]["endCursor"].clone()];
+
+        let (_, body) = gql(
+            stack,
+            key,
+            "query($id: ID!) { connection(id: $id) { events(first: 100) { \
+             edges { cursor node { id eventId eventType objectId receivedAt } } } } }",
+            json!({ "id": default }),
+        )
+        .await;
+        let edges = body["data"]["connection"]["events"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .clone();
+        assert!(!edges.is_empty(), "{body}");
+        let field = |name: &str| -> Vec<Value> {
+            let mut v: Vec<Value> = edges
+                .iter()
+                .map(|e| e["node"][name].clone())
+                .filter(Value::is_string)
+                .collect();
+            v.sort_by_key(Value::to_string);
+            v.dedup();
+            v
+        };
+        cursors.extend(edges.iter().step_by(10).map(|e| e["cursor"].clone()));
+        let mut stripe_ids = field("eventId");
+        stripe_ids.extend(field("objectId"));
+        let mut products: Vec<Value> = month.products.values().map(|p| json!(p)).collect();
+        products.push(json!(month.unmapped_product));
+        let mut netsuite_ids: Vec<Value> = stack
+            .netsuite_invoices()
+            .iter()
+            .flat_map(|i| [json!(i.internal_id), json!(i.external_id)])
+            .collect();
+        netsuite_ids.truncate(40);
+        let items = &stack.items;
+        let items = [items.default, items.fee, items.discount, items.tax]
+            .iter()
+            .map(|i| json!(i.to_string()))
+            .collect();
+
+        let (_, body) = gql(stack, key, "{ apiKeys { id name } }", json!({})).await;
+        let spare_keys: Vec<Value> = body["data"]["apiKeys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .filter(|k| k["name"].as_str().unwrap().starts_with("spare-"))
+            .map(|k| k["id"].clone())
+            .collect();
+        assert_eq!(spare_keys.len(), 3, "{body}");
+
+        Ids {
+            connections,
+            spare_connections: vec![spare],
+            events: field("id"),
+            cursors,
+            event_ids: field("eventId"),
+            event_types: field("eventType"),
+            stripe_ids,
+            stripe_customers: month.customers.iter().map(|c| json!(c)).collect(),
+            netsuite_ids,
+            products,
+            items,
+            times: field("receivedAt"),
+            spare_keys,
+        }
     }
+
+    /// The first pass: the tenant's real objects, bound to the arguments that take them.
+    fn main_config(&self) -> String {
+        let mut nodes = self.connections.clone();
+        nodes.extend(self.events.iter().cloned());
+        config(
+            &[
+                ("connections", self.connections.clone()),
+                ("events", self.events.clone()),
+                ("nodes", nodes),
+                ("cursors", self.cursors.clone()),
+                ("event_ids", self.event_ids.clone()),
+                ("event_types", self.event_types.clone()),
+                ("stripe_ids", self.stripe_ids.clone()),
+                ("stripe_customers", self.stripe_customers.clone()),
+                ("netsuite_ids", self.netsuite_ids.clone()),
+                ("products", self.products.clone()),
+                ("items", self.items.clone()),
+                ("times", self.times.clone()),
+                ("pages", vec![json!(1), json!(2), json!(10), json!(100)]),
+            ],
+            &[
+                ("Query.connection.id", "connections"),
+                ("Query.event.id", "events"),
+                ("Query.node.id", "nodes"),
+                ("Query.connections.first", "pages"),
+                ("Query.connections.after", "cursors"),
+                ("Connection.events.first", "pages"),
+                ("Connection.events.after", "cursors"),
+                ("Connection.events.filter.eventType", "event_types"),
+                ("Connection.events.filter.stripeId", "stripe_ids"),
+                ("Connection.events.filter.netsuiteId", "netsuite_ids"),
+                ("Connection.events.filter.receivedAfter", "times"),
+                ("Connection.events.filter.receivedBefore", "times"),
+                ("Mutation.*.input.connectionId", "connections"),
+                ("Mutation.eventReplay.input.eventId", "event_ids"),
+                ("Mutation.eventsReplay.input.since", "times"),
+                ("Mutation.eventsReplay.input.until", "times"),
+                ("Mutation.*.input.stripeProductId", "products"),
+                ("Mutation.*.input.netsuiteItemId", "items"),
+                ("Mutation.*.input.stripeCustomerId", "stripe_customers"),
+            ],
+        )
+    }
+
+    /// The second pass: only spares.
+    fn spares_config(&self) -> String {
+        config(
+            &[
+                ("connections", self.spare_connections.clone()),
+                ("spare_keys", self.spare_keys.clone()),
+            ],
+            &[
+                ("Mutation.*.input.connectionId", "connections"),
+                ("Mutation.apiKeyRevoke.input.id", "spare_keys"),
+            ],
+        )
+    }
+}
+
+/// A schemathesis config (TOML): `dictionaries` by name, and `bindings` of arguments
+/// (`<Type>.<field>.<argument path>`, `*` for any) to a dictionary, used 70% of the time.
+fn config(dictionaries: &[(&str, Vec<Value>)], bindings: &[(&str, &str)]) -> String {
+    let dictionaries: serde_json::Map<String, Value> = dictionaries
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, values)| (name.to_string(), json!({ "values": values })))
+        .collect();
+    let parameters: serde_json::Map<String, Value> = bindings
+        .iter()
+        .filter(|(_, dictionary)| dictionaries.contains_key(*dictionary))
+        .map(|(at, dictionary)| {
+            (
+                at.to_string(),
+                json!({ "dictionary": dictionary, "probability": 0.7 }),
+            )
+        })
+        .collect();
     let config = json!({ "dictionaries": dictionaries, "parameters": parameters });
     toml::to_string(&toml::Value::try_from(config).unwrap()).unwrap()
 }

@@ -9,6 +9,7 @@ mod credentials;
 mod demo;
 mod graphql;
 mod graphql_admin;
+mod graphql_console;
 mod graphql_events;
 mod graphql_schemathesis;
 mod helpers;

@@ -1,8 +1,8 @@
 //! No secret leaks: the whole pipeline runs with known secrets (the Stripe API key, the webhook
 //! signing secret, the NetSuite private key, the admin token) and none of them appears in any log
 //! line (debug level, JSON), any HTTP response of the connector (webhooks, health, metrics, the
-//! admin API and every dashboard page), `check-config`, a debug print of the configuration (what
-//! a panic message would show), or the database file.
+//! GraphQL API, the retired REST API's paths and every dashboard page), `check-config`, a debug
+//! print of the configuration (what a panic message would show), or the database file.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -115,83 +115,6 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         responses += &req.send().await.unwrap().text().await.unwrap();
     }
 
-    // The admin API, with the token, a wrong one and none.
-    let listed: serde_json::Value = http
-        .get(format!("http://{addr}/api/events?limit=5"))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let event_id = listed["events"][0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let api_paths = [
-        "/api/overview".to_string(),
-        "/api/health".to_string(),
-        "/api/events".to_string(),
-        format!("/api/events/{event_id}"),
-        "/api/mappings".to_string(),
-        "/api/unmapped".to_string(),
-        "/api/openapi.json".to_string(),
-    ];
-    for path in &api_paths {
-        for auth in [Some(admin_token), Some("wrong-token"), None] {
-            let mut req = http.get(format!("http://{addr}{path}"));
-            if let Some(a) = auth {
-                req = req.bearer_auth(a);
-            }
-            responses += &req.send().await.unwrap().text().await.unwrap();
-        }
-    }
-    // The dashboard: a refused and an accepted sign-in, then every page.
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut cookie = String::new();
-    for token in ["wrong-token", admin_token] {
-        let r = browser
-            .post(format!("http://{addr}/login"))
-            .form(&[("token", token), ("next", "/")])
-            .send()
-            .await
-            .unwrap();
-        for v in r.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap().to_string();
-            responses += &v;
-            if v.starts_with("mlc_session=") {
-                cookie = v.split(';').next().unwrap().to_string();
-            }
-        }
-        responses += &format!("{:?}", r.headers());
-        responses += &r.text().await.unwrap();
-    }
-    assert!(!cookie.is_empty(), "the sign-in works");
-    for path in [
-        "/".to_string(),
-        "/login".to_string(),
-        "/events".to_string(),
-        "/failed".to_string(),
-        "/waiting".to_string(),
-        "/mappings".to_string(),
-        format!("/events/{event_id}"),
-    ] {
-        responses += &browser
-            .get(format!("http://{addr}{path}"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    }
-    assert!(responses.contains("Sign out"), "dashboard pages were read");
-
     // The GraphQL API with a tenant key (itself a secret: never echoed), a wrong one and none:
     // connections with their health, events, one event in full (the raw body, the fetched
     // object, the NetSuite request and answer, the audit trail), and the connection test.
@@ -236,6 +159,10 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         .as_str()
         .unwrap()
         .to_string();
+    let event_id = connection["events"]["nodes"][0]["eventId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let connection_gid = connection["id"].as_str().unwrap().to_string();
     responses += &listed;
     responses += &gql(
@@ -254,8 +181,10 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         ),
     )
     .await;
+    // The admin token is GraphQL's operator token (tenantCreate only): refused here, not echoed.
     for key in [
         Some("mlck_wrongwrongwrongwrongwrongwrongwrong".to_string()),
+        Some(admin_token.to_string()),
         None,
     ] {
         responses += &gql(key, "{ viewer { tenantId } }".into()).await;
@@ -265,6 +194,63 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         "the GraphQL answers were read"
     );
     assert!(!responses.contains(&api_key), "an API key was echoed");
+
+    // The retired REST admin API's paths, with the admin token, a wrong one and none.
+    for path in ["/api/overview", "/api/events", "/api/openapi.json"] {
+        for auth in [Some(admin_token), Some("wrong-token"), None] {
+            let mut req = http.get(format!("http://{addr}{path}"));
+            if let Some(a) = auth {
+                req = req.bearer_auth(a);
+            }
+            responses += &req.send().await.unwrap().text().await.unwrap();
+        }
+    }
+    assert!(responses.contains("the REST admin API was retired"));
+
+    // The dashboard: a refused and an accepted sign-in, then every page.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut cookie = String::new();
+    for token in ["wrong-token", admin_token] {
+        let r = browser
+            .post(format!("http://{addr}/login"))
+            .form(&[("token", token), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap().to_string();
+            responses += &v;
+            if v.starts_with("mlc_session=") {
+                cookie = v.split(';').next().unwrap().to_string();
+            }
+        }
+        responses += &format!("{:?}", r.headers());
+        responses += &r.text().await.unwrap();
+    }
+    assert!(!cookie.is_empty(), "the sign-in works");
+    for path in [
+        "/".to_string(),
+        "/login".to_string(),
+        "/events".to_string(),
+        "/failed".to_string(),
+        "/waiting".to_string(),
+        "/mappings".to_string(),
+        format!("/events/{event_id}"),
+    ] {
+        responses += &browser
+            .get(format!("http://{addr}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert!(responses.contains("Sign out"), "dashboard pages were read");
 
     // check-config, and the configuration as a panic message would print it.
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))

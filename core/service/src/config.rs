@@ -227,7 +227,7 @@ pub enum Owner {
     Netsuite,
 }
 
-/// The operator console: admin API and web dashboard.
+/// The operator console: the web dashboard, and the GraphQL API's settings.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// `None`: the console is off.

@@ -1,7 +1,8 @@
-//! The operator console: one service layer behind the admin API (`/api`), the web dashboard (`/`)
-//! and the `status`, `events` and `replay` commands, so every view and action means the same
-//! thing wherever it is used. Its HTTP faces (JSON handlers, pages, access control) live in the
-//! binary's `console` module; nothing here knows about HTTP.
+//! The operator console: one service layer behind the web dashboard (`/`), the GraphQL API
+//! (`/graphql`) and the `status`, `events` and `replay` commands, so every view and action means
+//! the same thing wherever it is used. Its HTTP faces (the dashboard's pages and sign-in, the
+//! GraphQL resolvers) live in the binary's `console` and `graphql` modules; nothing here knows
+//! about HTTP.
 //!
 //! Actions (replay, add a mapping) go through the same store calls as the `replay` and
 //! `mappings set` commands, so they are audited the same way and safe to repeat.

@@ -1,4 +1,4 @@
-//! The service layer of ml-connector: what the CLI, the console (and, next, GraphQL) and the
+//! The service layer of ml-connector: what the CLI, the dashboard, the GraphQL API and the
 //! worker share. Nothing here knows about HTTP or the command line: callers parse and print,
 //! these modules read the store, call Stripe and NetSuite, and act.
 //!
@@ -10,7 +10,7 @@
 //! - [`pipeline`]: the posting pipeline (`mapping` pure; `post`, `resolve`, `reference` I/O);
 //! - [`sync`]: NetSuite → Stripe reference sync;
 //! - [`netsuite_budget`]: one NetSuite concurrency budget per account;
-//! - [`console`]: the operator service behind the admin API, the dashboard and the CLI;
+//! - [`console`]: the operator service behind the dashboard, the CLI and the GraphQL API;
 //! - [`mappings`]: product → item mappings (set and wake, CSV import/export, unmapped);
 //! - [`telemetry`]: logging and metrics.
 #![forbid(unsafe_code)]

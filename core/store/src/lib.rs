@@ -25,6 +25,7 @@ mod credentials;
 mod db;
 pub mod entity;
 mod events;
+mod idempotency;
 mod links;
 mod model;
 mod queue;
@@ -42,6 +43,7 @@ mod watermarks;
 
 pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
+pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyClaim};
 pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};
 pub use model::*;
 pub use queue::Start;
