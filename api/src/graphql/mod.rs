@@ -11,6 +11,7 @@ pub mod errors;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod loaders;
 pub mod mappings;
 pub mod mutation;
 pub mod replay;
@@ -197,10 +198,14 @@ enum Caller {
 }
 
 impl Caller {
-    fn into_data(self) -> async_graphql::Data {
+    /// The request's data: who is asking, and their own DataLoaders.
+    fn into_data(self, store: &Store) -> async_graphql::Data {
         let mut data = async_graphql::Data::default();
         match self {
-            Caller::Tenant(v) => data.insert(v),
+            Caller::Tenant(v) => {
+                data.insert(loaders::for_viewer(store, &v));
+                data.insert(v);
+            }
             Caller::Operator => data.insert(tenants::ServiceOperator),
         }
         data
@@ -335,7 +340,7 @@ async fn graphql_ws(
                     let caller = authenticate_value(&state, &gate, value)
                         .await
                         .map_err(|r| async_graphql::Error::new(r.message))?;
-                    Ok(caller.into_data())
+                    Ok(caller.into_data(state.store.store()))
                 })
                 .serve()
         })
@@ -361,7 +366,7 @@ async fn execute(
 ) -> Response {
     match authenticate(state, gate, headers).await {
         Ok(caller) => {
-            request.data = caller.into_data();
+            request.data = caller.into_data(state.store.store());
             GraphQLResponse::from(schema.execute(request).await).into_response()
         }
         Err(refused) => refused.into_response(),

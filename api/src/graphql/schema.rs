@@ -429,12 +429,8 @@ impl TenantConnection {
                     })
             }
         };
-        let counts = connection.job_counts().await.map_err(internal)?;
-        let depth = counts
-            .iter()
-            .filter(|(s, _)| matches!(s, JobState::Queued | JobState::Running))
-            .map(|(_, n)| *n)
-            .sum();
+        let counts = super::loaders::job_counts(ctx, &self.0.scope).await?;
+        let depth = counts.queued + counts.running;
         Ok(ConnectionHealth {
             last_test_at: h.last_test_at.map(time),
             last_test_ok: h.last_test_ok,
@@ -465,12 +461,7 @@ impl TenantConnection {
 
     /// Jobs by state: what is queued, running, waiting for a person, done, failed.
     async fn job_counts(&self, ctx: &Context<'_>) -> Result<JobCounts> {
-        let counts = store(ctx)?
-            .scoped(&self.0.scope)
-            .job_counts()
-            .await
-            .map_err(internal)?;
-        Ok(JobCounts::from_states(&counts))
+        super::loaders::job_counts(ctx, &self.0.scope).await
     }
 }
 

@@ -1052,3 +1052,66 @@ async fn a_retried_mutation_with_its_idempotency_key_acts_once() {
         app.stop().await;
     }
 }
+
+/// A page of connections loads its job counts in one batch (a per-request DataLoader); each
+/// connection still shows its own, and a same-named connection of another tenant counts none of
+/// them.
+#[tokio::test]
+async fn a_page_of_connections_shows_each_ones_own_job_counts() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let store = app.store.store().clone();
+        let acme = tenant_with(&store, "acme", &["eu", "us", "uk"], ApiKeyRole::Viewer).await;
+        let globex = tenant_with(&store, "globex", &["eu"], ApiKeyRole::Viewer).await;
+        for (connection, n) in [("eu", 3), ("us", 1)] {
+            for i in 0..n {
+                record(
+                    &store,
+                    "acme",
+                    connection,
+                    &format!("evt_{connection}{i}"),
+                    true,
+                )
+                .await;
+            }
+        }
+        let query = "{ connections { edges { node { handle jobCounts { waiting queued running } \
+                     health { queueDepth } } } } }";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, body) = gql(&app, Some(&acme), query, json!({})).await;
+            let counts: Vec<(String, i64, i64)> = body["data"]["connections"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let c = &e["node"]["jobCounts"];
+                    (
+                        e["node"]["handle"].as_str().unwrap().to_string(),
+                        c["waiting"].as_i64().unwrap(),
+                        c["queued"].as_i64().unwrap() + c["running"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            // Drafts: every job ends up waiting for the connection to be active.
+            if counts
+                == vec![
+                    ("eu".to_string(), 3, 0),
+                    ("uk".to_string(), 0, 0),
+                    ("us".to_string(), 1, 0),
+                ]
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{body}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (_, body) = gql(&app, Some(&globex), query, json!({})).await;
+        assert_eq!(
+            body["data"]["connections"]["edges"][0]["node"]["jobCounts"],
+            json!({ "waiting": 0, "queued": 0, "running": 0 }),
+            "{body}"
+        );
+        app.stop().await;
+    }
+}

@@ -4,10 +4,12 @@ scripts/requirements-test.txt), over HTTP and over graphql-transport-ws.
 Run by api/tests/it/graphql.rs with MLC_URL (http://host:port), MLC_KEY (an operator key) and
 MLC_CONNECTION (the connection's global ID). It tests the connection ("ping your systems"),
 subscribes to the connection's event updates, replays one event and waits for the
-subscription to report it. Prints "ok" and exits 0 on success; anything else is a failure.
+subscription to report it, then replays the day's posted events as a batch (a dry run first)
+and follows the batch with `replayProgress` until it is done. Prints "ok" and exits 0 on success; anything else is a failure.
 """
 
 import asyncio
+import datetime
 import os
 import sys
 
@@ -31,6 +33,14 @@ EVENTS = gql(
 REPLAY = gql(
     """mutation($id: ID!, $e: String!) { eventReplay(input: { connectionId: $id, eventId: $e }) {
          queued userErrors { code message } } }"""
+)
+REPLAY_MANY = gql(
+    """mutation($id: ID!, $since: String!, $dry: Boolean) { eventsReplay(input: {
+         connectionId: $id, since: $since, dryRun: $dry, filter: { status: SUCCEEDED } }) {
+         batch { id dryRun events matchedByState { succeeded } } userErrors { code message } } }"""
+)
+PROGRESS = gql(
+    """subscription($b: ID!) { replayProgress(batchId: $b) { queued running succeeded failed } }"""
 )
 UPDATED = gql(
     """subscription($id: ID!) { eventUpdated(connectionId: $id) { eventId status } }"""
@@ -82,6 +92,35 @@ async def main():
         assert replay["eventReplay"]["queued"] is True, replay
         await asyncio.wait_for(watcher, timeout=30)
     assert any(r["eventId"] == target for r in seen), seen
+
+    # A batch replay of the day's posted events: counted first, then queued and followed.
+    since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
+    dry = http.execute(REPLAY_MANY, variable_values={"id": CONNECTION, "since": since, "dry": True})
+    dry = dry["eventsReplay"]
+    assert dry["userErrors"] == [], dry
+    assert dry["batch"]["dryRun"] is True and dry["batch"]["id"] is None, dry
+    count = dry["batch"]["events"]
+    assert count >= 1 and dry["batch"]["matchedByState"]["succeeded"] == count, dry
+    real = http.execute(REPLAY_MANY, variable_values={"id": CONNECTION, "since": since})
+    batch = real["eventsReplay"]["batch"]
+    assert batch["events"] == count and batch["id"], real
+    ws = WebsocketsTransport(
+        url=URL.replace("http", "ws", 1) + "/graphql/ws",
+        init_payload={"Authorization": f"Bearer {KEY}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    reports = []
+    async with Client(transport=ws) as session:
+
+        async def follow():
+            # The stream ends by itself once nothing is queued or running.
+            async for update in session.subscribe(PROGRESS, variable_values={"b": batch["id"]}):
+                reports.append(update["replayProgress"])
+
+        await asyncio.wait_for(follow(), timeout=60)
+    last = reports[-1]
+    assert last["queued"] == 0 and last["running"] == 0, reports
+    assert last["succeeded"] == count and last["failed"] == 0, reports
 
     # Another tenant's connection, through this key: the subscription is refused (NOT_FOUND),
     # it never streams that tenant's events.

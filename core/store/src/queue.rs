@@ -470,6 +470,52 @@ fn counts_by_state(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(JobState, i64)>, S
     Ok(counts)
 }
 
+impl crate::scope::TenantStore {
+    /// Jobs by state for each of `connections` (this tenant's; others' IDs count nothing), in
+    /// one query: what a page of connections shows, loaded once per page.
+    pub async fn job_counts_by_connection(
+        &self,
+        connections: &[mlc_core::ConnectionId],
+    ) -> Result<std::collections::HashMap<mlc_core::ConnectionId, Vec<(JobState, i64)>>, StoreError>
+    {
+        let mut out = std::collections::HashMap::new();
+        for chunk in connections.chunks(500) {
+            let list = (2..chunk.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT connection_id, state, COUNT(*) AS n FROM sync_jobs \
+                 WHERE tenant_id = $1 AND connection_id IN ({list}) GROUP BY connection_id, state"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(self.scope.tenant_id().as_str().to_string());
+            for c in chunk {
+                q = q.bind(c.as_str().to_string());
+            }
+            let rows = q
+                .fetch_all(
+                    &mut *self
+                        .store
+                        .db
+                        .read_tenant(self.scope.tenant_id().as_str())
+                        .await?,
+                )
+                .await
+                .map_err(db_err)?;
+            for c in chunk {
+                let mine: Vec<_> = rows
+                    .iter()
+                    .filter(|r| get::<String>(r, "connection_id").is_ok_and(|id| id == c.as_str()))
+                    .cloned()
+                    .collect();
+                out.insert(c.clone(), counts_by_state(&mine)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn scope_of(row: &sqlx::any::AnyRow) -> Result<ConnectionScope, StoreError> {
     ConnectionScope::from_row(
         &get::<String>(row, "tenant_id")?,
