@@ -176,7 +176,7 @@ impl<H: JobHandler + Clone> App<H> {
                 None,
                 config.admin.time_zone.clone(),
             ),
-            graphql: crate::graphql::GraphqlOptions::from_config(&config.admin),
+            graphql: crate::graphql::GraphqlOptions::from_config(&config),
         };
         let mut limits = crate::http::serve::ServeLimits::from_config(&config.server);
         limits.max_connections = within_open_files_limit(limits.max_connections);

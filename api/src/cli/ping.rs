@@ -67,7 +67,7 @@ async fn run_connection(
         "connection {}: its stored settings and credentials",
         scoped.scope()
     );
-    let results = mlc_service::ping::test_connection(store, scoped, key).await?;
+    let results = mlc_service::ping::test_connection(store, scoped, key, None).await?;
     report(&results)
 }
 

@@ -57,19 +57,28 @@ pub struct GraphqlOptions {
     pub requests_per_minute: u32,
     /// The operator token (`admin.token`): it may create tenants, and nothing inside one.
     pub operator_token: Option<crate::console::AdminToken>,
+    /// The process configuration: what the configured default connection runs with (its
+    /// connection test checks it).
+    pub process_config: Option<std::sync::Arc<mlc_service::config::Config>>,
 }
 
 impl GraphqlOptions {
-    pub fn from_config(admin: &mlc_service::config::AdminConfig) -> Self {
+    pub fn from_config(config: &mlc_service::config::Config) -> Self {
+        let admin = &config.admin;
         GraphqlOptions {
             public_url: admin.public_url.clone(),
             introspection: admin.graphql_introspection,
             graphiql: admin.graphql_graphiql,
             requests_per_minute: admin.graphql_requests_per_minute,
             operator_token: admin.token.clone().map(crate::console::AdminToken::new),
+            process_config: Some(std::sync::Arc::new(config.clone())),
         }
     }
 }
+
+/// The process configuration, for the configured default connection.
+#[derive(Clone)]
+pub struct ProcessConfig(pub std::sync::Arc<mlc_service::config::Config>);
 
 impl Default for GraphqlOptions {
     fn default() -> Self {
@@ -79,6 +88,7 @@ impl Default for GraphqlOptions {
             graphiql: true,
             requests_per_minute: 600,
             operator_token: None,
+            process_config: None,
         }
     }
 }
@@ -110,6 +120,9 @@ pub fn build_schema(services: Option<Services>, options: &GraphqlOptions) -> Api
     .data(PublicUrl(options.public_url.clone()));
     if !options.introspection {
         builder = builder.disable_introspection();
+    }
+    if let Some(config) = &options.process_config {
+        builder = builder.data(ProcessConfig(config.clone()));
     }
     if let Some(s) = services {
         builder = builder.data(s.store).data(s.wake).data(s.keys);
@@ -367,7 +380,9 @@ async fn execute(
     match authenticate(state, gate, headers).await {
         Ok(caller) => {
             request.data = caller.into_data(state.store.store());
-            GraphQLResponse::from(schema.execute(request).await).into_response()
+            let mut response = schema.execute(request).await;
+            with_codes(&mut response.errors);
+            GraphQLResponse::from(response).into_response()
         }
         Err(refused) => refused.into_response(),
     }
@@ -411,6 +426,18 @@ async fn graphql_get(
         );
     }
     execute(&state, &schema, &gate, &headers, request).await
+}
+
+/// Gives every error a code: resolvers set theirs; what has none was refused before any
+/// resolver ran (a parse or validation error, a value of the wrong type, a query too deep or
+/// too complex), which is the request's fault.
+fn with_codes(errors: &mut [async_graphql::ServerError]) {
+    for e in errors {
+        let extensions = e.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", Code::BadUserInput.as_str());
+        }
+    }
 }
 
 /// Whether the operation the request would run is a mutation (or a subscription). A document

@@ -508,8 +508,14 @@ impl CoreMutation {
         };
         let store = store(ctx)?;
         let key = ctx.data::<Keys>().ok().and_then(|k| k.0.as_ref());
+        let process = ctx
+            .data::<super::ProcessConfig>()
+            .ok()
+            .map(|c| c.0.as_ref());
         let checks =
-            match mlc_service::ping::test_connection(store, &store.scoped(&scope), key).await {
+            match mlc_service::ping::test_connection(store, &store.scoped(&scope), key, process)
+                .await
+            {
                 Ok(checks) => checks.into_iter().map(check_view).collect(),
                 // Settings that are unusable or credentials that do not open: one failed check
                 // that says so (the cause chain names no secret).

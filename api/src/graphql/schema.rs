@@ -48,6 +48,15 @@ pub fn page_size(first: Option<i32>) -> Result<usize> {
     }
 }
 
+/// The most hours `stats` covers (31 days).
+pub const MAX_STATS_HOURS: i32 = 744;
+
+/// What `stats` costs: its fields, plus one per 24 hours of activity it lists.
+fn hours_cost(hours: i32, child_complexity: usize) -> usize {
+    let days = hours.clamp(1, MAX_STATS_HOURS) as usize / 24;
+    child_complexity.saturating_add(days)
+}
+
 /// What a page costs in the complexity limit: its size (as asked, else the default) times what
 /// each item asks for, so a query cannot hide a large result behind few fields.
 fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
@@ -321,16 +330,22 @@ impl TenantConnection {
     }
 
     /// Counts by state and activity per hour.
+    #[graphql(complexity = "hours_cost(hours, child_complexity)")]
     async fn stats(
         &self,
         ctx: &Context<'_>,
         #[graphql(
             default = 24,
-            validator(minimum = 1, maximum = 744),
-            desc = "How many hours of activity, up to now (1 to 744)."
+            desc = "How many hours of activity, up to now (1 to 744, i.e. 31 days)."
         )]
         hours: i32,
     ) -> Result<ConnectionStats> {
+        if !(1..=MAX_STATS_HOURS).contains(&hours) {
+            return Err(gql_error(
+                Code::BadUserInput,
+                format!("`hours` must be between 1 and {MAX_STATS_HOURS}, not {hours}"),
+            ));
+        }
         let console = mlc_service::console::Console::new(
             store(ctx)?.scoped(&self.0.scope),
             None,

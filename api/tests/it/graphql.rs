@@ -916,6 +916,38 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
         };
         assert_eq!(ok_of("production"), json!(true), "{health}");
         assert_eq!(ok_of("bare"), json!(false), "{health}");
+
+        // The configured default connection runs with the process configuration (its stored
+        // settings only say so): its test checks that configuration, and passes.
+        let default_scope = store
+            .tenant_scope(&TenantId::default_id())
+            .await
+            .unwrap()
+            .unwrap();
+        let default_key = store
+            .tenant(&default_scope)
+            .create_api_key("ops", ApiKeyRole::Operator)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let list = gql_at(stack.addr, &default_key, CONNECTIONS, json!({})).await;
+        let default_id = list["data"]["connections"]["edges"][0]["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let body = gql_at(stack.addr, &default_key, TEST, json!({ "id": default_id })).await;
+        let result = &body["data"]["connectionTest"]["result"];
+        assert_eq!(result["ok"], true, "{body}");
+        assert!(
+            result["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["code"] == "STRIPE_KEY" && c["status"] == "PASS"),
+            "{body}"
+        );
         stack.stop().await.unwrap();
     }
 }

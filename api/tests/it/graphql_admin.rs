@@ -934,6 +934,15 @@ async fn each_key_has_its_own_request_budget_and_the_schema_can_be_hidden() {
             >= 1,
         "{body}"
     );
+    // Refused before any resolver runs, and still with a code: a missing argument, a value out
+    // of range.
+    for query in [
+        "{ connection { handle } }",
+        "{ connections { nodes { stats(hours: -3) { events } } } }",
+    ] {
+        let (_, body) = gql(&app, Some(&other), query, json!({})).await;
+        assert_eq!(codes(&body), vec!["BAD_USER_INPUT"], "{query}: {body}");
+    }
     // Introspection is off here: refused, while ordinary queries run.
     let (_, body) = gql(
         &app,

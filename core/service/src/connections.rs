@@ -167,7 +167,7 @@ pub async fn ensure_default_connection(
             name: "Default (from the configuration)".into(),
             status: ConnectionStatus::Active,
             // Its settings are the configuration's own; nothing to store but where they live.
-            settings: serde_json::json!({ "source": "configuration" }),
+            settings: configured_default_settings(),
             netsuite_account: (!account.is_empty()).then(|| account.to_ascii_uppercase()),
         })
         .await
@@ -373,6 +373,16 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
             crate::config::redact_url(&config.database.url)
         )
     })
+}
+
+/// Whether `connection` is the configured default, which runs with the process configuration
+/// rather than stored settings.
+pub fn is_configured_default(connection: &Connection) -> bool {
+    connection.settings == configured_default_settings()
+}
+
+fn configured_default_settings() -> serde_json::Value {
+    serde_json::json!({ "source": "configuration" })
 }
 
 /// Builds a connection's handler from its stored settings and sealed credentials (every

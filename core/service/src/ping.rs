@@ -164,6 +164,7 @@ pub async fn test_connection(
     store: &Store,
     scoped: &ConnectionStore,
     key: Option<&MasterKey>,
+    process: Option<&Config>,
 ) -> anyhow::Result<Vec<Check>> {
     let scope = scoped.scope();
     let connection = store
@@ -171,6 +172,17 @@ pub async fn test_connection(
         .get_connection(scope.connection_id())
         .await?
         .with_context(|| format!("connection {scope} no longer exists"))?;
+    // The configured default connection runs with the process configuration (its stored
+    // settings only say so): test what it runs with.
+    if let Some(config) = process.filter(|_| crate::connections::is_configured_default(&connection))
+    {
+        let results = checks_for(config, Source::Connection(scope)).await;
+        let (ok, message) = outcome_message(&results);
+        if let Err(r) = record(store, scope, ok, &message).await {
+            tracing::warn!("cannot record the test of connection {scope}: {r}");
+        }
+        return Ok(results);
+    }
     let prepared = async {
         let config = crate::config::connection_config(&connection.settings)
             .with_context(|| format!("connection {scope} has unusable settings"))?;
