@@ -55,6 +55,11 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         .arg("serve")
         .envs(sims.env.iter().cloned())
         .env("MLC__ADMIN__TOKEN", admin_token)
+        // Credentials set through GraphQL are sealed under it.
+        .env(
+            "MLC_MASTER_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
         .env("MLC__LOG__FORMAT", "json")
         .env("MLC__LOG__LEVEL", "debug")
         .stdout(Stdio::piped())
@@ -181,6 +186,52 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         ),
     )
     .await;
+    // Credentials through GraphQL (a new connection's, so the running one keeps its own): set,
+    // refused when malformed (with the secret inside the bad value), rolled, and read back.
+    let created = gql(
+        Some(api_key.clone()),
+        "mutation { connectionCreate(input: { handle: \"leak-check\" }) { connection { id } } }"
+            .into(),
+    )
+    .await;
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let spare = created["data"]["connectionCreate"]["connection"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pem_json = serde_json::to_string(&pem).unwrap();
+    for mutation in [
+        format!(
+            "mutation {{ stripeCredentialsSet(input: {{ connectionId: \"{spare}\", apiKey: \"{stripe_key}\", \
+             webhookSecrets: [\"{webhook_secret}\"] }}) {{ credentials {{ name fingerprint last4 }} \
+             userErrors {{ message }} }} }}"
+        ),
+        format!(
+            "mutation {{ stripeCredentialsSet(input: {{ connectionId: \"{spare}\", apiKey: \"pk_{stripe_key}\" }}) \
+             {{ userErrors {{ field code message }} }} }}"
+        ),
+        format!(
+            "mutation {{ webhookSecretRotate(input: {{ connectionId: \"{spare}\", newSecret: \"x{webhook_secret}\" }}) \
+             {{ userErrors {{ message }} }} }}"
+        ),
+        format!(
+            "mutation {{ netsuiteCredentialsSet(input: {{ connectionId: \"{spare}\", privateKeyPem: {pem_json} }}) \
+             {{ credentials {{ name fingerprint }} userErrors {{ message }} }} }}"
+        ),
+        format!(
+            "mutation {{ netsuiteCredentialsSet(input: {{ connectionId: \"{spare}\", privateKeyPem: \"{pem_line}\" }}) \
+             {{ userErrors {{ message }} }} }}"
+        ),
+        format!(
+            "{{ connection(id: \"{spare}\") {{ credentials {{ name fingerprint last4 values setAt }} }} }}"
+        ),
+    ] {
+        responses += &gql(Some(api_key.clone()), mutation).await;
+    }
+    assert!(
+        responses.contains("netsuite/private_key_pem") && responses.contains("sha256:"),
+        "the credentials were stored and described: {responses}"
+    );
     // The admin token is GraphQL's operator token (tenantCreate only): refused here, not echoed.
     for key in [
         Some("mlck_wrongwrongwrongwrongwrongwrongwrong".to_string()),
