@@ -18,6 +18,7 @@ mod m0004_job_changes;
 mod m0005_event_listing;
 mod m0006_replay_batches;
 mod m0007_idempotency_keys;
+mod m0008_accounts;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_event_listing::Migration),
             Box::new(m0006_replay_batches::Migration),
             Box::new(m0007_idempotency_keys::Migration),
+            Box::new(m0008_accounts::Migration),
         ]
     }
 }

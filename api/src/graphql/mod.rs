@@ -6,6 +6,7 @@
 //! A request without a valid key is refused before the schema runs (HTTP 401, code
 //! UNAUTHENTICATED).
 
+pub mod accounts;
 pub mod connections;
 pub mod errors;
 pub mod events;
@@ -60,6 +61,8 @@ pub struct GraphqlOptions {
     /// The process configuration: what the configured default connection runs with (its
     /// connection test checks it).
     pub process_config: Option<std::sync::Arc<mlc_service::config::Config>>,
+    /// Who may sign up (`admin.signup`).
+    pub signup: mlc_service::accounts::SignupPolicy,
 }
 
 impl GraphqlOptions {
@@ -72,6 +75,7 @@ impl GraphqlOptions {
             requests_per_minute: admin.graphql_requests_per_minute,
             operator_token: admin.token.clone().map(crate::console::AdminToken::new),
             process_config: Some(std::sync::Arc::new(config.clone())),
+            signup: admin.signup,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Default for GraphqlOptions {
             requests_per_minute: 600,
             operator_token: None,
             process_config: None,
+            signup: mlc_service::accounts::SignupPolicy::Closed,
         }
     }
 }
@@ -117,7 +122,16 @@ pub fn build_schema(services: Option<Services>, options: &GraphqlOptions) -> Api
     .limit_complexity(MAX_COMPLEXITY)
     .extension(async_graphql::extensions::Analyzer)
     .extension(idempotency::Idempotency)
-    .data(PublicUrl(options.public_url.clone()));
+    .data(PublicUrl(options.public_url.clone()))
+    .data(accounts::AccountPolicy {
+        signup: options.signup,
+        // Over HTTPS the session cookie is Secure (never sent in the clear).
+        secure_cookie: options
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    })
+    .data(accounts::SignInLimits::new());
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -204,10 +218,14 @@ impl Gate {
     }
 }
 
-/// Who is calling: a tenant's API key, or the service operator.
+/// Who is calling: a tenant's API key, a dashboard session, the service operator, or nobody
+/// (who may only sign up or sign in).
 enum Caller {
     Tenant(Viewer),
+    /// A session: its viewer and the hash of its token (for `signOut`).
+    Session(Viewer, String),
     Operator,
+    Anonymous,
 }
 
 impl Caller {
@@ -219,7 +237,13 @@ impl Caller {
                 data.insert(loaders::for_viewer(store, &v));
                 data.insert(v);
             }
+            Caller::Session(v, token_hash) => {
+                data.insert(loaders::for_viewer(store, &v));
+                data.insert(v);
+                data.insert(accounts::SessionTokenHash(token_hash));
+            }
             Caller::Operator => data.insert(tenants::ServiceOperator),
+            Caller::Anonymous => {}
         }
         data
     }
@@ -260,16 +284,121 @@ fn refusal(status: StatusCode, code: Code, message: &str) -> Response {
     resp
 }
 
-/// The caller the request's `Authorization` names, or the refusal to send.
+/// The caller a request names: an API key or the operator token (`Authorization`), else a
+/// dashboard session (the session cookie; a mutation must also carry the session's CSRF token
+/// in `X-CSRF-Token`), else nobody, who may only sign up, sign in or accept an invitation. Or
+/// the refusal to send.
 async fn authenticate(
     state: &AppState,
     gate: &Gate,
     headers: &HeaderMap,
+    request: &async_graphql::Request,
 ) -> Result<Caller, Refusal> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default());
-    authenticate_value(state, gate, header).await
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return authenticate_value(state, gate, Some(value.to_str().unwrap_or_default())).await;
+    }
+    let anonymous_ok = only_anonymous_fields(request);
+    if let Some(token) = crate::console::auth::cookie(headers, accounts::SESSION_COOKIE) {
+        let csrf = is_mutation(request).then(|| {
+            headers
+                .get(accounts::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+        });
+        match authenticate_session(state, gate, token, csrf).await {
+            // A stale cookie does not stand in the way of signing in again.
+            Err(r) if anonymous_ok && r.status == StatusCode::UNAUTHORIZED => {}
+            other => return other,
+        }
+    }
+    if anonymous_ok {
+        return Ok(Caller::Anonymous);
+    }
+    authenticate_value(state, gate, None).await
+}
+
+/// A dashboard session by its cookie's token. `csrf`: `Some` for a mutation, with the CSRF
+/// token it carried (which must be the session's).
+async fn authenticate_session(
+    state: &AppState,
+    gate: &Gate,
+    token: &str,
+    csrf: Option<Option<&str>>,
+) -> Result<Caller, Refusal> {
+    let hash = mlc_store::token_hash(token.trim());
+    match state.store.store().session(&hash).await {
+        Ok(Some(s)) => {
+            if let Some(given) = csrf
+                && !given.is_some_and(|g| mlc_service::accounts::csrf_matches(&s.csrf_hash, g))
+            {
+                return Err(Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    code: Code::Forbidden,
+                    message: "a change made with the session cookie must carry the session's CSRF \
+                              token in the X-CSRF-Token header (signIn's answer gives it)"
+                        .into(),
+                    retry_after: None,
+                });
+            }
+            gate.admit(&format!("user:{}", s.user_id))?;
+            Ok(Caller::Session(
+                Viewer {
+                    tenant: s.tenant,
+                    role: s.role,
+                    key_name: s.email,
+                    key_id: format!("user:{}", s.user_id),
+                },
+                hash,
+            ))
+        }
+        Ok(None) => Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code: Code::Unauthenticated,
+            message: "your session has ended (signed out or expired): sign in again".into(),
+            retry_after: None,
+        }),
+        Err(e) => {
+            tracing::error!("cannot check a session: {e}");
+            Err(Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: Code::Internal,
+                message: "the service cannot check sessions right now; try again shortly".into(),
+                retry_after: Some(5),
+            })
+        }
+    }
+}
+
+/// Whether the operation the request would run is a mutation of sign-up, sign-in or invitation
+/// fields only (what may run without a credential).
+fn only_anonymous_fields(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let op = match &doc.operations {
+        DocumentOperations::Single(op) => Some(op),
+        DocumentOperations::Multiple(ops) => match &request.operation_name {
+            Some(name) => ops.get(name.as_str()),
+            None if ops.len() == 1 => ops.values().next(),
+            None => None,
+        },
+    };
+    let Some(op) = op else { return false };
+    op.node.ty == OperationType::Mutation
+        && !op.node.selection_set.node.items.is_empty()
+        && op
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|s| match &s.node {
+                Selection::Field(f) => {
+                    let name = f.node.name.node.as_str();
+                    name == "__typename" || accounts::ANONYMOUS_FIELDS.contains(&name)
+                }
+                _ => false,
+            })
 }
 
 /// [`authenticate`] from an `Authorization` value (a header, or a subscription's
@@ -338,9 +467,15 @@ async fn graphql_ws(
     State(state): State<AppState>,
     Extension(schema): Extension<ApiSchema>,
     Extension(gate): Extension<Gate>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A dashboard session may subscribe too: its cookie came with the upgrade, and its CSRF
+    // token must come in `connection_init` (`{"csrfToken": …}`), so another site's page cannot
+    // open a socket with the cookie alone.
+    let session =
+        crate::console::auth::cookie(&headers, accounts::SESSION_COOKIE).map(str::to_string);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -350,9 +485,14 @@ async fn graphql_ws(
                         .get("Authorization")
                         .or_else(|| payload.get("authorization"))
                         .and_then(|v| v.as_str());
-                    let caller = authenticate_value(&state, &gate, value)
-                        .await
-                        .map_err(|r| async_graphql::Error::new(r.message))?;
+                    let caller = match (value, &session) {
+                        (None, Some(token)) => {
+                            let csrf = payload.get("csrfToken").and_then(|v| v.as_str());
+                            authenticate_session(&state, &gate, token, Some(csrf)).await
+                        }
+                        _ => authenticate_value(&state, &gate, value).await,
+                    }
+                    .map_err(|r| async_graphql::Error::new(r.message))?;
                     Ok(caller.into_data(state.store.store()))
                 })
                 .serve()
@@ -364,9 +504,18 @@ async fn graphql_post(
     Extension(schema): Extension<ApiSchema>,
     Extension(gate): Extension<Gate>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     req: GraphQLRequest,
 ) -> Response {
-    execute(&state, &schema, &gate, &headers, req.into_inner()).await
+    execute(
+        &state,
+        &schema,
+        &gate,
+        &headers,
+        &extensions,
+        req.into_inner(),
+    )
+    .await
 }
 
 /// Runs `request` as the viewer the headers' API key names, or answers the refusal.
@@ -375,11 +524,16 @@ async fn execute(
     schema: &ApiSchema,
     gate: &Gate,
     headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
     mut request: async_graphql::Request,
 ) -> Response {
-    match authenticate(state, gate, headers).await {
+    match authenticate(state, gate, headers, &request).await {
         Ok(caller) => {
             request.data = caller.into_data(state.store.store());
+            let peer = extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            request.data.insert(accounts::ClientAddr(peer));
             let mut response = schema.execute(request).await;
             with_codes(&mut response.errors);
             GraphQLResponse::from(response).into_response()
@@ -395,6 +549,7 @@ async fn graphql_get(
     Extension(schema): Extension<ApiSchema>,
     Extension(gate): Extension<Gate>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     uri: axum::http::Uri,
 ) -> Response {
     if uri.query().is_none_or(str::is_empty) {
@@ -425,7 +580,7 @@ async fn graphql_get(
             "mutations are only accepted over POST",
         );
     }
-    execute(&state, &schema, &gate, &headers, request).await
+    execute(&state, &schema, &gate, &headers, &extensions, request).await
 }
 
 /// Gives every error a code: resolvers set theirs; what has none was refused before any

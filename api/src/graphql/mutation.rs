@@ -30,6 +30,7 @@ pub struct Mutation(
     super::mappings::MappingMutation,
     super::replay::ReplayMutation,
     super::tenants::TenantMutation,
+    super::accounts::AccountMutation,
 );
 
 /// Pausing, replaying, testing a connection, and API keys.

@@ -126,6 +126,12 @@ impl Query {
         find_connection(ctx, &id).await
     }
 
+    /// The people of this tenant, with their roles.
+    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<super::accounts::Member>> {
+        let v = viewer(ctx)?;
+        super::accounts::members(ctx, v).await
+    }
+
     /// This tenant's API keys (never their secrets). Owner only.
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<super::mutation::ApiKey>> {
         let v = viewer(ctx)?;

@@ -114,8 +114,8 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             // The peer gave up between SYN and accept: nothing to do.
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
@@ -157,6 +157,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         connections.spawn(serve_connection(
             stream,
+            peer,
             router.clone(),
             limits,
             closing_rx.clone(),
@@ -297,6 +298,7 @@ impl Phase {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: ServeLimits,
     mut closing: watch::Receiver<bool>,
@@ -324,7 +326,12 @@ async fn serve_connection(
         let phase = service_phase.clone();
         phase.send_replace(Phase::Busy);
         async move {
-            let request = request.map(|body| Body::new(DeadlineBody::new(body, limits.body_read)));
+            let mut request =
+                request.map(|body| Body::new(DeadlineBody::new(body, limits.body_read)));
+            // Who is on the other end (the sign-in slow-down counts per address).
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let response = router.oneshot(request).await;
             phase.send_replace(Phase::Waiting {
                 since: Instant::now(),

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, the app driven over HTTP as Stripe and operators drive it.
 
+mod accounts;
 mod adversarial;
 mod bench;
 mod charge_links;

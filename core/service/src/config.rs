@@ -240,6 +240,8 @@ pub struct AdminConfig {
     pub graphql_graphiql: bool,
     /// Requests per API key per minute.
     pub graphql_requests_per_minute: u32,
+    /// Who may sign up on the dashboard.
+    pub signup: crate::accounts::SignupPolicy,
 }
 
 /// Shortest admin token accepted: guessing must be hopeless even without rate limiting.
@@ -710,7 +712,17 @@ impl Reader<'_> {
             1_000_000,
             "requests per API key per minute, 1 to 1000000",
         )?;
+        let signup_text = self.string("admin.signup");
+        let signup = crate::accounts::SignupPolicy::parse(&signup_text).ok_or_else(|| {
+            invalid(
+                "admin.signup",
+                &self.merged.origin("admin.signup"),
+                format!("`{signup_text}` is not a sign-up policy"),
+                "open, invite or closed",
+            )
+        })?;
         Ok(AdminConfig {
+            signup,
             token,
             time_zone,
             public_url,

@@ -15,6 +15,7 @@
 //! - [`telemetry`]: logging and metrics.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod config;
 pub mod connections;
 pub mod console;

@@ -724,6 +724,10 @@ fn stored_audits(ev: &NewEvent, job: Option<&(String, bool)>) -> Vec<NewAudit> {
     out
 }
 
+/// A status filter lists from the jobs (and sorts them) when a connection has at most this many
+/// jobs in that state; with more, walking the list in its order finds a page's worth sooner.
+pub(crate) const FEW_JOBS: i64 = 500;
+
 const EVENT_COLUMNS: &str = "event_id, event_type, object_id, livemode, api_version, \
      stripe_created, raw_body, signature_header, received_at, handled, deliveries";
 
@@ -794,27 +798,30 @@ impl ConnectionStore {
     /// `limit <= 0` means 50; at most 1000 rows are returned.
     ///
     /// Paging: `after` (keyset) starts after a listed event's position, whatever was inserted
-    /// since, and costs the same on every page (`events_listing` and `events_type`, migration
-    /// 0005, end in `received_at, event_id`, the order here); `offset` skips rows (after
-    /// `after`, when both are given), which walks them all and shifts when events arrive.
+    /// since, and costs the same on every page; `offset` skips rows (after `after`, when both
+    /// are given), which reads them all and shifts when events arrive.
+    ///
+    /// Plans (migration 0005's indexes; both backends): the list is read in its order from
+    /// `events_listing` or, by type, `events_type`, both ending in `received_at, event_id,
+    /// job_id`, so a page reads the rows it returns plus those its filters pass over, and finds
+    /// their job's state without reading the event row. A status a connection's jobs seldom have
+    /// (at most [`FEW_JOBS`]: failed, waiting, running, as a rule) would make that walk pass over
+    /// most of the list for each page, so such a list starts from those jobs instead
+    /// (`jobs_connection_state`, then `events_job`) and sorts them; one bounded count decides.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
-        let mut sql = String::from(
-            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
-             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
-             FROM events e LEFT JOIN sync_jobs j ON j.id = e.job_id \
-             WHERE e.tenant_id = $1 AND e.connection_id = $2",
-        );
         // $1 and $2 are the scope; the filters' texts follow, then the integers.
         let mut texts: Vec<String> = vec![self.scope.t(), self.scope.c()];
         let mut ints: Vec<i64> = Vec::new();
         // Parameters are numbered in the order they are bound: all texts first, then integers.
         let mut conds_text: Vec<String> = Vec::new();
         let mut conds_int: Vec<String> = Vec::new();
+        let mut job_state = None;
         match filter.status.as_deref() {
             None | Some("") => {}
             Some("ignored") => conds_text.push(" AND e.job_id IS NULL".into()),
             Some(s) => {
                 texts.push(s.to_string());
+                job_state = Some(texts.len());
                 conds_text.push(format!(" AND j.state = ${}", texts.len()));
             }
         }
@@ -859,9 +866,6 @@ impl ConnectionStore {
                 base + ints.len()
             ));
         }
-        for c in conds_text.iter().chain(conds_int.iter()) {
-            sql.push_str(c);
-        }
         let limit = if filter.limit <= 0 {
             50
         } else {
@@ -870,6 +874,32 @@ impl ConnectionStore {
         ints.push(limit);
         ints.push(filter.offset.max(0));
         let n = base + ints.len();
+
+        let mut conn = self.store.db.read(&self.scope).await?;
+        let from_jobs = match job_state {
+            Some(k) => self.few_jobs_in(&mut conn, &texts[k - 1]).await?,
+            None => false,
+        };
+        let mut sql = String::from(
+            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
+             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error ",
+        );
+        if from_jobs {
+            // CROSS JOIN: SQLite keeps this order (the jobs first); PostgreSQL plans it freely.
+            sql.push_str(
+                "FROM sync_jobs j CROSS JOIN events e \
+                 WHERE j.tenant_id = $1 AND j.connection_id = $2 \
+                 AND e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = j.id",
+            );
+        } else {
+            sql.push_str(
+                "FROM events e LEFT JOIN sync_jobs j ON j.id = e.job_id \
+                 WHERE e.tenant_id = $1 AND e.connection_id = $2",
+            );
+        }
+        for c in conds_text.iter().chain(conds_int.iter()) {
+            sql.push_str(c);
+        }
         sql.push_str(&format!(
             " ORDER BY e.received_at DESC, e.event_id DESC LIMIT ${} OFFSET ${n}",
             n - 1
@@ -881,11 +911,26 @@ impl ConnectionStore {
         for i in ints {
             q = q.bind(i);
         }
-        let rows = q
-            .fetch_all(&mut *self.store.db.read(&self.scope).await?)
+        let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    /// Whether this connection has at most [`FEW_JOBS`] jobs in `state` (reads at most one
+    /// more than that from the `jobs_connection_state` index).
+    async fn few_jobs_in(&self, conn: &mut AnyConnection, state: &str) -> Result<bool, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM sync_jobs \
+             WHERE tenant_id = $1 AND connection_id = $2 AND state = $3 LIMIT {}) few",
+            FEW_JOBS + 1
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.scope.t())
+            .bind(self.scope.c())
+            .bind(state.to_string())
+            .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
-        rows.iter().map(summary_from_row).collect()
+        Ok(get::<i64>(&row, "n")? <= FEW_JOBS)
     }
 
     /// The audit trails of listed events, oldest entry first, in one query (a page of a

@@ -19,6 +19,7 @@
 //! event is bytes plus the few envelope fields the intake extracted.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod audit;
 mod console;
 mod credentials;
@@ -41,6 +42,7 @@ mod tenants;
 pub mod testing;
 mod watermarks;
 
+pub use accounts::{Invitation, Member, SessionInfo, UserRecord, token_hash};
 pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyClaim};

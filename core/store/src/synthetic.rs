@@ -8,8 +8,9 @@
 //!   the events were received), received at `first_at + (j / 2) × step` (two events share each
 //!   millisecond), typed by `j mod 20`: 50% `invoice.paid`, 30% `charge.succeeded`, 15%
 //!   `invoice.payment_succeeded`, 5% `charge.refunded`; the body is the one given;
-//! - its job `job_<number + j>`, by `h`'s high bits (`h / 65536 mod 100`, independent of the
-//!   type): 95% succeeded, 2% failed (5 attempts, an error), 2% waiting (an error), 1% queued;
+//! - its job `job_<number + j>`, by `h`'s high bits (`h / 65536 mod 1000`, independent of the
+//!   type): 96.7% succeeded, 2% failed (5 attempts, an error), 1% queued, 0.3% waiting (an
+//!   error);
 //! - two audit entries: `received`, then the outcome (`posted`, `failed`, `waiting` or
 //!   `replayed`) 1.5 s later.
 
@@ -39,8 +40,8 @@ const SERIES: &str = "WITH RECURSIVE s(j) AS (SELECT CAST($1 AS BIGINT) UNION AL
     v AS (SELECT j, g, at, 'evt_' || h AS event_id, 'job_' || g AS job_id, \
     CASE WHEN j % 20 < 10 THEN 'invoice.paid' WHEN j % 20 < 16 THEN 'charge.succeeded' \
     WHEN j % 20 < 19 THEN 'invoice.payment_succeeded' ELSE 'charge.refunded' END AS event_type, \
-    CASE WHEN h / 65536 % 100 < 2 THEN 'failed' WHEN h / 65536 % 100 < 4 THEN 'waiting' \
-    WHEN h / 65536 % 100 < 5 THEN 'queued' ELSE 'succeeded' END AS state FROM r) ";
+    CASE WHEN h / 65536 % 1000 < 20 THEN 'failed' WHEN h / 65536 % 1000 < 23 THEN 'waiting' \
+    WHEN h / 65536 % 1000 < 33 THEN 'queued' ELSE 'succeeded' END AS state FROM r) ";
 
 const INSERTS: [&str; 4] = [
     "INSERT INTO events (tenant_id, connection_id, event_id, event_type, object_id, \
