@@ -3,6 +3,7 @@
 //! service is wired, shared by `serve` and the tests.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod console;
 pub mod graphql;

@@ -442,6 +442,9 @@ impl AdminToken {
     }
 }
 
+/// The demo's person of the default tenant, for the web app at `/app`.
+const DEMO_APP_EMAIL: &str = "demo@example.com";
+
 async fn serve_dashboard(
     args: &DemoArgs,
     stack: Stack,
@@ -466,6 +469,18 @@ async fn serve_dashboard(
         .context("cannot make the demo's API key")?
         .secret;
     let api_key = secrecy::ExposeSecret::expose_secret(&api_key);
+    // A person of the default tenant for the web app at /app (it signs in through GraphQL):
+    // made for this run, with a random password that is printed like the API key.
+    let app_password = format!("demo-{}", hex::encode(rand::random::<[u8; 12]>()));
+    mlc_service::accounts::create_member(
+        stack.store.store(),
+        &stack.store.scope().tenant(),
+        DEMO_APP_EMAIL,
+        &secrecy::SecretString::from(app_password.clone()),
+        mlc_store::ApiKeyRole::Owner,
+    )
+    .await
+    .context("cannot make the demo's app user")?;
     println!("\nThe dashboard is ready: {url}");
     println!("   Sign in with the admin token: {}", token.hint());
     println!(
@@ -480,11 +495,18 @@ async fn serve_dashboard(
     );
     println!("   GraphQL: {url}graphql (GraphiQL in a browser; `Authorization: Bearer <API key>`)");
     println!("   API key (the default tenant's owner, made for this run): {api_key}");
+    println!(
+        "   The new dashboard (a GraphQL client): {url}app/  sign in as {DEMO_APP_EMAIL} with \
+         password {app_password} (the default tenant's owner, made for this run)"
+    );
     println!("Press Ctrl-C to stop.");
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "url": url,
             "api_key": api_key,
+            "app_url": format!("{url}app/"),
+            "app_email": DEMO_APP_EMAIL,
+            "app_password": app_password,
             "netsuite_simulator": stack.netsuite.base_url().to_string(),
             "stripe_simulator": stack.stripe.base_url,
             "product": product,

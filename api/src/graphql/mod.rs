@@ -15,6 +15,7 @@ pub mod ids;
 pub mod loaders;
 pub mod mappings;
 pub mod mutation;
+pub mod onboarding;
 pub mod replay;
 pub mod schema;
 pub mod subscription;

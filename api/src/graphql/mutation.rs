@@ -31,6 +31,7 @@ pub struct Mutation(
     super::replay::ReplayMutation,
     super::tenants::TenantMutation,
     super::accounts::AccountMutation,
+    super::onboarding::OnboardingMutation,
 );
 
 /// Pausing, replaying, testing a connection, and API keys.

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api", any(rest_api_retired))
         .route("/api/{*rest}", any(rest_api_retired))
         .merge(crate::console::pages::router(state.clone()))
+        .merge(crate::app::router())
         .merge(crate::graphql::router(
             state.store.store().clone(),
             state.worker_wake.clone(),

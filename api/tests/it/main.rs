@@ -16,6 +16,7 @@ mod graphql_schemathesis;
 mod helpers;
 mod intake;
 mod lifecycle;
+mod onboarding;
 mod ping;
 mod pipeline;
 mod posting;

@@ -365,6 +365,30 @@ pub async fn accept_invitation(
     start_session(store, &user_id, &email, tenant, role).await
 }
 
+/// Adds a person to an existing tenant with `role` and a password (checked and hashed as for
+/// [`sign_up`]), without a session: for operators' tools (the demo's sign-in). People normally
+/// join by invitation ([`invite`]).
+pub async fn create_member(
+    store: &Store,
+    tenant: &TenantScope,
+    email: &str,
+    password: &SecretString,
+    role: ApiKeyRole,
+) -> Result<(), AccountError> {
+    let email = check_email(email)?;
+    check_password(password.expose_secret(), &email)?;
+    let plain = password.clone();
+    let hash = blocking(move || hash_password(plain.expose_secret())).await??;
+    match store.add_user_to_tenant(tenant, &email, &hash, role).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::AlreadyExists(_)) => Err(AccountError::Taken {
+            field: "email",
+            message: format!("{email} has an account already"),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a CSRF token is the session's (compared as hashes, in constant time).
 pub fn csrf_matches(session_csrf_hash: &str, given: &str) -> bool {
     use subtle::ConstantTimeEq as _;

@@ -22,6 +22,7 @@ pub mod console;
 pub mod credentials;
 pub mod mappings;
 pub mod netsuite_budget;
+pub mod onboarding;
 pub mod ping;
 pub mod pipeline;
 pub mod sync;

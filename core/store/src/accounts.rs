@@ -406,3 +406,54 @@ impl TenantStore {
             .collect()
     }
 }
+
+impl Store {
+    /// Adds a new user (email lower-cased, `password_hash` made by the service) to an existing
+    /// tenant with `role`, together; returns the user's ID. [`StoreError::AlreadyExists`] when
+    /// the email has an account already (nothing is created then). For operators' tools (the
+    /// demo's sign-in); people join a tenant by invitation.
+    pub async fn add_user_to_tenant(
+        &self,
+        tenant: &TenantScope,
+        email: &str,
+        password_hash: &str,
+        role: ApiKeyRole,
+    ) -> Result<String, StoreError> {
+        let email = email.trim().to_lowercase();
+        let now = now_millis();
+        let user_id = new_id();
+        let db = &self.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::AllTenants).await?;
+        let taken = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email = $1")
+            .bind(email.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if get::<i64>(&taken, "n")? > 0 {
+            return Err(StoreError::AlreadyExists(format!("an account for {email}")));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id.clone())
+        .bind(email)
+        .bind(password_hash.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant.tenant_id().as_str().to_string())
+        .bind(user_id.clone())
+        .bind(role.as_str().to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(user_id)
+    }
+}

@@ -6,6 +6,7 @@
 //! exponential backoff and jitter, honouring `Retry-After` and `Stripe-Should-Retry`.
 
 mod dialect;
+mod endpoints;
 mod error;
 mod query;
 mod write;
@@ -22,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub use endpoints::{CreatedWebhookEndpoint, WebhookEndpoint};
 pub use error::{InvalidRequest, StripeError};
 pub use query::Query;
 pub use write::{CustomerParams, ProductParams, idempotency_key};

@@ -1,0 +1,553 @@
+// The pages. Each gets { app, view, rest, params, stale } and fills `view`; `stale()` says the
+// person has moved on to another page while this one was loading.
+
+import { gql, session, subscribe, ApiError } from "./graphql.js";
+import {
+  h, fill, when, badge, json, details, eventWords, STATUS_WORDS, CONNECTION_WORDS, ROLE_WORDS,
+} from "./dom.js";
+
+// ---------------------------------------------------------------------------------------------
+// Forms with their user errors shown next to the fields.
+
+/** A field: { name, label, type, hint, value, options: [[value, label]], required, autocomplete } */
+function field(f) {
+  const id = `f-${f.name}`;
+  const input = f.options
+    ? h("select", { id, name: f.name }, f.options.map(([v, l]) =>
+        h("option", { value: v, selected: v === f.value }, l)))
+    : h("input", {
+        id, name: f.name, type: f.type ?? "text", value: f.value ?? "",
+        required: f.required, autocomplete: f.autocomplete, placeholder: f.placeholder,
+      });
+  return h("div.field", { "data-field": f.name },
+    h("label", { for: id }, f.label), input, f.hint ? h("p.hint", f.hint) : null);
+}
+
+function form(testid, fields, submitLabel, onSubmit) {
+  const el = h("form", { "data-testid": testid, novalidate: true },
+    h("p.form-error", { hidden: true }), fields.map(field),
+    h("button", { type: "submit" }, submitLabel));
+  el.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(el);
+    const button = el.querySelector("button[type=submit]");
+    button.disabled = true;
+    const values = Object.fromEntries(new FormData(el).entries());
+    try {
+      await onSubmit(values, el);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      formError(el, err.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return el;
+}
+
+function clearErrors(el) {
+  el.querySelectorAll(".field-error").forEach((e) => e.remove());
+  const top = el.querySelector(".form-error");
+  top.hidden = true;
+  top.replaceChildren();
+}
+
+function formError(el, message) {
+  const top = el.querySelector(".form-error");
+  top.hidden = false;
+  top.append(h("span", message), " ");
+}
+
+/** Puts each user error next to its field (the last part of its path), else at the top. */
+function showUserErrors(el, userErrors) {
+  for (const e of userErrors) {
+    const name = e.field[e.field.length - 1];
+    const box = el.querySelector(`.field[data-field="${CSS.escape(name)}"]`);
+    if (box) box.append(h("p.field-error", { "data-testid": `error-${name}`, role: "alert" }, e.message));
+    else formError(el, e.message);
+  }
+  return userErrors.length > 0;
+}
+
+/** A user error of an action (no form): the notice line. */
+function actionErrors(app, userErrors) {
+  if (!userErrors.length) return false;
+  app.notice(userErrors.map((e) => e.message).join("; "), "warn");
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing up, in, and accepting an invitation.
+
+function startSession(app, payload) {
+  session.start(payload.csrfToken);
+  app.viewer = null;
+  app.clearNotice();
+  app.go("#/");
+}
+
+export async function signIn({ app, view }) {
+  fill(view,
+    h("h1", "Sign in"),
+    form("sign-in", [
+      { name: "email", label: "Email", type: "email", autocomplete: "username", required: true },
+      { name: "password", label: "Password", type: "password", autocomplete: "current-password", required: true },
+      { name: "companyId", label: "Company ID (only if you belong to several)", hint: "Leave empty to open the first company you joined." },
+    ], "Sign in", async (v, el) => {
+      const { signIn } = await gql("SignIn", {
+        email: v.email, password: v.password, companyId: v.companyId || null,
+      });
+      if (!showUserErrors(el, signIn.userErrors)) startSession(app, signIn);
+    }),
+    h("p", "New here? ", h("a", { href: "#/signup" }, "Create an account for your company")),
+    h("p.muted", "For your security, a new tab or window asks you to sign in again."));
+}
+
+function slug(name) {
+  return name.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40);
+}
+
+export async function signUp({ app, view }) {
+  const f = form("sign-up", [
+    { name: "companyName", label: "Company name", required: true },
+    { name: "companyId", label: "Company ID", hint: "Lower-case letters, digits, - and _: how the service names your company (e.g. acme).", required: true },
+    { name: "email", label: "Your email", type: "email", autocomplete: "username", required: true },
+    { name: "password", label: "Password", type: "password", autocomplete: "new-password", required: true,
+      hint: "12 characters or more. A few unrelated words make a good one." },
+  ], "Create my account", async (v, el) => {
+    const { signUp } = await gql("SignUp", v);
+    if (!showUserErrors(el, signUp.userErrors)) startSession(app, signUp);
+  });
+  const name = f.querySelector("[name=companyName]");
+  const id = f.querySelector("[name=companyId]");
+  id.addEventListener("input", () => (id.dataset.touched = "1"));
+  name.addEventListener("input", () => {
+    if (!id.dataset.touched) id.value = slug(name.value);
+  });
+  fill(view, h("h1", "Create an account"), f,
+    h("p", "Have an account? ", h("a", { href: "#/signin" }, "Sign in")));
+}
+
+export async function acceptInvitation({ app, view, params }) {
+  fill(view, h("h1", "Join your team"),
+    h("p", "Choose a password (or type your own, if you have an account already)."),
+    form("accept", [
+      { name: "token", label: "Invitation", value: params.get("token") ?? "", required: true },
+      { name: "password", label: "Password", type: "password", autocomplete: "new-password", required: true },
+    ], "Join", async (v, el) => {
+      const { invitationAccept } = await gql("InvitationAccept", v);
+      if (!showUserErrors(el, invitationAccept.userErrors)) startSession(app, invitationAccept);
+    }));
+}
+
+export async function notFound({ view }) {
+  fill(view, h("h1", "Not found"), h("p", h("a", { href: "#/" }, "Back to the overview")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overview.
+
+const COUNT_WORDS = [
+  ["failed", "Failed", "#/failed"],
+  ["waiting", "Waiting for you", "#/waiting"],
+  ["queued", "Queued", null],
+  ["running", "Running", null],
+  ["succeeded", "Done", null],
+];
+
+function counts(jobCounts) {
+  return h("div.counts", COUNT_WORDS.map(([k, label, href]) =>
+    h(href ? "a.count" : "div.count", { href, "data-testid": `count-${k}` },
+      h("span.n", String(jobCounts[k])), h("span.label", label))));
+}
+
+function noConnection(view) {
+  view.append(h("p.empty", { "data-testid": "no-connections" },
+    "No connection yet. ", h("a", { href: "#/connections" }, "Connect Stripe to NetSuite"), " to start."));
+}
+
+function ago(secs) {
+  if (secs === null || secs === undefined) return "—";
+  if (secs < 90) return `${secs} seconds ago`;
+  if (secs < 5400) return `${Math.round(secs / 60)} minutes ago`;
+  return `${Math.round(secs / 3600)} hours ago`;
+}
+
+function health(c) {
+  const hl = c.health;
+  const lastTest = hl.lastTestAt
+    ? `${hl.lastTestOk ? "passed" : "failed"} ${when(hl.lastTestAt)}${hl.lastTestMessage ? `: ${hl.lastTestMessage}` : ""}`
+    : "never tested";
+  const rows = [
+    ["Last test", lastTest],
+    ["NetSuite login", hl.netsuiteTokenIssuedAt ? `valid, obtained ${ago(hl.netsuiteTokenAgeSecs)}` : "not signed in yet"],
+    ["Work in progress", `${hl.queueDepth ?? 0} queued or running`],
+  ];
+  if (hl.lastStripeError) rows.push(["Last Stripe error", `${when(hl.lastStripeError.at)}: ${hl.lastStripeError.message}`]);
+  if (hl.lastNetsuiteError) rows.push(["Last NetSuite error", `${when(hl.lastNetsuiteError.at)}: ${hl.lastNetsuiteError.message}`]);
+  else if (hl.lastError) rows.push(["Last error", `${when(hl.lastErrorAt)}: ${hl.lastError}`]);
+  return h("dl.health", { "data-testid": "health" }, rows.map(([k, v]) => [h("dt", k), h("dd", v)]));
+}
+
+function activity(stats) {
+  const max = Math.max(1, ...stats.activity.map((a) => Math.max(a.eventsReceived, a.recordsPosted)));
+  const busy = stats.activity.filter((a) => a.eventsReceived || a.recordsPosted);
+  return h("table.activity", { "data-testid": "activity" },
+    h("caption", `Last 24 hours: ${stats.events} events stored in all`),
+    h("thead", h("tr", h("th", "Hour"), h("th", "Stripe events received"), h("th", "NetSuite records posted"))),
+    h("tbody", busy.length ? busy.map((a) => h("tr",
+      h("td", when(a.hourStart)),
+      h("td", h("meter", { min: 0, max, value: a.eventsReceived }), ` ${a.eventsReceived}`),
+      h("td", h("meter", { min: 0, max, value: a.recordsPosted }), ` ${a.recordsPosted}`)))
+      : h("tr", h("td", { colspan: 3 }, "Nothing in the last 24 hours."))));
+}
+
+export async function overview({ app, view, stale }) {
+  view.append(h("h1", "Overview"));
+  if (!app.connections.length) return noConnection(view);
+  const all = await Promise.all(app.connections.map((c) => gql("ConnectionOverview", { id: c.id, hours: 24 })));
+  if (stale()) return;
+  for (const { connection: c } of all) {
+    if (!c) continue;
+    view.append(h("article.card", { "data-connection": c.handle },
+      h("h2", `${c.name} `, h("span.state", { "data-state": c.status.toLowerCase() }, CONNECTION_WORDS[c.status])),
+      counts(c.jobCounts), health(c), activity(c.stats)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events, the failed and waiting lists, and live updates.
+
+const PAGE = 25;
+
+function eventRow(app, e) {
+  const tr = h("tr", { "data-event-id": e.eventId, "data-id": e.id });
+  drawEventRow(app, tr, e);
+  return tr;
+}
+
+function drawEventRow(app, tr, e) {
+  const replayable = app.canAct && (e.status === "FAILED" || e.status === "WAITING");
+  fill(tr,
+    h("td", when(e.receivedAt)),
+    h("td", h("a", { href: `#/event/${encodeURIComponent(e.id)}` }, eventWords(e.eventType)),
+      h("div.muted", e.eventId)),
+    h("td", e.objectId ?? "—"),
+    h("td", { "data-testid": "status" }, badge(e.status)),
+    h("td", String(e.attempts)),
+    h("td.error-text", e.lastError ?? ""),
+    h("td", replayable
+      ? h("button", { type: "button", "data-testid": "replay", onclick: () => replay(app, e, tr) }, "Replay")
+      : null));
+}
+
+async function replay(app, e, tr) {
+  const { eventReplay } = await gql("EventReplay", { connectionId: app.connectionId, eventId: e.eventId });
+  if (actionErrors(app, eventReplay.userErrors)) return;
+  app.notice(eventReplay.queued
+    ? `${e.eventId} is queued for replay: its status updates here by itself.`
+    : `${e.eventId} has nothing left to do.`);
+  if (tr && eventReplay.queued) drawEventRow(app, tr, { ...e, status: "QUEUED", lastError: null });
+}
+
+function liveBadge() {
+  return h("span.live", { "data-testid": "live", "data-state": "connecting" }, "Connecting for live updates…");
+}
+
+function setLive(el, state, message) {
+  el.setAttribute("data-state", state);
+  fill(el, state === "live" ? "Live: updates appear as they happen"
+    : state === "reconnecting" ? "Reconnecting…" : `Live updates stopped${message ? `: ${message}` : ""}`);
+}
+
+export async function events({ app, view, params, stale }, preset) {
+  const title = preset === "FAILED" ? "Failed" : preset === "WAITING" ? "Waiting for you" : "Events";
+  view.append(h("h1", title));
+  if (preset === "FAILED") view.append(h("p.muted", "Sales NetSuite or Stripe refused. Fix the cause, then replay: what already posted is never posted twice."));
+  if (preset === "WAITING") view.append(h("p.muted", "Sales waiting for something only a person can give, usually a product mapping (see Mappings). They post by themselves once it is there."));
+  if (!app.connectionId) return noConnection(view);
+  const base = preset === "FAILED" ? "#/failed" : preset === "WAITING" ? "#/waiting" : "#/events";
+  const filter = {};
+  const status = preset ?? params.get("status");
+  if (status) filter.status = status;
+  if (params.get("type")) filter.eventType = params.get("type");
+  if (params.get("stripe")) filter.stripeId = params.get("stripe");
+  if (params.get("netsuite")) filter.netsuiteId = params.get("netsuite");
+  const after = params.get("after");
+
+  if (!preset) {
+    const f = h("form.filters", { "data-testid": "filters" },
+      field({ name: "status", label: "Status", value: status ?? "",
+        options: [["", "Any"], ...Object.entries(STATUS_WORDS)] }),
+      field({ name: "type", label: "Stripe event type", value: params.get("type") ?? "", placeholder: "invoice.paid" }),
+      field({ name: "stripe", label: "Stripe ID", value: params.get("stripe") ?? "", placeholder: "evt_…, in_…, ch_…, cus_…" }),
+      field({ name: "netsuite", label: "NetSuite ID", value: params.get("netsuite") ?? "", placeholder: "internal ID or stripe_…" }),
+      h("button", { type: "submit" }, "Search"));
+    f.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      for (const [k, v] of new FormData(f).entries()) if (v.trim()) q.set(k, v.trim());
+      app.go(`${base}?${q}`);
+    });
+    view.append(f);
+  }
+  const live = liveBadge();
+  view.append(live);
+
+  const data = await gql("Events", { connectionId: app.connectionId, first: PAGE, after, filter });
+  if (stale()) return;
+  const page = data.connection?.events;
+  if (!page) return view.append(h("p.empty", "This connection is not there any more."));
+  const tbody = h("tbody", page.edges.map(({ node }) => eventRow(app, node)));
+  const table = h("table.events", { "data-testid": "events" },
+    h("thead", h("tr", h("th", "Received"), h("th", "What"), h("th", "Stripe object"),
+      h("th", "Status"), h("th", "Attempts"), h("th", "Last error"), h("th", ""))),
+    tbody);
+  const empty = h("p.empty", { "data-testid": "empty", hidden: page.edges.length > 0 },
+    preset === "FAILED" ? "Nothing failed." : preset === "WAITING" ? "Nothing is waiting for you." : "No event matches.");
+  view.append(table, empty);
+  const q = new URLSearchParams(params);
+  const nav = h("p.paging");
+  if (after) {
+    q.delete("after");
+    nav.append(h("a", { href: `${base}?${q}`, "data-testid": "first-page" }, "← First page"), " ");
+  }
+  if (page.pageInfo.hasNextPage) {
+    q.set("after", page.pageInfo.endCursor);
+    nav.append(h("a", { href: `${base}?${q}`, "data-testid": "next-page" }, "Next page →"));
+  }
+  view.append(nav);
+
+  // Live: rows change state in place; new events appear on the first page of a plain list.
+  const plain = !after && !filter.eventType && !filter.stripeId && !filter.netsuiteId;
+  app.cleanups.push(subscribe("EventUpdated", { connectionId: app.connectionId }, ({ eventUpdated: e }) => {
+    const row = tbody.querySelector(`tr[data-id="${CSS.escape(e.id)}"]`);
+    if (row) {
+      drawEventRow(app, row, e);
+      row.classList.add("changed");
+    } else if (plain && (!status || e.status === status)) {
+      tbody.prepend(eventRow(app, e));
+      empty.hidden = true;
+    }
+  }, (state, message) => setLive(live, state, message)));
+}
+
+export async function event({ app, view, rest, stale }) {
+  const id = rest[0];
+  const draw = async () => {
+    const { event: e } = await gql("Event", { id });
+    if (stale()) return;
+    if (!e) return fill(view, h("h1", "Event not found"), h("p", "This company has no event by that ID."));
+    const replayable = app.canAct && e.job && e.job.state !== "RUNNING" && e.job.state !== "QUEUED";
+    fill(view,
+      h("p", h("a", { href: "#/events" }, "← Events")),
+      h("h1", `${eventWords(e.eventType)} `, h("span.muted", e.eventId)),
+      h("dl.facts",
+        h("dt", "Status"), h("dd", { "data-testid": "event-status" }, badge(e.status)),
+        h("dt", "Stripe event type"), h("dd", e.eventType),
+        h("dt", "Stripe object"), h("dd", e.objectId ?? "—"),
+        h("dt", "Received"), h("dd", when(e.receivedAt)),
+        h("dt", "Deliveries from Stripe"), h("dd", String(e.deliveries)),
+        e.livemode ? null : [h("dt", "Mode"), h("dd", "Test data")]),
+      e.job ? h("section", { "data-testid": "job" }, h("h2", "Posting job"),
+        h("dl.facts",
+          h("dt", "State"), h("dd", badge(e.job.state)),
+          h("dt", "Attempts"), h("dd", `${e.job.attempts} of ${e.job.maxAttempts}`),
+          h("dt", "Next try"), h("dd", when(e.job.nextRunAt)),
+          h("dt", "Last error"), h("dd.error-text", e.job.lastError ?? "—")),
+        replayable ? h("button", { type: "button", "data-testid": "replay",
+          onclick: () => replay(app, { eventId: e.eventId, id: e.id }, null) }, "Replay") : null)
+        : h("p.muted", "Nothing to post for this event type: it is stored and audited only."),
+      h("h2", "What happened"),
+      h("table.audit", { "data-testid": "audit" },
+        h("thead", h("tr", h("th", "When"), h("th", "Step"), h("th", "Details"))),
+        h("tbody", e.auditTrail.map((a) => h("tr", h("td", when(a.at)), h("td", a.step), h("td", a.message))))),
+      details("raw-event", "The event as Stripe sent it", json(e.rawEvent)),
+      details("stripe-object", "The Stripe object, as fetched from Stripe", json(e.stripeObject)),
+      details("netsuite-request", "What was sent to NetSuite", json(e.netsuiteRequest)),
+      details("netsuite-response", "NetSuite's answer", json(e.netsuiteResponse)));
+  };
+  await draw();
+  if (app.connectionId) {
+    app.cleanups.push(subscribe("EventUpdated", { connectionId: app.connectionId }, ({ eventUpdated }) => {
+      if (eventUpdated.id === id) draw();
+    }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mappings.
+
+export async function mappings({ app, view, stale }) {
+  view.append(h("h1", "Mappings"));
+  if (!app.connectionId) return noConnection(view);
+  const [u, m] = await Promise.all([
+    gql("UnmappedProducts", { id: app.connectionId, first: 50 }),
+    gql("ProductMappings", { id: app.connectionId, first: 50 }),
+  ]);
+  if (stale()) return;
+  const unmapped = u.connection?.unmappedProducts.nodes ?? [];
+  view.append(h("h2", "Products without a NetSuite item"),
+    h("p.muted", "Sales of these products wait until you tell which NetSuite item they are; they post as soon as you do."));
+  if (!unmapped.length) view.append(h("p.empty", { "data-testid": "no-unmapped" }, "Every product has its item."));
+  else view.append(h("table", { "data-testid": "unmapped" },
+    h("thead", h("tr", h("th", "Stripe product"), h("th", "Sales waiting"), h("th", "Amount waiting"),
+      h("th", "First seen"), h("th", "NetSuite item"))),
+    h("tbody", unmapped.map((p) => {
+      const f = h("form.inline",
+        h("input", { name: "netsuite_item_id", "aria-label": "NetSuite item internal ID",
+          placeholder: "item internal ID", inputmode: "numeric", required: true }),
+        h("button", { type: "submit", "data-testid": "map" }, "Map"));
+      f.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const { productMappingSet: r } = await gql("ProductMappingSet", {
+          connectionId: app.connectionId, stripeProductId: p.stripeProductId,
+          netsuiteItemId: f.netsuite_item_id.value.trim(),
+        });
+        if (actionErrors(app, r.userErrors)) return;
+        app.notice(`${p.name ?? p.stripeProductId} is mapped: ${r.releasedJobs} waiting sale(s) released, posting now.`);
+        app.go("#/mappings");
+      });
+      return h("tr", { "data-product": p.stripeProductId },
+        h("td", p.name ?? "", h("div.muted", p.stripeProductId)),
+        h("td", String(p.waitingEventIds.length)),
+        h("td", p.waitingAmounts.map((a) => a.display).join(", ") || "—"),
+        h("td", when(p.firstSeenAt)),
+        h("td", app.canAct ? f : "ask an operator"));
+    }))));
+  const maps = m.connection?.productMappings.nodes ?? [];
+  view.append(h("h2", "Products and their NetSuite items"),
+    h("table", { "data-testid": "mappings" },
+      h("thead", h("tr", h("th", "Stripe product"), h("th", "NetSuite item"), h("th", "How"), h("th", "Since"))),
+      h("tbody", maps.length ? maps.map((x) => h("tr", h("td", x.stripeId), h("td", x.netsuiteId),
+        h("td", x.source === "manual" ? "set by a person" : x.source), h("td", when(x.updatedAt))))
+        : h("tr", h("td", { colspan: 4 }, "None yet.")))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections: health, the test ("ping your systems"), pause and resume, a new one.
+
+const CHECK_WORDS = { PASS: "OK", WARN: "Warning", FAIL: "Problem", SKIPPED: "Not checked" };
+
+export async function connections({ app, view, stale }) {
+  const data = await gql("Connections", { first: 25 });
+  if (stale()) return;
+  const list = data.connections.edges.map((e) => e.node);
+  view.append(h("h1", "Connections"),
+    h("p.muted", "Each connection posts one Stripe account into one NetSuite account."));
+  const box = h("div", { "data-testid": "connections" });
+  if (!list.length) box.append(h("p.empty", { "data-testid": "no-connections" }, "No connection yet."));
+  for (const c of list) {
+    const checks = h("div.checks");
+    const test = async () => {
+      fill(checks, h("p.muted", "Testing…"));
+      const { connectionTest: r } = await gql("ConnectionTest", { connectionId: c.id });
+      if (actionErrors(app, r.userErrors)) return fill(checks);
+      fill(checks,
+        h("p", { "data-testid": "test-result" }, r.result.ok ? "Everything works." : "Something needs fixing:",
+          " ", h("span.muted", when(r.result.checkedAt))),
+        h("ul", r.result.checks.map((k) => h("li", { "data-check": k.code, "data-status": k.status.toLowerCase() },
+          h("strong", `${CHECK_WORDS[k.status] ?? k.status}: `), `${k.name}: ${k.message}`,
+          k.fix ? h("div.fix", `How to fix: ${k.fix}`) : null))));
+    };
+    const pauseResume = async (op) => {
+      const payload = Object.values(await gql(op, { connectionId: c.id }))[0];
+      if (actionErrors(app, payload.userErrors)) return;
+      app.notice(op === "ConnectionPause" ? `${c.name} is paused: events are kept and post when you resume.`
+        : `${c.name} posts again${payload.releasedJobs ? `: ${payload.releasedJobs} waiting sale(s) released` : ""}.`);
+      app.viewer = null;
+      app.go("#/connections");
+    };
+    box.append(h("article.card", { "data-handle": c.handle },
+      h("h2", `${c.name} `, h("span.muted", c.handle), " ",
+        h("span.state", { "data-state": c.status.toLowerCase() }, CONNECTION_WORDS[c.status])),
+      h("dl.facts",
+        h("dt", "Stripe sends its events to"), h("dd", h("code", c.webhookPath)),
+        h("dt", "NetSuite account"), h("dd", c.netsuiteAccount ?? "not set"),
+        h("dt", "Created"), h("dd", when(c.createdAt))),
+      counts(c.jobCounts),
+      health({ health: { ...c.health, queueDepth: c.jobCounts.queued + c.jobCounts.running } }),
+      app.canAct ? h("p.actions",
+        h("button", { type: "button", "data-testid": "test", onclick: test }, "Test"), " ",
+        c.status === "ACTIVE"
+          ? h("button", { type: "button", onclick: () => pauseResume("ConnectionPause") }, "Pause")
+          : h("button", { type: "button", onclick: () => pauseResume("ConnectionResume") }, "Start posting")) : null,
+      checks));
+  }
+  view.append(box);
+  if (app.isOwner) {
+    view.append(h("h2", "Add a connection"),
+      form("connection-create", [
+        { name: "name", label: "Name", placeholder: "Production", required: true },
+        { name: "handle", label: "ID", hint: "Lower-case letters, digits, - and _ (e.g. production).", required: true },
+      ], "Add connection", async (v, el) => {
+        const { connectionCreate: r } = await gql("ConnectionCreate", { input: { handle: v.handle, name: v.name || null } });
+        if (showUserErrors(el, r.userErrors)) return;
+        app.notice(`${r.connection.name} is added as a draft. Give Stripe the webhook address ${r.connection.webhookUrl ?? r.connection.webhookPath}, set its credentials, test it, then start posting.`);
+        sessionStorage.setItem("mlc.connection", r.connection.id);
+        app.viewer = null;
+        app.go("#/connections");
+      }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Team and API keys.
+
+const ROLE_OPTIONS = [["VIEWER", ROLE_WORDS.VIEWER], ["OPERATOR", ROLE_WORDS.OPERATOR], ["OWNER", ROLE_WORDS.OWNER]];
+
+export async function team({ app, view, stale }) {
+  const { members } = await gql("Members");
+  if (stale()) return;
+  view.append(h("h1", "Team"),
+    h("table", { "data-testid": "members" },
+      h("thead", h("tr", h("th", "Email"), h("th", "Role"), h("th", "Joined"))),
+      h("tbody", members.map((m) => h("tr", h("td", m.email), h("td", ROLE_WORDS[m.role] ?? m.role), h("td", when(m.joinedAt)))))));
+  if (!app.isOwner) return;
+  const shown = h("div");
+  view.append(h("h2", "Invite someone"),
+    form("invite", [
+      { name: "email", label: "Their email", type: "email", required: true },
+      { name: "role", label: "Role", options: ROLE_OPTIONS, value: "VIEWER" },
+    ], "Invite", async (v, el) => {
+      const { memberInvite: r } = await gql("MemberInvite", v);
+      if (showUserErrors(el, r.userErrors)) return;
+      const link = `${location.origin}/app/#/accept?token=${encodeURIComponent(r.token)}`;
+      fill(shown, h("div.secret", { "data-testid": "invite-link" },
+        h("p", `Send this link to ${v.email}. It is shown only now, works once, until ${when(r.expiresAt)}:`),
+        h("code", link)));
+      el.reset();
+    }), shown);
+}
+
+export async function apiKeys({ app, view, stale }) {
+  if (!app.isOwner) return fill(view, h("h1", "API keys"), h("p", "Only owners manage API keys."));
+  const { apiKeys: keys } = await gql("ApiKeys");
+  if (stale()) return;
+  const shown = h("div");
+  view.append(h("h1", "API keys"),
+    h("p.muted", "Keys let your own programs use the GraphQL API at /graphql. A key is shown once, when it is made."),
+    h("table", { "data-testid": "api-keys" },
+      h("thead", h("tr", h("th", "Name"), h("th", "Role"), h("th", "Key"), h("th", "Made"), h("th", "Last used"), h("th", ""))),
+      h("tbody", keys.length ? keys.map((k) => h("tr", { "data-key": k.name },
+        h("td", k.name), h("td", ROLE_WORDS[k.role] ?? k.role), h("td", h("code", `${k.prefix}…${k.last4}`)),
+        h("td", when(k.createdAt)), h("td", when(k.lastUsedAt)),
+        h("td", h("button", { type: "button", "data-testid": "revoke", onclick: async () => {
+          const { apiKeyRevoke: r } = await gql("ApiKeyRevoke", { id: k.id });
+          if (actionErrors(app, r.userErrors)) return;
+          app.notice(`${k.name} is revoked: programs using it are refused from now on.`);
+          app.go("#/keys");
+        } }, "Revoke"))))
+        : h("tr", h("td", { colspan: 6 }, "No key yet.")))),
+    h("h2", "Make a key"),
+    form("key-create", [
+      { name: "name", label: "Name", placeholder: "accounting-scripts", required: true },
+      { name: "role", label: "Role", options: ROLE_OPTIONS, value: "VIEWER" },
+    ], "Make key", async (v, el) => {
+      const { apiKeyCreate: r } = await gql("ApiKeyCreate", v);
+      if (showUserErrors(el, r.userErrors)) return;
+      fill(shown, h("div.secret", { "data-testid": "new-secret" },
+        h("p", `The key ${r.apiKey.name}: copy it now, it is shown only this once.`), h("code", r.secret)));
+      el.reset();
+    }), shown);
+}

@@ -1,0 +1,335 @@
+// The web dashboard at /app, a GraphQL client, in a real browser: Debian's Chromium, headless,
+// driven by playwright-core, against `ml-connector demo --dashboard` with sign-up open.
+//
+// A new company signs up in the app, adds a connection and sees it, opens its events, signs
+// out; a second company signs up and sees none of the first's. Then the demo's own person
+// (`app_email`/`app_password` in the ready file) signs in to the default company, which has live
+// data: replays a failed invoice from the Failed list and sees it turn Done without a reload,
+// opens the event, invites a viewer (who sees no Replay button), maps the waiting product. The
+// NetSuite simulator's state is the proof that the invoice exists once. Every page runs under
+// the CSP: a violation or a script error fails the run.
+//
+// Environment: MLC_BIN (the binary; default target/debug/ml-connector), CHROMIUM (default
+// /usr/bin/chromium).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const repo = resolve(import.meta.dirname, "../..");
+const bin = process.env.MLC_BIN ?? join(repo, "target/debug/ml-connector");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const PASSWORD = "lighthouse-marmalade-quarry-7";
+
+let demo, ready, browser, page, scratch, demoOutput = "";
+const pageErrors = [];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, check, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${demoOutput}`);
+    await sleep(300);
+  }
+}
+
+/** A GraphQL request with the demo's API key (the test's own view); returns `data`. */
+async function graphql(query, variables = {}) {
+  const r = await fetch(new URL("/graphql", ready.url), {
+    method: "POST",
+    headers: { authorization: `Bearer ${ready.api_key}`, "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(body));
+  assert.ok(!body.errors, JSON.stringify(body.errors));
+  return body.data;
+}
+
+/** A GraphQL query made by the page itself, with its session cookie (no API key). */
+async function asPage(query, variables = {}) {
+  return page.evaluate(async ([query, variables]) => {
+    const r = await fetch("/graphql", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query, variables }),
+    });
+    return { status: r.status, body: await r.json() };
+  }, [query, variables]);
+}
+
+async function defaultConnection() {
+  const data = await graphql("{ connections { nodes { id handle } } }");
+  return data.connections.nodes.find((c) => c.handle === "default").id;
+}
+
+async function netsuiteInvoices(externalId) {
+  const state = await (await fetch(`${ready.netsuite_simulator}/_sim/state`)).json();
+  return state.records.invoice.filter((r) => r.externalId === externalId);
+}
+
+function watch(p) {
+  p.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(m.text());
+  });
+  p.on("pageerror", (e) => pageErrors.push(String(e)));
+}
+
+async function signUp(company, id, email) {
+  await page.goto(`${ready.app_url}#/signup`);
+  await page.waitForSelector("[data-testid=sign-up]");
+  await page.fill("[name=companyName]", company);
+  assert.equal(await page.inputValue("[name=companyId]"), id, "the company ID follows the name");
+  await page.fill("[name=email]", email);
+  await page.fill("[name=password]", PASSWORD);
+  await page.click("[data-testid=sign-up] button[type=submit]");
+  await page.waitForSelector("[data-page=overview]");
+  await page.waitForSelector("[data-testid=who]");
+  assert.match(await page.textContent("[data-testid=who]"), new RegExp(id));
+}
+
+async function signOut() {
+  await page.click("[data-testid=sign-out]");
+  await page.waitForSelector("[data-testid=sign-in]");
+  assert.match(await page.textContent("[data-testid=notice]"), /signed out/);
+}
+
+before(async () => {
+  assert.ok(existsSync(bin), `${bin} is missing: run cargo build first`);
+  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
+  scratch = mkdtempSync(join(tmpdir(), "mlc-app-"));
+  const readyFile = join(scratch, "ready.json");
+  demo = spawn(
+    bin,
+    ["demo", "--dashboard", "--customers", "12", "--listen", "127.0.0.1:0", "--ready-file", readyFile],
+    {
+      env: {
+        ...process.env,
+        MLC__ADMIN__TOKEN: randomBytes(32).toString("hex"),
+        MLC__ADMIN__SIGNUP: "open",
+      },
+    },
+  );
+  demo.stdout.on("data", (d) => (demoOutput += d));
+  demo.stderr.on("data", (d) => (demoOutput += d));
+  ready = await until("the demo to be ready", () =>
+    existsSync(readyFile) && readFileSync(readyFile, "utf8").length > 0
+      ? JSON.parse(readFileSync(readyFile, "utf8"))
+      : demo.exitCode !== null
+        ? Promise.reject(new Error(`demo exited: ${demo.exitCode}\n${demoOutput}`))
+        : null,
+    180_000);
+  assert.equal(ready.app_email, "demo@example.com");
+  assert.ok(ready.app_password?.length >= 12, "the demo gives its person a password");
+  assert.ok(demoOutput.includes(ready.app_password), "and prints it");
+  assert.ok(ready.failed > 0 && ready.waiting > 0, "the demo leaves work to do");
+  browser = await chromium.launchPersistentContext(join(scratch, "profile"), {
+    executablePath: chromiumPath,
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  page = await browser.newPage();
+  watch(page);
+});
+
+after(async () => {
+  await browser?.close();
+  if (demo && demo.exitCode === null) {
+    demo.kill("SIGTERM");
+    await Promise.race([new Promise((r) => demo.on("exit", r)), sleep(10_000)]);
+  }
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+test("/app is served under a strict CSP and asks to sign in", async () => {
+  const r = await fetch(ready.app_url);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type"), /^text\/html/);
+  const csp = r.headers.get("content-security-policy");
+  for (const part of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"]) {
+    assert.ok(csp.includes(part), `${part} in ${csp}`);
+  }
+  assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+  const html = await r.text();
+  assert.ok(!/<script(?![^>]*\bsrc=)[^>]*>/.test(html), "no inline script");
+  assert.ok(!/style=|<style/.test(html), "no inline style");
+  await page.goto(ready.app_url);
+  await page.waitForSelector("[data-testid=sign-in]");
+  assert.match(page.url(), /#\/signin$/);
+});
+
+let firstConnectionId;
+
+test("a new company signs up, adds a connection, opens its events, signs out", async () => {
+  await page.goto(`${ready.app_url}#/signup`);
+  await page.waitForSelector("[data-testid=sign-up]");
+  // A guessable password: the API's words, next to the field.
+  await page.fill("[name=companyName]", "Acme Books");
+  await page.fill("[name=email]", "ana@acme.example");
+  await page.fill("[name=password]", "password1234");
+  await page.click("[data-testid=sign-up] button[type=submit]");
+  await page.waitForSelector("[data-field=password] [data-testid=error-password]");
+  assert.match(await page.textContent("[data-testid=error-password]"), /choose another password/);
+
+  await signUp("Acme Books", "acme-books", "ana@acme.example");
+  await page.waitForSelector("[data-testid=no-connections]");
+
+  await page.click("nav >> text=Connections");
+  await page.waitForSelector("[data-testid=connection-create]");
+  await page.fill("[data-testid=connection-create] [name=name]", "Production");
+  await page.fill("[data-testid=connection-create] [name=handle]", "Not Valid!");
+  await page.click("[data-testid=connection-create] button[type=submit]");
+  await page.waitForSelector("[data-testid=error-handle]");
+  await page.fill("[data-testid=connection-create] [name=handle]", "production");
+  await page.click("[data-testid=connection-create] button[type=submit]");
+  await page.waitForSelector("[data-testid=connections] [data-handle=production]");
+  assert.match(await page.textContent("[data-handle=production]"), /Draft/);
+  assert.match(await page.textContent("[data-handle=production]"), /\/webhooks\/stripe\/whc_/);
+  // "Test": every check with its fix (nothing is configured yet).
+  await page.click("[data-handle=production] [data-testid=test]");
+  await page.waitForSelector("[data-handle=production] [data-testid=test-result]");
+  assert.match(await page.textContent("[data-handle=production] .checks"), /How to fix/);
+
+  const shell = await asPage("{ connections { nodes { id handle } } }");
+  firstConnectionId = shell.body.data.connections.nodes[0].id;
+
+  await page.click("nav >> text=Events");
+  await page.waitForSelector("[data-testid=events]");
+  await page.waitForSelector("[data-testid=empty]");
+  await page.waitForSelector("[data-testid=live][data-state=live]");
+  await signOut();
+  // Signed out: the session no longer opens the API.
+  const after = await asPage("{ viewer { tenantId } }");
+  assert.equal(after.status, 401);
+});
+
+test("a second company sees none of the first's", async () => {
+  await signUp("Zeta Books", "zeta-books", "zed@zeta.example");
+  await page.waitForSelector("[data-testid=no-connections]");
+  await page.click("nav >> text=Connections");
+  await page.waitForSelector("[data-testid=connections] [data-testid=no-connections]");
+  assert.equal(await page.$("[data-handle=production]"), null);
+  const own = await asPage("{ connections { nodes { handle } } members { email } }");
+  assert.deepEqual(own.body.data.connections.nodes, []);
+  assert.deepEqual(own.body.data.members, [{ email: "zed@zeta.example" }]);
+  const theirs = await asPage("query($id: ID!) { connection(id: $id) { handle } }", { id: firstConnectionId });
+  assert.equal(theirs.body.data.connection, null);
+  await signOut();
+});
+
+let failedRow;
+
+test("the demo company: replaying a failed invoice turns it Done without a reload", async () => {
+  await page.goto(`${ready.app_url}#/signin`);
+  await page.waitForSelector("[data-testid=sign-in]");
+  await page.fill("[name=email]", ready.app_email);
+  await page.fill("[name=password]", "not-the-password-at-all");
+  await page.click("[data-testid=sign-in] button[type=submit]");
+  await page.waitForSelector("[data-testid=error-password]");
+  await page.fill("[name=password]", ready.app_password);
+  await page.click("[data-testid=sign-in] button[type=submit]");
+  await page.waitForSelector("[data-testid=count-failed]");
+  assert.equal(Number(await page.textContent("[data-connection=default] [data-testid=count-failed] .n")), ready.failed);
+  assert.equal(Number(await page.textContent("[data-connection=default] [data-testid=count-waiting] .n")), ready.waiting);
+  assert.match(await page.textContent("[data-connection=default] [data-testid=health]"), /NetSuite login/);
+
+  await page.click("nav >> text=Failed");
+  await page.waitForSelector("[data-testid=events] tbody tr");
+  await page.waitForSelector("[data-testid=live][data-state=live]");
+  // The failed event that got as far as asking NetSuite (its siblings wait on the same sale).
+  const c = await defaultConnection();
+  const failed = await graphql(
+    `query($c: ID!) { connection(id: $c) { events(first: 100, filter: { status: FAILED }) {
+       nodes { id eventId } } } }`, { c });
+  let externalId;
+  for (const e of failed.connection.events.nodes) {
+    const d = await graphql("query($id: ID!) { event(id: $id) { netsuiteRequest } }", { id: e.id });
+    if (d.event.netsuiteRequest?.externalId) {
+      [failedRow, externalId] = [e, d.event.netsuiteRequest.externalId];
+      break;
+    }
+  }
+  assert.ok(failedRow, "a failed event with a NetSuite request");
+  assert.equal((await netsuiteInvoices(externalId)).length, 0, "not in NetSuite before the replay");
+  const row = `[data-testid=events] tr[data-event-id="${failedRow.eventId}"]`;
+  await page.waitForSelector(row);
+  await page.evaluate(() => (window.__noReload = true));
+  await page.click(`${row} button[data-testid=replay]`);
+  await page.waitForSelector("[data-testid=notice]");
+  assert.match(await page.textContent("[data-testid=notice]"), /queued for replay/);
+  // The subscription brings the new state into the row.
+  await page.waitForSelector(`${row} .badge[data-status=succeeded]`, { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
+  assert.equal((await netsuiteInvoices(externalId)).length, 1, "exactly one NetSuite invoice");
+
+  // Its page: the audit timeline, what went to NetSuite.
+  await page.click(`${row} a`);
+  await page.waitForSelector("[data-testid=audit]");
+  assert.equal(await page.getAttribute("[data-testid=event-status] .badge", "data-status"), "succeeded");
+  const timeline = await page.textContent("[data-testid=audit]");
+  for (const step of ["received", "replayed", "posted"]) assert.ok(timeline.includes(step), step);
+  await page.click("[data-testid=netsuite-request] summary");
+  assert.ok((await page.textContent("[data-testid=netsuite-request] pre")).includes(externalId));
+});
+
+test("an invited viewer reads but has no Replay button", async () => {
+  await page.click("nav >> text=Team");
+  await page.waitForSelector("[data-testid=members]");
+  assert.match(await page.textContent("[data-testid=members]"), /demo@example\.com/);
+  await page.fill("[data-testid=invite] [name=email]", "vi@example.com");
+  await page.selectOption("[data-testid=invite] [name=role]", "VIEWER");
+  await page.click("[data-testid=invite] button[type=submit]");
+  await page.waitForSelector("[data-testid=invite-link] code");
+  const link = await page.textContent("[data-testid=invite-link] code");
+  assert.match(link, /\/app\/#\/accept\?token=mli_/);
+
+  // The viewer, in a browser of their own (its own cookies).
+  const other = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+  try {
+    const vp = await other.newPage();
+    watch(vp);
+    await vp.goto(link);
+    await vp.waitForSelector("[data-testid=accept]");
+    await vp.fill("[name=password]", PASSWORD);
+    await vp.click("[data-testid=accept] button[type=submit]");
+    await vp.waitForSelector("[data-page=overview]");
+    await vp.click("nav >> text=Waiting");
+    await vp.waitForSelector("[data-testid=events] tbody tr");
+    assert.equal(await vp.$("button[data-testid=replay]"), null, "no Replay for a viewer");
+    assert.equal(await vp.$("nav >> text=API keys"), null);
+  } finally {
+    await other.close();
+  }
+});
+
+test("mapping the waiting product releases its sales", async () => {
+  await page.click("nav >> text=Mappings");
+  await page.waitForSelector("[data-testid=unmapped]");
+  const row = `tr[data-product="${ready.product}"]`;
+  assert.match(await page.textContent(row), /EUR|USD|JPY|KWD/);
+  await page.fill(`${row} input[name=netsuite_item_id]`, ready.item);
+  await page.click(`${row} button[data-testid=map]`);
+  await page.waitForSelector("[data-testid=notice]");
+  assert.match(await page.textContent("[data-testid=notice]"), /released/);
+  await page.waitForSelector("[data-testid=mappings]");
+  assert.ok((await page.textContent("[data-testid=mappings]")).includes(ready.product));
+  await page.click("nav >> text=API keys");
+  await page.fill("[data-testid=key-create] [name=name]", "scripts");
+  await page.click("[data-testid=key-create] button[type=submit]");
+  await page.waitForSelector("[data-testid=new-secret] code");
+  assert.match(await page.textContent("[data-testid=new-secret] code"), /^mlck_/);
+  await signOut();
+  assert.deepEqual(pageErrors, [], "no script error or CSP violation");
+});
