@@ -59,6 +59,11 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../app/app.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../app/favicon.svg"),
+    ),
+    (
         "operations.graphql",
         "text/plain; charset=utf-8",
         OPERATIONS,

@@ -12,7 +12,7 @@
 // Environment: MLC_BIN (the binary; default target/debug/ml-connector), CHROMIUM (default
 // /usr/bin/chromium).
 
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
@@ -78,7 +78,8 @@ async function netsuiteInvoices(externalId) {
 
 function watch(p) {
   p.on("console", (m) => {
-    if (m.type() === "error") pageErrors.push(m.text());
+    // The 401 is the test's own request after signing out (asPage); anything else counts.
+    if (m.type() === "error" && !/status of 401/.test(m.text())) pageErrors.push(`${p.url()}: ${m.text()} ${JSON.stringify(m.location())}`);
   });
   p.on("pageerror", (e) => pageErrors.push(String(e)));
 }
@@ -142,6 +143,13 @@ before(async () => {
   });
   page = await browser.newPage();
   watch(page);
+});
+
+// On a failure, what the page showed (and what went wrong in it) is in the output.
+afterEach(async (t) => {
+  if (process.env.MLC_APP_DEBUG && page) {
+    console.log(`--- ${t.name}: ${page.url()}\n${await page.textContent("body").catch(() => "")}\n${pageErrors.join("\n")}`);
+  }
 });
 
 after(async () => {

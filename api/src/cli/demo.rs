@@ -34,14 +34,16 @@ pub struct DemoArgs {
     /// one invoice refused by NetSuite (a closed period, reopened since) to replay, and the
     /// unmapped product's sales waiting for a mapping. Stops on Ctrl-C. The admin token is
     /// MLC__ADMIN__TOKEN when set, else a random one printed at start; an owner API key of the
-    /// default tenant, for the GraphQL API, is made for the run and printed.
+    /// default tenant, for the GraphQL API, and its owner `demo@example.com` with a random
+    /// password, for the web app at /app, are made for the run and printed.
     #[arg(long)]
     pub dashboard: bool,
     /// Address of the connector and its dashboard (with --dashboard: 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// With --dashboard: write the dashboard URL, the API key and the IDs to use there to this
-    /// JSON file once it is ready (for scripts and browser tests).
+    /// With --dashboard: write the dashboard URL, the API key, the web app's URL and its demo
+    /// user's email and password, and the IDs to use there to this JSON file once it is ready
+    /// (for scripts and browser tests).
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
 }

@@ -169,6 +169,29 @@ fn credentials_error(field: &str, e: CredentialError) -> Result<CredentialsPaylo
     })
 }
 
+/// The owner's connection a credentials mutation names, or the payload refusing it.
+async fn owned_scope(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> Result<std::result::Result<ConnectionScope, CredentialsPayload>> {
+    let viewer = require(ctx, ApiKeyRole::Owner)?;
+    Ok(own_connection(ctx, viewer, id)
+        .await?
+        .map(|(_, scope)| scope)
+        .map_err(|e| CredentialsPayload {
+            credentials: vec![],
+            user_errors: vec![e],
+        }))
+}
+
+/// The answer of a credentials mutation that stored what it was given: what is stored now.
+async fn stored(ctx: &Context<'_>, scope: &ConnectionScope) -> Result<CredentialsPayload> {
+    Ok(CredentialsPayload {
+        credentials: credentials(ctx, scope).await?,
+        user_errors: vec![],
+    })
+}
+
 /// Settings from an input, as stored: a JSON object (empty when not given).
 fn settings_value(settings: Option<Json<serde_json::Value>>) -> serde_json::Value {
     settings.map_or_else(|| serde_json::json!({}), |j| j.0)
@@ -348,15 +371,9 @@ impl ConnectionMutation {
         ctx: &Context<'_>,
         input: StripeCredentialsSetInput,
     ) -> Result<CredentialsPayload> {
-        let viewer = require(ctx, ApiKeyRole::Owner)?;
-        let scope = match own_connection(ctx, viewer, &input.connection_id).await? {
-            Ok((_, scope)) => scope,
-            Err(e) => {
-                return Ok(CredentialsPayload {
-                    credentials: vec![],
-                    user_errors: vec![e],
-                });
-            }
+        let scope = match owned_scope(ctx, &input.connection_id).await? {
+            Ok(scope) => scope,
+            Err(refused) => return Ok(refused),
         };
         if input.api_key.is_none() && input.webhook_secrets.is_none() {
             return credentials_error(
@@ -388,10 +405,7 @@ impl ConnectionMutation {
                 return credentials_error("webhookSecrets", e);
             }
         }
-        Ok(CredentialsPayload {
-            credentials: credentials(ctx, &scope).await?,
-            user_errors: vec![],
-        })
+        stored(ctx, &scope).await
     }
 
     /// Stores the connection's NetSuite M2M private key and/or TBA secrets, sealed. Owner
@@ -401,15 +415,9 @@ impl ConnectionMutation {
         ctx: &Context<'_>,
         input: NetsuiteCredentialsSetInput,
     ) -> Result<CredentialsPayload> {
-        let viewer = require(ctx, ApiKeyRole::Owner)?;
-        let scope = match own_connection(ctx, viewer, &input.connection_id).await? {
-            Ok((_, scope)) => scope,
-            Err(e) => {
-                return Ok(CredentialsPayload {
-                    credentials: vec![],
-                    user_errors: vec![e],
-                });
-            }
+        let scope = match owned_scope(ctx, &input.connection_id).await? {
+            Ok(scope) => scope,
+            Err(refused) => return Ok(refused),
         };
         let tba = match (&input.consumer_secret, &input.token_secret) {
             (None, None) => None,
@@ -450,10 +458,7 @@ impl ConnectionMutation {
         {
             return credentials_error("consumerSecret", e);
         }
-        Ok(CredentialsPayload {
-            credentials: credentials(ctx, &scope).await?,
-            user_errors: vec![],
-        })
+        stored(ctx, &scope).await
     }
 
     /// Rolls the webhook signing secret: the new one is tried first, and the previous one is
@@ -464,15 +469,9 @@ impl ConnectionMutation {
         ctx: &Context<'_>,
         input: WebhookSecretRotateInput,
     ) -> Result<CredentialsPayload> {
-        let viewer = require(ctx, ApiKeyRole::Owner)?;
-        let scope = match own_connection(ctx, viewer, &input.connection_id).await? {
-            Ok((_, scope)) => scope,
-            Err(e) => {
-                return Ok(CredentialsPayload {
-                    credentials: vec![],
-                    user_errors: vec![e],
-                });
-            }
+        let scope = match owned_scope(ctx, &input.connection_id).await? {
+            Ok(scope) => scope,
+            Err(refused) => return Ok(refused),
         };
         let key = ctx.data::<Keys>().ok().and_then(|k| k.0.as_ref());
         if let Err(e) = creds::rotate_webhook_secret(
@@ -485,9 +484,6 @@ impl ConnectionMutation {
         {
             return credentials_error("newSecret", e);
         }
-        Ok(CredentialsPayload {
-            credentials: credentials(ctx, &scope).await?,
-            user_errors: vec![],
-        })
+        stored(ctx, &scope).await
     }
 }

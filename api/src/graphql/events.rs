@@ -29,7 +29,7 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             EventStatus::Queued => "queued",
             EventStatus::Running => "running",

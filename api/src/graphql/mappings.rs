@@ -98,35 +98,35 @@ fn mapping_page(links: Vec<Link>, first: usize, had_after: bool) -> MappingPage 
     page
 }
 
-/// A page of the connection's product → item mappings, by product ID.
-pub async fn product_mappings(
-    store: &Store,
-    scope: &ConnectionScope,
-    first: Option<i32>,
-    after: Option<String>,
-) -> Result<MappingPage> {
-    let (first, after) = page_args(first, after)?;
-    let links = store
-        .scoped(scope)
-        .page_item_links(after.as_deref(), first as i64 + 1)
-        .await
-        .map_err(internal)?;
-    Ok(mapping_page(links, first, after.is_some()))
+/// Which mappings a page lists.
+#[derive(Clone, Copy)]
+pub enum Mappings {
+    /// Stripe product → NetSuite item, by product ID.
+    Products,
+    /// Stripe customer → NetSuite customer, by customer ID.
+    Customers,
 }
 
-/// A page of the connection's customer mappings, by Stripe customer ID.
-pub async fn customer_mappings(
+/// A page of the connection's mappings of one kind.
+pub async fn mappings(
     store: &Store,
     scope: &ConnectionScope,
+    which: Mappings,
     first: Option<i32>,
     after: Option<String>,
 ) -> Result<MappingPage> {
     let (first, after) = page_args(first, after)?;
-    let links = store
-        .scoped(scope)
-        .page_customer_links(after.as_deref(), first as i64 + 1)
-        .await
-        .map_err(internal)?;
+    let connection = store.scoped(scope);
+    let limit = first as i64 + 1;
+    let links = match which {
+        Mappings::Products => connection.page_item_links(after.as_deref(), limit).await,
+        Mappings::Customers => {
+            connection
+                .page_customer_links(after.as_deref(), limit)
+                .await
+        }
+    }
+    .map_err(internal)?;
     Ok(mapping_page(links, first, after.is_some()))
 }
 

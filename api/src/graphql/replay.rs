@@ -116,17 +116,6 @@ fn millis(field: &str, value: &str) -> std::result::Result<i64, UserError> {
         })
 }
 
-fn status_str(s: EventStatus) -> &'static str {
-    match s {
-        EventStatus::Queued => "queued",
-        EventStatus::Running => "running",
-        EventStatus::Waiting => "waiting",
-        EventStatus::Succeeded => "succeeded",
-        EventStatus::Failed => "failed",
-        EventStatus::Ignored => "ignored",
-    }
-}
-
 #[derive(SimpleObject)]
 pub struct EventsReplayPayload {
     pub batch: Option<ReplayBatch>,
@@ -181,7 +170,7 @@ impl ReplayMutation {
             ));
         }
         let f = input.filter.unwrap_or_default();
-        let status = f.status.map(status_str);
+        let status = f.status.map(EventStatus::as_str);
         if matches!(status, Some("running" | "ignored")) {
             return failed(user_error(
                 "filter",

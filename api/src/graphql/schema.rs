@@ -387,7 +387,14 @@ impl TenantConnection {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<super::mappings::MappingPage> {
-        super::mappings::product_mappings(store(ctx)?, &self.0.scope, first, after).await
+        super::mappings::mappings(
+            store(ctx)?,
+            &self.0.scope,
+            super::mappings::Mappings::Products,
+            first,
+            after,
+        )
+        .await
     }
 
     /// Stripe customer → NetSuite customer mappings, by Stripe customer ID.
@@ -398,7 +405,14 @@ impl TenantConnection {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<super::mappings::MappingPage> {
-        super::mappings::customer_mappings(store(ctx)?, &self.0.scope, first, after).await
+        super::mappings::mappings(
+            store(ctx)?,
+            &self.0.scope,
+            super::mappings::Mappings::Customers,
+            first,
+            after,
+        )
+        .await
     }
 
     /// Products seen without a NetSuite item, with the sales waiting for them and what they

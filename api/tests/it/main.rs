@@ -2,6 +2,7 @@
 
 mod accounts;
 mod adversarial;
+mod app;
 mod bench;
 mod charge_links;
 mod connections;

@@ -62,6 +62,12 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A row's `tenant_id` (written by this store, so valid).
+fn tenant_of(row: &sqlx::any::AnyRow) -> Result<TenantId, StoreError> {
+    let tenant: String = get(row, "tenant_id")?;
+    TenantId::parse(&tenant).map_err(|e| StoreError::Database(format!("stored tenant: {e}")))
+}
+
 fn role_of(s: &str) -> Result<ApiKeyRole, StoreError> {
     ApiKeyRole::parse(s).ok_or_else(|| StoreError::Database(format!("stored role `{s}`")))
 }
@@ -153,14 +159,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         rows.iter()
-            .map(|r| {
-                let tenant: String = get(r, "tenant_id")?;
-                Ok((
-                    TenantId::parse(&tenant)
-                        .map_err(|e| StoreError::Database(format!("stored tenant: {e}")))?,
-                    role_of(&get::<String>(r, "role")?)?,
-                ))
-            })
+            .map(|r| Ok((tenant_of(r)?, role_of(&get::<String>(r, "role")?)?)))
             .collect()
     }
 
@@ -219,14 +218,10 @@ impl Store {
         .await
         .map_err(db_err)?;
         row.map(|r| {
-            let tenant: String = get(&r, "tenant_id")?;
             Ok(SessionInfo {
                 user_id: get(&r, "user_id")?,
                 email: get(&r, "email")?,
-                tenant: TenantScope::new(
-                    TenantId::parse(&tenant)
-                        .map_err(|e| StoreError::Database(format!("stored tenant: {e}")))?,
-                ),
+                tenant: TenantScope::new(tenant_of(&r)?),
                 role: role_of(&get::<String>(&r, "role")?)?,
                 csrf_hash: get(&r, "csrf_hash")?,
                 expires_at: get(&r, "expires_at")?,
@@ -264,10 +259,8 @@ impl Store {
         let Some(r) = row else {
             return Ok(Invitation::Invalid);
         };
-        let tenant: String = get(&r, "tenant_id")?;
         Ok(Invitation::Open {
-            tenant_id: TenantId::parse(&tenant)
-                .map_err(|e| StoreError::Database(format!("stored tenant: {e}")))?,
+            tenant_id: tenant_of(&r)?,
             email: get(&r, "email")?,
             role: role_of(&get::<String>(&r, "role")?)?,
         })

@@ -483,25 +483,8 @@ impl ConnectionStore {
 
     /// This connection's item links, by product ID.
     pub async fn list_item_links(&self) -> Result<Vec<Link>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT stripe_product_id, netsuite_internal_id, source, updated_at FROM item_links \
-             WHERE tenant_id = $1 AND connection_id = $2 ORDER BY stripe_product_id",
-        )
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .fetch_all(&mut *self.store.db.read(&self.scope).await?)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Link {
-                    stripe_id: get(r, "stripe_product_id")?,
-                    netsuite_internal_id: get(r, "netsuite_internal_id")?,
-                    source: get(r, "source")?,
-                    updated_at: get(r, "updated_at")?,
-                })
-            })
-            .collect()
+        self.page_links("item_links", "stripe_product_id", None, i64::MAX)
+            .await
     }
 
     /// Notes a product seen without an item (keeps the first-seen time and the best name).
