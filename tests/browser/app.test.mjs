@@ -10,12 +10,13 @@
 // the CSP: a violation or a script error fails the run.
 //
 // Environment: MLC_BIN (the binary; default target/debug/ml-connector), CHROMIUM (default
-// /usr/bin/chromium).
+// /usr/bin/chromium), MLC_SCREENSHOTS_DIR (write screenshots of the main pages there),
+// MLC_APP_DEBUG (print each page's text after each test).
 
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -24,6 +25,7 @@ import { chromium } from "playwright-core";
 const repo = resolve(import.meta.dirname, "../..");
 const bin = process.env.MLC_BIN ?? join(repo, "target/debug/ml-connector");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const shots = process.env.MLC_SCREENSHOTS_DIR;
 const PASSWORD = "lighthouse-marmalade-quarry-7";
 
 let demo, ready, browser, page, scratch, demoOutput = "";
@@ -76,6 +78,10 @@ async function netsuiteInvoices(externalId) {
   return state.records.invoice.filter((r) => r.externalId === externalId);
 }
 
+async function shot(name) {
+  if (shots) await page.screenshot({ path: join(shots, `app-${name}.png`), fullPage: false });
+}
+
 function watch(p) {
   p.on("console", (m) => {
     // The 401 is the test's own request after signing out (asPage); anything else counts.
@@ -106,6 +112,7 @@ async function signOut() {
 before(async () => {
   assert.ok(existsSync(bin), `${bin} is missing: run cargo build first`);
   assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
+  if (shots) mkdirSync(shots, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), "mlc-app-"));
   const readyFile = join(scratch, "ready.json");
   demo = spawn(
@@ -209,6 +216,7 @@ test("a new company signs up, adds a connection, opens its events, signs out", a
   await page.click("[data-handle=production] [data-testid=test]");
   await page.waitForSelector("[data-handle=production] [data-testid=test-result]");
   assert.match(await page.textContent("[data-handle=production] .checks"), /How to fix/);
+  await shot("connections");
 
   const shell = await asPage("{ connections { nodes { id handle } } }");
   firstConnectionId = shell.body.data.connections.nodes[0].id;
@@ -252,6 +260,7 @@ test("the demo company: replaying a failed invoice turns it Done without a reloa
   assert.equal(Number(await page.textContent("[data-connection=default] [data-testid=count-failed] .n")), ready.failed);
   assert.equal(Number(await page.textContent("[data-connection=default] [data-testid=count-waiting] .n")), ready.waiting);
   assert.match(await page.textContent("[data-connection=default] [data-testid=health]"), /NetSuite login/);
+  await shot("overview");
 
   await page.click("nav >> text=Failed");
   await page.waitForSelector("[data-testid=events] tbody tr");
@@ -273,6 +282,7 @@ test("the demo company: replaying a failed invoice turns it Done without a reloa
   assert.equal((await netsuiteInvoices(externalId)).length, 0, "not in NetSuite before the replay");
   const row = `[data-testid=events] tr[data-event-id="${failedRow.eventId}"]`;
   await page.waitForSelector(row);
+  await shot("failed");
   await page.evaluate(() => (window.__noReload = true));
   await page.click(`${row} button[data-testid=replay]`);
   await page.waitForSelector("[data-testid=notice]");
@@ -290,6 +300,7 @@ test("the demo company: replaying a failed invoice turns it Done without a reloa
   for (const step of ["received", "replayed", "posted"]) assert.ok(timeline.includes(step), step);
   await page.click("[data-testid=netsuite-request] summary");
   assert.ok((await page.textContent("[data-testid=netsuite-request] pre")).includes(externalId));
+  await shot("event");
 });
 
 test("an invited viewer reads but has no Replay button", async () => {

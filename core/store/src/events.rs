@@ -726,6 +726,9 @@ fn stored_audits(ev: &NewEvent, job: Option<&(String, bool)>) -> Vec<NewAudit> {
 
 /// A status filter lists from the jobs (and sorts them) when a connection has at most this many
 /// jobs in that state; with more, walking the list in its order finds a page's worth sooner.
+/// From the jobs, a page costs each of those jobs (a few µs each); the walk costs each index
+/// entry it passes over (under 1 µs), about 50 × events / jobs of them a page: for a connection
+/// of 100,000 events the two meet near 500 to 1,000 jobs (BENCHMARKS.md, "GraphQL events query").
 pub(crate) const FEW_JOBS: i64 = 500;
 
 const EVENT_COLUMNS: &str = "event_id, event_type, object_id, livemode, api_version, \
@@ -799,15 +802,17 @@ impl ConnectionStore {
     ///
     /// Paging: `after` (keyset) starts after a listed event's position, whatever was inserted
     /// since, and costs the same on every page; `offset` skips rows (after `after`, when both
-    /// are given), which reads them all and shifts when events arrive.
+    /// are given), which walks over them all and shifts when events arrive.
     ///
-    /// Plans (migration 0005's indexes; both backends): the list is read in its order from
-    /// `events_listing` or, by type, `events_type`, both ending in `received_at, event_id,
-    /// job_id`, so a page reads the rows it returns plus those its filters pass over, and finds
-    /// their job's state without reading the event row. A status a connection's jobs seldom have
-    /// (at most [`FEW_JOBS`]: failed, waiting, running, as a rule) would make that walk pass over
-    /// most of the list for each page, so such a list starts from those jobs instead
+    /// Plans (migration 0005's indexes; both backends): the page's keys are found from the
+    /// indexes alone, and only then are its rows read. The list is walked in its order on
+    /// `events_listing`, or by type on `events_type` (both end in `received_at, event_id,
+    /// job_id`), so a page reads the index entries it passes over and, under a status filter,
+    /// their job; never an event row it does not return. A status few of the connection's jobs
+    /// have (at most [`FEW_JOBS`]: failed, waiting or running, as a rule) would make that walk
+    /// pass over most of the list on every page, so such a list starts from those jobs instead
     /// (`jobs_connection_state`, then `events_job`) and sorts them; one bounded count decides.
+    /// `ignored` walks `events_job`'s entries without a job, in order.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         // $1 and $2 are the scope; the filters' texts follow, then the integers.
         let mut texts: Vec<String> = vec![self.scope.t(), self.scope.c()];
@@ -876,34 +881,39 @@ impl ConnectionStore {
         let n = base + ints.len();
 
         let mut conn = self.store.db.read(&self.scope).await?;
-        let from_jobs = match job_state {
-            Some(k) => self.few_jobs_in(&mut conn, &texts[k - 1]).await?,
-            None => false,
-        };
-        let mut sql = String::from(
-            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
-             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error ",
-        );
-        if from_jobs {
-            // CROSS JOIN: SQLite keeps this order (the jobs first); PostgreSQL plans it freely.
-            sql.push_str(
+        // The page's keys first, from the indexes alone where the filters allow (no event row
+        // is read for the rows passed over, skipped by the offset or sorted), then its rows.
+        let from = match job_state {
+            Some(k) if self.few_jobs_in(&mut conn, &texts[k - 1]).await? => {
+                // CROSS JOIN: SQLite keeps this order (the jobs first); PostgreSQL plans freely.
                 "FROM sync_jobs j CROSS JOIN events e \
                  WHERE j.tenant_id = $1 AND j.connection_id = $2 \
-                 AND e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = j.id",
-            );
-        } else {
-            sql.push_str(
-                "FROM events e LEFT JOIN sync_jobs j ON j.id = e.job_id \
-                 WHERE e.tenant_id = $1 AND e.connection_id = $2",
-            );
-        }
+                 AND e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = j.id"
+            }
+            Some(_) => {
+                "FROM events e JOIN sync_jobs j ON j.id = e.job_id \
+                 AND j.tenant_id = e.tenant_id AND j.connection_id = e.connection_id \
+                 WHERE e.tenant_id = $1 AND e.connection_id = $2"
+            }
+            None => "FROM events e WHERE e.tenant_id = $1 AND e.connection_id = $2",
+        };
+        let mut keys = format!("SELECT e.event_id AS page_event_id {from}");
         for c in conds_text.iter().chain(conds_int.iter()) {
-            sql.push_str(c);
+            keys.push_str(c);
         }
-        sql.push_str(&format!(
+        keys.push_str(&format!(
             " ORDER BY e.received_at DESC, e.event_id DESC LIMIT ${} OFFSET ${n}",
             n - 1
         ));
+        let sql = format!(
+            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
+             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
+             FROM ({keys}) page CROSS JOIN events e \
+             LEFT JOIN sync_jobs j ON j.id = e.job_id \
+             AND j.tenant_id = e.tenant_id AND j.connection_id = e.connection_id \
+             WHERE e.tenant_id = $1 AND e.connection_id = $2 AND e.event_id = page.page_event_id \
+             ORDER BY e.received_at DESC, e.event_id DESC"
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for t in texts {
             q = q.bind(t);
@@ -1356,6 +1366,105 @@ mod tests {
                     trail[0].job_id.is_some(),
                     "this connection's entry, with its job"
                 );
+            }
+        }
+    }
+
+    /// Both plans of a status filter (from the jobs, for a status few jobs have; walking the
+    /// list, for the others) page through exactly the rows of the unfiltered list that have
+    /// that status, in its order; so do type filters and offsets after a position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_filters_list_the_same_rows_whichever_plan() {
+        for db in backends().await {
+            let store = db.scoped().await;
+            let other = crate::testing::connection(store.store(), "test", "other").await;
+            for (scoped, number) in [(&store, 0), (&other, 1_000_000)] {
+                scoped
+                    .load_synthetic_events(
+                        crate::synthetic::SyntheticRange {
+                            number,
+                            from: 0,
+                            count: 3_000,
+                            first_at: 1_000_000,
+                            step: 7,
+                        },
+                        b"{}",
+                    )
+                    .await
+                    .unwrap();
+            }
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_events(&EventFilter {
+                        limit: 1000,
+                        after: after.clone(),
+                        ..EventFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.position());
+                all.extend(page);
+            }
+            assert_eq!(all.len(), 3_000);
+            let succeeded = all.iter().filter(|e| e.status == "succeeded").count() as i64;
+            let failed = all.iter().filter(|e| e.status == "failed").count() as i64;
+            assert!(succeeded > FEW_JOBS && (1..=FEW_JOBS).contains(&failed), "{succeeded} {failed}");
+            for (status, event_type) in [
+                ("succeeded", None),
+                ("failed", None),
+                ("queued", None),
+                ("running", None),
+                ("succeeded", Some("charge.refunded")),
+                ("failed", Some("charge.succeeded")),
+            ] {
+                let expected: Vec<&str> = all
+                    .iter()
+                    .filter(|e| e.status == status)
+                    .filter(|e| event_type.is_none_or(|t| e.event_type == t))
+                    .map(|e| e.event_id.as_str())
+                    .collect();
+                let mut got = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = store
+                        .list_events(&EventFilter {
+                            status: Some(status.into()),
+                            event_type: event_type.map(str::to_string),
+                            limit: 37,
+                            after: after.clone(),
+                            ..EventFilter::default()
+                        })
+                        .await
+                        .unwrap();
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.position());
+                    got.extend(page.into_iter().map(|e| e.event_id));
+                }
+                assert_eq!(got, expected, "{status} {event_type:?}");
+                // An offset counts from the position.
+                if expected.len() > 12 {
+                    let page = store
+                        .list_events(&EventFilter {
+                            status: Some(status.into()),
+                            event_type: event_type.map(str::to_string),
+                            limit: 5,
+                            offset: 3,
+                            after: Some(
+                                all.iter()
+                                    .find(|e| e.event_id == expected[4])
+                                    .unwrap()
+                                    .position(),
+                            ),
+                            ..EventFilter::default()
+                        })
+                        .await
+                        .unwrap();
+                    let ids: Vec<&str> = page.iter().map(|e| e.event_id.as_str()).collect();
+                    assert_eq!(ids, expected[8..13], "{status} {event_type:?}");
+                }
             }
         }
     }

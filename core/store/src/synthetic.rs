@@ -105,22 +105,23 @@ impl ConnectionStore {
 }
 
 impl crate::Store {
-    /// Refreshes the planner's statistics of the event listing's tables after a bulk load, as
-    /// PostgreSQL's autovacuum would within a minute. SQLite: nothing (the service keeps no
+    /// After a bulk load on PostgreSQL, `VACUUM ANALYZE` the event listing's tables, as
+    /// autovacuum would soon after: planner statistics, and the visibility map that lets the
+    /// listing read its indexes alone (index-only scans). SQLite: nothing (the service keeps no
     /// statistics for these tables there, so neither does a benchmark).
-    pub async fn analyze_event_tables(&self) -> Result<(), StoreError> {
+    pub async fn vacuum_event_tables(&self) -> Result<(), StoreError> {
         if self.db.backend != Backend::Postgres {
             return Ok(());
         }
-        // Pooled connections act as `mlc_service`, which does not own the tables: ANALYZE as
-        // the connecting role, on a connection taken out of the pool (closed afterwards).
+        // Pooled connections act as `mlc_service`, which does not own the tables: run it as the
+        // connecting role, on a connection taken out of the pool (closed afterwards).
         let mut conn = self.db.pool.acquire().await.map_err(db_err)?.detach();
         sqlx::query("RESET ROLE")
             .execute(&mut conn)
             .await
             .map_err(db_err)?;
         for table in ["events", "sync_jobs", "audit"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) {table}")))
                 .execute(&mut conn)
                 .await
                 .map_err(db_err)?;
