@@ -1411,7 +1411,10 @@ mod tests {
             assert_eq!(all.len(), 3_000);
             let succeeded = all.iter().filter(|e| e.status == "succeeded").count() as i64;
             let failed = all.iter().filter(|e| e.status == "failed").count() as i64;
-            assert!(succeeded > FEW_JOBS && (1..=FEW_JOBS).contains(&failed), "{succeeded} {failed}");
+            assert!(
+                succeeded > FEW_JOBS && (1..=FEW_JOBS).contains(&failed),
+                "{succeeded} {failed}"
+            );
             for (status, event_type) in [
                 ("succeeded", None),
                 ("failed", None),
