@@ -33,6 +33,8 @@ CREATE POLICY tenant_isolation ON idempotency_keys
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(manager, TABLE, &format!("{TABLE}{POSTGRES_RLS}")).await
+        // SQLite's integers are INTEGER, as in the other tables.
+        let sqlite = TABLE.replace("BIGINT", "INTEGER");
+        crate::run_sql(manager, &sqlite, &format!("{TABLE}{POSTGRES_RLS}")).await
     }
 }

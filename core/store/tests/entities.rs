@@ -12,8 +12,8 @@ use std::time::Duration;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId, WebhookRouteId};
 use mlc_store::entity::{
     api_keys, audit, connections, covered_payments, credentials, customer_links, events,
-    item_links, jobs, netsuite_slots, postings, sync_watermarks, tenant_keys, tenants,
-    unmapped_products,
+    idempotency_keys, invitations, item_links, jobs, memberships, netsuite_slots, postings,
+    sessions, sync_watermarks, tenant_keys, tenants, unmapped_products, users,
 };
 use mlc_store::testing::{backends, connection};
 use mlc_store::{ApiKeyRole, Backend, NewConnection, RecordOutcome, Store};
@@ -161,6 +161,11 @@ async fn every_table_has_an_entity_with_its_columns_types_and_primary_key() {
         entity_columns::<tenant_keys::Entity>(),
         entity_columns::<connections::Entity>(),
         entity_columns::<api_keys::Entity>(),
+        entity_columns::<idempotency_keys::Entity>(),
+        entity_columns::<users::Entity>(),
+        entity_columns::<memberships::Entity>(),
+        entity_columns::<sessions::Entity>(),
+        entity_columns::<invitations::Entity>(),
         entity_columns::<events::Entity>(),
         entity_columns::<jobs::Entity>(),
         entity_columns::<audit::Entity>(),
@@ -174,7 +179,7 @@ async fn every_table_has_an_entity_with_its_columns_types_and_primary_key() {
         entity_columns::<credentials::Entity>(),
     ];
     let entities: BTreeMap<String, BTreeMap<String, DbColumn>> = entities.into_iter().collect();
-    assert_eq!(entities.len(), 15);
+    assert_eq!(entities.len(), 20);
     for db in backends().await {
         let store = db.store().await;
         let schema = schema(&store).await;
@@ -359,6 +364,7 @@ async fn every_entity_round_trips_a_full_row() {
                 run_at: 11,
                 locked_by: Some("worker-1".into()),
                 task_id: Some("01JZ0000000000000000000000".into()),
+                replay_batch: None,
                 last_error: Some("netsuite 503".into()),
                 created_at: 13,
                 updated_at: 14,

@@ -22,6 +22,8 @@ pub struct Model {
     pub run_at: i64,
     pub locked_by: Option<String>,
     pub task_id: Option<String>,
+    /// The `eventsReplay` batch that last queued it again.
+    pub replay_batch: Option<String>,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,

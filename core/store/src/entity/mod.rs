@@ -21,14 +21,19 @@ pub mod covered_payments;
 pub mod credentials;
 pub mod customer_links;
 pub mod events;
+pub mod idempotency_keys;
+pub mod invitations;
 pub mod item_links;
 pub mod jobs;
+pub mod memberships;
 pub mod netsuite_slots;
 pub mod postings;
+pub mod sessions;
 pub mod sync_watermarks;
 pub mod tenant_keys;
 pub mod tenants;
 pub mod unmapped_products;
+pub mod users;
 
 /// Every entity, `use mlc_store::entity::prelude::*` style.
 pub mod prelude {
