@@ -174,3 +174,42 @@ async fn bench_intake_drives_serve_with_the_worker_and_prints_figures() {
         assert!(!stdout.contains("baseline (python)"), "{stdout}");
     }
 }
+
+/// `bench events` on a small store: it runs through the real schema, and its walk through the
+/// whole list sees every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_events_pages_the_graphql_list_and_prints_figures() {
+    let pg = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .args([
+            "bench",
+            "events",
+            "--events",
+            "3000",
+            "--tenant-events",
+            "1200",
+            "--tenants",
+            "4",
+            "--samples",
+            "5",
+            "--store",
+            if pg.is_some() { "both" } else { "sqlite" },
+        ])
+        .output()
+        .await
+        .expect("bench events ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let runs = if pg.is_some() { 2 } else { 1 };
+    assert_eq!(
+        stdout
+            .matches("saw 1200 events, 1200 distinct, 0 twice")
+            .count(),
+        runs,
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("first page ").count(), runs, "{stdout}");
+}

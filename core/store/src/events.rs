@@ -726,10 +726,12 @@ fn stored_audits(ev: &NewEvent, job: Option<&(String, bool)>) -> Vec<NewAudit> {
 
 /// A status filter lists from the jobs (and sorts them) when a connection has at most this many
 /// jobs in that state; with more, walking the list in its order finds a page's worth sooner.
-/// From the jobs, a page costs each of those jobs (a few µs each); the walk costs each index
-/// entry it passes over (under 1 µs), about 50 × events / jobs of them a page: for a connection
-/// of 100,000 events the two meet near 500 to 1,000 jobs (BENCHMARKS.md, "GraphQL events query").
-pub(crate) const FEW_JOBS: i64 = 500;
+/// From the jobs, a page costs each of those jobs (about 12 µs each in `bench events`, either
+/// backend); the walk costs each entry it passes over with its job (about 4 µs), some 50 ×
+/// events / jobs of them a page. For a connection of 100,000 events the two meet near 1,250
+/// jobs; for a million, near 4,000 (where both cost some 50 ms a page: BENCHMARKS.md, "GraphQL
+/// events query").
+pub(crate) const FEW_JOBS: i64 = 1_500;
 
 const EVENT_COLUMNS: &str = "event_id, event_type, object_id, livemode, api_version, \
      stripe_created, raw_body, signature_header, received_at, handled, deliveries";
@@ -804,31 +806,54 @@ impl ConnectionStore {
     /// since, and costs the same on every page; `offset` skips rows (after `after`, when both
     /// are given), which walks over them all and shifts when events arrive.
     ///
-    /// Plans (migration 0005's indexes; both backends): the page's keys are found from the
-    /// indexes alone, and only then are its rows read. The list is walked in its order on
-    /// `events_listing`, or by type on `events_type` (both end in `received_at, event_id,
-    /// job_id`), so a page reads the index entries it passes over and, under a status filter,
-    /// their job; never an event row it does not return. A status few of the connection's jobs
-    /// have (at most [`FEW_JOBS`]: failed, waiting or running, as a rule) would make that walk
-    /// pass over most of the list on every page, so such a list starts from those jobs instead
-    /// (`jobs_connection_state`, then `events_job`) and sorts them; one bounded count decides.
-    /// `ignored` walks `events_job`'s entries without a job, in order.
+    /// Plans (migration 0005's indexes; both backends), in two steps: the page's keys from the
+    /// indexes alone, then its rows by key. The list is walked in its order on `events_listing`,
+    /// or by type on `events_type` (both end in `received_at, event_id, job_id`), so a page
+    /// reads the index entries it passes over and, under a status filter, each one's job by its
+    /// key: never an event row it does not return. A status few of the connection's jobs have
+    /// (at most [`FEW_JOBS`]: failed, waiting or running, as a rule) would make that walk pass
+    /// over most of the list on every page, so such a list starts from those jobs instead
+    /// (`jobs_connection_state`; their events by `events_job`) and sorts them; reading at most
+    /// `FEW_JOBS + 1` of them decides. `ignored` walks `events_job`'s entries without a job.
+    /// Each plan is written so that no join order the planner may pick (without statistics, on
+    /// a new PostgreSQL table) costs more than one pass over the connection's list.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let mut conn = self.store.db.read(&self.scope).await?;
         // $1 and $2 are the scope; the filters' texts follow, then the integers.
         let mut texts: Vec<String> = vec![self.scope.t(), self.scope.c()];
         let mut ints: Vec<i64> = Vec::new();
         // Parameters are numbered in the order they are bound: all texts first, then integers.
         let mut conds_text: Vec<String> = Vec::new();
         let mut conds_int: Vec<String> = Vec::new();
-        let mut job_state = None;
+        // The few jobs a status filter starts from: the numbers of their parameters.
+        let mut few = None;
         match filter.status.as_deref() {
             None | Some("") => {}
             Some("ignored") => conds_text.push(" AND e.job_id IS NULL".into()),
-            Some(s) => {
-                texts.push(s.to_string());
-                job_state = Some(texts.len());
-                conds_text.push(format!(" AND j.state = ${}", texts.len()));
-            }
+            Some(s) => match self.few_jobs_in(&mut conn, s).await? {
+                Some(jobs) if jobs.is_empty() => return Ok(Vec::new()),
+                Some(jobs) => {
+                    few = Some(texts.len() + 1..texts.len() + 1 + jobs.len());
+                    texts.extend(jobs);
+                }
+                None => {
+                    // A scalar subquery rather than a join: each row passed over costs one
+                    // lookup by the job's key, on both backends, whatever the statistics say.
+                    // PostgreSQL prices it with a default selectivity, often past
+                    // `jit_above_cost`: compiling it would cost ~150 ms for a 10 ms query.
+                    if self.store.db.backend == Backend::Postgres {
+                        sqlx::query("SELECT set_config('jit', 'off', true)")
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    texts.push(s.to_string());
+                    conds_text.push(format!(
+                        " AND (SELECT j.state FROM sync_jobs j WHERE j.id = e.job_id) = ${}",
+                        texts.len()
+                    ));
+                }
+            },
         }
         if let Some(t) = filter.event_type.as_deref().filter(|t| !t.is_empty()) {
             texts.push(t.to_string());
@@ -880,67 +905,112 @@ impl ConnectionStore {
         ints.push(filter.offset.max(0));
         let n = base + ints.len();
 
-        let mut conn = self.store.db.read(&self.scope).await?;
-        // The page's keys first, from the indexes alone where the filters allow (no event row
-        // is read for the rows passed over, skipped by the offset or sorted), then its rows.
-        let from = match job_state {
-            Some(k) if self.few_jobs_in(&mut conn, &texts[k - 1]).await? => {
-                // CROSS JOIN: SQLite keeps this order (the jobs first); PostgreSQL plans freely.
-                "FROM sync_jobs j CROSS JOIN events e \
-                 WHERE j.tenant_id = $1 AND j.connection_id = $2 \
-                 AND e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = j.id"
-            }
-            Some(_) => {
-                "FROM events e JOIN sync_jobs j ON j.id = e.job_id \
-                 AND j.tenant_id = e.tenant_id AND j.connection_id = e.connection_id \
-                 WHERE e.tenant_id = $1 AND e.connection_id = $2"
-            }
-            None => "FROM events e WHERE e.tenant_id = $1 AND e.connection_id = $2",
+        // 1. The page's keys, from the indexes alone where the filters allow: no event row is
+        // read for the rows passed over, skipped by the offset or sorted.
+        let mut sql = match few {
+            // The jobs first (the CTE's rows drive the join on both backends), then sorted.
+            Some(numbers) => format!(
+                "WITH few(job_id) AS (VALUES {}) SELECT e.event_id AS page_event_id \
+                 FROM few CROSS JOIN events e \
+                 WHERE e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = few.job_id",
+                numbers
+                    .map(|k| format!("(${k})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "SELECT e.event_id AS page_event_id FROM events e \
+                     WHERE e.tenant_id = $1 AND e.connection_id = $2"
+                .to_string(),
         };
-        let mut keys = format!("SELECT e.event_id AS page_event_id {from}");
         for c in conds_text.iter().chain(conds_int.iter()) {
-            keys.push_str(c);
+            sql.push_str(c);
         }
-        keys.push_str(&format!(
+        sql.push_str(&format!(
             " ORDER BY e.received_at DESC, e.event_id DESC LIMIT ${} OFFSET ${n}",
             n - 1
         ));
-        let sql = format!(
-            "SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
-             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
-             FROM ({keys}) page CROSS JOIN events e \
-             LEFT JOIN sync_jobs j ON j.id = e.job_id \
-             AND j.tenant_id = e.tenant_id AND j.connection_id = e.connection_id \
-             WHERE e.tenant_id = $1 AND e.connection_id = $2 AND e.event_id = page.page_event_id \
-             ORDER BY e.received_at DESC, e.event_id DESC"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // Not prepared once and reused: PostgreSQL would switch to a generic plan after five
+        // runs, blind to how few the jobs or keys are (one hashed every event of the connection
+        // for 300 jobs: 60 ms instead of 3); this way each run is planned with its values.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for t in texts {
             q = q.bind(t);
         }
         for i in ints {
             q = q.bind(i);
         }
+        let keys: Vec<String> = q
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|row| get(row, "page_event_id"))
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // 2. Its rows, by key, with their jobs; put in the keys' order here. The keys drive the
+        // join, so each is one lookup by primary key (`event_id IN (…)` led SQLite, which keeps
+        // no statistics for these tables, to scan the connection's list on a covering index).
+        let list = (0..keys.len())
+            .map(|i| format!("(${})", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH page(event_id) AS (VALUES {list}) \
+             SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
+             j.state AS job_state, j.attempts AS job_attempts, j.last_error AS job_last_error \
+             FROM page CROSS JOIN events e LEFT JOIN sync_jobs j ON j.id = e.job_id \
+             WHERE e.tenant_id = $1 AND e.connection_id = $2 AND e.event_id = page.event_id"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(self.scope.t())
+            .bind(self.scope.c());
+        for k in &keys {
+            q = q.bind(k.clone());
+        }
         let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
-        rows.iter().map(summary_from_row).collect()
+        let place: HashMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let mut page = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        page.sort_by_key(|e| place.get(e.event_id.as_str()).copied());
+        Ok(page)
     }
 
-    /// Whether this connection has at most [`FEW_JOBS`] jobs in `state` (reads at most one
-    /// more than that from the `jobs_connection_state` index).
-    async fn few_jobs_in(&self, conn: &mut AnyConnection, state: &str) -> Result<bool, StoreError> {
+    /// The connection's jobs in `state` when there are at most [`FEW_JOBS`] of them (`None`
+    /// when there are more; reads at most one more from the `jobs_connection_state` index).
+    async fn few_jobs_in(
+        &self,
+        conn: &mut AnyConnection,
+        state: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM sync_jobs \
-             WHERE tenant_id = $1 AND connection_id = $2 AND state = $3 LIMIT {}) few",
+            "SELECT id FROM sync_jobs WHERE tenant_id = $1 AND connection_id = $2 AND state = $3 \
+             LIMIT {}",
             FEW_JOBS + 1
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.scope.t())
             .bind(self.scope.c())
             .bind(state.to_string())
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
-        Ok(get::<i64>(&row, "n")? <= FEW_JOBS)
+        if rows.len() as i64 > FEW_JOBS {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|row| get(row, "id"))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     /// The audit trails of listed events, oldest entry first, in one query (a page of a
@@ -965,7 +1035,9 @@ impl ConnectionStore {
                  FROM audit WHERE tenant_id = $1 AND connection_id = $2 AND event_id IN ({list}) \
                  ORDER BY event_id, id"
             );
+            // Planned with its values each time (see `list_events`).
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
                 .bind(self.scope.t())
                 .bind(self.scope.c());
             for id in chunk {
@@ -1375,10 +1447,7 @@ mod tests {
     /// that status, in its order; so do type filters and offsets after a position.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_filters_list_the_same_rows_whichever_plan() {
-        // SQLite only for now: on a new PostgreSQL table (no statistics yet) the status-filtered
-        // listing is planned badly enough that this walk takes many minutes; the plans that fix
-        // it are work in progress (see BENCHMARKS.md, "GraphQL events query", still to come).
-        for db in [crate::testing::TestDb::sqlite().unwrap()] {
+        for db in backends().await {
             let store = db.scoped().await;
             let other = crate::testing::connection(store.store(), "test", "other").await;
             for (scoped, number) in [(&store, 0), (&other, 1_000_000)] {
