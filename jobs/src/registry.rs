@@ -334,6 +334,21 @@ impl JobHandler for Handler {
 
     async fn handle(&self, job: Job) -> JobOutcome {
         let scope = job.scope.clone();
+        // Onboarding's runs over the Stripe history run on a draft connection too (that is
+        // where the dry run is wanted) and hold no NetSuite budget: they only read.
+        if job.kind == mlc_store::HISTORY_RUN_JOB {
+            return match self.for_scope(&scope).await {
+                Ok((_, handler)) => handler.run_history(job).await,
+                Err(reason) => {
+                    mlc_service::connections::fail_history_run(
+                        &self.inner.store.scoped(&scope),
+                        &job,
+                        &reason,
+                    )
+                    .await
+                }
+            };
+        }
         match self.for_scope(&scope).await {
             Ok((ConnectionStatus::Active, handler)) => {
                 let _counted = budget_of(&handler).map(|(key, _)| {

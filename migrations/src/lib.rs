@@ -19,6 +19,7 @@ mod m0005_event_listing;
 mod m0006_replay_batches;
 mod m0007_idempotency_keys;
 mod m0008_accounts;
+mod m0009_history_runs;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_replay_batches::Migration),
             Box::new(m0007_idempotency_keys::Migration),
             Box::new(m0008_accounts::Migration),
+            Box::new(m0009_history_runs::Migration),
         ]
     }
 }

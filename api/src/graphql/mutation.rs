@@ -32,6 +32,7 @@ pub struct Mutation(
     super::tenants::TenantMutation,
     super::accounts::AccountMutation,
     super::onboarding::OnboardingMutation,
+    super::onboarding::OnboardingRunsMutation,
 );
 
 /// Pausing, replaying, testing a connection, and API keys.

@@ -335,6 +335,45 @@ impl TenantConnection {
         super::connections::credentials(ctx, &self.0.scope).await
     }
 
+    /// The certificate generated for NetSuite's M2M setup (`netsuiteKeyPairGenerate`), with
+    /// its certificate ID once set; null when none was generated here.
+    async fn netsuite_certificate(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::onboarding::NetsuiteCertificate>> {
+        let key = ctx
+            .data::<super::mutation::Keys>()
+            .ok()
+            .and_then(|k| k.0.as_ref());
+        let connection = store(ctx)?.scoped(&self.0.scope);
+        Ok(
+            mlc_service::onboarding::netsuite_certificate(&connection, key, &self.0.settings)
+                .await
+                .map_err(internal)?
+                .map(|c| super::onboarding::certificate_view(c, &self.0.settings)),
+        )
+    }
+
+    /// The latest "see if we fit" dry run (`dryRunStart`); null when none ran.
+    async fn dry_run(&self, ctx: &Context<'_>) -> Result<Option<super::onboarding::DryRun>> {
+        Ok(store(ctx)?
+            .scoped(&self.0.scope)
+            .latest_history_run(mlc_store::HistoryRunKind::DryRun)
+            .await
+            .map_err(internal)?
+            .map(super::onboarding::DryRun))
+    }
+
+    /// The latest backfill (`connectionGoLive` with `backfillDays`); null when none ran.
+    async fn backfill(&self, ctx: &Context<'_>) -> Result<Option<super::onboarding::Backfill>> {
+        Ok(store(ctx)?
+            .scoped(&self.0.scope)
+            .latest_history_run(mlc_store::HistoryRunKind::Backfill)
+            .await
+            .map_err(internal)?
+            .map(super::onboarding::Backfill))
+    }
+
     /// Counts by state and activity per hour.
     #[graphql(complexity = "hours_cost(hours, child_complexity)")]
     async fn stats(

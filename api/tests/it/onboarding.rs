@@ -5,6 +5,7 @@
 use mlc_core::{ConnectionId, ConnectionStatus, ExposeSecret, TenantId};
 use mlc_store::testing::backends;
 use mlc_store::{ApiKeyRole, NewConnection};
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use serde_json::{Value, json};
 
 const CONNECT: &str = "mutation($id: ID!, $k: String!) { stripeConnect(input: { connectionId: $id, \
@@ -207,6 +208,322 @@ async fn pasting_a_stripe_key_sets_the_webhook_up_once_and_events_arrive() {
         assert_eq!(
             body["errors"][0]["extensions"]["code"], "FORBIDDEN",
             "{body}"
+        );
+        stack.stop().await.unwrap();
+    }
+}
+
+const KEY_PAIR: &str = "mutation($id: ID!, $a: String!, $c: String!) { netsuiteKeyPairGenerate(input: \
+    { connectionId: $id, accountId: $a, clientId: $c }) { certificate { pem algorithm fingerprint \
+    notAfter certificateId steps } credentials { name } userErrors { field code message } } }";
+const CERT_ID: &str = "mutation($id: ID!, $c: String!) { netsuiteCertificateSet(input: \
+    { connectionId: $id, certificateId: $c }) { certificate { certificateId } \
+    userErrors { field code message } } }";
+const PING: &str = "mutation($id: ID!) { connectionTest(input: { connectionId: $id }) { \
+    result { ok checks { name status message fix } } userErrors { code message } } }";
+const DRY_RUN: &str = "mutation($id: ID!) { dryRunStart(input: { connectionId: $id }) { \
+    dryRun { id state } userErrors { field code message } } }";
+const DRY_RUN_READ: &str = "query($id: ID!) { node(id: $id) { ... on Connection { status \
+    dryRun { state scanned error notPosted wouldPost { currency count gross { amount } \
+    fees { amount } net { amount } } unmappedProducts { stripeProductId name sales \
+    amounts { amount currency } } unmatchedCustomers { stripeCustomerId willBeCreated } \
+    problems { stripeObjectId message } } backfill { state scanned queued error } } } }";
+const MAP: &str = "mutation($id: ID!, $p: String!, $i: String!) { productMappingSet(input: \
+    { connectionId: $id, stripeProductId: $p, netsuiteItemId: $i }) { userErrors { message } } }";
+const GO_LIVE: &str = "mutation($id: ID!, $d: Int!) { connectionGoLive(input: { connectionId: $id, \
+    backfillDays: $d }) { connection { status } backfill { state days } \
+    userErrors { field code message } } }";
+
+/// Polls the connection until its latest run of `field` (`dryRun`, `backfill`) is done.
+async fn run_done(addr: std::net::SocketAddr, key: &str, id: &str, field: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let body = gql(addr, key, DRY_RUN_READ, json!({ "id": id })).await;
+        let run = body["data"]["node"][field].clone();
+        if run["state"] == "SUCCEEDED" || run["state"] == "FAILED" {
+            return body["data"]["node"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the {field} did not finish: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The wizard from nothing to live, against simulators that know nothing of the connector:
+/// Stripe by key (the endpoint made in Stripe), NetSuite by a generated key pair whose
+/// certificate is uploaded to NetSuite's M2M setup, every check green; sales happen while the
+/// connection is still a draft; the dry run says what would post and names the unmapped product
+/// without writing to NetSuite; once it is mapped the dry run agrees with Stripe; going live with
+/// the backfill posts every sale exactly once though each also arrived as a webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut opts = ml_connector::stack::StackOptions::new(db.url(), keys.path());
+        opts.listen = Some(addr);
+        opts.extra_env
+            .push(("MLC__ADMIN__PUBLIC_URL".into(), format!("http://{addr}")));
+        let stack = ml_connector::stack::Stack::start(opts.clone())
+            .await
+            .expect("stack starts");
+        let sims = ml_connector::stack::UnconnectedSims::start(&opts, "7654321_SB1")
+            .await
+            .expect("simulators start");
+        let ns = sims.netsuite.handle().clone();
+        let store = stack.store.store().clone();
+        let scope = store
+            .create_tenant(&TenantId::parse("acme").unwrap(), "Acme")
+            .await
+            .unwrap();
+        let tenant = store.tenant(&scope);
+        tenant
+            .create_connection(&NewConnection {
+                id: ConnectionId::parse("main").unwrap(),
+                name: "Acme".into(),
+                status: ConnectionStatus::Draft,
+                settings: sims.preset_settings(),
+                netsuite_account: None,
+            })
+            .await
+            .unwrap();
+        let owner = tenant
+            .create_api_key("owner", ApiKeyRole::Owner)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        let list = gql(addr, &owner, "{ connections { nodes { id } } }", json!({})).await;
+        let id = list["data"]["connections"]["nodes"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // 1. Stripe.
+        let stripe_key = sims.stripe.api_key_str().to_string();
+        let body = gql(addr, &owner, CONNECT, json!({ "id": id, "k": stripe_key })).await;
+        assert_eq!(
+            body["data"]["stripeConnect"]["userErrors"],
+            json!([]),
+            "{body}"
+        );
+
+        // 2. NetSuite: a key pair, its certificate uploaded in NetSuite, the certificate ID.
+        let client_id = "ab".repeat(32);
+        let body = gql(
+            addr,
+            &owner,
+            KEY_PAIR,
+            json!({ "id": id, "a": "7654321_sb1", "c": client_id }),
+        )
+        .await;
+        let made = &body["data"]["netsuiteKeyPairGenerate"];
+        assert_eq!(made["userErrors"], json!([]), "{body}");
+        let pem = made["certificate"]["pem"].as_str().unwrap().to_string();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{body}");
+        assert_eq!(made["certificate"]["algorithm"], "ES256");
+        assert_eq!(made["certificate"]["certificateId"], Value::Null);
+        assert!(
+            made["certificate"]["steps"]
+                .to_string()
+                .contains(&client_id),
+            "the steps name the integration: {body}"
+        );
+        assert!(
+            !body.to_string().contains("PRIVATE KEY"),
+            "the private key never leaves the store: {body}"
+        );
+        assert!(
+            made["credentials"]
+                .to_string()
+                .contains("netsuite/private_key_pem"),
+            "{body}"
+        );
+        // A bad account ID is the person's to fix, said in words.
+        let bad = gql(
+            addr,
+            &owner,
+            KEY_PAIR,
+            json!({ "id": id, "a": "not an account", "c": client_id }),
+        )
+        .await;
+        assert_eq!(
+            bad["data"]["netsuiteKeyPairGenerate"]["userErrors"][0]["field"],
+            json!(["input", "accountId"]),
+            "{bad}"
+        );
+        let uploaded: Value = reqwest::Client::new()
+            .post(format!(
+                "{}/_sim/m2m/certificates",
+                sims.netsuite.base_url().trim_end_matches('/')
+            ))
+            .json(&json!({ "client_id": client_id, "certificate_pem": pem }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let certificate_id = uploaded["certificate_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("NetSuite took the certificate: {uploaded}"))
+            .to_string();
+        let body = gql(
+            addr,
+            &owner,
+            CERT_ID,
+            json!({ "id": id, "c": certificate_id }),
+        )
+        .await;
+        assert_eq!(
+            body["data"]["netsuiteCertificateSet"]["certificate"]["certificateId"], certificate_id,
+            "{body}"
+        );
+
+        // 3. Every check green.
+        let body = gql(addr, &owner, PING, json!({ "id": id })).await;
+        assert_eq!(
+            body["data"]["connectionTest"]["result"]["ok"], true,
+            "every check passes: {body}"
+        );
+
+        // Sales happen meanwhile; the draft stores their events, and posts nothing.
+        let report = run_scenario(
+            &sims.stripe.base_url,
+            &stripe_key,
+            ScenarioConfig {
+                customers: 6,
+                seed: 11,
+                checkout_percent: 100,
+                refunds: 0,
+                on_catalog: Some(ml_connector::stack::catalog_hook(ns.clone(), false)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("the scenario runs");
+        let sales = report.paid_invoices.len() + report.standalone_charges.len();
+        assert!(sales > 0);
+
+        // 4. See if we fit: the unmapped product, with its sales; nothing in NetSuite.
+        let body = gql(addr, &owner, DRY_RUN, json!({ "id": id })).await;
+        assert_eq!(
+            body["data"]["dryRunStart"]["userErrors"],
+            json!([]),
+            "{body}"
+        );
+        let node = run_done(addr, &owner, &id, "dryRun").await;
+        let dry = &node["dryRun"];
+        assert_eq!(dry["state"], "SUCCEEDED", "{node}");
+        assert_eq!(node["status"], "DRAFT");
+        let unmapped = dry["unmappedProducts"].as_array().unwrap();
+        assert_eq!(unmapped.len(), 1, "{node}");
+        assert_eq!(unmapped[0]["stripeProductId"], report.unmapped_product);
+        assert!(unmapped[0]["name"].as_str().is_some(), "{node}");
+        assert_eq!(
+            ns.count(mlc_netsuite_sim::RecordType::Invoice),
+            0,
+            "a dry run writes nothing to NetSuite"
+        );
+        let counted = |dry: &Value| -> u64 {
+            dry["wouldPost"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["count"].as_u64().unwrap())
+                .sum()
+        };
+        let waiting: u64 = unmapped[0]["sales"].as_u64().unwrap();
+        assert_eq!(counted(dry) + waiting, sales as u64, "{node}");
+
+        // Mapped, the dry run again: everything fits.
+        let item = ns
+            .create(
+                mlc_netsuite_sim::RecordType::ServiceSaleItem,
+                json!({ "itemId": "Mapped later", "displayName": "Mapped later", "subsidiary": {"id": "1"}, "includeChildren": true }),
+            )
+            .unwrap();
+        let body = gql(
+            addr,
+            &owner,
+            MAP,
+            json!({ "id": id, "p": report.unmapped_product, "i": item.to_string() }),
+        )
+        .await;
+        assert_eq!(
+            body["data"]["productMappingSet"]["userErrors"],
+            json!([]),
+            "{body}"
+        );
+        gql(addr, &owner, DRY_RUN, json!({ "id": id })).await;
+        let node = run_done(addr, &owner, &id, "dryRun").await;
+        let dry = &node["dryRun"];
+        assert_eq!(dry["unmappedProducts"], json!([]), "{node}");
+        assert_eq!(dry["problems"], json!([]), "{node}");
+        assert_eq!(counted(dry), sales as u64, "{node}");
+        for t in dry["wouldPost"].as_array().unwrap() {
+            let (g, f, n) = (
+                t["gross"]["amount"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap(),
+                t["fees"]["amount"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap(),
+                t["net"]["amount"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap(),
+            );
+            assert_eq!(g - f, n, "net is gross less fees: {t}");
+            assert!(
+                f > rust_decimal::Decimal::ZERO,
+                "Stripe's fees are counted: {t}"
+            );
+        }
+        assert_eq!(ns.count(mlc_netsuite_sim::RecordType::Invoice), 0);
+
+        // 5. Live, with the month backfilled: each sale once, though each also came by webhook.
+        let body = gql(addr, &owner, GO_LIVE, json!({ "id": id, "d": 30 })).await;
+        let live = &body["data"]["connectionGoLive"];
+        assert_eq!(live["userErrors"], json!([]), "{body}");
+        assert_eq!(live["connection"]["status"], "ACTIVE");
+        let node = run_done(addr, &owner, &id, "backfill").await;
+        assert_eq!(node["backfill"]["state"], "SUCCEEDED", "{node}");
+        assert!(
+            node["backfill"]["queued"].as_u64().unwrap() >= sales as u64,
+            "{node}"
+        );
+        let scoped = store.scoped(
+            &store
+                .connection_scope(scope.tenant_id(), &ConnectionId::parse("main").unwrap())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(
+            ml_connector::stack::wait_idle(
+                &sims.stripe.handle,
+                &scoped,
+                std::time::Duration::from_secs(180)
+            )
+            .await,
+            "everything posts"
+        );
+        assert_eq!(
+            ns.count(mlc_netsuite_sim::RecordType::Invoice),
+            sales,
+            "one NetSuite invoice per Stripe sale, none twice"
         );
         stack.stop().await.unwrap();
     }

@@ -140,6 +140,22 @@ impl ConnectionHandler {
         }
     }
 
+    /// Runs one onboarding run over the connection's Stripe history (the dry run or the
+    /// backfill), whatever the connection's status: a draft is where the dry run is wanted.
+    pub async fn run_history(&self, job: Job) -> JobOutcome {
+        match self {
+            ConnectionHandler::Pipeline(p) => p.run_history(&job).await,
+            ConnectionHandler::AcceptOnly(a) => {
+                fail_history_run(
+                    &a.store,
+                    &job,
+                    "connect Stripe and NetSuite first: this connection has neither configured",
+                )
+                .await
+            }
+        }
+    }
+
     pub fn pipeline(&self) -> Option<&Pipeline> {
         match self {
             ConnectionHandler::Pipeline(p) => Some(p),
@@ -403,4 +419,22 @@ pub async fn stored_connection_handler(
     connection_handler(&config, &store, budgets)
         .await
         .map_err(|e| format!("connection {scope} cannot post: {e:#}"))
+}
+
+/// Ends a history run that cannot start (its connection cannot be built), with the reason for
+/// the page; the job itself is done.
+pub async fn fail_history_run(store: &ConnectionStore, job: &Job, reason: &str) -> JobOutcome {
+    let Some(run_id) = job.payload.get("run_id").and_then(|v| v.as_str()) else {
+        return JobOutcome::Failed {
+            error: "the history job names no run".into(),
+        };
+    };
+    match store.finish_history_run(run_id, Err(reason)).await {
+        Ok(()) => JobOutcome::Succeeded,
+        Err(e) => JobOutcome::Retry {
+            error: e.to_string(),
+            class: mlc_core::ErrorClass::Transient,
+            after_ms: None,
+        },
+    }
 }

@@ -558,6 +558,7 @@ impl TenantStore {
             "sync_watermarks",
             "unmapped_products",
             "events",
+            "history_runs",
             "sync_jobs",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId, WebhookRouteId};
 use mlc_store::entity::{
     api_keys, audit, connections, covered_payments, credentials, customer_links, events,
-    idempotency_keys, invitations, item_links, jobs, memberships, netsuite_slots, postings,
-    sessions, sync_watermarks, tenant_keys, tenants, unmapped_products, users,
+    history_runs, idempotency_keys, invitations, item_links, jobs, memberships, netsuite_slots,
+    postings, sessions, sync_watermarks, tenant_keys, tenants, unmapped_products, users,
 };
 use mlc_store::testing::{backends, connection};
 use mlc_store::{ApiKeyRole, Backend, NewConnection, RecordOutcome, Store};
@@ -177,9 +177,10 @@ async fn every_table_has_an_entity_with_its_columns_types_and_primary_key() {
         entity_columns::<netsuite_slots::Entity>(),
         entity_columns::<sync_watermarks::Entity>(),
         entity_columns::<credentials::Entity>(),
+        entity_columns::<history_runs::Entity>(),
     ];
     let entities: BTreeMap<String, BTreeMap<String, DbColumn>> = entities.into_iter().collect();
-    assert_eq!(entities.len(), 20);
+    assert_eq!(entities.len(), 21);
     for db in backends().await {
         let store = db.store().await;
         let schema = schema(&store).await;
@@ -231,7 +232,8 @@ async fn every_entity_selects_on_the_migrated_schema() {
             covered_payments,
             netsuite_slots,
             sync_watermarks,
-            credentials
+            credentials,
+            history_runs
         );
         store.close().await;
     }
@@ -489,6 +491,26 @@ async fn every_entity_round_trips_a_full_row() {
                 name: "stripe_api_key".into(),
                 ciphertext: vec![9, 8, 7, 0, 255],
                 updated_at: 23,
+            }
+        );
+        round_trip!(
+            history_runs,
+            history_runs::Model {
+                id: "run-1".into(),
+                tenant_id: t.clone(),
+                connection_id: c.clone(),
+                kind: "dry_run".into(),
+                state: "succeeded".into(),
+                days: 30,
+                since: 24,
+                scanned: 25,
+                queued: 26,
+                report: Some("{}".into()),
+                error: Some("none".into()),
+                created_at: 27,
+                started_at: Some(28),
+                finished_at: Some(29),
+                updated_at: 30,
             }
         );
 

@@ -134,3 +134,134 @@ pub(crate) fn write_private_key(path: &Path, pem: &SecretString) -> Result<(), S
     let mut f = opts.open(path).map_err(err)?;
     f.write_all(pem.expose_secret().as_bytes()).map_err(err)
 }
+
+/// What NetSuite's "OAuth 2.0 Client Credentials (M2M) Setup" page does with an uploaded
+/// certificate, as far as the simulator can: reads the X.509 certificate (PEM), accepts RSA 3072
+/// or 4096 and EC P-256/384/521 keys only, refuses one already expired, shortens a validity
+/// longer than two years to two years from its start, and names a new certificate ID.
+/// Returns the registration to store (its `public_key_pem` is the certificate's key).
+pub fn registration_from_certificate(
+    client_id: &str,
+    certificate_pem: &str,
+    now_unix: i64,
+) -> Result<M2mRegistration, SimError> {
+    use x509_parser::prelude::*;
+    let bad = |m: String| SimError::Registration(m);
+    let client_id = client_id.trim();
+    if client_id.is_empty() || client_id.len() > 128 || client_id.contains(char::is_whitespace) {
+        return Err(bad(
+            "choose the integration record (its client ID) the certificate is for".into(),
+        ));
+    }
+    let (_, block) = parse_x509_pem(certificate_pem.trim().as_bytes()).map_err(|_| {
+        bad("the file is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into())
+    })?;
+    if block.label != "CERTIFICATE" {
+        return Err(bad(format!(
+            "the file holds a {}, not a certificate: upload the X.509 certificate (.pem, .crt, .cer)",
+            block.label
+        )));
+    }
+    let cert = block
+        .parse_x509()
+        .map_err(|e| bad(format!("the certificate cannot be read: {e}")))?;
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(public_key::PublicKey::RSA(rsa)) => {
+            let bits = rsa.key_size();
+            if bits != 3072 && bits != 4096 {
+                return Err(bad(format!(
+                    "an RSA key of {bits} bits is not accepted: use RSA 3072 or 4096, or EC 256, 384 or 521"
+                )));
+            }
+        }
+        Ok(public_key::PublicKey::EC(point)) => {
+            let bits = point.key_size();
+            if ![256, 384, 521].contains(&bits) {
+                return Err(bad(format!(
+                    "an EC key of {bits} bits is not accepted: use EC 256, 384 or 521, or RSA 3072 or 4096"
+                )));
+            }
+        }
+        _ => {
+            return Err(bad(
+                "the certificate's key type is not accepted: use RSA 3072 or 4096, or EC 256, 384 or 521"
+                    .into(),
+            ));
+        }
+    }
+    let validity = cert.validity();
+    let (from, until) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if until <= now_unix {
+        return Err(bad("the certificate has expired: make a new one".into()));
+    }
+    const TWO_YEARS: i64 = 730 * 86_400;
+    let until = until.min(from + TWO_YEARS);
+    let expires = jiff::Timestamp::from_second(until)
+        .map_err(|e| bad(format!("the certificate's validity: {e}")))?;
+    let cert_id: [u8; 24] = rand::random();
+    Ok(M2mRegistration {
+        client_id: client_id.to_string(),
+        certificate_id: URL_SAFE_NO_PAD.encode(cert_id),
+        public_key_pem: pem("PUBLIC KEY", spki.raw),
+        public_key_file: None,
+        expires_at: Some(expires.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    const NOW: i64 = 1_780_000_000; // 2026-05-28
+
+    fn certificate(
+        alg: &'static rcgen::SignatureAlgorithm,
+        from: (i32, u8, u8),
+        until: (i32, u8, u8),
+    ) -> String {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn an_ec_certificate_is_registered_with_a_new_id_and_at_most_two_years() {
+        let pem = certificate(&rcgen::PKCS_ECDSA_P256_SHA256, (2026, 5, 1), (2031, 5, 1));
+        let reg = registration_from_certificate("client-1", &pem, NOW).unwrap();
+        assert_eq!(reg.client_id, "client-1");
+        assert!(reg.certificate_id.len() >= 24);
+        assert!(reg.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        // Five years asked, two given, from the certificate's start.
+        assert_eq!(
+            reg.expires_at.as_deref(),
+            Some("2028-04-30T00:00:00Z"),
+            "{reg:?}"
+        );
+        let other = registration_from_certificate("client-1", &pem, NOW).unwrap();
+        assert_ne!(other.certificate_id, reg.certificate_id);
+    }
+
+    #[test]
+    fn what_netsuite_refuses_is_refused_with_what_to_do() {
+        let expired = certificate(&rcgen::PKCS_ECDSA_P256_SHA256, (2020, 1, 1), (2021, 1, 1));
+        let e = registration_from_certificate("c", &expired, NOW).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let e = registration_from_certificate("c", &key.public_key_pem(), NOW).unwrap_err();
+        assert!(e.to_string().contains("not a certificate"), "{e}");
+
+        let e = registration_from_certificate("c", "hello", NOW).unwrap_err();
+        assert!(e.to_string().contains("not a PEM certificate"), "{e}");
+
+        let good = certificate(&rcgen::PKCS_ECDSA_P256_SHA256, (2026, 5, 1), (2027, 5, 1));
+        let e = registration_from_certificate("", &good, NOW).unwrap_err();
+        assert!(e.to_string().contains("client ID"), "{e}");
+    }
+}

@@ -25,6 +25,8 @@
 //! | `POST /_sim/faults` | `{"probabilities":{…}, "queue":[{"kind","method"?,"path_contains"?}], "clear":bool}` |
 //! | `DELETE /_sim/faults` | clear faults |
 //! | `POST /_sim/m2m` | register `{"client_id","certificate_id","public_key_pem","expires_at"?}` |
+//! | `POST /_sim/m2m/certificates` | upload `{"client_id","certificate_pem"}` as in NetSuite's M2M setup page → `{"certificate_id","expires_at"}` (X.509; RSA 3072/4096 or EC 256/384/521; validity cut to 2 years) |
+//! | `GET /_sim/m2m/setup` | the same as an HTML form, for people trying the onboarding wizard |
 //! | `POST /_sim/m2m/generate` | `{"algorithm":"PS256"}` (or `ES256`) → a registered key pair, private key included |
 //! | `POST /_sim/tba` | register `{"consumer_key","consumer_secret","token_id","token_secret"}` |
 //! | `POST /_sim/settings` | `{"concurrency_limit","latency_ms","token_ttl_seconds","expire_access_tokens"}` |
@@ -99,7 +101,7 @@ mod suiteql;
 use std::net::SocketAddr;
 
 pub use error::SimError;
-pub use keygen::{M2mSetup, generate_m2m_setup};
+pub use keygen::{M2mSetup, generate_m2m_setup, registration_from_certificate};
 pub use model::{MandatoryFields, RecordType};
 pub use server::router;
 pub use state::{

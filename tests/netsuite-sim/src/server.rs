@@ -73,6 +73,8 @@ pub fn router(state: SimHandle) -> Router {
         )
         .route("/_sim/m2m", post(admin_m2m))
         .route("/_sim/m2m/generate", post(admin_m2m_generate))
+        .route("/_sim/m2m/certificates", post(admin_m2m_upload))
+        .route("/_sim/m2m/setup", get(admin_m2m_setup_page))
         .route("/_sim/tba", post(admin_tba))
         .route("/_sim/settings", post(admin_settings))
         .merge(rest)
@@ -845,6 +847,74 @@ async fn admin_m2m(State(h): State<SimHandle>, Json(reg): Json<M2mRegistration>)
             .into_response(),
     }
 }
+
+#[derive(Deserialize)]
+struct UploadRequest {
+    client_id: String,
+    certificate_pem: String,
+}
+
+/// The certificate upload of NetSuite's M2M setup page: the certificate is checked as NetSuite
+/// checks it, registered for the client, and its new certificate ID returned.
+async fn admin_m2m_upload(State(h): State<SimHandle>, Json(req): Json<UploadRequest>) -> Response {
+    let now = jiff::Timestamp::now().as_second();
+    let registered =
+        crate::keygen::registration_from_certificate(&req.client_id, &req.certificate_pem, now)
+            .and_then(|reg| h.register_m2m(&reg).map(|()| reg));
+    match registered {
+        Ok(reg) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "client_id": reg.client_id,
+                "certificate_id": reg.certificate_id,
+                "expires_at": reg.expires_at,
+            })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// A page standing in for NetSuite's "OAuth 2.0 Client Credentials (M2M) Setup": paste the
+/// client ID and the certificate, get the certificate ID. Its script posts to the upload route.
+async fn admin_m2m_setup_page() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        M2M_SETUP_PAGE,
+    )
+        .into_response()
+}
+
+const M2M_SETUP_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>OAuth 2.0 Client Credentials (M2M) Setup (simulated NetSuite)</title></head>
+<body style="font-family: sans-serif; max-width: 48rem; margin: 2rem auto">
+<h1>OAuth 2.0 Client Credentials (M2M) Setup</h1>
+<p>The NetSuite simulator's stand-in for Setup &gt; Integration &gt; Manage Authentication &gt;
+OAuth 2.0 Client Credentials (M2M) Setup &gt; Create New.</p>
+<form id="upload">
+<p><label>Application (integration client ID)<br><input name="client_id" size="70" required></label></p>
+<p><label>Certificate (PEM)<br><textarea name="certificate_pem" rows="14" cols="70" required></textarea></label></p>
+<p><button>Save</button></p>
+</form>
+<p id="result" data-testid="certificate-result"></p>
+<script>
+document.getElementById("upload").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const r = await fetch("certificates", { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ client_id: form.get("client_id"), certificate_pem: form.get("certificate_pem") }) });
+  const body = await r.json();
+  document.getElementById("result").textContent = r.ok
+    ? "Certificate ID: " + body.certificate_id + " (valid until " + body.expires_at + ")"
+    : "Error: " + body.error;
+});
+</script>
+</body></html>
+"#;
 
 #[derive(Deserialize)]
 struct GenerateRequest {

@@ -6,8 +6,10 @@
 //! customer and items, builds the documents with the pure [`mapping`], and writes them with a
 //! safe create keyed by external ID, so no delivery order or count posts anything twice.
 
+mod history;
 mod locks;
 pub mod mapping;
+pub use history::{Amounts, CustomerReport, DryRunReport, UnmappedProductReport, WouldPost};
 mod post;
 mod reference;
 mod resolve;

@@ -16,7 +16,7 @@ use super::{Pipeline, PipelineError};
 use crate::config::InvoiceTrigger;
 
 /// What Stripe says about the invoice a charge paid.
-enum ChargeInvoice {
+pub(super) enum ChargeInvoice {
     /// It paid this invoice.
     Paid(String),
     /// It paid none: every link was looked at.
@@ -242,7 +242,7 @@ impl Pipeline {
     }
 
     /// The charges of a paid invoice, each with its balance transaction.
-    async fn invoice_charges(
+    pub(super) async fn invoice_charges(
         &self,
         facts: &InvoiceFacts,
     ) -> Result<Vec<ChargeFacts>, PipelineError> {
@@ -638,7 +638,7 @@ impl Pipeline {
     /// `charge.invoice`, `payment_intent.invoice` (both pre-basil), the InvoicePayments of its
     /// payment intent (basil+), and the customer's own invoices and their payments. Events come
     /// in any order, so "no link" only counts once the invoice side has been looked at too.
-    async fn invoice_of_charge(
+    pub(super) async fn invoice_of_charge(
         &self,
         charge: &Charge,
         facts: &ChargeFacts,
@@ -719,7 +719,7 @@ impl Pipeline {
     }
 
     /// The Checkout Session that created a charge's payment intent, with its line items.
-    async fn checkout_session(
+    pub(super) async fn checkout_session(
         &self,
         facts: &ChargeFacts,
     ) -> Result<Option<CheckoutSession>, PipelineError> {
@@ -736,7 +736,7 @@ impl Pipeline {
 
     /// The lines a one-time charge sold: its Checkout Session's line items, else the product in
     /// its metadata, else nothing (the default item).
-    fn what_the_charge_sold(
+    pub(super) fn what_the_charge_sold(
         &self,
         facts: &ChargeFacts,
         session: Option<&CheckoutSession>,

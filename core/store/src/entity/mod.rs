@@ -21,6 +21,7 @@ pub mod covered_payments;
 pub mod credentials;
 pub mod customer_links;
 pub mod events;
+pub mod history_runs;
 pub mod idempotency_keys;
 pub mod invitations;
 pub mod item_links;
@@ -44,6 +45,7 @@ pub mod prelude {
     pub use super::credentials::Entity as Credentials;
     pub use super::customer_links::Entity as CustomerLinks;
     pub use super::events::Entity as Events;
+    pub use super::history_runs::Entity as HistoryRuns;
     pub use super::item_links::Entity as ItemLinks;
     pub use super::jobs::Entity as Jobs;
     pub use super::netsuite_slots::Entity as NetsuiteSlots;

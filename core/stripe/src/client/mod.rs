@@ -486,6 +486,48 @@ impl StripeClient {
         Ok(list.data)
     }
 
+    /// `GET /v1/invoices?created[gte]=…`: one page (up to 100, newest first) of the invoices
+    /// made since `since` (Unix seconds), after `starting_after` (the last ID of the previous
+    /// page). Their lines may be cut short (`lines.has_more`): [`Self::retrieve_invoice`] reads
+    /// one whole.
+    pub async fn list_invoices_created_since(
+        &self,
+        since: i64,
+        starting_after: Option<&str>,
+    ) -> Result<List<Invoice>, StripeError> {
+        self.list_created_since("/v1/invoices", since, starting_after)
+            .await
+    }
+
+    /// `GET /v1/charges?created[gte]=…`: one page (up to 100, newest first) of the charges made
+    /// since `since` (Unix seconds), after `starting_after`.
+    pub async fn list_charges_created_since(
+        &self,
+        since: i64,
+        starting_after: Option<&str>,
+    ) -> Result<List<Charge>, StripeError> {
+        self.list_created_since("/v1/charges", since, starting_after)
+            .await
+    }
+
+    async fn list_created_since<T>(
+        &self,
+        path: &str,
+        since: i64,
+        starting_after: Option<&str>,
+    ) -> Result<List<T>, StripeError>
+    where
+        List<T>: DeserializeOwned,
+    {
+        let mut q = Query::new();
+        q.push("created[gte]", since.to_string())
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        if let Some(after) = starting_after {
+            q.push("starting_after", after);
+        }
+        self.get_list::<T>(path, &q).await
+    }
+
     /// The expand refusals and missing endpoints this client has met (for `ping` and tests).
     pub fn dialect_refusals(&self) -> (Vec<String>, Vec<String>) {
         self.inner.dialect.snapshot()
