@@ -305,6 +305,40 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
             .unwrap()
             .to_string();
 
+        // Another company, as an attacker: acme's connection ID gets it nothing.
+        let other = store
+            .create_tenant(&TenantId::parse("globex").unwrap(), "Globex")
+            .await
+            .unwrap();
+        let intruder = store
+            .tenant(&other)
+            .create_api_key("owner", ApiKeyRole::Owner)
+            .await
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_string();
+        for (query, vars, field) in [
+            (DRY_RUN, json!({ "id": id }), "dryRunStart"),
+            (GO_LIVE, json!({ "id": id, "d": 30 }), "connectionGoLive"),
+            (
+                KEY_PAIR,
+                json!({ "id": id, "a": "1234567", "c": "x" }),
+                "netsuiteKeyPairGenerate",
+            ),
+            (
+                CERT_ID,
+                json!({ "id": id, "c": "x" }),
+                "netsuiteCertificateSet",
+            ),
+        ] {
+            let body = gql(addr, &intruder, query, vars).await;
+            assert_eq!(
+                body["data"][field]["userErrors"][0]["code"], "NOT_FOUND",
+                "{field}: {body}"
+            );
+        }
+
         // 1. Stripe.
         let stripe_key = sims.stripe.api_key_str().to_string();
         let body = gql(addr, &owner, CONNECT, json!({ "id": id, "k": stripe_key })).await;
@@ -525,6 +559,9 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
             sales,
             "one NetSuite invoice per Stripe sale, none twice"
         );
+        // The other company still sees nothing of it.
+        let body = gql(addr, &intruder, DRY_RUN_READ, json!({ "id": id })).await;
+        assert_eq!(body["data"]["node"], Value::Null, "{body}");
         stack.stop().await.unwrap();
     }
 }
