@@ -3,7 +3,8 @@
 //! It serves the OAuth 2.0 client-credentials token endpoint (JWT assertions: PS256/384/512,
 //! ES256/384; RS256 refused), TBA (OAuth 1.0a HMAC-SHA256), the record service for the records a
 //! Stripe connector touches (external IDs unique per record group and case-insensitive, upsert,
-//! reference validation, invoices, payments applied to invoices), a SuiteQL subset with
+//! reference validation, invoices, payments and credit memos applied to invoices, customer
+//! refunds paying out credit memos, never more than is open), a SuiteQL subset with
 //! NetSuite's paging rules, the account concurrency limit (429), latency, and fault injection
 //! (5xx, dropped connections, "committed but the response was lost").
 //!

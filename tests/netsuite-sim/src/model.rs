@@ -28,6 +28,8 @@ pub enum RecordType {
     CustomerPayment,
     /// `creditMemo`
     CreditMemo,
+    /// `customerRefund`
+    CustomerRefund,
     /// `journalEntry`
     JournalEntry,
     /// `subsidiary` (read-only, seeded)
@@ -58,12 +60,13 @@ pub(crate) const TRANSACTION_TYPES: &[RecordType] = &[
     RecordType::Invoice,
     RecordType::CustomerPayment,
     RecordType::CreditMemo,
+    RecordType::CustomerRefund,
     RecordType::JournalEntry,
 ];
 
 impl RecordType {
     /// Every type, in a stable order.
-    pub const ALL: [RecordType; 11] = [
+    pub const ALL: [RecordType; 12] = [
         RecordType::Customer,
         RecordType::ServiceSaleItem,
         RecordType::NonInventorySaleItem,
@@ -71,6 +74,7 @@ impl RecordType {
         RecordType::Invoice,
         RecordType::CustomerPayment,
         RecordType::CreditMemo,
+        RecordType::CustomerRefund,
         RecordType::JournalEntry,
         RecordType::Subsidiary,
         RecordType::Currency,
@@ -87,6 +91,7 @@ impl RecordType {
             RecordType::Invoice => "invoice",
             RecordType::CustomerPayment => "customerPayment",
             RecordType::CreditMemo => "creditMemo",
+            RecordType::CustomerRefund => "customerRefund",
             RecordType::JournalEntry => "journalEntry",
             RecordType::Subsidiary => "subsidiary",
             RecordType::Currency => "currency",
@@ -115,6 +120,7 @@ impl RecordType {
             RecordType::Invoice
             | RecordType::CustomerPayment
             | RecordType::CreditMemo
+            | RecordType::CustomerRefund
             | RecordType::JournalEntry => Group::Transaction,
             RecordType::Subsidiary => Group::Subsidiary,
             RecordType::Currency => Group::Currency,
@@ -136,6 +142,7 @@ impl RecordType {
             RecordType::Invoice => "CustInvc",
             RecordType::CustomerPayment => "CustPymt",
             RecordType::CreditMemo => "CustCred",
+            RecordType::CustomerRefund => "CustRfnd",
             RecordType::JournalEntry => "Journal",
             _ => "",
         }
@@ -156,6 +163,7 @@ impl RecordType {
             RecordType::Invoice => "INV",
             RecordType::CustomerPayment => "PYMT",
             RecordType::CreditMemo => "CM",
+            RecordType::CustomerRefund => "RFND",
             RecordType::JournalEntry => "JE",
             _ => "",
         }
@@ -167,8 +175,10 @@ impl RecordType {
             RecordType::ServiceSaleItem
             | RecordType::NonInventorySaleItem
             | RecordType::DiscountItem => &ITEM,
-            RecordType::Invoice | RecordType::CreditMemo => &INVOICE,
+            RecordType::Invoice => &INVOICE,
+            RecordType::CreditMemo => &CREDIT_MEMO,
             RecordType::CustomerPayment => &PAYMENT,
+            RecordType::CustomerRefund => &REFUND,
             RecordType::JournalEntry => &JOURNAL,
             RecordType::Subsidiary => &SUBSIDIARY,
             RecordType::Currency => &CURRENCY,
@@ -223,6 +233,7 @@ const CURS: &[RecordType] = &[RecordType::Currency];
 const ACCTS: &[RecordType] = &[RecordType::Account];
 const CUSTS: &[RecordType] = &[RecordType::Customer];
 const INVS: &[RecordType] = &[RecordType::Invoice];
+const MEMOS: &[RecordType] = &[RecordType::CreditMemo];
 
 static CUSTOMER: Schema = Schema {
     fields: &[
@@ -290,6 +301,55 @@ static INVOICE: Schema = Schema {
         ("department", Kind::Opaque),
         ("class", Kind::Opaque),
         ("item", Kind::Sub(&INVOICE_LINE)),
+    ],
+    custom: &["custbody_"],
+};
+
+/// A credit memo: an invoice's fields, plus the invoices it is applied to.
+static CREDIT_MEMO: Schema = Schema {
+    fields: &[
+        ("externalId", Kind::Str),
+        ("tranId", Kind::Str),
+        ("entity", Kind::Ref(CUSTS)),
+        ("subsidiary", Kind::Ref(SUBS)),
+        ("currency", Kind::Ref(CURS)),
+        ("account", Kind::Ref(ACCTS)),
+        ("tranDate", Kind::Date),
+        ("memo", Kind::Str),
+        ("otherRefNum", Kind::Str),
+        ("exchangeRate", Kind::Dec),
+        ("location", Kind::Opaque),
+        ("department", Kind::Opaque),
+        ("class", Kind::Opaque),
+        ("item", Kind::Sub(&INVOICE_LINE)),
+        ("apply", Kind::Sub(&APPLY_LINE)),
+    ],
+    custom: &["custbody_"],
+};
+
+static REFUND_APPLY_LINE: Schema = Schema {
+    fields: &[
+        ("line", Kind::Int),
+        ("doc", Kind::Ref(MEMOS)),
+        ("apply", Kind::Bool),
+        ("amount", Kind::Dec),
+    ],
+    custom: &[],
+};
+
+/// A customer refund: cash paid back from an account, applied to the customer's credits.
+static REFUND: Schema = Schema {
+    fields: &[
+        ("externalId", Kind::Str),
+        ("tranId", Kind::Str),
+        ("customer", Kind::Ref(CUSTS)),
+        ("subsidiary", Kind::Ref(SUBS)),
+        ("currency", Kind::Ref(CURS)),
+        ("account", Kind::Ref(ACCTS)),
+        ("tranDate", Kind::Date),
+        ("memo", Kind::Str),
+        ("exchangeRate", Kind::Dec),
+        ("apply", Kind::Sub(&REFUND_APPLY_LINE)),
     ],
     custom: &["custbody_"],
 };
@@ -944,7 +1004,61 @@ impl Db {
                         .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
                     l.insert("amount".into(), json!(amount.normalize().to_string()));
                 }
+                let total: Decimal = lines
+                    .iter()
+                    .filter_map(|l| l.get("amount").and_then(dec_of))
+                    .sum();
                 put_lines(f, "item", lines);
+                if t == RecordType::CreditMemo {
+                    // A credit memo applied to the customer's invoices: never more than an
+                    // invoice still owes, nor more than the memo's own total.
+                    let currency = f.get("currency").and_then(ref_id);
+                    let lines = take_lines(f, "apply");
+                    let kept = self.apply_lines(
+                        &lines,
+                        RecordType::Invoice,
+                        cust,
+                        currency,
+                        total,
+                        self_id,
+                        "credit memo",
+                    )?;
+                    put_lines(f, "apply", kept);
+                }
+            }
+            RecordType::CustomerRefund => {
+                let Some(cust) = f.get("customer").and_then(ref_id) else {
+                    return Err(NsError::missing("customer", "customer"));
+                };
+                if ow && !has(f, "subsidiary") {
+                    return Err(NsError::missing("subsidiary", "subsidiary"));
+                }
+                if !has(f, "account") {
+                    return Err(NsError::missing("account", "account"));
+                }
+                self.default_currency(f, cust);
+                if !has(f, "tranDate") {
+                    f.insert("tranDate".into(), json!(today()));
+                }
+                let currency = f.get("currency").and_then(ref_id);
+                let lines = take_lines(f, "apply");
+                let kept = self.apply_lines(
+                    &lines,
+                    RecordType::CreditMemo,
+                    cust,
+                    currency,
+                    Decimal::MAX,
+                    self_id,
+                    "refund",
+                )?;
+                if kept.is_empty() {
+                    // NetSuite refunds only what the customer has as credit.
+                    return Err(NsError::user_error(
+                        "You must apply the refund to at least one credit memo or deposit.",
+                    )
+                    .at("apply"));
+                }
+                put_lines(f, "apply", kept);
             }
             RecordType::CustomerPayment => {
                 let Some(cust) = f.get("customer").and_then(ref_id) else {
@@ -968,56 +1082,16 @@ impl Db {
                     f.insert("tranDate".into(), json!(today()));
                 }
                 let currency = f.get("currency").and_then(ref_id);
-                let mut unapplied = payment;
                 let lines = take_lines(f, "apply");
-                let mut kept = Vec::new();
-                for (i, line) in lines.iter().enumerate() {
-                    let Some(l) = line.as_object() else { continue };
-                    if l.get("apply").and_then(Value::as_bool) == Some(false) {
-                        continue;
-                    }
-                    let path = format!("apply.items[{i}]");
-                    let Some(doc) = l.get("doc").and_then(ref_id) else {
-                        return Err(NsError::missing("doc", format!("{path}.doc")));
-                    };
-                    let inv = self.get(RecordType::Invoice, doc);
-                    let Some(inv) = inv.filter(|inv| {
-                        inv.ref_id("entity") == Some(cust)
-                            && (currency.is_none() || inv.ref_id("currency") == currency)
-                    }) else {
-                        return Err(NsError::invalid_value(
-                            &doc.to_string(),
-                            "doc",
-                            format!("{path}.doc"),
-                        ));
-                    };
-                    let remaining = self.amount_remaining(inv, self_id);
-                    let amount = l
-                        .get("amount")
-                        .and_then(dec_of)
-                        .unwrap_or_else(|| remaining.min(unapplied));
-                    if amount.is_zero() {
-                        continue;
-                    }
-                    if amount < Decimal::ZERO || amount > remaining {
-                        return Err(NsError::user_error(format!(
-                            "The amount applied ({amount}) exceeds the amount remaining ({remaining}) on invoice {}.",
-                            inv.str_field("tranId").unwrap_or("")
-                        ))
-                        .at(format!("{path}.amount")));
-                    }
-                    if amount > unapplied {
-                        return Err(NsError::user_error(
-                            "The total amount applied exceeds the payment amount.",
-                        )
-                        .at(format!("{path}.amount")));
-                    }
-                    unapplied -= amount;
-                    let mut nl = l.clone();
-                    nl.insert("apply".into(), json!(true));
-                    nl.insert("amount".into(), json!(amount.normalize().to_string()));
-                    kept.push(Value::Object(nl));
-                }
+                let kept = self.apply_lines(
+                    &lines,
+                    RecordType::Invoice,
+                    cust,
+                    currency,
+                    payment,
+                    self_id,
+                    "payment",
+                )?;
                 put_lines(f, "apply", kept);
             }
             RecordType::JournalEntry => {
@@ -1097,6 +1171,11 @@ impl Db {
                 .filter_map(|l| l.get("amount").and_then(dec_of))
                 .sum(),
             RecordType::CustomerPayment => r.dec("payment").unwrap_or_default(),
+            RecordType::CustomerRefund => r
+                .lines("apply")
+                .iter()
+                .filter_map(|l| l.get("amount").and_then(dec_of))
+                .sum(),
             RecordType::JournalEntry => r
                 .lines("line")
                 .iter()
@@ -1106,18 +1185,111 @@ impl Db {
         }
     }
 
-    /// What payments have applied to this invoice, optionally ignoring one payment (being rewritten).
+    /// What payments and credit memos have applied to this invoice, optionally ignoring one of
+    /// them (being rewritten).
     pub fn applied(&self, invoice: u64, except_payment: Option<u64>) -> Decimal {
-        self.iter(RecordType::CustomerPayment)
-            .filter(|p| Some(p.id) != except_payment)
+        self.applied_by(
+            &[RecordType::CustomerPayment, RecordType::CreditMemo],
+            invoice,
+            except_payment,
+        )
+    }
+
+    /// What records of `by` apply to `doc` (by their `apply` lines), ignoring `except`.
+    fn applied_by(&self, by: &[RecordType], doc: u64, except: Option<u64>) -> Decimal {
+        by.iter()
+            .flat_map(|t| self.iter(*t))
+            .filter(|p| Some(p.id) != except)
             .flat_map(|p| p.lines("apply").iter())
-            .filter(|l| l.get("doc").and_then(ref_id) == Some(invoice))
+            .filter(|l| l.get("doc").and_then(ref_id) == Some(doc))
             .filter_map(|l| l.get("amount").and_then(dec_of))
             .sum()
     }
 
     pub fn amount_remaining(&self, inv: &Record, except_payment: Option<u64>) -> Decimal {
-        self.total(inv) - self.applied(inv.id, except_payment)
+        match inv.rtype {
+            // A credit memo's credit not yet used: its total, less what it applies to invoices
+            // and what was refunded from it.
+            RecordType::CreditMemo => {
+                let own: Decimal = if Some(inv.id) == except_payment {
+                    Decimal::ZERO
+                } else {
+                    inv.lines("apply")
+                        .iter()
+                        .filter_map(|l| l.get("amount").and_then(dec_of))
+                        .sum()
+                };
+                self.total(inv)
+                    - own
+                    - self.applied_by(&[RecordType::CustomerRefund], inv.id, except_payment)
+            }
+            _ => self.total(inv) - self.applied(inv.id, except_payment),
+        }
+    }
+
+    /// Checks the `apply` lines of a payment, credit memo or refund against the open documents
+    /// of type `doc_type` of the same customer and currency: each at most what the document still
+    /// has open, all together at most `limit`. Returns the lines kept (zero amounts dropped).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_lines(
+        &self,
+        lines: &[Value],
+        doc_type: RecordType,
+        customer: u64,
+        currency: Option<u64>,
+        limit: Decimal,
+        self_id: Option<u64>,
+        what: &str,
+    ) -> Result<Vec<Value>, NsError> {
+        let mut left = limit;
+        let mut kept = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(l) = line.as_object() else { continue };
+            if l.get("apply").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            let path = format!("apply.items[{i}]");
+            let Some(doc) = l.get("doc").and_then(ref_id) else {
+                return Err(NsError::missing("doc", format!("{path}.doc")));
+            };
+            let Some(target) = self.get(doc_type, doc).filter(|d| {
+                d.ref_id("entity") == Some(customer)
+                    && (currency.is_none() || d.ref_id("currency") == currency)
+            }) else {
+                return Err(NsError::invalid_value(
+                    &doc.to_string(),
+                    "doc",
+                    format!("{path}.doc"),
+                ));
+            };
+            let remaining = self.amount_remaining(target, self_id);
+            let amount = l
+                .get("amount")
+                .and_then(dec_of)
+                .unwrap_or_else(|| remaining.min(left));
+            if amount.is_zero() {
+                continue;
+            }
+            if amount < Decimal::ZERO || amount > remaining {
+                return Err(NsError::user_error(format!(
+                    "The amount applied ({amount}) exceeds the amount remaining ({remaining}) on {}.",
+                    self.ref_name(target)
+                ))
+                .at(format!("{path}.amount")));
+            }
+            if amount > left {
+                return Err(NsError::user_error(format!(
+                    "The total amount applied exceeds the {what} amount."
+                ))
+                .at(format!("{path}.amount")));
+            }
+            left -= amount;
+            let mut nl = l.clone();
+            nl.insert("apply".into(), json!(true));
+            nl.insert("amount".into(), json!(amount.normalize().to_string()));
+            kept.push(Value::Object(nl));
+        }
+        Ok(kept)
     }
 
     /// (REST status name, SuiteQL status code).
@@ -1128,7 +1300,12 @@ impl Db {
             } else {
                 ("Open", "A")
             }),
-            RecordType::CreditMemo => Some(("Open", "A")),
+            RecordType::CreditMemo => Some(if self.amount_remaining(r, None) <= Decimal::ZERO {
+                ("Fully Applied", "B")
+            } else {
+                ("Open", "A")
+            }),
+            RecordType::CustomerRefund => Some(("Not Deposited", "B")),
             RecordType::CustomerPayment => Some(("Not Deposited", "B")),
             RecordType::JournalEntry => Some(("Approved for Posting", "B")),
             _ => None,
@@ -1146,6 +1323,7 @@ impl Db {
             RecordType::Invoice => format!("Invoice #{}", s("tranId")),
             RecordType::CustomerPayment => format!("Payment #{}", s("tranId")),
             RecordType::CreditMemo => format!("Credit Memo #{}", s("tranId")),
+            RecordType::CustomerRefund => format!("Customer Refund #{}", s("tranId")),
             RecordType::JournalEntry => format!("Journal #{}", s("tranId")),
             RecordType::Subsidiary | RecordType::Currency => s("name"),
             RecordType::Account => format!("{} {}", s("acctNumber"), s("acctName"))

@@ -134,6 +134,14 @@ pub(crate) fn render_record(db: &Db, base: &str, r: &Record, expand: bool) -> Va
             let total = db.total(r);
             m.insert("total".into(), dec_out(&json!(total.to_string())));
             m.insert("subtotal".into(), dec_out(&json!(total.to_string())));
+            if r.rtype == RecordType::CreditMemo {
+                let unapplied = db.amount_remaining(r, None);
+                m.insert("unapplied".into(), dec_out(&json!(unapplied.to_string())));
+                m.insert(
+                    "applied".into(),
+                    dec_out(&json!((total - unapplied).to_string())),
+                );
+            }
             if r.rtype == RecordType::Invoice {
                 let rem = db.amount_remaining(r, None);
                 m.insert("amountRemaining".into(), dec_out(&json!(rem.to_string())));
@@ -154,6 +162,9 @@ pub(crate) fn render_record(db: &Db, base: &str, r: &Record, expand: bool) -> Va
                 "unapplied".into(),
                 dec_out(&json!((db.total(r) - applied).to_string())),
             );
+        }
+        RecordType::CustomerRefund => {
+            m.insert("total".into(), dec_out(&json!(db.total(r).to_string())));
         }
         _ => {}
     }

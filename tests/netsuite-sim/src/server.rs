@@ -601,6 +601,12 @@ async fn delete_record(
                 .any(|r| r.ref_id("entity") == Some(id) || r.ref_id("customer") == Some(id))
         }),
         RecordType::Invoice => !g.db.applied(id, None).is_zero(),
+        // Refunded from: the refund must go first.
+        RecordType::CreditMemo => g.db.iter(RecordType::CustomerRefund).any(|r| {
+            r.lines("apply")
+                .iter()
+                .any(|l| l.get("doc").and_then(crate::model::ref_id) == Some(id))
+        }),
         t if crate::model::ITEM_TYPES.contains(&t) => {
             g.db.iter(RecordType::Invoice)
                 .chain(g.db.iter(RecordType::CreditMemo))

@@ -401,6 +401,135 @@ async fn payments_apply_to_invoices_of_the_same_customer() {
     assert_eq!(r.error_path(), "payment");
 }
 
+/// A refund as NetSuite books it: a credit memo applied to the paid invoice's customer credit,
+/// then a customer refund paying that credit out; neither can take more than is open, nor
+/// another customer's documents, and a refund needs a credit to refund.
+#[tokio::test]
+async fn credit_memos_apply_to_invoices_and_customer_refunds_pay_them_out() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let cust = api.customer("stripe_cus_R1").await;
+    let other = api.customer("stripe_cus_R2").await;
+    let item = api.seeded_item().await;
+    let inv = api.invoice("stripe_in_R1", &cust, &item, "100.00").await;
+    let memo = |eid: &str, customer: &str, amount: &str, apply: &str| {
+        json!({"externalId": eid, "entity": {"id": customer}, "subsidiary": {"id": "1"},
+               "item": {"items": [{"item": {"id": item}, "amount": amount}]},
+               "apply": {"items": [{"doc": {"id": inv}, "apply": true, "amount": apply}]}})
+    };
+    // The invoice owes 100: a memo of 30 applied to it.
+    let r = api
+        .post("creditMemo", memo("stripe_re_1", &cust, "30", "30"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let memo_id = r.location_id();
+    let got = api.get("invoice", &inv).await.body;
+    assert_eq!(got["amountRemaining"], json!(70));
+    let m = api.get("creditMemo", &memo_id).await.body;
+    assert_eq!(
+        (m["applied"].clone(), m["unapplied"].clone()),
+        (json!(30), json!(0))
+    );
+    assert_eq!(m["status"]["refName"], "Fully Applied");
+
+    // A memo may not apply more than itself, nor to another customer's invoice.
+    let r = api
+        .post("creditMemo", memo("stripe_re_2", &cust, "10", "20"))
+        .await;
+    assert_eq!(
+        (r.status, r.error_path()),
+        (400, "apply.items[0].amount"),
+        "{}",
+        r.body
+    );
+    let r = api
+        .post("creditMemo", memo("stripe_re_3", &other, "10", "10"))
+        .await;
+    assert_eq!(
+        (r.status, r.error_path()),
+        (400, "apply.items[0].doc"),
+        "{}",
+        r.body
+    );
+
+    // A memo left as credit (applied to nothing), then refunded in cash.
+    let r = api
+        .post(
+            "creditMemo",
+            json!({"externalId": "stripe_re_4", "entity": {"id": cust}, "subsidiary": {"id": "1"},
+                   "item": {"items": [{"item": {"id": item}, "amount": "25"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let credit = r.location_id();
+    let refund = |eid: &str, customer: &str, doc: &str, amount: &str| {
+        json!({"externalId": eid, "customer": {"id": customer}, "subsidiary": {"id": "1"},
+               "account": {"id": "2"},
+               "apply": {"items": [{"doc": {"id": doc}, "apply": true, "amount": amount}]}})
+    };
+    // Not more than the credit, not another customer's, not a memo already used up.
+    let r = api
+        .post(
+            "customerRefund",
+            refund("stripe_refund_x", &cust, &credit, "26"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_path()),
+        (400, "apply.items[0].amount"),
+        "{}",
+        r.body
+    );
+    let r = api
+        .post(
+            "customerRefund",
+            refund("stripe_refund_y", &other, &credit, "25"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_path()),
+        (400, "apply.items[0].doc"),
+        "{}",
+        r.body
+    );
+    let r = api
+        .post(
+            "customerRefund",
+            refund("stripe_refund_z", &cust, &memo_id, "1"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api
+        .post(
+            "customerRefund",
+            json!({"customer": {"id": cust}, "subsidiary": {"id": "1"}, "account": {"id": "2"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.error_path()), (400, "apply"), "{}", r.body);
+
+    let r = api
+        .post(
+            "customerRefund",
+            refund("stripe_refund_re_4", &cust, &credit, "25"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let got = api.get("customerRefund", &r.location_id()).await.body;
+    assert_eq!(got["total"], json!(25));
+    let m = api.get("creditMemo", &credit).await.body;
+    assert_eq!(m["unapplied"], json!(0));
+    // A refunded memo cannot be deleted before its refund.
+    let r = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/services/rest/record/v1/creditMemo/{credit}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
 #[tokio::test]
 async fn property_name_validation_header_is_honoured() {
     let sim = sim().await;
