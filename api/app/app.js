@@ -131,6 +131,7 @@ const ROUTES = {
   signin: pages.signIn,
   signup: pages.signUp,
   accept: pages.acceptInvitation,
+  link: pages.signInWithLink,
   "": pages.overview,
   events: pages.events,
   failed: (ctx) => pages.events(ctx, "FAILED"),
@@ -138,10 +139,12 @@ const ROUTES = {
   event: pages.event,
   mappings: pages.mappings,
   connections: pages.connections,
+  connection: pages.connectionPage,
+  setup: pages.setup,
   team: pages.team,
   keys: pages.apiKeys,
 };
-const PUBLIC = new Set(["signin", "signup", "accept"]);
+const PUBLIC = new Set(["signin", "signup", "accept", "link"]);
 
 /** `#/events?status=FAILED` → { name: "events", rest: [], params }. */
 function parseHash() {

@@ -203,15 +203,25 @@ async fn start_netsuite(
     StackItems,
 )> {
     // NetSuite: the example seed (currencies, subsidiaries, accounts) plus adjustment items.
-    let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
-    ns_config.latency = opts.netsuite_latency;
-    ns_config.concurrency_limit = opts.netsuite_concurrency_limit;
-    let netsuite = NetSuiteSim::start(ns_config).await?;
+    let netsuite = NetSuiteSim::start(netsuite_config(opts)?).await?;
     std::fs::create_dir_all(&opts.key_dir)
         .with_context(|| format!("cannot create {}", opts.key_dir.display()))?;
     let key_path = key_path.to_path_buf();
     let (setup, _) = netsuite.provision_m2m("PS256", &key_path)?;
-    let h = netsuite.handle();
+    let items = adjustment_items(netsuite.handle())?;
+    Ok((netsuite, setup, key_path, items))
+}
+
+/// The NetSuite simulator's configuration: the example seed, the options' latency and limit.
+fn netsuite_config(opts: &StackOptions) -> anyhow::Result<mlc_netsuite_sim::SimConfig> {
+    let mut ns_config = mlc_netsuite_sim::SimConfig::example()?;
+    ns_config.latency = opts.netsuite_latency;
+    ns_config.concurrency_limit = opts.netsuite_concurrency_limit;
+    Ok(ns_config)
+}
+
+/// Creates the adjustment lines' items (fees, discounts, tax, the default item).
+fn adjustment_items(h: &mlc_netsuite_sim::SimHandle) -> anyhow::Result<StackItems> {
     let item = |t: RecordType, name: &str| -> anyhow::Result<u64> {
         h.create(
             t,
@@ -219,7 +229,7 @@ async fn start_netsuite(
         )
         .map_err(|e| anyhow::anyhow!("cannot create NetSuite item {name}: {e}"))
     };
-    let items = StackItems {
+    Ok(StackItems {
         fee: item(RecordType::ServiceSaleItem, "Stripe processing fees")?,
         discount: item(RecordType::DiscountItem, "Stripe discounts")?,
         tax: item(RecordType::ServiceSaleItem, "Sales tax collected by Stripe")?,
@@ -227,9 +237,61 @@ async fn start_netsuite(
             RecordType::ServiceSaleItem,
             "Online sale (unspecified product)",
         )?,
-    };
+    })
+}
 
-    Ok((netsuite, setup, key_path, items))
+/// A Stripe and a NetSuite simulator connected to nothing: what a person connects with the
+/// onboarding wizard (`demo --dashboard`'s "try the wizard"). The NetSuite simulator has the
+/// example seed under its own account ID, the adjustment items, and no M2M integration (the
+/// wizard's certificate is uploaded to it, `POST /_sim/m2m/certificates`); no webhook endpoint
+/// is registered with the Stripe simulator.
+pub struct UnconnectedSims {
+    pub stripe: mlc_stripe_sim::RunningSim,
+    pub netsuite: mlc_netsuite_sim::RunningSim,
+    pub items: StackItems,
+}
+
+impl UnconnectedSims {
+    pub async fn start(
+        opts: &StackOptions,
+        netsuite_account_id: &str,
+    ) -> anyhow::Result<UnconnectedSims> {
+        let mut ns_config = netsuite_config(opts)?;
+        ns_config.account_id = netsuite_account_id.to_string();
+        let netsuite = NetSuiteSim::start(ns_config).await?;
+        let items = adjustment_items(netsuite.handle())?;
+        let stripe = StripeSim::start(mlc_stripe_sim::SimConfig {
+            dialect: opts.stripe_dialect.clone(),
+            ..mlc_stripe_sim::SimConfig::default()
+        })
+        .await?;
+        Ok(UnconnectedSims {
+            stripe,
+            netsuite,
+            items,
+        })
+    }
+
+    /// Connection settings for these simulators, all but the NetSuite credentials' IDs
+    /// (`netsuite.account_id`, `client_id`, `certificate_id`: the wizard sets those): the two
+    /// base URLs and the posting references of the example seed.
+    pub fn preset_settings(&self) -> Value {
+        json!({
+            "stripe": { "api_base": self.stripe.base_url },
+            "netsuite": { "base_url": self.netsuite.base_url().to_string() },
+            "posting": {
+                "subsidiary": "1",
+                "fee_item": self.items.fee.to_string(),
+                "discount_item": self.items.discount.to_string(),
+                "tax_item": self.items.tax.to_string(),
+                "default_item": self.items.default.to_string(),
+                "payment_account": "2",
+                "fee_expense_account": "5",
+                "fee_clearing_account": "2",
+                "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
+            },
+        })
+    }
 }
 
 /// Registers `url` as a webhook endpoint of every event with the Stripe simulator; returns the

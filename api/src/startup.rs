@@ -78,7 +78,6 @@ impl App<Handler> {
             }
             _ => None,
         };
-        let netsuite = default_handler.pipeline().map(|p| p.netsuite().clone());
         let handler = Handler::new(
             store,
             budgets,
@@ -87,7 +86,6 @@ impl App<Handler> {
             default_handler,
         );
         let mut app = App::build_with(config, listener, default, handler, master_key)?;
-        app.state.console.netsuite = netsuite;
         if let Some((ctx, every)) = sync {
             // Once per interval across every instance sharing the database (an apalis task per
             // slot is the lock), on whichever worker takes it.
@@ -166,16 +164,6 @@ impl<H: JobHandler + Clone> App<H> {
             max_attempts: config.worker.max_attempts,
             worker_wake: worker.notifier(),
             metrics: telemetry::metrics_handle(),
-            admin_token: config
-                .admin
-                .token
-                .clone()
-                .map(crate::console::AdminToken::new),
-            console: mlc_service::console::Console::new(
-                store.clone(),
-                None,
-                config.admin.time_zone.clone(),
-            ),
             graphql: crate::graphql::GraphqlOptions::from_config(&config),
         };
         let mut limits = crate::http::serve::ServeLimits::from_config(&config.server);
@@ -222,13 +210,7 @@ impl<H: JobHandler + Clone> App<H> {
         let worker_task = run_worker.then(|| tokio::spawn(worker.run(worker_stop.clone())));
 
         tracing::info!(%addr, store = ?store.backend(), "ml-connector serving");
-        if state.admin_token.is_some() {
-            tracing::info!("dashboard at http://{addr}/ (admin token required)");
-        } else {
-            tracing::info!(
-                "dashboard is off: set MLC__ADMIN__TOKEN (at least 32 characters) to turn it on"
-            );
-        }
+        tracing::info!("dashboard at http://{addr}/app/ (people sign in with their accounts)");
         let app = router(state);
         crate::http::serve::serve(listener, app, limits, shutdown.clone()).await;
         tracing::info!("intake stopped; finishing in-flight jobs");

@@ -5,68 +5,27 @@
 // out; a second company signs up and sees none of the first's. Then the demo's own person
 // (`app_email`/`app_password` in the ready file) signs in to the default company, which has live
 // data: replays a failed invoice from the Failed list and sees it turn Done without a reload,
-// opens the event, invites a viewer (who sees no Replay button), maps the waiting product. The
-// NetSuite simulator's state is the proof that the invoice exists once. Every page runs under
-// the CSP: a violation or a script error fails the run.
+// opens the event, invites a viewer (who sees no Replay button, and no form on the connection's
+// page), maps the waiting product. The NetSuite simulator's state is the proof that the invoice
+// exists once. Every page runs under the CSP: a violation or a script error fails the run. The
+// setup wizard has its own file, wizard.test.mjs.
 //
-// Environment: MLC_BIN (the binary; default target/debug/ml-connector), CHROMIUM (default
-// /usr/bin/chromium), MLC_SCREENSHOTS_DIR (write screenshots of the main pages there),
-// MLC_APP_DEBUG (print each page's text after each test).
+// Environment: see harness.mjs (MLC_BIN, CHROMIUM, MLC_SCREENSHOTS_DIR, MLC_APP_DEBUG).
 
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { randomBytes } from "node:crypto";
 import { chromium } from "playwright-core";
+import {
+  run, start, stop, watch, graphql, asPage as asPageOf, shot as shotOf, signUp as signUpOn, signOut as signOutOf,
+  chromiumPath, PASSWORD,
+} from "./harness.mjs";
 
-const repo = resolve(import.meta.dirname, "../..");
-const bin = process.env.MLC_BIN ?? join(repo, "target/debug/ml-connector");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const shots = process.env.MLC_SCREENSHOTS_DIR;
-const PASSWORD = "lighthouse-marmalade-quarry-7";
-
-let demo, ready, browser, page, scratch, demoOutput = "";
-const pageErrors = [];
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, check, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${demoOutput}`);
-    await sleep(300);
-  }
-}
-
-/** A GraphQL request with the demo's API key (the test's own view); returns `data`. */
-async function graphql(query, variables = {}) {
-  const r = await fetch(new URL("/graphql", ready.url), {
-    method: "POST",
-    headers: { authorization: `Bearer ${ready.api_key}`, "content-type": "application/json" },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await r.json();
-  assert.equal(r.status, 200, JSON.stringify(body));
-  assert.ok(!body.errors, JSON.stringify(body.errors));
-  return body.data;
-}
-
-/** A GraphQL query made by the page itself, with its session cookie (no API key). */
-async function asPage(query, variables = {}) {
-  return page.evaluate(async ([query, variables]) => {
-    const r = await fetch("/graphql", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ query, variables }),
-    });
-    return { status: r.status, body: await r.json() };
-  }, [query, variables]);
-}
+let ready, page;
+const pageErrors = run.pageErrors;
+const asPage = (query, variables) => asPageOf(page, query, variables);
+const shot = (name) => shotOf(page, `app-${name}`);
+const signUp = (company, id, email) => signUpOn(page, company, id, email);
+const signOut = () => signOutOf(page);
 
 async function defaultConnection() {
   const data = await graphql("{ connections { nodes { id handle } } }");
@@ -78,78 +37,13 @@ async function netsuiteInvoices(externalId) {
   return state.records.invoice.filter((r) => r.externalId === externalId);
 }
 
-async function shot(name) {
-  if (shots) await page.screenshot({ path: join(shots, `app-${name}.png`), fullPage: false });
-}
-
-function watch(p) {
-  p.on("console", (m) => {
-    // The 401 is the test's own request after signing out (asPage); anything else counts.
-    if (m.type() === "error" && !/status of 401/.test(m.text())) pageErrors.push(`${p.url()}: ${m.text()} ${JSON.stringify(m.location())}`);
-  });
-  p.on("pageerror", (e) => pageErrors.push(String(e)));
-}
-
-async function signUp(company, id, email) {
-  await page.goto(`${ready.app_url}#/signup`);
-  await page.waitForSelector("[data-testid=sign-up]");
-  await page.fill("[name=companyName]", company);
-  assert.equal(await page.inputValue("[name=companyId]"), id, "the company ID follows the name");
-  await page.fill("[name=email]", email);
-  await page.fill("[name=password]", PASSWORD);
-  await page.click("[data-testid=sign-up] button[type=submit]");
-  await page.waitForSelector("[data-page=overview]");
-  await page.waitForSelector("[data-testid=who]");
-  assert.match(await page.textContent("[data-testid=who]"), new RegExp(id));
-}
-
-async function signOut() {
-  await page.click("[data-testid=sign-out]");
-  await page.waitForSelector("[data-testid=sign-in]");
-  assert.match(await page.textContent("[data-testid=notice]"), /signed out/);
-}
-
 before(async () => {
-  assert.ok(existsSync(bin), `${bin} is missing: run cargo build first`);
-  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
-  if (shots) mkdirSync(shots, { recursive: true });
-  scratch = mkdtempSync(join(tmpdir(), "mlc-app-"));
-  const readyFile = join(scratch, "ready.json");
-  demo = spawn(
-    bin,
-    ["demo", "--dashboard", "--customers", "12", "--listen", "127.0.0.1:0", "--ready-file", readyFile],
-    {
-      env: {
-        ...process.env,
-        MLC__ADMIN__TOKEN: randomBytes(32).toString("hex"),
-        MLC__ADMIN__SIGNUP: "open",
-      },
-    },
-  );
-  demo.stdout.on("data", (d) => (demoOutput += d));
-  demo.stderr.on("data", (d) => (demoOutput += d));
-  ready = await until("the demo to be ready", () =>
-    existsSync(readyFile) && readFileSync(readyFile, "utf8").length > 0
-      ? JSON.parse(readFileSync(readyFile, "utf8"))
-      : demo.exitCode !== null
-        ? Promise.reject(new Error(`demo exited: ${demo.exitCode}\n${demoOutput}`))
-        : null,
-    180_000);
+  ready = await start("mlc-app-");
   assert.equal(ready.app_email, "demo@example.com");
   assert.ok(ready.app_password?.length >= 12, "the demo gives its person a password");
-  assert.ok(demoOutput.includes(ready.app_password), "and prints it");
+  assert.ok(run.output.includes(ready.app_password), "and prints it");
   assert.ok(ready.failed > 0 && ready.waiting > 0, "the demo leaves work to do");
-  browser = await chromium.launchPersistentContext(join(scratch, "profile"), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1280, height: 860 },
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-  page = await browser.newPage();
-  watch(page);
+  page = watch(await run.browser.newPage());
 });
 
 // On a failure, what the page showed (and what went wrong in it) is in the output.
@@ -159,14 +53,7 @@ afterEach(async (t) => {
   }
 });
 
-after(async () => {
-  await browser?.close();
-  if (demo && demo.exitCode === null) {
-    demo.kill("SIGTERM");
-    await Promise.race([new Promise((r) => demo.on("exit", r)), sleep(10_000)]);
-  }
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-});
+after(stop);
 
 test("/app is served under a strict CSP and asks to sign in", async () => {
   const r = await fetch(ready.app_url);
@@ -199,7 +86,10 @@ test("a new company signs up, adds a connection, opens its events, signs out", a
   assert.match(await page.textContent("[data-testid=error-password]"), /choose another password/);
 
   await signUp("Acme Books", "acme-books", "ana@acme.example");
-  await page.waitForSelector("[data-testid=no-connections]");
+  // A new company lands on the setup wizard; the overview points back to it.
+  await page.waitForSelector("[data-testid=wizard-stripe]");
+  await page.click("nav >> text=Overview");
+  await page.waitForSelector("[data-testid=no-connections] a[href='#/setup']");
 
   await page.click("nav >> text=Connections");
   await page.waitForSelector("[data-testid=connection-create]");
@@ -233,6 +123,7 @@ test("a new company signs up, adds a connection, opens its events, signs out", a
 
 test("a second company sees none of the first's", async () => {
   await signUp("Zeta Books", "zeta-books", "zed@zeta.example");
+  await page.click("nav >> text=Overview");
   await page.waitForSelector("[data-testid=no-connections]");
   await page.click("nav >> text=Connections");
   await page.waitForSelector("[data-testid=connections] [data-testid=no-connections]");
@@ -328,6 +219,14 @@ test("an invited viewer reads but has no Replay button", async () => {
     await vp.waitForSelector("[data-testid=events] tbody tr");
     assert.equal(await vp.$("button[data-testid=replay]"), null, "no Replay for a viewer");
     assert.equal(await vp.$("nav >> text=API keys"), null);
+    // The connection's page: its settings and credentials to read, and no form to change them.
+    await vp.click("nav >> text=Connections");
+    await vp.click("[data-handle=default] [data-testid=connection-details]");
+    await vp.waitForSelector("[data-testid=credentials]");
+    assert.ok(await vp.$("[data-testid=settings] pre"), "the settings, to read");
+    for (const f of ["settings-edit", "stripe-key", "webhook-rotate", "netsuite-credentials", "replay-window"]) {
+      assert.equal(await vp.$(`[data-testid=${f}]`), null, `no ${f} form for a viewer`);
+    }
   } finally {
     await other.close();
   }

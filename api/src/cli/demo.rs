@@ -15,8 +15,8 @@ use mlc_stripe_sim::{ScenarioConfig, ScenarioReport, run_scenario};
 use rust_decimal::Decimal;
 
 use crate::stack::{
-    NsInvoice, Stack, StackItems, StackOptions, create_product_item, currency_code,
-    netsuite_invoices, scratch_dir, sqlite_url, stripe_gross_by_currency, wait_idle,
+    NsInvoice, Stack, StackItems, StackOptions, UnconnectedSims, catalog_hook, create_product_item,
+    currency_code, netsuite_invoices, scratch_dir, sqlite_url, stripe_gross_by_currency, wait_idle,
 };
 
 #[derive(Debug, Args)]
@@ -30,20 +30,25 @@ pub struct DemoArgs {
     /// Store URL; default: a fresh SQLite file in a temporary directory.
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Keep serving the web dashboard after the month is posted, with work left for you there:
-    /// one invoice refused by NetSuite (a closed period, reopened since) to replay, and the
-    /// unmapped product's sales waiting for a mapping. Stops on Ctrl-C. The admin token is
-    /// MLC__ADMIN__TOKEN when set, else a random one printed at start; an owner API key of the
-    /// default tenant, for the GraphQL API, and its owner `demo@example.com` with a random
-    /// password, for the web app at /app, are made for the run and printed.
+    /// Keep serving the web dashboard (/app) after the month is posted, with work left for you
+    /// there: one invoice refused by NetSuite (a closed period, reopened since) to replay, and
+    /// the unmapped product's sales waiting for a mapping. Its person, `demo@example.com` (the
+    /// default tenant's owner, made for the run), is signed in by a one-time link it prints (or
+    /// with the random password it prints); an owner API key for the GraphQL API is printed too.
+    /// Sign-up is open, and a second pair of simulators, connected to nothing, waits for a new
+    /// company to try the onboarding wizard with (a sign-up link with their settings is
+    /// printed; `admin.public_url`, where the wizard has Stripe deliver, is the demo's own
+    /// address unless MLC__ADMIN__PUBLIC_URL is set). The operator token (GraphQL
+    /// `tenantCreate`) is MLC__ADMIN__TOKEN when set, else a random one printed at start.
+    /// Stops on Ctrl-C.
     #[arg(long)]
     pub dashboard: bool,
     /// Address of the connector and its dashboard (with --dashboard: 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// With --dashboard: write the dashboard URL, the API key, the web app's URL and its demo
-    /// user's email and password, and the IDs to use there to this JSON file once it is ready
-    /// (for scripts and browser tests).
+    /// With --dashboard: write the dashboard's URLs (its one-time sign-in link, the wizard's
+    /// sign-up link), the API key, the demo user's email and password, the wizard's simulators
+    /// and the IDs to use there to this JSON file once it is ready (for scripts and browser tests).
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
 }
@@ -146,11 +151,34 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(t) = admin_token.as_ref().map(AdminToken::value) {
         opts.extra_env
             .push(("MLC__ADMIN__TOKEN".to_string(), t.clone()));
-        // The dashboard's other settings (its time zone) come from the environment as usual.
-        opts.extra_env.extend(
-            std::env::vars()
-                .filter(|(k, _)| k.starts_with("MLC__ADMIN__") && k != "MLC__ADMIN__TOKEN"),
-        );
+        // The dashboard's other settings (its time zone) come from the environment as usual;
+        // sign-up is open, for the wizard's second company.
+        opts.extra_env.extend(std::env::vars().filter(|(k, _)| {
+            k.starts_with("MLC__ADMIN__") && k != "MLC__ADMIN__TOKEN" && k != "MLC__ADMIN__SIGNUP"
+        }));
+        opts.extra_env
+            .push(("MLC__ADMIN__SIGNUP".to_string(), "open".to_string()));
+        // The wizard asks Stripe to deliver to the service's public address: the demo's own,
+        // unless one is set.
+        if std::env::var_os("MLC__ADMIN__PUBLIC_URL").is_none()
+            && let Some(listen) = opts.listen.as_mut()
+        {
+            if listen.port() == 0 {
+                let free = std::net::TcpListener::bind((listen.ip(), 0))
+                    .and_then(|l| l.local_addr())
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                listen.set_port(free.port());
+            }
+            let host = if listen.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+            } else {
+                *listen
+            };
+            opts.extra_env.push((
+                "MLC__ADMIN__PUBLIC_URL".to_string(),
+                format!("http://{host}"),
+            ));
+        }
     }
     let stack = Stack::start(opts.clone())
         .await
@@ -259,7 +287,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &report.unmapped_product,
     )?;
     if let Some(token) = &admin_token {
-        return serve_dashboard(args, stack, token, &report.unmapped_product, item).await;
+        return serve_dashboard(args, &opts, stack, token, &report.unmapped_product, item).await;
     }
     println!("   Mapping it now in each: a NetSuite item is created and `mappings set` links it");
     for (c, r) in companies.iter().zip([&report, &globex_report]) {
@@ -418,13 +446,12 @@ async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<V
     Ok(problems)
 }
 
-/// `demo --dashboard`: leaves the failed invoice and the waiting sales for the person at the
-/// dashboard, and serves until Ctrl-C.
-/// The dashboard's admin token, and whether the demo may print it.
+/// The operator token (`admin.token`: GraphQL's `tenantCreate`), and whether the demo may print
+/// it.
 enum AdminToken {
     /// The user's own, from `MLC__ADMIN__TOKEN`: a secret the demo never repeats.
     Supplied(String),
-    /// Made up by the demo for this run: printed so the user can sign in.
+    /// Made up by the demo for this run: printed so the user can try it.
     Generated(String),
 }
 
@@ -435,7 +462,7 @@ impl AdminToken {
         }
     }
 
-    /// What the sign-in hint says about the token.
+    /// What the demo says about the token.
     fn hint(&self) -> String {
         match self {
             AdminToken::Supplied(_) => "the one you set in MLC__ADMIN__TOKEN".to_string(),
@@ -444,11 +471,69 @@ impl AdminToken {
     }
 }
 
-/// The demo's person of the default tenant, for the web app at `/app`.
+/// The demo's person of the default tenant, for the dashboard at `/app`.
 const DEMO_APP_EMAIL: &str = "demo@example.com";
 
+/// The "try the wizard" simulators' NetSuite account (the others use the example seed's).
+const WIZARD_NETSUITE_ACCOUNT: &str = "7654321_SB2";
+
+/// What a person needs to connect a new company to the wizard's simulators.
+struct Wizard {
+    sims: UnconnectedSims,
+    /// The integration's client ID the NetSuite simulator takes a certificate for.
+    client_id: String,
+    /// The Stripe product the wizard's NetSuite has no item for, and the item to map it to.
+    unmapped_product: String,
+    unmapped_item: u64,
+    report: ScenarioReport,
+}
+
+/// Starts the wizard's simulators (connected to nothing) and plays a month in their Stripe;
+/// their NetSuite gets an item for every product but one.
+async fn start_wizard(opts: &StackOptions, customers: usize, seed: u64) -> anyhow::Result<Wizard> {
+    let sims = UnconnectedSims::start(opts, WIZARD_NETSUITE_ACCOUNT).await?;
+    let report = run_scenario(
+        &sims.stripe.base_url,
+        sims.stripe.api_key_str(),
+        ScenarioConfig {
+            customers,
+            seed,
+            on_catalog: Some(catalog_hook(sims.netsuite.handle().clone(), false)),
+            ..ScenarioConfig::default()
+        },
+    )
+    .await
+    .context("the wizard's Stripe month failed")?;
+    // An item with no link to the product: the person maps it when the dry run asks.
+    let unmapped_item = sims
+        .netsuite
+        .handle()
+        .create(
+            RecordType::ServiceSaleItem,
+            serde_json::json!({
+                "itemId": "Legacy Add-on",
+                "displayName": "Legacy Add-on",
+                "subsidiary": {"id": "1"},
+                "includeChildren": true,
+                "incomeAccount": {"id": "4"},
+            }),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot create the wizard's NetSuite item: {e}"))?;
+    Ok(Wizard {
+        client_id: hex::encode(rand::random::<[u8; 32]>()),
+        unmapped_product: report.unmapped_product.clone(),
+        unmapped_item,
+        report,
+        sims,
+    })
+}
+
+/// `demo --dashboard`: leaves the failed invoice and the waiting sales for the person at the
+/// dashboard (`/app`, opened by a one-time sign-in link), starts the wizard's simulators for a
+/// second company, and serves until Ctrl-C.
 async fn serve_dashboard(
     args: &DemoArgs,
+    opts: &StackOptions,
     stack: Stack,
     token: &AdminToken,
     product: &str,
@@ -457,34 +542,69 @@ async fn serve_dashboard(
     // Someone reopened the period: a replay of the refused invoice now posts it.
     stack.netsuite.handle().clear_faults();
     let url = format!("http://{}/", stack.addr);
+    let app_url = format!("{url}app/");
     let counts =
         mlc_service::console::Console::new(stack.store.clone(), None, jiff::tz::TimeZone::UTC)
             .counts()
             .await?;
     // A key for the GraphQL API, made for this run (like a generated admin token, it is printed).
+    let tenant = stack.store.scope().tenant();
     let api_key = stack
         .store
         .store()
-        .tenant(&stack.store.scope().tenant())
+        .tenant(&tenant)
         .create_api_key("demo", mlc_store::ApiKeyRole::Owner)
         .await
         .context("cannot make the demo's API key")?
         .secret;
     let api_key = secrecy::ExposeSecret::expose_secret(&api_key);
-    // A person of the default tenant for the web app at /app (it signs in through GraphQL):
-    // made for this run, with a random password that is printed like the API key.
+    // A person of the default tenant for the dashboard (it signs in through GraphQL): made for
+    // this run, with a random password that is printed like the API key, and a one-time link
+    // that signs them in with none.
     let app_password = format!("demo-{}", hex::encode(rand::random::<[u8; 12]>()));
     mlc_service::accounts::create_member(
         stack.store.store(),
-        &stack.store.scope().tenant(),
+        &tenant,
         DEMO_APP_EMAIL,
         &secrecy::SecretString::from(app_password.clone()),
         mlc_store::ApiKeyRole::Owner,
     )
     .await
     .context("cannot make the demo's app user")?;
-    println!("\nThe dashboard is ready: {url}");
-    println!("   Sign in with the admin token: {}", token.hint());
+    let link = mlc_service::accounts::sign_in_link(stack.store.store(), &tenant, DEMO_APP_EMAIL)
+        .await
+        .context("cannot make the demo's sign-in link")?;
+    let signin_url = format!(
+        "{app_url}#/link?token={}",
+        secrecy::ExposeSecret::expose_secret(&link.token)
+    );
+
+    println!(
+        "4. Starting a second pair of simulators for the onboarding wizard (connected to nothing)"
+    );
+    let wizard = start_wizard(opts, args.customers, args.seed + 2).await?;
+    let preset = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        serde_json::to_vec(&wizard.sims.preset_settings())?,
+    );
+    let signup_url = format!("{app_url}#/signup?preset={preset}");
+    let ns = wizard.sims.netsuite.base_url();
+    let upload_url = format!("{ns}/_sim/m2m/certificates");
+    println!(
+        "   Stripe {}: {} paid invoices, {} one-time charges; NetSuite {ns} (account {})",
+        wizard.sims.stripe.base_url,
+        wizard.report.paid_invoices.len(),
+        wizard.report.standalone_charges.len(),
+        wizard.sims.netsuite.account_id(),
+    );
+
+    println!("\nThe dashboard is ready: {app_url}");
+    println!("   Open this link to be signed in as {DEMO_APP_EMAIL} (the default tenant's owner):");
+    println!("   {signin_url}");
+    println!(
+        "   (it works once, for 15 minutes; then sign in as {DEMO_APP_EMAIL} with password \
+         {app_password})"
+    );
     println!(
         "   Failed: {} (the events of one invoice NetSuite refused: its period was closed; it is\n   \
          open again, so replay them from the Failed page)",
@@ -498,17 +618,49 @@ async fn serve_dashboard(
     println!("   GraphQL: {url}graphql (GraphiQL in a browser; `Authorization: Bearer <API key>`)");
     println!("   API key (the default tenant's owner, made for this run): {api_key}");
     println!(
-        "   The new dashboard (a GraphQL client): {url}app/  sign in as {DEMO_APP_EMAIL} with \
-         password {app_password} (the default tenant's owner, made for this run)"
+        "   Operator token (GraphQL tenantCreate, as the bearer): {}",
+        token.hint()
     );
-    println!("Press Ctrl-C to stop.");
+    println!(
+        "\nTry the wizard: sign up a new company and connect it to the second pair of simulators"
+    );
+    println!("   {signup_url}");
+    println!(
+        "   Stripe secret key: {}  (a month of sales; product {} has no NetSuite item yet)",
+        wizard.sims.stripe.api_key_str(),
+        wizard.unmapped_product
+    );
+    println!(
+        "   NetSuite account ID: {}  integration client ID: {}",
+        wizard.sims.netsuite.account_id(),
+        wizard.client_id
+    );
+    println!(
+        "   Upload the certificate the wizard makes at {ns}/_sim/m2m/setup (or POST it to {upload_url})"
+    );
+    println!(
+        "   When the dry run asks, map {} to NetSuite item {} \"Legacy Add-on\"",
+        wizard.unmapped_product, wizard.unmapped_item
+    );
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "url": url,
             "api_key": api_key,
-            "app_url": format!("{url}app/"),
+            "app_url": app_url,
             "app_email": DEMO_APP_EMAIL,
             "app_password": app_password,
+            "signin_url": signin_url,
+            "signup_url": signup_url,
+            "wizard": {
+                "stripe_api_key": wizard.sims.stripe.api_key_str(),
+                "netsuite_account_id": wizard.sims.netsuite.account_id(),
+                "netsuite_client_id": wizard.client_id,
+                "netsuite_upload_url": upload_url,
+                "unmapped_item_id": wizard.unmapped_item.to_string(),
+                "unmapped_product": wizard.unmapped_product,
+                "stripe_simulator": wizard.sims.stripe.base_url,
+                "netsuite_simulator": ns,
+            },
             "netsuite_simulator": stack.netsuite.base_url().to_string(),
             "stripe_simulator": stack.stripe.base_url,
             "product": product,
@@ -516,11 +668,16 @@ async fn serve_dashboard(
             "failed": counts.failed,
             "waiting": counts.waiting,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&ready)?)
+        // Whole or not at all (a script polls for it), before the last line is printed.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec_pretty(&ready)?)
+            .and_then(|()| std::fs::rename(&partial, path))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    println!("Press Ctrl-C to stop.");
     let stop = tokio_util::sync::CancellationToken::new();
     crate::startup::cancel_on_signals(stop.clone());
     stop.cancelled().await;
+    drop(wizard);
     stack.stop().await
 }

@@ -1,5 +1,5 @@
-//! The events filter as people type it (the dashboard's search form, `events list`): dates in
-//! the console's zone or RFC 3339, empty values meaning "any", bounded page sizes.
+//! The events filter as people type it (`events list`): dates in the console's zone
+//! (`admin.time_zone`) or RFC 3339, empty values meaning "any", bounded page sizes.
 
 use mlc_service::console::{ConsoleError, parse_time};
 use mlc_store::EventFilter;

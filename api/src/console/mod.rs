@@ -1,14 +1,15 @@
-//! The console's HTTP face: the web dashboard at `/` ([`pages`]), signed in with the admin token
-//! ([`auth`]), on the default connection. It is thin over the operator service,
-//! [`mlc_service::console::Console`], which the `status`, `events`, `replay` and `mappings`
-//! commands use too; the GraphQL API (`crate::graphql`) acts through the same service calls.
-//! [`filter`] reads an events filter as people type it (the dashboard's search, `events list`).
+//! What remains of the operator console's HTTP face once the dashboard became the web app at
+//! `/app` (`crate::app`, a GraphQL client): the admin token ([`auth`]), now only GraphQL's
+//! operator token (`tenantCreate`), and reading the request cookies; [`filter`], an events filter
+//! as people type it (`events list`). The server-rendered dashboard that lived at `/` is retired:
+//! `/` and its old pages redirect to `/app/` (`crate::http::router`). The operator service,
+//! [`mlc_service::console::Console`], is what the `status`, `events`, `replay` and `mappings`
+//! commands and the GraphQL API act through.
 //!
-//! The REST admin API that used to live under `/api` is retired: `/api/…` answers 410 with a
+//! The REST admin API that used to live under `/api` is retired too: `/api/…` answers 410 with a
 //! pointer to `/graphql` (`crate::http::router`).
 
 pub mod auth;
 pub mod filter;
-pub mod pages;
 
 pub use auth::AdminToken;

@@ -1,8 +1,9 @@
-//! People through GraphQL: `signUp`, `signIn`, `signOut`, `memberInvite`, `invitationAccept`,
-//! and `members`. A session is an HttpOnly, SameSite=Strict cookie (`mlc_sid`; Secure when the
-//! service is public over HTTPS); a mutation sent with it must carry the session's CSRF token in
-//! `X-CSRF-Token` (the sign-in answer gives it to the page). `signUp`, `signIn` and
-//! `invitationAccept` are the only operations that run without a credential.
+//! People through GraphQL: `signUp`, `signIn`, `signInWithLink`, `signOut`, `memberInvite`,
+//! `invitationAccept`, and `members`. A session is an HttpOnly, SameSite=Strict cookie
+//! (`mlc_sid`; Secure when the service is public over HTTPS); a mutation sent with it must carry
+//! the session's CSRF token in `X-CSRF-Token` (the sign-in answer gives it to the page).
+//! `signUp`, `signIn`, `signInWithLink` and `invitationAccept` are the only operations that run
+//! without a credential.
 
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use mlc_service::accounts::{self, AccountError, NewSession, SignupPolicy};
@@ -19,7 +20,7 @@ pub const SESSION_COOKIE: &str = "mlc_sid";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The operations that run without a credential.
-pub const ANONYMOUS_FIELDS: [&str; 3] = ["signUp", "signIn", "invitationAccept"];
+pub const ANONYMOUS_FIELDS: [&str; 4] = ["signUp", "signIn", "signInWithLink", "invitationAccept"];
 
 /// How accounts are offered here (from the configuration).
 #[derive(Clone, Copy)]
@@ -121,6 +122,12 @@ pub struct InvitationAcceptInput {
     pub token: String,
     /// Your password: a new one when the invited email has no account yet, else your own.
     pub password: String,
+}
+
+#[derive(InputObject)]
+pub struct SignInWithLinkInput {
+    /// The token from the sign-in link (`…/app/#/link?token=…`).
+    pub token: String,
 }
 
 /// A session begun: who, where, and the CSRF token the page sends with its mutations.
@@ -258,6 +265,21 @@ impl AccountMutation {
         )
         .await
         {
+            Ok(s) => Ok(session_answer(ctx, s)),
+            Err(e) => account_error(e),
+        }
+    }
+
+    /// Signs in with a one-time sign-in link (made by an operator's tool, e.g. `ml-connector
+    /// demo --dashboard`): no password; the link works once, for 15 minutes. A used, expired or
+    /// unknown link is a user error on `token` saying which.
+    async fn sign_in_with_link(
+        &self,
+        ctx: &Context<'_>,
+        input: SignInWithLinkInput,
+    ) -> Result<SessionPayload> {
+        let token = SecretString::from(input.token);
+        match accounts::sign_in_with_link(store(ctx)?, &token).await {
             Ok(s) => Ok(session_answer(ctx, s)),
             Err(e) => account_error(e),
         }

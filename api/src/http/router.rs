@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use mlc_store::ConnectionStore;
@@ -16,7 +16,7 @@ use super::{health, webhooks};
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The default connection's view of the store (the console works on it).
+    /// The default connection's view of the store.
     pub store: ConnectionStore,
     /// Opens tenants' sealed credentials (the GraphQL connection test); `None` when
     /// `MLC_MASTER_KEY` is not set.
@@ -31,9 +31,6 @@ pub struct AppState {
     /// Wakes the worker when a job was enqueued, so it need not wait for its next poll.
     pub worker_wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
-    /// `None`: the dashboard is off (and GraphQL has no operator token).
-    pub admin_token: Option<crate::console::AdminToken>,
-    pub console: mlc_service::console::Console,
     /// How `/graphql` is offered (introspection, GraphiQL, rate limit, operator token).
     pub graphql: crate::graphql::GraphqlOptions,
 }
@@ -47,7 +44,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api", any(rest_api_retired))
         .route("/api/{*rest}", any(rest_api_retired))
-        .merge(crate::console::pages::router(state.clone()))
+        .route("/", get(dashboard_moved))
+        .route("/login", get(dashboard_moved))
+        .route("/events", get(dashboard_moved))
+        .route("/failed", get(dashboard_moved))
+        .route("/waiting", get(dashboard_moved))
+        .route("/mappings", get(dashboard_moved))
         .merge(crate::app::router())
         .merge(crate::graphql::router(
             state.store.store().clone(),
@@ -56,6 +58,20 @@ pub fn router(state: AppState) -> Router {
             state.graphql.clone(),
         ))
         .with_state(state)
+}
+
+/// The dashboard is the web app at `/app` (`crate::app`): the server-rendered one that lived at
+/// `/` is retired, and `/` and its pages' old addresses lead there (the same page when the app has
+/// one). Temporary redirects: nothing keeps them in a browser's cache.
+async fn dashboard_moved(uri: axum::http::Uri) -> Redirect {
+    Redirect::temporary(match uri.path() {
+        "/events" => "/app/#/events",
+        "/failed" => "/app/#/failed",
+        "/waiting" => "/app/#/waiting",
+        "/mappings" => "/app/#/mappings",
+        "/login" => "/app/#/signin",
+        _ => "/app/",
+    })
 }
 
 /// What the retired REST admin API's paths answer, whatever the method: scripts written for it

@@ -23,6 +23,7 @@ mod pipeline;
 mod posting;
 mod reference;
 mod reference_sync;
+mod refunds;
 mod scale_out;
 mod secrets;
 mod shared_budget;

@@ -1,8 +1,9 @@
 //! No secret leaks: the whole pipeline runs with known secrets (the Stripe API key, the webhook
 //! signing secret, the NetSuite private key, the admin token) and none of them appears in any log
 //! line (debug level, JSON), any HTTP response of the connector (webhooks, health, metrics, the
-//! GraphQL API, the retired REST API's paths and every dashboard page), `check-config`, a debug
-//! print of the configuration (what a panic message would show), or the database file.
+//! GraphQL API, the retired REST API's paths, the dashboard's files at /app and the old pages'
+//! addresses), `check-config`, a debug print of the configuration (what a panic message would
+//! show), or the database file.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -164,10 +165,6 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
         .as_str()
         .unwrap()
         .to_string();
-    let event_id = connection["events"]["nodes"][0]["eventId"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let connection_gid = connection["id"].as_str().unwrap().to_string();
     responses += &listed;
     responses += &gql(
@@ -258,50 +255,37 @@ async fn no_secret_appears_in_logs_responses_or_the_database() {
     }
     assert!(responses.contains("the REST admin API was retired"));
 
-    // The dashboard: a refused and an accepted sign-in, then every page.
+    // The dashboard (the web app at /app, and the old pages' addresses that lead there), with
+    // the admin token as a cookie and a bearer, and without.
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let mut cookie = String::new();
-    for token in ["wrong-token", admin_token] {
-        let r = browser
-            .post(format!("http://{addr}/login"))
-            .form(&[("token", token), ("next", "/")])
-            .send()
-            .await
-            .unwrap();
-        for v in r.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap().to_string();
-            responses += &v;
-            if v.starts_with("mlc_session=") {
-                cookie = v.split(';').next().unwrap().to_string();
-            }
-        }
-        responses += &format!("{:?}", r.headers());
-        responses += &r.text().await.unwrap();
-    }
-    assert!(!cookie.is_empty(), "the sign-in works");
     for path in [
-        "/".to_string(),
-        "/login".to_string(),
-        "/events".to_string(),
-        "/failed".to_string(),
-        "/waiting".to_string(),
-        "/mappings".to_string(),
-        format!("/events/{event_id}"),
+        "/",
+        "/login",
+        "/events",
+        "/failed",
+        "/waiting",
+        "/mappings",
+        "/app/",
+        "/app/app.js",
+        "/app/pages.js",
+        "/app/operations.graphql",
     ] {
-        responses += &browser
-            .get(format!("http://{addr}{path}"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        for auth in [Some(admin_token), None] {
+            let mut req = browser.get(format!("http://{addr}{path}"));
+            if let Some(a) = auth {
+                req = req
+                    .bearer_auth(a)
+                    .header("cookie", format!("mlc_sid={a}; mlc_session={a}"));
+            }
+            let r = req.send().await.unwrap();
+            responses += &format!("{:?}", r.headers());
+            responses += &r.text().await.unwrap();
+        }
     }
-    assert!(responses.contains("Sign out"), "dashboard pages were read");
+    assert!(responses.contains("Sign out"), "the app's pages were read");
 
     // check-config, and the configuration as a panic message would print it.
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))

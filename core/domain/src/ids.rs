@@ -174,6 +174,11 @@ impl ExternalId {
         ExternalId(format!("stripe_pay_{}", charge.as_str()))
     }
 
+    /// `stripe_refund_<refund id>`: the customer refund paying a Stripe refund's cash out.
+    pub fn for_stripe_refund(refund: &StripeId) -> Self {
+        ExternalId(format!("stripe_refund_{}", refund.as_str()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -529,6 +529,19 @@ impl NetSuiteClient {
         self.get_json(url).await
     }
 
+    /// `GET /record/v1/{type}/{id}?expandSubResources=true`: with its sublists' lines (an
+    /// invoice's items, a payment's applications) rather than links to them.
+    pub async fn get_expanded(
+        &self,
+        record_type: &str,
+        id: &NetSuiteInternalId,
+    ) -> Result<Value, NetSuiteError> {
+        let mut url = self.record_url(record_type, Some(id.as_str()))?;
+        url.query_pairs_mut()
+            .append_pair("expandSubResources", "true");
+        self.get_json(url).await
+    }
+
     /// `GET /record/v1/{type}/eid:{externalId}`; `None` when NetSuite answers 404.
     pub async fn get_by_external_id(
         &self,

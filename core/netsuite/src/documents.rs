@@ -166,7 +166,8 @@ pub struct InvoiceLine {
     pub period: Option<(TranDate, TranDate)>,
 }
 
-/// A customer invoice.
+/// A customer invoice. A credit memo has the same fields (`creditMemo` takes this body too):
+/// it is an invoice's mirror.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvoiceDoc {
     pub external_id: ExternalId,
@@ -255,6 +256,43 @@ impl CustomerPaymentDoc {
         apply.reference("doc", &self.apply_to);
         apply.put("apply", Json::Bool(true));
         apply.num("amount", self.payment);
+        m.sublist("apply", vec![apply.done()]);
+        m.done()
+    }
+}
+
+/// A customer refund: cash paid back from an account, applied to the credit memo it pays out,
+/// so the customer's balance returns to zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRefundDoc {
+    pub external_id: ExternalId,
+    pub customer: NetSuiteInternalId,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub currency: Option<NetSuiteInternalId>,
+    /// The bank or clearing account the money leaves.
+    pub account: Option<NetSuiteInternalId>,
+    pub tran_date: TranDate,
+    pub memo: String,
+    pub amount: Decimal,
+    pub apply_to: NetSuiteInternalId,
+    pub custom_fields: CustomFields,
+}
+
+impl CustomerRefundDoc {
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.reference("customer", &self.customer);
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.opt_reference("account", &self.account);
+        m.str("tranDate", self.tran_date.as_str());
+        m.str("memo", &self.memo);
+        m.custom(&self.custom_fields);
+        let mut apply = Obj::default();
+        apply.reference("doc", &self.apply_to);
+        apply.put("apply", Json::Bool(true));
+        apply.num("amount", self.amount);
         m.sublist("apply", vec![apply.done()]);
         m.done()
     }

@@ -18,6 +18,11 @@ pub const PASSWORD_MAX: usize = 256;
 pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
 /// How long an invitation stays open.
 pub const INVITATION_TTL_MS: i64 = 7 * 24 * 3_600_000;
+/// How long a sign-in link works (once).
+pub const SIGN_IN_LINK_TTL_MS: i64 = 15 * 60_000;
+/// The prefix of a sign-in link's token (an invitation's is `mli_`): a link and an invitation
+/// share the invitations table, and each is refused where the other is expected.
+pub const SIGN_IN_LINK_PREFIX: &str = "mll_";
 
 /// Who may sign up (`admin.signup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +337,14 @@ pub async fn accept_invitation(
         message: "this invitation is not valid (used, expired or unknown): ask for a new one"
             .into(),
     };
+    // A sign-in link is not an invitation (they share a table).
+    if token
+        .expose_secret()
+        .trim()
+        .starts_with(SIGN_IN_LINK_PREFIX)
+    {
+        return Err(invalid());
+    }
     let mlc_store::Invitation::Open { email, .. } = store.invitation(&hash).await? else {
         return Err(invalid());
     };
@@ -386,6 +399,82 @@ pub async fn create_member(
             message: format!("{email} has an account already"),
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A sign-in link made: its token, shown once (the link carries it).
+pub struct NewSignInLink {
+    pub token: SecretString,
+    pub expires_at: UnixMillis,
+}
+
+/// Makes a one-time sign-in link for a member of `tenant`: it signs them in there, with no
+/// password, once, within [`SIGN_IN_LINK_TTL_MS`]. For operators' tools (the demo opens on a
+/// signed-in person); stored, like an invitation, only as its token's SHA-256.
+pub async fn sign_in_link(
+    store: &Store,
+    tenant: &TenantScope,
+    email: &str,
+) -> Result<NewSignInLink, AccountError> {
+    let email = check_email(email)?;
+    let not_member = || AccountError::Invalid {
+        field: "email",
+        message: format!("{email} is not a member of {}", tenant.tenant_id()),
+    };
+    let user = store.user_by_email(&email).await?.ok_or_else(not_member)?;
+    let role = store
+        .memberships_of(&user.id)
+        .await?
+        .into_iter()
+        .find(|(t, _)| t == tenant.tenant_id())
+        .map(|(_, r)| r)
+        .ok_or_else(not_member)?;
+    let token = random_token(SIGN_IN_LINK_PREFIX);
+    let expires_at = now_millis() + SIGN_IN_LINK_TTL_MS;
+    store
+        .tenant(tenant)
+        .create_invitation(&email, role, &token_hash(token.expose_secret()), expires_at)
+        .await?;
+    Ok(NewSignInLink { token, expires_at })
+}
+
+/// Signs in with a sign-in link's token: once; a second use, an expired or an unknown link is
+/// refused with a message that says which, and what to do.
+pub async fn sign_in_with_link(
+    store: &Store,
+    token: &SecretString,
+) -> Result<NewSession, AccountError> {
+    let refused = |message: &str| AccountError::Invalid {
+        field: "token",
+        message: message.to_string(),
+    };
+    let unknown = "this sign-in link is not valid: check that it was copied whole, or ask for a \
+                   new one (or sign in with your password)";
+    let given = token.expose_secret().trim();
+    if !given.starts_with(SIGN_IN_LINK_PREFIX) {
+        return Err(refused(unknown));
+    }
+    match store.use_sign_in_link(&token_hash(given)).await? {
+        mlc_store::SignInLink::Used {
+            user_id,
+            email,
+            tenant_id,
+            role,
+        } => {
+            let Some(scope) = store.tenant_scope(&tenant_id).await? else {
+                return Err(refused(unknown));
+            };
+            start_session(store, &user_id, &email, scope, role).await
+        }
+        mlc_store::SignInLink::AlreadyUsed => Err(refused(
+            "this sign-in link has been used already: a link signs in once. Sign in with your \
+             password, or ask for a new link",
+        )),
+        mlc_store::SignInLink::Expired => Err(refused(
+            "this sign-in link has expired (a link works for 15 minutes): ask for a new one, or \
+             sign in with your password",
+        )),
+        mlc_store::SignInLink::Unknown => Err(refused(unknown)),
     }
 }
 

@@ -203,6 +203,10 @@ pub struct PostingConfig {
     pub default_item: Option<NetSuiteInternalId>,
     pub charge_product_metadata_key: Option<String>,
     pub payment_account: Option<NetSuiteInternalId>,
+    /// Where a refund's cash leaves from; `None`: `payment_account`.
+    pub refund_account: Option<NetSuiteInternalId>,
+    /// One item for every refund; `None`: spread over the sale's items.
+    pub refund_item: Option<NetSuiteInternalId>,
     pub fee_expense_account: Option<NetSuiteInternalId>,
     pub fee_clearing_account: Option<NetSuiteInternalId>,
     pub currencies: BTreeMap<Currency, NetSuiteInternalId>,
@@ -776,6 +780,8 @@ impl Reader<'_> {
             default_item: self.internal_id("posting.default_item")?,
             charge_product_metadata_key: self.opt_string("posting.charge_product_metadata_key"),
             payment_account: self.internal_id("posting.payment_account")?,
+            refund_account: self.internal_id("posting.refund_account")?,
+            refund_item: self.internal_id("posting.refund_item")?,
             fee_expense_account: self.internal_id("posting.fee_expense_account")?,
             fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
             currencies,

@@ -58,6 +58,24 @@ pub enum Invitation {
     Invalid,
 }
 
+/// What using a sign-in link found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInLink {
+    /// Valid, and now used: the member it signs in.
+    Used {
+        user_id: String,
+        email: String,
+        tenant_id: TenantId,
+        role: ApiKeyRole,
+    },
+    /// It worked once already.
+    AlreadyUsed,
+    /// Its time is up.
+    Expired,
+    /// No such link, or its person is no longer a member of its tenant.
+    Unknown,
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -448,5 +466,71 @@ impl Store {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(user_id)
+    }
+}
+
+impl Store {
+    /// Uses a sign-in link, once: a link is an invitation row (the same table, the same
+    /// single-use `accepted_at`) for a person who is a member already, told apart from a real
+    /// invitation by its token (the service gives links their own prefix, and the hash covers
+    /// it). Marks it used and returns the member it signs in, with the role they have now.
+    pub async fn use_sign_in_link(&self, token_hash: &str) -> Result<SignInLink, StoreError> {
+        let now = now_millis();
+        let db = &self.db;
+        let _guard = db.write_guard().await;
+        let mut tx = db.begin_write_as(Rls::AllTenants).await?;
+        let Some(link) = sqlx::query(
+            "SELECT tenant_id, email, expires_at, accepted_at FROM invitations WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(SignInLink::Unknown);
+        };
+        if get::<Option<i64>>(&link, "accepted_at")?.is_some() {
+            return Ok(SignInLink::AlreadyUsed);
+        }
+        if get::<i64>(&link, "expires_at")? <= now {
+            return Ok(SignInLink::Expired);
+        }
+        let tenant_id = tenant_of(&link)?;
+        let email: String = get(&link, "email")?;
+        // Marked first: a second use racing this one changes no row and stops here.
+        let n = sqlx::query(
+            "UPDATE invitations SET accepted_at = $2 WHERE token_hash = $1 AND accepted_at IS NULL",
+        )
+        .bind(token_hash.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(SignInLink::AlreadyUsed);
+        }
+        let member = sqlx::query(
+            "SELECT u.id, m.role FROM users u JOIN memberships m ON m.user_id = u.id \
+             WHERE u.email = $1 AND m.tenant_id = $2",
+        )
+        .bind(email.clone())
+        .bind(tenant_id.as_str().to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(member) = member else {
+            // Not a member (any more): the link is spent all the same.
+            tx.commit().await.map_err(db_err)?;
+            return Ok(SignInLink::Unknown);
+        };
+        let used = SignInLink::Used {
+            user_id: get(&member, "id")?,
+            email,
+            tenant_id,
+            role: role_of(&get::<String>(&member, "role")?)?,
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(used)
     }
 }

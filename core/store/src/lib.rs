@@ -43,7 +43,7 @@ mod tenants;
 pub mod testing;
 mod watermarks;
 
-pub use accounts::{Invitation, Member, SessionInfo, UserRecord, token_hash};
+pub use accounts::{Invitation, Member, SessionInfo, SignInLink, UserRecord, token_hash};
 pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
 pub use history_runs::{HISTORY_RUN_JOB, HistoryRun, HistoryRunKind, HistoryRunState};

@@ -74,6 +74,13 @@ pub enum MappingError {
     NoCustomer,
     #[error("amount overflow")]
     Overflow,
+    /// A refund bigger than what the posted sale credits (or a sale with nothing to credit).
+    #[error("refund {refund} of {object} is more than the {sale} its NetSuite invoice credits")]
+    RefundExceedsSale {
+        object: String,
+        refund: String,
+        sale: String,
+    },
 }
 
 impl mlc_core::Classify for MappingError {
@@ -126,7 +133,7 @@ pub fn fee_in_charge_currency(charge: &ChargeFacts) -> Result<Option<Money>, Map
         .map_err(|_| MappingError::Overflow)
 }
 
-fn memo_fields(
+pub(super) fn memo_fields(
     settings: &PostingSettings,
     object_id: &str,
     customer: Option<&StripeId>,
@@ -508,6 +515,83 @@ fn check_total(lines: &[InvoiceLine], expected: Money) -> Result<(), MappingErro
         });
     }
     Ok(())
+}
+
+/// A line of a posted NetSuite invoice, read back to credit it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedLine {
+    pub item: NetSuiteInternalId,
+    pub amount: Decimal,
+    pub description: Option<String>,
+}
+
+/// The credit memo lines for a refund of `refund` out of a sale posted with `posted` lines
+/// (docs/ACCOUNTING.md, "Refunds"). With a `refund_item`, one line on it. Otherwise the refund is
+/// spread over the sale lines in proportion to their amounts, on the same items, so revenue per
+/// item stays right. Discount and tax lines take their share by the same rule. The fee line
+/// (`fee_item`) is left out: Stripe keeps its fee. Shares are cut to the minor unit, and the
+/// remainder goes to the largest line, so the lines add up to the refund exactly.
+pub fn refund_lines(
+    object: &str,
+    posted: &[PostedLine],
+    fee_item: Option<&NetSuiteInternalId>,
+    refund_item: Option<&NetSuiteInternalId>,
+    refund: Money,
+) -> Result<Vec<InvoiceLine>, MappingError> {
+    let currency = refund.currency();
+    let line = |item: &NetSuiteInternalId, minor: i64, description: Option<String>| InvoiceLine {
+        item: item.clone(),
+        quantity: Decimal::ONE,
+        rate: Money::new(minor, currency).to_decimal(),
+        amount: Money::new(minor, currency).to_decimal(),
+        description,
+        period: None,
+    };
+    if let Some(item) = refund_item {
+        return Ok(vec![line(
+            item,
+            refund.minor(),
+            Some(format!("Refund {object}")),
+        )]);
+    }
+    let sale: Vec<(&PostedLine, i64)> = posted
+        .iter()
+        .filter(|l| Some(&l.item) != fee_item)
+        .map(|l| {
+            Money::from_decimal(l.amount, currency)
+                .map(|m| (l, m.minor()))
+                .map_err(|_| MappingError::Overflow)
+        })
+        .collect::<Result<_, _>>()?;
+    let gross: i128 = sale.iter().map(|(_, w)| i128::from(*w)).sum();
+    let wanted = i128::from(refund.minor());
+    if gross <= 0 || wanted > gross || wanted < 0 {
+        return Err(MappingError::RefundExceedsSale {
+            object: object.to_string(),
+            refund: refund.to_string(),
+            sale: Money::new(i64::try_from(gross).unwrap_or(i64::MAX), currency).to_string(),
+        });
+    }
+    // Each line's share, cut toward zero; what is left over goes to the largest line.
+    let mut shares: Vec<i128> = sale
+        .iter()
+        .map(|(_, w)| wanted * i128::from(*w) / gross)
+        .collect();
+    let left = wanted - shares.iter().sum::<i128>();
+    if let Some(largest) = (0..sale.len()).max_by_key(|i| (sale[*i].1, std::cmp::Reverse(*i))) {
+        shares[largest] += left;
+    }
+    let lines: Vec<InvoiceLine> = sale
+        .iter()
+        .zip(shares)
+        .filter(|(_, share)| *share != 0)
+        .map(|((posted, _), share)| {
+            let minor = i64::try_from(share).map_err(|_| MappingError::Overflow)?;
+            Ok(line(&posted.item, minor, posted.description.clone()))
+        })
+        .collect::<Result<_, MappingError>>()?;
+    check_total(&lines, refund)?;
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -1408,5 +1492,105 @@ mod tests {
             err.to_string().contains("posting.fee_clearing_account"),
             "{err}"
         );
+    }
+
+    fn posted(item: &str, amount: &str) -> PostedLine {
+        PostedLine {
+            item: NetSuiteInternalId::parse(item).unwrap(),
+            amount: amount.parse().unwrap(),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn a_refund_is_spread_over_the_sale_lines_and_adds_up_to_the_minor_unit() {
+        let fee = NetSuiteInternalId::parse("9").unwrap();
+        // 100.00 + 50.00 − 15.00 discount + 10.00 tax, and the fee line (left out): 145.00 sold.
+        let sale = [
+            posted("1", "100.00"),
+            posted("2", "50.00"),
+            posted("3", "-15.00"),
+            posted("4", "10.00"),
+            posted("9", "-4.35"),
+        ];
+        let usd = Currency::parse("usd").unwrap();
+        let lines = refund_lines("re_1", &sale, Some(&fee), None, Money::new(1000, usd)).unwrap();
+        let amounts: Vec<String> = lines.iter().map(|l| l.amount.to_string()).collect();
+        // 10.00 × 100/145 = 6.896… → 6.89 (+ the remainder 0.01), 3.44, −1.03, 0.68.
+        assert_eq!(amounts, ["6.91", "3.44", "-1.03", "0.68"]);
+        assert!(lines.iter().all(|l| l.item != fee));
+        // The whole sale, exactly.
+        let lines = refund_lines("re_2", &sale, Some(&fee), None, Money::new(14500, usd)).unwrap();
+        let amounts: Vec<String> = lines.iter().map(|l| l.amount.to_string()).collect();
+        assert_eq!(amounts, ["100.00", "50.00", "-15.00", "10.00"]);
+        // More than was sold.
+        assert!(matches!(
+            refund_lines("re_3", &sale, Some(&fee), None, Money::new(14501, usd)),
+            Err(MappingError::RefundExceedsSale { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_and_three_decimal_currencies_credit_whole_minor_units() {
+        let jpy = Currency::parse("jpy").unwrap();
+        let sale = [posted("1", "1000"), posted("2", "2000"), posted("3", "333")];
+        let lines = refund_lines("re_j", &sale, None, None, Money::new(1001, jpy)).unwrap();
+        let total: Decimal = lines.iter().map(|l| l.amount).sum();
+        assert_eq!(total, Decimal::from(1001));
+        assert!(lines.iter().all(|l| l.amount.fract().is_zero()));
+        let kwd = Currency::parse("kwd").unwrap();
+        let sale = [posted("1", "12.345"), posted("2", "0.001")];
+        let lines = refund_lines("re_k", &sale, None, None, Money::new(7, kwd)).unwrap();
+        let total: Decimal = lines.iter().map(|l| l.amount).sum();
+        assert_eq!(total.to_string(), "0.007");
+    }
+
+    #[test]
+    fn a_configured_refund_item_takes_the_whole_refund() {
+        let item = NetSuiteInternalId::parse("77").unwrap();
+        let eur = Currency::parse("eur").unwrap();
+        let lines = refund_lines(
+            "re_e",
+            &[posted("1", "50")],
+            None,
+            Some(&item),
+            Money::new(1234, eur),
+        )
+        .unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].item.as_str(), lines[0].amount.to_string()),
+            ("77", "12.34".into())
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the lines and the refund, the credit adds up to the refund exactly and no
+        /// line credits more than it sold (in size).
+        #[test]
+        fn refund_lines_always_add_up(
+            amounts in proptest::collection::vec(1_i64..10_000_000, 1..8),
+            permille in 0_i64..=1000,
+        ) {
+            let usd = Currency::parse("usd").unwrap();
+            let sale: Vec<PostedLine> = amounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| PostedLine {
+                    item: NetSuiteInternalId::parse(&(i + 1).to_string()).unwrap(),
+                    amount: Money::new(*a, usd).to_decimal(),
+                    description: None,
+                })
+                .collect();
+            let gross: i64 = amounts.iter().sum();
+            let refund = gross * permille / 1000;
+            let lines = refund_lines("re_p", &sale, None, None, Money::new(refund, usd)).unwrap();
+            let total: Decimal = lines.iter().map(|l| l.amount).sum();
+            proptest::prop_assert_eq!(total, Money::new(refund, usd).to_decimal());
+            for l in &lines {
+                let sold = sale.iter().find(|s| s.item == l.item).unwrap().amount;
+                proptest::prop_assert!(l.amount <= sold + Decimal::new(1, 2));
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod mapping;
 pub use history::{Amounts, CustomerReport, DryRunReport, UnmappedProductReport, WouldPost};
 mod post;
 mod reference;
+mod refunds;
 mod resolve;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "product.created",
     "product.updated",
     "product.deleted",
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -246,6 +251,10 @@ impl Pipeline {
             "customer.deleted" | "product.deleted" => {
                 self.record_deleted(job, &event.event_type, &object_id)
                     .await
+            }
+            "charge.refunded" => self.post_charge_refunds(job, &object_id).await,
+            "refund.created" | "refund.updated" | "refund.failed" => {
+                self.post_refund(job, &object_id).await
             }
             "charge.failed" | "payment_intent.payment_failed" => {
                 self.record_failed_payment(job, &event.event_type, &object_id)

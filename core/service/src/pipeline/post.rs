@@ -77,7 +77,7 @@ fn invoice_payment_links(invoice: &Invoice) -> PaymentLinks {
 }
 
 /// Posting kinds recorded in the store, one NetSuite record each.
-const INVOICE: &str = "invoice";
+pub(super) const INVOICE: &str = "invoice";
 const PAYMENT: &str = "payment";
 const FEE_JOURNAL: &str = "fee_journal";
 
@@ -237,6 +237,10 @@ impl Pipeline {
                 .map_err(|e| PipelineError::Permanent(e.to_string()))?;
             self.apply_payments(job, invoice_id, &ns_invoice, &charges, total, &resolved)
                 .await?;
+        }
+        // A refund that came before its sale waits for it: it can post now.
+        for c in charges.iter().filter(|c| c.refunded_amount.minor() > 0) {
+            self.wake_refunds_of(c.id.as_str()).await;
         }
         Ok(())
     }
@@ -631,7 +635,12 @@ impl Pipeline {
             total,
             &resolved,
         )
-        .await
+        .await?;
+        // A refund that came before its sale waits for it: it can post now.
+        if facts.refunded_amount.minor() > 0 {
+            self.wake_refunds_of(&charge_id).await;
+        }
+        Ok(())
     }
 
     /// The Stripe invoice a charge paid, from every link Stripe gives in any API version:

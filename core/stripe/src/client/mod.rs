@@ -31,7 +31,7 @@ pub use write::{CustomerParams, ProductParams, idempotency_key};
 use crate::models::{
     Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, Customer, Event,
     Expandable, Invoice, InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent, Price,
-    Product, StripeModel,
+    Product, Refund, StripeModel,
 };
 use error::{ErrorBody, scrub};
 use query::SEGMENT;
@@ -267,6 +267,33 @@ impl StripeClient {
             charge.balance_transaction = Some(Expandable::Object(Box::new(txn)));
         }
         Ok(charge)
+    }
+
+    /// `GET /v1/refunds/{id}`: a refund as Stripe has it now (its status, amount, charge).
+    pub async fn retrieve_refund(&self, id: &str) -> Result<Refund, StripeError> {
+        let path = object_path("/v1/refunds", id)?;
+        self.get_model(&path, &Query::new()).await
+    }
+
+    /// `GET /v1/refunds?charge=…`: every refund of a charge (paged, 100 at a time).
+    pub async fn list_refunds_for_charge(&self, charge: &str) -> Result<Vec<Refund>, StripeError> {
+        object_path("/v1/charges", charge)?;
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = Query::new();
+            q.push("charge", charge)
+                .push("limit", MAX_PAGE_SIZE.to_string());
+            if let Some(a) = &after {
+                q.push("starting_after", a.as_str());
+            }
+            let page = self.get_list::<Refund>("/v1/refunds", &q).await?;
+            after = page.data.last().map(|r| r.id.clone());
+            all.extend(page.data);
+            if !page.has_more || after.is_none() {
+                return Ok(all);
+            }
+        }
     }
 
     /// `GET /v1/invoices/{id}` with customer and discounts expanded (and, on basil+ versions, the

@@ -1,0 +1,151 @@
+//! Refunds end to end against both simulators, on every store backend: each Stripe refund (full
+//! or partial, several on one charge, of a one-time charge or of a charge that paid an invoice)
+//! becomes one NetSuite credit memo on the sale's customer and items, paid out by one customer
+//! refund applied to it, exactly once however often its events arrive.
+
+use std::time::Duration;
+
+use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use mlc_netsuite_sim::RecordType;
+use mlc_store::testing::backends;
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(120);
+
+fn dec(v: &Value) -> Decimal {
+    match v {
+        Value::Number(n) => n.to_string().parse().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+fn ref_id(v: &Value) -> String {
+    match &v["id"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_refund_is_one_credit_memo_paid_out_by_one_customer_refund() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 8,
+                seed: 31,
+                checkout_percent: 100,
+                refunds: 3,
+                on_catalog: Some(catalog_hook(ns.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        assert!(!report.refunds.is_empty(), "the scenario refunded nothing");
+        let counts: Vec<_> = stack.store.job_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || matches!(s.as_str(), "succeeded")),
+            "every job succeeded: {counts:?}"
+        );
+
+        assert_eq!(ns.count(RecordType::CreditMemo), report.refunds.len());
+        assert_eq!(ns.count(RecordType::CustomerRefund), report.refunds.len());
+        let fee_item = stack.items.fee.to_string();
+        for refund in &report.refunds {
+            let exponent = match refund.currency.as_str() {
+                "jpy" => 0,
+                "kwd" => 3,
+                _ => 2,
+            };
+            let amount = Decimal::new(refund.amount, exponent);
+            let memo = ns
+                .get(RecordType::CreditMemo, &format!("eid:stripe_{}", refund.id))
+                .unwrap_or_else(|| panic!("no credit memo for {}", refund.id));
+            assert_eq!(dec(&memo["total"]), amount, "{memo}");
+            let lines = memo["item"]["items"].as_array().unwrap();
+            assert!(
+                lines.iter().all(|l| ref_id(&l["item"]) != fee_item),
+                "Stripe keeps its fee: no fee line on the memo {memo}"
+            );
+            // On the customer and the items of the sale it refunds.
+            let sale = ns
+                .get(
+                    RecordType::Invoice,
+                    &format!("eid:stripe_{}", refund.charge),
+                )
+                .or_else(|| {
+                    // A charge that paid a Stripe invoice: that invoice's record.
+                    let payment = ns.get(
+                        RecordType::CustomerPayment,
+                        &format!("eid:stripe_pay_{}", refund.charge),
+                    )?;
+                    let doc = ref_id(&payment["apply"]["items"][0]["doc"]);
+                    ns.get(RecordType::Invoice, &doc)
+                })
+                .unwrap_or_else(|| panic!("no sale for {}", refund.charge));
+            assert_eq!(ref_id(&memo["entity"]), ref_id(&sale["entity"]));
+            let sold: Vec<String> = sale["item"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| ref_id(&l["item"]))
+                .collect();
+            for l in lines {
+                assert!(sold.contains(&ref_id(&l["item"])), "{memo} vs {sale}");
+            }
+            // Paid out: the customer refund carries the amount and uses the memo up.
+            let cash = ns
+                .get(
+                    RecordType::CustomerRefund,
+                    &format!("eid:stripe_refund_{}", refund.id),
+                )
+                .unwrap_or_else(|| panic!("no customer refund for {}", refund.id));
+            assert_eq!(dec(&cash["total"]), amount, "{cash}");
+            assert_eq!(ref_id(&cash["customer"]), ref_id(&memo["entity"]));
+            assert_eq!(
+                ref_id(&cash["apply"]["items"][0]["doc"]),
+                memo["id"].as_str().unwrap()
+            );
+            assert_eq!(dec(&memo["unapplied"]), Decimal::ZERO, "{memo}");
+            // The audit trail names both steps.
+            let audit = stack.store.audit_for_object(&refund.id).await.unwrap();
+            let steps: Vec<&str> = audit.iter().map(|a| a.step.as_str()).collect();
+            assert!(steps.contains(&"credit_memo_posted"), "{steps:?}");
+            assert!(steps.contains(&"refund_posted"), "{steps:?}");
+        }
+
+        // Every event again (a replay of all that succeeded): nothing new in NetSuite.
+        let counted = || {
+            [
+                RecordType::Invoice,
+                RecordType::CustomerPayment,
+                RecordType::CreditMemo,
+                RecordType::CustomerRefund,
+            ]
+            .map(|t| ns.count(t))
+        };
+        let before = counted();
+        let replayed = stack
+            .store
+            .requeue_where(mlc_store::JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(replayed > 0);
+        assert!(stack.wait_idle(SETTLE).await);
+        assert_eq!(counted(), before, "a replay posts nothing twice");
+        stack.stop().await.unwrap();
+    }
+}

@@ -1,0 +1,316 @@
+//! Posting a Stripe refund (docs/ACCOUNTING.md, "Refunds"): a credit memo on the sale's items
+//! for the customer of the sale's NetSuite invoice, and a customer refund paying it out of the
+//! refund account, each once by its external ID (`stripe_<re_…>`, `stripe_refund_<re_…>`).
+
+use mlc_core::{ExternalId, Money, NetSuiteInternalId, StripeId, StripeIdKind};
+use mlc_netsuite::documents::{CustomerRefundDoc, InvoiceDoc};
+use mlc_store::{Job, NewPosting};
+use mlc_stripe::models::Refund;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::mapping::{self, PostedLine};
+use super::post::INVOICE;
+use super::{Pipeline, PipelineError};
+
+const CREDIT_MEMO: &str = "credit_memo";
+const CUSTOMER_REFUND: &str = "customer_refund";
+
+/// The words a refund's wait for its sale holds: posting the sale wakes it (see
+/// [`Pipeline::wake_refunds_of`]).
+fn waits_for_sale(charge: &str) -> String {
+    format!("waits for the sale of charge {charge}")
+}
+
+fn id_of(value: &Value, key: &str) -> Option<NetSuiteInternalId> {
+    match value.get(key)?.get("id")? {
+        Value::String(s) => NetSuiteInternalId::parse(s).ok(),
+        Value::Number(n) => NetSuiteInternalId::parse(&n.to_string()).ok(),
+        _ => None,
+    }
+}
+
+fn decimal(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+impl Pipeline {
+    /// `charge.refunded`: every refund of the charge (one event may stand for several).
+    pub(super) async fn post_charge_refunds(
+        &self,
+        job: &Job,
+        charge_id: &str,
+    ) -> Result<(), PipelineError> {
+        let refunds = self.inner.stripe.list_refunds_for_charge(charge_id).await?;
+        for refund in &refunds {
+            self.post_one_refund(job, refund).await?;
+        }
+        Ok(())
+    }
+
+    /// `refund.created`, `refund.updated`, `refund.failed`: the refund as Stripe has it now.
+    pub(super) async fn post_refund(
+        &self,
+        job: &Job,
+        refund_id: &str,
+    ) -> Result<(), PipelineError> {
+        StripeId::parse(StripeIdKind::Refund, refund_id)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let refund = self.inner.stripe.retrieve_refund(refund_id).await?;
+        self.post_one_refund(job, &refund).await
+    }
+
+    /// After a sale posts: a refund that came first and waits for it runs now.
+    pub(super) async fn wake_refunds_of(&self, charge_id: &str) {
+        if let Err(e) = self
+            .inner
+            .store
+            .wake_waiting_jobs(&waits_for_sale(charge_id))
+            .await
+        {
+            tracing::warn!(
+                stripe.charge = charge_id,
+                "cannot wake the refunds waiting for this sale: {e}"
+            );
+        }
+    }
+
+    async fn post_one_refund(&self, job: &Job, refund: &Refund) -> Result<(), PipelineError> {
+        let refund_id = StripeId::parse(StripeIdKind::Refund, &refund.id)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let _guard = self.inner.locks.lock(refund_id.as_str()).await;
+        let store = &self.inner.store;
+        let memo_posted = store.get_posting(refund_id.as_str(), CREDIT_MEMO).await?;
+        let cash_posted = store
+            .get_posting(refund_id.as_str(), CUSTOMER_REFUND)
+            .await?;
+        let status = refund.status.clone().unwrap_or_default();
+        if let (Some(memo), Some(cash)) = (&memo_posted, &cash_posted) {
+            if matches!(status.as_str(), "failed" | "canceled") {
+                return Err(PipelineError::NeedsPerson(format!(
+                    "refund {refund_id} is {status} in Stripe after it was posted: void NetSuite customer refund {} (credit memo {} then stays as the customer's credit)",
+                    cash.netsuite_internal_id, memo.netsuite_internal_id
+                )));
+            }
+            self.audit(
+                job,
+                "already_posted",
+                Some(refund_id.as_str()),
+                format!(
+                    "Refund {refund_id} is already NetSuite credit memo {} with customer refund {}; nothing to do",
+                    memo.netsuite_internal_id, cash.netsuite_internal_id
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        if status != "succeeded" {
+            // Pending refunds post when Stripe says they succeeded (`refund.updated`); failed or
+            // cancelled ones that never posted post nothing.
+            self.audit(
+                job,
+                "skipped",
+                Some(refund_id.as_str()),
+                format!("Refund {refund_id} is {status} in Stripe: nothing posted"),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        let currency = mlc_core::Currency::parse(&refund.currency)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let amount = Money::new(refund.amount, currency);
+        let charge_id = match &refund.charge {
+            Some(c) => c.id().to_string(),
+            None => {
+                return Err(PipelineError::Permanent(format!(
+                    "refund {refund_id} names no charge: nothing to credit"
+                )));
+            }
+        };
+        // The sale it refunds: the charge's own invoice, or the Stripe invoice the charge paid.
+        let sale = match store.get_posting(&charge_id, INVOICE).await? {
+            Some(p) => Some(p),
+            None => match store.invoice_covering(&charge_id).await? {
+                Some(invoice) => store.get_posting(&invoice, INVOICE).await?,
+                None => None,
+            },
+        };
+        let Some(sale) = sale else {
+            self.audit(
+                job,
+                "waiting_for_sale",
+                Some(refund_id.as_str()),
+                format!(
+                    "Refund {refund_id} {}: it posts once that sale is in NetSuite",
+                    waits_for_sale(&charge_id)
+                ),
+                None,
+            )
+            .await;
+            return Err(PipelineError::NeedsPerson(format!(
+                "refund {refund_id} {}, which is not in NetSuite yet (it posts by itself once the sale is; if the sale never posts, look at its event)",
+                waits_for_sale(&charge_id)
+            )));
+        };
+        let ns_invoice = NetSuiteInternalId::parse(&sale.netsuite_internal_id)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        // What the sale posted, as NetSuite holds it: its customer, currency and lines.
+        let invoice = self
+            .inner
+            .netsuite
+            .get_expanded("invoice", &ns_invoice)
+            .await?;
+        let customer = id_of(&invoice, "entity").ok_or_else(|| {
+            PipelineError::Permanent(format!("NetSuite invoice {ns_invoice} has no customer"))
+        })?;
+        let posted: Vec<PostedLine> = invoice
+            .pointer("/item/items")
+            .and_then(Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| {
+                        Some(PostedLine {
+                            item: id_of(l, "item")?,
+                            amount: decimal(l.get("amount")?)?,
+                            description: l
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let posting = &self.inner.posting;
+        let tran_date = mapping::tran_date(refund.created, &posting.time_zone);
+        let memo_text = format!(
+            "Stripe refund {refund_id} of {charge_id} (NetSuite invoice {})",
+            sale.external_id
+        );
+        let custom = mapping::memo_fields(&self.inner.settings, refund_id.as_str(), None);
+        let ns_memo = match memo_posted {
+            Some(p) => NetSuiteInternalId::parse(&p.netsuite_internal_id)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?,
+            None => {
+                let lines = mapping::refund_lines(
+                    refund_id.as_str(),
+                    &posted,
+                    posting.fee_item.as_ref(),
+                    posting.refund_item.as_ref(),
+                    amount,
+                )?;
+                let doc = InvoiceDoc {
+                    external_id: ExternalId::for_stripe(&refund_id),
+                    customer: customer.clone(),
+                    subsidiary: id_of(&invoice, "subsidiary").or(posting.subsidiary.clone()),
+                    currency: id_of(&invoice, "currency"),
+                    tran_date: tran_date.clone(),
+                    memo: memo_text.clone(),
+                    other_ref_num: None,
+                    lines,
+                    custom_fields: custom.clone(),
+                };
+                let (id, outcome) = self
+                    .create_record(job, "creditMemo", &doc.external_id, doc.to_json())
+                    .await?;
+                self.record_refund_posting(
+                    job,
+                    &refund_id,
+                    CREDIT_MEMO,
+                    "creditMemo",
+                    &id,
+                    &doc.external_id,
+                    amount,
+                )
+                .await?;
+                self.audit(
+                    job,
+                    "credit_memo_posted",
+                    Some(refund_id.as_str()),
+                    format!(
+                        "NetSuite credit memo {id} ({}) {outcome:?}: {amount} credited on {} line(s) to the customer of invoice {ns_invoice}",
+                        doc.external_id,
+                        doc.lines.len()
+                    ),
+                    Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),
+                )
+                .await;
+                id
+            }
+        };
+        let doc = CustomerRefundDoc {
+            external_id: ExternalId::for_stripe_refund(&refund_id),
+            customer,
+            subsidiary: id_of(&invoice, "subsidiary").or(posting.subsidiary.clone()),
+            currency: id_of(&invoice, "currency"),
+            account: posting
+                .refund_account
+                .clone()
+                .or(posting.payment_account.clone()),
+            tran_date,
+            memo: memo_text,
+            amount: amount.to_decimal(),
+            apply_to: ns_memo.clone(),
+            custom_fields: custom,
+        };
+        let (id, outcome) = self
+            .create_record(job, "customerRefund", &doc.external_id, doc.to_json())
+            .await?;
+        self.record_refund_posting(
+            job,
+            &refund_id,
+            CUSTOMER_REFUND,
+            "customerRefund",
+            &id,
+            &doc.external_id,
+            amount,
+        )
+        .await?;
+        self.audit(
+            job,
+            "refund_posted",
+            Some(refund_id.as_str()),
+            format!(
+                "NetSuite customer refund {id} ({}) {outcome:?}: {amount} paid out, applied to credit memo {ns_memo}",
+                doc.external_id
+            ),
+            Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),
+        )
+        .await;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_refund_posting(
+        &self,
+        job: &Job,
+        refund_id: &StripeId,
+        kind: &str,
+        record_type: &str,
+        id: &NetSuiteInternalId,
+        external_id: &ExternalId,
+        amount: Money,
+    ) -> Result<(), PipelineError> {
+        self.inner
+            .store
+            .record_posting(NewPosting {
+                stripe_object_id: refund_id.to_string(),
+                kind: kind.into(),
+                netsuite_record_type: record_type.into(),
+                netsuite_internal_id: id.to_string(),
+                external_id: external_id.to_string(),
+                event_id: job.event_id.clone(),
+                amount_minor: amount.minor(),
+                currency: amount.currency().as_str().to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+}
