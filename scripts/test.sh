@@ -49,4 +49,4 @@ cargo build --locked --bin ml-connector
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
 (cd tests/browser && MLC_BIN="$target_dir/debug/ml-connector" CHROMIUM="$chromium_bin" \
-  node --test --test-concurrency=1 app.test.mjs)
+  node --test --test-concurrency=1 app.test.mjs wizard.test.mjs)

@@ -306,8 +306,11 @@ async fn authenticate(
                 .and_then(|v| v.to_str().ok())
         });
         match authenticate_session(state, gate, token, csrf).await {
-            // A stale cookie does not stand in the way of signing in again.
-            Err(r) if anonymous_ok && r.status == StatusCode::UNAUTHORIZED => {}
+            // A stale cookie does not stand in the way of signing in again, nor does a live one
+            // in a tab without its CSRF token (a new tab): signing in needs neither.
+            Err(r)
+                if anonymous_ok
+                    && matches!(r.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {}
             other => return other,
         }
     }

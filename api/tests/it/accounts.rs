@@ -340,6 +340,31 @@ async fn sign_up_follows_the_configured_policy() {
     }
 }
 
+/// A new tab holds the session cookie but not its CSRF token: it can sign in again (and so
+/// get a token), while a change without the token is still refused.
+#[tokio::test]
+async fn a_tab_without_the_csrf_token_can_sign_in_again_but_not_act() {
+    for db in backends().await {
+        let app = TestApp::start_with(&db, &OPEN).await;
+        let s = sign_up(&app, "tab@example.com", "tabco").await;
+        let change = "mutation { apiKeyCreate(input: { name: \"k\", role: VIEWER }) { userErrors { code } } }";
+        let refused = post(&app, Some(&s.cookie), None, change, json!({})).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        let again = post(
+            &app,
+            Some(&s.cookie),
+            None,
+            SIGN_IN,
+            json!({ "e": "tab@example.com", "p": PASSWORD }),
+        )
+        .await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        let token = again.body["data"]["signIn"]["csrfToken"].as_str();
+        assert!(token.is_some_and(|t| !t.is_empty()), "{}", again.body);
+        assert!(again.set_cookie.is_some(), "a fresh session cookie");
+    }
+}
+
 #[tokio::test]
 async fn failed_sign_ins_are_slowed_per_account() {
     let db = mlc_store::testing::TestDb::sqlite().unwrap();

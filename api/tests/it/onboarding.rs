@@ -526,6 +526,17 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
             );
         }
         assert_eq!(ns.count(mlc_netsuite_sim::RecordType::Invoice), 0);
+        let predicted: std::collections::BTreeMap<String, rust_decimal::Decimal> = dry["wouldPost"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["currency"].as_str().unwrap().to_string(),
+                    t["net"]["amount"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
 
         // 5. Live, with the month backfilled: each sale once, though each also came by webhook.
         let body = gql(addr, &owner, GO_LIVE, json!({ "id": id, "d": 30 })).await;
@@ -559,6 +570,34 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
             sales,
             "one NetSuite invoice per Stripe sale, none twice"
         );
+        // The dry run said what would post, to the minor unit: each currency's invoices in
+        // NetSuite total its net (fees are negative lines in net mode).
+        let iso_of = |id: &str| {
+            ml_connector::stack::CURRENCIES
+                .split(',')
+                .filter_map(|p| p.split_once('='))
+                .find(|(_, i)| *i == id)
+                .map(|(c, _)| c.to_string())
+                .unwrap()
+        };
+        let mut posted: std::collections::BTreeMap<String, rust_decimal::Decimal> =
+            Default::default();
+        for invoice in ns.ids(mlc_netsuite_sim::RecordType::Invoice) {
+            let v = ns
+                .get(mlc_netsuite_sim::RecordType::Invoice, &invoice.to_string())
+                .unwrap();
+            let currency = match &v["currency"]["id"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let total: rust_decimal::Decimal = match &v["total"] {
+                Value::String(s) => s.parse().unwrap(),
+                other => other.to_string().parse().unwrap(),
+            };
+            *posted.entry(iso_of(&currency)).or_default() += total;
+        }
+        assert_eq!(posted, predicted, "the dry run predicted what posted");
+
         // The other company still sees nothing of it.
         let body = gql(addr, &intruder, DRY_RUN_READ, json!({ "id": id })).await;
         assert_eq!(body["data"]["node"], Value::Null, "{body}");

@@ -68,8 +68,6 @@ pub mod names {
     pub const NETSUITE_REQUESTS: &str = "mlc_netsuite_api_requests_total";
     /// Histogram, seconds spent in one handler run; label `kind`.
     pub const JOB_RUN: &str = "mlc_job_run_seconds";
-    /// Counter: console requests refused for a missing or wrong admin token or session.
-    pub const ADMIN_DENIED: &str = "mlc_admin_denied_total";
     /// Counter: connections answered 503 and closed at `server.max_connections` (every open
     /// connection had a request in progress).
     pub const HTTP_CONNECTIONS_REFUSED: &str = "mlc_http_connections_refused_total";

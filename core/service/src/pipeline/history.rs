@@ -164,8 +164,16 @@ impl Pipeline {
             for listed in page.data {
                 report.scanned += 1;
                 self.progress(run, report.scanned, 0).await;
-                // The whole invoice as posting reads it (all lines, payments, customer).
-                let invoice = if listed.lines.has_more {
+                // The whole invoice as posting reads it: all lines, and the payments that carry
+                // the fees (a listed invoice has neither on every API version). Only for those
+                // that can post: an unpaid one costs no request.
+                let postable = match self.inner.posting.invoice_trigger {
+                    InvoiceTrigger::Paid => listed.status.as_deref() == Some("paid"),
+                    InvoiceTrigger::Finalized => {
+                        matches!(listed.status.as_deref(), Some("open" | "paid"))
+                    }
+                };
+                let invoice = if postable {
                     stripe.retrieve_invoice(&listed.id).await?
                 } else {
                     listed
