@@ -604,3 +604,141 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
         stack.stop().await.unwrap();
     }
 }
+
+/// A restricted key is checked resource by resource: the check names what it may not read and
+/// how to grant it, and `stripeConnect` with a key that may not make webhook endpoints says
+/// which permission is missing. With every permission it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restricted_key_is_told_which_permissions_it_lacks() {
+    let db = backends().await.into_iter().next().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut opts = ml_connector::stack::StackOptions::new(db.url(), keys.path());
+    opts.listen = Some(addr);
+    opts.extra_env
+        .push(("MLC__ADMIN__PUBLIC_URL".into(), format!("http://{addr}")));
+    let stack = ml_connector::stack::Stack::start(opts.clone())
+        .await
+        .expect("stack starts");
+    let sims = ml_connector::stack::UnconnectedSims::start(&opts, "7654321_SB1")
+        .await
+        .expect("simulators start");
+    let store = stack.store.store().clone();
+    let scope = store
+        .create_tenant(&TenantId::parse("acme").unwrap(), "Acme")
+        .await
+        .unwrap();
+    let tenant = store.tenant(&scope);
+    tenant
+        .create_connection(&NewConnection {
+            id: ConnectionId::parse("main").unwrap(),
+            name: "Acme".into(),
+            status: ConnectionStatus::Draft,
+            settings: sims.preset_settings(),
+            netsuite_account: None,
+        })
+        .await
+        .unwrap();
+    let owner = tenant
+        .create_api_key("owner", ApiKeyRole::Owner)
+        .await
+        .unwrap()
+        .secret
+        .expose_secret()
+        .to_string();
+    let list = gql(addr, &owner, "{ connections { nodes { id } } }", json!({})).await;
+    let id = list["data"]["connections"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let restricted = |permissions: Value| {
+        let base = sims.stripe.base_url.clone();
+        async move {
+            let made: Value = reqwest::Client::new()
+                .post(format!("{base}/_sim/restricted_keys"))
+                .json(&json!({ "permissions": permissions }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            made["key"].as_str().unwrap().to_string()
+        }
+    };
+    let reads = json!({
+        "account": "read", "charges": "read", "invoices": "read", "customers": "read",
+        "products": "read", "prices": "read", "refunds": "read",
+        "balance_transactions": "read", "checkout_sessions": "read", "events": "read",
+        "webhook_endpoints": "read",
+    });
+
+    // May read, may not make the webhook endpoint: stripeConnect names the permission.
+    let read_only = restricted(reads.clone()).await;
+    let body = gql(addr, &owner, CONNECT, json!({ "id": id, "k": read_only })).await;
+    let error = &body["data"]["stripeConnect"]["userErrors"][0];
+    assert_eq!(error["field"], json!(["input", "apiKey"]), "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("rak_webhook_endpoints_write"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains(&read_only),
+        "the key is never echoed"
+    );
+
+    // Everything the connector needs: connected; then a key missing two reads fails the check.
+    let mut full = reads.clone();
+    full["webhook_endpoints"] = json!("write");
+    let key = restricted(full).await;
+    let body = gql(addr, &owner, CONNECT, json!({ "id": id, "k": key })).await;
+    assert_eq!(
+        body["data"]["stripeConnect"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    let mut partial = reads.clone();
+    partial.as_object_mut().unwrap().remove("refunds");
+    partial.as_object_mut().unwrap().remove("events");
+    let key = restricted(partial).await;
+    let body = gql(
+        addr,
+        &owner,
+        "mutation($id: ID!, $k: String!) { stripeCredentialsSet(input: { connectionId: $id, \
+         apiKey: $k }) { userErrors { message } } }",
+        json!({ "id": id, "k": key }),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["stripeCredentialsSet"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    let body = gql(addr, &owner, PING, json!({ "id": id })).await;
+    let checks = body["data"]["connectionTest"]["result"]["checks"]
+        .as_array()
+        .unwrap();
+    let stripe = checks
+        .iter()
+        .find(|c| c["name"] == "stripe key")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(stripe["status"], "FAIL", "{body}");
+    assert!(
+        stripe["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("it may not read Refunds, Events"),
+        "{body}"
+    );
+    assert!(
+        stripe["fix"].as_str().unwrap().contains("Refunds, Events"),
+        "{body}"
+    );
+    stack.stop().await.unwrap();
+}

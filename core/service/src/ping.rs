@@ -239,6 +239,19 @@ fn stripe_key_fix(source: Source<'_>) -> String {
     }
 }
 
+/// What the connector lists or reads in Stripe, by the name of the restricted key's permission.
+const STRIPE_READS: &[(&str, &str)] = &[
+    ("/v1/charges", "Charges"),
+    ("/v1/invoices", "Invoices"),
+    ("/v1/customers", "Customers"),
+    ("/v1/products", "Products"),
+    ("/v1/prices", "Prices"),
+    ("/v1/refunds", "Refunds"),
+    ("/v1/balance_transactions", "Balance transactions"),
+    ("/v1/checkout/sessions", "Checkout Sessions"),
+    ("/v1/events", "Events"),
+];
+
 async fn stripe_key(config: &Config, source: Source<'_>) -> Check {
     const NAME: &str = "stripe key";
     let client = match connections::stripe_client(config) {
@@ -257,14 +270,48 @@ async fn stripe_key(config: &Config, source: Source<'_>) -> Check {
         KeyMode::Live => "live mode",
     };
     match client.retrieve_account().await {
-        Ok(account) => Check::ok(
-            NAME,
-            format!(
-                "{mode}, account {}, API version {}",
-                account.id,
-                client.api_version()
-            ),
-        ),
+        Ok(account) => {
+            // A restricted key is refused resource by resource: find out now, not at the first
+            // posting. A secret key may read everything and costs no more requests.
+            let restricted = config
+                .stripe
+                .api_key
+                .as_ref()
+                .is_some_and(|k| k.expose_secret().starts_with("rk_"));
+            let mut refused = Vec::new();
+            if restricted {
+                for (path, resource) in STRIPE_READS {
+                    if let Err(StripeError::Permission { .. }) = client.probe_list(path).await {
+                        refused.push(*resource);
+                    }
+                }
+            }
+            if refused.is_empty() {
+                Check::ok(
+                    NAME,
+                    format!(
+                        "{mode}, account {}, API version {}",
+                        account.id,
+                        client.api_version()
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{mode} restricted key, account {}: it may not read {}",
+                        account.id,
+                        refused.join(", ")
+                    ),
+                    format!(
+                        "in the Stripe Dashboard (Developers > API keys), give the restricted key \
+                         Read on {} (and Write on Webhook Endpoints to have the webhook made for \
+                         you), or use a secret key",
+                        refused.join(", ")
+                    ),
+                )
+            }
+        }
         Err(e @ StripeError::Authentication { .. }) => Check::fail(
             NAME,
             format!("{mode} key refused by Stripe ({})", short(&e)),

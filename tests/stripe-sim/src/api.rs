@@ -59,6 +59,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/deliveries/wait_idle", post(wait_idle))
         .route("/_sim/clock/advance", post(advance_clock))
         .route("/_sim/dialect", get(get_dialect).post(set_dialect))
+        .route("/_sim/restricted_keys", post(add_restricted_key))
         .fallback(handle)
         .with_state(shared)
 }
@@ -113,6 +114,25 @@ async fn deliveries(State(st): State<Arc<Shared>>) -> Json<Value> {
 async fn wait_idle(State(st): State<Arc<Shared>>) -> Json<Value> {
     st.hub.wait_idle().await;
     Json(crate::delivery::stats_json(&st))
+}
+
+/// `POST /_sim/restricted_keys` `{"permissions": {"charges": "read", "webhook_endpoints":
+/// "write", …}}` → `{"key": "rk_test_…"}`: a restricted key as the Stripe Dashboard makes one.
+async fn add_restricted_key(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
+    let permissions = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("permissions").cloned())
+        .and_then(|p| serde_json::from_value::<std::collections::BTreeMap<String, String>>(p).ok());
+    match permissions {
+        Some(p) if p.values().all(|a| a == "read" || a == "write") => {
+            Json(json!({"key": st.add_restricted_key(p)})).into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "expected {\"permissions\": {\"<resource>\": \"read\" | \"write\"}}"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn advance_clock(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -239,6 +259,16 @@ async fn handle(
     };
     if !st.key_ok(&key) {
         return error_response(&ApiError::bad_key(&key), &req_id, &default_v);
+    }
+    if path.starts_with("/v1/")
+        && let Some(permission) = st.missing_permission(&key, method.as_str(), &path)
+    {
+        let account = st.db().account_id.clone();
+        return error_response(
+            &ApiError::permission_denied(&key, &account, &permission),
+            &req_id,
+            &default_v,
+        );
     }
     let livemode = key.starts_with("sk_live_") || key.starts_with("rk_live_");
 

@@ -177,6 +177,35 @@ impl ApiError {
         )
     }
 
+    /// 403 for a restricted key without the permission a request needs, worded as Stripe words
+    /// it (the key redacted to its last four).
+    pub fn permission_denied(key: &str, account: &str, permission: &str) -> Self {
+        let tail: String = key
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let prefix = if key.starts_with("rk_live_") {
+            "rk_live_"
+        } else {
+            "rk_test_"
+        };
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            None,
+            format!(
+                "The provided key '{prefix}********{tail}' does not have the required permissions \
+                 for this endpoint on account '{account}'. Having the '{permission}' permission \
+                 would allow this request to continue."
+            ),
+            None,
+        )
+    }
+
     /// 402 card_error (decline). `extra` carries `charge`, `decline_code`, `payment_intent`...
     pub fn card_declined(decline_code: &str, message: &str, extra: Map<String, Value>) -> Self {
         let mut e = Self::new(

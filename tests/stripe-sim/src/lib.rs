@@ -24,7 +24,10 @@
 //! active unless `expire_previous=true`) — these three need the API key; and without auth:
 //! `GET|POST /_sim/faults` (JSON `{"api":{...},"delivery":{...}}`, partial updates),
 //! `GET /_sim/deliveries`, `POST /_sim/deliveries/wait_idle`, `POST /_sim/clock/advance`
-//! (`{"seconds": N}`), `GET|POST /_sim/dialect` (a [`Dialect`]: the whole value is replaced).
+//! (`{"seconds": N}`), `GET|POST /_sim/dialect` (a [`Dialect`]: the whole value is replaced),
+//! `POST /_sim/restricted_keys` (`{"permissions": {"charges": "read", "webhook_endpoints":
+//! "write", …}}` → `{"key": "rk_test_…"}`: a request outside its permissions gets Stripe's 403).
+//! The resource is a path's first segment (`checkout_sessions` for `/v1/checkout/sessions`).
 //!
 //! The API key and webhook signing secrets are random per start unless
 //! [`SimConfig::secret_seed`] fixes them.
@@ -63,6 +66,10 @@ pub use state::ApiVersion;
 pub(crate) struct Shared {
     db: Mutex<state::Db>,
     keys: Vec<SecretString>,
+    /// Restricted keys (`rk_…`) made through `POST /_sim/restricted_keys`: each resource it may
+    /// read (`"read"`) or also write (`"write"`); a resource not listed is refused.
+    restricted:
+        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
     pub(crate) default_version: ApiVersion,
     pub(crate) account_currency: Currency,
     pub(crate) delivery_config: DeliveryConfig,
@@ -88,6 +95,44 @@ impl Shared {
     }
     pub(crate) fn key_ok(&self, key: &str) -> bool {
         self.keys.iter().any(|k| k.expose_secret() == key)
+            || relock(&self.restricted).contains_key(key)
+    }
+
+    /// A new restricted key with these permissions (resource → `read` or `write`).
+    pub(crate) fn add_restricted_key(
+        &self,
+        permissions: std::collections::BTreeMap<String, String>,
+    ) -> String {
+        let live = self
+            .keys
+            .first()
+            .is_some_and(|k| k.expose_secret().starts_with("sk_live_"));
+        let key = self
+            .db()
+            .new_secret(if live { "rk_live" } else { "rk_test" });
+        relock(&self.restricted).insert(key.clone(), permissions);
+        key
+    }
+
+    /// For a restricted key, the permission a request lacks (`None`: allowed). The resource is
+    /// the path's first segment (`/v1/checkout/sessions` is `checkout_sessions`); reading needs
+    /// `read` or `write`, anything else `write`.
+    pub(crate) fn missing_permission(&self, key: &str, method: &str, path: &str) -> Option<String> {
+        let restricted = relock(&self.restricted);
+        let permissions = restricted.get(key)?;
+        let mut segments = path.trim_start_matches("/v1/").split('/');
+        let resource = match segments.next().unwrap_or_default() {
+            "checkout" => "checkout_sessions".to_string(),
+            other => other.to_string(),
+        };
+        let reading = method == "GET";
+        let granted = permissions.get(&resource).map(String::as_str);
+        let ok = match granted {
+            Some("write") => true,
+            Some("read") => reading,
+            _ => false,
+        };
+        (!ok).then(|| format!("rak_{resource}_{}", if reading { "read" } else { "write" }))
     }
 }
 
@@ -127,6 +172,7 @@ impl SimHandle {
         let shared = Arc::new(Shared {
             db: Mutex::new(db),
             keys,
+            restricted: Mutex::new(Default::default()),
             default_version,
             account_currency: config.account_currency,
             delivery_config: config.delivery,

@@ -19,8 +19,9 @@ pub enum StripeError {
 
     /// HTTP 403: a restricted key lacks a permission.
     #[error(
-        "the Stripe API key may not read {path} (HTTP 403{}): give the restricted key read access \
-         to this resource in the Stripe Dashboard (Developers > API keys); Stripe said: {message}",
+        "the Stripe API key lacks a permission for {path} (HTTP 403{}): give the restricted key \
+         the permission Stripe names, in the Stripe Dashboard (Developers > API keys); Stripe \
+         said: {message}",
         request_suffix(request_id)
     )]
     Permission {

@@ -555,6 +555,14 @@ impl StripeClient {
         self.get_list::<T>(path, &q).await
     }
 
+    /// `GET path?limit=1`, the answer dropped: whether this key may list `path` (a restricted
+    /// key without the permission gets [`StripeError::Permission`]).
+    pub async fn probe_list(&self, path: &str) -> Result<(), StripeError> {
+        let mut q = Query::new();
+        q.push("limit", "1");
+        self.get_text(path, &q).await.map(|_| ())
+    }
+
     /// The expand refusals and missing endpoints this client has met (for `ping` and tests).
     pub fn dialect_refusals(&self) -> (Vec<String>, Vec<String>) {
         self.inner.dialect.snapshot()
