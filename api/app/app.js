@@ -2,7 +2,7 @@
 // and write through /graphql with the session cookie, live updates through /graphql/ws.
 
 import { gql, loadOperations, session, SignedOut, ApiError } from "./graphql.js";
-import { h, fill, ROLE_WORDS } from "./dom.js";
+import { h, fill, ROLE_WORDS, setTimeZone } from "./dom.js";
 import * as pages from "./pages.js";
 
 const main = document.getElementById("main");
@@ -170,6 +170,7 @@ async function route() {
       }
       if (!app.viewer) await app.refreshShell();
     }
+    setTimeZone(app.connection()?.timeZone);
     drawHeader();
     const view = h("section", { "data-page": name || "overview" });
     fill(main, view);

@@ -34,12 +34,28 @@ export function fill(el, ...children) {
   return el;
 }
 
-/** A date-time from the API (RFC 3339, UTC) in the browser's time zone. */
+/** The zone dates are shown in: the chosen connection's (its posting day boundary), so a
+ * finance team sees the dates its books use wherever they open the page; the browser's until
+ * one is chosen. */
+let zone;
+
+/** Shows dates in `timeZone` (an IANA name); an unknown name keeps the browser's zone. */
+export function setTimeZone(timeZone) {
+  try {
+    new Intl.DateTimeFormat(undefined, { timeZone });
+    zone = timeZone;
+  } catch {
+    zone = undefined;
+  }
+}
+
+/** A date-time from the API (RFC 3339, UTC) in the connection's time zone. */
 export function when(s) {
   if (!s) return "—";
   const d = new Date(s);
   if (Number.isNaN(d.getTime())) return s;
   return d.toLocaleString(undefined, {
+    timeZone: zone,
     year: "numeric",
     month: "short",
     day: "numeric",

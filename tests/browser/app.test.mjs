@@ -189,6 +189,9 @@ test("the demo company: replaying a failed invoice turns it Done without a reloa
   assert.equal(await page.getAttribute("[data-testid=event-status] .badge", "data-status"), "succeeded");
   const timeline = await page.textContent("[data-testid=audit]");
   for (const step of ["received", "replayed", "posted"]) assert.ok(timeline.includes(step), step);
+  // Dates in the connection's zone (the demo posts in UTC), not the browser's (Los Angeles here).
+  assert.match(timeline, /:\d\d [AP]M UTC/);
+  assert.doesNotMatch(timeline, / P[SD]T/);
   await page.click("[data-testid=netsuite-request] summary");
   assert.ok((await page.textContent("[data-testid=netsuite-request] pre")).includes(externalId));
   await shot("event");

@@ -81,6 +81,8 @@ export async function start(prefix) {
     executablePath: chromiumPath,
     headless: true,
     viewport: { width: 1280, height: 860 },
+    // Not the demo's zone (UTC): the pages must show dates in the connection's zone.
+    timezoneId: "America/Los_Angeles",
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -323,6 +323,22 @@ impl TenantConnection {
         Some(format!("{base}/webhooks/stripe/{}", self.0.route_id))
     }
 
+    /// The IANA time zone its dates are shown in: its `posting.time_zone`, the day boundary of
+    /// what it posts (for the configured default connection, `admin.time_zone`, which defaults
+    /// to that). `UTC` when the zone has no IANA name.
+    async fn time_zone(&self, ctx: &Context<'_>) -> String {
+        let zone = match ctx.data::<super::ProcessConfig>() {
+            Ok(process) if mlc_service::connections::is_configured_default(&self.0) => {
+                Some(process.0.admin.time_zone.clone())
+            }
+            _ => mlc_service::config::connection_config(&self.0.settings)
+                .ok()
+                .map(|c| c.posting.time_zone),
+        };
+        zone.and_then(|z| z.iana_name().map(str::to_string))
+            .unwrap_or_else(|| "UTC".into())
+    }
+
     /// Its settings (the `stripe`, `netsuite`, `posting` and `reference` keys it overrides;
     /// never a secret: those are only in `credentials`).
     async fn settings(&self) -> Json<serde_json::Value> {
