@@ -676,3 +676,157 @@ async fn with_the_finalized_trigger_the_invoice_posts_open_and_is_paid_later() {
         stack.stop().await.unwrap();
     }
 }
+
+/// With the finalized trigger an open invoice is in NetSuite before it is paid, so one Stripe
+/// voids is credited in full and one it marks uncollectible is written off on the bad-debt item:
+/// each a credit memo applied to the NetSuite invoice, which is then closed; once however often
+/// the events come. Without a bad-debt item the write-off waits for a person.
+#[tokio::test]
+async fn a_posted_invoice_voided_or_uncollectible_in_stripe_is_closed_in_netsuite() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let opts = StackOptions::new(db.url(), keys.path());
+        let stack = Stack::start(opts.clone()).await.expect("stack starts");
+        let tenant = stack
+            .add_tenant("acme", "main", &opts, None)
+            .await
+            .expect("tenant connects");
+        let h = tenant.netsuite.handle().clone();
+        let stripe = tenant.stripe.as_ref().unwrap();
+        let api = StripeApi {
+            http: reqwest::Client::new(),
+            base: stripe.base_url.clone(),
+            key: stripe.api_key_str().to_string(),
+        };
+        // Finalized trigger (gross fees, as it requires), no bad-debt item yet.
+        let settings_with = |bad_debt: Option<u64>| {
+            let store = tenant.store.clone();
+            async move {
+                let tenants = store.store().tenant(&store.scope().tenant());
+                let id = store.scope().connection_id().clone();
+                let mut settings = tenants.get_connection(&id).await.unwrap().unwrap().settings;
+                settings["posting"]["invoice_trigger"] = json!("finalized");
+                settings["posting"]["fees"] = json!("gross");
+                if let Some(item) = bad_debt {
+                    settings["posting"]["bad_debt_item"] = json!(item.to_string());
+                }
+                let account = mlc_service::connections::check_settings(&settings).unwrap();
+                tenants
+                    .update_connection_details(&id, None, Some((settings, account)))
+                    .await
+                    .unwrap();
+            }
+        };
+        settings_with(None).await;
+        let (product, price) = api.product("Retainer", "50000").await;
+        create_product_item(&h, "Retainer", &product).unwrap();
+        let customer = api.customer("Omega AG", "omega@example.com").await;
+
+        let voided = api.finalized_invoice(&customer, &price, "1").await;
+        let written_off = api.finalized_invoice(&customer, &price, "2").await;
+        assert!(tenant.wait_idle(SETTLE).await, "did not settle");
+        assert_eq!(h.count(RecordType::Invoice), 2, "both posted open");
+
+        api.post(&format!("/v1/invoices/{voided}/void"), &[]).await;
+        api.post(
+            &format!("/v1/invoices/{written_off}/mark_uncollectible"),
+            &[],
+        )
+        .await;
+        assert!(tenant.wait_idle(SETTLE).await, "did not settle");
+        // The void is credited; the write-off waits for its item, saying which setting.
+        let memo = h
+            .get(RecordType::CreditMemo, &format!("eid:stripe_void_{voided}"))
+            .expect("the void's credit memo");
+        assert_eq!(dec(&memo["total"]), Some(Decimal::new(50_000, 2)), "{memo}");
+        let invoice = h
+            .get(RecordType::Invoice, &format!("eid:stripe_{voided}"))
+            .unwrap();
+        assert_eq!(
+            dec(&invoice["amountRemaining"]),
+            Some(Decimal::ZERO),
+            "{invoice}"
+        );
+        assert_eq!(ref_id(&memo["entity"]), ref_id(&invoice["entity"]));
+        let waiting = tenant
+            .store
+            .list_events(&EventFilter {
+                status: Some("waiting".into()),
+                limit: 10,
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert!(
+            waiting[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("posting.bad_debt_item"),
+            "{waiting:?}"
+        );
+
+        // The item set: the waiting write-off posts on it when replayed.
+        let bad_debt = h
+            .create(
+                RecordType::ServiceSaleItem,
+                json!({"itemId": "Bad debt", "displayName": "Bad debt", "subsidiary": {"id": "1"}, "includeChildren": true}),
+            )
+            .unwrap();
+        settings_with(Some(bad_debt)).await;
+        // The worker reads a connection's changed settings within seconds: replay until it did.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let writeoff = loop {
+            tenant
+                .store
+                .requeue_event(&waiting[0].event_id)
+                .await
+                .unwrap();
+            assert!(tenant.wait_idle(SETTLE).await, "did not settle");
+            if let Some(memo) = h.get(
+                RecordType::CreditMemo,
+                &format!("eid:stripe_writeoff_{written_off}"),
+            ) {
+                break memo;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write-off's credit memo"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(dec(&writeoff["total"]), Some(Decimal::new(100_000, 2)));
+        let lines = writeoff["item"]["items"].as_array().unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(ref_id(&lines[0]["item"]), bad_debt.to_string());
+        let invoice = h
+            .get(RecordType::Invoice, &format!("eid:stripe_{written_off}"))
+            .unwrap();
+        assert_eq!(
+            dec(&invoice["amountRemaining"]),
+            Some(Decimal::ZERO),
+            "{invoice}"
+        );
+
+        // Every event again: nothing new.
+        let before = (
+            h.count(RecordType::Invoice),
+            h.count(RecordType::CreditMemo),
+        );
+        tenant
+            .store
+            .requeue_where(JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(tenant.wait_idle(SETTLE).await, "did not settle");
+        assert_eq!(
+            (
+                h.count(RecordType::Invoice),
+                h.count(RecordType::CreditMemo)
+            ),
+            before
+        );
+        stack.stop().await.unwrap();
+    }
+}

@@ -261,6 +261,32 @@ impl CustomerPaymentDoc {
     }
 }
 
+/// A credit memo (an invoice's fields), applied to an open invoice when `apply_to` says so: the
+/// memo then closes that much of the invoice rather than standing as the customer's credit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditMemoDoc {
+    pub memo: InvoiceDoc,
+    /// The invoice and the amount applied to it.
+    pub apply_to: Option<(NetSuiteInternalId, Decimal)>,
+}
+
+impl CreditMemoDoc {
+    pub fn to_json(&self) -> Json {
+        let mut json = self.memo.to_json();
+        if let (Json::Obj(fields), Some((invoice, amount))) = (&mut json, &self.apply_to) {
+            let mut apply = Obj::default();
+            apply.reference("doc", invoice);
+            apply.put("apply", Json::Bool(true));
+            apply.num("amount", *amount);
+            fields.push((
+                "apply".to_string(),
+                Json::Obj(vec![("items".to_string(), Json::Arr(vec![apply.done()]))]),
+            ));
+        }
+        json
+    }
+}
+
 /// A customer refund: cash paid back from an account, applied to the credit memo it pays out,
 /// so the customer's balance returns to zero.
 #[derive(Debug, Clone, PartialEq)]

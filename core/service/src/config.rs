@@ -207,6 +207,8 @@ pub struct PostingConfig {
     pub refund_account: Option<NetSuiteInternalId>,
     /// One item for every refund; `None`: spread over the sale's items.
     pub refund_item: Option<NetSuiteInternalId>,
+    /// The item an uncollectible invoice is written off on.
+    pub bad_debt_item: Option<NetSuiteInternalId>,
     pub fee_expense_account: Option<NetSuiteInternalId>,
     pub fee_clearing_account: Option<NetSuiteInternalId>,
     pub currencies: BTreeMap<Currency, NetSuiteInternalId>,
@@ -782,6 +784,7 @@ impl Reader<'_> {
             payment_account: self.internal_id("posting.payment_account")?,
             refund_account: self.internal_id("posting.refund_account")?,
             refund_item: self.internal_id("posting.refund_item")?,
+            bad_debt_item: self.internal_id("posting.bad_debt_item")?,
             fee_expense_account: self.internal_id("posting.fee_expense_account")?,
             fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
             currencies,

@@ -14,6 +14,7 @@ mod post;
 mod reference;
 mod refunds;
 mod resolve;
+mod reversals;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "refund.created",
     "refund.updated",
     "refund.failed",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -250,6 +253,14 @@ impl Pipeline {
             "product.created" | "product.updated" => self.sync_product(job, &object_id).await,
             "customer.deleted" | "product.deleted" => {
                 self.record_deleted(job, &event.event_type, &object_id)
+                    .await
+            }
+            "invoice.voided" => {
+                self.post_unpaid_invoice(job, &object_id, reversals::Unpaid::Voided)
+                    .await
+            }
+            "invoice.marked_uncollectible" => {
+                self.post_unpaid_invoice(job, &object_id, reversals::Unpaid::Uncollectible)
                     .await
             }
             "charge.refunded" => self.post_charge_refunds(job, &object_id).await,

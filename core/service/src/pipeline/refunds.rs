@@ -38,7 +38,56 @@ fn decimal(value: &Value) -> Option<Decimal> {
     }
 }
 
+/// A posted NetSuite invoice as the records that reverse it need it.
+pub(super) struct PostedInvoice {
+    pub id: NetSuiteInternalId,
+    pub customer: NetSuiteInternalId,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub currency: Option<NetSuiteInternalId>,
+    pub lines: Vec<PostedLine>,
+    /// What is still open on it (`amountRemaining`), when NetSuite says.
+    pub remaining: Option<Decimal>,
+}
+
 impl Pipeline {
+    /// The NetSuite invoice `id` as NetSuite holds it: its customer, currency and lines.
+    pub(super) async fn read_posted_invoice(
+        &self,
+        id: NetSuiteInternalId,
+    ) -> Result<PostedInvoice, PipelineError> {
+        let invoice = self.inner.netsuite.get_expanded("invoice", &id).await?;
+        let customer = id_of(&invoice, "entity").ok_or_else(|| {
+            PipelineError::Permanent(format!("NetSuite invoice {id} has no customer"))
+        })?;
+        let lines = invoice
+            .pointer("/item/items")
+            .and_then(Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| {
+                        Some(PostedLine {
+                            item: id_of(l, "item")?,
+                            amount: decimal(l.get("amount")?)?,
+                            description: l
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(PostedInvoice {
+            customer,
+            subsidiary: id_of(&invoice, "subsidiary").or(self.inner.posting.subsidiary.clone()),
+            currency: id_of(&invoice, "currency"),
+            lines,
+            remaining: invoice.get("amountRemaining").and_then(decimal),
+            id,
+        })
+    }
+
     /// `charge.refunded`: every refund of the charge (one event may stand for several).
     pub(super) async fn post_charge_refunds(
         &self,
@@ -161,33 +210,7 @@ impl Pipeline {
         let ns_invoice = NetSuiteInternalId::parse(&sale.netsuite_internal_id)
             .map_err(|e| PipelineError::Permanent(e.to_string()))?;
         // What the sale posted, as NetSuite holds it: its customer, currency and lines.
-        let invoice = self
-            .inner
-            .netsuite
-            .get_expanded("invoice", &ns_invoice)
-            .await?;
-        let customer = id_of(&invoice, "entity").ok_or_else(|| {
-            PipelineError::Permanent(format!("NetSuite invoice {ns_invoice} has no customer"))
-        })?;
-        let posted: Vec<PostedLine> = invoice
-            .pointer("/item/items")
-            .and_then(Value::as_array)
-            .map(|lines| {
-                lines
-                    .iter()
-                    .filter_map(|l| {
-                        Some(PostedLine {
-                            item: id_of(l, "item")?,
-                            amount: decimal(l.get("amount")?)?,
-                            description: l
-                                .get("description")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let invoice = self.read_posted_invoice(ns_invoice.clone()).await?;
         let posting = &self.inner.posting;
         let tran_date = mapping::tran_date(refund.created, &posting.time_zone);
         let memo_text = format!(
@@ -201,16 +224,16 @@ impl Pipeline {
             None => {
                 let lines = mapping::refund_lines(
                     refund_id.as_str(),
-                    &posted,
+                    &invoice.lines,
                     posting.fee_item.as_ref(),
                     posting.refund_item.as_ref(),
                     amount,
                 )?;
                 let doc = InvoiceDoc {
                     external_id: ExternalId::for_stripe(&refund_id),
-                    customer: customer.clone(),
-                    subsidiary: id_of(&invoice, "subsidiary").or(posting.subsidiary.clone()),
-                    currency: id_of(&invoice, "currency"),
+                    customer: invoice.customer.clone(),
+                    subsidiary: invoice.subsidiary.clone(),
+                    currency: invoice.currency.clone(),
                     tran_date: tran_date.clone(),
                     memo: memo_text.clone(),
                     other_ref_num: None,
@@ -220,7 +243,7 @@ impl Pipeline {
                 let (id, outcome) = self
                     .create_record(job, "creditMemo", &doc.external_id, doc.to_json())
                     .await?;
-                self.record_refund_posting(
+                self.record_credit_posting(
                     job,
                     &refund_id,
                     CREDIT_MEMO,
@@ -247,9 +270,9 @@ impl Pipeline {
         };
         let doc = CustomerRefundDoc {
             external_id: ExternalId::for_stripe_refund(&refund_id),
-            customer,
-            subsidiary: id_of(&invoice, "subsidiary").or(posting.subsidiary.clone()),
-            currency: id_of(&invoice, "currency"),
+            customer: invoice.customer.clone(),
+            subsidiary: invoice.subsidiary.clone(),
+            currency: invoice.currency.clone(),
             account: posting
                 .refund_account
                 .clone()
@@ -263,7 +286,7 @@ impl Pipeline {
         let (id, outcome) = self
             .create_record(job, "customerRefund", &doc.external_id, doc.to_json())
             .await?;
-        self.record_refund_posting(
+        self.record_credit_posting(
             job,
             &refund_id,
             CUSTOMER_REFUND,
@@ -288,7 +311,7 @@ impl Pipeline {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn record_refund_posting(
+    pub(super) async fn record_credit_posting(
         &self,
         job: &Job,
         refund_id: &StripeId,
