@@ -188,6 +188,23 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
                 .iter()
                 .all(|i| i.amount_remaining == Some(Decimal::ZERO))
         );
+        // Each refund: one credit memo and one customer refund, whatever the deliveries did.
+        let handle = sims.netsuite.handle();
+        assert!(!report.refunds.is_empty(), "the scenario refunds");
+        assert_eq!(handle.count(RecordType::CreditMemo), report.refunds.len());
+        assert_eq!(
+            handle.count(RecordType::CustomerRefund),
+            report.refunds.len()
+        );
+        for refund in &report.refunds {
+            let eid = format!("eid:stripe_{}", refund.id);
+            assert!(handle.get(RecordType::CreditMemo, &eid).is_some(), "{eid}");
+            let eid = format!("eid:stripe_refund_{}", refund.id);
+            assert!(
+                handle.get(RecordType::CustomerRefund, &eid).is_some(),
+                "{eid}"
+            );
+        }
         // Customers: one per Stripe customer that bought something.
         let customers: BTreeSet<&String> = invoices.iter().map(|i| &i.customer).collect();
         assert!(customers.len() <= report.customers.len());
