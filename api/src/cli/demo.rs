@@ -390,6 +390,11 @@ async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<V
             .count()
     );
     println!("  Payments applied             {payments}");
+    let handle = c.netsuite.handle();
+    println!(
+        "  Refunds posted               {} (a credit memo and a customer refund each)",
+        handle.count(RecordType::CustomerRefund)
+    );
     println!(
         "  Waiting for a person         {}",
         counts.get(JobState::Waiting.as_str()).unwrap_or(&0)
@@ -433,6 +438,57 @@ async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<V
             fees.to_string(),
             (ns + fees).to_string()
         );
+    }
+    // Money that went back: Stripe's refunds against NetSuite's credit memos, per currency.
+    let mut stripe_refunds: BTreeMap<String, Decimal> = BTreeMap::new();
+    for r in &report.refunds {
+        let exponent = mlc_core::Currency::parse(&r.currency)
+            .map(|c| c.exponent())
+            .unwrap_or(2);
+        *stripe_refunds.entry(r.currency.to_lowercase()).or_default() +=
+            Decimal::new(r.amount, exponent);
+    }
+    let mut ns_refunds: BTreeMap<String, Decimal> = BTreeMap::new();
+    for id in handle.ids(RecordType::CreditMemo) {
+        if let Some(memo) = handle.get(RecordType::CreditMemo, &id.to_string()) {
+            let code = currency_code(memo["currency"]["refName"].as_str().unwrap_or_default());
+            let total: Decimal = match &memo["total"] {
+                serde_json::Value::String(t) => t.parse().unwrap_or_default(),
+                other => other.to_string().parse().unwrap_or_default(),
+            };
+            *ns_refunds.entry(code).or_default() += total;
+        }
+    }
+    if !stripe_refunds.is_empty() || !ns_refunds.is_empty() {
+        println!("  Refunds (Stripe refunds against NetSuite credit memos)");
+        println!(
+            "  {:<4} {:>16} {:>16} {:>12}",
+            "CUR", "Stripe", "NetSuite", "difference"
+        );
+        let codes: std::collections::BTreeSet<&String> =
+            stripe_refunds.keys().chain(ns_refunds.keys()).collect();
+        for code in codes {
+            let stripe = stripe_refunds.get(code).copied().unwrap_or_default();
+            let ns = ns_refunds.get(code).copied().unwrap_or_default();
+            if ns != stripe {
+                differences += 1;
+            }
+            // Each figure in the currency's exponent (NetSuite answers `680` for 680.00).
+            let exponent = mlc_core::Currency::parse(code)
+                .map(|c| c.exponent())
+                .unwrap_or(2);
+            let shown = |mut d: Decimal| {
+                d.rescale(exponent);
+                d.to_string()
+            };
+            println!(
+                "  {:<4} {:>16} {:>16} {:>12}",
+                code.to_uppercase(),
+                shown(stripe),
+                shown(ns),
+                shown(ns - stripe)
+            );
+        }
     }
     let failed = *counts.get(JobState::Failed.as_str()).unwrap_or(&0);
     let waiting = *counts.get(JobState::Waiting.as_str()).unwrap_or(&0);
