@@ -275,6 +275,28 @@ fn setup_error(e: onboarding::NetsuiteSetupError) -> Result<NetsuiteCertificateP
     certificate_failed(user_error(field, code, e.to_string()))
 }
 
+/// The answer of the NetSuite steps: the certificate (with the steps, from the settings as
+/// they are now) and what is stored.
+async fn certificate_answer(
+    ctx: &Context<'_>,
+    tenant: &mlc_store::TenantStore,
+    id: &mlc_core::ConnectionId,
+    scope: &mlc_store::ConnectionScope,
+    cert: onboarding::NetsuiteCertificate,
+) -> Result<NetsuiteCertificatePayload> {
+    let settings = tenant
+        .get_connection(id)
+        .await
+        .map_err(internal)?
+        .map(|c| c.settings)
+        .unwrap_or_default();
+    Ok(NetsuiteCertificatePayload {
+        certificate: Some(certificate_view(cert, &settings)),
+        credentials: credentials(ctx, scope).await?,
+        user_errors: vec![],
+    })
+}
+
 /// Where an onboarding run is.
 #[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -562,19 +584,7 @@ impl OnboardingRunsMutation {
         )
         .await
         {
-            Ok(cert) => {
-                let settings = tenant
-                    .get_connection(&id)
-                    .await
-                    .map_err(internal)?
-                    .map(|c| c.settings)
-                    .unwrap_or_default();
-                Ok(NetsuiteCertificatePayload {
-                    certificate: Some(certificate_view(cert, &settings)),
-                    credentials: credentials(ctx, &connection.scope).await?,
-                    user_errors: vec![],
-                })
-            }
+            Ok(cert) => certificate_answer(ctx, &tenant, &id, &connection.scope, cert).await,
             Err(e) => setup_error(e),
         }
     }
@@ -605,19 +615,7 @@ impl OnboardingRunsMutation {
         )
         .await
         {
-            Ok(cert) => {
-                let settings = tenant
-                    .get_connection(&id)
-                    .await
-                    .map_err(internal)?
-                    .map(|c| c.settings)
-                    .unwrap_or_default();
-                Ok(NetsuiteCertificatePayload {
-                    certificate: Some(certificate_view(cert, &settings)),
-                    credentials: credentials(ctx, &connection.scope).await?,
-                    user_errors: vec![],
-                })
-            }
+            Ok(cert) => certificate_answer(ctx, &tenant, &id, &connection.scope, cert).await,
             Err(e) => setup_error(e),
         }
     }

@@ -234,32 +234,22 @@ const GO_LIVE: &str = "mutation($id: ID!, $d: Int!) { connectionGoLive(input: { 
     backfillDays: $d }) { connection { status } backfill { state days } \
     userErrors { field code message } } }";
 
-/// Polls the connection until its latest run of `field` (`dryRun`, `backfill`) is done.
-async fn run_done(addr: std::net::SocketAddr, key: &str, id: &str, field: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let body = gql(addr, key, DRY_RUN_READ, json!({ "id": id })).await;
-        let run = body["data"]["node"][field].clone();
-        if run["state"] == "SUCCEEDED" || run["state"] == "FAILED" {
-            return body["data"]["node"].clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the {field} did not finish: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+/// A connector with a public address, simulators connected to nothing (the wizard's), and
+/// company `acme` with a draft connection on their preset settings and an owner key.
+struct Wizard {
+    _keys: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    stack: ml_connector::stack::Stack,
+    sims: ml_connector::stack::UnconnectedSims,
+    store: mlc_store::Store,
+    scope: mlc_store::TenantScope,
+    owner: String,
+    /// The connection's global ID.
+    id: String,
 }
 
-/// The wizard from nothing to live, against simulators that know nothing of the connector:
-/// Stripe by key (the endpoint made in Stripe), NetSuite by a generated key pair whose
-/// certificate is uploaded to NetSuite's M2M setup, every check green; sales happen while the
-/// connection is still a draft; the dry run says what would post and names the unmapped product
-/// without writing to NetSuite; once it is mapped the dry run agrees with Stripe; going live with
-/// the backfill posts every sale exactly once though each also arrived as a webhook.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
-    for db in backends().await {
+impl Wizard {
+    async fn start(db: &mlc_store::testing::TestDb) -> Wizard {
         let keys = tempfile::tempdir().unwrap();
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -275,7 +265,6 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
         let sims = ml_connector::stack::UnconnectedSims::start(&opts, "7654321_SB1")
             .await
             .expect("simulators start");
-        let ns = sims.netsuite.handle().clone();
         let store = stack.store.store().clone();
         let scope = store
             .create_tenant(&TenantId::parse("acme").unwrap(), "Acme")
@@ -304,6 +293,56 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
             .as_str()
             .unwrap()
             .to_string();
+        Wizard {
+            _keys: keys,
+            addr,
+            stack,
+            sims,
+            store,
+            scope,
+            owner,
+            id,
+        }
+    }
+}
+
+/// Polls the connection until its latest run of `field` (`dryRun`, `backfill`) is done.
+async fn run_done(addr: std::net::SocketAddr, key: &str, id: &str, field: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let body = gql(addr, key, DRY_RUN_READ, json!({ "id": id })).await;
+        let run = body["data"]["node"][field].clone();
+        if run["state"] == "SUCCEEDED" || run["state"] == "FAILED" {
+            return body["data"]["node"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the {field} did not finish: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The wizard from nothing to live, against simulators that know nothing of the connector:
+/// Stripe by key (the endpoint made in Stripe), NetSuite by a generated key pair whose
+/// certificate is uploaded to NetSuite's M2M setup, every check green; sales happen while the
+/// connection is still a draft; the dry run says what would post and names the unmapped product
+/// without writing to NetSuite; once it is mapped the dry run agrees with Stripe; going live with
+/// the backfill posts every sale exactly once though each also arrived as a webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
+    for db in backends().await {
+        let Wizard {
+            _keys,
+            addr,
+            stack,
+            sims,
+            store,
+            scope,
+            owner,
+            id,
+        } = Wizard::start(&db).await;
+        let ns = sims.netsuite.handle().clone();
 
         // Another company, as an attacker: acme's connection ID gets it nothing.
         let other = store
@@ -611,49 +650,15 @@ async fn the_wizard_goes_from_keys_to_live_and_posts_the_month_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restricted_key_is_told_which_permissions_it_lacks() {
     let db = backends().await.into_iter().next().unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut opts = ml_connector::stack::StackOptions::new(db.url(), keys.path());
-    opts.listen = Some(addr);
-    opts.extra_env
-        .push(("MLC__ADMIN__PUBLIC_URL".into(), format!("http://{addr}")));
-    let stack = ml_connector::stack::Stack::start(opts.clone())
-        .await
-        .expect("stack starts");
-    let sims = ml_connector::stack::UnconnectedSims::start(&opts, "7654321_SB1")
-        .await
-        .expect("simulators start");
-    let store = stack.store.store().clone();
-    let scope = store
-        .create_tenant(&TenantId::parse("acme").unwrap(), "Acme")
-        .await
-        .unwrap();
-    let tenant = store.tenant(&scope);
-    tenant
-        .create_connection(&NewConnection {
-            id: ConnectionId::parse("main").unwrap(),
-            name: "Acme".into(),
-            status: ConnectionStatus::Draft,
-            settings: sims.preset_settings(),
-            netsuite_account: None,
-        })
-        .await
-        .unwrap();
-    let owner = tenant
-        .create_api_key("owner", ApiKeyRole::Owner)
-        .await
-        .unwrap()
-        .secret
-        .expose_secret()
-        .to_string();
-    let list = gql(addr, &owner, "{ connections { nodes { id } } }", json!({})).await;
-    let id = list["data"]["connections"]["nodes"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let Wizard {
+        _keys,
+        addr,
+        stack,
+        sims,
+        owner,
+        id,
+        ..
+    } = Wizard::start(&db).await;
     let restricted = |permissions: Value| {
         let base = sims.stripe.base_url.clone();
         async move {

@@ -136,6 +136,43 @@ impl Pipeline {
         }
     }
 
+    /// Every invoice made since `since` (Unix seconds), page by page (Stripe's list API, through
+    /// the connection's rate-limited client).
+    async fn window_invoices(&self, since: i64) -> Result<Vec<Invoice>, PipelineError> {
+        let mut all: Vec<Invoice> = Vec::new();
+        loop {
+            let after = all.last().map(|i| i.id.clone());
+            let page = self
+                .inner
+                .stripe
+                .list_invoices_created_since(since, after.as_deref())
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            all.extend(page.data);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every charge made since `since` (Unix seconds), page by page.
+    async fn window_charges(&self, since: i64) -> Result<Vec<Charge>, PipelineError> {
+        let mut all: Vec<Charge> = Vec::new();
+        loop {
+            let after = all.last().map(|c| c.id.clone());
+            let page = self
+                .inner
+                .stripe
+                .list_charges_created_since(since, after.as_deref())
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            all.extend(page.data);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
     async fn progress(&self, run: &HistoryRun, scanned: i64, queued: i64) {
         if scanned % PROGRESS_EVERY == 0
             && let Err(e) = self
@@ -155,51 +192,31 @@ impl Pipeline {
         // Charges and payment intents that paid an invoice of the window: not posted alone.
         let mut paid_invoices: HashSet<String> = HashSet::new();
         let stripe = &self.inner.stripe;
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_invoices_created_since(since, after.as_deref())
+        for listed in self.window_invoices(since).await? {
+            report.scanned += 1;
+            self.progress(run, report.scanned, 0).await;
+            // The whole invoice as posting reads it: all lines, and the payments that carry the
+            // fees (a listed invoice has neither on every API version). Only for those that can
+            // post: an unpaid one costs no request.
+            let postable = match self.inner.posting.invoice_trigger {
+                InvoiceTrigger::Paid => listed.status.as_deref() == Some("paid"),
+                InvoiceTrigger::Finalized => {
+                    matches!(listed.status.as_deref(), Some("open" | "paid"))
+                }
+            };
+            let invoice = if postable {
+                stripe.retrieve_invoice(&listed.id).await?
+            } else {
+                listed
+            };
+            self.assess_invoice(&invoice, &mut report, &mut paid_invoices)
                 .await?;
-            after = page.data.last().map(|i| i.id.clone());
-            for listed in page.data {
-                report.scanned += 1;
-                self.progress(run, report.scanned, 0).await;
-                // The whole invoice as posting reads it: all lines, and the payments that carry
-                // the fees (a listed invoice has neither on every API version). Only for those
-                // that can post: an unpaid one costs no request.
-                let postable = match self.inner.posting.invoice_trigger {
-                    InvoiceTrigger::Paid => listed.status.as_deref() == Some("paid"),
-                    InvoiceTrigger::Finalized => {
-                        matches!(listed.status.as_deref(), Some("open" | "paid"))
-                    }
-                };
-                let invoice = if postable {
-                    stripe.retrieve_invoice(&listed.id).await?
-                } else {
-                    listed
-                };
-                self.assess_invoice(&invoice, &mut report, &mut paid_invoices)
-                    .await?;
-            }
-            if !page.has_more || after.is_none() {
-                break;
-            }
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_charges_created_since(since, after.as_deref())
+        for charge in self.window_charges(since).await? {
+            report.scanned += 1;
+            self.progress(run, report.scanned, 0).await;
+            self.assess_charge(&charge, &mut report, &paid_invoices)
                 .await?;
-            after = page.data.last().map(|c| c.id.clone());
-            for charge in page.data {
-                report.scanned += 1;
-                self.progress(run, report.scanned, 0).await;
-                self.assess_charge(&charge, &mut report, &paid_invoices)
-                    .await?;
-            }
-            if !page.has_more || after.is_none() {
-                break;
-            }
         }
         // Names for people, one request per product.
         for (product, entry) in report.unmapped_products.iter_mut() {
@@ -493,44 +510,23 @@ impl Pipeline {
     ) -> Result<serde_json::Value, PipelineError> {
         let since = run.since / 1000;
         let (mut scanned, mut queued) = (0_i64, 0_i64);
-        let stripe = &self.inner.stripe;
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_invoices_created_since(since, after.as_deref())
-                .await?;
-            after = page.data.last().map(|i| i.id.clone());
-            for invoice in &page.data {
-                scanned += 1;
-                let event = ("invoice.paid", invoice.id.as_str(), invoice.created);
-                queued += i64::from(
-                    self.queue_backfill(event, &invoice.raw, max_attempts)
-                        .await?,
-                );
-                self.progress(run, scanned, queued).await;
-            }
-            if !page.has_more || after.is_none() {
-                break;
-            }
+        for invoice in self.window_invoices(since).await? {
+            scanned += 1;
+            let event = ("invoice.paid", invoice.id.as_str(), invoice.created);
+            queued += i64::from(
+                self.queue_backfill(event, &invoice.raw, max_attempts)
+                    .await?,
+            );
+            self.progress(run, scanned, queued).await;
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_charges_created_since(since, after.as_deref())
-                .await?;
-            after = page.data.last().map(|c| c.id.clone());
-            for charge in &page.data {
-                scanned += 1;
-                let event = ("charge.succeeded", charge.id.as_str(), charge.created);
-                queued += i64::from(
-                    self.queue_backfill(event, &charge.raw, max_attempts)
-                        .await?,
-                );
-                self.progress(run, scanned, queued).await;
-            }
-            if !page.has_more || after.is_none() {
-                break;
-            }
+        for charge in self.window_charges(since).await? {
+            scanned += 1;
+            let event = ("charge.succeeded", charge.id.as_str(), charge.created);
+            queued += i64::from(
+                self.queue_backfill(event, &charge.raw, max_attempts)
+                    .await?,
+            );
+            self.progress(run, scanned, queued).await;
         }
         self.inner
             .store
