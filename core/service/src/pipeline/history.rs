@@ -513,19 +513,13 @@ impl Pipeline {
         for invoice in self.window_invoices(since).await? {
             scanned += 1;
             let event = ("invoice.paid", invoice.id.as_str(), invoice.created);
-            queued += i64::from(
-                self.queue_backfill(event, &invoice.raw, max_attempts)
-                    .await?,
-            );
+            queued += i64::from(self.queue_backfill(event, max_attempts).await?);
             self.progress(run, scanned, queued).await;
         }
         for charge in self.window_charges(since).await? {
             scanned += 1;
             let event = ("charge.succeeded", charge.id.as_str(), charge.created);
-            queued += i64::from(
-                self.queue_backfill(event, &charge.raw, max_attempts)
-                    .await?,
-            );
+            queued += i64::from(self.queue_backfill(event, max_attempts).await?);
             self.progress(run, scanned, queued).await;
         }
         self.inner
@@ -541,14 +535,11 @@ impl Pipeline {
     async fn queue_backfill(
         &self,
         (event_type, object_id, created): (&str, &str, i64),
-        object: &serde_json::Value,
         max_attempts: i32,
     ) -> Result<bool, PipelineError> {
         let event_id = format!("evt_backfill_{object_id}");
-        let livemode = object
-            .get("livemode")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        // Listed objects carry no raw body here: the key's mode is the account's.
+        let livemode = self.inner.stripe.mode() == mlc_stripe::client::KeyMode::Live;
         let body = json!({
             "id": event_id,
             "object": "event",
