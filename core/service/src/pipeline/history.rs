@@ -119,7 +119,12 @@ impl Pipeline {
         };
         let outcome = match result {
             Ok(report) => store.finish_history_run(run_id, Ok(&report)).await,
-            Err(e) if e.class() == mlc_core::ErrorClass::Transient => {
+            // Transient: the schedule runs it again (from the start), unless this was its last
+            // attempt, which must end the run, or the page would wait on it for ever.
+            Err(e)
+                if e.class() == mlc_core::ErrorClass::Transient
+                    && job.attempts < job.max_attempts =>
+            {
                 return JobOutcome::Retry {
                     error: e.to_string(),
                     class: mlc_core::ErrorClass::Transient,
