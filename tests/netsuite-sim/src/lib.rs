@@ -19,7 +19,8 @@
 //! | `POST/GET /services/rest/record/v1/{type}` | create (204 + `Location`) / list (`limit`, `offset`) |
 //! | `GET/PATCH/PUT/DELETE /services/rest/record/v1/{type}/{id or eid:X}` | PUT only with `eid:` (upsert) |
 //! | `GET /services/rest/record/v1/{type}/{id}/{sublist}` | an expanded sublist |
-//! | `POST /services/rest/record/v1/invoice/{id}/!transform/customerPayment` | pay an invoice (other transforms: 400) |
+//! | `POST /services/rest/record/v1/invoice/{id}/!transform/customerPayment` | pay an invoice |
+//! | `POST /services/rest/record/v1/invoice/{id}/!transform/creditMemo` | credit an invoice with its lines, applied to what is open (other transforms: 400) |
 //! | `POST /services/rest/query/v1/suiteql` | SuiteQL subset (`Prefer: transient`) |
 //! | `GET /services/rest/system/v1/governanceLimits` | the configured concurrency limit |
 //! | `GET /_sim/state` | state dump: settings, counters, counts, records, audit trail (secrets redacted) |

@@ -528,7 +528,8 @@ async fn put_record(
 
 /// `POST /invoice/{id}/!transform/customerPayment`: a payment for the invoice's customer,
 /// subsidiary and currency, applied to the invoice (by default for its whole amount remaining).
-/// Other transforms are not simulated.
+/// `…/!transform/creditMemo`: a credit memo with the invoice's customer and lines, applied to
+/// what is open on it. Other transforms are not simulated.
 async fn transform_record(
     State(h): State<SimHandle>,
     Path((rtype, key, target)): Path<(String, String, String)>,
@@ -537,12 +538,13 @@ async fn transform_record(
 ) -> Result<Response, NsError> {
     let t = record_type(&rtype)?;
     refuse_async(&headers)?;
-    if t != RecordType::Invoice || !target.eq_ignore_ascii_case("customerPayment") {
+    let to_memo = target.eq_ignore_ascii_case("creditMemo");
+    if t != RecordType::Invoice || !(to_memo || target.eq_ignore_ascii_case("customerPayment")) {
         return Err(NsError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
             format!(
-                "The transformation from {rtype} to {target} is not simulated (only invoice → customerPayment)."
+                "The transformation from {rtype} to {target} is not simulated (only invoice → customerPayment or creditMemo)."
             ),
         ));
     }
@@ -557,6 +559,48 @@ async fn transform_record(
     let inv_id = g.db.resolve(t, &key).ok_or_else(NsError::not_found)?;
     let inv = g.db.get(t, inv_id).ok_or_else(NsError::not_found)?;
     let remaining = g.db.amount_remaining(inv, None);
+    if to_memo {
+        // A credit memo for the invoice's customer, with its lines (unless given), applied to
+        // what is still open on it; the rest stays the customer's credit.
+        for (k, v) in [
+            ("entity", inv.fields.get("entity")),
+            ("subsidiary", inv.fields.get("subsidiary")),
+            ("currency", inv.fields.get("currency")),
+            ("item", inv.fields.get("item")),
+        ] {
+            if let Some(v) = v {
+                body.entry(k).or_insert_with(|| v.clone());
+            }
+        }
+        let total: rust_decimal::Decimal = body
+            .get("item")
+            .and_then(|i| i.get("items"))
+            .and_then(Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.get("amount").and_then(crate::model::dec_of))
+                    .sum()
+            })
+            .unwrap_or_default();
+        let applied = total.min(remaining);
+        if applied > rust_decimal::Decimal::ZERO {
+            body.entry("apply").or_insert_with(|| {
+                json!({"items": [{"doc": {"id": inv_id.to_string()}, "apply": true, "amount": applied.normalize().to_string()}]})
+            });
+        }
+        let id = g.db.write(
+            RecordType::CreditMemo,
+            None,
+            &body,
+            WriteMode::Create,
+            &[],
+            name_validation(&headers),
+            &mut warnings,
+            mlc_core::now_millis(),
+        )?;
+        return Ok(written(&base, RecordType::CreditMemo, id, &warnings));
+    }
     for (k, v) in [
         ("customer", inv.fields.get("entity")),
         ("subsidiary", inv.fields.get("subsidiary")),

@@ -530,6 +530,48 @@ async fn credit_memos_apply_to_invoices_and_customer_refunds_pay_them_out() {
     assert_eq!(r.status, 400, "{}", r.body);
 }
 
+/// `invoice/{id}/!transform/creditMemo` credits the invoice's customer with its lines and closes
+/// it; a second one finds nothing open and stands as credit.
+#[tokio::test]
+async fn transform_invoice_to_credit_memo() {
+    let sim = sim().await;
+    let api = Api::new(&sim).await;
+    let cust = api.customer("stripe_cus_TM").await;
+    let item = api.seeded_item().await;
+    let inv = api.invoice("stripe_in_TM", &cust, &item, "80.00").await;
+    let path = format!("/services/rest/record/v1/invoice/{inv}/!transform/creditMemo");
+    let r = api
+        .send(
+            Method::POST,
+            &path,
+            Some(json!({"externalId": "stripe_void_in_TM"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let memo = api.get("creditMemo", &r.location_id()).await.body;
+    assert_eq!(memo["total"], json!(80));
+    assert_eq!(memo["entity"]["id"], json!(cust));
+    assert_eq!(memo["applied"], json!(80));
+    assert_eq!(
+        api.get("invoice", &inv).await.body["amountRemaining"],
+        json!(0)
+    );
+    let r = api.send(Method::POST, &path, None, &[]).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let again = api.get("creditMemo", &r.location_id()).await.body;
+    assert_eq!(again["unapplied"], json!(80), "{again}");
+    let r = api
+        .send(
+            Method::POST,
+            &format!("/services/rest/record/v1/invoice/{inv}/!transform/cashSale"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
 #[tokio::test]
 async fn property_name_validation_header_is_honoured() {
     let sim = sim().await;
