@@ -4,6 +4,7 @@
 import { gql, loadOperations, session, SignedOut, ApiError } from "./graphql.js";
 import { h, fill, ROLE_WORDS, setTimeZone } from "./dom.js";
 import * as pages from "./pages.js";
+import * as wizard from "./wizard.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -140,7 +141,7 @@ const ROUTES = {
   mappings: pages.mappings,
   connections: pages.connections,
   connection: pages.connectionPage,
-  setup: pages.setup,
+  setup: wizard.setup,
   team: pages.team,
   keys: pages.apiKeys,
 };

@@ -53,6 +53,8 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ("graphql.js", JS, include_str!("../app/graphql.js")),
     ("dom.js", JS, include_str!("../app/dom.js")),
     ("pages.js", JS, include_str!("../app/pages.js")),
+    ("shared.js", JS, include_str!("../app/shared.js")),
+    ("wizard.js", JS, include_str!("../app/wizard.js")),
     (
         "app.css",
         "text/css; charset=utf-8",
