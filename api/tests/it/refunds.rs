@@ -127,6 +127,51 @@ async fn each_refund_is_one_credit_memo_paid_out_by_one_customer_refund() {
             assert!(steps.contains(&"refund_posted"), "{steps:?}");
         }
 
+        // The event page of a refund shows what went to NetSuite and the records made.
+        let refund_event = stack
+            .store
+            .list_events(&mlc_store::EventFilter {
+                event_type: Some("refund.created".into()),
+                limit: 1,
+                ..mlc_store::EventFilter::default()
+            })
+            .await
+            .unwrap()
+            .pop()
+            .expect("a refund.created event");
+        let (ok, out, err) = crate::helpers::cli(
+            db.url(),
+            &["events", "show", &refund_event.event_id, "--json"],
+        );
+        assert!(ok, "{err}");
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        // Whichever of its events posted it, the refund's records are on each one's page.
+        let kinds: Vec<&str> = shown["postings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["credit_memo", "customer_refund"], "{shown}");
+        // The event that posted it shows what went to NetSuite.
+        let poster = shown["postings"][1]["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (ok, out, err) = crate::helpers::cli(db.url(), &["events", "show", &poster, "--json"]);
+        assert!(ok, "{err}");
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            shown["netsuite_response"]["netsuite_internal_id"].is_string(),
+            "{shown}"
+        );
+        assert!(
+            shown["netsuite_request"]
+                .to_string()
+                .contains("stripe_refund_"),
+            "the customer refund sent: {shown}"
+        );
+
         // Every event again (a replay of all that succeeded): nothing new in NetSuite.
         let counted = || {
             [

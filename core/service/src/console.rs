@@ -416,9 +416,18 @@ impl Console {
         // The intake's JSON rule: anything it stored parses here.
         let raw_event: Value =
             crate::pipeline::parse_event_body(&ev.raw_body).unwrap_or(Value::Null);
-        let latest = |step: &str, key: Option<&str>| -> Option<Value> {
+        // The steps that write to NetSuite: a sale, and the credit memos and refunds of money
+        // that goes back (their entries hold the request they sent and the record made).
+        const WRITES: &[&str] = &[
+            "posted",
+            "credit_memo_posted",
+            "refund_posted",
+            "void_posted",
+            "writeoff_posted",
+        ];
+        let latest = |steps: &[&str], key: Option<&str>| -> Option<Value> {
             audit.iter().rev().find_map(|a| {
-                if a.step != step {
+                if !steps.contains(&a.step.as_str()) {
                     return None;
                 }
                 let data = a.data.as_ref()?;
@@ -434,9 +443,10 @@ impl Console {
         };
         Ok(EventDetail {
             amount: event_sale(&raw_event).map(|(_, m)| MoneyView::new(m)),
-            stripe_object: latest("fetched", Some("object")),
-            netsuite_request: latest("mapped", Some("request")),
-            netsuite_response: latest("posted", None),
+            stripe_object: latest(&["fetched"], Some("object")),
+            netsuite_request: latest(&["mapped"], Some("request"))
+                .or_else(|| latest(&WRITES[1..], Some("request"))),
+            netsuite_response: latest(WRITES, None),
             status: job
                 .as_ref()
                 .map(|j| j.state.to_string())
