@@ -517,7 +517,7 @@ async fn error_classes_and_messages() {
                 "{msg}"
             ),
             403 => assert!(
-                msg.contains("give the restricted key read access")
+                msg.contains("give the restricted key the permission Stripe names")
                     && msg.contains("rak_charge_read"),
                 "{msg}"
             ),
