@@ -153,26 +153,11 @@ impl ApiError {
 
     /// 401 with a wrong key; the key is shown redacted like Stripe does (last four only).
     pub fn bad_key(key: &str) -> Self {
-        let tail: String = key
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let prefix = if key.starts_with("sk_live_") {
-            "sk_live_"
-        } else if key.starts_with("sk_test_") {
-            "sk_test_"
-        } else {
-            ""
-        };
         Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             Some("api_key_invalid"),
-            format!("Invalid API Key provided: {prefix}********{tail}"),
+            format!("Invalid API Key provided: {}", redacted(key)),
             None,
         )
     }
@@ -180,27 +165,15 @@ impl ApiError {
     /// 403 for a restricted key without the permission a request needs, worded as Stripe words
     /// it (the key redacted to its last four).
     pub fn permission_denied(key: &str, account: &str, permission: &str) -> Self {
-        let tail: String = key
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let prefix = if key.starts_with("rk_live_") {
-            "rk_live_"
-        } else {
-            "rk_test_"
-        };
         Self::new(
             StatusCode::FORBIDDEN,
             "invalid_request_error",
             None,
             format!(
-                "The provided key '{prefix}********{tail}' does not have the required permissions \
-                 for this endpoint on account '{account}'. Having the '{permission}' permission \
-                 would allow this request to continue."
+                "The provided key '{}' does not have the required permissions for this endpoint \
+                 on account '{account}'. Having the '{permission}' permission would allow this \
+                 request to continue.",
+                redacted(key)
             ),
             None,
         )
@@ -309,4 +282,21 @@ impl Classify for SimError {
             SimError::Api { .. } | SimError::Unexpected { .. } => ErrorClass::Permanent,
         }
     }
+}
+
+/// A key as Stripe shows it in errors: its kind and mode, then only the last four characters.
+fn redacted(key: &str) -> String {
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let prefix = ["sk_live_", "sk_test_", "rk_live_", "rk_test_"]
+        .into_iter()
+        .find(|p| key.starts_with(p))
+        .unwrap_or("");
+    format!("{prefix}********{tail}")
 }
