@@ -250,6 +250,10 @@ struct Wizard {
 
 impl Wizard {
     async fn start(db: &mlc_store::testing::TestDb) -> Wizard {
+        Wizard::start_with(db, &[]).await
+    }
+
+    async fn start_with(db: &mlc_store::testing::TestDb, env: &[(&str, &str)]) -> Wizard {
         let keys = tempfile::tempdir().unwrap();
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -259,6 +263,8 @@ impl Wizard {
         opts.listen = Some(addr);
         opts.extra_env
             .push(("MLC__ADMIN__PUBLIC_URL".into(), format!("http://{addr}")));
+        opts.extra_env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let stack = ml_connector::stack::Stack::start(opts.clone())
             .await
             .expect("stack starts");
@@ -744,6 +750,79 @@ async fn a_restricted_key_is_told_which_permissions_it_lacks() {
     assert!(
         stripe["fix"].as_str().unwrap().contains("Refunds, Events"),
         "{body}"
+    );
+    stack.stop().await.unwrap();
+}
+
+/// A dry run that Stripe keeps failing ends as failed with the reason once its attempts are
+/// spent: the page never waits on a run that will not end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_run_stripe_keeps_failing_ends_failed_with_the_reason() {
+    let db = backends().await.into_iter().next().unwrap();
+    let Wizard {
+        _keys,
+        addr,
+        stack,
+        sims,
+        owner,
+        id,
+        ..
+    } = Wizard::start_with(&db, &[("MLC__WORKER__MAX_ATTEMPTS", "2")]).await;
+    let stripe_key = sims.stripe.api_key_str().to_string();
+    let body = gql(addr, &owner, CONNECT, json!({ "id": id, "k": stripe_key })).await;
+    assert_eq!(
+        body["data"]["stripeConnect"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    // NetSuite connected as the wizard does it: key pair, certificate uploaded, its ID given.
+    let client_id = "cd".repeat(32);
+    let body = gql(
+        addr,
+        &owner,
+        KEY_PAIR,
+        json!({ "id": id, "a": "7654321_SB1", "c": client_id }),
+    )
+    .await;
+    let pem = body["data"]["netsuiteKeyPairGenerate"]["certificate"]["pem"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+    let uploaded: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_sim/m2m/certificates",
+            sims.netsuite.base_url().trim_end_matches('/')
+        ))
+        .json(&json!({ "client_id": client_id, "certificate_pem": pem }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let certificate = uploaded["certificate_id"].as_str().unwrap().to_string();
+    gql(addr, &owner, CERT_ID, json!({ "id": id, "c": certificate })).await;
+    // From now on Stripe answers every request with a 500.
+    reqwest::Client::new()
+        .post(format!("{}/_sim/faults", sims.stripe.base_url))
+        .json(&json!({ "api": { "error_500_probability": 1.0 } }))
+        .send()
+        .await
+        .unwrap();
+    let body = gql(addr, &owner, DRY_RUN, json!({ "id": id })).await;
+    assert_eq!(
+        body["data"]["dryRunStart"]["userErrors"],
+        json!([]),
+        "{body}"
+    );
+    let node = run_done(addr, &owner, &id, "dryRun").await;
+    assert_eq!(node["dryRun"]["state"], "FAILED", "{node}");
+    assert!(
+        node["dryRun"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Stripe"),
+        "{node}"
     );
     stack.stop().await.unwrap();
 }
