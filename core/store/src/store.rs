@@ -88,17 +88,18 @@ impl Store {
                     // WAL lets readers run beside the writer; synchronous=FULL fsyncs the WAL at
                     // every commit, so a 2xx to Stripe means the event survives a power cut.
                     // (The sea-orm pool gets the same settings: see `open_orm`.)
+                    // The busy timeout first, so the pragmas after it wait for a lock too.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {busy_ms}"
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
                     sqlx::query("PRAGMA journal_mode = WAL")
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "PRAGMA busy_timeout = {busy_ms}"
-                    )))
-                    .execute(&mut *conn)
-                    .await?;
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
@@ -243,10 +244,28 @@ async fn open_orm(
             });
         }
     }
-    sea_orm::Database::connect(orm).await.map_err(|e| {
-        // sea-orm quotes an unparseable URL whole: keep any password out of the error.
-        StoreError::Database(e.to_string().replace(url, &redact_url(url)))
-    })
+    // Processes opening one new SQLite file together: switching it to WAL takes an exclusive
+    // lock, and SQLite answers "locked" at once there rather than wait (its busy handler is
+    // skipped where waiting could deadlock). Try again within the busy timeout.
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(options.sqlite_busy_timeout_ms);
+    loop {
+        match sea_orm::Database::connect(orm.clone()).await {
+            Err(e)
+                if backend == Backend::Sqlite
+                    && e.to_string().contains("database is locked")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => {
+                return other.map_err(|e| {
+                    // sea-orm quotes an unparseable URL whole: keep any password out of the error.
+                    StoreError::Database(e.to_string().replace(url, &redact_url(url)))
+                });
+            }
+        }
+    }
 }
 
 /// Applies `mlc-migrations` on the store's sea-orm connection. Refuses a database made by a
