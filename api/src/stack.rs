@@ -87,6 +87,9 @@ pub struct Stack {
     pub stripe: mlc_stripe_sim::RunningSim,
     pub netsuite: mlc_netsuite_sim::RunningSim,
     pub config: Config,
+    /// The configuration as `MLC__…` variables: a CLI child process given them works on this
+    /// stack's default connection.
+    pub env: Vec<(String, String)>,
     pub addr: SocketAddr,
     /// The default connection's view of the store.
     pub store: ConnectionStore,
@@ -95,6 +98,15 @@ pub struct Stack {
     pub master_key: MasterKey,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A Stripe simulator seed of its own for a company's account, stable across runs.
+fn account_seed(tenant: &str, connection: &str) -> u64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{tenant}/{connection}").as_bytes());
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// Seed currencies of the NetSuite simulator (internal IDs in its example seed).
@@ -328,7 +340,10 @@ impl Stack {
             items,
             env,
         } = Sims::start(&opts, addr).await?;
-        let (config, _) = config::load(&Sources { file: None, env })?;
+        let (config, _) = config::load(&Sources {
+            file: None,
+            env: env.clone(),
+        })?;
         let master_key = MasterKey::from_env()?.unwrap_or_else(MasterKey::generate);
         let app = App::build_keyed(config.clone(), listener, Some(master_key.clone())).await?;
         let store = app.store().clone();
@@ -338,6 +353,7 @@ impl Stack {
             stripe,
             netsuite,
             config,
+            env,
             addr,
             store,
             items,
@@ -385,6 +401,9 @@ impl Stack {
                     delivery_faults: opts.delivery_faults,
                     delivery: opts.delivery,
                     dialect: opts.stripe_dialect.clone(),
+                    // Stripe's IDs are unique across accounts: each company's simulator draws
+                    // its own, or two companies would share `in_…` and `ch_…` IDs.
+                    seed: account_seed(tenant, connection),
                     ..mlc_stripe_sim::SimConfig::default()
                 })
                 .await?,

@@ -308,7 +308,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let mut problems = Vec::new();
     for (c, r) in companies.iter().zip([&report, &globex_report]) {
-        problems.extend(summarise(c, r).await?);
+        problems.extend(summarise(c, r, &stack.config, &stack.master_key).await?);
     }
 
     // Tenants never meet: no Stripe object of one company is in the other's NetSuite.
@@ -349,7 +349,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 /// One company's summary and reconciliation; returns what did not add up.
-async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<Vec<String>> {
+async fn summarise(
+    c: &Company<'_>,
+    report: &ScenarioReport,
+    config: &mlc_service::config::Config,
+    master_key: &mlc_store::sealed::MasterKey,
+) -> anyhow::Result<Vec<String>> {
     let counts: BTreeMap<String, i64> = c
         .store
         .job_counts()
@@ -439,56 +444,40 @@ async fn summarise(c: &Company<'_>, report: &ScenarioReport) -> anyhow::Result<V
             (ns + fees).to_string()
         );
     }
-    // Money that went back: Stripe's refunds against NetSuite's credit memos, per currency.
-    let mut stripe_refunds: BTreeMap<String, Decimal> = BTreeMap::new();
-    for r in &report.refunds {
-        let exponent = mlc_core::Currency::parse(&r.currency)
-            .map(|c| c.exponent())
-            .unwrap_or(2);
-        *stripe_refunds.entry(r.currency.to_lowercase()).or_default() +=
-            Decimal::new(r.amount, exponent);
-    }
-    let mut ns_refunds: BTreeMap<String, Decimal> = BTreeMap::new();
-    for id in handle.ids(RecordType::CreditMemo) {
-        if let Some(memo) = handle.get(RecordType::CreditMemo, &id.to_string()) {
-            let code = currency_code(memo["currency"]["refName"].as_str().unwrap_or_default());
-            let total: Decimal = match &memo["total"] {
-                serde_json::Value::String(t) => t.parse().unwrap_or_default(),
-                other => other.to_string().parse().unwrap_or_default(),
-            };
-            *ns_refunds.entry(code).or_default() += total;
-        }
-    }
-    if !stripe_refunds.is_empty() || !ns_refunds.is_empty() {
-        println!("  Refunds (Stripe refunds against NetSuite credit memos)");
-        println!(
-            "  {:<4} {:>16} {:>16} {:>12}",
-            "CUR", "Stripe", "NetSuite", "difference"
-        );
-        let codes: std::collections::BTreeSet<&String> =
-            stripe_refunds.keys().chain(ns_refunds.keys()).collect();
-        for code in codes {
-            let stripe = stripe_refunds.get(code).copied().unwrap_or_default();
-            let ns = ns_refunds.get(code).copied().unwrap_or_default();
-            if ns != stripe {
-                differences += 1;
-            }
-            // Each figure in the currency's exponent (NetSuite answers `680` for 680.00).
-            let exponent = mlc_core::Currency::parse(code)
-                .map(|c| c.exponent())
-                .unwrap_or(2);
-            let shown = |mut d: Decimal| {
-                d.rescale(exponent);
-                d.to_string()
-            };
-            println!(
-                "  {:<4} {:>16} {:>16} {:>12}",
-                code.to_uppercase(),
-                shown(stripe),
-                shown(ns),
-                shown(ns - stripe)
-            );
-        }
+    // The reconciliation a finance team runs (`ml-connector reconcile`): Stripe's balance
+    // transactions of the demo's days against NetSuite's records, refunds included.
+    let scope = c.store.scope();
+    let target = mlc_service::connections::Target {
+        tenant: Some(scope.tenant_id().as_str().to_string()),
+        connection: Some(scope.connection_id().as_str().to_string()),
+    };
+    let (store, pipeline) =
+        mlc_service::connections::open_pipeline(config, &target, Some(master_key)).await?;
+    let tz = pipeline.posting().time_zone.clone();
+    let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date();
+    let (from, to) = (today.yesterday()?, today.tomorrow()?);
+    let period = mlc_service::pipeline::period_of(from, to, &tz)
+        .and_then(|(since, days)| mlc_service::pipeline::window_of(since, days, &tz))
+        .map_err(|e| anyhow::anyhow!(e));
+    let reconciled = match period {
+        Ok((since, until)) => pipeline
+            .reconcile(since, until, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("the reconciliation failed: {e}")),
+        Err(e) => Err(e),
+    };
+    store.close().await;
+    let reconciled = reconciled?;
+    println!(
+        "  $ ml-connector reconcile --tenant {} --from {from} --to {to}",
+        scope.tenant_id()
+    );
+    print!(
+        "{}",
+        super::reconcile::render(&reconciled, &format!("{from} to {to}"))
+    );
+    if !reconciled.is_clean() {
+        differences += 1;
     }
     let failed = *counts.get(JobState::Failed.as_str()).unwrap_or(&0);
     let waiting = *counts.get(JobState::Waiting.as_str()).unwrap_or(&0);

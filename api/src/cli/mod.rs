@@ -10,6 +10,7 @@ pub mod demo;
 pub mod events;
 pub mod mappings;
 pub mod ping;
+pub mod reconcile;
 pub mod replay;
 pub mod send;
 pub mod sim;
@@ -67,6 +68,9 @@ pub enum Command {
     SendTestEvent(send::SendArgs),
     /// Run events through the pipeline again (after fixing what made them fail).
     Replay(replay::ReplayArgs),
+    /// Stripe's balance against NetSuite for a period (sales, fees, refunds, net per currency),
+    /// every difference named by its Stripe object; non-zero exit when anything differs.
+    Reconcile(reconcile::ReconcileArgs),
     /// Stripe product → NetSuite item mappings, and the products still unmapped.
     #[command(subcommand)]
     Mappings(mappings::MappingsCommand),
@@ -213,6 +217,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
         Command::Bench(BenchCommand::Fairness(args)) => bench_fairness::run(args).await,
         Command::Bench(BenchCommand::Events(args)) => bench_events::run(args).await,
+        Command::Reconcile(args) => {
+            let (config, _) = load_config(&cli)?;
+            reconcile::run(args, &config, &cli.target()).await
+        }
         Command::Ping => {
             let (config, _) = load_config(&cli)?;
             ping::run_target(config, &cli.target()).await

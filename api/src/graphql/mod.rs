@@ -16,6 +16,7 @@ pub mod loaders;
 pub mod mappings;
 pub mod mutation;
 pub mod onboarding;
+pub mod reconcile;
 pub mod replay;
 pub mod schema;
 pub mod subscription;

@@ -33,6 +33,7 @@ pub struct Mutation(
     super::accounts::AccountMutation,
     super::onboarding::OnboardingMutation,
     super::onboarding::OnboardingRunsMutation,
+    super::reconcile::ReconcileMutation,
 );
 
 /// Pausing, replaying, testing a connection, and API keys.

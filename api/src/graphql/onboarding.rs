@@ -151,14 +151,14 @@ impl OnboardingMutation {
 }
 
 /// How many attempts the onboarding runs' jobs get: the configured `worker.max_attempts`.
-fn max_attempts(ctx: &Context<'_>) -> i32 {
+pub(super) fn max_attempts(ctx: &Context<'_>) -> i32 {
     ctx.data::<super::ProcessConfig>()
         .map(|c| c.0.worker.max_attempts)
         .unwrap_or(10)
 }
 
 /// The connection a mutation names, with its row; a user error when the tenant has none.
-async fn owned(
+pub(super) async fn owned(
     ctx: &Context<'_>,
     viewer: &super::schema::Viewer,
     id: &ID,
@@ -317,7 +317,7 @@ impl From<mlc_store::HistoryRunState> for RunState {
     }
 }
 
-fn money(minor: i64, currency: mlc_core::Currency) -> super::mappings::MoneyAmount {
+pub(super) fn money(minor: i64, currency: mlc_core::Currency) -> super::mappings::MoneyAmount {
     mlc_service::console::MoneyView::new(mlc_core::Money::new(minor, currency)).into()
 }
 

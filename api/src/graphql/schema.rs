@@ -327,16 +327,10 @@ impl TenantConnection {
     /// what it posts (for the configured default connection, `admin.time_zone`, which defaults
     /// to that). `UTC` when the zone has no IANA name.
     async fn time_zone(&self, ctx: &Context<'_>) -> String {
-        let zone = match ctx.data::<super::ProcessConfig>() {
-            Ok(process) if mlc_service::connections::is_configured_default(&self.0) => {
-                Some(process.0.admin.time_zone.clone())
-            }
-            _ => mlc_service::config::connection_config(&self.0.settings)
-                .ok()
-                .map(|c| c.posting.time_zone),
-        };
-        zone.and_then(|z| z.iana_name().map(str::to_string))
-            .unwrap_or_else(|| "UTC".into())
+        super::reconcile::connection_zone(ctx, &self.0)
+            .iana_name()
+            .unwrap_or("UTC")
+            .to_string()
     }
 
     /// Its settings (the `stripe`, `netsuite`, `posting` and `reference` keys it overrides;
@@ -388,6 +382,20 @@ impl TenantConnection {
             .await
             .map_err(internal)?
             .map(super::onboarding::Backfill))
+    }
+
+    /// The latest reconciliation (`reconciliationStart`); null when none ran.
+    async fn reconciliation(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<super::reconcile::Reconciliation>> {
+        let zone = super::reconcile::connection_zone(ctx, &self.0);
+        Ok(store(ctx)?
+            .scoped(&self.0.scope)
+            .latest_history_run(mlc_store::HistoryRunKind::Reconcile)
+            .await
+            .map_err(internal)?
+            .map(|run| super::reconcile::Reconciliation { run, zone }))
     }
 
     /// Counts by state and activity per hour.

@@ -21,6 +21,7 @@ mod onboarding;
 mod ping;
 mod pipeline;
 mod posting;
+mod reconcile;
 mod reference;
 mod reference_sync;
 mod refunds;

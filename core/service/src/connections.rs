@@ -438,3 +438,37 @@ pub async fn fail_history_run(store: &ConnectionStore, job: &Job, reason: &str) 
         },
     }
 }
+
+/// The pipeline of the connection a command names (`--tenant`/`--connection`, else the
+/// configured default), built as the worker builds it: the default from the configuration plus
+/// its sealed credentials, any other from its stored settings. `Err` says what to set.
+pub async fn open_pipeline(
+    config: &Config,
+    target: &Target,
+    master_key: Option<&MasterKey>,
+) -> anyhow::Result<(Store, Pipeline)> {
+    let (store, scoped) = open_connection(config, target).await?;
+    let budgets = Budgets::new(store.clone());
+    let scope = scoped.scope().clone();
+    let connection = store
+        .tenant(&scope.tenant())
+        .get_connection(scope.connection_id())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("connection {scope} no longer exists"))?;
+    let handler = if is_configured_default(&connection) {
+        let config =
+            crate::credentials::load_stored_credentials(config.clone(), &scoped, master_key)
+                .await?;
+        connection_handler(&config, &scoped, &budgets).await?
+    } else {
+        stored_connection_handler(&connection, scoped, &budgets, master_key)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?
+    };
+    match handler {
+        ConnectionHandler::Pipeline(p) => Ok((store, p)),
+        ConnectionHandler::AcceptOnly(_) => anyhow::bail!(
+            "connection {scope} has no Stripe key and NetSuite account: set both (`ml-connector ping` says what is missing)"
+        ),
+    }
+}

@@ -21,6 +21,8 @@ pub enum HistoryRunKind {
     DryRun,
     /// The days queued as events, posted as live ones are.
     Backfill,
+    /// Stripe's balance against NetSuite's records for a period (`since`, `days`).
+    Reconcile,
 }
 
 impl HistoryRunKind {
@@ -28,6 +30,7 @@ impl HistoryRunKind {
         match self {
             HistoryRunKind::DryRun => "dry_run",
             HistoryRunKind::Backfill => "backfill",
+            HistoryRunKind::Reconcile => "reconcile",
         }
     }
 
@@ -35,6 +38,7 @@ impl HistoryRunKind {
         match s {
             "dry_run" => Some(HistoryRunKind::DryRun),
             "backfill" => Some(HistoryRunKind::Backfill),
+            "reconcile" => Some(HistoryRunKind::Reconcile),
             _ => None,
         }
     }

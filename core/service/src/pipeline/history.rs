@@ -116,6 +116,20 @@ impl Pipeline {
                 serde_json::to_value(r).map_err(|e| PipelineError::Permanent(e.to_string()))
             }),
             HistoryRunKind::Backfill => self.backfill(&run, job.max_attempts).await,
+            HistoryRunKind::Reconcile => {
+                let tz = &self.inner.posting.time_zone;
+                match super::reconcile::window_of(run.since, run.days, tz) {
+                    Ok((since, until)) => {
+                        self.reconcile(since, until, Some(&run))
+                            .await
+                            .and_then(|r| {
+                                serde_json::to_value(r)
+                                    .map_err(|e| PipelineError::Permanent(e.to_string()))
+                            })
+                    }
+                    Err(e) => Err(PipelineError::Permanent(e)),
+                }
+            }
         };
         let outcome = match result {
             Ok(report) => store.finish_history_run(run_id, Ok(&report)).await,
@@ -178,7 +192,7 @@ impl Pipeline {
         }
     }
 
-    async fn progress(&self, run: &HistoryRun, scanned: i64, queued: i64) {
+    pub(super) async fn progress(&self, run: &HistoryRun, scanned: i64, queued: i64) {
         if scanned % PROGRESS_EVERY == 0
             && let Err(e) = self
                 .inner

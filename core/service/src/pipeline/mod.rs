@@ -11,6 +11,11 @@ mod locks;
 pub mod mapping;
 pub use history::{Amounts, CustomerReport, DryRunReport, UnmappedProductReport, WouldPost};
 mod post;
+mod reconcile;
+pub use reconcile::{
+    CurrencyReconciliation, Difference, NotReconciled, ReconciliationReport, Term, period_of,
+    window_of,
+};
 mod reference;
 mod refunds;
 mod resolve;
@@ -187,6 +192,11 @@ impl Pipeline {
 
     pub fn netsuite(&self) -> &NetSuiteClient {
         &self.inner.netsuite
+    }
+
+    /// What the connection posts with: accounts, items, fee mode, time zone.
+    pub fn posting(&self) -> &PostingConfig {
+        &self.inner.posting
     }
 
     /// Appends an audit entry for the job's event. An audit failure must not turn a posted

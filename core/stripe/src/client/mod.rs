@@ -537,6 +537,24 @@ impl StripeClient {
             .await
     }
 
+    /// `GET /v1/balance_transactions?created[gte]=…&created[lt]=…`: one page (up to 100, newest
+    /// first) of what moved the balance in `[since, until)` (Unix seconds): charges, refunds,
+    /// dispute adjustments, payouts, fees.
+    pub async fn list_balance_transactions_between(
+        &self,
+        since: i64,
+        until: i64,
+        starting_after: Option<&str>,
+    ) -> Result<List<BalanceTransaction>, StripeError> {
+        self.list_created_between(
+            "/v1/balance_transactions",
+            since,
+            Some(until),
+            starting_after,
+        )
+        .await
+    }
+
     async fn list_created_since<T>(
         &self,
         path: &str,
@@ -546,9 +564,26 @@ impl StripeClient {
     where
         List<T>: DeserializeOwned,
     {
+        self.list_created_between(path, since, None, starting_after)
+            .await
+    }
+
+    async fn list_created_between<T>(
+        &self,
+        path: &str,
+        since: i64,
+        until: Option<i64>,
+        starting_after: Option<&str>,
+    ) -> Result<List<T>, StripeError>
+    where
+        List<T>: DeserializeOwned,
+    {
         let mut q = Query::new();
-        q.push("created[gte]", since.to_string())
-            .push("limit", MAX_PAGE_SIZE.to_string());
+        q.push("created[gte]", since.to_string());
+        if let Some(until) = until {
+            q.push("created[lt]", until.to_string());
+        }
+        q.push("limit", MAX_PAGE_SIZE.to_string());
         if let Some(after) = starting_after {
             q.push("starting_after", after);
         }
