@@ -87,10 +87,11 @@ pub fn render(report: &ReconciliationReport, period: &str) -> String {
         "CUR", "", "Stripe", "NetSuite", "difference"
     );
     for (currency, totals) in &report.currencies {
-        let rows: [(&str, Term); 4] = [
+        let rows: [(&str, Term); 5] = [
             ("sales", totals.sales),
             ("fees", totals.fees),
             ("refunds", totals.refunds),
+            ("disputes", totals.disputes),
             ("net", totals.net),
         ];
         for (i, (name, term)) in rows.iter().enumerate() {
@@ -134,7 +135,7 @@ pub fn render(report: &ReconciliationReport, period: &str) -> String {
     if !report.not_reconciled.is_empty() {
         let _ = writeln!(
             out,
-            "  Not posted by the connector (settlement currency; disputes, payouts and Stripe's own fees come later):"
+            "  Not posted by the connector (settlement currency; payouts and Stripe's own fees come later):"
         );
         for (kind, n) in &report.not_reconciled {
             let sums: Vec<String> = n

@@ -48,7 +48,7 @@ fn term(t: Term, currency: mlc_core::Currency) -> ReconciliationTerm {
     }
 }
 
-/// One currency: sales − fees − refunds = net, on both sides.
+/// One currency: sales − fees − refunds − disputes = net, on both sides.
 #[derive(SimpleObject)]
 pub struct ReconciliationCurrency {
     pub currency: String,
@@ -58,16 +58,19 @@ pub struct ReconciliationCurrency {
     pub fees: ReconciliationTerm,
     /// Refunds, against the credit memos.
     pub refunds: ReconciliationTerm,
-    /// Revenue net of fees and refunds.
+    /// What disputes withdrew less what was reinstated, against the dispute journal entries
+    /// (their fees are in `fees`).
+    pub disputes: ReconciliationTerm,
+    /// Revenue net of fees, refunds and disputes.
     pub net: ReconciliationTerm,
 }
 
 /// A Stripe object whose NetSuite record is missing or holds another amount.
 #[derive(SimpleObject)]
 pub struct ReconciliationDifference {
-    /// `ch_…`, `re_…`, or the `in_…` paid by several charges.
+    /// `ch_…`, `re_…`, `dp_…`, or the `in_…` paid by several charges.
     pub stripe_object_id: String,
-    /// `sales`, `fees` or `refunds`.
+    /// `sales`, `fees`, `refunds` or `disputes`.
     pub term: String,
     pub stripe: MoneyAmount,
     pub netsuite: MoneyAmount,
@@ -160,6 +163,7 @@ impl Reconciliation {
                 sales: term(t.sales, *c),
                 fees: term(t.fees, *c),
                 refunds: term(t.refunds, *c),
+                disputes: term(t.disputes, *c),
                 net: term(t.net, *c),
             })
             .collect()
@@ -181,8 +185,8 @@ impl Reconciliation {
             })
             .collect()
     }
-    /// Balance transactions the connector does not post yet (disputes, payouts, Stripe's own
-    /// fees), so nothing is silently left out.
+    /// Balance transactions the connector does not post yet (payouts, Stripe's own fees,
+    /// failed refunds), so nothing is silently left out.
     async fn not_posted(&self) -> Vec<ReconciliationNotPosted> {
         let Some(r) = self.report() else {
             return vec![];
@@ -222,7 +226,7 @@ pub struct ReconcileMutation;
 #[Object]
 impl ReconcileMutation {
     /// Reconciles a period: Stripe's balance transactions against the NetSuite records they
-    /// made, per currency (sales, fees, refunds, net), each difference named by its Stripe
+    /// made, per currency (sales, fees, refunds, disputes, net), each difference named by its Stripe
     /// object. A job of the connection; follow it on `connection.reconciliation`. It only
     /// reads. Operator or owner.
     async fn reconciliation_start(

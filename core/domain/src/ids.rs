@@ -40,6 +40,7 @@ pub enum StripeIdKind {
     BalanceTransaction,
     Refund,
     CheckoutSession,
+    Dispute,
 }
 
 impl StripeIdKind {
@@ -55,6 +56,7 @@ impl StripeIdKind {
             StripeIdKind::BalanceTransaction => "txn_",
             StripeIdKind::Refund => "re_",
             StripeIdKind::CheckoutSession => "cs_",
+            StripeIdKind::Dispute => "dp_",
         }
     }
 
@@ -70,6 +72,7 @@ impl StripeIdKind {
             StripeIdKind::BalanceTransaction => "balance transaction",
             StripeIdKind::Refund => "refund",
             StripeIdKind::CheckoutSession => "checkout session",
+            StripeIdKind::Dispute => "dispute",
         }
     }
 

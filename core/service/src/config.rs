@@ -209,6 +209,14 @@ pub struct PostingConfig {
     pub refund_item: Option<NetSuiteInternalId>,
     /// The item an uncollectible invoice is written off on.
     pub bad_debt_item: Option<NetSuiteInternalId>,
+    /// Debited by what a dispute withdraws (a chargeback account); `None`: disputes wait for a
+    /// person.
+    pub dispute_account: Option<NetSuiteInternalId>,
+    /// Debited by Stripe's dispute fee; `None`: `fee_expense_account`, else `dispute_account`.
+    pub dispute_fee_account: Option<NetSuiteInternalId>,
+    /// The A/R account a failed refund gives back to the customer (a journal line with the
+    /// customer); `None`: a refund that fails after it posted waits for a person.
+    pub receivables_account: Option<NetSuiteInternalId>,
     pub fee_expense_account: Option<NetSuiteInternalId>,
     pub fee_clearing_account: Option<NetSuiteInternalId>,
     pub currencies: BTreeMap<Currency, NetSuiteInternalId>,
@@ -785,6 +793,9 @@ impl Reader<'_> {
             refund_account: self.internal_id("posting.refund_account")?,
             refund_item: self.internal_id("posting.refund_item")?,
             bad_debt_item: self.internal_id("posting.bad_debt_item")?,
+            dispute_account: self.internal_id("posting.dispute_account")?,
+            dispute_fee_account: self.internal_id("posting.dispute_fee_account")?,
+            receivables_account: self.internal_id("posting.receivables_account")?,
             fee_expense_account: self.internal_id("posting.fee_expense_account")?,
             fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
             currencies,

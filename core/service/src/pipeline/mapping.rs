@@ -74,6 +74,11 @@ pub enum MappingError {
     NoCustomer,
     #[error("amount overflow")]
     Overflow,
+    /// An amount Stripe left out is never read as zero.
+    #[error("Stripe {object} has no {field}: not posted")]
+    MissingAmount { object: String, field: &'static str },
+    #[error("Stripe {object} is in currency `{currency}`, which is not an ISO 4217 code")]
+    UnknownCurrency { object: String, currency: String },
     /// A refund bigger than what the posted sale credits (or a sale with nothing to credit).
     #[error("refund {refund} of {object} is more than the {sale} its NetSuite invoice credits")]
     RefundExceedsSale {
@@ -86,7 +91,9 @@ pub enum MappingError {
 impl mlc_core::Classify for MappingError {
     fn class(&self) -> mlc_core::ErrorClass {
         match self {
-            MappingError::Overflow => mlc_core::ErrorClass::Permanent,
+            MappingError::Overflow
+            | MappingError::MissingAmount { .. }
+            | MappingError::UnknownCurrency { .. } => mlc_core::ErrorClass::Permanent,
             _ => mlc_core::ErrorClass::NeedsPerson,
         }
     }
@@ -592,6 +599,192 @@ pub fn refund_lines(
         .collect::<Result<_, MappingError>>()?;
     check_total(&lines, refund)?;
     Ok(lines)
+}
+
+/// One movement of a dispute's money (one of its balance transactions), in the charge currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeMovement {
+    /// `txn_…`: the journal entry is `stripe_<txn_…>`.
+    pub txn_id: String,
+    pub dispute_id: String,
+    pub charge_id: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The disputed amount: positive when withdrawn, negative when reinstated.
+    pub disputed: Money,
+    /// The dispute fee: positive when charged, negative when given back.
+    pub fee: Money,
+}
+
+/// Reads one dispute balance transaction as a movement in the dispute's (the charge's)
+/// currency. The disputed amount is the dispute's own `amount`, exact in the charge currency;
+/// the fee is Stripe's, in the settlement currency, converted as a processing fee is (`fee /
+/// exchange_rate`, half-even). A transaction that moves neither is `None`.
+pub fn dispute_movement(
+    dispute_id: &str,
+    charge_id: &str,
+    dispute_amount: Money,
+    txn: &mlc_stripe::models::BalanceTransaction,
+) -> Result<Option<DisputeMovement>, MappingError> {
+    let currency = dispute_amount.currency();
+    let settled = txn.amount.ok_or_else(|| MappingError::MissingAmount {
+        object: txn.id.clone(),
+        field: "amount",
+    })?;
+    let fee_settled = txn.fee.unwrap_or(0);
+    let settlement = Currency::parse(&txn.currency).map_err(|_| MappingError::UnknownCurrency {
+        object: txn.id.clone(),
+        currency: txn.currency.clone(),
+    })?;
+    let fee = if settlement == currency {
+        Money::new(fee_settled, currency)
+    } else if fee_settled == 0 {
+        Money::zero(currency)
+    } else {
+        let rate = txn.exchange_rate.filter(|r| !r.is_zero()).ok_or_else(|| {
+            MappingError::NoExchangeRate {
+                charge: charge_id.to_string(),
+                fee_currency: settlement,
+                currency,
+            }
+        })?;
+        let converted = Money::new(fee_settled, settlement)
+            .to_decimal()
+            .checked_div(rate)
+            .ok_or(MappingError::Overflow)?
+            .round_dp_with_strategy(currency.exponent(), RoundingStrategy::MidpointNearestEven);
+        Money::from_decimal(converted, currency).map_err(|_| MappingError::Overflow)?
+    };
+    // Withdrawn funds leave the balance (negative); reinstated ones come back.
+    let disputed = match settled.signum() {
+        -1 => dispute_amount,
+        1 => dispute_amount.negate(),
+        _ => Money::zero(currency),
+    };
+    if disputed.minor() == 0 && fee.minor() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(DisputeMovement {
+        txn_id: txn.id.clone(),
+        dispute_id: dispute_id.to_string(),
+        charge_id: charge_id.to_string(),
+        created: txn.created,
+        disputed,
+        fee,
+    }))
+}
+
+/// The accounts a dispute's journal entries post to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeAccounts {
+    /// Debited by what a dispute withdrew (a chargeback or contra-revenue account).
+    pub disputed: NetSuiteInternalId,
+    /// Debited by the dispute fee.
+    pub fee: NetSuiteInternalId,
+    /// The Stripe clearing account the money leaves (`posting.payment_account`).
+    pub clearing: NetSuiteInternalId,
+}
+
+/// The journal entry `stripe_<txn_…>` for one dispute movement (docs/ACCOUNTING.md,
+/// "Disputes"): withdrawn, debit the dispute account and the fee account, credit the clearing
+/// account by both; reinstated, the same lines the other way. Balanced by construction.
+pub fn dispute_journal_document(
+    movement: &DisputeMovement,
+    accounts: &DisputeAccounts,
+    currency_id: Option<NetSuiteInternalId>,
+    customer: Option<NetSuiteInternalId>,
+    settings: &PostingSettings,
+) -> Result<JournalEntryDoc, MappingError> {
+    let external_id = ExternalId::parse(&format!("stripe_{}", movement.txn_id))
+        .map_err(|_| MappingError::Overflow)?;
+    let what = if movement.disputed.minor() >= 0 {
+        "withdrawn"
+    } else {
+        "reinstated"
+    };
+    let memo = format!(
+        "Stripe dispute {} on {}: funds {what} ({})",
+        movement.dispute_id, movement.charge_id, movement.txn_id
+    );
+    let mut lines = Vec::new();
+    if movement.disputed.minor() != 0 {
+        lines.push(JournalLine {
+            account: accounts.disputed.clone(),
+            debit_minus_credit: movement.disputed.to_decimal(),
+            memo: Some(memo.clone()),
+            entity: customer.clone(),
+        });
+    }
+    if movement.fee.minor() != 0 {
+        lines.push(JournalLine {
+            account: accounts.fee.clone(),
+            debit_minus_credit: movement.fee.to_decimal(),
+            memo: Some(format!("Stripe dispute fee, {}", movement.dispute_id)),
+            entity: None,
+        });
+    }
+    let moved = movement
+        .disputed
+        .checked_add(movement.fee)
+        .map_err(|_| MappingError::Overflow)?;
+    lines.push(JournalLine {
+        account: accounts.clearing.clone(),
+        debit_minus_credit: -moved.to_decimal(),
+        memo: Some(memo.clone()),
+        entity: None,
+    });
+    let doc = JournalEntryDoc {
+        external_id,
+        subsidiary: settings.subsidiary.clone(),
+        currency: currency_id,
+        tran_date: tran_date(movement.created, &settings.time_zone),
+        memo,
+        lines,
+        custom_fields: memo_fields(settings, &movement.dispute_id, None),
+    };
+    debug_assert!(doc.is_balanced());
+    Ok(doc)
+}
+
+/// The journal entry `stripe_refund_failure_<re_…>` for a refund that failed after it posted:
+/// the cash is back in the refund account (debit) and the customer is owed it again (credit
+/// the receivables account, with the customer).
+#[allow(clippy::too_many_arguments)]
+pub fn refund_reversal_document(
+    refund: &StripeId,
+    amount: Money,
+    cash_account: &NetSuiteInternalId,
+    receivables_account: &NetSuiteInternalId,
+    customer: &NetSuiteInternalId,
+    currency_id: Option<NetSuiteInternalId>,
+    when: i64,
+    settings: &PostingSettings,
+) -> Result<JournalEntryDoc, MappingError> {
+    let external_id = ExternalId::parse(&format!("stripe_refund_failure_{refund}"))
+        .map_err(|_| MappingError::Overflow)?;
+    let memo = format!("Stripe refund {refund} failed: the money is back, the customer is owed it");
+    Ok(JournalEntryDoc {
+        external_id,
+        subsidiary: settings.subsidiary.clone(),
+        currency: currency_id,
+        tran_date: tran_date(when, &settings.time_zone),
+        memo: memo.clone(),
+        lines: vec![
+            JournalLine {
+                account: cash_account.clone(),
+                debit_minus_credit: amount.to_decimal(),
+                memo: Some(memo.clone()),
+                entity: None,
+            },
+            JournalLine {
+                account: receivables_account.clone(),
+                debit_minus_credit: -amount.to_decimal(),
+                memo: Some(memo),
+                entity: Some(customer.clone()),
+            },
+        ],
+        custom_fields: memo_fields(settings, refund.as_str(), None),
+    })
 }
 
 #[cfg(test)]
@@ -1592,5 +1785,139 @@ mod tests {
                 proptest::prop_assert!(l.amount <= sold + Decimal::new(1, 2));
             }
         }
+    }
+
+    fn dispute_txn(
+        id: &str,
+        amount: i64,
+        fee: i64,
+        currency: &str,
+        rate: Option<&str>,
+    ) -> mlc_stripe::models::BalanceTransaction {
+        mlc_stripe::models::BalanceTransaction {
+            id: id.into(),
+            amount: Some(amount),
+            currency: currency.into(),
+            fee: Some(fee),
+            net: Some(amount - fee),
+            exchange_rate: rate.map(|r| r.parse().unwrap()),
+            kind: Some("adjustment".into()),
+            created: NOV_20_NOON_UTC,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dispute_withdrawal_and_its_reinstatement_are_two_balanced_journals() {
+        let eur = Currency::parse("eur").unwrap();
+        let accounts = DisputeAccounts {
+            disputed: ns("40"),
+            fee: ns("41"),
+            clearing: ns("2"),
+        };
+        // A 100.00 EUR charge disputed; settled in USD at 1.08; a 15.00 USD dispute fee.
+        let withdrawn = dispute_movement(
+            "dp_1",
+            "ch_1",
+            Money::new(10_000, eur),
+            &dispute_txn("txn_w", -10_800, 1_500, "usd", Some("1.08")),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(withdrawn.disputed, Money::new(10_000, eur));
+        // 15.00 / 1.08 = 13.888… → 13.89 EUR.
+        assert_eq!(withdrawn.fee, Money::new(1_389, eur));
+        let doc = dispute_journal_document(
+            &withdrawn,
+            &accounts,
+            Some(ns("2")),
+            None,
+            &settings(FeeMode::Net, "America/New_York"),
+        )
+        .unwrap();
+        assert!(doc.is_balanced());
+        assert_eq!(doc.external_id.as_str(), "stripe_txn_w");
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#"{"account":{"id":"40"},"debit":100.00"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"{"account":{"id":"41"},"debit":13.89"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"{"account":{"id":"2"},"credit":113.89"#),
+            "{body}"
+        );
+
+        // Won: the amount comes back; the fee stays with Stripe.
+        let reinstated = dispute_movement(
+            "dp_1",
+            "ch_1",
+            Money::new(10_000, eur),
+            &dispute_txn("txn_r", 10_800, 0, "usd", Some("1.08")),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(reinstated.disputed, Money::new(-10_000, eur));
+        assert_eq!(reinstated.fee, Money::zero(eur));
+        let doc = dispute_journal_document(
+            &reinstated,
+            &accounts,
+            None,
+            None,
+            &settings(FeeMode::Net, "America/New_York"),
+        )
+        .unwrap();
+        assert!(doc.is_balanced());
+        assert_eq!(doc.lines.len(), 2, "no fee line when no fee moved");
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#"{"account":{"id":"40"},"credit":100.00"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"{"account":{"id":"2"},"debit":100.00"#),
+            "{body}"
+        );
+
+        // A fee in another currency without a rate is refused, not guessed.
+        let err = dispute_movement(
+            "dp_1",
+            "ch_1",
+            Money::new(10_000, eur),
+            &dispute_txn("txn_x", -10_800, 1_500, "usd", None),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MappingError::NoExchangeRate { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_failed_refund_is_given_back_to_the_customer_by_a_balanced_journal() {
+        let kwd = Currency::parse("kwd").unwrap();
+        let doc = refund_reversal_document(
+            &sid(StripeIdKind::Refund, "re_1"),
+            Money::new(12_345, kwd),
+            &ns("2"),
+            &ns("9"),
+            &ns(CUSTOMER),
+            Some(ns("4")),
+            NOV_1_03_UTC,
+            &settings(FeeMode::Net, "America/New_York"),
+        )
+        .unwrap();
+        assert!(doc.is_balanced());
+        assert_eq!(doc.external_id.as_str(), "stripe_refund_failure_re_1");
+        assert_eq!(doc.tran_date.as_str(), "2026-10-31");
+        let body = doc.to_json().to_body();
+        assert!(
+            body.contains(r#"{"account":{"id":"2"},"debit":12.345"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#""credit":12.345"#) && body.contains(r#""entity":{"id":"100"}"#),
+            "{body}"
+        );
     }
 }

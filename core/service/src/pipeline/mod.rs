@@ -6,6 +6,7 @@
 //! customer and items, builds the documents with the pure [`mapping`], and writes them with a
 //! safe create keyed by external ID, so no delivery order or count posts anything twice.
 
+mod disputes;
 mod history;
 mod locks;
 pub mod mapping;
@@ -57,6 +58,11 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "refund.failed",
     "invoice.voided",
     "invoice.marked_uncollectible",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.closed",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -277,6 +283,11 @@ impl Pipeline {
             "refund.created" | "refund.updated" | "refund.failed" => {
                 self.post_refund(job, &object_id).await
             }
+            "charge.dispute.created"
+            | "charge.dispute.updated"
+            | "charge.dispute.funds_withdrawn"
+            | "charge.dispute.funds_reinstated"
+            | "charge.dispute.closed" => self.post_dispute(job, &object_id).await,
             "charge.failed" | "payment_intent.payment_failed" => {
                 self.record_failed_payment(job, &event.event_type, &object_id)
                     .await

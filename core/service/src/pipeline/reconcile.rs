@@ -3,13 +3,14 @@
 //! every difference named by its Stripe object.
 //!
 //! - **Stripe's side** is its balance transactions created in the period: each charge (its
-//!   captured amount and fee, in the charge's currency) and each refund.
+//!   captured amount and fee, in the charge's currency), each refund, and each dispute's
+//!   withdrawal or reinstatement (with its fee).
 //! - **NetSuite's side** is the records those objects should have made, read by external ID: the
-//!   sale's invoice (its lines, fee lines apart), the fee journal in gross mode, and each refund's
-//!   credit memo and customer refund.
+//!   sale's invoice (its lines, fee lines apart), the fee journal in gross mode, each refund's
+//!   credit memo and customer refund, and each dispute movement's journal entry.
 //!
 //! It only reads, from both systems. Balance transactions of kinds the connector does not post
-//! yet (disputes, payouts, Stripe's own fees) are listed apart with their sums, so nothing is
+//! (payouts, Stripe's own fees, failed refunds) are listed apart with their sums, so nothing is
 //! silently left out.
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +48,9 @@ impl Term {
     }
 }
 
-/// One currency: `sales − fees − refunds = net`, on both sides.
+/// One currency: `sales − fees − refunds − disputes = net`, on both sides.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct CurrencyReconciliation {
     /// What customers paid for sales (captured amounts), against the invoices' sale lines.
     pub sales: Term,
@@ -57,7 +59,10 @@ pub struct CurrencyReconciliation {
     pub fees: Term,
     /// Refunds, against the credit memos.
     pub refunds: Term,
-    /// Revenue net of fees and refunds.
+    /// What disputes withdrew less what was reinstated, against the dispute journal entries'
+    /// lines on `posting.dispute_account` (their fees are in `fees`).
+    pub disputes: Term,
+    /// Revenue net of fees, refunds and disputes.
     pub net: Term,
 }
 
@@ -66,7 +71,7 @@ pub struct CurrencyReconciliation {
 pub struct Difference {
     /// `ch_…`, `re_…`, or `in_…` for an invoice paid by several charges.
     pub stripe_object: String,
-    /// `sales`, `fees` or `refunds`.
+    /// `sales`, `fees`, `refunds` or `disputes`.
     pub term: String,
     pub currency: Currency,
     pub stripe_minor: i64,
@@ -104,7 +109,7 @@ impl ReconciliationReport {
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty()
             && self.currencies.values().all(|c| {
-                [c.sales, c.fees, c.refunds, c.net]
+                [c.sales, c.fees, c.refunds, c.disputes, c.net]
                     .iter()
                     .all(|t| t.difference() == 0)
             })
@@ -180,6 +185,11 @@ impl Pipeline {
         let mut fee_journals: BTreeMap<String, (Currency, i64, String)> = BTreeMap::new();
         // `re_…` → refunded amount.
         let mut refunds: BTreeMap<String, Money> = BTreeMap::new();
+        // Refunds that failed or were cancelled: they should have no credit memo.
+        let mut failed_refunds: BTreeMap<String, Money> = BTreeMap::new();
+        // Dispute money movements, and the disputes read for them.
+        let mut movements: Vec<mapping::DisputeMovement> = Vec::new();
+        let mut disputes: HashMap<String, mlc_stripe::models::Dispute> = HashMap::new();
         let gross_mode = self.inner.posting.fees == FeeMode::Gross;
 
         let stripe = &self.inner.stripe;
@@ -231,13 +241,39 @@ impl Pipeline {
                         if refund.status.as_deref() != Some("succeeded") {
                             // A refund that failed or was cancelled gives the money back to the
                             // balance by a `refund_failure` transaction, listed below; the pair
-                            // nets to nothing and nothing posts.
+                            // nets to nothing. If it had posted, its credit memo is looked at.
                             not_reconciled(&mut report, "refund (not succeeded)", &txn);
+                            if let Ok(currency) = Currency::parse(&refund.currency) {
+                                failed_refunds
+                                    .insert(refund.id.clone(), Money::new(refund.amount, currency));
+                            }
                             continue;
                         }
                         let currency = Currency::parse(&refund.currency)
                             .map_err(|e| PipelineError::Permanent(e.to_string()))?;
                         refunds.insert(refund.id.clone(), Money::new(refund.amount, currency));
+                    }
+                    "adjustment" if StripeId::parse(StripeIdKind::Dispute, &source).is_ok() => {
+                        if !disputes.contains_key(&source) {
+                            let dispute = stripe.retrieve_dispute(&source).await?;
+                            disputes.insert(source.clone(), dispute);
+                        }
+                        let dispute = &disputes[&source];
+                        let currency = Currency::parse(&dispute.currency)
+                            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+                        let charge = dispute
+                            .charge
+                            .as_ref()
+                            .map(|c| c.id().to_string())
+                            .unwrap_or_default();
+                        if let Some(movement) = mapping::dispute_movement(
+                            &dispute.id,
+                            &charge,
+                            Money::new(dispute.amount, currency),
+                            &txn,
+                        )? {
+                            movements.push(movement);
+                        }
                     }
                     _ => not_reconciled(&mut report, &kind, &txn),
                 }
@@ -254,6 +290,8 @@ impl Pipeline {
             wanted.push(format!("stripe_{id}"));
             wanted.push(format!("stripe_refund_{id}"));
         }
+        wanted.extend(movements.iter().map(|m| format!("stripe_{}", m.txn_id)));
+        wanted.extend(failed_refunds.keys().map(|id| format!("stripe_{id}")));
         let found = self.transactions_by_external_id(&wanted).await?;
         let fee_item = self.inner.posting.fee_item.clone();
 
@@ -414,17 +452,129 @@ impl Pipeline {
                 });
             }
         }
+        for (refund_id, amount) in &failed_refunds {
+            let memo_id = format!("stripe_{refund_id}");
+            let Some(memo) = found.get(&memo_id) else {
+                continue;
+            };
+            let currency = amount.currency();
+            let memo_minor = minor(memo.total, currency);
+            report
+                .currencies
+                .entry(currency)
+                .or_default()
+                .refunds
+                .add(0, memo_minor);
+            report.differences.push(Difference {
+                stripe_object: refund_id.clone(),
+                term: "refunds".into(),
+                currency,
+                stripe_minor: 0,
+                netsuite_minor: memo_minor,
+                netsuite_record: memo_id.clone(),
+                reason: format!(
+                    "the refund failed in Stripe after it posted: the money is back in Stripe, and NetSuite credit memo {memo_id} is still the customer's credit; refund the customer another way, or credit the memo back"
+                ),
+            });
+        }
+        for movement in &movements {
+            self.reconcile_dispute_movement(movement, &found, &mut report)
+                .await?;
+        }
         for totals in report.currencies.values_mut() {
             totals.net = Term {
                 stripe_minor: totals.sales.stripe_minor
                     - totals.fees.stripe_minor
-                    - totals.refunds.stripe_minor,
+                    - totals.refunds.stripe_minor
+                    - totals.disputes.stripe_minor,
                 netsuite_minor: totals.sales.netsuite_minor
                     - totals.fees.netsuite_minor
-                    - totals.refunds.netsuite_minor,
+                    - totals.refunds.netsuite_minor
+                    - totals.disputes.netsuite_minor,
             };
         }
         Ok(report)
+    }
+
+    /// One dispute movement against its journal entry: the lines on the dispute account are
+    /// the disputed amount, those on the fee account the fee.
+    async fn reconcile_dispute_movement(
+        &self,
+        movement: &mapping::DisputeMovement,
+        found: &HashMap<String, Found>,
+        report: &mut ReconciliationReport,
+    ) -> Result<(), PipelineError> {
+        let currency = movement.disputed.currency();
+        let external_id = format!("stripe_{}", movement.txn_id);
+        let posting = &self.inner.posting;
+        let (mut disputed, mut fee) = (Decimal::ZERO, Decimal::ZERO);
+        if let Some(record) = found.get(&external_id) {
+            let id = mlc_core::NetSuiteInternalId::parse(&record.id)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+            let journal = self
+                .inner
+                .netsuite
+                .get_expanded("journalEntry", &id)
+                .await?;
+            let fee_account = posting
+                .dispute_fee_account
+                .as_ref()
+                .or(posting.fee_expense_account.as_ref())
+                .or(posting.dispute_account.as_ref());
+            let lines = journal
+                .pointer("/line/items")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for line in &lines {
+                let account = line
+                    .pointer("/account/id")
+                    .and_then(|v| match v {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let amount = |key: &str| {
+                    line.get(key)
+                        .and_then(|v| v.to_string().trim_matches('"').parse::<Decimal>().ok())
+                        .unwrap_or_default()
+                };
+                let signed = amount("debit") - amount("credit");
+                if posting.dispute_account.as_ref().map(|a| a.as_str()) == Some(account.as_str()) {
+                    disputed += signed;
+                } else if fee_account.map(|a| a.as_str()) == Some(account.as_str()) {
+                    fee += signed;
+                }
+            }
+        }
+        let (ns_disputed, ns_fee) = (minor(disputed, currency), minor(fee, currency));
+        let totals = report.currencies.entry(currency).or_default();
+        totals.disputes.add(movement.disputed.minor(), ns_disputed);
+        totals.fees.add(movement.fee.minor(), ns_fee);
+        if ns_disputed != movement.disputed.minor() || ns_fee != movement.fee.minor() {
+            let missing = !found.contains_key(&external_id);
+            report.differences.push(Difference {
+                stripe_object: movement.dispute_id.clone(),
+                term: "disputes".into(),
+                currency,
+                stripe_minor: movement.disputed.minor() + movement.fee.minor(),
+                netsuite_minor: ns_disputed + ns_fee,
+                netsuite_record: external_id.clone(),
+                reason: if missing {
+                    format!(
+                        "no NetSuite journal entry {external_id} for the dispute's {}: it has not posted (look at its events, or replay them)",
+                        movement.txn_id
+                    )
+                } else {
+                    format!(
+                        "NetSuite journal entry {external_id} moves another amount than Stripe's {}",
+                        movement.txn_id
+                    )
+                },
+            });
+        }
+        Ok(())
     }
 
     /// The external ID of the NetSuite invoice a charge's money belongs to: the Stripe invoice it

@@ -15,6 +15,8 @@ use super::{Pipeline, PipelineError};
 
 const CREDIT_MEMO: &str = "credit_memo";
 const CUSTOMER_REFUND: &str = "customer_refund";
+/// The journal entry that gives back a refund that failed after it posted.
+const REFUND_REVERSAL: &str = "refund_reversal";
 
 /// The words a refund's wait for its sale holds: posting the sale wakes it (see
 /// [`Pipeline::wake_refunds_of`]).
@@ -140,10 +142,9 @@ impl Pipeline {
         let status = refund.status.clone().unwrap_or_default();
         if let (Some(memo), Some(cash)) = (&memo_posted, &cash_posted) {
             if matches!(status.as_str(), "failed" | "canceled") {
-                return Err(PipelineError::NeedsPerson(format!(
-                    "refund {refund_id} is {status} in Stripe after it was posted: void NetSuite customer refund {} (credit memo {} then stays as the customer's credit)",
-                    cash.netsuite_internal_id, memo.netsuite_internal_id
-                )));
+                return self
+                    .reverse_failed_refund(job, refund, &refund_id, memo, cash)
+                    .await;
             }
             self.audit(
                 job,
@@ -303,6 +304,116 @@ impl Pipeline {
             format!(
                 "NetSuite customer refund {id} ({}) {outcome:?}: {amount} paid out, applied to credit memo {ns_memo}",
                 doc.external_id
+            ),
+            Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A refund that failed (or was cancelled) after it posted: the cash came back to Stripe
+    /// and the customer is owed again. A journal entry `stripe_refund_failure_<re_…>` debits the
+    /// refund account and credits the customer's receivable (`posting.receivables_account`),
+    /// so the credit memo is open credit again and the clearing account matches Stripe's
+    /// balance. Without that account it waits for a person, naming it.
+    async fn reverse_failed_refund(
+        &self,
+        job: &Job,
+        refund: &Refund,
+        refund_id: &StripeId,
+        memo: &mlc_store::Posting,
+        cash: &mlc_store::Posting,
+    ) -> Result<(), PipelineError> {
+        let store = &self.inner.store;
+        let status = refund.status.clone().unwrap_or_default();
+        if let Some(done) = store
+            .get_posting(refund_id.as_str(), REFUND_REVERSAL)
+            .await?
+        {
+            self.audit(
+                job,
+                "already_posted",
+                Some(refund_id.as_str()),
+                format!(
+                    "Refund {refund_id} is {status}; its reversal is already NetSuite journal entry {}",
+                    done.netsuite_internal_id
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        let posting = &self.inner.posting;
+        let Some(receivables) = posting.receivables_account.clone() else {
+            return Err(PipelineError::NeedsPerson(format!(
+                "refund {refund_id} is {status} in Stripe after it was posted: set posting.receivables_account (the A/R account) and replay this event to reverse NetSuite customer refund {} by a journal entry, or void it in NetSuite (credit memo {} then stays as the customer's credit)",
+                cash.netsuite_internal_id, memo.netsuite_internal_id
+            )));
+        };
+        let cash_account = posting
+            .refund_account
+            .clone()
+            .or(posting.payment_account.clone())
+            .ok_or(PipelineError::Mapping(
+                mapping::MappingError::NotConfigured {
+                    what: "the account a refund's cash left, which a failed refund gives back",
+                    key: "posting.payment_account",
+                },
+            ))?;
+        let memo_id = NetSuiteInternalId::parse(&memo.netsuite_internal_id)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let memo_record = self.inner.netsuite.get("creditMemo", &memo_id).await?;
+        let customer = id_of(&memo_record, "entity").ok_or_else(|| {
+            PipelineError::Permanent(format!("NetSuite credit memo {memo_id} has no customer"))
+        })?;
+        let currency = mlc_core::Currency::parse(&cash.currency)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let amount = Money::new(cash.amount_minor, currency);
+        // Dated when the money came back: the failure's balance transaction (else now).
+        let failed_at = match refund
+            .raw
+            .get("failure_balance_transaction")
+            .and_then(|t| t.as_str().or_else(|| t.get("id").and_then(|i| i.as_str())))
+        {
+            Some(txn) => {
+                self.inner
+                    .stripe
+                    .retrieve_balance_transaction(txn)
+                    .await?
+                    .created
+            }
+            None => mlc_core::now_millis() / 1000,
+        };
+        let doc = mapping::refund_reversal_document(
+            refund_id,
+            amount,
+            &cash_account,
+            &receivables,
+            &customer,
+            id_of(&memo_record, "currency"),
+            failed_at,
+            &self.inner.settings,
+        )?;
+        let (id, outcome) = self
+            .create_record(job, "journalEntry", &doc.external_id, doc.to_json())
+            .await?;
+        self.record_credit_posting(
+            job,
+            refund_id,
+            REFUND_REVERSAL,
+            "journalEntry",
+            &id,
+            &doc.external_id,
+            amount,
+        )
+        .await?;
+        self.audit(
+            job,
+            "refund_reversed",
+            Some(refund_id.as_str()),
+            format!(
+                "Refund {refund_id} is {status} in Stripe: customer refund {} reversed by NetSuite journal entry {id} ({}) {outcome:?}; credit memo {} is the customer's credit again",
+                cash.netsuite_internal_id, doc.external_id, memo.netsuite_internal_id
             ),
             Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),
         )

@@ -29,9 +29,9 @@ pub use query::Query;
 pub use write::{CustomerParams, ProductParams, idempotency_key};
 
 use crate::models::{
-    Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, Customer, Event,
-    Expandable, Invoice, InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent, Price,
-    Product, Refund, StripeModel,
+    Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, Customer, Dispute,
+    Event, Expandable, Invoice, InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent,
+    Price, Product, Refund, StripeModel,
 };
 use error::{ErrorBody, scrub};
 use query::SEGMENT;
@@ -272,6 +272,13 @@ impl StripeClient {
     /// `GET /v1/refunds/{id}`: a refund as Stripe has it now (its status, amount, charge).
     pub async fn retrieve_refund(&self, id: &str) -> Result<Refund, StripeError> {
         let path = object_path("/v1/refunds", id)?;
+        self.get_model(&path, &Query::new()).await
+    }
+
+    /// `GET /v1/disputes/{id}`: a dispute as Stripe has it now, with its balance transactions
+    /// (Stripe embeds them whole).
+    pub async fn retrieve_dispute(&self, id: &str) -> Result<Dispute, StripeError> {
+        let path = object_path("/v1/disputes", id)?;
         self.get_model(&path, &Query::new()).await
     }
 
