@@ -68,7 +68,8 @@ pub enum Command {
     SendTestEvent(send::SendArgs),
     /// Run events through the pipeline again (after fixing what made them fail).
     Replay(replay::ReplayArgs),
-    /// Stripe's balance against NetSuite for a period (sales, fees, refunds, net per currency),
+    /// Stripe's balance against NetSuite for a period (sales, fees, refunds, credit notes,
+    /// disputes and net per currency),
     /// every difference named by its Stripe object; non-zero exit when anything differs.
     Reconcile(reconcile::ReconcileArgs),
     /// Stripe product → NetSuite item mappings, and the products still unmapped.

@@ -87,10 +87,11 @@ pub fn render(report: &ReconciliationReport, period: &str) -> String {
         "CUR", "", "Stripe", "NetSuite", "difference"
     );
     for (currency, totals) in &report.currencies {
-        let rows: [(&str, Term); 5] = [
+        let rows: [(&str, Term); 6] = [
             ("sales", totals.sales),
             ("fees", totals.fees),
             ("refunds", totals.refunds),
+            ("credits", totals.credit_notes),
             ("disputes", totals.disputes),
             ("net", totals.net),
         ];

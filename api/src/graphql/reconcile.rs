@@ -48,7 +48,7 @@ fn term(t: Term, currency: mlc_core::Currency) -> ReconciliationTerm {
     }
 }
 
-/// One currency: sales − fees − refunds − disputes = net, on both sides.
+/// One currency: sales − fees − refunds − credit notes − disputes = net, on both sides.
 #[derive(SimpleObject)]
 pub struct ReconciliationCurrency {
     pub currency: String,
@@ -58,19 +58,22 @@ pub struct ReconciliationCurrency {
     pub fees: ReconciliationTerm,
     /// Refunds, against the credit memos.
     pub refunds: ReconciliationTerm,
+    /// Credit notes (what they credit, refunded or left as customer credit), against their
+    /// credit memos.
+    pub credit_notes: ReconciliationTerm,
     /// What disputes withdrew less what was reinstated, against the dispute journal entries
     /// (their fees are in `fees`).
     pub disputes: ReconciliationTerm,
-    /// Revenue net of fees, refunds and disputes.
+    /// Revenue net of fees, refunds, credit notes and disputes.
     pub net: ReconciliationTerm,
 }
 
 /// A Stripe object whose NetSuite record is missing or holds another amount.
 #[derive(SimpleObject)]
 pub struct ReconciliationDifference {
-    /// `ch_…`, `re_…`, `dp_…`, or the `in_…` paid by several charges.
+    /// `ch_…`, `re_…`, `cn_…`, `dp_…`, or the `in_…` paid by several charges.
     pub stripe_object_id: String,
-    /// `sales`, `fees`, `refunds` or `disputes`.
+    /// `sales`, `fees`, `refunds`, `credit_notes` or `disputes`.
     pub term: String,
     pub stripe: MoneyAmount,
     pub netsuite: MoneyAmount,
@@ -163,6 +166,7 @@ impl Reconciliation {
                 sales: term(t.sales, *c),
                 fees: term(t.fees, *c),
                 refunds: term(t.refunds, *c),
+                credit_notes: term(t.credit_notes, *c),
                 disputes: term(t.disputes, *c),
                 net: term(t.net, *c),
             })
@@ -226,7 +230,7 @@ pub struct ReconcileMutation;
 #[Object]
 impl ReconcileMutation {
     /// Reconciles a period: Stripe's balance transactions against the NetSuite records they
-    /// made, per currency (sales, fees, refunds, disputes, net), each difference named by its Stripe
+    /// made, per currency (sales, fees, refunds, credit notes, disputes, net), each difference named by its Stripe
     /// object. A job of the connection; follow it on `connection.reconciliation`. It only
     /// reads. Operator or owner.
     async fn reconciliation_start(

@@ -41,6 +41,7 @@ pub enum StripeIdKind {
     Refund,
     CheckoutSession,
     Dispute,
+    CreditNote,
 }
 
 impl StripeIdKind {
@@ -57,6 +58,7 @@ impl StripeIdKind {
             StripeIdKind::Refund => "re_",
             StripeIdKind::CheckoutSession => "cs_",
             StripeIdKind::Dispute => "dp_",
+            StripeIdKind::CreditNote => "cn_",
         }
     }
 
@@ -73,6 +75,7 @@ impl StripeIdKind {
             StripeIdKind::Refund => "refund",
             StripeIdKind::CheckoutSession => "checkout session",
             StripeIdKind::Dispute => "dispute",
+            StripeIdKind::CreditNote => "credit note",
         }
     }
 

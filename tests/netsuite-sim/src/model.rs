@@ -1115,11 +1115,22 @@ impl Db {
                 }
                 let (mut dr, mut cr) = (Decimal::ZERO, Decimal::ZERO);
                 for (i, line) in lines.iter().enumerate() {
-                    if line.get("account").is_none() {
+                    let Some(account) = line.get("account").and_then(ref_id) else {
                         return Err(NsError::missing(
                             "account",
                             format!("line.items[{i}].account"),
                         ));
+                    };
+                    // NetSuite posts A/R by customer: a receivables line must name one.
+                    let receivable = self
+                        .get(RecordType::Account, account)
+                        .and_then(|a| a.str_field("acctType"))
+                        .is_some_and(|t| t == "AcctRec");
+                    if receivable && line.get("entity").and_then(ref_id).is_none() {
+                        return Err(NsError::user_error(
+                            "You must enter a customer (Name) on journal lines that post to an Accounts Receivable account.",
+                        )
+                        .at(format!("line.items[{i}].entity")));
                     }
                     let d = line.get("debit").and_then(dec_of);
                     let c = line.get("credit").and_then(dec_of);

@@ -611,6 +611,25 @@ async fn journal_entries_must_balance_and_delete_respects_dependencies() {
         "USER_ERROR"
     );
     assert_eq!(api.post("journalEntry", je("2.90")).await.status, 204);
+    // A line on Accounts Receivable (account 3) must name the customer, as NetSuite requires.
+    let ar = |entity: Option<&str>| {
+        let mut line = json!({"account": {"id": "3"}, "credit": "5.00"});
+        if let Some(e) = entity {
+            line["entity"] = json!({"id": e});
+        }
+        json!({"externalId": format!("stripe_refund_failure_{}", entity.unwrap_or("none")),
+            "subsidiary": {"id": "1"},
+            "line": {"items": [{"account": {"id": "2"}, "debit": "5.00"}, line]}})
+    };
+    let refused = api.post("journalEntry", ar(None)).await;
+    assert_eq!(refused.error_code(), "USER_ERROR");
+    let ar_customer = api.customer("stripe_cus_AR").await;
+    assert_eq!(
+        api.post("journalEntry", ar(Some(ar_customer.as_str())))
+            .await
+            .status,
+        204
+    );
 
     let cust = api.customer("stripe_cus_DEL").await;
     let item = api.seeded_item().await;

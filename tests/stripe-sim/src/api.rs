@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::params::{self, allow, s};
 use crate::render::{self, page_params, paginate};
 use crate::state::{ApiVersion, Db, IdemRecord};
-use crate::{billing, checkout, events, payments};
+use crate::{billing, checkout, credit_notes, disputes, events, payments};
 
 /// Per-request context handlers need.
 pub(crate) struct Ctx {
@@ -292,7 +292,18 @@ async fn handle(
     } else {
         uri.query().unwrap_or("").to_string()
     };
-    let params = match crate::form::parse(&raw) {
+    // Sim-only endpoints also take a JSON body (`{"reason": "fraudulent", "amount": 1000}`); its
+    // leaves become strings, as form values are, so handlers read both alike.
+    let json_body =
+        path.starts_with("/_sim/") && method == Method::POST && raw.trim_start().starts_with('{');
+    let parsed = if json_body {
+        serde_json::from_str::<Value>(&raw)
+            .map(|v| json_params(&v))
+            .map_err(|e| format!("Invalid JSON body: {e}"))
+    } else {
+        crate::form::parse(&raw)
+    };
+    let params = match parsed {
         Ok(p) => p,
         Err(m) => return error_response(&ApiError::invalid_nocode(m, None), &req_id, &vstr),
     };
@@ -382,6 +393,20 @@ async fn handle(
     respond(status, &value, &req_id, &vstr, &extra)
 }
 
+/// A JSON body as form parameters: numbers and booleans become their text, `null` the empty
+/// string (unset), objects and arrays keep their shape.
+fn json_params(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), json_params(x))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(json_params).collect()),
+        Value::String(x) => Value::String(x.clone()),
+        Value::Null => Value::String(String::new()),
+        other => Value::String(other.to_string()),
+    }
+}
+
 /// Renders a handler's output and applies `expand[]`.
 fn finish(db: &Db, ctx: &Ctx, out: Out, p: &Value) -> Result<Value, ApiError> {
     let paths = render::expand_paths(p)?;
@@ -409,6 +434,9 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
     let unknown = || ApiError::unrecognized_url(method, &full);
     match segs {
         ["v1", "account"] if method == "GET" => Ok(Out::Raw(account(db, ctx))),
+        ["v1", "customers", id, "balance_transactions", rest @ ..] => {
+            credit_notes::customer_balance_transactions(db, method, id, rest, p)
+        }
         ["v1", "customers", rest @ ..] => customers(db, ctx, method, rest, p),
         ["v1", "products", rest @ ..] => products(db, ctx, method, rest, p),
         ["v1", "prices", rest @ ..] => prices(db, ctx, method, rest, p),
@@ -420,6 +448,7 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["v1", "payment_intents", rest @ ..] => payments::payment_intents(db, ctx, method, rest, p),
         ["v1", "charges", rest @ ..] => payments::charges(db, ctx, method, rest, p),
         ["v1", "refunds", rest @ ..] => payments::refunds(db, ctx, method, rest, p),
+        ["v1", "disputes", rest @ ..] => disputes::disputes(db, ctx, method, rest, p),
         ["v1", "balance_transactions", rest @ ..] => {
             payments::balance_transactions(db, method, rest, p)
         }
@@ -428,6 +457,7 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["v1", "invoiceitems", rest @ ..] => billing::invoice_items(db, ctx, method, rest, p),
         ["v1", "invoices", rest @ ..] => billing::invoices(db, ctx, method, rest, p),
         ["v1", "invoice_payments", rest @ ..] => billing::invoice_payments(db, method, rest, p),
+        ["v1", "credit_notes", rest @ ..] => credit_notes::credit_notes(db, ctx, method, rest, p),
         ["v1", "subscriptions", rest @ ..] => billing::subscriptions(db, ctx, method, rest, p),
         ["v1", "checkout", "sessions", rest @ ..] => checkout::sessions(db, ctx, method, rest, p),
         ["v1", "events"] if method == "GET" => events::list_events(db, p),
@@ -443,6 +473,16 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         }
         ["_sim", "webhook_endpoints", id, "roll"] if method == "POST" => {
             events::roll_secret(db, ctx, id, p)
+        }
+        ["_sim", "charges", id, "dispute"] if method == "POST" => disputes::open(db, ctx, id, p),
+        ["_sim", "disputes", id, "resolve"] if method == "POST" => {
+            disputes::resolve(db, ctx, id, p)
+        }
+        ["_sim", "refunds", id, "fail"] if method == "POST" => {
+            payments::fail_refund(db, ctx, id, p)
+        }
+        ["_sim", "refunds", id, "succeed"] if method == "POST" => {
+            payments::succeed_refund(db, ctx, id, p)
         }
         _ => Err(unknown()),
     }

@@ -842,8 +842,11 @@ pub(crate) fn recompute(db: &mut Db, inv_id: &str) {
         "amount": a, "tax_behavior": if *inc { "inclusive" } else { "exclusive" }, "tax_rate_details": {"tax_rate": r},
         "taxability_reason": "not_available", "taxable_amount": t, "type": "tax_rate_details",
     })).collect::<Vec<_>>());
-    iv["amount_due"] = json!(total.max(0));
-    iv["amount_remaining"] = json!((total.max(0) - paid).max(0));
+    // Pre-payment credit notes lower what is due (never below zero).
+    let pre_credited = iv["pre_payment_credit_notes_amount"].as_i64().unwrap_or(0);
+    let due = (total - pre_credited).max(0);
+    iv["amount_due"] = json!(due);
+    iv["amount_remaining"] = json!((due - paid).max(0));
     iv["ending_balance"] = Value::Null;
     let shown: Vec<Value> = lines.iter().take(10).cloned().collect();
     iv["lines"] = json!({"object": "list", "data": shown, "has_more": n > 10, "total_count": n, "url": format!("/v1/invoices/{inv_id}/lines")});

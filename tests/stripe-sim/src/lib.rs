@@ -13,15 +13,25 @@
 //! `pm_card_chargeCustomerFail`); payment intents (create with `confirm`, confirm, cancel,
 //! update, list); charges (retrieve/update/list, `/refunds`); refunds; balance transactions;
 //! tax rates; coupons; invoice items; invoices (create, update, delete draft, finalize, pay,
-//! void, mark_uncollectible, `/lines`); invoice payments; subscriptions (create, list, cancel);
+//! void, mark_uncollectible, `/lines`); invoice payments; credit notes (create, preview,
+//! retrieve, update, list by `invoice`/`customer`, `/lines`, void) and the customer balance
+//! transactions they leave (`/v1/customers/{id}/balance_transactions`); subscriptions (create,
+//! list, cancel);
 //! checkout sessions (create mode=payment, retrieve, list by `payment_intent`, `/line_items`,
 //! expire); events (list with `type`/`types[]`/`created`/`delivery_success`, retrieve);
-//! webhook endpoints (create returns the secret once, list, retrieve, update, delete).
+//! webhook endpoints (create returns the secret once, list, retrieve, update, delete);
+//! disputes (retrieve, list by `charge`/`payment_intent`/`created`, update evidence and metadata,
+//! close).
 //!
 //! Sim-only endpoints: `POST /_sim/checkout/sessions/{id}/complete` (the customer pays on the
 //! hosted page; `payment_method` defaults to `pm_card_visa`), `POST /_sim/subscriptions/{id}/renew`
 //! (bill the next period now), `POST /_sim/webhook_endpoints/{id}/roll` (new secret; old one stays
-//! active unless `expire_previous=true`) — these three need the API key; and without auth:
+//! active unless `expire_previous=true`), `POST /_sim/charges/{id}/dispute` (the cardholder's
+//! bank opens a dispute: `reason`, `amount`, `inquiry`), `POST /_sim/disputes/{id}/resolve`
+//! (`outcome` `won`|`lost`, `fee_returned`), `POST /_sim/refunds/{id}/fail` (the card refund
+//! fails: `lost_or_stolen_card`), `POST /_sim/refunds/{id}/succeed` (a pending refund lands; a
+//! refund is created pending with `metadata[sim_status]=pending`) — these need the API key and
+//! take a form or a JSON body; and without auth:
 //! `GET|POST /_sim/faults` (JSON `{"api":{...},"delivery":{...}}`, partial updates),
 //! `GET /_sim/deliveries`, `POST /_sim/deliveries/wait_idle`, `POST /_sim/clock/advance`
 //! (`{"seconds": N}`), `GET|POST /_sim/dialect` (a [`Dialect`]: the whole value is replaced),
@@ -37,7 +47,9 @@ mod api;
 mod billing;
 mod checkout;
 pub mod config;
+mod credit_notes;
 mod delivery;
+mod disputes;
 pub mod error;
 mod events;
 pub mod form;

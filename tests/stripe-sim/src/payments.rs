@@ -819,6 +819,9 @@ pub(crate) fn refunds(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &V
                     Some("charge"),
                 ));
             }
+            if let Some(e) = crate::disputes::refund_refusal(db, &charge) {
+                return Err(e);
+            }
             let amount_total = charge["amount"].as_i64().unwrap_or(0);
             let refunded = charge["amount_refunded"].as_i64().unwrap_or(0);
             let remaining = amount_total - refunded;
@@ -853,6 +856,11 @@ pub(crate) fn refunds(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &V
                     Some("reason"),
                 ));
             }
+            let metadata = params::metadata(p)?;
+            // `metadata[sim_status]=pending`: a refund the card network has not confirmed yet
+            // (Stripe moves the balance at creation all the same); `/_sim/refunds/{id}/succeed`
+            // or `/fail` settles it.
+            let pending = metadata.get("sim_status").and_then(Value::as_str) == Some("pending");
             // Settle the refund at the charge's own rate, proportionally (Stripe converts refunds
             // at the original rate for the same settlement currency).
             let re_id = db.new_id("re");
@@ -880,14 +888,19 @@ pub(crate) fn refunds(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &V
                 "exchange_rate": rate, "fee": 0, "fee_details": [], "net": -settled, "reporting_category": "refund",
                 "source": re_id, "status": "pending", "type": "refund",
             }));
-            db.insert("refund", &re_id, json!({
+            let mut refund = json!({
                 "id": re_id, "object": "refund", "amount": amount, "balance_transaction": txn_id, "charge": ch_id,
                 "created": now, "currency": cur.as_str(), "customer": charge["customer"], "customer_account": null,
                 "destination_details": {"card": {"reference": "7392640817392", "reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"}, "type": "card"},
-                "metadata": params::metadata(p)?, "payment_intent": charge["payment_intent"],
+                "metadata": metadata, "payment_intent": charge["payment_intent"],
                 "payment_method": charge["payment_method"], "reason": s(p, "reason"), "receipt_number": null,
                 "source_transfer_reversal": null, "status": "succeeded", "transfer_reversal": null,
-            }));
+            });
+            if pending {
+                refund["status"] = json!("pending");
+                refund["pending_reason"] = json!("processing");
+            }
+            db.insert("refund", &re_id, refund);
             let old = charge.clone();
             let mut nc = charge;
             nc["amount_refunded"] = json!(refunded + amount);
@@ -928,6 +941,98 @@ pub(crate) fn refunds(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &V
             &format!("/v1/refunds/{}", segs.join("/")),
         )),
     }
+}
+
+/// `POST /_sim/refunds/{id}/fail`: the card refund fails (`lost_or_stolen_card`). The money
+/// comes back to the balance as a `refund_failure` balance transaction (the refund's own
+/// `balance_transaction` stays), the charge's `amount_refunded` goes down again, and Stripe
+/// sends `refund.failed`, `refund.updated` and `charge.refund.updated`.
+pub(crate) fn fail_refund(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> R {
+    allow(p, &[])?;
+    let old = db
+        .get_kind("refund", id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("refund", id))?;
+    let status = old["status"].as_str().unwrap_or("");
+    if status != "succeeded" && status != "pending" {
+        return Err(ApiError::invalid_nocode(
+            format!(
+                "Refund {id} cannot fail because its status is {status}; only a succeeded or pending refund can fail."
+            ),
+            None,
+        ));
+    }
+    let refund_txn = old["balance_transaction"]
+        .as_str()
+        .and_then(|t| db.get_kind("balance_transaction", t))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let settled = -refund_txn["amount"].as_i64().unwrap_or(0);
+    let settle_cur = refund_txn["currency"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| ctx.account_currency.as_str().to_string());
+    let txn_id = db.new_id("txn");
+    let now = db.now();
+    db.insert("balance_transaction", &txn_id, json!({
+        "id": txn_id, "object": "balance_transaction", "amount": settled, "available_on": now + 2 * 86_400,
+        "balance_type": "payments", "created": now, "currency": settle_cur, "description": "REFUND FAILURE",
+        "exchange_rate": refund_txn["exchange_rate"], "fee": 0, "fee_details": [], "net": settled,
+        "reporting_category": "refund_failure", "source": id, "status": "pending", "type": "refund_failure",
+    }));
+    let mut v = old.clone();
+    v["status"] = json!("failed");
+    v["failure_reason"] = json!("lost_or_stolen_card");
+    v["failure_balance_transaction"] = json!(txn_id);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("pending_reason");
+    }
+    v["destination_details"]["card"]["reference_status"] = json!("unavailable");
+    if let Some(x) = db.get_kind_mut("refund", id) {
+        *x = v;
+    }
+    let ch_id = old["charge"].as_str().unwrap_or("").to_string();
+    if let Some(ch) = db.get_kind_mut("charge", &ch_id) {
+        let amount = old["amount"].as_i64().unwrap_or(0);
+        let refunded = (ch["amount_refunded"].as_i64().unwrap_or(0) - amount).max(0);
+        ch["amount_refunded"] = json!(refunded);
+        ch["refunded"] = json!(refunded > 0 && refunded == ch["amount"].as_i64().unwrap_or(0));
+    }
+    emit(db, ctx, "refund.failed", id, None);
+    emit(db, ctx, "refund.updated", id, Some(old.clone()));
+    emit(db, ctx, "charge.refund.updated", id, Some(old));
+    Ok(Out::Obj(id.to_string()))
+}
+
+/// `POST /_sim/refunds/{id}/succeed`: a pending refund lands (`refund.updated`,
+/// `charge.refund.updated`); the balance moved when it was created.
+pub(crate) fn succeed_refund(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> R {
+    allow(p, &[])?;
+    let old = db
+        .get_kind("refund", id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("refund", id))?;
+    let status = old["status"].as_str().unwrap_or("");
+    if status != "pending" {
+        return Err(ApiError::invalid_nocode(
+            format!(
+                "Refund {id} cannot succeed because its status is {status}; only a pending refund can."
+            ),
+            None,
+        ));
+    }
+    let mut v = old.clone();
+    v["status"] = json!("succeeded");
+    if let Some(m) = v.as_object_mut() {
+        m.remove("pending_reason");
+    }
+    v["destination_details"]["card"]["reference_status"] = json!("available");
+    if let Some(x) = db.get_kind_mut("refund", id) {
+        *x = v;
+    }
+    emit(db, ctx, "refund.updated", id, Some(old.clone()));
+    emit(db, ctx, "charge.refund.updated", id, Some(old));
+    Ok(Out::Obj(id.to_string()))
 }
 
 pub(crate) fn balance_transactions(db: &mut Db, method: &str, segs: &[&str], p: &Value) -> R {

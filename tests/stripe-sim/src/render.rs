@@ -159,7 +159,23 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
                 out.insert("invoice".into(), take_internal(src, "_invoice"));
             }
             if kind == "charge" && !basil {
-                out.insert("dispute".into(), Value::Null);
+                out.insert("dispute".into(), take_internal(src, "_dispute"));
+            }
+        }
+        "dispute" => {
+            // Stripe embeds the whole balance transactions (withdrawal, then reinstatement).
+            if let Some(txns) = out
+                .get_mut("balance_transactions")
+                .and_then(Value::as_array_mut)
+            {
+                for t in txns.iter_mut() {
+                    if let Some(txn) = t
+                        .as_str()
+                        .and_then(|id| db.get_kind("balance_transaction", id))
+                    {
+                        *t = render(db, "balance_transaction", txn, version);
+                    }
+                }
             }
         }
         "subscription" => {
@@ -196,6 +212,9 @@ pub(crate) fn render(db: &Db, kind: &str, v: &Value, version: &ApiVersion) -> Va
                         .unwrap_or(Value::Null),
                 );
             }
+        }
+        "credit_note" | "credit_note_line_item" => {
+            crate::credit_notes::render_versioned(db, kind, src, &mut out, version);
         }
         "discount" if !version.is_clover_or_later() => {
             let coupon = src["source"]["coupon"]

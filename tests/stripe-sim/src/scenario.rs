@@ -1,6 +1,7 @@
 //! A realistic SaaS month played through the simulator's HTTP API (never its internal state):
 //! products and prices in several currencies (incl. JPY and KWD), customers, paid and failed
-//! subscriptions, renewals, manual invoices, one-time Checkout charges and refunds.
+//! subscriptions, renewals, manual invoices, one-time Checkout charges and refunds, and on request
+//! refunds that fail and chargebacks won and lost.
 //! Deterministic for a seed; the report lists what was created and the expected totals.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,18 @@ pub struct ScenarioConfig {
     pub refunds: usize,
     /// Number of manual invoices (invoice item + finalize + pay).
     pub manual_invoices: usize,
+    /// Number of chargebacks on succeeded, unrefunded charges (one-time charges first, then
+    /// invoice charges), resolved alternately won and lost (the first won). Default 0.
+    pub disputes: usize,
+    /// Number of the scenario's refunds (the last ones) that then fail at the card network
+    /// (`lost_or_stolen_card`). Default 0.
+    pub failed_refunds: usize,
+    /// Number of credit notes on the month's invoices, cycling through four kinds: a
+    /// post-payment one refunded in full, a post-payment one split between a refund and a
+    /// customer balance credit, a pre-payment one on an open invoice (out of band on a paid
+    /// invoice when none is open), and a customer balance credit voided after creation.
+    /// Default 0.
+    pub credit_notes: usize,
     /// Called once products and prices exist, before anything is sold (so a test or the demo
     /// can create the matching NetSuite items first). Not serialised.
     #[serde(skip)]
@@ -76,6 +89,9 @@ impl Default for ScenarioConfig {
             coupon_percent: 15,
             refunds: 3,
             manual_invoices: 3,
+            disputes: 0,
+            failed_refunds: 0,
+            credit_notes: 0,
             on_catalog: None,
         }
     }
@@ -83,6 +99,7 @@ impl Default for ScenarioConfig {
 
 /// Expected totals for one presentment currency (minor units of that currency).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CurrencyTotals {
     /// Number of paid invoices.
     pub paid_invoices: u32,
@@ -96,8 +113,13 @@ pub struct CurrencyTotals {
     pub standalone_charges: u32,
     /// Sum of succeeded one-time charge amounts.
     pub standalone_charge_total: i64,
-    /// Sum of refunds.
+    /// Sum of refunds (including those that later failed; see `failed_refund_total`), credit
+    /// notes' refunds included.
     pub refunded_total: i64,
+    /// Sum of the refunds that failed after they were made (their money came back).
+    pub failed_refund_total: i64,
+    /// Sum of disputed amounts (chargebacks).
+    pub disputed_total: i64,
     /// Failed payment attempts (declines).
     pub failed_payments: u32,
     /// Invoices left open after a decline.
@@ -109,10 +131,20 @@ pub struct CurrencyTotals {
     pub settled_fees: i64,
     /// Refunds of charges in this currency, in the settlement currency (negative).
     pub settled_refunds: i64,
+    /// `refund_failure` balance transactions of those refunds, in the settlement currency
+    /// (positive).
+    pub settled_refund_failures: i64,
+    /// Dispute `adjustment` balance transactions of charges in this currency, in the settlement
+    /// currency: withdrawals (negative) plus reinstatements (positive).
+    pub settled_disputes: i64,
+    /// Dispute fees of those transactions, in the settlement currency (positive; a returned fee
+    /// counts negative).
+    pub settled_dispute_fees: i64,
 }
 
 /// Settlement totals from balance transactions (in the account currency).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SettlementTotals {
     /// Settlement currency.
     pub currency: String,
@@ -122,7 +154,14 @@ pub struct SettlementTotals {
     pub fees: i64,
     /// Sum of refund balance transaction amounts (negative).
     pub refunds: i64,
-    /// gross - fees + refunds.
+    /// Sum of `refund_failure` balance transaction amounts (positive).
+    pub refund_failures: i64,
+    /// Sum of dispute `adjustment` balance transaction amounts (withdrawals negative,
+    /// reinstatements positive).
+    pub disputes: i64,
+    /// Sum of the fees of those dispute transactions.
+    pub dispute_fees: i64,
+    /// gross - fees + refunds + refund_failures + disputes - dispute_fees.
     pub net: i64,
 }
 
@@ -154,6 +193,54 @@ pub struct RefundInfo {
     pub currency: String,
 }
 
+/// A chargeback the scenario opened and resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeInfo {
+    /// `dp_…`
+    pub id: String,
+    /// `ch_…`
+    pub charge: String,
+    /// Presentment currency (the charge's).
+    pub currency: String,
+    /// Disputed amount in minor units of `currency`.
+    pub amount: i64,
+    /// `won` or `lost`.
+    pub outcome: String,
+    /// The withdrawal balance transaction's amount, in the settlement currency (negative).
+    pub withdrawn_amount: i64,
+    /// Its dispute fee, in the settlement currency (positive).
+    pub withdrawn_fee: i64,
+    /// The reinstatement balance transaction's amount when won (positive), else 0.
+    pub reinstated_amount: i64,
+    /// Its fee: minus the dispute fee when the fee was returned, else 0.
+    pub reinstated_fee: i64,
+}
+
+/// A credit note the scenario issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteInfo {
+    /// `cn_…`
+    pub id: String,
+    /// `in_…`
+    pub invoice: String,
+    /// Currency (the invoice's).
+    pub currency: String,
+    /// Total credited, tax included, in minor units.
+    pub total: i64,
+    /// `pre_payment` (on an open invoice: lowers what is due) or `post_payment`.
+    pub kind: String,
+    /// Refunded on the invoice's charge.
+    pub refund_amount: i64,
+    /// Credited to the customer's balance.
+    pub credit_amount: i64,
+    /// Credited outside of Stripe.
+    pub out_of_band_amount: i64,
+    /// The refund (`re_…`) when there is one.
+    pub refund: Option<String>,
+    /// Voided after it was issued (its customer credit taken back).
+    pub voided: bool,
+}
+
 /// What the scenario created and the totals a reconciler should find.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioReport {
@@ -179,8 +266,17 @@ pub struct ScenarioReport {
     pub standalone_charges: Vec<String>,
     /// Declined charges (any origin).
     pub failed_charges: Vec<String>,
-    /// Refunds.
+    /// Refunds (all of them, including those that then failed).
     pub refunds: Vec<RefundInfo>,
+    /// Refunds (`re_…`) that failed after they were made.
+    #[serde(default)]
+    pub failed_refunds: Vec<String>,
+    /// Chargebacks and how they ended.
+    #[serde(default)]
+    pub disputes: Vec<DisputeInfo>,
+    /// Credit notes.
+    #[serde(default)]
+    pub credit_notes: Vec<CreditNoteInfo>,
     /// Coupon id and tax rate id used.
     pub coupon: String,
     /// Tax rate applied to EUR subscriptions.
@@ -603,6 +699,107 @@ pub async fn run_scenario(
         });
     }
 
+    if cfg.credit_notes > 0 {
+        credit_notes(&mut api, &mut rep, cfg.credit_notes).await?;
+    }
+
+    // Some refunds fail at the card network after they were made (the last ones).
+    let first_failing = rep.refunds.len().saturating_sub(cfg.failed_refunds);
+    let failing: Vec<RefundInfo> = rep.refunds[first_failing..].to_vec();
+    for r in failing {
+        let re = api
+            .post(
+                &format!("/_sim/refunds/{}/fail", r.id),
+                json!({"expand": ["failure_balance_transaction"]}),
+            )
+            .await?;
+        let t = rep.totals.entry(r.currency.clone()).or_default();
+        t.failed_refund_total += r.amount;
+        t.settled_refund_failures += re["failure_balance_transaction"]["amount"]
+            .as_i64()
+            .unwrap_or(0);
+        rep.failed_refunds.push(r.id);
+    }
+
+    // Chargebacks: alternately won and lost.
+    if cfg.disputes > 0 {
+        let refunded: Vec<&str> = rep.refunds.iter().map(|r| r.charge.as_str()).collect();
+        let mut candidates: Vec<String> = rep
+            .standalone_charges
+            .iter()
+            .filter(|c| !refunded.contains(&c.as_str()))
+            .cloned()
+            .collect();
+        if candidates.len() < cfg.disputes {
+            let mut after: Option<String> = None;
+            loop {
+                let mut q = json!({"limit": "100"});
+                if let Some(a) = &after {
+                    q["starting_after"] = json!(a);
+                }
+                let page = api.get("/v1/charges", q).await?;
+                let data = page["data"].as_array().cloned().unwrap_or_default();
+                for ch in &data {
+                    let id = id_of(ch);
+                    if ch["status"] == "succeeded"
+                        && ch["disputed"] == json!(false)
+                        && ch["amount_refunded"] == json!(0)
+                        && !refunded.contains(&id.as_str())
+                        && !candidates.contains(&id)
+                    {
+                        candidates.push(id);
+                    }
+                }
+                after = data.last().map(id_of);
+                if page["has_more"] != json!(true) || after.is_none() {
+                    break;
+                }
+            }
+        }
+        const REASONS: &[&str] = &[
+            "fraudulent",
+            "product_not_received",
+            "duplicate",
+            "subscription_canceled",
+        ];
+        for (k, ch) in candidates.iter().take(cfg.disputes).enumerate() {
+            let dp = api
+                .post(
+                    &format!("/_sim/charges/{ch}/dispute"),
+                    json!({"reason": REASONS[k % REASONS.len()]}),
+                )
+                .await?;
+            let outcome = if k % 2 == 0 { "won" } else { "lost" };
+            let dp = api
+                .post(
+                    &format!("/_sim/disputes/{}/resolve", id_of(&dp)),
+                    json!({"outcome": outcome}),
+                )
+                .await?;
+            let txns = dp["balance_transactions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let field = |i: usize, k: &str| txns.get(i).and_then(|t| t[k].as_i64()).unwrap_or(0);
+            let info = DisputeInfo {
+                id: id_of(&dp),
+                charge: ch.clone(),
+                currency: dp["currency"].as_str().unwrap_or("usd").to_string(),
+                amount: dp["amount"].as_i64().unwrap_or(0),
+                outcome: outcome.to_string(),
+                withdrawn_amount: field(0, "amount"),
+                withdrawn_fee: field(0, "fee"),
+                reinstated_amount: field(1, "amount"),
+                reinstated_fee: field(1, "fee"),
+            };
+            let t = rep.totals.entry(info.currency.clone()).or_default();
+            t.disputed_total += info.amount;
+            t.settled_disputes += info.withdrawn_amount + info.reinstated_amount;
+            t.settled_dispute_fees += info.withdrawn_fee + info.reinstated_fee;
+            rep.disputes.push(info);
+        }
+    }
+
     // Per presentment currency: settled amounts and fees of charges and refunds.
     for (path, is_refund) in [("/v1/charges", false), ("/v1/refunds", true)] {
         let mut after: Option<String> = None;
@@ -656,6 +853,16 @@ pub async fn run_scenario(
                     st.fees += t["fee"].as_i64().unwrap_or(0);
                 }
                 Some("refund") => st.refunds += t["amount"].as_i64().unwrap_or(0),
+                Some("refund_failure") => st.refund_failures += t["amount"].as_i64().unwrap_or(0),
+                Some("adjustment")
+                    if matches!(
+                        t["reporting_category"].as_str(),
+                        Some("dispute" | "dispute_reversal")
+                    ) =>
+                {
+                    st.disputes += t["amount"].as_i64().unwrap_or(0);
+                    st.dispute_fees += t["fee"].as_i64().unwrap_or(0);
+                }
                 _ => {}
             }
         }
@@ -664,9 +871,117 @@ pub async fn run_scenario(
             break;
         }
     }
-    st.net = st.gross - st.fees + st.refunds;
+    st.net = st.gross - st.fees + st.refunds + st.refund_failures + st.disputes - st.dispute_fees;
     rep.settlement = st;
     Ok(rep)
+}
+
+/// Credit notes on the month's invoices (one invoice each), cycling through four kinds.
+async fn credit_notes(api: &mut Api, rep: &mut ScenarioReport, n: usize) -> Result<(), SimError> {
+    let (mut next_paid, mut next_open) = (0usize, 0usize);
+    for k in 0..n {
+        let pre_payment = k % 4 == 2 && next_open < rep.open_invoices.len();
+        let inv_id = if pre_payment {
+            next_open += 1;
+            rep.open_invoices[next_open - 1].clone()
+        } else if next_paid < rep.paid_invoices.len() {
+            next_paid += 1;
+            rep.paid_invoices[next_paid - 1].clone()
+        } else {
+            break;
+        };
+        let inv = api
+            .get(&format!("/v1/invoices/{inv_id}"), json!({}))
+            .await?;
+        let cur =
+            Currency::parse(inv["currency"].as_str().unwrap_or("usd")).unwrap_or(Currency::USD);
+        let step = cur.amount_step();
+        let first = &inv["lines"]["data"][0];
+        let half = {
+            let a = first["amount"].as_i64().unwrap_or(0);
+            let h = (a / 2) / step * step;
+            if h > 0 { h } else { a }
+        };
+        let part_line = json!([{"type": "invoice_line_item", "invoice_line_item": first["id"], "amount": half.to_string()}]);
+        let mut params = json!({"invoice": inv_id, "reason": "order_change"});
+        let mut void = false;
+        match (k % 4, pre_payment) {
+            (0, _) => {
+                // Everything on the invoice, refunded in full.
+                let lines: Vec<Value> = inv["lines"]["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| json!({"type": "invoice_line_item", "invoice_line_item": l["id"], "quantity": l["quantity"].as_i64().unwrap_or(1).to_string()}))
+                    .collect();
+                params["lines"] = json!(lines);
+                params["reason"] = json!("product_unsatisfactory");
+                let pv = api.get("/v1/credit_notes/preview", params.clone()).await?;
+                params["refund_amount"] = json!(pv["total"].as_i64().unwrap_or(0).to_string());
+            }
+            (1, _) => {
+                // Half of the first line: part refunded, the rest credited to the customer.
+                params["lines"] = part_line;
+                let pv = api.get("/v1/credit_notes/preview", params.clone()).await?;
+                let total = pv["total"].as_i64().unwrap_or(0);
+                let refund = (total / 2) / step * step;
+                params["refund_amount"] = json!(refund.to_string());
+                params["credit_amount"] = json!((total - refund).to_string());
+            }
+            (2, true) => {
+                // Lowers what the open invoice still asks for.
+                params["lines"] = part_line;
+            }
+            (2, false) => {
+                params["lines"] = part_line;
+                let pv = api.get("/v1/credit_notes/preview", params.clone()).await?;
+                params["out_of_band_amount"] = json!(pv["total"].as_i64().unwrap_or(0).to_string());
+            }
+            _ => {
+                // A goodwill credit to the customer's balance, then voided.
+                let quarter = (inv["total"].as_i64().unwrap_or(0) / 4) / step * step;
+                params["lines"] = json!([{"type": "custom_line_item", "unit_amount": quarter.max(step).to_string(), "description": "Goodwill credit"}]);
+                params["reason"] = json!("duplicate");
+                void = true;
+            }
+        }
+        let cn = api.post("/v1/credit_notes", params).await?;
+        let cn_id = id_of(&cn);
+        if void {
+            api.post(&format!("/v1/credit_notes/{cn_id}/void"), json!({}))
+                .await?;
+        }
+        let refund = cn["refunds"][0]["refund"].as_str().map(str::to_string);
+        let refund_amount: i64 = cn["refunds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["amount_refunded"].as_i64()).sum())
+            .unwrap_or(0);
+        let total = cn["total"].as_i64().unwrap_or(0);
+        let out_of_band = cn["out_of_band_amount"].as_i64().unwrap_or(0);
+        let kind = cn["type"].as_str().unwrap_or_default().to_string();
+        let credit_amount = if kind == "post_payment" {
+            total - refund_amount - out_of_band
+        } else {
+            0
+        };
+        rep.totals
+            .entry(cur.as_str().to_string())
+            .or_default()
+            .refunded_total += refund_amount;
+        rep.credit_notes.push(CreditNoteInfo {
+            id: cn_id,
+            invoice: inv_id,
+            currency: cur.as_str().to_string(),
+            total,
+            kind,
+            refund_amount,
+            credit_amount,
+            out_of_band_amount: out_of_band,
+            refund,
+            voided: void,
+        });
+    }
+    Ok(())
 }
 
 async fn record_invoice(

@@ -55,6 +55,13 @@ impl ApiVersion {
     pub fn is_clover_or_later(&self) -> bool {
         self.date() >= "2025-09-30"
     }
+
+    /// True for versions dated before `date` (`YYYY-MM-DD`), for the smaller breaking changes
+    /// between majors (2019-12-03: post-payment credit notes need an explicit
+    /// `out_of_band_amount`).
+    pub fn is_before(&self, date: &str) -> bool {
+        self.date() < date
+    }
 }
 
 impl Default for ApiVersion {
@@ -143,6 +150,15 @@ impl Db {
         format!("{prefix}_{}", rand_str(&mut self.id_rng, len))
     }
 
+    /// Runs `f`, then rewinds the id sequence: ids drawn inside (a preview's) are not used up,
+    /// so reads never shift the ids later objects get.
+    pub fn rewinding_ids<T>(&mut self, f: impl FnOnce(&mut Db) -> T) -> T {
+        let saved = self.id_rng.clone();
+        let out = f(self);
+        self.id_rng = saved;
+        out
+    }
+
     /// A secret (`sk_test_…`, `whsec_…`): from the secret generator, never the id sequence.
     pub fn new_secret(&mut self, prefix: &str) -> String {
         let len = if prefix == "whsec" { 32 } else { 24 };
@@ -217,6 +233,7 @@ pub(crate) fn noun(kind: &str) -> &'static str {
         "charge" => "charge",
         "balance_transaction" => "balance transaction",
         "refund" => "refund",
+        "dispute" => "dispute",
         "invoice" => "invoice",
         "invoiceitem" => "invoiceitem",
         "subscription" => "subscription",
@@ -228,6 +245,8 @@ pub(crate) fn noun(kind: &str) -> &'static str {
         "invoice_payment" => "invoice_payment",
         "payment_method" => "PaymentMethod",
         "discount" => "discount",
+        "credit_note" => "credit note",
+        "customer_balance_transaction" => "customer balance transaction",
         _ => "object",
     }
 }

@@ -92,6 +92,18 @@ async fn objects_match_stripe_fixture_fields() {
             json!({"customer": cus["id"], "amount": "100", "currency": "usd"}),
         )
         .await;
+    let dp = c
+        .post(
+            &format!("/_sim/charges/{}/dispute", ch["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    let failed = c
+        .post(
+            &format!("/_sim/refunds/{}/fail", re["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
     let ep = c
         .post(
             "/v1/webhook_endpoints",
@@ -113,6 +125,20 @@ async fn objects_match_stripe_fixture_fields() {
     problems.extend(diff("invoice_payment", &pay["data"][0], &[], &[]));
     problems.extend(diff("balance_transaction", &txn, &[], &[]));
     problems.extend(diff("refund", &re, &[], &[]));
+    // A failed refund also carries why and the balance transaction that reversed it.
+    problems.extend(diff(
+        "refund",
+        &failed,
+        &[],
+        &["failure_reason", "failure_balance_transaction"],
+    ));
+    problems.extend(diff("dispute", &dp, &[], &[]));
+    problems.extend(diff(
+        "balance_transaction",
+        &dp["balance_transactions"][0],
+        &[],
+        &[],
+    ));
     problems.extend(diff("webhook_endpoint", &ep, &[], &["secret"]));
     problems.extend(diff("discount", &di, &[], &[]));
     problems.extend(diff("invoiceitem", &ii, &[], &[]));

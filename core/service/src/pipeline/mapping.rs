@@ -787,6 +787,87 @@ pub fn refund_reversal_document(
     })
 }
 
+/// One line of a Stripe credit note, its item resolved by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditNoteLine {
+    /// The item of the credited invoice line's product; `None`: no product (a custom line).
+    pub item: Option<NetSuiteInternalId>,
+    /// Credited, excluding tax and before discounts, in minor units.
+    pub amount: i64,
+    pub discount: i64,
+    pub description: Option<String>,
+}
+
+/// The credit memo lines of a credit note (docs/ACCOUNTING.md, "Credit notes"): each line on
+/// its product's item (`posting.default_item` for a custom line), its discounts on the discount
+/// item, and what remains of the total (exclusive tax) on the tax item, so the memo totals
+/// Stripe's `total` to the minor unit. With `posting.refund_item`, the whole total is one line
+/// on that item.
+pub fn credit_note_lines(
+    object: &str,
+    lines: &[CreditNoteLine],
+    total: Money,
+    refund_item: Option<&NetSuiteInternalId>,
+    default_item: Option<&NetSuiteInternalId>,
+    discount_item: Option<&NetSuiteInternalId>,
+    tax_item: Option<&NetSuiteInternalId>,
+) -> Result<Vec<InvoiceLine>, MappingError> {
+    let currency = total.currency();
+    let line = |item: &NetSuiteInternalId, minor: i64, description: Option<String>| InvoiceLine {
+        item: item.clone(),
+        quantity: Decimal::ONE,
+        rate: Money::new(minor, currency).to_decimal(),
+        amount: Money::new(minor, currency).to_decimal(),
+        description,
+        period: None,
+    };
+    if let Some(item) = refund_item {
+        let out = vec![line(
+            item,
+            total.minor(),
+            Some(format!("Stripe credit note {object}")),
+        )];
+        check_total(&out, total)?;
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    let (mut credited, mut discounts) = (0_i64, 0_i64);
+    for (i, l) in lines.iter().enumerate() {
+        let item =
+            l.item
+                .as_ref()
+                .or(default_item)
+                .ok_or_else(|| MappingError::LineWithoutProduct {
+                    object: object.to_string(),
+                    line: format!("{}", i + 1),
+                })?;
+        out.push(line(item, l.amount, l.description.clone()));
+        credited = credited
+            .checked_add(l.amount)
+            .ok_or(MappingError::Overflow)?;
+        discounts = discounts
+            .checked_add(l.discount)
+            .ok_or(MappingError::Overflow)?;
+    }
+    if discounts != 0 {
+        let item = discount_item.ok_or(MappingError::NotConfigured {
+            what: "the discount item (a credit note credits a discounted line)",
+            key: "posting.discount_item",
+        })?;
+        out.push(line(item, -discounts, Some("Discount".into())));
+    }
+    let tax = total.minor() - (credited - discounts);
+    if tax > 0 {
+        let item = tax_item.ok_or(MappingError::NotConfigured {
+            what: "the tax item (a credit note gives tax back)",
+            key: "posting.tax_item",
+        })?;
+        out.push(line(item, tax, Some("Tax".into())));
+    }
+    check_total(&out, total)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     //! What a finance user finds in NetSuite for hand-built Stripe facts: lines, items, amounts
@@ -1919,5 +2000,85 @@ mod tests {
             body.contains(r#""credit":12.345"#) && body.contains(r#""entity":{"id":"100"}"#),
             "{body}"
         );
+    }
+
+    #[test]
+    fn a_credit_note_credits_its_lines_items_with_their_discount_and_tax() {
+        let usd = Currency::parse("usd").unwrap();
+        let lines = [
+            CreditNoteLine {
+                item: Some(ns(ITEM_A)),
+                amount: 2_000,
+                discount: 200,
+                description: Some("Pro plan".into()),
+            },
+            CreditNoteLine {
+                item: None,
+                amount: 500,
+                discount: 0,
+                description: Some("Service credit".into()),
+            },
+        ];
+        // 25.00 credited, 2.00 off, 2.30 tax: 25.30.
+        let out = credit_note_lines(
+            "cn_1",
+            &lines,
+            Money::new(2_530, usd),
+            None,
+            Some(&ns(DEFAULT_ITEM)),
+            Some(&ns(DISCOUNT_ITEM)),
+            Some(&ns(TAX_ITEM)),
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = out
+            .iter()
+            .map(|l| (l.item.to_string(), l.amount.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (ITEM_A.to_string(), "20.00".to_string()),
+                (DEFAULT_ITEM.to_string(), "5.00".to_string()),
+                (DISCOUNT_ITEM.to_string(), "-2.00".to_string()),
+                (TAX_ITEM.to_string(), "2.30".to_string()),
+            ]
+        );
+        // One item for every credit, when configured.
+        let one = credit_note_lines(
+            "cn_1",
+            &lines,
+            Money::new(2_530, usd),
+            Some(&ns("77")),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].amount.to_string(), "25.30");
+        // A custom line with no default item names the setting.
+        let err = credit_note_lines(
+            "cn_1",
+            &lines,
+            Money::new(2_530, usd),
+            None,
+            None,
+            Some(&ns(DISCOUNT_ITEM)),
+            Some(&ns(TAX_ITEM)),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("posting.default_item"), "{err}");
+        // Lines worth more than the total never post.
+        let err = credit_note_lines(
+            "cn_1",
+            &lines,
+            Money::new(1_000, usd),
+            None,
+            Some(&ns(DEFAULT_ITEM)),
+            Some(&ns(DISCOUNT_ITEM)),
+            Some(&ns(TAX_ITEM)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MappingError::DoesNotAddUp { .. }), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! customer and items, builds the documents with the pure [`mapping`], and writes them with a
 //! safe create keyed by external ID, so no delivery order or count posts anything twice.
 
+mod credit_notes;
 mod disputes;
 mod history;
 mod locks;
@@ -58,6 +59,9 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "refund.failed",
     "invoice.voided",
     "invoice.marked_uncollectible",
+    "credit_note.created",
+    "credit_note.updated",
+    "credit_note.voided",
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.funds_withdrawn",
@@ -282,6 +286,9 @@ impl Pipeline {
             "charge.refunded" => self.post_charge_refunds(job, &object_id).await,
             "refund.created" | "refund.updated" | "refund.failed" => {
                 self.post_refund(job, &object_id).await
+            }
+            "credit_note.created" | "credit_note.updated" | "credit_note.voided" => {
+                self.post_credit_note(job, &object_id).await
             }
             "charge.dispute.created"
             | "charge.dispute.updated"

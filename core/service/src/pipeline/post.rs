@@ -242,6 +242,16 @@ impl Pipeline {
         for c in charges.iter().filter(|c| c.refunded_amount.minor() > 0) {
             self.wake_refunds_of(c.id.as_str()).await;
         }
+        // So can a credit note of this invoice.
+        let credited = [
+            "pre_payment_credit_notes_amount",
+            "post_payment_credit_notes_amount",
+        ]
+        .iter()
+        .any(|k| invoice.raw.get(*k).and_then(|v| v.as_i64()).unwrap_or(0) > 0);
+        if credited {
+            self.post_credit_notes_of(job, invoice_id).await?;
+        }
         Ok(())
     }
 

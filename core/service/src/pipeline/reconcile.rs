@@ -48,7 +48,7 @@ impl Term {
     }
 }
 
-/// One currency: `sales − fees − refunds − disputes = net`, on both sides.
+/// One currency: `sales − fees − refunds − credit notes − disputes = net`, on both sides.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct CurrencyReconciliation {
@@ -59,6 +59,8 @@ pub struct CurrencyReconciliation {
     pub fees: Term,
     /// Refunds, against the credit memos.
     pub refunds: Term,
+    /// Credit notes (what they credit, refunded or not), against their credit memos.
+    pub credit_notes: Term,
     /// What disputes withdrew less what was reinstated, against the dispute journal entries'
     /// lines on `posting.dispute_account` (their fees are in `fees`).
     pub disputes: Term,
@@ -71,7 +73,7 @@ pub struct CurrencyReconciliation {
 pub struct Difference {
     /// `ch_…`, `re_…`, or `in_…` for an invoice paid by several charges.
     pub stripe_object: String,
-    /// `sales`, `fees`, `refunds` or `disputes`.
+    /// `sales`, `fees`, `refunds`, `credit_notes` or `disputes`.
     pub term: String,
     pub currency: Currency,
     pub stripe_minor: i64,
@@ -109,9 +111,16 @@ impl ReconciliationReport {
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty()
             && self.currencies.values().all(|c| {
-                [c.sales, c.fees, c.refunds, c.disputes, c.net]
-                    .iter()
-                    .all(|t| t.difference() == 0)
+                [
+                    c.sales,
+                    c.fees,
+                    c.refunds,
+                    c.credit_notes,
+                    c.disputes,
+                    c.net,
+                ]
+                .iter()
+                .all(|t| t.difference() == 0)
             })
     }
 }
@@ -283,8 +292,44 @@ impl Pipeline {
             }
         }
 
+        // The credit notes of the period. Their refunds are theirs (posted with them), and a
+        // pre-payment one lowered what its invoice's charges brought in.
+        let mut notes: Vec<mlc_stripe::models::CreditNote> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = stripe
+                .list_credit_notes_between(since, until, after.as_deref())
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            after = page.data.last().map(|n| n.id.clone());
+            notes.extend(page.data);
+            if !more {
+                break;
+            }
+        }
+        for note in &notes {
+            for (refund_id, _) in super::credit_notes::refunds_of(note) {
+                refunds.remove(&refund_id);
+            }
+            let pre = note.pre_payment_amount.unwrap_or(0);
+            if note.status.as_deref() == Some("issued")
+                && pre > 0
+                && let Some(invoice) = note.invoice.as_ref()
+                && let Some(sale) = sales.get_mut(&format!("stripe_{}", invoice.id()))
+            {
+                sale.gross += pre;
+            }
+        }
+
         // NetSuite's records, by the external IDs the Stripe objects give them.
         let mut wanted: Vec<String> = sales.keys().cloned().collect();
+        for note in &notes {
+            wanted.push(format!("stripe_{}", note.id));
+            wanted.push(format!("stripe_refund_{}", note.id));
+            if let Some(invoice) = note.invoice.as_ref() {
+                wanted.push(format!("stripe_{}", invoice.id()));
+            }
+        }
         wanted.extend(fee_journals.keys().cloned());
         for id in refunds.keys() {
             wanted.push(format!("stripe_{id}"));
@@ -477,6 +522,10 @@ impl Pipeline {
                 ),
             });
         }
+        for note in &notes {
+            self.reconcile_credit_note(note, &found, &mut report)
+                .await?;
+        }
         for movement in &movements {
             self.reconcile_dispute_movement(movement, &found, &mut report)
                 .await?;
@@ -486,14 +535,122 @@ impl Pipeline {
                 stripe_minor: totals.sales.stripe_minor
                     - totals.fees.stripe_minor
                     - totals.refunds.stripe_minor
+                    - totals.credit_notes.stripe_minor
                     - totals.disputes.stripe_minor,
                 netsuite_minor: totals.sales.netsuite_minor
                     - totals.fees.netsuite_minor
                     - totals.refunds.netsuite_minor
+                    - totals.credit_notes.netsuite_minor
                     - totals.disputes.netsuite_minor,
             };
         }
         Ok(report)
+    }
+
+    /// One credit note against its credit memo (and the customer refund of its refunded
+    /// part). One voided before it posted, or on an invoice not in NetSuite (not paid, with
+    /// `invoice_trigger = "paid"`), expects nothing.
+    async fn reconcile_credit_note(
+        &self,
+        note: &mlc_stripe::models::CreditNote,
+        found: &HashMap<String, Found>,
+        report: &mut ReconciliationReport,
+    ) -> Result<(), PipelineError> {
+        let currency =
+            Currency::parse(&note.currency).map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        let memo_id = format!("stripe_{}", note.id);
+        let memo = found.get(&memo_id).map(|r| minor(r.total, currency));
+        let invoice_posted = note
+            .invoice
+            .as_ref()
+            .is_some_and(|i| found.contains_key(&format!("stripe_{}", i.id())));
+        let mut differ =
+            |stripe_minor: i64, netsuite_minor: i64, record: String, reason: String| {
+                report.differences.push(Difference {
+                    stripe_object: note.id.clone(),
+                    term: "credit_notes".into(),
+                    currency,
+                    stripe_minor,
+                    netsuite_minor,
+                    netsuite_record: record,
+                    reason,
+                });
+            };
+        if note.status.as_deref() == Some("void") {
+            if let Some(m) = memo {
+                report
+                    .currencies
+                    .entry(currency)
+                    .or_default()
+                    .credit_notes
+                    .add(0, m);
+                differ(
+                    0,
+                    m,
+                    memo_id.clone(),
+                    format!(
+                        "credit note {} was voided in Stripe after it posted: void NetSuite credit memo {memo_id}",
+                        note.id
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        if memo.is_none() && !invoice_posted {
+            let entry = report
+                .not_reconciled
+                .entry("credit note on an invoice not in NetSuite".into())
+                .or_default();
+            entry.count += 1;
+            *entry.amounts.entry(currency).or_default() += note.total;
+            return Ok(());
+        }
+        let ns = memo.unwrap_or(0);
+        report
+            .currencies
+            .entry(currency)
+            .or_default()
+            .credit_notes
+            .add(note.total, ns);
+        if memo.is_none() {
+            differ(
+                note.total,
+                0,
+                memo_id.clone(),
+                format!(
+                    "no NetSuite credit memo {memo_id}: the credit note has not posted (look at its events, or replay them)"
+                ),
+            );
+        } else if ns != note.total {
+            differ(
+                note.total,
+                ns,
+                memo_id.clone(),
+                format!("NetSuite credit memo {memo_id} holds another amount than the credit note"),
+            );
+        }
+        let mut refunded = 0_i64;
+        for (refund_id, amount) in super::credit_notes::refunds_of(note) {
+            refunded += match amount {
+                Some(a) => a,
+                None => self.inner.stripe.retrieve_refund(&refund_id).await?.amount,
+            };
+        }
+        let cash_id = format!("stripe_refund_{}", note.id);
+        let cash = found.get(&cash_id).map_or(0, |r| minor(r.total, currency));
+        if memo.is_some() && cash != refunded {
+            differ(
+                refunded,
+                cash,
+                cash_id.clone(),
+                format!(
+                    "the credit note refunded {} but NetSuite customer refund {cash_id} pays out {}",
+                    Money::new(refunded, currency),
+                    Money::new(cash, currency)
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// One dispute movement against its journal entry: the lines on the dispute account are

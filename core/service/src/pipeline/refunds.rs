@@ -3,7 +3,7 @@
 //! refund account, each once by its external ID (`stripe_<re_…>`, `stripe_refund_<re_…>`).
 
 use mlc_core::{ExternalId, Money, NetSuiteInternalId, StripeId, StripeIdKind};
-use mlc_netsuite::documents::{CustomerRefundDoc, InvoiceDoc};
+use mlc_netsuite::documents::{CreditMemoDoc, CustomerRefundDoc, InvoiceDoc};
 use mlc_store::{Job, NewPosting};
 use mlc_stripe::models::Refund;
 use rust_decimal::Decimal;
@@ -13,8 +13,8 @@ use super::mapping::{self, PostedLine};
 use super::post::INVOICE;
 use super::{Pipeline, PipelineError};
 
-const CREDIT_MEMO: &str = "credit_memo";
-const CUSTOMER_REFUND: &str = "customer_refund";
+pub(super) const CREDIT_MEMO: &str = "credit_memo";
+pub(super) const CUSTOMER_REFUND: &str = "customer_refund";
 /// The journal entry that gives back a refund that failed after it posted.
 const REFUND_REVERSAL: &str = "refund_reversal";
 
@@ -38,6 +38,21 @@ fn decimal(value: &Value) -> Option<Decimal> {
         Value::Number(n) => n.to_string().parse().ok(),
         _ => None,
     }
+}
+
+/// One credit to write into NetSuite (see [`Pipeline::post_credit`]).
+pub(super) struct Credit<'a> {
+    /// The Stripe refund or credit note: the records' external IDs come from it.
+    pub object: &'a StripeId,
+    /// The sale it credits, as NetSuite holds it.
+    pub invoice: &'a PostedInvoice,
+    pub memo_amount: Money,
+    /// How much of the memo closes what is open on the invoice (a pre-payment credit note).
+    pub applied_to_invoice: Option<Money>,
+    /// How much of the memo is paid out to the customer (a refund).
+    pub paid_out: Option<Money>,
+    pub memo_text: String,
+    pub tran_date: mlc_netsuite::documents::TranDate,
 }
 
 /// A posted NetSuite invoice as the records that reverse it need it.
@@ -208,6 +223,26 @@ impl Pipeline {
                 waits_for_sale(&charge_id)
             )));
         };
+        // A refund made by a credit note is posted with the credit note (`stripe_<cn_…>`).
+        if let Some(invoice_id) = sale.external_id.strip_prefix("stripe_in_") {
+            let invoice_id = format!("in_{invoice_id}");
+            if let Some(note) = self
+                .credit_note_of_refund(&invoice_id, refund_id.as_str())
+                .await?
+            {
+                self.audit(
+                    job,
+                    "covered_by_credit_note",
+                    Some(refund_id.as_str()),
+                    format!(
+                        "Refund {refund_id} was made by credit note {note}: it posts with the credit note, not on its own"
+                    ),
+                    None,
+                )
+                .await;
+                return Ok(());
+            }
+        }
         let ns_invoice = NetSuiteInternalId::parse(&sale.netsuite_internal_id)
             .map_err(|e| PipelineError::Permanent(e.to_string()))?;
         // What the sale posted, as NetSuite holds it: its customer, currency and lines.
@@ -218,50 +253,95 @@ impl Pipeline {
             "Stripe refund {refund_id} of {charge_id} (NetSuite invoice {})",
             sale.external_id
         );
-        let custom = mapping::memo_fields(&self.inner.settings, refund_id.as_str(), None);
-        let ns_memo = match memo_posted {
+        let lines = || {
+            mapping::refund_lines(
+                refund_id.as_str(),
+                &invoice.lines,
+                posting.fee_item.as_ref(),
+                posting.refund_item.as_ref(),
+                amount,
+            )
+        };
+        self.post_credit(
+            job,
+            Credit {
+                object: &refund_id,
+                invoice: &invoice,
+                memo_amount: amount,
+                applied_to_invoice: None,
+                paid_out: Some(amount),
+                memo_text,
+                tran_date,
+            },
+            lines,
+        )
+        .await
+    }
+
+    /// Writes one credit into NetSuite, each record once: the credit memo `stripe_<id>` (for
+    /// the sale's customer, subsidiary and currency; applied to the sale's invoice for
+    /// `applied_to_invoice`), then, for `paid_out`, the customer refund `stripe_refund_<id>`
+    /// paying that much of it out of the refund account. A refund and a credit note both come
+    /// here.
+    pub(super) async fn post_credit(
+        &self,
+        job: &Job,
+        credit: Credit<'_>,
+        lines: impl FnOnce() -> Result<Vec<mlc_netsuite::documents::InvoiceLine>, mapping::MappingError>,
+    ) -> Result<(), PipelineError> {
+        let store = &self.inner.store;
+        let posting = &self.inner.posting;
+        let object = credit.object;
+        let invoice = credit.invoice;
+        let custom = mapping::memo_fields(&self.inner.settings, object.as_str(), None);
+        let amount = credit.memo_amount;
+        let ns_memo = match store.get_posting(object.as_str(), CREDIT_MEMO).await? {
             Some(p) => NetSuiteInternalId::parse(&p.netsuite_internal_id)
                 .map_err(|e| PipelineError::Permanent(e.to_string()))?,
             None => {
-                let lines = mapping::refund_lines(
-                    refund_id.as_str(),
-                    &invoice.lines,
-                    posting.fee_item.as_ref(),
-                    posting.refund_item.as_ref(),
-                    amount,
-                )?;
-                let doc = InvoiceDoc {
-                    external_id: ExternalId::for_stripe(&refund_id),
-                    customer: invoice.customer.clone(),
-                    subsidiary: invoice.subsidiary.clone(),
-                    currency: invoice.currency.clone(),
-                    tran_date: tran_date.clone(),
-                    memo: memo_text.clone(),
-                    other_ref_num: None,
-                    lines,
-                    custom_fields: custom.clone(),
+                let doc = CreditMemoDoc {
+                    memo: InvoiceDoc {
+                        external_id: ExternalId::for_stripe(object),
+                        customer: invoice.customer.clone(),
+                        subsidiary: invoice.subsidiary.clone(),
+                        currency: invoice.currency.clone(),
+                        tran_date: credit.tran_date.clone(),
+                        memo: credit.memo_text.clone(),
+                        other_ref_num: None,
+                        lines: lines()?,
+                        custom_fields: custom.clone(),
+                    },
+                    apply_to: credit
+                        .applied_to_invoice
+                        .filter(|a| a.minor() != 0)
+                        .map(|a| (invoice.id.clone(), a.to_decimal())),
                 };
                 let (id, outcome) = self
-                    .create_record(job, "creditMemo", &doc.external_id, doc.to_json())
+                    .create_record(job, "creditMemo", &doc.memo.external_id, doc.to_json())
                     .await?;
                 self.record_credit_posting(
                     job,
-                    &refund_id,
+                    object,
                     CREDIT_MEMO,
                     "creditMemo",
                     &id,
-                    &doc.external_id,
+                    &doc.memo.external_id,
                     amount,
                 )
                 .await?;
+                let applied = match &doc.apply_to {
+                    Some((_, a)) => format!(", {a} applied to invoice {}", invoice.id),
+                    None => String::new(),
+                };
                 self.audit(
                     job,
                     "credit_memo_posted",
-                    Some(refund_id.as_str()),
+                    Some(object.as_str()),
                     format!(
-                        "NetSuite credit memo {id} ({}) {outcome:?}: {amount} credited on {} line(s) to the customer of invoice {ns_invoice}",
-                        doc.external_id,
-                        doc.lines.len()
+                        "NetSuite credit memo {id} ({}) {outcome:?}: {amount} credited on {} line(s) to the customer of invoice {}{applied}",
+                        doc.memo.external_id,
+                        doc.memo.lines.len(),
+                        invoice.id
                     ),
                     Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),
                 )
@@ -269,8 +349,18 @@ impl Pipeline {
                 id
             }
         };
+        let Some(cash) = credit.paid_out.filter(|c| c.minor() != 0) else {
+            return Ok(());
+        };
+        if store
+            .get_posting(object.as_str(), CUSTOMER_REFUND)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
         let doc = CustomerRefundDoc {
-            external_id: ExternalId::for_stripe_refund(&refund_id),
+            external_id: ExternalId::for_stripe_refund(object),
             customer: invoice.customer.clone(),
             subsidiary: invoice.subsidiary.clone(),
             currency: invoice.currency.clone(),
@@ -278,9 +368,9 @@ impl Pipeline {
                 .refund_account
                 .clone()
                 .or(posting.payment_account.clone()),
-            tran_date,
-            memo: memo_text,
-            amount: amount.to_decimal(),
+            tran_date: credit.tran_date,
+            memo: credit.memo_text,
+            amount: cash.to_decimal(),
             apply_to: ns_memo.clone(),
             custom_fields: custom,
         };
@@ -289,20 +379,20 @@ impl Pipeline {
             .await?;
         self.record_credit_posting(
             job,
-            &refund_id,
+            object,
             CUSTOMER_REFUND,
             "customerRefund",
             &id,
             &doc.external_id,
-            amount,
+            cash,
         )
         .await?;
         self.audit(
             job,
             "refund_posted",
-            Some(refund_id.as_str()),
+            Some(object.as_str()),
             format!(
-                "NetSuite customer refund {id} ({}) {outcome:?}: {amount} paid out, applied to credit memo {ns_memo}",
+                "NetSuite customer refund {id} ({}) {outcome:?}: {cash} paid out, applied to credit memo {ns_memo}",
                 doc.external_id
             ),
             Some(json!({"request": doc.to_json().to_value(), "netsuite_internal_id": id.as_str()})),

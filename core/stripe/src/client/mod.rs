@@ -29,9 +29,9 @@ pub use query::Query;
 pub use write::{CustomerParams, ProductParams, idempotency_key};
 
 use crate::models::{
-    Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, Customer, Dispute,
-    Event, Expandable, Invoice, InvoiceLineItem, InvoicePayment, List, ModelError, PaymentIntent,
-    Price, Product, Refund, StripeModel,
+    Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, CreditNote,
+    CreditNoteLineItem, Customer, Dispute, Event, Expandable, Invoice, InvoiceLineItem,
+    InvoicePayment, List, ModelError, PaymentIntent, Price, Product, Refund, StripeModel,
 };
 use error::{ErrorBody, scrub};
 use query::SEGMENT;
@@ -273,6 +273,55 @@ impl StripeClient {
     pub async fn retrieve_refund(&self, id: &str) -> Result<Refund, StripeError> {
         let path = object_path("/v1/refunds", id)?;
         self.get_model(&path, &Query::new()).await
+    }
+
+    /// `GET /v1/credit_notes/{id}` with all its lines (the rest paged from
+    /// `/v1/credit_notes/{id}/lines` when Stripe cut the list short).
+    pub async fn retrieve_credit_note(&self, id: &str) -> Result<CreditNote, StripeError> {
+        let path = object_path("/v1/credit_notes", id)?;
+        let mut note: CreditNote = self.get_model(&path, &Query::new()).await?;
+        if let Some(lines) = note.lines.as_mut() {
+            let lines_path = format!("{path}/lines");
+            while lines.has_more {
+                let mut q = Query::new();
+                q.push("limit", MAX_PAGE_SIZE.to_string());
+                if let Some(last) = lines.data.last() {
+                    q.push("starting_after", last.id.clone());
+                }
+                let page: List<CreditNoteLineItem> = self.get_list(&lines_path, &q).await?;
+                let more = page.has_more && !page.data.is_empty();
+                lines.data.extend(page.data);
+                lines.has_more = more;
+            }
+        }
+        Ok(note)
+    }
+
+    /// `GET /v1/credit_notes?created[gte]=…&created[lt]=…`: one page (up to 100, newest first)
+    /// of the credit notes made in `[since, until)` (Unix seconds).
+    pub async fn list_credit_notes_between(
+        &self,
+        since: i64,
+        until: i64,
+        starting_after: Option<&str>,
+    ) -> Result<List<CreditNote>, StripeError> {
+        self.list_created_between("/v1/credit_notes", since, Some(until), starting_after)
+            .await
+    }
+
+    /// `GET /v1/credit_notes?invoice=…`: an invoice's credit notes (up to 100).
+    pub async fn list_credit_notes_for_invoice(
+        &self,
+        invoice: &str,
+    ) -> Result<Vec<CreditNote>, StripeError> {
+        object_path("/v1/invoices", invoice)?;
+        let mut q = Query::new();
+        q.push("invoice", invoice)
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        Ok(self
+            .get_list::<CreditNote>("/v1/credit_notes", &q)
+            .await?
+            .data)
     }
 
     /// `GET /v1/disputes/{id}`: a dispute as Stripe has it now, with its balance transactions

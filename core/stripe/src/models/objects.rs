@@ -629,11 +629,52 @@ pub struct CreditNote {
     pub kind: Option<String>,
     pub reason: Option<String>,
     pub voided_at: Option<i64>,
+    /// The first lines (`lines.has_more`: the rest at `/v1/credit_notes/{id}/lines`).
+    pub lines: Option<List<CreditNoteLineItem>>,
+    /// What was refunded through it (newer API versions).
+    #[serde(deserialize_with = "null_default")]
+    pub refunds: Vec<CreditNoteRefund>,
+    /// The one refund it made (older API versions).
+    pub refund: Option<Expandable<Refund>>,
+    /// Settled outside Stripe.
+    pub out_of_band_amount: Option<i64>,
+    pub pre_payment_amount: Option<i64>,
+    pub post_payment_amount: Option<i64>,
+    /// Set when part of it went to the customer's Stripe credit balance.
+    pub customer_balance_transaction: Option<Value>,
+    pub effective_at: Option<i64>,
     #[serde(deserialize_with = "null_default")]
     pub metadata: Metadata,
     pub created: i64,
     #[serde(skip)]
     pub raw: Value,
+}
+
+/// One line of a credit note.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CreditNoteLineItem {
+    pub id: String,
+    /// Credited, excluding tax and before discounts.
+    pub amount: i64,
+    pub description: Option<String>,
+    pub discount_amount: Option<i64>,
+    /// The invoice line it credits (`type = invoice_line_item`).
+    pub invoice_line_item: Option<String>,
+    pub quantity: Option<i64>,
+    /// `invoice_line_item` or `custom_line_item`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+/// One refund of a credit note.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CreditNoteRefund {
+    pub amount_refunded: i64,
+    pub refund: Option<Expandable<Refund>>,
 }
 
 /// A dispute (`dp_...`/`du_...`).
@@ -751,6 +792,7 @@ impl_model!(
     CheckoutSession => "checkout.session",
     CheckoutLineItem => "item",
     CreditNote => "credit_note",
+    CreditNoteLineItem => "credit_note_line_item",
     Dispute => "dispute",
     Payout => "payout",
     Discount => "discount",

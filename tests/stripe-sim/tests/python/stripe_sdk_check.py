@@ -10,6 +10,8 @@ import os
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import stripe
 
@@ -18,6 +20,21 @@ def check(cond, msg):
     if not cond:
         print("FAIL: " + msg, file=sys.stderr)
         sys.exit(1)
+
+
+def sim_post(path, body):
+    """POST a JSON body to a sim-only endpoint (the SDK has no method for these)."""
+    req = urllib.request.Request(
+        os.environ["STRIPE_SIM_BASE"] + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + os.environ["STRIPE_SIM_KEY"], "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as e:
+        check(False, "POST %s: %s %s" % (path, e.code, e.read().decode()))
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -113,6 +130,107 @@ def main():
     payments = stripe.InvoicePayment.list(invoice=invoice.id)
     check(payments.data[0].status == "paid", "invoice payment paid")
 
+    # A chargeback opened by the bank (sim route), then handled with the SDK's Dispute API.
+    disputed_pi = stripe.PaymentIntent.create(
+        amount=5000, currency="usd", payment_method="pm_card_visa", payment_method_types=["card"], confirm=True,
+    )
+    disputed_ch = disputed_pi.latest_charge
+    opened = sim_post("/_sim/charges/%s/dispute" % disputed_ch, {"reason": "fraudulent"})
+    check(opened["id"].startswith("dp_"), "dispute id: %s" % opened["id"])
+    dispute = stripe.Dispute.retrieve(opened["id"])
+    check(isinstance(dispute, stripe.Dispute), "Dispute object")
+    check(dispute.status == "needs_response" and dispute.amount == 5000, "dispute %s %s" % (dispute.status, dispute.amount))
+    check(dispute.charge == disputed_ch and dispute.reason == "fraudulent", "dispute charge/reason")
+    withdrawal = dispute.balance_transactions[0]
+    check(isinstance(withdrawal, stripe.BalanceTransaction), "dispute balance transactions are objects")
+    check(withdrawal.type == "adjustment" and withdrawal.reporting_category == "dispute", "withdrawal type")
+    check((withdrawal.amount, withdrawal.fee, withdrawal.net) == (-5000, 1500, -6500),
+          "withdrawal amount/fee/net: %s/%s/%s" % (withdrawal.amount, withdrawal.fee, withdrawal.net))
+    listed = stripe.Dispute.list(charge=disputed_ch)
+    check([d.id for d in listed.data] == [dispute.id], "disputes listed by charge")
+    by_source = stripe.BalanceTransaction.list(source=dispute.id)
+    check([t.id for t in by_source.data] == [withdrawal.id], "balance transactions by dispute")
+    modified = stripe.Dispute.modify(dispute.id, metadata={"order": "A-1"})
+    check(modified.metadata["order"] == "A-1" and modified.status == "needs_response", "dispute metadata")
+    closed = stripe.Dispute.close(dispute.id)
+    check(closed.status == "lost", "closed dispute is lost: %s" % closed.status)
+    try:
+        stripe.Dispute.close(dispute.id)
+        check(False, "closing a closed dispute must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.http_status == 400, "400 for a second close")
+    try:
+        stripe.Refund.create(charge=disputed_ch)
+        check(False, "refunding a charged-back charge must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.code == "charge_disputed", "charge_disputed: %s" % e.code)
+
+    # A refund that fails at the card network (sim route).
+    refund = stripe.Refund.create(charge=charge.id, amount=500)
+    check(refund.status == "succeeded", "refund succeeded")
+    sim_post("/_sim/refunds/%s/fail" % refund.id, {})
+    refund = stripe.Refund.retrieve(refund.id, expand=["failure_balance_transaction"])
+    check(refund.status == "failed" and refund.failure_reason == "lost_or_stolen_card", "refund failed: %s" % refund.status)
+    back = refund.failure_balance_transaction
+    check(isinstance(back, stripe.BalanceTransaction), "failure_balance_transaction expanded")
+    check(back.type == "refund_failure" and back.amount == 500 and back.source == refund.id, "refund failure txn")
+    check(stripe.Charge.retrieve(charge.id).amount_refunded == 0, "amount_refunded restored")
+
+    # Credit notes on a paid invoice: part refunded, part credited to the customer's balance.
+    cn_invoice = stripe.Invoice.create(customer=customer.id, currency="usd")
+    stripe.InvoiceItem.create(customer=customer.id, invoice=cn_invoice.id, unit_amount_decimal="1500", quantity=4,
+                              currency="usd", description="Seats")
+    stripe.Invoice.finalize_invoice(cn_invoice.id)
+    cn_invoice = stripe.Invoice.pay(cn_invoice.id, expand=["payments.data.payment.payment_intent"])
+    cn_charge = cn_invoice.payments.data[0].payment.payment_intent.latest_charge
+    seat_line = cn_invoice.lines.data[0]
+    two_seats = [{"type": "invoice_line_item", "invoice_line_item": seat_line.id, "quantity": 2}]
+    preview = stripe.CreditNote.preview(invoice=cn_invoice.id, lines=two_seats)
+    check(preview.total == 3000 and preview.status == "issued", "credit note preview: %s" % preview.total)
+    check(stripe.CreditNote.list(invoice=cn_invoice.id).data == [], "a preview creates nothing")
+    cn = stripe.CreditNote.create(invoice=cn_invoice.id, lines=two_seats, refund_amount=2000, credit_amount=1000,
+                                  reason="order_change", memo="Two seats fewer")
+    check(isinstance(cn, stripe.CreditNote) and cn.id.startswith("cn_"), "credit note object")
+    check((cn.status, cn.type, cn.reason) == ("issued", "post_payment", "order_change"), "credit note state")
+    check((cn.total, cn.amount, cn.subtotal) == (3000, 3000, 3000), "credit note total %s" % cn.total)
+    check((cn.post_payment_amount, cn.pre_payment_amount) == (3000, 0), "post-payment amounts")
+    check(cn.number == cn_invoice.number + "-CN-01", "credit note number %s" % cn.number)
+    check(cn.invoice == cn_invoice.id and cn.customer == customer.id, "credit note links")
+    check(len(cn.refunds) == 1 and cn.refunds[0].amount_refunded == 2000, "credit note refunds")
+    cn_refund = stripe.Refund.retrieve(cn.refunds[0].refund)
+    check(cn_refund.amount == 2000 and cn_refund.charge == cn_charge, "the refund is on the invoice's charge")
+    check(stripe.Charge.retrieve(cn_charge).amount_refunded == 2000, "charge amount_refunded")
+    check(cn.customer_balance_transaction.startswith("cbtxn_"), "customer balance transaction")
+    check(stripe.Customer.retrieve(customer.id).balance == -1000, "customer credited 10.00")
+    cn_line = cn.lines.data[0]
+    check(isinstance(cn_line, stripe.CreditNoteLineItem), "credit note line object")
+    check((cn_line.type, cn_line.invoice_line_item, cn_line.quantity, cn_line.amount, cn_line.unit_amount)
+          == ("invoice_line_item", seat_line.id, 2, 3000, 1500), "credit note line fields")
+    listed = stripe.CreditNote.list(invoice=cn_invoice.id)
+    check([x.id for x in listed.data] == [cn.id], "credit notes listed by invoice")
+    cn_lines = stripe.CreditNote.list_lines(cn.id)
+    check([x.id for x in cn_lines.data] == [cn_line.id], "credit note lines listed")
+    cn = stripe.CreditNote.modify(cn.id, memo="Two seats removed", metadata={"ticket": "T-9"})
+    check(cn.memo == "Two seats removed" and cn.metadata["ticket"] == "T-9", "credit note modified")
+    try:
+        stripe.CreditNote.void_credit_note(cn.id)
+        check(False, "voiding a refunded credit note must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.http_status == 400, "400 for voiding a refunded credit note")
+    goodwill = stripe.CreditNote.create(invoice=cn_invoice.id, lines=[
+        {"type": "custom_line_item", "unit_amount": 500, "quantity": 1, "description": "Goodwill"}])
+    check(goodwill.customer_balance_transaction and goodwill.refunds == [], "credited to the balance by default")
+    check(stripe.Customer.retrieve(customer.id).balance == -1500, "customer credited 5.00 more")
+    voided = stripe.CreditNote.void_credit_note(goodwill.id)
+    check(voided.status == "void" and voided.voided_at, "credit note voided")
+    check(stripe.Customer.retrieve(customer.id).balance == -1000, "void takes the credit back")
+    check(stripe.Invoice.retrieve(cn_invoice.id).post_payment_credit_notes_amount == 3000, "invoice credited amount")
+    try:
+        stripe.CreditNote.create(invoice=cn_invoice.id, lines=two_seats, refund_amount=100)
+        check(False, "allocations that do not add up must raise")
+    except stripe.InvalidRequestError as e:
+        check("must equal the credit note amount" in str(e), "sum message: %s" % e)
+
     # Pagination through the SDK's auto-pager, two events per page.
     first = stripe.Event.list(limit=2)
     check(len(first.data) == 2 and first.has_more, "first events page")
@@ -142,7 +260,12 @@ def main():
             check(False, "a wrong secret must not verify")
         except stripe.SignatureVerificationError:
             pass
-    for t in ["customer.created", "payment_intent.succeeded", "charge.succeeded", "invoice.finalized", "invoice.paid"]:
+    for t in ["customer.created", "payment_intent.succeeded", "charge.succeeded", "invoice.finalized", "invoice.paid",
+              "charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated",
+              "charge.dispute.closed", "refund.failed", "charge.refund.updated"]:
+        check(t in delivered_types, "delivered %s" % t)
+
+    for t in ["credit_note.created", "credit_note.updated", "credit_note.voided"]:
         check(t in delivered_types, "delivered %s" % t)
 
     server.shutdown()

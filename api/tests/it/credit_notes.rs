@@ -1,0 +1,201 @@
+//! Credit notes end to end against both simulators, on every store backend: a post-payment
+//! credit note is one NetSuite credit memo on the invoice's customer and items, its refunded
+//! part paid out by one customer refund and the rest left as the customer's credit; the Stripe
+//! refund it made is not posted again on its own; one voided before it posted, or on an
+//! invoice not yet paid, posts nothing; and the reconciliation agrees with Stripe.
+
+use std::time::Duration;
+
+use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use mlc_netsuite_sim::RecordType;
+use mlc_store::testing::backends;
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(120);
+
+fn dec(v: &Value) -> Decimal {
+    match v {
+        Value::Number(n) => n.to_string().parse().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+fn ref_id(v: &Value) -> String {
+    match &v["id"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_reconciles() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 12,
+                seed: 63,
+                checkout_percent: 50,
+                refunds: 2,
+                credit_notes: 8,
+                on_catalog: Some(catalog_hook(ns.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        let notes = &report.credit_notes;
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.kind == "post_payment" && n.refund_amount > 0),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.kind == "post_payment" && n.credit_amount > 0),
+            "{notes:?}"
+        );
+        assert!(notes.iter().any(|n| n.voided), "{notes:?}");
+        let counts = stack.store.job_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || s.as_str() == "succeeded"),
+            "every job succeeded: {counts:?}"
+        );
+
+        let mut memos = 0;
+        for n in notes {
+            let currency = mlc_core::Currency::parse(&n.currency).unwrap();
+            let amount = |minor: i64| mlc_core::Money::new(minor, currency).to_decimal();
+            let memo = ns.get(RecordType::CreditMemo, &format!("eid:stripe_{}", n.id));
+            let cash = ns.get(
+                RecordType::CustomerRefund,
+                &format!("eid:stripe_refund_{}", n.id),
+            );
+            if n.voided {
+                assert!(memo.is_none(), "voided before it posted: {n:?}");
+                continue;
+            }
+            if n.kind == "pre_payment" {
+                // The invoice is not paid, so not in NetSuite: nothing posts for it yet.
+                assert!(
+                    ns.get(RecordType::Invoice, &format!("eid:stripe_{}", n.invoice))
+                        .is_none()
+                );
+                assert!(memo.is_none(), "{n:?}");
+                let audit = stack.store.audit_for_object(&n.id).await.unwrap();
+                assert!(
+                    audit
+                        .iter()
+                        .any(|a| a.step == "skipped" && a.message.contains("not paid")),
+                    "{audit:?}"
+                );
+                continue;
+            }
+            let memo = memo.unwrap_or_else(|| panic!("no credit memo for {n:?}"));
+            memos += 1;
+            assert_eq!(dec(&memo["total"]), amount(n.total), "{memo}");
+            // On the customer and the items of the invoice it credits.
+            let sale = ns
+                .get(RecordType::Invoice, &format!("eid:stripe_{}", n.invoice))
+                .expect("the credited invoice is in NetSuite");
+            assert_eq!(ref_id(&memo["entity"]), ref_id(&sale["entity"]));
+            let sold: Vec<String> = sale["item"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| ref_id(&l["item"]))
+                .collect();
+            let extra = [
+                stack.items.tax.to_string(),
+                stack.items.discount.to_string(),
+                stack.items.default.to_string(),
+            ];
+            for l in memo["item"]["items"].as_array().unwrap() {
+                let item = ref_id(&l["item"]);
+                assert!(
+                    sold.contains(&item) || extra.contains(&item),
+                    "{memo} vs {sale}"
+                );
+            }
+            // The refunded part is paid out; the rest stays the customer's credit.
+            match &cash {
+                Some(cash) => {
+                    assert_eq!(dec(&cash["total"]), amount(n.refund_amount), "{cash}");
+                    assert_eq!(ref_id(&cash["apply"]["items"][0]["doc"]), ref_id(&memo));
+                }
+                None => assert_eq!(n.refund_amount, 0, "{n:?}"),
+            }
+            assert_eq!(
+                dec(&memo["unapplied"]),
+                amount(n.total - n.refund_amount),
+                "{memo}"
+            );
+            // Its Stripe refund is the credit note's: not posted again on its own.
+            if let Some(refund) = &n.refund {
+                assert!(
+                    ns.get(RecordType::CreditMemo, &format!("eid:stripe_{refund}"))
+                        .is_none(),
+                    "{refund} posted twice"
+                );
+                let audit = stack.store.audit_for_object(refund).await.unwrap();
+                assert!(
+                    audit.iter().any(|a| a.step == "covered_by_credit_note"),
+                    "{audit:?}"
+                );
+            }
+        }
+        assert!(memos >= 3, "{notes:?}");
+        // The scenario's own refunds each have their memo too: memos = refunds + credit notes.
+        assert_eq!(
+            ns.count(RecordType::CreditMemo),
+            memos + report.refunds.len()
+        );
+
+        // The reconciliation agrees, credit notes included.
+        let (_, pipeline) = mlc_service::connections::open_pipeline(
+            &stack.config,
+            &Default::default(),
+            Some(&stack.master_key),
+        )
+        .await
+        .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let reconciled = pipeline
+            .reconcile(now - 86_400, now + 86_400, None)
+            .await
+            .unwrap();
+        assert!(reconciled.is_clean(), "{reconciled:#?}");
+        let credited: i64 = reconciled
+            .currencies
+            .values()
+            .map(|c| c.credit_notes.netsuite_minor)
+            .sum();
+        assert!(credited > 0, "{reconciled:#?}");
+
+        // Every event again: nothing new in NetSuite.
+        let counted = || [RecordType::CreditMemo, RecordType::CustomerRefund].map(|t| ns.count(t));
+        let before = counted();
+        stack
+            .store
+            .requeue_where(mlc_store::JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(stack.wait_idle(SETTLE).await);
+        assert_eq!(counted(), before, "a replay posts nothing twice");
+        stack.stop().await.unwrap();
+    }
+}

@@ -1,0 +1,239 @@
+//! Disputes and refunds that fail, end to end against both simulators, on every store backend:
+//! each movement of a dispute's funds is one NetSuite journal entry (withdrawn: the disputed
+//! amount and the fee out of the clearing account; won: the amount back), a refund that fails
+//! after it posted is given back to the customer, and the reconciliation agrees with Stripe.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use mlc_netsuite_sim::RecordType;
+use mlc_store::testing::backends;
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(120);
+const DISPUTES: &str = "4";
+const FEES: &str = "5";
+const CLEARING: &str = "2";
+const RECEIVABLES: &str = "3";
+
+fn dec(v: &Value) -> Decimal {
+    match v {
+        Value::Number(n) => n.to_string().parse().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+fn ref_id(v: &Value) -> String {
+    match &v["id"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Debit less credit per account of a journal entry.
+fn by_account(je: &Value) -> BTreeMap<String, Decimal> {
+    let mut out = BTreeMap::new();
+    for l in je["line"]["items"].as_array().unwrap() {
+        let debit = l.get("debit").map(dec).unwrap_or_default();
+        let credit = l.get("credit").map(dec).unwrap_or_default();
+        *out.entry(ref_id(&l["account"])).or_default() += debit - credit;
+    }
+    out
+}
+
+async fn stripe_get(stack: &Stack, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", stack.stripe.base_url))
+        .bearer_auth(stack.stripe.api_key_str())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        opts.extra_env.extend([
+            ("MLC__POSTING__DISPUTE_ACCOUNT".into(), DISPUTES.into()),
+            (
+                "MLC__POSTING__RECEIVABLES_ACCOUNT".into(),
+                RECEIVABLES.into(),
+            ),
+        ]);
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 10,
+                seed: 57,
+                checkout_percent: 60,
+                refunds: 3,
+                failed_refunds: 1,
+                disputes: 3,
+                on_catalog: Some(catalog_hook(ns.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        assert_eq!(report.disputes.len(), 3, "{:?}", report.disputes);
+        let counts = stack.store.job_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || s.as_str() == "succeeded"),
+            "every job succeeded: {counts:?}"
+        );
+
+        // Each movement of each dispute's money: one balanced journal entry on the accounts.
+        let mut journals = 0;
+        for d in &report.disputes {
+            let dispute = stripe_get(&stack, &format!("/v1/disputes/{}", d.id)).await;
+            let currency = mlc_core::Currency::parse(&d.currency).unwrap();
+            let amount = mlc_core::Money::new(d.amount, currency).to_decimal();
+            let txns = dispute["balance_transactions"].as_array().unwrap();
+            assert_eq!(
+                txns.len(),
+                if d.outcome == "won" { 2 } else { 1 },
+                "{dispute}"
+            );
+            for txn in txns {
+                let je = ns
+                    .get(
+                        RecordType::JournalEntry,
+                        &format!("eid:stripe_{}", txn["id"].as_str().unwrap()),
+                    )
+                    .unwrap_or_else(|| panic!("no journal entry for {txn}"));
+                journals += 1;
+                let lines = by_account(&je);
+                assert_eq!(lines.values().copied().sum::<Decimal>(), Decimal::ZERO);
+                let withdrawn = txn["amount"].as_i64().unwrap() < 0;
+                let disputed = if withdrawn { amount } else { -amount };
+                assert_eq!(lines[DISPUTES], disputed, "{je}");
+                if withdrawn {
+                    // Stripe's 15.00 USD fee, in the charge's currency.
+                    let fee = lines[FEES];
+                    assert!(fee > Decimal::ZERO, "{je}");
+                    assert_eq!(lines[CLEARING], -(amount + fee), "{je}");
+                } else {
+                    assert!(!lines.contains_key(FEES), "the fee was kept: {je}");
+                    assert_eq!(lines[CLEARING], amount, "{je}");
+                }
+            }
+            let audit = stack.store.audit_for_object(&d.id).await.unwrap();
+            let steps: Vec<&str> = audit.iter().map(|a| a.step.as_str()).collect();
+            assert!(steps.contains(&"dispute_posted"), "{steps:?}");
+            let closing = if d.outcome == "won" {
+                "dispute_won"
+            } else {
+                "dispute_lost"
+            };
+            assert!(steps.contains(&closing), "{steps:?}");
+        }
+        let fee_journals = ns
+            .ids(RecordType::JournalEntry)
+            .into_iter()
+            .filter_map(|i| ns.get(RecordType::JournalEntry, &i.to_string()))
+            .filter(|je| {
+                je["externalId"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("stripe_txn_"))
+            })
+            .count();
+        assert_eq!(fee_journals, journals, "one journal entry per movement");
+
+        // The refund that failed: either it failed before it posted (nothing in NetSuite), or
+        // its customer refund was given back to the customer's receivable.
+        assert_eq!(report.failed_refunds.len(), 1);
+        let failed = &report.failed_refunds[0];
+        match ns.get(RecordType::CreditMemo, &format!("eid:stripe_{failed}")) {
+            None => assert!(
+                ns.get(
+                    RecordType::CustomerRefund,
+                    &format!("eid:stripe_refund_{failed}")
+                )
+                .is_none()
+            ),
+            Some(memo) => {
+                let back = ns
+                    .get(
+                        RecordType::JournalEntry,
+                        &format!("eid:stripe_refund_failure_{failed}"),
+                    )
+                    .expect("the failed refund is given back");
+                let lines = by_account(&back);
+                assert_eq!(lines[CLEARING], dec(&memo["total"]), "{back}");
+                assert_eq!(lines[RECEIVABLES], -dec(&memo["total"]), "{back}");
+                let ar_line = back["line"]["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| ref_id(&l["account"]) == RECEIVABLES)
+                    .unwrap()
+                    .clone();
+                assert_eq!(ref_id(&ar_line["entity"]), ref_id(&memo["entity"]));
+            }
+        }
+
+        // The reconciliation counts the disputes, Stripe's side against NetSuite's.
+        let (_, pipeline) = mlc_service::connections::open_pipeline(
+            &stack.config,
+            &Default::default(),
+            Some(&stack.master_key),
+        )
+        .await
+        .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let reconciled = pipeline
+            .reconcile(now - 86_400, now + 86_400, None)
+            .await
+            .unwrap();
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for d in &report.disputes {
+            let kept = if d.outcome == "won" { 0 } else { d.amount };
+            *expected.entry(d.currency.to_uppercase()).or_default() += kept;
+        }
+        for (currency, totals) in &reconciled.currencies {
+            assert_eq!(
+                totals.disputes.stripe_minor,
+                expected.get(&currency.iso_code()).copied().unwrap_or(0),
+                "{currency}: {totals:?}"
+            );
+            assert_eq!(
+                totals.disputes.stripe_minor, totals.disputes.netsuite_minor,
+                "{currency}"
+            );
+            assert_eq!(totals.fees.difference(), 0, "{currency}: {totals:?}");
+            assert_eq!(totals.sales.difference(), 0, "{currency}: {totals:?}");
+        }
+        // Only a refund that failed after it posted may differ: named, by its ID.
+        for d in &reconciled.differences {
+            assert_eq!(&d.stripe_object, failed, "{d:?}");
+            assert!(d.reason.contains("failed"), "{d:?}");
+        }
+
+        // Every event again: nothing new in NetSuite.
+        let before = ns.count(RecordType::JournalEntry);
+        let replayed = stack
+            .store
+            .requeue_where(mlc_store::JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(replayed > 0);
+        assert!(stack.wait_idle(SETTLE).await);
+        assert_eq!(ns.count(RecordType::JournalEntry), before);
+        stack.stop().await.unwrap();
+    }
+}
