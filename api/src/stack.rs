@@ -109,6 +109,11 @@ fn account_seed(tenant: &str, connection: &str) -> u64 {
     u64::from_le_bytes(first)
 }
 
+/// The example seed's chargebacks account (`posting.dispute_account`) and Accounts Receivable
+/// (`posting.receivables_account`).
+pub const DISPUTE_ACCOUNT: &str = "6";
+pub const RECEIVABLES_ACCOUNT: &str = "3";
+
 /// Seed currencies of the NetSuite simulator (internal IDs in its example seed).
 pub const CURRENCIES: &str = "USD=1,EUR=2,JPY=3,KWD=4,GBP=5";
 
@@ -171,6 +176,11 @@ impl Sims {
             ("POSTING__PAYMENT_ACCOUNT", "2".to_string()),
             ("POSTING__FEE_EXPENSE_ACCOUNT", "5".to_string()),
             ("POSTING__FEE_CLEARING_ACCOUNT", "2".to_string()),
+            ("POSTING__DISPUTE_ACCOUNT", DISPUTE_ACCOUNT.to_string()),
+            (
+                "POSTING__RECEIVABLES_ACCOUNT",
+                RECEIVABLES_ACCOUNT.to_string(),
+            ),
             ("POSTING__CURRENCIES", CURRENCIES.to_string()),
             (
                 "POSTING__UNMAPPED_RETRY_SECS",
@@ -300,6 +310,8 @@ impl UnconnectedSims {
                 "payment_account": "2",
                 "fee_expense_account": "5",
                 "fee_clearing_account": "2",
+                "dispute_account": DISPUTE_ACCOUNT,
+                "receivables_account": RECEIVABLES_ACCOUNT,
                 "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
             },
         })
@@ -442,6 +454,8 @@ impl Stack {
                 "payment_account": "2",
                 "fee_expense_account": "5",
                 "fee_clearing_account": "2",
+                "dispute_account": DISPUTE_ACCOUNT,
+                "receivables_account": RECEIVABLES_ACCOUNT,
                 "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
                 "unmapped_retry_secs": opts.unmapped_retry_secs as i64,
             },

@@ -249,6 +249,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             ScenarioConfig {
                 customers: args.customers,
                 seed: args.seed,
+                credit_notes: 4,
+                disputes: 2,
                 on_catalog: Some(stack.catalog_hook()),
                 ..ScenarioConfig::default()
             },
@@ -259,6 +261,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             ScenarioConfig {
                 customers: globex_customers,
                 seed: args.seed + 1,
+                credit_notes: 4,
+                disputes: 2,
                 on_catalog: Some(globex.catalog_hook()),
                 ..ScenarioConfig::default()
             },
@@ -268,12 +272,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let globex_report = globex_report.context("the second company's scenario failed")?;
     for (c, r) in companies.iter().zip([&report, &globex_report]) {
         println!(
-            "   {}: {} paid invoices, {} one-time charges, {} declined payments, {} refunds",
+            "   {}: {} paid invoices, {} one-time charges, {} declined payments, {} refunds, {} credit notes, {} disputes ({} won)",
             c.tenant,
             r.paid_invoices.len(),
             r.standalone_charges.len(),
             r.failed_charges.len(),
-            r.refunds.len()
+            r.refunds.len(),
+            r.credit_notes.len(),
+            r.disputes.len(),
+            r.disputes.iter().filter(|d| d.outcome == "won").count()
         );
     }
     settle(&companies, "Posting to NetSuite").await?;
@@ -397,8 +404,20 @@ async fn summarise(
     println!("  Payments applied             {payments}");
     let handle = c.netsuite.handle();
     println!(
-        "  Refunds posted               {} (a credit memo and a customer refund each)",
+        "  Credit memos posted          {} (refunds and credit notes; {} customer refunds)",
+        handle.count(RecordType::CreditMemo),
         handle.count(RecordType::CustomerRefund)
+    );
+    println!(
+        "  Dispute journal entries      {}",
+        handle
+            .ids(RecordType::JournalEntry)
+            .into_iter()
+            .filter_map(|id| handle.get(RecordType::JournalEntry, &id.to_string()))
+            .filter(|je| je["externalId"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("stripe_txn_")))
+            .count()
     );
     println!(
         "  Waiting for a person         {}",

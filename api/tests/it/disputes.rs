@@ -14,10 +14,10 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(120);
-const DISPUTES: &str = "4";
+const DISPUTES: &str = ml_connector::stack::DISPUTE_ACCOUNT;
 const FEES: &str = "5";
 const CLEARING: &str = "2";
-const RECEIVABLES: &str = "3";
+const RECEIVABLES: &str = ml_connector::stack::RECEIVABLES_ACCOUNT;
 
 fn dec(v: &Value) -> Decimal {
     match v {
