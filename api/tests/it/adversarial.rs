@@ -47,7 +47,7 @@ async fn unsettled(url: &str) -> String {
         "SELECT j.id, j.state, j.attempts, j.run_at, j.locked_by, j.last_error, t.status, \
          t.attempts AS task_attempts, t.lock_by AS task_lock FROM sync_jobs j \
          LEFT JOIN {apalis} t ON t.id = j.task_id \
-         WHERE j.state IN ('queued', 'running') LIMIT 20"
+         WHERE j.state IN ('queued', 'running', 'waiting') LIMIT 20"
     );
     let rows = match sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut conn)
@@ -128,6 +128,8 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
                         customers: 10,
                         seed: 5,
                         checkout_percent: 60,
+                        credit_notes: 4,
+                        disputes: 2,
                         on_catalog: Some(hook),
                         ..ScenarioConfig::default()
                     },
@@ -158,7 +160,12 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
         let counts: std::collections::HashMap<_, _> =
             store.job_counts().await.unwrap().into_iter().collect();
         assert_eq!(counts[&JobState::Failed], 0, "{counts:?}");
-        assert_eq!(counts[&JobState::Waiting], 0, "{counts:?}");
+        assert_eq!(
+            counts[&JobState::Waiting],
+            0,
+            "{counts:?}: {}",
+            unsettled(db.url()).await
+        );
         let stats = sims.stripe.handle.delivery_stats();
         eprintln!("{:?}: deliveries {stats:?}", db.backend());
 
@@ -188,14 +195,46 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
                 .iter()
                 .all(|i| i.amount_remaining == Some(Decimal::ZERO))
         );
-        // Each refund: one credit memo and one customer refund, whatever the deliveries did.
+        // Each refund: one credit memo and one customer refund, whatever the deliveries did;
+        // each posted credit note one memo (and one customer refund when it refunded).
         let handle = sims.netsuite.handle();
         assert!(!report.refunds.is_empty(), "the scenario refunds");
-        assert_eq!(handle.count(RecordType::CreditMemo), report.refunds.len());
+        let notes: Vec<_> = report
+            .credit_notes
+            .iter()
+            .filter(|n| !n.voided && n.kind == "post_payment")
+            .collect();
+        assert!(!notes.is_empty(), "the scenario credits");
+        assert_eq!(
+            handle.count(RecordType::CreditMemo),
+            report.refunds.len() + notes.len()
+        );
         assert_eq!(
             handle.count(RecordType::CustomerRefund),
-            report.refunds.len()
+            report.refunds.len() + notes.iter().filter(|n| n.refund_amount > 0).count()
         );
+        for n in &notes {
+            let eid = format!("eid:stripe_{}", n.id);
+            assert!(handle.get(RecordType::CreditMemo, &eid).is_some(), "{eid}");
+        }
+        // Each movement of a dispute's money: one journal entry.
+        assert_eq!(report.disputes.len(), 2);
+        let movements: usize = report
+            .disputes
+            .iter()
+            .map(|d| if d.outcome == "won" { 2 } else { 1 })
+            .sum();
+        let journals = handle
+            .ids(RecordType::JournalEntry)
+            .into_iter()
+            .filter_map(|id| handle.get(RecordType::JournalEntry, &id.to_string()))
+            .filter(|je| {
+                je["externalId"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("stripe_txn_"))
+            })
+            .count();
+        assert_eq!(journals, movements);
         for refund in &report.refunds {
             let eid = format!("eid:stripe_{}", refund.id);
             assert!(handle.get(RecordType::CreditMemo, &eid).is_some(), "{eid}");
@@ -214,5 +253,19 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
         for (code, stripe) in stripe_gross_by_currency(&report) {
             assert_eq!(ns.get(&code).copied().unwrap_or_default(), stripe, "{code}");
         }
+        // And so does everything that went back: the reconciliation finds no difference.
+        handle.set_fault_probabilities(FaultProbabilities::default());
+        let config = sims.config().unwrap();
+        let (opened, pipeline) =
+            mlc_service::connections::open_pipeline(&config, &Default::default(), None)
+                .await
+                .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let reconciled = pipeline
+            .reconcile(now - 86_400, now + 86_400, None)
+            .await
+            .unwrap();
+        opened.close().await;
+        assert!(reconciled.is_clean(), "{reconciled:#?}");
     }
 }

@@ -85,25 +85,46 @@ impl Pipeline {
             .ok_or_else(|| {
                 PipelineError::Permanent(format!("credit note {note_id} names no invoice"))
             })?;
-        let Some(sale) = store.get_posting(&invoice_id, INVOICE).await? else {
-            // An invoice Stripe has not been paid for is not in NetSuite (invoice_trigger =
-            // "paid"): its pre-payment credit notes post with it when it is paid.
-            let invoice = self.inner.stripe.retrieve_invoice(&invoice_id).await?;
-            if !matches!(invoice.status.as_deref(), Some("paid"))
-                && self.inner.posting.invoice_trigger == crate::config::InvoiceTrigger::Paid
-            {
-                self.audit(
-                    job,
-                    "skipped",
-                    Some(note_id),
-                    format!(
-                        "Credit note {note_id} lowers what invoice {invoice_id} asks for; that invoice is not paid, so it is not in NetSuite yet: the credit note posts with it when it is paid"
-                    ),
-                    None,
-                )
-                .await;
-                return Ok(());
+        let posted = store.get_posting(&invoice_id, INVOICE).await?;
+        // Not in NetSuite: with the paid trigger, an invoice Stripe has not been paid for never
+        // is until it is paid (its pre-payment credit notes post with it then); a paid one's
+        // job may be posting it right now.
+        let stripe_paid = match &posted {
+            Some(_) => true,
+            None => {
+                self.inner
+                    .stripe
+                    .retrieve_invoice(&invoice_id)
+                    .await?
+                    .status
+                    .as_deref()
+                    == Some("paid")
             }
+        };
+        if posted.is_none()
+            && !stripe_paid
+            && self.inner.posting.invoice_trigger == crate::config::InvoiceTrigger::Paid
+        {
+            self.audit(
+                job,
+                "skipped",
+                Some(note_id),
+                format!(
+                    "Credit note {note_id} lowers what invoice {invoice_id} asks for; that invoice is not paid, so it is not in NetSuite yet: the credit note posts with it when it is paid"
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        let sale = match posted {
+            Some(p) => Some(p),
+            None => {
+                self.soon(|| async { Ok(store.get_posting(&invoice_id, INVOICE).await?) })
+                    .await?
+            }
+        };
+        let Some(sale) = sale else {
             self.audit(
                 job,
                 "waiting_for_sale",

@@ -130,6 +130,27 @@ impl Pipeline {
         self.post_one_refund(job, &refund).await
     }
 
+    /// `found`, looked at again for a few seconds while it is `None`. A refund or credit note
+    /// often arrives while its sale is being posted by another job: waiting here a moment
+    /// posts it now, rather than after its wait (the sale's job wakes the waiting ones, but
+    /// only those already recorded as waiting).
+    pub(super) async fn soon<T, F, Fut>(&self, mut found: F) -> Result<Option<T>, PipelineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, PipelineError>>,
+    {
+        const TRIES: u32 = 12;
+        for attempt in 0..TRIES {
+            if let Some(t) = found().await? {
+                return Ok(Some(t));
+            }
+            if attempt + 1 < TRIES {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+        Ok(None)
+    }
+
     /// After a sale posts: a refund that came first and waits for it runs now.
     pub(super) async fn wake_refunds_of(&self, charge_id: &str) {
         if let Err(e) = self
@@ -199,13 +220,17 @@ impl Pipeline {
             }
         };
         // The sale it refunds: the charge's own invoice, or the Stripe invoice the charge paid.
-        let sale = match store.get_posting(&charge_id, INVOICE).await? {
-            Some(p) => Some(p),
-            None => match store.invoice_covering(&charge_id).await? {
-                Some(invoice) => store.get_posting(&invoice, INVOICE).await?,
-                None => None,
-            },
-        };
+        let sale = self
+            .soon(|| async {
+                Ok(match store.get_posting(&charge_id, INVOICE).await? {
+                    Some(p) => Some(p),
+                    None => match store.invoice_covering(&charge_id).await? {
+                        Some(invoice) => store.get_posting(&invoice, INVOICE).await?,
+                        None => None,
+                    },
+                })
+            })
+            .await?;
         let Some(sale) = sale else {
             self.audit(
                 job,
