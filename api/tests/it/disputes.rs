@@ -154,6 +154,30 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
             .count();
         assert_eq!(fee_journals, journals, "one journal entry per movement");
 
+        // A dispute's event page shows the journal entries it made.
+        let event = stack
+            .store
+            .list_events(&mlc_store::EventFilter {
+                event_type: Some("charge.dispute.closed".into()),
+                limit: 1,
+                ..mlc_store::EventFilter::default()
+            })
+            .await
+            .unwrap()
+            .pop()
+            .expect("a charge.dispute.closed event");
+        let (ok, out, err) =
+            crate::helpers::cli(db.url(), &["events", "show", &event.event_id, "--json"]);
+        assert!(ok, "{err}");
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        let kinds: Vec<&str> = shown["postings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"dispute_withdrawal"), "{shown}");
+
         // The refund that failed: either it failed before it posted (nothing in NetSuite), or
         // its customer refund was given back to the customer's receivable.
         assert_eq!(report.failed_refunds.len(), 1);

@@ -10,8 +10,19 @@ use serde_json::json;
 use super::mapping::{self, DisputeAccounts};
 use super::{Pipeline, PipelineError};
 
-/// The store's kind for a dispute movement's journal entry (keyed by `txn_…`).
-pub(super) const DISPUTE_JOURNAL: &str = "dispute_journal";
+/// The store's kinds for a dispute's journal entries, keyed by the dispute (`dp_…`), so its
+/// event page shows them: Stripe withdraws a dispute's funds at most once and reinstates them
+/// at most once.
+const DISPUTE_WITHDRAWAL: &str = "dispute_withdrawal";
+const DISPUTE_REINSTATEMENT: &str = "dispute_reinstatement";
+
+fn kind_of(movement: &mapping::DisputeMovement) -> &'static str {
+    if movement.disputed.minor() >= 0 {
+        DISPUTE_WITHDRAWAL
+    } else {
+        DISPUTE_REINSTATEMENT
+    }
+}
 
 impl Pipeline {
     /// `charge.dispute.*`: every money movement of the dispute not posted yet, then the audit of
@@ -40,19 +51,19 @@ impl Pipeline {
                 Expandable::Object(t) => t.as_ref().clone(),
                 Expandable::Id(id) => self.inner.stripe.retrieve_balance_transaction(id).await?,
             };
+            let Some(movement) = mapping::dispute_movement(&dispute.id, &charge_id, amount, &txn)?
+            else {
+                continue;
+            };
             if self
                 .inner
                 .store
-                .get_posting(&txn.id, DISPUTE_JOURNAL)
+                .get_posting(&dispute.id, kind_of(&movement))
                 .await?
                 .is_some()
             {
                 continue;
             }
-            let Some(movement) = mapping::dispute_movement(&dispute.id, &charge_id, amount, &txn)?
-            else {
-                continue;
-            };
             self.post_dispute_movement(job, &dispute, &movement).await?;
             posted += 1;
         }
@@ -136,8 +147,8 @@ impl Pipeline {
         self.inner
             .store
             .record_posting(NewPosting {
-                stripe_object_id: movement.txn_id.clone(),
-                kind: DISPUTE_JOURNAL.into(),
+                stripe_object_id: dispute.id.clone(),
+                kind: kind_of(movement).into(),
                 netsuite_record_type: "journalEntry".into(),
                 netsuite_internal_id: id.to_string(),
                 external_id: doc.external_id.to_string(),
