@@ -13,26 +13,13 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use crate::helpers::{dec, ref_id};
+
 const SETTLE: Duration = Duration::from_secs(120);
 const DISPUTES: &str = ml_connector::stack::DISPUTE_ACCOUNT;
 const FEES: &str = "5";
 const CLEARING: &str = "2";
 const RECEIVABLES: &str = ml_connector::stack::RECEIVABLES_ACCOUNT;
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::Number(n) => n.to_string().parse().unwrap(),
-        Value::String(s) => s.parse().unwrap(),
-        other => panic!("not an amount: {other}"),
-    }
-}
-
-fn ref_id(v: &Value) -> String {
-    match &v["id"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 /// Debit less credit per account of a journal entry.
 fn by_account(je: &Value) -> BTreeMap<String, Decimal> {

@@ -801,19 +801,6 @@ async fn events_are_listed_and_read_within_the_tenant() {
 const TEST: &str = "mutation($id: ID!) { connectionTest(input: { connectionId: $id }) { \
     result { ok checkedAt checks { code name status message fix } } userErrors { code } } }";
 
-async fn gql_at(addr: std::net::SocketAddr, key: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// "Ping your systems" through GraphQL: a tenant's connection, with its sealed credentials,
 /// against the Stripe and NetSuite simulators; the outcome is recorded as its last test. A
 /// connection with no credentials gets a failed check that says what to do, not an error.
@@ -854,7 +841,7 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
             .secret
             .expose_secret()
             .to_string();
-        let list = gql_at(stack.addr, &key, CONNECTIONS, json!({})).await;
+        let list = crate::helpers::gql(stack.addr, &key, CONNECTIONS, json!({})).await;
         let id_of = |handle: &str| {
             list["data"]["connections"]["edges"]
                 .as_array()
@@ -867,7 +854,8 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
                 .to_string()
         };
 
-        let body = gql_at(stack.addr, &key, TEST, json!({ "id": id_of("production") })).await;
+        let body =
+            crate::helpers::gql(stack.addr, &key, TEST, json!({ "id": id_of("production") })).await;
         let result = &body["data"]["connectionTest"]["result"];
         let checks = result["checks"].as_array().unwrap();
         assert_eq!(result["ok"], true, "{body}");
@@ -886,7 +874,8 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
         );
         assert!(checks.iter().all(|c| c["status"] != "FAIL"), "{body}");
 
-        let body = gql_at(stack.addr, &key, TEST, json!({ "id": id_of("bare") })).await;
+        let body =
+            crate::helpers::gql(stack.addr, &key, TEST, json!({ "id": id_of("bare") })).await;
         assert!(
             body["errors"].is_null(),
             "a failing test is a result: {body}"
@@ -903,7 +892,7 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
         assert!(failed.iter().all(|c| c["fix"].is_string()), "{body}");
 
         // Both outcomes are the connections' last tests.
-        let health = gql_at(
+        let health = crate::helpers::gql(
             stack.addr,
             &key,
             "{ connections { nodes { handle health { lastTestOk lastTestAt } } } }",
@@ -932,12 +921,13 @@ async fn connection_test_pings_the_tenants_systems_and_records_the_outcome() {
             .secret
             .expose_secret()
             .to_string();
-        let list = gql_at(stack.addr, &default_key, CONNECTIONS, json!({})).await;
+        let list = crate::helpers::gql(stack.addr, &default_key, CONNECTIONS, json!({})).await;
         let default_id = list["data"]["connections"]["edges"][0]["node"]["id"]
             .as_str()
             .unwrap()
             .to_string();
-        let body = gql_at(stack.addr, &default_key, TEST, json!({ "id": default_id })).await;
+        let body =
+            crate::helpers::gql(stack.addr, &default_key, TEST, json!({ "id": default_id })).await;
         let result = &body["data"]["connectionTest"]["result"];
         assert_eq!(result["ok"], true, "{body}");
         assert!(
@@ -1017,7 +1007,7 @@ async fn an_independent_graphql_client_tests_replays_and_subscribes() {
             .secret
             .expose_secret()
             .to_string();
-        let list = gql_at(stack.addr, &key, CONNECTIONS, json!({})).await;
+        let list = crate::helpers::gql(stack.addr, &key, CONNECTIONS, json!({})).await;
         let connection = list["data"]["connections"]["edges"][0]["node"]["id"]
             .as_str()
             .unwrap()
@@ -1028,7 +1018,7 @@ async fn an_independent_graphql_client_tests_replays_and_subscribes() {
             .await
             .expect("another tenant connects");
         let other_key = tenant_key(&stack.store.store().clone(), "initech").await;
-        let theirs = gql_at(stack.addr, &other_key, CONNECTIONS, json!({})).await;
+        let theirs = crate::helpers::gql(stack.addr, &other_key, CONNECTIONS, json!({})).await;
         let other_connection = theirs["data"]["connections"]["edges"][0]["node"]["id"]
             .as_str()
             .unwrap()

@@ -185,3 +185,40 @@ pub fn test_python() -> Option<std::ffi::OsString> {
     }
     python
 }
+
+/// A GraphQL request to a running connector with an API key (or session) bearer; the JSON
+/// answer, errors included.
+pub async fn gql(
+    addr: SocketAddr,
+    key: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// An amount as NetSuite (or its simulator) writes it: a JSON number or a string.
+pub fn dec(v: &serde_json::Value) -> rust_decimal::Decimal {
+    match v {
+        serde_json::Value::Number(n) => n.to_string().parse().unwrap(),
+        serde_json::Value::String(s) => s.parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+/// The internal ID of a NetSuite reference (`{"id": "12"}` or `{"id": 12}`).
+pub fn ref_id(v: &serde_json::Value) -> String {
+    match &v["id"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

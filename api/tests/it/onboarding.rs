@@ -8,22 +8,11 @@ use mlc_store::{ApiKeyRole, NewConnection};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use serde_json::{Value, json};
 
+use crate::helpers::gql;
+
 const CONNECT: &str = "mutation($id: ID!, $k: String!) { stripeConnect(input: { connectionId: $id, \
     apiKey: $k }) { accountId livemode webhookEndpointId webhookEndpointCreated webhookUrl \
     credentials { name values } userErrors { field code message } } }";
-
-async fn gql(addr: std::net::SocketAddr, key: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 async fn endpoints(base: &str, key: &str) -> Vec<Value> {
     let list: Value = reqwest::Client::new()

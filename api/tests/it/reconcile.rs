@@ -15,6 +15,8 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use crate::helpers::gql;
+
 const SETTLE: Duration = Duration::from_secs(120);
 
 const CONNECTIONS: &str = "{ connections(first: 10) { edges { node { id handle } } } }";
@@ -34,19 +36,6 @@ const PAUSE: &str =
     "mutation($id: ID!) { connectionPause(input: { connectionId: $id }) { userErrors { code } } }";
 const RESUME: &str =
     "mutation($id: ID!) { connectionResume(input: { connectionId: $id }) { userErrors { code } } }";
-
-async fn gql(addr: std::net::SocketAddr, key: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 fn dec(v: &Value) -> Decimal {
     v.as_str()

@@ -12,22 +12,9 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use crate::helpers::{dec, ref_id};
+
 const SETTLE: Duration = Duration::from_secs(120);
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::Number(n) => n.to_string().parse().unwrap(),
-        Value::String(s) => s.parse().unwrap(),
-        other => panic!("not an amount: {other}"),
-    }
-}
-
-fn ref_id(v: &Value) -> String {
-    match &v["id"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_refund_is_one_credit_memo_paid_out_by_one_customer_refund() {

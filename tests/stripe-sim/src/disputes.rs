@@ -7,7 +7,7 @@
 use mlc_core::Currency;
 use serde_json::{Map, Value, json};
 
-use crate::api::{Ctx, Out, R, list_kind};
+use crate::api::{Ctx, Out, R};
 use crate::error::ApiError;
 use crate::events::emit;
 use crate::params::{self, allow, s};
@@ -424,25 +424,7 @@ fn apply_evidence(v: &mut Value, p: &Value) -> Result<bool, ApiError> {
 /// `/v1/disputes` routes.
 pub(crate) fn disputes(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R {
     match (method, segs) {
-        ("GET", []) => {
-            allow(
-                p,
-                &[
-                    "charge",
-                    "payment_intent",
-                    "created",
-                    "limit",
-                    "starting_after",
-                    "ending_before",
-                ],
-            )?;
-            let ch = s(p, "charge").map(str::to_string);
-            let pi = s(p, "payment_intent").map(str::to_string);
-            list_kind(db, "dispute", "/v1/disputes", p, |v| {
-                Ok(ch.as_ref().is_none_or(|c| v["charge"] == json!(c))
-                    && pi.as_ref().is_none_or(|x| v["payment_intent"] == json!(x)))
-            })
-        }
+        ("GET", []) => crate::payments::list_by_charge(db, "dispute", "/v1/disputes", p),
         ("GET", [id]) => {
             db.get_kind("dispute", id)
                 .ok_or_else(|| ApiError::not_found("dispute", id))?;

@@ -912,25 +912,7 @@ pub(crate) fn refunds(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &V
             emit(db, ctx, "refund.created", &re_id, None);
             Ok(Out::Obj(re_id))
         }
-        ("GET", []) => {
-            allow(
-                p,
-                &[
-                    "charge",
-                    "payment_intent",
-                    "created",
-                    "limit",
-                    "starting_after",
-                    "ending_before",
-                ],
-            )?;
-            let ch = s(p, "charge").map(str::to_string);
-            let pi = s(p, "payment_intent").map(str::to_string);
-            list_kind(db, "refund", "/v1/refunds", p, |v| {
-                Ok(ch.as_ref().is_none_or(|c| v["charge"] == json!(c))
-                    && pi.as_ref().is_none_or(|x| v["payment_intent"] == json!(x)))
-            })
-        }
+        ("GET", []) => list_by_charge(db, "refund", "/v1/refunds", p),
         ("GET", [id]) => {
             db.get_kind("refund", id)
                 .ok_or_else(|| ApiError::not_found("refund", id))?;
@@ -1033,6 +1015,27 @@ pub(crate) fn succeed_refund(db: &mut Db, ctx: &Ctx, id: &str, p: &Value) -> R {
     emit(db, ctx, "refund.updated", id, Some(old.clone()));
     emit(db, ctx, "charge.refund.updated", id, Some(old));
     Ok(Out::Obj(id.to_string()))
+}
+
+/// `GET` of a list Stripe filters by `charge` and `payment_intent` (refunds, disputes).
+pub(crate) fn list_by_charge(db: &mut Db, kind: &str, url: &str, p: &Value) -> R {
+    allow(
+        p,
+        &[
+            "charge",
+            "payment_intent",
+            "created",
+            "limit",
+            "starting_after",
+            "ending_before",
+        ],
+    )?;
+    let ch = s(p, "charge").map(str::to_string);
+    let pi = s(p, "payment_intent").map(str::to_string);
+    list_kind(db, kind, url, p, |v| {
+        Ok(ch.as_ref().is_none_or(|c| v["charge"] == json!(c))
+            && pi.as_ref().is_none_or(|x| v["payment_intent"] == json!(x)))
+    })
 }
 
 pub(crate) fn balance_transactions(db: &mut Db, method: &str, segs: &[&str], p: &Value) -> R {
