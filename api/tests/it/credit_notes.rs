@@ -150,6 +150,58 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
             memos + report.refunds.len()
         );
 
+        // A credit note voided after it posted: its memo is deleted, with its application.
+        let credited: Vec<&String> = notes.iter().map(|n| &n.invoice).collect();
+        let invoice = report
+            .paid_invoices
+            .iter()
+            .find(|i| !credited.contains(i))
+            .expect("an invoice without a credit note");
+        let stripe = |path: String, form: Vec<(&'static str, String)>| {
+            let url = format!("{}{path}", stack.stripe.base_url);
+            let key = stack.stripe.api_key_str().to_string();
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(key)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let goodwill = stripe(
+            "/v1/credit_notes".into(),
+            vec![
+                ("invoice", invoice.clone()),
+                ("amount", "100".into()),
+                ("credit_amount", "100".into()),
+            ],
+        )
+        .await;
+        let goodwill_id = goodwill["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{goodwill}"))
+            .to_string();
+        assert!(stack.wait_idle(SETTLE).await);
+        let eid = format!("eid:stripe_{goodwill_id}");
+        assert!(
+            ns.get(RecordType::CreditMemo, &eid).is_some(),
+            "posted first"
+        );
+        let voided = stripe(format!("/v1/credit_notes/{goodwill_id}/void"), vec![]).await;
+        assert_eq!(voided["status"], "void", "{voided}");
+        assert!(stack.wait_idle(SETTLE).await);
+        assert!(ns.get(RecordType::CreditMemo, &eid).is_none(), "deleted");
+        let audit = stack.store.audit_for_object(&goodwill_id).await.unwrap();
+        assert!(
+            audit.iter().any(|a| a.step == "credit_memo_deleted"),
+            "{audit:?}"
+        );
+
         // The reconciliation agrees, credit notes included.
         let (_, pipeline) = mlc_service::connections::open_pipeline(
             &stack.config,
@@ -164,12 +216,12 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
             .await
             .unwrap();
         assert!(reconciled.is_clean(), "{reconciled:#?}");
-        let credited: i64 = reconciled
+        let credited_minor: i64 = reconciled
             .currencies
             .values()
             .map(|c| c.credit_notes.netsuite_minor)
             .sum();
-        assert!(credited > 0, "{reconciled:#?}");
+        assert!(credited_minor > 0, "{reconciled:#?}");
 
         // Every event again: nothing new in NetSuite.
         let counted = || [RecordType::CreditMemo, RecordType::CustomerRefund].map(|t| ns.count(t));

@@ -595,6 +595,32 @@ impl NetSuiteClient {
         Ok(())
     }
 
+    /// `DELETE /record/v1/{type}/{id}`. Deleting twice is harmless: a record already gone
+    /// (404, say after a lost answer to the first delete) counts as deleted. NetSuite refuses a
+    /// record others depend on (a credit memo a customer refund pays out) and one in a closed
+    /// period; those errors are returned.
+    pub async fn delete(
+        &self,
+        record_type: &str,
+        id: &NetSuiteInternalId,
+    ) -> Result<(), NetSuiteError> {
+        let url = self.record_url(record_type, Some(id.as_str()))?;
+        match self
+            .send(
+                Kind::RecordWrite,
+                Method::DELETE,
+                url,
+                None,
+                &[],
+                Policy::Idempotent,
+            )
+            .await
+        {
+            Ok(_) | Err(NetSuiteError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates a record keyed by `external_id` at most once.
     ///
     /// 1. `GET …/{type}/eid:{externalId}` (works for every record type; chosen over SuiteQL on

@@ -16,6 +16,9 @@ use super::post::INVOICE;
 use super::refunds::{CREDIT_MEMO, CUSTOMER_REFUND, Credit};
 use super::{Pipeline, PipelineError};
 
+/// The store's kind marking a credit note's memo deleted after Stripe voided it.
+const CREDIT_MEMO_DELETED: &str = "credit_memo_deleted";
+
 /// The words a credit note's wait for its invoice holds: posting the invoice wakes it.
 pub(super) fn waits_for_invoice(invoice: &str) -> String {
     format!("waits for the sale of invoice {invoice}")
@@ -65,17 +68,7 @@ impl Pipeline {
                     .await;
                     Ok(())
                 }
-                Some(memo) => {
-                    let cash = store
-                        .get_posting(note_id, CUSTOMER_REFUND)
-                        .await?
-                        .map(|c| format!(" and customer refund {}", c.netsuite_internal_id))
-                        .unwrap_or_default();
-                    Err(PipelineError::NeedsPerson(format!(
-                        "credit note {note_id} was voided in Stripe after it posted: void NetSuite credit memo {}{cash} in NetSuite (the connector does not reverse a posted credit memo)",
-                        memo.netsuite_internal_id
-                    )))
-                }
+                Some(memo) => self.reverse_voided_credit_note(job, &note_sid, &memo).await,
             };
         }
         let invoice_id = note
@@ -215,6 +208,71 @@ impl Pipeline {
                 Money::new(refunded, currency),
                 Money::new(out_of_band, currency),
                 Money::new(left.max(0), currency)
+            ),
+            None,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A credit note voided in Stripe after it posted: its credit memo is deleted in NetSuite
+    /// (REST has no void; a delete takes its application to the invoice with it, which is what
+    /// Stripe's void does to the invoice). Stripe voids only a credit note that refunded
+    /// nothing, so no customer refund depends on the memo; if one does, a person decides.
+    async fn reverse_voided_credit_note(
+        &self,
+        job: &Job,
+        note: &StripeId,
+        memo: &mlc_store::Posting,
+    ) -> Result<(), PipelineError> {
+        let store = &self.inner.store;
+        if store
+            .get_posting(note.as_str(), CREDIT_MEMO_DELETED)
+            .await?
+            .is_some()
+        {
+            self.audit(
+                job,
+                "already_posted",
+                Some(note.as_str()),
+                format!(
+                    "Credit note {note} is void; its credit memo {} is already deleted",
+                    memo.netsuite_internal_id
+                ),
+                None,
+            )
+            .await;
+            return Ok(());
+        }
+        if let Some(cash) = store.get_posting(note.as_str(), CUSTOMER_REFUND).await? {
+            return Err(PipelineError::NeedsPerson(format!(
+                "credit note {note} was voided in Stripe after its refund was posted: void NetSuite customer refund {} and credit memo {} in NetSuite",
+                cash.netsuite_internal_id, memo.netsuite_internal_id
+            )));
+        }
+        let id = NetSuiteInternalId::parse(&memo.netsuite_internal_id)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        self.inner.netsuite.delete("creditMemo", &id).await?;
+        let currency = mlc_core::Currency::parse(&memo.currency)
+            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+        self.record_credit_posting(
+            job,
+            note,
+            CREDIT_MEMO_DELETED,
+            "creditMemo",
+            &id,
+            &mlc_core::ExternalId::parse(&memo.external_id)
+                .map_err(|e| PipelineError::Permanent(e.to_string()))?,
+            Money::new(memo.amount_minor, currency),
+        )
+        .await?;
+        self.audit(
+            job,
+            "credit_memo_deleted",
+            Some(note.as_str()),
+            format!(
+                "Credit note {note} was voided in Stripe: NetSuite credit memo {id} ({}) deleted, and its application to the invoice with it",
+                memo.external_id
             ),
             None,
         )
