@@ -158,38 +158,30 @@ impl Pipeline {
     /// Every invoice made since `since` (Unix seconds), page by page (Stripe's list API, through
     /// the connection's rate-limited client).
     async fn window_invoices(&self, since: i64) -> Result<Vec<Invoice>, PipelineError> {
-        let mut all: Vec<Invoice> = Vec::new();
-        loop {
-            let after = all.last().map(|i| i.id.clone());
-            let page = self
-                .inner
-                .stripe
-                .list_invoices_created_since(since, after.as_deref())
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            all.extend(page.data);
-            if !more {
-                return Ok(all);
-            }
-        }
+        let stripe = &self.inner.stripe;
+        super::all_pages(
+            |after| async move {
+                stripe
+                    .list_invoices_created_since(since, after.as_deref())
+                    .await
+            },
+            |i: &Invoice| i.id.as_str(),
+        )
+        .await
     }
 
     /// Every charge made since `since` (Unix seconds), page by page.
     async fn window_charges(&self, since: i64) -> Result<Vec<Charge>, PipelineError> {
-        let mut all: Vec<Charge> = Vec::new();
-        loop {
-            let after = all.last().map(|c| c.id.clone());
-            let page = self
-                .inner
-                .stripe
-                .list_charges_created_since(since, after.as_deref())
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            all.extend(page.data);
-            if !more {
-                return Ok(all);
-            }
-        }
+        let stripe = &self.inner.stripe;
+        super::all_pages(
+            |after| async move {
+                stripe
+                    .list_charges_created_since(since, after.as_deref())
+                    .await
+            },
+            |c: &Charge| c.id.as_str(),
+        )
+        .await
     }
 
     pub(super) async fn progress(&self, run: &HistoryRun, scanned: i64, queued: i64) {

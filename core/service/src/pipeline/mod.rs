@@ -69,6 +69,28 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "charge.dispute.closed",
 ];
 
+/// Every item of a Stripe list, page by page: `page` fetches the page after the given ID (the
+/// last of the previous page), until Stripe says there is no more.
+pub(super) async fn all_pages<T, F, Fut>(
+    mut page: F,
+    id: fn(&T) -> &str,
+) -> Result<Vec<T>, PipelineError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<mlc_stripe::models::List<T>, StripeError>>,
+{
+    let mut all: Vec<T> = Vec::new();
+    loop {
+        let after = all.last().map(|t| id(t).to_string());
+        let list = page(after).await?;
+        let more = list.has_more && !list.data.is_empty();
+        all.extend(list.data);
+        if !more {
+            return Ok(all);
+        }
+    }
+}
+
 pub fn handles(event_type: &str) -> bool {
     HANDLED_EVENT_TYPES.contains(&event_type)
 }

@@ -202,111 +202,103 @@ impl Pipeline {
         let gross_mode = self.inner.posting.fees == FeeMode::Gross;
 
         let stripe = &self.inner.stripe;
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_balance_transactions_between(since, until, after.as_deref())
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            after = page.data.last().map(|t| t.id.clone());
-            for txn in page.data {
-                report.scanned += 1;
-                if let Some(run) = run {
-                    self.progress(run, report.scanned, 0).await;
-                }
-                let kind = txn.kind.clone().unwrap_or_default();
-                let source = txn.source.clone().unwrap_or_default();
-                match kind.as_str() {
-                    "charge" | "payment"
-                        if StripeId::parse(StripeIdKind::Charge, &source).is_ok() =>
-                    {
-                        let charge = stripe.retrieve_charge(&source).await?;
-                        let facts = ChargeFacts::from_charge(&charge)?;
-                        if facts.captured_amount.minor() == 0 {
-                            continue;
-                        }
-                        let fee = mapping::fee_in_charge_currency(&facts)?.map_or(0, |f| f.minor());
-                        let key = self.sale_record_of(&charge, &facts).await?;
-                        let sale = sales.entry(key).or_insert_with(|| ExpectedSale {
-                            currency: facts.currency,
-                            gross: 0,
-                            fee: 0,
-                            charges: Vec::new(),
-                        });
-                        sale.gross += facts.captured_amount.minor();
-                        sale.fee += fee;
-                        sale.charges.push(facts.id.to_string());
-                        if gross_mode && fee != 0 {
-                            fee_journals.insert(
-                                format!("stripe_fee_{}", facts.id),
-                                (facts.currency, fee, facts.id.to_string()),
-                            );
-                        }
-                    }
-                    "refund" | "payment_refund"
-                        if StripeId::parse(StripeIdKind::Refund, &source).is_ok() =>
-                    {
-                        let refund = stripe.retrieve_refund(&source).await?;
-                        if refund.status.as_deref() != Some("succeeded") {
-                            // A refund that failed or was cancelled gives the money back to the
-                            // balance by a `refund_failure` transaction, listed below; the pair
-                            // nets to nothing. If it had posted, its credit memo is looked at.
-                            not_reconciled(&mut report, "refund (not succeeded)", &txn);
-                            if let Ok(currency) = Currency::parse(&refund.currency) {
-                                failed_refunds
-                                    .insert(refund.id.clone(), Money::new(refund.amount, currency));
-                            }
-                            continue;
-                        }
-                        let currency = Currency::parse(&refund.currency)
-                            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
-                        refunds.insert(refund.id.clone(), Money::new(refund.amount, currency));
-                    }
-                    "adjustment" if StripeId::parse(StripeIdKind::Dispute, &source).is_ok() => {
-                        if !disputes.contains_key(&source) {
-                            let dispute = stripe.retrieve_dispute(&source).await?;
-                            disputes.insert(source.clone(), dispute);
-                        }
-                        let dispute = &disputes[&source];
-                        let currency = Currency::parse(&dispute.currency)
-                            .map_err(|e| PipelineError::Permanent(e.to_string()))?;
-                        let charge = dispute
-                            .charge
-                            .as_ref()
-                            .map(|c| c.id().to_string())
-                            .unwrap_or_default();
-                        if let Some(movement) = mapping::dispute_movement(
-                            &dispute.id,
-                            &charge,
-                            Money::new(dispute.amount, currency),
-                            &txn,
-                        )? {
-                            movements.push(movement);
-                        }
-                    }
-                    _ => not_reconciled(&mut report, &kind, &txn),
-                }
+        let txns = super::all_pages(
+            |after| async move {
+                stripe
+                    .list_balance_transactions_between(since, until, after.as_deref())
+                    .await
+            },
+            |t: &mlc_stripe::models::BalanceTransaction| t.id.as_str(),
+        )
+        .await?;
+        for txn in txns {
+            report.scanned += 1;
+            if let Some(run) = run {
+                self.progress(run, report.scanned, 0).await;
             }
-            if !more {
-                break;
+            let kind = txn.kind.clone().unwrap_or_default();
+            let source = txn.source.clone().unwrap_or_default();
+            match kind.as_str() {
+                "charge" | "payment" if StripeId::parse(StripeIdKind::Charge, &source).is_ok() => {
+                    let charge = stripe.retrieve_charge(&source).await?;
+                    let facts = ChargeFacts::from_charge(&charge)?;
+                    if facts.captured_amount.minor() == 0 {
+                        continue;
+                    }
+                    let fee = mapping::fee_in_charge_currency(&facts)?.map_or(0, |f| f.minor());
+                    let key = self.sale_record_of(&charge, &facts).await?;
+                    let sale = sales.entry(key).or_insert_with(|| ExpectedSale {
+                        currency: facts.currency,
+                        gross: 0,
+                        fee: 0,
+                        charges: Vec::new(),
+                    });
+                    sale.gross += facts.captured_amount.minor();
+                    sale.fee += fee;
+                    sale.charges.push(facts.id.to_string());
+                    if gross_mode && fee != 0 {
+                        fee_journals.insert(
+                            format!("stripe_fee_{}", facts.id),
+                            (facts.currency, fee, facts.id.to_string()),
+                        );
+                    }
+                }
+                "refund" | "payment_refund"
+                    if StripeId::parse(StripeIdKind::Refund, &source).is_ok() =>
+                {
+                    let refund = stripe.retrieve_refund(&source).await?;
+                    if refund.status.as_deref() != Some("succeeded") {
+                        // A refund that failed or was cancelled gives the money back to the
+                        // balance by a `refund_failure` transaction, listed below; the pair
+                        // nets to nothing. If it had posted, its credit memo is looked at.
+                        not_reconciled(&mut report, "refund (not succeeded)", &txn);
+                        if let Ok(currency) = Currency::parse(&refund.currency) {
+                            failed_refunds
+                                .insert(refund.id.clone(), Money::new(refund.amount, currency));
+                        }
+                        continue;
+                    }
+                    let currency = Currency::parse(&refund.currency)
+                        .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+                    refunds.insert(refund.id.clone(), Money::new(refund.amount, currency));
+                }
+                "adjustment" if StripeId::parse(StripeIdKind::Dispute, &source).is_ok() => {
+                    if !disputes.contains_key(&source) {
+                        let dispute = stripe.retrieve_dispute(&source).await?;
+                        disputes.insert(source.clone(), dispute);
+                    }
+                    let dispute = &disputes[&source];
+                    let currency = Currency::parse(&dispute.currency)
+                        .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+                    let charge = dispute
+                        .charge
+                        .as_ref()
+                        .map(|c| c.id().to_string())
+                        .unwrap_or_default();
+                    if let Some(movement) = mapping::dispute_movement(
+                        &dispute.id,
+                        &charge,
+                        Money::new(dispute.amount, currency),
+                        &txn,
+                    )? {
+                        movements.push(movement);
+                    }
+                }
+                _ => not_reconciled(&mut report, &kind, &txn),
             }
         }
 
         // The credit notes of the period. Their refunds are theirs (posted with them), and a
         // pre-payment one lowered what its invoice's charges brought in.
-        let mut notes: Vec<mlc_stripe::models::CreditNote> = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = stripe
-                .list_credit_notes_between(since, until, after.as_deref())
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            after = page.data.last().map(|n| n.id.clone());
-            notes.extend(page.data);
-            if !more {
-                break;
-            }
-        }
+        let notes = super::all_pages(
+            |after| async move {
+                stripe
+                    .list_credit_notes_between(since, until, after.as_deref())
+                    .await
+            },
+            |n: &mlc_stripe::models::CreditNote| n.id.as_str(),
+        )
+        .await?;
         for note in &notes {
             for (refund_id, _) in super::credit_notes::refunds_of(note) {
                 refunds.remove(&refund_id);
