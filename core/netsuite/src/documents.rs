@@ -240,24 +240,65 @@ pub struct CustomerPaymentDoc {
     pub custom_fields: CustomFields,
 }
 
-impl CustomerPaymentDoc {
-    pub fn to_json(&self) -> Json {
+/// One line of an `apply` sublist: `amount` of document `doc`.
+fn apply_line(doc: &NetSuiteInternalId, amount: Decimal) -> Json {
+    let mut apply = Obj::default();
+    apply.reference("doc", doc);
+    apply.put("apply", Json::Bool(true));
+    apply.num("amount", amount);
+    apply.done()
+}
+
+/// What a customer payment and a customer refund both hold: money between a customer and an
+/// account, applied to one document.
+struct CashMovement<'a> {
+    external_id: &'a ExternalId,
+    customer: &'a NetSuiteInternalId,
+    subsidiary: &'a Option<NetSuiteInternalId>,
+    currency: &'a Option<NetSuiteInternalId>,
+    account: &'a Option<NetSuiteInternalId>,
+    tran_date: &'a TranDate,
+    memo: &'a str,
+    custom_fields: &'a CustomFields,
+    apply_to: &'a NetSuiteInternalId,
+    amount: Decimal,
+}
+
+impl CashMovement<'_> {
+    /// The body; `amount_field` names the header's amount (`payment`), if the record has one.
+    fn to_json(&self, amount_field: Option<&str>) -> Json {
         let mut m = Obj::default();
         m.str("externalId", self.external_id.as_str());
-        m.reference("customer", &self.customer);
-        m.opt_reference("subsidiary", &self.subsidiary);
-        m.opt_reference("currency", &self.currency);
-        m.opt_reference("account", &self.account);
+        m.reference("customer", self.customer);
+        m.opt_reference("subsidiary", self.subsidiary);
+        m.opt_reference("currency", self.currency);
+        m.opt_reference("account", self.account);
         m.str("tranDate", self.tran_date.as_str());
-        m.str("memo", &self.memo);
-        m.num("payment", self.payment);
-        m.custom(&self.custom_fields);
-        let mut apply = Obj::default();
-        apply.reference("doc", &self.apply_to);
-        apply.put("apply", Json::Bool(true));
-        apply.num("amount", self.payment);
-        m.sublist("apply", vec![apply.done()]);
+        m.str("memo", self.memo);
+        if let Some(field) = amount_field {
+            m.num(field, self.amount);
+        }
+        m.custom(self.custom_fields);
+        m.sublist("apply", vec![apply_line(self.apply_to, self.amount)]);
         m.done()
+    }
+}
+
+impl CustomerPaymentDoc {
+    pub fn to_json(&self) -> Json {
+        CashMovement {
+            external_id: &self.external_id,
+            customer: &self.customer,
+            subsidiary: &self.subsidiary,
+            currency: &self.currency,
+            account: &self.account,
+            tran_date: &self.tran_date,
+            memo: &self.memo,
+            custom_fields: &self.custom_fields,
+            apply_to: &self.apply_to,
+            amount: self.payment,
+        }
+        .to_json(Some("payment"))
     }
 }
 
@@ -274,13 +315,12 @@ impl CreditMemoDoc {
     pub fn to_json(&self) -> Json {
         let mut json = self.memo.to_json();
         if let (Json::Obj(fields), Some((invoice, amount))) = (&mut json, &self.apply_to) {
-            let mut apply = Obj::default();
-            apply.reference("doc", invoice);
-            apply.put("apply", Json::Bool(true));
-            apply.num("amount", *amount);
             fields.push((
                 "apply".to_string(),
-                Json::Obj(vec![("items".to_string(), Json::Arr(vec![apply.done()]))]),
+                Json::Obj(vec![(
+                    "items".to_string(),
+                    Json::Arr(vec![apply_line(invoice, *amount)]),
+                )]),
             ));
         }
         json
@@ -306,21 +346,19 @@ pub struct CustomerRefundDoc {
 
 impl CustomerRefundDoc {
     pub fn to_json(&self) -> Json {
-        let mut m = Obj::default();
-        m.str("externalId", self.external_id.as_str());
-        m.reference("customer", &self.customer);
-        m.opt_reference("subsidiary", &self.subsidiary);
-        m.opt_reference("currency", &self.currency);
-        m.opt_reference("account", &self.account);
-        m.str("tranDate", self.tran_date.as_str());
-        m.str("memo", &self.memo);
-        m.custom(&self.custom_fields);
-        let mut apply = Obj::default();
-        apply.reference("doc", &self.apply_to);
-        apply.put("apply", Json::Bool(true));
-        apply.num("amount", self.amount);
-        m.sublist("apply", vec![apply.done()]);
-        m.done()
+        CashMovement {
+            external_id: &self.external_id,
+            customer: &self.customer,
+            subsidiary: &self.subsidiary,
+            currency: &self.currency,
+            account: &self.account,
+            tran_date: &self.tran_date,
+            memo: &self.memo,
+            custom_fields: &self.custom_fields,
+            apply_to: &self.apply_to,
+            amount: self.amount,
+        }
+        .to_json(None)
     }
 }
 
