@@ -270,9 +270,31 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     );
     let report = report.context("the scenario failed")?;
     let globex_report = globex_report.context("the second company's scenario failed")?;
-    for (c, r) in companies.iter().zip([&report, &globex_report]) {
+    // Invoices that will never be paid: one voided, one marked uncollectible in each company.
+    // Posted only when paid (the default trigger), they were never in NetSuite, and nothing
+    // posts for them; the audit says so.
+    let mut unpaid = [0_usize; 2];
+    for (i, (c, r)) in companies.iter().zip([&report, &globex_report]).enumerate() {
+        let credited: std::collections::BTreeSet<&String> =
+            r.credit_notes.iter().map(|n| &n.invoice).collect();
+        let open = r.open_invoices.iter().filter(|i| !credited.contains(i));
+        for (invoice, action) in open.zip(["void", "mark_uncollectible"]) {
+            reqwest::Client::new()
+                .post(format!(
+                    "{}/v1/invoices/{invoice}/{action}",
+                    c.stripe.base_url
+                ))
+                .bearer_auth(c.stripe.api_key_str())
+                .send()
+                .await?
+                .error_for_status()
+                .with_context(|| format!("{action} {invoice} in the Stripe simulator"))?;
+            unpaid[i] += 1;
+        }
+    }
+    for (i, (c, r)) in companies.iter().zip([&report, &globex_report]).enumerate() {
         println!(
-            "   {}: {} paid invoices, {} one-time charges, {} declined payments, {} refunds, {} credit notes, {} disputes ({} won)",
+            "   {}: {} paid invoices, {} one-time charges, {} declined payments, {} refunds, {} credit notes, {} disputes ({} won), {} unpaid invoices voided or written off",
             c.tenant,
             r.paid_invoices.len(),
             r.standalone_charges.len(),
@@ -280,7 +302,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             r.refunds.len(),
             r.credit_notes.len(),
             r.disputes.len(),
-            r.disputes.iter().filter(|d| d.outcome == "won").count()
+            r.disputes.iter().filter(|d| d.outcome == "won").count(),
+            unpaid[i]
         );
     }
     settle(&companies, "Posting to NetSuite").await?;
