@@ -4,6 +4,7 @@
 import { gql, session, subscribe } from "./graphql.js";
 import {
   field, form, showUserErrors, actionErrors, shown, runTest, PRESET_KEY, decodePreset, slug,
+  poll, running, RUN_WORDS,
 } from "./shared.js";
 import {
   h, fill, when, badge, json, details, eventWords, STATUS_WORDS, CONNECTION_WORDS, ROLE_WORDS,
@@ -489,7 +490,92 @@ export async function connectionPage({ app, view, rest, stale }) {
         : h("tr", h("td", { colspan: 5 }, "None stored yet.")))));
   if (app.isOwner) view.append(...credentialForms(app, c, again));
 
+  view.append(...await reconcileSection(app, c, stale));
   if (app.canAct) view.append(...replayWindow(app, c));
+}
+
+const TERM_WORDS = [["sales", "Sales"], ["fees", "Stripe fees"], ["refunds", "Refunds"],
+  ["creditNotes", "Credit notes"], ["disputes", "Disputes"], ["net", "Net revenue"]];
+
+/** `YYYY-MM-DD` of a date in the browser's calendar. */
+const isoDay = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+
+/**
+ * Stripe against NetSuite for a period: the latest reconciliation's report, and (operators and
+ * owners) a form to run one; a run is followed until it ends.
+ */
+async function reconcileSection(app, c, stale) {
+  const { connection } = await gql("ConnectionReconciliation", { id: c.id });
+  const status = h("p.progress", { "data-testid": "reconcile-status" });
+  const results = h("div", { "data-testid": "reconcile-results" });
+  let polling = false;
+  const show = (r) => {
+    status.setAttribute("data-state", r?.state.toLowerCase() ?? "none");
+    status.setAttribute("data-clean", String(r?.clean ?? ""));
+    if (!r) return fill(status, "No reconciliation has run yet.");
+    const period = `${r.from} to ${r.to}`;
+    fill(status,
+      r.state === "SUCCEEDED"
+        ? (r.clean ? `${period}: no difference. Every Stripe sale, fee, refund, credit note and dispute is in NetSuite at its amount.`
+          : `${period}: ${r.differences.length} difference(s), each named below with its Stripe object.`)
+        : r.state === "FAILED" ? `The reconciliation of ${period} failed: ${r.error ?? "no reason given"}`
+          : `${RUN_WORDS[r.state]} ${r.scanned} Stripe balance transactions read so far.`);
+    fill(results, r.state === "SUCCEEDED" ? reconcileReport(r) : null);
+  };
+  const follow = () => {
+    if (polling) return;
+    polling = true;
+    poll(app, 1000, stale, async () => {
+      const { connection: now } = await gql("ConnectionReconciliation", { id: c.id });
+      if (stale()) return true;
+      show(now?.reconciliation);
+      polling = running(now?.reconciliation);
+      return !polling;
+    });
+  };
+  show(connection?.reconciliation);
+  if (running(connection?.reconciliation)) follow();
+  const today = new Date();
+  const first = new Date(today.getFullYear(), today.getMonth(), 1);
+  const out = [h("h2", "Reconcile"),
+    h("p.muted", `Stripe's balance against what is in NetSuite, per currency and to the cent, for whole days in ${connection?.timeZone ?? "the connection's time zone"}. It only reads.`),
+    status, results];
+  if (app.canAct) {
+    out.splice(2, 0, form("reconcile", [
+      { name: "from", type: "date", label: "From", value: isoDay(first), required: true },
+      { name: "to", type: "date", label: "To (included)", value: isoDay(today), required: true },
+    ], "Reconcile", async (v, el) => {
+      const { reconciliationStart: r } = await gql("ReconciliationStart", { input: { connectionId: c.id, from: v.from, to: v.to } });
+      if (showUserErrors(el, r.userErrors)) return;
+      show(r.reconciliation);
+      if (running(r.reconciliation)) follow();
+    }));
+  }
+  return out;
+}
+
+function reconcileReport(r) {
+  const table = h("table", { "data-testid": "reconcile-table" },
+    h("thead", h("tr", h("th", "Currency"), h("th", ""), h("th.num", "Stripe"), h("th.num", "NetSuite"), h("th.num", "Difference"))),
+    h("tbody", r.currencies.flatMap((c) => TERM_WORDS.map(([key, words], i) => {
+      const t = c[key];
+      const off = Number(t.difference.amount) !== 0;
+      return h("tr", { "data-currency": c.currency, "data-term": key, "data-differs": String(off) },
+        h("td", i === 0 ? c.currency : ""), h("td", words),
+        h("td.num", t.stripe.display), h("td.num", t.netsuite.display), h("td.num", t.difference.display));
+    }))));
+  const differences = r.differences.length
+    ? h("ul", { "data-testid": "reconcile-differences" }, r.differences.map((d) =>
+      h("li", { "data-object": d.stripeObjectId, "data-term": d.term },
+        h("code", d.stripeObjectId), ` (${d.term}): Stripe ${d.stripe.display}, NetSuite ${d.netsuite.display}, `,
+        h("code", d.netsuiteExternalId), `. ${d.message}`)))
+    : null;
+  const notPosted = r.notPosted.length
+    ? h("div", h("p.muted", "Not posted by the connector (amounts in the settlement currency):"),
+      h("ul", { "data-testid": "reconcile-not-posted" }, r.notPosted.map((n) =>
+        h("li", `${n.kind}: ${n.count} (${n.amounts.map((a) => a.display).join(", ")})`))))
+    : null;
+  return [table, differences, notPosted];
 }
 
 function credentialForms(app, c, again) {

@@ -142,3 +142,34 @@ export function preset() {
 export function slug(name) {
   return name.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Runs the server does as jobs (the dry run, the backfill, a reconciliation), followed by polling.
+
+export const RUN_WORDS = { QUEUED: "Waiting to start…", RUNNING: "Running…", SUCCEEDED: "Done", FAILED: "Failed" };
+export const running = (r) => r && (r.state === "QUEUED" || r.state === "RUNNING");
+
+/**
+ * Calls `tick()` every `ms` until it returns true or `over()` says the page moved on.
+ * An API error ends it and is shown in the notice line (a lost session signs out as usual).
+ */
+export function poll(app, ms, over, tick) {
+  let timer = null;
+  let ended = false;
+  const run = async () => {
+    if (ended || over()) return;
+    let done = true;
+    try {
+      done = await tick();
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      app.notice(e.message, "warn");
+    }
+    if (!done && !ended && !over()) timer = setTimeout(run, ms);
+  };
+  app.cleanups.push(() => {
+    ended = true;
+    clearTimeout(timer);
+  });
+  timer = setTimeout(run, ms);
+}

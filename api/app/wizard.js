@@ -1,9 +1,10 @@
 // The onboarding wizard (#/setup): Stripe, NetSuite, check, "see if we fit", go live.
 
-import { gql, ApiError } from "./graphql.js";
+import { gql } from "./graphql.js";
 import { h, fill, when, details } from "./dom.js";
 import {
   field, form, showUserErrors, actionErrors, shown, runTest, preset, PRESET_KEY, slug,
+  poll, running, RUN_WORDS,
 } from "./shared.js";
 
 // It works on one draft connection (made by its first step when there is none), and every step
@@ -53,31 +54,6 @@ function markDone(step, done) {
 
 function nextLink(step, label) {
   return h("p.next", h("a.button", { href: stepHref(step), "data-testid": "next" }, label));
-}
-
-/**
- * Calls `tick()` every `ms` until it returns true or `over()` says the page moved on.
- * An API error ends it and is shown in the notice line (a lost session signs out as usual).
- */
-function poll(app, ms, over, tick) {
-  let timer = null;
-  let ended = false;
-  const run = async () => {
-    if (ended || over()) return;
-    let done = true;
-    try {
-      done = await tick();
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      app.notice(e.message, "warn");
-    }
-    if (!done && !ended && !over()) timer = setTimeout(run, ms);
-  };
-  app.cleanups.push(() => {
-    ended = true;
-    clearTimeout(timer);
-  });
-  timer = setTimeout(run, ms);
 }
 
 export async function setup(ctx) {
@@ -311,8 +287,6 @@ function stepCheck({ app, c }) {
   return sec;
 }
 
-const RUN_WORDS = { QUEUED: "Waiting to start…", RUNNING: "Running…", SUCCEEDED: "Done", FAILED: "Failed" };
-const running = (r) => r && (r.state === "QUEUED" || r.state === "RUNNING");
 
 function moneyList(amounts) {
   return amounts.map((a) => a.display).join(", ") || "—";

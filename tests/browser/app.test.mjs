@@ -227,12 +227,42 @@ test("an invited viewer reads but has no Replay button", async () => {
     await vp.click("[data-handle=default] [data-testid=connection-details]");
     await vp.waitForSelector("[data-testid=credentials]");
     assert.ok(await vp.$("[data-testid=settings] pre"), "the settings, to read");
-    for (const f of ["settings-edit", "stripe-key", "webhook-rotate", "netsuite-credentials", "replay-window"]) {
+    for (const f of ["settings-edit", "stripe-key", "webhook-rotate", "netsuite-credentials", "replay-window", "reconcile"]) {
       assert.equal(await vp.$(`[data-testid=${f}]`), null, `no ${f} form for a viewer`);
     }
   } finally {
     await other.close();
   }
+});
+
+test("the connection's page reconciles a period and names each sale not in NetSuite", async () => {
+  await page.click("nav >> text=Connections");
+  await page.click("[data-handle=default] [data-testid=connection-details]");
+  await page.waitForSelector("[data-testid=reconcile]");
+  // The demo's sales are today's (UTC); the browser is in Los Angeles: a window around today.
+  const day = (n) => new Date(Date.now() + n * 86_400_000).toISOString().slice(0, 10);
+  await page.fill("[data-testid=reconcile] [name=from]", day(-2));
+  await page.fill("[data-testid=reconcile] [name=to]", day(1));
+  await page.click("[data-testid=reconcile] button[type=submit]");
+  await page.waitForSelector("[data-testid=reconcile-status][data-state=succeeded]", { timeout: 120_000 });
+  await page.waitForSelector("[data-testid=reconcile-table] tbody tr");
+  const c = await defaultConnection();
+  const api = await graphql(
+    `query($c: ID!) { connection(id: $c) { reconciliation { from to clean
+       differences { stripeObjectId term } currencies { currency } } } }`, { c });
+  const r = api.connection.reconciliation;
+  assert.equal(r.from, day(-2));
+  // The product still waiting for its item: its sales are not in NetSuite, each one named.
+  assert.equal(r.clean, false);
+  assert.ok(r.differences.some((d) => d.term === "sales"), JSON.stringify(r.differences));
+  const shownObjects = await page.$$eval("[data-testid=reconcile-differences] li",
+    (lis) => lis.map((l) => l.getAttribute("data-object")));
+  assert.deepEqual(shownObjects, r.differences.map((d) => d.stripeObjectId));
+  const currencies = await page.$$eval("[data-testid=reconcile-table] tr[data-term=sales]",
+    (trs) => trs.map((t) => t.getAttribute("data-currency")));
+  assert.deepEqual(currencies, r.currencies.map((x) => x.currency));
+  assert.match(await page.textContent("[data-testid=reconcile-status]"), /difference/);
+  await shot("reconcile");
 });
 
 test("mapping the waiting product releases its sales", async () => {
