@@ -248,3 +248,120 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
         stack.stop().await.unwrap();
     }
 }
+
+/// `posting.dispute_posting = "credit_memo"`: the withdrawn amount is a credit memo on the
+/// sale's items paid out by a customer refund, a won dispute's money back an invoice paid into
+/// the clearing account, the fee a journal entry; and the month still reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_credit_memo_mode_a_dispute_is_credited_and_a_won_one_invoiced_back() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let mut opts = StackOptions::new(db.url(), keys.path());
+        opts.extra_env
+            .push(("MLC__POSTING__DISPUTE_POSTING".into(), "credit_memo".into()));
+        let stack = Stack::start(opts).await.expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 8,
+                seed: 58,
+                checkout_percent: 60,
+                disputes: 2,
+                on_catalog: Some(catalog_hook(ns.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        let counts = stack.store.job_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || s.as_str() == "succeeded"),
+            "every job succeeded: {counts:?}"
+        );
+        assert_eq!(report.disputes.len(), 2);
+        for d in &report.disputes {
+            let dispute = stripe_get(&stack, &format!("/v1/disputes/{}", d.id)).await;
+            let currency = mlc_core::Currency::parse(&d.currency).unwrap();
+            let amount = mlc_core::Money::new(d.amount, currency).to_decimal();
+            let txns = dispute["balance_transactions"].as_array().unwrap();
+            let withdrawal = txns[0]["id"].as_str().unwrap();
+            let memo = ns
+                .get(RecordType::CreditMemo, &format!("eid:stripe_{withdrawal}"))
+                .unwrap_or_else(|| panic!("no credit memo for {dispute}"));
+            assert_eq!(dec(&memo["total"]), amount, "{memo}");
+            let cash = ns
+                .get(
+                    RecordType::CustomerRefund,
+                    &format!("eid:stripe_refund_{withdrawal}"),
+                )
+                .expect("paid out: the bank took the money back");
+            assert_eq!(dec(&cash["total"]), amount, "{cash}");
+            let fee = ns
+                .get(
+                    RecordType::JournalEntry,
+                    &format!("eid:stripe_fee_{withdrawal}"),
+                )
+                .expect("the dispute fee's journal entry");
+            assert!(by_account(&fee)[FEES] > Decimal::ZERO, "{fee}");
+            assert!(
+                !by_account(&fee).contains_key(DISPUTES),
+                "no chargeback account line in credit memo mode: {fee}"
+            );
+            if d.outcome == "won" {
+                let back = txns[1]["id"].as_str().unwrap();
+                let invoice = ns
+                    .get(RecordType::Invoice, &format!("eid:stripe_{back}"))
+                    .expect("the reinstated money invoiced back");
+                assert_eq!(ref_id(&invoice["entity"]), ref_id(&memo["entity"]));
+                let paid = ns
+                    .get(
+                        RecordType::CustomerPayment,
+                        &format!("eid:stripe_pay_{back}"),
+                    )
+                    .expect("and paid into the clearing account");
+                assert_eq!(dec(&paid["payment"]), amount, "{paid}");
+                assert_eq!(dec(&invoice["amountRemaining"]), Decimal::ZERO, "{invoice}");
+            } else {
+                assert_eq!(txns.len(), 1, "lost: nothing comes back");
+            }
+        }
+        let (_, pipeline) = mlc_service::connections::open_pipeline(
+            &stack.config,
+            &Default::default(),
+            Some(&stack.master_key),
+        )
+        .await
+        .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let reconciled = pipeline
+            .reconcile(now - 86_400, now + 86_400, None)
+            .await
+            .unwrap();
+        assert!(reconciled.is_clean(), "{reconciled:#?}");
+        let kept: i64 = report
+            .disputes
+            .iter()
+            .filter(|d| d.outcome == "lost")
+            .map(|d| d.amount)
+            .sum();
+        let posted: i64 = reconciled
+            .currencies
+            .values()
+            .map(|c| c.disputes.netsuite_minor)
+            .sum();
+        // One currency or several: the lost amounts are what stays withdrawn.
+        if report
+            .disputes
+            .iter()
+            .all(|d| d.currency == report.disputes[0].currency)
+        {
+            assert_eq!(posted, kept);
+        }
+        stack.stop().await.unwrap();
+    }
+}

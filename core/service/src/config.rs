@@ -173,6 +173,17 @@ pub enum FeeMode {
     Gross,
 }
 
+/// How the money a dispute withdraws is booked (docs/ACCOUNTING.md, "Disputes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputePosting {
+    /// A journal entry on `dispute_account` (the default): the invoice stays as it was.
+    Journal,
+    /// A credit memo on the sale's items, paid out by a customer refund, as a refund is; the
+    /// fee is a journal entry.
+    CreditMemo,
+}
+
 /// How a Stripe product finds its NetSuite item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -209,8 +220,10 @@ pub struct PostingConfig {
     pub refund_item: Option<NetSuiteInternalId>,
     /// The item an uncollectible invoice is written off on.
     pub bad_debt_item: Option<NetSuiteInternalId>,
+    /// Journal (default) or credit memo.
+    pub dispute_posting: DisputePosting,
     /// Debited by what a dispute withdraws (a chargeback account); `None`: disputes wait for a
-    /// person.
+    /// person (journal mode).
     pub dispute_account: Option<NetSuiteInternalId>,
     /// Debited by Stripe's dispute fee; `None`: `fee_expense_account`, else `dispute_account`.
     pub dispute_fee_account: Option<NetSuiteInternalId>,
@@ -793,6 +806,7 @@ impl Reader<'_> {
             refund_account: self.internal_id("posting.refund_account")?,
             refund_item: self.internal_id("posting.refund_item")?,
             bad_debt_item: self.internal_id("posting.bad_debt_item")?,
+            dispute_posting: self.choice("posting.dispute_posting", "journal or credit_memo")?,
             dispute_account: self.internal_id("posting.dispute_account")?,
             dispute_fee_account: self.internal_id("posting.dispute_fee_account")?,
             receivables_account: self.internal_id("posting.receivables_account")?,

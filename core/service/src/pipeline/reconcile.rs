@@ -327,7 +327,10 @@ impl Pipeline {
             wanted.push(format!("stripe_{id}"));
             wanted.push(format!("stripe_refund_{id}"));
         }
-        wanted.extend(movements.iter().map(|m| format!("stripe_{}", m.txn_id)));
+        for m in &movements {
+            wanted.push(format!("stripe_{}", m.txn_id));
+            wanted.push(format!("stripe_fee_{}", m.txn_id));
+        }
         wanted.extend(failed_refunds.keys().map(|id| format!("stripe_{id}")));
         let found = self.transactions_by_external_id(&wanted).await?;
         let fee_item = self.inner.posting.fee_item.clone();
@@ -657,7 +660,16 @@ impl Pipeline {
         let external_id = format!("stripe_{}", movement.txn_id);
         let posting = &self.inner.posting;
         let (mut disputed, mut fee) = (Decimal::ZERO, Decimal::ZERO);
-        if let Some(record) = found.get(&external_id) {
+        if posting.dispute_posting == crate::config::DisputePosting::CreditMemo {
+            // Withdrawn: the credit memo; reinstated: the invoice. The fee: its own journal.
+            let sign = Decimal::from(movement.disputed.minor().signum());
+            if let Some(record) = found.get(&external_id) {
+                disputed = record.total * sign;
+            }
+            if let Some(record) = found.get(&format!("stripe_fee_{}", movement.txn_id)) {
+                fee = record.total * Decimal::from(movement.fee.minor().signum());
+            }
+        } else if let Some(record) = found.get(&external_id) {
             let id = mlc_core::NetSuiteInternalId::parse(&record.id)
                 .map_err(|e| PipelineError::Permanent(e.to_string()))?;
             let journal = self

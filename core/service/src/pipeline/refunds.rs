@@ -20,7 +20,7 @@ const REFUND_REVERSAL: &str = "refund_reversal";
 
 /// The words a refund's wait for its sale holds: posting the sale wakes it (see
 /// [`Pipeline::wake_refunds_of`]).
-fn waits_for_sale(charge: &str) -> String {
+pub(super) fn waits_for_sale(charge: &str) -> String {
     format!("waits for the sale of charge {charge}")
 }
 
@@ -72,9 +72,18 @@ impl Pipeline {
         &self,
         id: NetSuiteInternalId,
     ) -> Result<PostedInvoice, PipelineError> {
-        let invoice = self.inner.netsuite.get_expanded("invoice", &id).await?;
+        self.read_posted("invoice", id).await
+    }
+
+    /// A posted NetSuite invoice or credit memo (`record_type`), as [`Self::read_posted_invoice`].
+    pub(super) async fn read_posted(
+        &self,
+        record_type: &str,
+        id: NetSuiteInternalId,
+    ) -> Result<PostedInvoice, PipelineError> {
+        let invoice = self.inner.netsuite.get_expanded(record_type, &id).await?;
         let customer = id_of(&invoice, "entity").ok_or_else(|| {
-            PipelineError::Permanent(format!("NetSuite invoice {id} has no customer"))
+            PipelineError::Permanent(format!("NetSuite {record_type} {id} has no customer"))
         })?;
         let lines = invoice
             .pointer("/item/items")
