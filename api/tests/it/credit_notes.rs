@@ -30,6 +30,8 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
                 customers: 12,
                 seed: 63,
                 checkout_percent: 50,
+                // Some invoices stay open (declined), for a pre-payment credit note.
+                failed_payment_percent: 30,
                 refunds: 2,
                 credit_notes: 8,
                 on_catalog: Some(catalog_hook(ns.clone(), true)),
@@ -148,6 +150,45 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
         assert_eq!(
             ns.count(RecordType::CreditMemo),
             memos + report.refunds.len()
+        );
+
+        // The invoice of a pre-payment credit note is paid: it posts at its full total, and the
+        // credit note with it, applied, so nothing is left open on it.
+        let pre = notes
+            .iter()
+            .find(|n| n.kind == "pre_payment" && !n.voided)
+            .expect("a pre-payment credit note");
+        let paid: serde_json::Value = reqwest::Client::new()
+            .post(format!(
+                "{}/v1/invoices/{}/pay",
+                stack.stripe.base_url, pre.invoice
+            ))
+            .bearer_auth(stack.stripe.api_key_str())
+            .form(&[("payment_method", "pm_card_visa")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(paid["status"], "paid", "{paid}");
+        assert!(stack.wait_idle(SETTLE).await);
+        let sale = ns
+            .get(RecordType::Invoice, &format!("eid:stripe_{}", pre.invoice))
+            .expect("the paid invoice is posted");
+        let memo = ns
+            .get(RecordType::CreditMemo, &format!("eid:stripe_{}", pre.id))
+            .expect("its pre-payment credit note with it");
+        let currency = mlc_core::Currency::parse(&pre.currency).unwrap();
+        assert_eq!(
+            dec(&memo["total"]),
+            mlc_core::Money::new(pre.total, currency).to_decimal()
+        );
+        assert_eq!(ref_id(&memo["apply"]["items"][0]["doc"]), ref_id(&sale));
+        assert_eq!(
+            dec(&sale["amountRemaining"]),
+            rust_decimal::Decimal::ZERO,
+            "{sale}"
         );
 
         // A credit note voided after it posted: its memo is deleted, with its application.
