@@ -362,6 +362,78 @@ impl CustomerRefundDoc {
     }
 }
 
+/// One line of a deposit's `other` sublist: money into (positive) or out of (negative) the
+/// deposit, against an account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepositOtherLine {
+    pub account: NetSuiteInternalId,
+    pub amount: Decimal,
+    pub memo: String,
+}
+
+/// A bank deposit: the customer payments a Stripe payout carried (`payment` sublist, each at its
+/// own amount) and everything else it netted (`other`), into one bank account, so one bank line
+/// matches one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepositDoc {
+    pub external_id: ExternalId,
+    pub subsidiary: Option<NetSuiteInternalId>,
+    pub currency: Option<NetSuiteInternalId>,
+    /// The bank account the money lands in.
+    pub account: NetSuiteInternalId,
+    pub tran_date: TranDate,
+    pub memo: String,
+    /// Customer payments deposited, with the amount each brings in.
+    pub payments: Vec<(NetSuiteInternalId, Decimal)>,
+    pub other: Vec<DepositOtherLine>,
+    pub custom_fields: CustomFields,
+}
+
+impl DepositDoc {
+    /// What the deposit adds up to.
+    pub fn total(&self) -> Decimal {
+        self.payments.iter().map(|(_, a)| *a).sum::<Decimal>()
+            + self.other.iter().map(|l| l.amount).sum::<Decimal>()
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut m = Obj::default();
+        m.str("externalId", self.external_id.as_str());
+        m.opt_reference("subsidiary", &self.subsidiary);
+        m.opt_reference("currency", &self.currency);
+        m.reference("account", &self.account);
+        m.str("tranDate", self.tran_date.as_str());
+        m.str("memo", &self.memo);
+        m.custom(&self.custom_fields);
+        let payments = self
+            .payments
+            .iter()
+            .map(|(id, _)| {
+                let mut line = Obj::default();
+                line.str("id", id.as_str());
+                line.put("deposit", Json::Bool(true));
+                line.done()
+            })
+            .collect();
+        m.sublist("payment", payments);
+        if !self.other.is_empty() {
+            let other = self
+                .other
+                .iter()
+                .map(|l| {
+                    let mut line = Obj::default();
+                    line.reference("account", &l.account);
+                    line.num("amount", l.amount);
+                    line.str("memo", &l.memo);
+                    line.done()
+                })
+                .collect();
+            m.sublist("other", other);
+        }
+        m.done()
+    }
+}
+
 /// One debit or credit line of a journal entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalLine {

@@ -227,6 +227,11 @@ pub struct PostingConfig {
     pub dispute_account: Option<NetSuiteInternalId>,
     /// Debited by Stripe's dispute fee; `None`: `fee_expense_account`, else `dispute_account`.
     pub dispute_fee_account: Option<NetSuiteInternalId>,
+    /// The bank account Stripe pays out to: each payout is a deposit into it.
+    pub payout_bank_account: Option<NetSuiteInternalId>,
+    /// Where a payout's transactions of no other kind go (Stripe's own fees, other
+    /// adjustments); `None`: `fee_expense_account`.
+    pub payout_other_account: Option<NetSuiteInternalId>,
     /// The A/R account a failed refund gives back to the customer (a journal line with the
     /// customer); `None`: a refund that fails after it posted waits for a person.
     pub receivables_account: Option<NetSuiteInternalId>,
@@ -810,6 +815,8 @@ impl Reader<'_> {
             dispute_account: self.internal_id("posting.dispute_account")?,
             dispute_fee_account: self.internal_id("posting.dispute_fee_account")?,
             receivables_account: self.internal_id("posting.receivables_account")?,
+            payout_bank_account: self.internal_id("posting.payout_bank_account")?,
+            payout_other_account: self.internal_id("posting.payout_other_account")?,
             fee_expense_account: self.internal_id("posting.fee_expense_account")?,
             fee_clearing_account: self.internal_id("posting.fee_clearing_account")?,
             currencies,

@@ -868,6 +868,107 @@ pub fn credit_note_lines(
     Ok(out)
 }
 
+/// One thing a Stripe payout carried, as its deposit needs it (settlement currency, minor units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutLine {
+    /// A customer payment in NetSuite, and what it brings into the deposit.
+    Payment {
+        payment: NetSuiteInternalId,
+        amount: i64,
+    },
+    /// Money in (positive) or out (negative) on an account: `what` names the kind (the memo
+    /// groups by it), `source` the Stripe object.
+    Other {
+        account: NetSuiteInternalId,
+        what: String,
+        source: String,
+        amount: i64,
+    },
+}
+
+/// The deposit `stripe_<po_…>` of a payout (docs/ACCOUNTING.md, "Payouts"): each payment at its
+/// amount, the other lines summed per account and kind (their memo names the Stripe objects, the
+/// first few), the total checked against the payout's amount to the minor unit.
+pub fn deposit_document(
+    payout: &str,
+    amount: Money,
+    paid_at: i64,
+    lines: &[PayoutLine],
+    bank: &NetSuiteInternalId,
+    currency_id: Option<NetSuiteInternalId>,
+    settings: &PostingSettings,
+) -> Result<mlc_netsuite::documents::DepositDoc, MappingError> {
+    use mlc_netsuite::documents::{DepositDoc, DepositOtherLine};
+    let currency = amount.currency();
+    let external_id =
+        ExternalId::parse(&format!("stripe_{payout}")).map_err(|_| MappingError::Overflow)?;
+    let mut payments = Vec::new();
+    // (account, kind) → (sum, sources), in first-seen order.
+    let mut groups: Vec<((NetSuiteInternalId, String), (i64, Vec<String>))> = Vec::new();
+    for line in lines {
+        match line {
+            PayoutLine::Payment { payment, amount } => {
+                payments.push((payment.clone(), Money::new(*amount, currency).to_decimal()));
+            }
+            PayoutLine::Other {
+                account,
+                what,
+                source,
+                amount,
+            } => {
+                let key = (account.clone(), what.clone());
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, (sum, sources))) => {
+                        *sum = sum.checked_add(*amount).ok_or(MappingError::Overflow)?;
+                        sources.push(source.clone());
+                    }
+                    None => groups.push((key, (*amount, vec![source.clone()]))),
+                }
+            }
+        }
+    }
+    let other = groups
+        .into_iter()
+        .filter(|(_, (sum, _))| *sum != 0)
+        .map(|((account, what), (sum, sources))| {
+            const NAMED: usize = 5;
+            let more = sources.len().saturating_sub(NAMED);
+            let named: Vec<&str> = sources.iter().take(NAMED).map(String::as_str).collect();
+            DepositOtherLine {
+                account,
+                amount: Money::new(sum, currency).to_decimal(),
+                memo: format!(
+                    "{what}: {}{}",
+                    named.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            }
+        })
+        .collect();
+    let doc = DepositDoc {
+        external_id,
+        subsidiary: settings.subsidiary.clone(),
+        currency: currency_id,
+        account: bank.clone(),
+        tran_date: tran_date(paid_at, &settings.time_zone),
+        memo: format!("Stripe payout {payout}"),
+        payments,
+        other,
+        custom_fields: memo_fields(settings, payout, None),
+    };
+    if doc.total() != amount.to_decimal() {
+        return Err(MappingError::DoesNotAddUp {
+            netsuite: doc.total().to_string(),
+            stripe: amount.to_decimal().to_string(),
+        });
+    }
+    Ok(doc)
+}
+
 #[cfg(test)]
 mod tests {
     //! What a finance user finds in NetSuite for hand-built Stripe facts: lines, items, amounts
@@ -2077,6 +2178,69 @@ mod tests {
             Some(&ns(DEFAULT_ITEM)),
             Some(&ns(DISCOUNT_ITEM)),
             Some(&ns(TAX_ITEM)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MappingError::DoesNotAddUp { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_payout_is_one_deposit_of_its_payments_and_its_other_lines_summed_per_kind() {
+        let usd = Currency::parse("usd").unwrap();
+        let lines = [
+            PayoutLine::Payment {
+                payment: ns("501"),
+                amount: 9_680,
+            },
+            PayoutLine::Payment {
+                payment: ns("502"),
+                amount: 4_825,
+            },
+            PayoutLine::Other {
+                account: ns("2"),
+                what: "refunds".into(),
+                source: "re_1".into(),
+                amount: -2_000,
+            },
+            PayoutLine::Other {
+                account: ns("2"),
+                what: "refunds".into(),
+                source: "re_2".into(),
+                amount: -500,
+            },
+            PayoutLine::Other {
+                account: ns("2"),
+                what: "disputes".into(),
+                source: "dp_1".into(),
+                amount: 0,
+            },
+        ];
+        let doc = deposit_document(
+            "po_1",
+            Money::new(12_005, usd),
+            NOV_20_NOON_UTC,
+            &lines,
+            &ns("1"),
+            Some(ns("1")),
+            &settings(FeeMode::Net, "America/New_York"),
+        )
+        .unwrap();
+        assert_eq!(doc.external_id.as_str(), "stripe_po_1");
+        assert_eq!(doc.other.len(), 1, "zero sums are left out");
+        let body = doc.to_json().to_body();
+        assert!(body.contains(r#"{"id":"501","deposit":true}"#), "{body}");
+        assert!(
+            body.contains(r#"{"account":{"id":"2"},"amount":-25.00,"memo":"refunds: re_1, re_2"}"#),
+            "{body}"
+        );
+        // A line missing is never papered over.
+        let err = deposit_document(
+            "po_1",
+            Money::new(12_006, usd),
+            NOV_20_NOON_UTC,
+            &lines,
+            &ns("1"),
+            None,
+            &settings(FeeMode::Net, "America/New_York"),
         )
         .unwrap_err();
         assert!(matches!(err, MappingError::DoesNotAddUp { .. }), "{err}");

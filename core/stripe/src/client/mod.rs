@@ -31,7 +31,7 @@ pub use write::{CustomerParams, ProductParams, idempotency_key};
 use crate::models::{
     Account, BalanceTransaction, Charge, CheckoutLineItem, CheckoutSession, CreditNote,
     CreditNoteLineItem, Customer, Dispute, Event, Expandable, Invoice, InvoiceLineItem,
-    InvoicePayment, List, ModelError, PaymentIntent, Price, Product, Refund, StripeModel,
+    InvoicePayment, List, ModelError, PaymentIntent, Payout, Price, Product, Refund, StripeModel,
 };
 use error::{ErrorBody, scrub};
 use query::SEGMENT;
@@ -273,6 +273,29 @@ impl StripeClient {
     pub async fn retrieve_refund(&self, id: &str) -> Result<Refund, StripeError> {
         let path = object_path("/v1/refunds", id)?;
         self.get_model(&path, &Query::new()).await
+    }
+
+    /// `GET /v1/payouts/{id}`: a payout as Stripe has it now (status, reconciliation status).
+    pub async fn retrieve_payout(&self, id: &str) -> Result<Payout, StripeError> {
+        let path = object_path("/v1/payouts", id)?;
+        self.get_model(&path, &Query::new()).await
+    }
+
+    /// `GET /v1/balance_transactions?payout=po_…`: one page (up to 100) of what a payout
+    /// carried, and its own `payout` transaction.
+    pub async fn list_balance_transactions_for_payout(
+        &self,
+        payout: &str,
+        starting_after: Option<&str>,
+    ) -> Result<List<BalanceTransaction>, StripeError> {
+        object_path("/v1/payouts", payout)?;
+        let mut q = Query::new();
+        q.push("payout", payout)
+            .push("limit", MAX_PAGE_SIZE.to_string());
+        if let Some(after) = starting_after {
+            q.push("starting_after", after);
+        }
+        self.get_list("/v1/balance_transactions", &q).await
     }
 
     /// `GET /v1/credit_notes/{id}` with all its lines (the rest paged from
