@@ -904,7 +904,8 @@ pub fn deposit_document(
         ExternalId::parse(&format!("stripe_{payout}")).map_err(|_| MappingError::Overflow)?;
     let mut payments = Vec::new();
     // (account, kind) → (sum, sources), in first-seen order.
-    let mut groups: Vec<((NetSuiteInternalId, String), (i64, Vec<String>))> = Vec::new();
+    type Group = ((NetSuiteInternalId, String), (i64, Vec<String>));
+    let mut groups: Vec<Group> = Vec::new();
     for line in lines {
         match line {
             PayoutLine::Payment { payment, amount } => {
