@@ -113,6 +113,8 @@ fn account_seed(tenant: &str, connection: &str) -> u64 {
 /// (`posting.receivables_account`).
 pub const DISPUTE_ACCOUNT: &str = "6";
 pub const RECEIVABLES_ACCOUNT: &str = "3";
+/// The example seed's checking account, where Stripe pays out (`posting.payout_bank_account`).
+pub const PAYOUT_BANK_ACCOUNT: &str = "1";
 
 /// Seed currencies of the NetSuite simulator (internal IDs in its example seed).
 pub const CURRENCIES: &str = "USD=1,EUR=2,JPY=3,KWD=4,GBP=5";
@@ -180,6 +182,10 @@ impl Sims {
             (
                 "POSTING__RECEIVABLES_ACCOUNT",
                 RECEIVABLES_ACCOUNT.to_string(),
+            ),
+            (
+                "POSTING__PAYOUT_BANK_ACCOUNT",
+                PAYOUT_BANK_ACCOUNT.to_string(),
             ),
             ("POSTING__CURRENCIES", CURRENCIES.to_string()),
             (
@@ -312,6 +318,7 @@ impl UnconnectedSims {
                 "fee_clearing_account": "2",
                 "dispute_account": DISPUTE_ACCOUNT,
                 "receivables_account": RECEIVABLES_ACCOUNT,
+                "payout_bank_account": PAYOUT_BANK_ACCOUNT,
                 "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
             },
         })
@@ -456,6 +463,7 @@ impl Stack {
                 "fee_clearing_account": "2",
                 "dispute_account": DISPUTE_ACCOUNT,
                 "receivables_account": RECEIVABLES_ACCOUNT,
+                "payout_bank_account": PAYOUT_BANK_ACCOUNT,
                 "currencies": CURRENCIES.split(',').collect::<Vec<_>>(),
                 "unmapped_retry_secs": opts.unmapped_retry_secs as i64,
             },

@@ -20,6 +20,7 @@ mod helpers;
 mod intake;
 mod lifecycle;
 mod onboarding;
+mod payouts;
 mod ping;
 mod pipeline;
 mod posting;

@@ -42,6 +42,7 @@ pub enum StripeIdKind {
     CheckoutSession,
     Dispute,
     CreditNote,
+    Payout,
 }
 
 impl StripeIdKind {
@@ -59,6 +60,7 @@ impl StripeIdKind {
             StripeIdKind::CheckoutSession => "cs_",
             StripeIdKind::Dispute => "dp_",
             StripeIdKind::CreditNote => "cn_",
+            StripeIdKind::Payout => "po_",
         }
     }
 
@@ -76,6 +78,7 @@ impl StripeIdKind {
             StripeIdKind::CheckoutSession => "checkout session",
             StripeIdKind::Dispute => "dispute",
             StripeIdKind::CreditNote => "credit note",
+            StripeIdKind::Payout => "payout",
         }
     }
 

@@ -4,7 +4,8 @@
 //! ES256/384; RS256 refused), TBA (OAuth 1.0a HMAC-SHA256), the record service for the records a
 //! Stripe connector touches (external IDs unique per record group and case-insensitive, upsert,
 //! reference validation, invoices, payments and credit memos applied to invoices, customer
-//! refunds paying out credit memos, never more than is open), a SuiteQL subset with
+//! refunds paying out credit memos, never more than is open, bank deposits of undeposited
+//! customer payments with other-deposit and cash-back lines), a SuiteQL subset with
 //! NetSuite's paging rules, the account concurrency limit (429), latency, and fault injection
 //! (5xx, dropped connections, "committed but the response was lost").
 //!
@@ -60,6 +61,20 @@
 //!   (else 400 `INVALID_CONTENT` at `subsidiary.items[i]`); anything else is 400 `INVALID_CONTENT`.
 //!   A PATCH replaces the whole selection. GET shows the values inline with `refName`
 //!   (NetSuite's GET form is unconfirmed too).
+//! - Deposits (`deposit`): `account` (a Bank account) is mandatory, `subsidiary` too on OneWorld;
+//!   `currency` defaults to the subsidiary's. `payment.items[]` lines are keyed by the payment's
+//!   internal ID (`"id": 379` or `"doc": {"id": "379"}`); only `"deposit": true` lines count (a
+//!   missing `deposit` is false, as the line's checkbox defaults to unchecked), and a later line
+//!   for the same payment updates the earlier one. A payment is deposited whole
+//!   (`paymentAmount`, if sent, must equal it), once, in the deposit's currency and subsidiary,
+//!   and only if it posted to undeposited funds (no account, or a Bank account other than the
+//!   deposit's); otherwise 400 `INVALID_CONTENT` "Invalid id reference key N: <reason>" (the
+//!   wording of NetSuite's SOAP error for that case). `other.items[]` amounts are signed,
+//!   `cashback.items[]` amounts positive and subtracted; amounts with more decimals than the
+//!   currency are refused. A total ≤ 0 is refused ("The total can not be negative."). `total`
+//!   in a request is read-only and ignored silently: verify it by reading the deposit back.
+//!   A deposited payment cannot be deleted, nor its amount or currency changed; deleting the
+//!   deposit frees it. SuiteQL shows a deposited payment's `status` as `C` (Deposited).
 //! - PUT upsert replaces the whole record (sublists included) and answers 204 + `Location`.
 //! - GET shows sublists as links unless `expandSubResources=true`, as NetSuite does.
 //! - Line amounts are rounded to the currency's `currencyPrecision` (half away from zero);

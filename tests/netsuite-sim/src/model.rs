@@ -32,6 +32,8 @@ pub enum RecordType {
     CustomerRefund,
     /// `journalEntry`
     JournalEntry,
+    /// `deposit`: undeposited customer payments, other deposits and cash back, into a bank account
+    Deposit,
     /// `subsidiary` (read-only, seeded)
     Subsidiary,
     /// `currency` (read-only, seeded)
@@ -62,11 +64,12 @@ pub(crate) const TRANSACTION_TYPES: &[RecordType] = &[
     RecordType::CreditMemo,
     RecordType::CustomerRefund,
     RecordType::JournalEntry,
+    RecordType::Deposit,
 ];
 
 impl RecordType {
     /// Every type, in a stable order.
-    pub const ALL: [RecordType; 12] = [
+    pub const ALL: [RecordType; 13] = [
         RecordType::Customer,
         RecordType::ServiceSaleItem,
         RecordType::NonInventorySaleItem,
@@ -76,6 +79,7 @@ impl RecordType {
         RecordType::CreditMemo,
         RecordType::CustomerRefund,
         RecordType::JournalEntry,
+        RecordType::Deposit,
         RecordType::Subsidiary,
         RecordType::Currency,
         RecordType::Account,
@@ -93,6 +97,7 @@ impl RecordType {
             RecordType::CreditMemo => "creditMemo",
             RecordType::CustomerRefund => "customerRefund",
             RecordType::JournalEntry => "journalEntry",
+            RecordType::Deposit => "deposit",
             RecordType::Subsidiary => "subsidiary",
             RecordType::Currency => "currency",
             RecordType::Account => "account",
@@ -121,7 +126,8 @@ impl RecordType {
             | RecordType::CustomerPayment
             | RecordType::CreditMemo
             | RecordType::CustomerRefund
-            | RecordType::JournalEntry => Group::Transaction,
+            | RecordType::JournalEntry
+            | RecordType::Deposit => Group::Transaction,
             RecordType::Subsidiary => Group::Subsidiary,
             RecordType::Currency => Group::Currency,
             RecordType::Account => Group::Account,
@@ -144,6 +150,7 @@ impl RecordType {
             RecordType::CreditMemo => "CustCred",
             RecordType::CustomerRefund => "CustRfnd",
             RecordType::JournalEntry => "Journal",
+            RecordType::Deposit => "Deposit",
             _ => "",
         }
     }
@@ -165,6 +172,7 @@ impl RecordType {
             RecordType::CreditMemo => "CM",
             RecordType::CustomerRefund => "RFND",
             RecordType::JournalEntry => "JE",
+            RecordType::Deposit => "DEP",
             _ => "",
         }
     }
@@ -180,6 +188,7 @@ impl RecordType {
             RecordType::CustomerPayment => &PAYMENT,
             RecordType::CustomerRefund => &REFUND,
             RecordType::JournalEntry => &JOURNAL,
+            RecordType::Deposit => &DEPOSIT,
             RecordType::Subsidiary => &SUBSIDIARY,
             RecordType::Currency => &CURRENCY,
             RecordType::Account => &ACCOUNT,
@@ -205,6 +214,9 @@ pub(crate) enum Kind {
     Multi(&'static [RecordType]),
     /// A sublist `{"items":[…]}` with its line schema.
     Sub(&'static Schema),
+    /// A read-only field NetSuite computes (a deposit's `total`): accepted in a request body and
+    /// ignored silently, as NetSuite ignores read-only fields. Never stored.
+    ReadOnly,
 }
 
 #[derive(Debug)]
@@ -234,6 +246,7 @@ const ACCTS: &[RecordType] = &[RecordType::Account];
 const CUSTS: &[RecordType] = &[RecordType::Customer];
 const INVS: &[RecordType] = &[RecordType::Invoice];
 const MEMOS: &[RecordType] = &[RecordType::CreditMemo];
+const PAYMENTS: &[RecordType] = &[RecordType::CustomerPayment];
 
 static CUSTOMER: Schema = Schema {
     fields: &[
@@ -403,6 +416,75 @@ static JOURNAL: Schema = Schema {
         ("memo", Kind::Str),
         ("exchangeRate", Kind::Dec),
         ("line", Kind::Sub(&JOURNAL_LINE)),
+    ],
+    custom: &["custbody_"],
+};
+
+/// A line of a deposit's `payment` sublist, keyed by the payment's internal ID: `id` (a plain
+/// number, as in Oracle's sample `{"id":379,"deposit":true}`) or a `doc` reference; only lines
+/// with `"deposit": true` are deposited. `paymentAmount` is the payment's whole amount.
+static DEPOSIT_PAYMENT_LINE: Schema = Schema {
+    fields: &[
+        ("line", Kind::Int),
+        ("id", Kind::Int),
+        ("doc", Kind::Ref(PAYMENTS)),
+        ("deposit", Kind::Bool),
+        ("paymentAmount", Kind::Dec),
+        ("memo", Kind::Str),
+    ],
+    custom: &[],
+};
+
+/// A line of a deposit's `other` sublist: a signed amount posted against `account`.
+static DEPOSIT_OTHER_LINE: Schema = Schema {
+    fields: &[
+        ("line", Kind::Int),
+        ("account", Kind::Ref(ACCTS)),
+        ("amount", Kind::Dec),
+        ("memo", Kind::Str),
+        ("entity", Kind::Ref(CUSTS)),
+        ("paymentMethod", Kind::Opaque),
+        ("refNum", Kind::Str),
+        ("department", Kind::Opaque),
+        ("class", Kind::Opaque),
+        ("location", Kind::Opaque),
+    ],
+    custom: &["custcol_"],
+};
+
+/// A line of a deposit's `cashback` sublist: cash taken out of the deposit (a positive amount).
+static DEPOSIT_CASHBACK_LINE: Schema = Schema {
+    fields: &[
+        ("line", Kind::Int),
+        ("account", Kind::Ref(ACCTS)),
+        ("amount", Kind::Dec),
+        ("memo", Kind::Str),
+        ("department", Kind::Opaque),
+        ("class", Kind::Opaque),
+        ("location", Kind::Opaque),
+    ],
+    custom: &["custcol_"],
+};
+
+/// A bank deposit. `total` is read-only: NetSuite ignores it in a request body, so a client
+/// must verify the total by reading the record back (`GET …/deposit/{id}`), never by sending it.
+static DEPOSIT: Schema = Schema {
+    fields: &[
+        ("externalId", Kind::Str),
+        ("tranId", Kind::Str),
+        ("subsidiary", Kind::Ref(SUBS)),
+        ("currency", Kind::Ref(CURS)),
+        ("exchangeRate", Kind::Dec),
+        ("account", Kind::Ref(ACCTS)),
+        ("tranDate", Kind::Date),
+        ("memo", Kind::Str),
+        ("department", Kind::Opaque),
+        ("class", Kind::Opaque),
+        ("location", Kind::Opaque),
+        ("total", Kind::ReadOnly),
+        ("payment", Kind::Sub(&DEPOSIT_PAYMENT_LINE)),
+        ("other", Kind::Sub(&DEPOSIT_OTHER_LINE)),
+        ("cashback", Kind::Sub(&DEPOSIT_CASHBACK_LINE)),
     ],
     custom: &["custbody_"],
 };
@@ -592,6 +674,17 @@ impl Db {
         id
     }
 
+    /// Sets the last-modified time of these records.
+    pub fn touch(&mut self, t: RecordType, ids: &[u64], now: i64) {
+        if let Some(m) = self.records.get_mut(&t) {
+            for id in ids {
+                if let Some(r) = m.get_mut(id) {
+                    r.modified_ms = now;
+                }
+            }
+        }
+    }
+
     pub fn delete(&mut self, t: RecordType, id: u64) -> Option<Record> {
         let rec = self.records.get_mut(&t)?.remove(&id)?;
         if let Some(e) = rec.external_id() {
@@ -728,6 +821,22 @@ impl Db {
                 }
             }
         }
+        // Depositing a payment (or taking it out) changes its status: bump its date.
+        if t == RecordType::Deposit {
+            let ids = |sub: Option<&Value>| -> Vec<u64> {
+                sub.and_then(|s| s.get("items"))
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.get("id").and_then(Value::as_u64))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut touched = ids(fields.get("payment"));
+            touched.extend(ids(old.as_ref().and_then(|o| o.fields.get("payment"))));
+            self.touch(RecordType::CustomerPayment, &touched, now);
+        }
         let created_ms = old.as_ref().map_or(now, |o| o.created_ms);
         self.records.entry(t).or_default().insert(
             id,
@@ -781,6 +890,9 @@ impl Db {
                     continue;
                 }
             };
+            if matches!(kind, Kind::ReadOnly) {
+                continue;
+            }
             if v.is_null() {
                 out.insert(k.clone(), Value::Null);
                 continue;
@@ -835,6 +947,7 @@ impl Db {
                     }
                     json!({"items": ids})
                 }
+                Kind::ReadOnly => continue,
                 Kind::Sub(line_schema) => {
                     let items = v.get("items").and_then(Value::as_array).ok_or_else(bad)?;
                     let mut lines = Vec::with_capacity(items.len());
@@ -1082,6 +1195,25 @@ impl Db {
                     f.insert("tranDate".into(), json!(today()));
                 }
                 let currency = f.get("currency").and_then(ref_id);
+                // A deposited payment's amount and currency are what the deposit booked.
+                if let Some(id) = self_id
+                    && let Some(dep) = self.deposit_of(id, None)
+                {
+                    let booked = dep
+                        .lines("payment")
+                        .iter()
+                        .find(|l| l.get("id").and_then(Value::as_u64) == Some(id))
+                        .and_then(|l| l.get("paymentAmount").and_then(dec_of));
+                    let was = self
+                        .get(RecordType::CustomerPayment, id)
+                        .and_then(|p| p.ref_id("currency"));
+                    if booked != Some(payment) || currency != was {
+                        return Err(NsError::user_error(format!(
+                            "This payment has been deposited ({}). Remove it from the deposit before changing its amount or currency.",
+                            self.ref_name(dep)
+                        )));
+                    }
+                }
                 let lines = take_lines(f, "apply");
                 let kept = self.apply_lines(
                     &lines,
@@ -1150,9 +1282,226 @@ impl Db {
                 }
                 put_lines(f, "line", lines);
             }
+            RecordType::Deposit => {
+                if ow && !has(f, "subsidiary") {
+                    return Err(NsError::missing("subsidiary", "subsidiary"));
+                }
+                let Some(account) = f.get("account").and_then(ref_id) else {
+                    return Err(NsError::missing("account", "account"));
+                };
+                // The account select lists bank accounts only.
+                if !self.is_bank(account) {
+                    return Err(NsError::invalid_value(
+                        &account.to_string(),
+                        "account",
+                        "account",
+                    ));
+                }
+                if !has(f, "currency")
+                    && let Some(c) = self.subsidiary_currency(f)
+                {
+                    f.insert("currency".into(), json!({"id": c.to_string()}));
+                }
+                if !has(f, "tranDate") {
+                    f.insert("tranDate".into(), json!(today()));
+                }
+                let lines = take_lines(f, "payment");
+                let payments = self.deposit_payments(f, account, &lines, self_id)?;
+                let scale = self.precision_of(f);
+                let mut total: Decimal = payments
+                    .iter()
+                    .filter_map(|l| l.get("paymentAmount").and_then(dec_of))
+                    .sum();
+                let others = take_lines(f, "other");
+                for (i, line) in others.iter().enumerate() {
+                    let path = format!("other.items[{i}]");
+                    let Some(account) = line.get("account").and_then(ref_id) else {
+                        return Err(NsError::missing("account", format!("{path}.account")));
+                    };
+                    // NetSuite posts A/R by customer: a receivables line must name one.
+                    let receivable = self
+                        .get(RecordType::Account, account)
+                        .and_then(|a| a.str_field("acctType"))
+                        .is_some_and(|t| t == "AcctRec");
+                    if receivable && line.get("entity").and_then(ref_id).is_none() {
+                        return Err(NsError::user_error(
+                            "You must enter a customer (Name) on lines that post to an Accounts Receivable account.",
+                        )
+                        .at(format!("{path}.entity")));
+                    }
+                    let amount = line_amount(line, &path, scale)?;
+                    total += amount;
+                }
+                let cashback = take_lines(f, "cashback");
+                for (i, line) in cashback.iter().enumerate() {
+                    let path = format!("cashback.items[{i}]");
+                    if line.get("account").and_then(ref_id).is_none() {
+                        return Err(NsError::missing("account", format!("{path}.account")));
+                    }
+                    let amount = line_amount(line, &path, scale)?;
+                    // Cash back is taken out of the deposit: a positive amount.
+                    if amount <= Decimal::ZERO {
+                        return Err(NsError::invalid_value(
+                            &amount.to_string(),
+                            "amount",
+                            format!("{path}.amount"),
+                        ));
+                    }
+                    total -= amount;
+                }
+                if payments.is_empty() && others.is_empty() && cashback.is_empty() {
+                    return Err(NsError::user_error(
+                        "You must enter at least one line item for this transaction.",
+                    )
+                    .at("payment"));
+                }
+                // NetSuite: "The total can not be negative" (SOAP's Common Errors With Deposit
+                // Records); a deposit of nothing is refused too.
+                if total <= Decimal::ZERO {
+                    return Err(NsError::user_error(format!(
+                        "The total can not be negative. The total of this deposit must be greater than zero (it is {total})."
+                    )));
+                }
+                put_lines(f, "payment", payments);
+                put_lines(f, "other", others);
+                put_lines(f, "cashback", cashback);
+            }
             RecordType::Subsidiary | RecordType::Currency | RecordType::Account => {}
         }
         Ok(())
+    }
+
+    fn is_bank(&self, account: u64) -> bool {
+        self.get(RecordType::Account, account)
+            .and_then(|a| a.str_field("acctType"))
+            .is_some_and(|t| t == "Bank")
+    }
+
+    /// The deposit holding this customer payment, other than `except`.
+    pub fn deposit_of(&self, payment: u64, except: Option<u64>) -> Option<&Record> {
+        self.iter(RecordType::Deposit)
+            .filter(|d| Some(d.id) != except)
+            .find(|d| {
+                d.lines("payment")
+                    .iter()
+                    .any(|l| l.get("id").and_then(Value::as_u64) == Some(payment))
+            })
+    }
+
+    /// Checks a deposit's `payment` lines. The sublist is keyed by the payment's internal ID
+    /// (`id`, or `doc.id`): a later line for the same payment updates the earlier one (so a PATCH
+    /// line `{"id": N, "deposit": false}` takes the payment out). Lines without `"deposit": true`
+    /// are dropped. Each deposited payment must exist, be in no other deposit, have the deposit's
+    /// currency and subsidiary, and have been recorded to an undeposited-funds account (no
+    /// account, or a bank account other than the deposit's). Returns the lines kept, each with
+    /// `paymentAmount` set to the payment's amount.
+    fn deposit_payments(
+        &self,
+        f: &Map<String, Value>,
+        account: u64,
+        lines: &[Value],
+        self_id: Option<u64>,
+    ) -> Result<Vec<Value>, NsError> {
+        let currency = f.get("currency").and_then(ref_id);
+        let subsidiary = f.get("subsidiary").and_then(ref_id);
+        // (request index, payment ID, line)
+        let mut merged: Vec<(usize, u64, Map<String, Value>)> = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(l) = line.as_object() else { continue };
+            let path = format!("payment.items[{i}]");
+            let by_id = l.get("id").and_then(Value::as_u64);
+            let by_doc = l.get("doc").and_then(ref_id);
+            let id = match (by_id, by_doc) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(NsError::invalid_value(
+                        &b.to_string(),
+                        "doc",
+                        format!("{path}.doc"),
+                    ));
+                }
+                (Some(a), _) | (None, Some(a)) => a,
+                (None, None) => return Err(NsError::missing("id", format!("{path}.id"))),
+            };
+            if self.get(RecordType::CustomerPayment, id).is_none() {
+                return Err(
+                    invalid_key(id, "there is no customer payment with this internal ID.")
+                        .at(format!("{path}.id")),
+                );
+            }
+            let mut nl = l.clone();
+            nl.remove("doc");
+            nl.insert("id".into(), json!(id));
+            match merged.iter_mut().find(|(_, pid, _)| *pid == id) {
+                Some((at, _, old)) => {
+                    let line_no = old.get("line").cloned();
+                    old.extend(nl);
+                    if let Some(n) = line_no {
+                        old.insert("line".into(), n);
+                    }
+                    *at = i;
+                }
+                None => merged.push((i, id, nl)),
+            }
+        }
+        let mut kept = Vec::new();
+        for (i, id, mut l) in merged {
+            if l.get("deposit").and_then(Value::as_bool) != Some(true) {
+                continue;
+            }
+            let path = format!("payment.items[{i}]");
+            let Some(p) = self.get(RecordType::CustomerPayment, id) else {
+                continue;
+            };
+            if let Some(other) = self.deposit_of(id, self_id) {
+                return Err(invalid_key(
+                    id,
+                    &format!(
+                        "This payment has already been deposited ({}).",
+                        self.ref_name(other)
+                    ),
+                )
+                .at(format!("{path}.id")));
+            }
+            if currency.is_some() && p.ref_id("currency") != currency {
+                return Err(invalid_key(
+                    id,
+                    "the payment is in another currency than the deposit.",
+                )
+                .at(format!("{path}.id")));
+            }
+            if subsidiary.is_some() && p.ref_id("subsidiary") != subsidiary {
+                return Err(invalid_key(
+                    id,
+                    "the payment belongs to another subsidiary than the deposit.",
+                )
+                .at(format!("{path}.id")));
+            }
+            if let Some(a) = p.ref_id("account")
+                && (a == account || !self.is_bank(a))
+            {
+                return Err(invalid_key(
+                    id,
+                    "the payment did not post to an undeposited-funds account, so it cannot be deposited.",
+                )
+                .at(format!("{path}.id")));
+            }
+            let amount = self.total(p);
+            if let Some(given) = l.get("paymentAmount").and_then(dec_of)
+                && given != amount
+            {
+                return Err(NsError::user_error(format!(
+                    "A payment is deposited whole: the payment amount is {amount}, not {given}."
+                ))
+                .at(format!("{path}.paymentAmount")));
+            }
+            l.insert("deposit".into(), json!(true));
+            l.insert(
+                "paymentAmount".into(),
+                json!(amount.normalize().to_string()),
+            );
+            kept.push(Value::Object(l));
+        }
+        Ok(kept)
     }
 
     fn subsidiary_currency(&self, f: &Map<String, Value>) -> Option<u64> {
@@ -1192,6 +1541,15 @@ impl Db {
                 .iter()
                 .filter_map(|l| l.get("debit").and_then(dec_of))
                 .sum(),
+            RecordType::Deposit => {
+                let sum = |sub: &str, k: &str| -> Decimal {
+                    r.lines(sub)
+                        .iter()
+                        .filter_map(|l| l.get(k).and_then(dec_of))
+                        .sum()
+                };
+                sum("payment", "paymentAmount") + sum("other", "amount") - sum("cashback", "amount")
+            }
             _ => Decimal::ZERO,
         }
     }
@@ -1317,7 +1675,12 @@ impl Db {
                 ("Open", "A")
             }),
             RecordType::CustomerRefund => Some(("Not Deposited", "B")),
-            RecordType::CustomerPayment => Some(("Not Deposited", "B")),
+            // CustPymt:B Not Deposited, CustPymt:C Deposited.
+            RecordType::CustomerPayment => Some(if self.deposit_of(r.id, None).is_some() {
+                ("Deposited", "C")
+            } else {
+                ("Not Deposited", "B")
+            }),
             RecordType::JournalEntry => Some(("Approved for Posting", "B")),
             _ => None,
         }
@@ -1336,12 +1699,38 @@ impl Db {
             RecordType::CreditMemo => format!("Credit Memo #{}", s("tranId")),
             RecordType::CustomerRefund => format!("Customer Refund #{}", s("tranId")),
             RecordType::JournalEntry => format!("Journal #{}", s("tranId")),
+            RecordType::Deposit => format!("Deposit #{}", s("tranId")),
             RecordType::Subsidiary | RecordType::Currency => s("name"),
             RecordType::Account => format!("{} {}", s("acctNumber"), s("acctName"))
                 .trim()
                 .to_owned(),
         }
     }
+}
+
+/// NetSuite's refusal of a keyed sublist line whose key is not among the lines it offers (for a
+/// deposit: the undeposited payments of its currency and subsidiary), with the reason.
+fn invalid_key(id: u64, why: &str) -> NsError {
+    NsError::new(
+        StatusCode::BAD_REQUEST,
+        "INVALID_CONTENT",
+        format!("Error while accessing a resource. Invalid id reference key {id}: {why}"),
+    )
+}
+
+/// A deposit line's `amount`: required, with no more decimals than the currency has.
+fn line_amount(line: &Value, path: &str, scale: u32) -> Result<Decimal, NsError> {
+    let Some(amount) = line.get("amount").and_then(dec_of) else {
+        return Err(NsError::missing("amount", format!("{path}.amount")));
+    };
+    if amount.normalize().scale() > scale {
+        return Err(NsError::invalid_value(
+            &amount.to_string(),
+            "amount",
+            format!("{path}.amount"),
+        ));
+    }
+    Ok(amount)
 }
 
 fn display(v: &Value) -> String {

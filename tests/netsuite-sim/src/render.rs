@@ -163,7 +163,7 @@ pub(crate) fn render_record(db: &Db, base: &str, r: &Record, expand: bool) -> Va
                 dec_out(&json!((db.total(r) - applied).to_string())),
             );
         }
-        RecordType::CustomerRefund => {
+        RecordType::CustomerRefund | RecordType::Deposit => {
             m.insert("total".into(), dec_out(&json!(db.total(r).to_string())));
         }
         _ => {}

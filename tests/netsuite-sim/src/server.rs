@@ -267,7 +267,7 @@ async fn rest_fallback() -> Response {
     NsError::new(
         StatusCode::NOT_FOUND,
         "INVALID_REQUEST",
-        "The request could not be understood by the server: no such resource. The simulator serves /record/v1/{customer|serviceSaleItem|nonInventorySaleItem|discountItem|invoice|customerPayment|creditMemo|journalEntry|subsidiary|currency|account} and /query/v1/suiteql.",
+        "The request could not be understood by the server: no such resource. The simulator serves /record/v1/{customer|serviceSaleItem|nonInventorySaleItem|discountItem|invoice|customerPayment|creditMemo|customerRefund|journalEntry|deposit|subsidiary|currency|account} and /query/v1/suiteql.",
     )
     .into_response()
 }
@@ -640,10 +640,18 @@ async fn delete_record(
     let mut g = h.shared.lock();
     let id = g.db.resolve(t, &key).ok_or_else(NsError::not_found)?;
     let in_use = match t {
-        RecordType::Customer => crate::model::TRANSACTION_TYPES.iter().any(|tt| {
-            g.db.iter(*tt)
-                .any(|r| r.ref_id("entity") == Some(id) || r.ref_id("customer") == Some(id))
-        }),
+        RecordType::Customer => {
+            crate::model::TRANSACTION_TYPES.iter().any(|tt| {
+                g.db.iter(*tt)
+                    .any(|r| r.ref_id("entity") == Some(id) || r.ref_id("customer") == Some(id))
+            }) || g.db.iter(RecordType::Deposit).any(|d| {
+                d.lines("other")
+                    .iter()
+                    .any(|l| l.get("entity").and_then(crate::model::ref_id) == Some(id))
+            })
+        }
+        // Deposited: the deposit must go first (or let the payment go).
+        RecordType::CustomerPayment => g.db.deposit_of(id, None).is_some(),
         RecordType::Invoice => !g.db.applied(id, None).is_zero(),
         // Refunded from: the refund must go first.
         RecordType::CreditMemo => g.db.iter(RecordType::CustomerRefund).any(|r| {
@@ -667,7 +675,17 @@ async fn delete_record(
             "This record cannot be deleted because it has dependent records.",
         ));
     }
-    g.db.delete(t, id);
+    if let Some(rec) = g.db.delete(t, id)
+        && t == RecordType::Deposit
+    {
+        // Its payments are undeposited again: their status changes.
+        let freed: Vec<u64> = rec
+            .lines("payment")
+            .iter()
+            .filter_map(|l| l.get("id").and_then(Value::as_u64))
+            .collect();
+        g.db.touch(RecordType::CustomerPayment, &freed, mlc_core::now_millis());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

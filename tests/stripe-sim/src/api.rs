@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::params::{self, allow, s};
 use crate::render::{self, page_params, paginate};
 use crate::state::{ApiVersion, Db, IdemRecord};
-use crate::{billing, checkout, credit_notes, disputes, events, payments};
+use crate::{billing, checkout, credit_notes, disputes, events, payments, payouts};
 
 /// Per-request context handlers need.
 pub(crate) struct Ctx {
@@ -452,6 +452,8 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["v1", "balance_transactions", rest @ ..] => {
             payments::balance_transactions(db, method, rest, p)
         }
+        ["v1", "payouts", rest @ ..] => payouts::payouts(db, ctx, method, rest, p),
+        ["v1", "balance"] if method == "GET" => payouts::balance(db, ctx, p),
         ["v1", "tax_rates", rest @ ..] => billing::tax_rates(db, ctx, method, rest, p),
         ["v1", "coupons", rest @ ..] => billing::coupons(db, ctx, method, rest, p),
         ["v1", "invoiceitems", rest @ ..] => billing::invoice_items(db, ctx, method, rest, p),
@@ -484,6 +486,9 @@ fn dispatch(db: &mut Db, ctx: &Ctx, method: &str, segs: &[&str], p: &Value) -> R
         ["_sim", "refunds", id, "succeed"] if method == "POST" => {
             payments::succeed_refund(db, ctx, id, p)
         }
+        ["_sim", "payouts", "run"] if method == "POST" => payouts::run(db, ctx, p),
+        ["_sim", "payouts", id, "paid"] if method == "POST" => payouts::mark_paid(db, ctx, id, p),
+        ["_sim", "payouts", id, "fail"] if method == "POST" => payouts::fail(db, ctx, id, p),
         _ => Err(unknown()),
     }
 }

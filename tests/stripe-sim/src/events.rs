@@ -263,18 +263,23 @@ pub(crate) fn drain_jobs(db: &mut Db) -> Vec<(String, String)> {
 }
 
 fn created_filter(p: &Value, created: i64) -> Result<bool, ApiError> {
-    match p.get("created") {
+    range_matches(p, "created", created)
+}
+
+/// A timestamp filter such as `created` or `arrival_date`: an exact value or a range
+/// (`key[gt|gte|lt|lte]`).
+pub(crate) fn range_matches(p: &Value, key: &str, value: i64) -> Result<bool, ApiError> {
+    let created = value;
+    match p.get(key) {
         None => Ok(true),
         Some(Value::String(s)) if s.is_empty() => Ok(true),
         Some(Value::String(s)) => {
-            let n: i64 = s
-                .parse()
-                .map_err(|_| ApiError::invalid_integer("created", s))?;
+            let n: i64 = s.parse().map_err(|_| ApiError::invalid_integer(key, s))?;
             Ok(created == n)
         }
         Some(Value::Object(m)) => {
             for (op, v) in m {
-                let name = format!("created[{op}]");
+                let name = format!("{key}[{op}]");
                 let n = params::int_at(Some(v), &name)?.unwrap_or(0);
                 let ok = match op.as_str() {
                     "gt" => created > n,
@@ -289,7 +294,7 @@ fn created_filter(p: &Value, created: i64) -> Result<bool, ApiError> {
             }
             Ok(true)
         }
-        Some(_) => Err(ApiError::invalid_integer("created", "(array)")),
+        Some(_) => Err(ApiError::invalid_integer(key, "(array)")),
     }
 }
 

@@ -21,7 +21,10 @@
 //! expire); events (list with `type`/`types[]`/`created`/`delivery_success`, retrieve);
 //! webhook endpoints (create returns the secret once, list, retrieve, update, delete);
 //! disputes (retrieve, list by `charge`/`payment_intent`/`created`, update evidence and metadata,
-//! close).
+//! close); payouts (create a manual one from the available balance, standard or instant;
+//! retrieve, list by `status`/`arrival_date`/`created`/`destination`, update metadata, cancel a
+//! pending manual one); `GET /v1/balance`; `GET /v1/balance_transactions?payout=po_…` (what an
+//! automatic payout covered, its own `payout` transaction included).
 //!
 //! Sim-only endpoints: `POST /_sim/checkout/sessions/{id}/complete` (the customer pays on the
 //! hosted page; `payment_method` defaults to `pm_card_visa`), `POST /_sim/subscriptions/{id}/renew`
@@ -30,7 +33,11 @@
 //! bank opens a dispute: `reason`, `amount`, `inquiry`), `POST /_sim/disputes/{id}/resolve`
 //! (`outcome` `won`|`lost`, `fee_returned`), `POST /_sim/refunds/{id}/fail` (the card refund
 //! fails: `lost_or_stolen_card`), `POST /_sim/refunds/{id}/succeed` (a pending refund lands; a
-//! refund is created pending with `metadata[sim_status]=pending`) — these need the API key and
+//! refund is created pending with `metadata[sim_status]=pending`), `POST /_sim/payouts/run`
+//! (Stripe's automatic payouts: per settlement currency, everything not yet paid out;
+//! `currency`, `arrival_in_days` default 2), `POST /_sim/payouts/{id}/paid` (paid, then an
+//! automatic payout's reconciliation completes), `POST /_sim/payouts/{id}/fail`
+//! (`failure_code`, default `account_closed`) — these need the API key and
 //! take a form or a JSON body; and without auth:
 //! `GET|POST /_sim/faults` (JSON `{"api":{...},"delivery":{...}}`, partial updates),
 //! `GET /_sim/deliveries`, `POST /_sim/deliveries/wait_idle`, `POST /_sim/clock/advance`
@@ -55,6 +62,7 @@ mod events;
 pub mod form;
 mod params;
 mod payments;
+mod payouts;
 mod render;
 pub mod scenario;
 mod state;

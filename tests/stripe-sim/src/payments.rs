@@ -1057,6 +1057,11 @@ pub(crate) fn balance_transactions(db: &mut Db, method: &str, segs: &[&str], p: 
             let source = s(p, "source").map(str::to_string);
             let ty = s(p, "type").map(str::to_string);
             let cur = s(p, "currency").map(str::to_lowercase);
+            // What an automatic payout covered (its own `payout` transaction included); the
+            // link is internal, as Stripe shows no `payout` field on a balance transaction.
+            let payout = s(p, "payout")
+                .map(|po| crate::payouts::filter_target(db, po))
+                .transpose()?;
             list_kind(
                 db,
                 "balance_transaction",
@@ -1065,7 +1070,8 @@ pub(crate) fn balance_transactions(db: &mut Db, method: &str, segs: &[&str], p: 
                 |v| {
                     Ok(source.as_ref().is_none_or(|x| v["source"] == json!(x))
                         && ty.as_ref().is_none_or(|x| v["type"] == json!(x))
-                        && cur.as_ref().is_none_or(|x| v["currency"] == json!(x)))
+                        && cur.as_ref().is_none_or(|x| v["currency"] == json!(x))
+                        && payout.as_ref().is_none_or(|x| v["_payout"] == json!(x)))
                 },
             )
         }

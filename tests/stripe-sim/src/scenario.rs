@@ -1,7 +1,7 @@
 //! A realistic SaaS month played through the simulator's HTTP API (never its internal state):
 //! products and prices in several currencies (incl. JPY and KWD), customers, paid and failed
 //! subscriptions, renewals, manual invoices, one-time Checkout charges and refunds, and on request
-//! refunds that fail and chargebacks won and lost.
+//! refunds that fail, chargebacks won and lost, and the automatic payouts of it all.
 //! Deterministic for a seed; the report lists what was created and the expected totals.
 
 use std::collections::BTreeMap;
@@ -53,6 +53,13 @@ pub struct ScenarioConfig {
     /// invoice when none is open), and a customer balance credit voided after creation.
     /// Default 0.
     pub credit_notes: usize,
+    /// After everything else (sales, refunds, credit notes, disputes), run Stripe's automatic
+    /// payouts once (`POST /_sim/payouts/run`) and mark each paid (its reconciliation then
+    /// completes). Default false: nothing is paid out and the ids of a seed do not change.
+    pub payouts: bool,
+    /// Number of those payouts (the last ones) that then fail (`account_closed`); their amount
+    /// comes back to the balance. Only with `payouts`. Default 0.
+    pub failed_payouts: usize,
     /// Called once products and prices exist, before anything is sold (so a test or the demo
     /// can create the matching NetSuite items first). Not serialised.
     #[serde(skip)]
@@ -92,6 +99,8 @@ impl Default for ScenarioConfig {
             disputes: 0,
             failed_refunds: 0,
             credit_notes: 0,
+            payouts: false,
+            failed_payouts: 0,
             on_catalog: None,
         }
     }
@@ -241,6 +250,30 @@ pub struct CreditNoteInfo {
     pub voided: bool,
 }
 
+/// A payout the scenario made (automatic, one per settlement currency with a positive balance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutInfo {
+    /// `po_…`
+    pub id: String,
+    /// Settlement currency.
+    pub currency: String,
+    /// Amount paid out, in minor units: the sum of the covered transactions' `net`.
+    pub amount: i64,
+    /// True for Stripe's automatic payouts.
+    pub automatic: bool,
+    /// Final status: `paid`, or `failed` for the ones made to fail.
+    pub status: String,
+    /// Balance transactions the payout covered (`GET /v1/balance_transactions?payout=po_…`),
+    /// not counting the payout's own `payout` transaction.
+    pub covered_transactions: usize,
+    /// `completed` once paid (automatic payouts).
+    pub reconciliation_status: String,
+    /// The payout's own balance transaction (`type: payout`, amount `-amount`).
+    pub balance_transaction: String,
+    /// For a failed payout, the `payout_failure` transaction returning the amount.
+    pub failure_balance_transaction: Option<String>,
+}
+
 /// What the scenario created and the totals a reconciler should find.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioReport {
@@ -277,6 +310,9 @@ pub struct ScenarioReport {
     /// Credit notes.
     #[serde(default)]
     pub credit_notes: Vec<CreditNoteInfo>,
+    /// Payouts (only with [`ScenarioConfig::payouts`]).
+    #[serde(default)]
+    pub payouts: Vec<PayoutInfo>,
     /// Coupon id and tax rate id used.
     pub coupon: String,
     /// Tax rate applied to EUR subscriptions.
@@ -800,6 +836,10 @@ pub async fn run_scenario(
         }
     }
 
+    if cfg.payouts {
+        payouts(&mut api, &mut rep, cfg.failed_payouts).await?;
+    }
+
     // Per presentment currency: settled amounts and fees of charges and refunds.
     for (path, is_refund) in [("/v1/charges", false), ("/v1/refunds", true)] {
         let mut after: Option<String> = None;
@@ -874,6 +914,61 @@ pub async fn run_scenario(
     st.net = st.gross - st.fees + st.refunds + st.refund_failures + st.disputes - st.dispute_fees;
     rep.settlement = st;
     Ok(rep)
+}
+
+/// Automatic payouts of everything not yet paid out, each marked paid; the last `failed` then
+/// fail.
+async fn payouts(api: &mut Api, rep: &mut ScenarioReport, failed: usize) -> Result<(), SimError> {
+    let run = api.post("/_sim/payouts/run", json!({})).await?;
+    let mut ids: Vec<String> = run["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(id_of)
+        .collect();
+    ids.reverse(); // oldest first
+    for id in &ids {
+        api.post(&format!("/_sim/payouts/{id}/paid"), json!({}))
+            .await?;
+    }
+    let first_failing = ids.len().saturating_sub(failed);
+    for id in &ids[first_failing..] {
+        api.post(&format!("/_sim/payouts/{id}/fail"), json!({}))
+            .await?;
+    }
+    for id in ids {
+        let po = api.get(&format!("/v1/payouts/{id}"), json!({})).await?;
+        let mut covered = 0usize;
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = json!({"payout": id, "limit": "100"});
+            if let Some(a) = &after {
+                q["starting_after"] = json!(a);
+            }
+            let page = api.get("/v1/balance_transactions", q).await?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            covered += data.iter().filter(|t| t["source"] != json!(id)).count();
+            after = data.last().map(id_of);
+            if page["has_more"] != json!(true) || after.is_none() {
+                break;
+            }
+        }
+        let text = |k: &str| po[k].as_str().unwrap_or_default().to_string();
+        rep.payouts.push(PayoutInfo {
+            currency: text("currency"),
+            amount: po["amount"].as_i64().unwrap_or(0),
+            automatic: po["automatic"] == json!(true),
+            status: text("status"),
+            covered_transactions: covered,
+            reconciliation_status: text("reconciliation_status"),
+            balance_transaction: text("balance_transaction"),
+            failure_balance_transaction: po["failure_balance_transaction"]
+                .as_str()
+                .map(str::to_string),
+            id,
+        });
+    }
+    Ok(())
 }
 
 /// Credit notes on the month's invoices (one invoice each), cycling through four kinds.

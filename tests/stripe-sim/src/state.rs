@@ -234,6 +234,8 @@ pub(crate) fn noun(kind: &str) -> &'static str {
         "balance_transaction" => "balance transaction",
         "refund" => "refund",
         "dispute" => "dispute",
+        "payout" => "payout",
+        "bank_account" => "external account",
         "invoice" => "invoice",
         "invoiceitem" => "invoiceitem",
         "subscription" => "subscription",

@@ -12,6 +12,7 @@ mod history;
 mod locks;
 pub mod mapping;
 pub use history::{Amounts, CustomerReport, DryRunReport, UnmappedProductReport, WouldPost};
+mod payouts;
 mod post;
 mod reconcile;
 pub use reconcile::{
@@ -67,6 +68,9 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
     "charge.dispute.closed",
+    "payout.paid",
+    "payout.reconciliation_completed",
+    "payout.failed",
 ];
 
 /// Every item of a Stripe list, page by page: `page` fetches the page after the given ID (the
@@ -317,6 +321,9 @@ impl Pipeline {
             | "charge.dispute.funds_withdrawn"
             | "charge.dispute.funds_reinstated"
             | "charge.dispute.closed" => self.post_dispute(job, &object_id).await,
+            "payout.paid" | "payout.reconciliation_completed" | "payout.failed" => {
+                self.post_payout(job, &object_id).await
+            }
             "charge.failed" | "payment_intent.payment_failed" => {
                 self.record_failed_payment(job, &event.event_type, &object_id)
                     .await

@@ -171,9 +171,9 @@ struct ExpectedSale {
 }
 
 /// A NetSuite transaction found by external ID.
-struct Found {
-    id: String,
-    total: Decimal,
+pub(super) struct Found {
+    pub id: String,
+    pub total: Decimal,
 }
 
 impl Pipeline {
@@ -768,7 +768,7 @@ impl Pipeline {
     }
 
     /// NetSuite transactions by external ID, a batch per SuiteQL query.
-    async fn transactions_by_external_id(
+    pub(super) async fn transactions_by_external_id(
         &self,
         external_ids: &[String],
     ) -> Result<HashMap<String, Found>, PipelineError> {

@@ -231,6 +231,64 @@ def main():
     except stripe.InvalidRequestError as e:
         check("must equal the credit note amount" in str(e), "sum message: %s" % e)
 
+    # Payouts: nothing is available yet (funds are pending), so a manual payout is refused.
+    try:
+        stripe.Payout.create(amount=100, currency="usd")
+        check(False, "a payout beyond the available balance must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.http_status == 400 and e.code == "balance_insufficient", "balance_insufficient: %s" % e.code)
+    balance = stripe.Balance.retrieve()
+    check(isinstance(balance, stripe.Balance) and balance.livemode is False, "Balance object")
+    usd = lambda side: sum(b.amount for b in side if b.currency == "usd")
+    owed = usd(balance.available) + usd(balance.pending)
+    check(owed > 0 and usd(balance.available) == 0, "balance before payouts: %s" % balance)
+    # Stripe's automatic payout (sim route), then the SDK's Payout and BalanceTransaction APIs.
+    run = sim_post("/_sim/payouts/run", {"arrival_in_days": 2})
+    check(len(run["data"]) == 1, "one automatic payout: %s" % run)
+    po_id = run["data"][0]["id"]
+    payout = stripe.Payout.retrieve(po_id)
+    check(isinstance(payout, stripe.Payout) and po_id.startswith("po_"), "Payout object")
+    check((payout.automatic, payout.status, payout.reconciliation_status, payout.method, payout.type)
+          == (True, "pending", "in_progress", "standard", "bank_account"), "automatic payout fields")
+    check(payout.amount == owed and payout.currency == "usd", "payout amount %s, owed %s" % (payout.amount, owed))
+    check(payout.arrival_date == payout.created + 2 * 86400, "arrival date")
+    check(payout.destination.startswith("ba_") and payout.failure_code is None, "destination / failure")
+    sim_post("/_sim/payouts/%s/paid" % po_id, {})
+    payout = stripe.Payout.retrieve(po_id, expand=["balance_transaction"])
+    check((payout.status, payout.reconciliation_status) == ("paid", "completed"), "paid and reconciled")
+    own = payout.balance_transaction
+    check(isinstance(own, stripe.BalanceTransaction), "payout balance_transaction expanded")
+    check((own.type, own.reporting_category, own.amount, own.fee, own.source)
+          == ("payout", "payout", -payout.amount, 0, po_id), "payout transaction")
+    txns = list(stripe.BalanceTransaction.list(payout=po_id, limit=3).auto_paging_iter())
+    check(own.id in [t.id for t in txns], "the payout's own transaction is listed")
+    covered = [t for t in txns if t.id != own.id]
+    check(len(covered) >= 5 and len(set(t.id for t in txns)) == len(txns), "covered: %d" % len(covered))
+    check(sum(t.net for t in covered) == payout.amount, "covered nets add up to the payout")
+    check(all(t.status == "available" for t in covered), "covered transactions are available")
+    check(charge.balance_transaction.id in [t.id for t in covered], "the first charge was paid out")
+    check([p.id for p in stripe.Payout.list(status="paid").data] == [po_id], "payouts listed by status")
+    check(stripe.Payout.list(status="pending").data == [], "no pending payout")
+    balance = stripe.Balance.retrieve()
+    check((usd(balance.available), usd(balance.pending)) == (0, 0), "all paid out: %s" % balance)
+    try:
+        stripe.Payout.create(amount=100, currency="usd", method="instant")
+        check(False, "a payout from an empty balance must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.code == "balance_insufficient", "still balance_insufficient: %s" % e.code)
+    try:
+        stripe.BalanceTransaction.list(payout="po_doesnotexist")
+        check(False, "an unknown payout must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.http_status == 400 and e.code == "resource_missing", "unknown payout: %s" % e.code)
+    payout = stripe.Payout.modify(po_id, metadata={"batch": "2026-11"})
+    check(payout.metadata["batch"] == "2026-11", "payout metadata")
+    try:
+        stripe.Payout.cancel(po_id)
+        check(False, "canceling an automatic payout must raise")
+    except stripe.InvalidRequestError as e:
+        check(e.http_status == 400, "400 for canceling an automatic payout")
+
     # Pagination through the SDK's auto-pager, two events per page.
     first = stripe.Event.list(limit=2)
     check(len(first.data) == 2 and first.has_more, "first events page")
@@ -265,7 +323,8 @@ def main():
               "charge.dispute.closed", "refund.failed", "charge.refund.updated"]:
         check(t in delivered_types, "delivered %s" % t)
 
-    for t in ["credit_note.created", "credit_note.updated", "credit_note.voided"]:
+    for t in ["credit_note.created", "credit_note.updated", "credit_note.voided", "payout.created", "payout.paid",
+              "payout.reconciliation_completed", "payout.updated"]:
         check(t in delivered_types, "delivered %s" % t)
 
     server.shutdown()

@@ -1,0 +1,243 @@
+//! Payouts end to end against both simulators, on every store backend (one currency; charges in
+//! another currency are not deposited yet): each Stripe payout is one NetSuite deposit into the
+//! bank account of the customer payments it carried, with its refunds and disputes as other
+//! lines, adding up to the payout; a payout that fails afterwards is moved back to the clearing
+//! account; a replay deposits nothing twice.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ml_connector::stack::{PAYOUT_BANK_ACCOUNT, Stack, StackOptions, catalog_hook};
+use mlc_netsuite_sim::RecordType;
+use mlc_store::testing::backends;
+use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::helpers::{dec, ref_id};
+
+const SETTLE: Duration = Duration::from_secs(120);
+const CLEARING: &str = "2";
+
+async fn stripe_get(stack: &Stack, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", stack.stripe.base_url))
+        .bearer_auth(stack.stripe.api_key_str())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 8,
+                seed: 71,
+                currencies: vec![mlc_core::Currency::USD],
+                checkout_percent: 50,
+                refunds: 2,
+                disputes: 1,
+                payouts: true,
+                on_catalog: Some(catalog_hook(ns.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        let counts = stack.store.job_counts().await.unwrap();
+        let waiting = stack
+            .store
+            .list_events(&mlc_store::EventFilter {
+                status: Some("waiting".into()),
+                limit: 10,
+                ..mlc_store::EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || s.as_str() == "succeeded"),
+            "every job succeeded: {counts:?} {waiting:#?}"
+        );
+        assert!(!report.payouts.is_empty(), "the scenario pays out");
+        assert_eq!(ns.count(RecordType::Deposit), report.payouts.len());
+
+        for p in &report.payouts {
+            let deposit = ns
+                .get(RecordType::Deposit, &format!("eid:stripe_{}", p.id))
+                .unwrap_or_else(|| panic!("no deposit for {p:?}"));
+            let amount = mlc_core::Money::new(p.amount, mlc_core::Currency::USD).to_decimal();
+            assert_eq!(dec(&deposit["total"]), amount, "{deposit}");
+            assert_eq!(ref_id(&deposit["account"]), PAYOUT_BANK_ACCOUNT);
+            // Every charge the payout carried is its customer payment, deposited.
+            let carried = stripe_get(
+                &stack,
+                &format!("/v1/balance_transactions?payout={}&limit=100", p.id),
+            )
+            .await;
+            let charges: BTreeSet<String> = carried["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["type"] == "charge" || t["type"] == "payment")
+                .map(|t| t["source"].as_str().unwrap().to_string())
+                .collect();
+            assert!(!charges.is_empty());
+            let deposited: BTreeSet<String> = deposit["payment"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let id = match &l["id"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let payment = ns
+                        .get(RecordType::CustomerPayment, &id)
+                        .unwrap_or_else(|| panic!("deposited payment {id}"));
+                    payment["externalId"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("stripe_pay_")
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(deposited, charges, "{deposit}");
+            // Refunds and the dispute leave the clearing account in the same deposit.
+            let other: Decimal = deposit["other"]["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|l| ref_id(&l["account"]) == CLEARING)
+                        .map(|l| dec(&l["amount"]))
+                        .sum()
+                })
+                .unwrap_or_default();
+            assert!(other < Decimal::ZERO, "refunds and disputes: {deposit}");
+            let audit = stack.store.audit_for_object(&p.id).await.unwrap();
+            assert!(
+                audit.iter().any(|a| a.step == "deposit_posted"),
+                "{audit:?}"
+            );
+        }
+        // A payout that fails after it was deposited: its money back to the clearing account.
+        let failed = &report.payouts[0];
+        let answer: Value = reqwest::Client::new()
+            .post(format!(
+                "{}/_sim/payouts/{}/fail",
+                stack.stripe.base_url, failed.id
+            ))
+            .bearer_auth(stack.stripe.api_key_str())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["status"], "failed", "{answer}");
+        assert!(stack.wait_idle(SETTLE).await);
+        let back = ns
+            .get(
+                RecordType::JournalEntry,
+                &format!("eid:stripe_payout_failure_{}", failed.id),
+            )
+            .expect("the failed payout moved back");
+        let amount = mlc_core::Money::new(failed.amount, mlc_core::Currency::USD).to_decimal();
+        let lines = back["line"]["items"].as_array().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| ref_id(&l["account"]) == CLEARING
+                    && l.get("debit").map(dec) == Some(amount))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| ref_id(&l["account"]) == PAYOUT_BANK_ACCOUNT
+                    && l.get("credit").map(dec) == Some(amount))
+        );
+
+        // The money is back in Stripe's balance: paid out by hand, as a manual payout, it is one
+        // deposit out of the clearing account (Stripe cannot say what it carried).
+        let manual: Value = reqwest::Client::new()
+            .post(format!("{}/v1/payouts", stack.stripe.base_url))
+            .bearer_auth(stack.stripe.api_key_str())
+            .form(&[
+                ("amount", failed.amount.to_string()),
+                ("currency", "usd".to_string()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let manual_id = manual["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{manual}"))
+            .to_string();
+        assert_eq!(manual["reconciliation_status"], "not_applicable");
+        let paid: Value = reqwest::Client::new()
+            .post(format!(
+                "{}/_sim/payouts/{manual_id}/paid",
+                stack.stripe.base_url
+            ))
+            .bearer_auth(stack.stripe.api_key_str())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(paid["status"], "paid", "{paid}");
+        assert!(stack.wait_idle(SETTLE).await);
+        let deposit = ns
+            .get(RecordType::Deposit, &format!("eid:stripe_{manual_id}"))
+            .expect("the manual payout deposited");
+        assert_eq!(dec(&deposit["total"]), amount);
+        let lines = deposit["other"]["items"].as_array().unwrap();
+        assert_eq!(lines.len(), 1, "{deposit}");
+        assert_eq!(ref_id(&lines[0]["account"]), CLEARING);
+        assert!(
+            lines[0]["memo"]
+                .as_str()
+                .unwrap()
+                .contains("not reconcilable"),
+            "{deposit}"
+        );
+
+        // Every event again: nothing deposited twice.
+        let before = (
+            ns.count(RecordType::Deposit),
+            ns.count(RecordType::JournalEntry),
+        );
+        stack
+            .store
+            .requeue_where(mlc_store::JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(stack.wait_idle(SETTLE).await);
+        assert_eq!(
+            (
+                ns.count(RecordType::Deposit),
+                ns.count(RecordType::JournalEntry)
+            ),
+            before
+        );
+        stack.stop().await.unwrap();
+    }
+}
