@@ -570,12 +570,19 @@ function reconcileReport(r) {
         h("code", d.stripeObjectId), ` (${d.term}): Stripe ${d.stripe.display}, NetSuite ${d.netsuite.display}, `,
         h("code", d.netsuiteExternalId), `. ${d.message}`)))
     : null;
+  const payouts = r.payouts.length
+    ? h("table", { "data-testid": "reconcile-payouts" },
+      h("thead", h("tr", h("th", "Payout"), h("th.num", "Stripe"), h("th.num", "NetSuite deposit"), h("th", "Deposit"))),
+      h("tbody", r.payouts.map((p) => h("tr", { "data-payout": p.payoutId, "data-differs": String(Number(p.difference.amount) !== 0) },
+        h("td", h("code", p.payoutId)), h("td.num", p.stripe.display), h("td.num", p.netsuite.display),
+        h("td", p.depositExternalId ? h("code", p.depositExternalId) : "none")))))
+    : null;
   const notPosted = r.notPosted.length
     ? h("div", h("p.muted", "Not posted by the connector (amounts in the settlement currency):"),
       h("ul", { "data-testid": "reconcile-not-posted" }, r.notPosted.map((n) =>
         h("li", `${n.kind}: ${n.count} (${n.amounts.map((a) => a.display).join(", ")})`))))
     : null;
-  return [table, differences, notPosted];
+  return [table, payouts, differences, notPosted];
 }
 
 function credentialForms(app, c, again) {

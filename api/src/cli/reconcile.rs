@@ -112,6 +112,19 @@ pub fn render(report: &ReconciliationReport, period: &str) -> String {
             );
         }
     }
+    if !report.payouts.is_empty() {
+        let _ = writeln!(out, "  Payouts (each a NetSuite deposit):");
+        for p in &report.payouts {
+            let _ = writeln!(
+                out,
+                "    {} {:>16} {:>16}  {}",
+                p.payout,
+                amount(p.stripe_minor, p.currency),
+                amount(p.netsuite_minor, p.currency),
+                p.deposit.as_deref().unwrap_or("no deposit")
+            );
+        }
+    }
     if report.differences.is_empty() {
         let _ = writeln!(
             out,

@@ -71,9 +71,9 @@ pub struct ReconciliationCurrency {
 /// A Stripe object whose NetSuite record is missing or holds another amount.
 #[derive(SimpleObject)]
 pub struct ReconciliationDifference {
-    /// `ch_…`, `re_…`, `cn_…`, `dp_…`, or the `in_…` paid by several charges.
+    /// `ch_…`, `re_…`, `cn_…`, `dp_…`, `po_…`, or the `in_…` paid by several charges.
     pub stripe_object_id: String,
-    /// `sales`, `fees`, `refunds`, `credit_notes` or `disputes`.
+    /// `sales`, `fees`, `refunds`, `credit_notes`, `disputes` or `payouts`.
     pub term: String,
     pub stripe: MoneyAmount,
     pub netsuite: MoneyAmount,
@@ -91,6 +91,18 @@ pub struct ReconciliationNotPosted {
     pub count: i64,
     /// Sums in the settlement currency.
     pub amounts: Vec<MoneyAmount>,
+}
+
+/// A payout of the period against its NetSuite deposit.
+#[derive(SimpleObject)]
+pub struct ReconciliationPayout {
+    /// `po_…`
+    pub payout_id: String,
+    pub stripe: MoneyAmount,
+    pub netsuite: MoneyAmount,
+    pub difference: MoneyAmount,
+    /// `stripe_<po_…>`, when the deposit is in NetSuite.
+    pub deposit_external_id: Option<String>,
 }
 
 /// A reconciliation of a period: Stripe's balance against NetSuite's records.
@@ -186,6 +198,23 @@ impl Reconciliation {
                 term: d.term,
                 netsuite_external_id: d.netsuite_record,
                 message: d.reason,
+            })
+            .collect()
+    }
+    /// Each payout of the period against its deposit (when payouts are posted:
+    /// `posting.payout_bank_account`), once it succeeded.
+    async fn payouts(&self) -> Vec<ReconciliationPayout> {
+        let Some(r) = self.report() else {
+            return vec![];
+        };
+        r.payouts
+            .into_iter()
+            .map(|p| ReconciliationPayout {
+                stripe: money(p.stripe_minor, p.currency),
+                netsuite: money(p.netsuite_minor, p.currency),
+                difference: money(p.netsuite_minor - p.stripe_minor, p.currency),
+                payout_id: p.payout,
+                deposit_external_id: p.deposit,
             })
             .collect()
     }

@@ -220,6 +220,29 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
             "{deposit}"
         );
 
+        // The reconciliation pairs each payout with its deposit.
+        let (_, pipeline) = mlc_service::connections::open_pipeline(
+            &stack.config,
+            &Default::default(),
+            Some(&stack.master_key),
+        )
+        .await
+        .unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        let reconciled = pipeline
+            .reconcile(now - 86_400, now + 86_400, None)
+            .await
+            .unwrap();
+        assert!(reconciled.is_clean(), "{reconciled:#?}");
+        let paired: BTreeSet<&str> = reconciled
+            .payouts
+            .iter()
+            .filter(|p| p.deposit.is_some() && p.netsuite_minor == p.stripe_minor)
+            .map(|p| p.payout.as_str())
+            .collect();
+        assert!(paired.contains(failed.id.as_str()), "{reconciled:#?}");
+        assert!(paired.contains(manual_id.as_str()), "{reconciled:#?}");
+
         // Every event again: nothing deposited twice.
         let before = (
             ns.count(RecordType::Deposit),

@@ -16,8 +16,8 @@ mod payouts;
 mod post;
 mod reconcile;
 pub use reconcile::{
-    CurrencyReconciliation, Difference, NotReconciled, ReconciliationReport, Term, period_of,
-    window_of,
+    CurrencyReconciliation, Difference, NotReconciled, PayoutReconciliation, ReconciliationReport,
+    Term, period_of, window_of,
 };
 mod reference;
 mod refunds;

@@ -73,7 +73,7 @@ pub struct CurrencyReconciliation {
 pub struct Difference {
     /// `ch_…`, `re_…`, or `in_…` for an invoice paid by several charges.
     pub stripe_object: String,
-    /// `sales`, `fees`, `refunds`, `credit_notes` or `disputes`.
+    /// `sales`, `fees`, `refunds`, `credit_notes`, `disputes` or `payouts`.
     pub term: String,
     pub currency: Currency,
     pub stripe_minor: i64,
@@ -100,10 +100,28 @@ pub struct ReconciliationReport {
     pub until: i64,
     pub currencies: BTreeMap<Currency, CurrencyReconciliation>,
     pub differences: Vec<Difference>,
-    /// By balance transaction type (`adjustment`, `payout`, …).
+    /// By balance transaction type (`payout` without `posting.payout_bank_account`, …).
     pub not_reconciled: BTreeMap<String, NotReconciled>,
+    /// Each payout of the period against its deposit (with `posting.payout_bank_account`).
+    #[serde(default)]
+    pub payouts: Vec<PayoutReconciliation>,
     /// Balance transactions read.
     pub scanned: i64,
+}
+
+/// A payout against its NetSuite deposit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PayoutReconciliation {
+    /// `po_…`
+    pub payout: String,
+    /// The settlement currency.
+    pub currency: Currency,
+    /// What Stripe paid out.
+    pub stripe_minor: i64,
+    /// The deposit's total; 0 when there is none.
+    pub netsuite_minor: i64,
+    /// `stripe_<po_…>` when the deposit exists.
+    pub deposit: Option<String>,
 }
 
 impl ReconciliationReport {
@@ -196,6 +214,8 @@ impl Pipeline {
         let mut refunds: BTreeMap<String, Money> = BTreeMap::new();
         // Refunds that failed or were cancelled: they should have no credit memo.
         let mut failed_refunds: BTreeMap<String, Money> = BTreeMap::new();
+        // Payouts of the period (`po_…`, amount), when they are posted as deposits.
+        let mut payouts: Vec<(String, Money)> = Vec::new();
         // Dispute money movements, and the disputes read for them.
         let mut movements: Vec<mapping::DisputeMovement> = Vec::new();
         let mut disputes: HashMap<String, mlc_stripe::models::Dispute> = HashMap::new();
@@ -284,6 +304,17 @@ impl Pipeline {
                         movements.push(movement);
                     }
                 }
+                "payout"
+                    if self.inner.posting.payout_bank_account.is_some()
+                        && StripeId::parse(StripeIdKind::Payout, &source).is_ok() =>
+                {
+                    let currency = Currency::parse(&txn.currency)
+                        .map_err(|e| PipelineError::Permanent(e.to_string()))?;
+                    payouts.push((
+                        source.clone(),
+                        Money::new(-txn.amount.unwrap_or(0), currency),
+                    ));
+                }
                 _ => not_reconciled(&mut report, &kind, &txn),
             }
         }
@@ -327,6 +358,7 @@ impl Pipeline {
             wanted.push(format!("stripe_{id}"));
             wanted.push(format!("stripe_refund_{id}"));
         }
+        wanted.extend(payouts.iter().map(|(po, _)| format!("stripe_{po}")));
         for m in &movements {
             wanted.push(format!("stripe_{}", m.txn_id));
             wanted.push(format!("stripe_fee_{}", m.txn_id));
@@ -520,6 +552,38 @@ impl Pipeline {
         for note in &notes {
             self.reconcile_credit_note(note, &found, &mut report)
                 .await?;
+        }
+        for (payout, amount) in &payouts {
+            let currency = amount.currency();
+            let deposit_id = format!("stripe_{payout}");
+            let deposit = found.get(&deposit_id);
+            let ns = deposit.map_or(0, |d| minor(d.total, currency));
+            if ns != amount.minor() {
+                report.differences.push(Difference {
+                    stripe_object: payout.clone(),
+                    term: "payouts".into(),
+                    currency,
+                    stripe_minor: amount.minor(),
+                    netsuite_minor: ns,
+                    netsuite_record: deposit_id.clone(),
+                    reason: match deposit {
+                        None => format!(
+                            "no NetSuite deposit {deposit_id}: the payout has not posted (it posts once paid and reconciled by Stripe; look at its events)"
+                        ),
+                        Some(d) => format!(
+                            "NetSuite deposit {deposit_id} (internal ID {}) holds another amount than the payout",
+                            d.id
+                        ),
+                    },
+                });
+            }
+            report.payouts.push(PayoutReconciliation {
+                payout: payout.clone(),
+                currency,
+                stripe_minor: amount.minor(),
+                netsuite_minor: ns,
+                deposit: deposit.map(|_| deposit_id),
+            });
         }
         for movement in &movements {
             self.reconcile_dispute_movement(movement, &found, &mut report)
