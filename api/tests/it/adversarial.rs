@@ -255,17 +255,7 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
         }
         // And so does everything that went back: the reconciliation finds no difference.
         handle.set_fault_probabilities(FaultProbabilities::default());
-        let config = sims.config().unwrap();
-        let (opened, pipeline) =
-            mlc_service::connections::open_pipeline(&config, &Default::default(), None)
-                .await
-                .unwrap();
-        let now = jiff::Timestamp::now().as_second();
-        let reconciled = pipeline
-            .reconcile(now - 86_400, now + 86_400, None)
-            .await
-            .unwrap();
-        opened.close().await;
+        let reconciled = crate::helpers::reconcile_today(&sims.config().unwrap(), None).await;
         assert!(reconciled.is_clean(), "{reconciled:#?}");
     }
 }

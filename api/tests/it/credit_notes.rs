@@ -244,18 +244,8 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
         );
 
         // The reconciliation agrees, credit notes included.
-        let (_, pipeline) = mlc_service::connections::open_pipeline(
-            &stack.config,
-            &Default::default(),
-            Some(&stack.master_key),
-        )
-        .await
-        .unwrap();
-        let now = jiff::Timestamp::now().as_second();
-        let reconciled = pipeline
-            .reconcile(now - 86_400, now + 86_400, None)
-            .await
-            .unwrap();
+        let reconciled =
+            crate::helpers::reconcile_today(&stack.config, Some(&stack.master_key)).await;
         assert!(reconciled.is_clean(), "{reconciled:#?}");
         let credited_minor: i64 = reconciled
             .currencies

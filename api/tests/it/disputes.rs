@@ -32,18 +32,6 @@ fn by_account(je: &Value) -> BTreeMap<String, Decimal> {
     out
 }
 
-async fn stripe_get(stack: &Stack, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", stack.stripe.base_url))
-        .bearer_auth(stack.stripe.api_key_str())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
     for db in backends().await {
@@ -87,7 +75,8 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
         // Each movement of each dispute's money: one balanced journal entry on the accounts.
         let mut journals = 0;
         for d in &report.disputes {
-            let dispute = stripe_get(&stack, &format!("/v1/disputes/{}", d.id)).await;
+            let dispute =
+                crate::helpers::stripe_get(&stack.stripe, &format!("/v1/disputes/{}", d.id)).await;
             let currency = mlc_core::Currency::parse(&d.currency).unwrap();
             let amount = mlc_core::Money::new(d.amount, currency).to_decimal();
             let txns = dispute["balance_transactions"].as_array().unwrap();
@@ -199,18 +188,8 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
         }
 
         // The reconciliation counts the disputes, Stripe's side against NetSuite's.
-        let (_, pipeline) = mlc_service::connections::open_pipeline(
-            &stack.config,
-            &Default::default(),
-            Some(&stack.master_key),
-        )
-        .await
-        .unwrap();
-        let now = jiff::Timestamp::now().as_second();
-        let reconciled = pipeline
-            .reconcile(now - 86_400, now + 86_400, None)
-            .await
-            .unwrap();
+        let reconciled =
+            crate::helpers::reconcile_today(&stack.config, Some(&stack.master_key)).await;
         let mut expected: BTreeMap<String, i64> = BTreeMap::new();
         for d in &report.disputes {
             let kept = if d.outcome == "won" { 0 } else { d.amount };
@@ -285,7 +264,8 @@ async fn in_credit_memo_mode_a_dispute_is_credited_and_a_won_one_invoiced_back()
         );
         assert_eq!(report.disputes.len(), 2);
         for d in &report.disputes {
-            let dispute = stripe_get(&stack, &format!("/v1/disputes/{}", d.id)).await;
+            let dispute =
+                crate::helpers::stripe_get(&stack.stripe, &format!("/v1/disputes/{}", d.id)).await;
             let currency = mlc_core::Currency::parse(&d.currency).unwrap();
             let amount = mlc_core::Money::new(d.amount, currency).to_decimal();
             let txns = dispute["balance_transactions"].as_array().unwrap();
@@ -330,18 +310,8 @@ async fn in_credit_memo_mode_a_dispute_is_credited_and_a_won_one_invoiced_back()
                 assert_eq!(txns.len(), 1, "lost: nothing comes back");
             }
         }
-        let (_, pipeline) = mlc_service::connections::open_pipeline(
-            &stack.config,
-            &Default::default(),
-            Some(&stack.master_key),
-        )
-        .await
-        .unwrap();
-        let now = jiff::Timestamp::now().as_second();
-        let reconciled = pipeline
-            .reconcile(now - 86_400, now + 86_400, None)
-            .await
-            .unwrap();
+        let reconciled =
+            crate::helpers::reconcile_today(&stack.config, Some(&stack.master_key)).await;
         assert!(reconciled.is_clean(), "{reconciled:#?}");
         let kept: i64 = report
             .disputes

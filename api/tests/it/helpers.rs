@@ -222,3 +222,35 @@ pub fn ref_id(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// `GET` of the Stripe simulator's API with its key: the JSON answer.
+pub async fn stripe_get(stripe: &mlc_stripe_sim::RunningSim, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", stripe.base_url))
+        .bearer_auth(stripe.api_key_str())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The reconciliation of yesterday to tomorrow (the simulators' month is today) of the
+/// configured default connection, as `ml-connector reconcile` runs it.
+pub async fn reconcile_today(
+    config: &Config,
+    key: Option<&mlc_store::sealed::MasterKey>,
+) -> mlc_service::pipeline::ReconciliationReport {
+    let (store, pipeline) =
+        mlc_service::connections::open_pipeline(config, &Default::default(), key)
+            .await
+            .unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let report = pipeline
+        .reconcile(now - 86_400, now + 86_400, None)
+        .await
+        .unwrap();
+    store.close().await;
+    report
+}

@@ -14,22 +14,10 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::helpers::{dec, ref_id};
+use crate::helpers::{dec, ref_id, stripe_get};
 
 const SETTLE: Duration = Duration::from_secs(120);
 const CLEARING: &str = "2";
-
-async fn stripe_get(stack: &Stack, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", stack.stripe.base_url))
-        .bearer_auth(stack.stripe.api_key_str())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
@@ -85,7 +73,7 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
             assert_eq!(ref_id(&deposit["account"]), PAYOUT_BANK_ACCOUNT);
             // Every charge the payout carried is its customer payment, deposited.
             let carried = stripe_get(
-                &stack,
+                &stack.stripe,
                 &format!("/v1/balance_transactions?payout={}&limit=100", p.id),
             )
             .await;
@@ -221,18 +209,8 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
         );
 
         // The reconciliation pairs each payout with its deposit.
-        let (_, pipeline) = mlc_service::connections::open_pipeline(
-            &stack.config,
-            &Default::default(),
-            Some(&stack.master_key),
-        )
-        .await
-        .unwrap();
-        let now = jiff::Timestamp::now().as_second();
-        let reconciled = pipeline
-            .reconcile(now - 86_400, now + 86_400, None)
-            .await
-            .unwrap();
+        let reconciled =
+            crate::helpers::reconcile_today(&stack.config, Some(&stack.master_key)).await;
         assert!(reconciled.is_clean(), "{reconciled:#?}");
         let paired: BTreeSet<&str> = reconciled
             .payouts
