@@ -251,6 +251,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
                 seed: args.seed,
                 credit_notes: 4,
                 disputes: 2,
+                payouts: true,
                 on_catalog: Some(stack.catalog_hook()),
                 ..ScenarioConfig::default()
             },
@@ -263,6 +264,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
                 seed: args.seed + 1,
                 credit_notes: 4,
                 disputes: 2,
+                payouts: true,
                 on_catalog: Some(globex.catalog_hook()),
                 ..ScenarioConfig::default()
             },
@@ -430,6 +432,10 @@ async fn summarise(
         "  Credit memos posted          {} (refunds and credit notes; {} customer refunds)",
         handle.count(RecordType::CreditMemo),
         handle.count(RecordType::CustomerRefund)
+    );
+    println!(
+        "  Payouts deposited            {} (one NetSuite deposit each)",
+        handle.count(RecordType::Deposit)
     );
     println!(
         "  Dispute journal entries      {}",

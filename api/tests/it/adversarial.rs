@@ -130,6 +130,7 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
                         checkout_percent: 60,
                         credit_notes: 4,
                         disputes: 2,
+                        payouts: true,
                         on_catalog: Some(hook),
                         ..ScenarioConfig::default()
                     },
@@ -235,6 +236,13 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
             })
             .count();
         assert_eq!(journals, movements);
+        // Each payout: one deposit, however often its events came.
+        assert!(!report.payouts.is_empty(), "the scenario pays out");
+        assert_eq!(handle.count(RecordType::Deposit), report.payouts.len());
+        for p in &report.payouts {
+            let eid = format!("eid:stripe_{}", p.id);
+            assert!(handle.get(RecordType::Deposit, &eid).is_some(), "{eid}");
+        }
         for refund in &report.refunds {
             let eid = format!("eid:stripe_{}", refund.id);
             assert!(handle.get(RecordType::CreditMemo, &eid).is_some(), "{eid}");

@@ -1,7 +1,7 @@
-//! Payouts end to end against both simulators, on every store backend (one currency; charges in
-//! another currency are not deposited yet): each Stripe payout is one NetSuite deposit into the
-//! bank account of the customer payments it carried, with its refunds and disputes as other
-//! lines, adding up to the payout; a payout that fails afterwards is moved back to the clearing
+//! Payouts end to end against both simulators, on every store backend: each Stripe payout is one
+//! NetSuite deposit into the bank account of the customer payments it carried (charges in another
+//! currency at their settlement amount out of the clearing account), with its refunds and
+//! disputes as other lines, adding up to the payout; a payout that fails afterwards is moved back to the clearing
 //! account; a replay deposits nothing twice.
 
 use std::collections::BTreeSet;
@@ -33,7 +33,6 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
             ScenarioConfig {
                 customers: 8,
                 seed: 71,
-                currencies: vec![mlc_core::Currency::USD],
                 checkout_percent: 50,
                 refunds: 2,
                 disputes: 1,
@@ -77,14 +76,36 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
                 &format!("/v1/balance_transactions?payout={}&limit=100", p.id),
             )
             .await;
-            let charges: BTreeSet<String> = carried["data"]
+            let charge_txns: Vec<&Value> = carried["data"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .filter(|t| t["type"] == "charge" || t["type"] == "payment")
+                .collect();
+            // Charges made in the payout's currency are deposited as their payments; those made
+            // in another currency come out of the clearing account at their settlement amount.
+            let (foreign, own): (Vec<&Value>, Vec<&Value>) = charge_txns
+                .into_iter()
+                .partition(|t| !t["exchange_rate"].is_null());
+            let charges: BTreeSet<String> = own
+                .iter()
                 .map(|t| t["source"].as_str().unwrap().to_string())
                 .collect();
             assert!(!charges.is_empty());
+            assert!(!foreign.is_empty(), "the month sells in four currencies");
+            let foreign_net: i64 = foreign.iter().map(|t| t["net"].as_i64().unwrap()).sum();
+            let foreign_line = deposit["other"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["memo"].as_str().unwrap().contains("other currencies"))
+                .unwrap_or_else(|| panic!("{deposit}"))
+                .clone();
+            assert_eq!(ref_id(&foreign_line["account"]), CLEARING);
+            assert_eq!(
+                dec(&foreign_line["amount"]),
+                mlc_core::Money::new(foreign_net, mlc_core::Currency::USD).to_decimal()
+            );
             let deposited: BTreeSet<String> = deposit["payment"]["items"]
                 .as_array()
                 .unwrap()
@@ -111,6 +132,7 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
                 .map(|a| {
                     a.iter()
                         .filter(|l| ref_id(&l["account"]) == CLEARING)
+                        .filter(|l| !l["memo"].as_str().unwrap().contains("other currencies"))
                         .map(|l| dec(&l["amount"]))
                         .sum()
                 })

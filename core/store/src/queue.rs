@@ -678,6 +678,21 @@ impl ConnectionStore {
         Ok(rows.len() as u64)
     }
 
+    /// Whether any job of this connection waits (one indexed read): lets a caller skip a wake-up
+    /// write when nothing could be woken.
+    pub async fn has_waiting_jobs(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM sync_jobs WHERE tenant_id = $1 AND connection_id = $2 \
+             AND state = 'waiting' LIMIT 1",
+        )
+        .bind(self.scope.t())
+        .bind(self.scope.c())
+        .fetch_optional(&mut *self.store.db.read(&self.scope).await?)
+        .await
+        .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
     /// Makes waiting jobs whose `last_error` contains `matching` (case-sensitive) runnable now,
     /// e.g. after a person added the missing product mapping: queued again, their apalis tasks
     /// pulled forward in the same transaction, so a worker takes them at its next poll. Returns

@@ -118,8 +118,7 @@ impl Pipeline {
             };
             (vec![line], Vec::new())
         } else {
-            self.payout_lines(payout_id, currency, &txns, &accounts)
-                .await?
+            self.payout_lines(currency, &txns, &accounts).await?
         };
         // A payout right behind its sales (a test, a backfill) may find a payment still being
         // posted: look again for a few seconds before waiting.
@@ -127,9 +126,7 @@ impl Pipeline {
             // Look again for a few seconds (one NetSuite query each time) before waiting.
             let again = self
                 .soon(|| async {
-                    let (l, m) = self
-                        .payout_lines(payout_id, currency, &txns, &accounts)
-                        .await?;
+                    let (l, m) = self.payout_lines(currency, &txns, &accounts).await?;
                     Ok(m.is_empty().then_some(l))
                 })
                 .await?;
@@ -189,7 +186,6 @@ impl Pipeline {
     /// NetSuite yet. `accounts`: clearing, refunds, everything else.
     async fn payout_lines(
         &self,
-        payout_id: &str,
         currency: Currency,
         txns: &[mlc_stripe::models::BalanceTransaction],
         accounts: &(NetSuiteInternalId, NetSuiteInternalId, NetSuiteInternalId),
@@ -199,23 +195,20 @@ impl Pipeline {
         let is_charge = |t: &&mlc_stripe::models::BalanceTransaction| {
             matches!(t.kind.as_deref(), Some("charge" | "payment"))
         };
-        // A charge in another currency than the payout's: its NetSuite payment is in that
-        // currency and cannot go into this deposit.
-        if let Some(foreign) = txns.iter().filter(is_charge).find(|t| {
-            t.exchange_rate
-                .is_some_and(|r| r != rust_decimal::Decimal::ONE)
-        }) {
-            return Err(PipelineError::NeedsPerson(format!(
-                "payout {payout_id} in {} carries charge {} made in another currency: deposits of such charges are not posted yet; deposit it by hand",
-                currency.iso_code(),
-                foreign.source.as_deref().unwrap_or_default()
-            )));
-        }
         // The customer payments, looked up in NetSuite by their external IDs (one SuiteQL query
         // per 100): NetSuite says what each brought in.
+        // A charge made in another currency than the payout's has its NetSuite payment in that
+        // currency, which this deposit cannot hold: its settlement amount comes out of the
+        // clearing account on an `other` line instead (the payment stays undeposited there;
+        // the exchange difference stays in the clearing account).
+        let foreign = |t: &mlc_stripe::models::BalanceTransaction| {
+            t.exchange_rate
+                .is_some_and(|r| r != rust_decimal::Decimal::ONE)
+        };
         let wanted: Vec<String> = txns
             .iter()
             .filter(is_charge)
+            .filter(|t| !foreign(t))
             .filter_map(|t| t.source.as_ref().map(|s| format!("stripe_pay_{s}")))
             .collect();
         let found = self.transactions_by_external_id(&wanted).await?;
@@ -234,6 +227,10 @@ impl Pipeline {
             match kind.as_str() {
                 // The payout's own transaction.
                 "payout" => {}
+                "charge" | "payment" if foreign(txn) => lines.push(other_line(
+                    clearing,
+                    "charges in other currencies (their payments stay in the clearing account)",
+                )),
                 "charge" | "payment" => {
                     let Some(payment) = found.get(&format!("stripe_pay_{source}")) else {
                         missing.push(source.clone());

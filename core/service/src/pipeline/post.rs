@@ -238,10 +238,6 @@ impl Pipeline {
             self.apply_payments(job, invoice_id, &ns_invoice, &charges, total, &resolved)
                 .await?;
         }
-        // A refund that came before its sale waits for it: it can post now.
-        for c in charges.iter().filter(|c| c.refunded_amount.minor() > 0) {
-            self.wake_refunds_of(c.id.as_str()).await;
-        }
         // So can a credit note of this invoice.
         let credited = [
             "pre_payment_credit_notes_amount",
@@ -439,6 +435,8 @@ impl Pipeline {
                     })),
                 )
                 .await;
+                // What came before this sale and waits on its charge can go now.
+                self.wake_waiting_on(charge.id.as_str()).await;
             }
         }
         Ok(())
@@ -646,10 +644,6 @@ impl Pipeline {
             &resolved,
         )
         .await?;
-        // A refund that came before its sale waits for it: it can post now.
-        if facts.refunded_amount.minor() > 0 {
-            self.wake_refunds_of(&charge_id).await;
-        }
         Ok(())
     }
 

@@ -19,7 +19,7 @@ pub(super) const CUSTOMER_REFUND: &str = "customer_refund";
 const REFUND_REVERSAL: &str = "refund_reversal";
 
 /// The words a refund's wait for its sale holds: posting the sale wakes it (see
-/// [`Pipeline::wake_refunds_of`]).
+/// [`Pipeline::wake_waiting_on`]).
 pub(super) fn waits_for_sale(charge: &str) -> String {
     format!("waits for the sale of charge {charge}")
 }
@@ -160,17 +160,20 @@ impl Pipeline {
         Ok(None)
     }
 
-    /// After a sale posts: a refund that came first and waits for it runs now.
-    pub(super) async fn wake_refunds_of(&self, charge_id: &str) {
-        if let Err(e) = self
-            .inner
-            .store
-            .wake_waiting_jobs(&waits_for_sale(charge_id))
-            .await
-        {
+    /// After a charge's payment posts: what waits on that charge runs now (a refund or a
+    /// dispute that came before its sale, a payout that carried it). One indexed read when
+    /// nothing waits, which is the usual case.
+    pub(super) async fn wake_waiting_on(&self, charge_id: &str) {
+        let store = &self.inner.store;
+        let woken = match store.has_waiting_jobs().await {
+            Ok(false) => Ok(0),
+            Ok(true) => store.wake_waiting_jobs(charge_id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = woken {
             tracing::warn!(
                 stripe.charge = charge_id,
-                "cannot wake the refunds waiting for this sale: {e}"
+                "cannot wake what waits for this charge's sale: {e}"
             );
         }
     }
