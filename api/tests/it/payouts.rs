@@ -264,3 +264,90 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
         stack.stop().await.unwrap();
     }
 }
+
+/// A payout that comes before some of its payments (their product has no NetSuite item yet)
+/// waits, and deposits by itself once the product is mapped and the payments post; a payout
+/// with a refund and a lost dispute inside still adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payout_waits_for_its_payments_and_deposits_once_they_post() {
+    for db in backends().await {
+        let keys = tempfile::tempdir().unwrap();
+        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
+            .await
+            .expect("stack starts");
+        let ns = stack.netsuite.handle().clone();
+        let report = run_scenario(
+            &stack.stripe.base_url,
+            stack.stripe.api_key_str(),
+            ScenarioConfig {
+                customers: 8,
+                seed: 72,
+                checkout_percent: 50,
+                refunds: 1,
+                disputes: 2,
+                payouts: true,
+                // One product stays without a NetSuite item: its sales wait.
+                on_catalog: Some(stack.catalog_hook()),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .expect("scenario runs");
+        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        assert!(report.disputes.iter().any(|d| d.outcome == "lost"));
+        let payout = &report.payouts[0];
+        let eid = format!("eid:stripe_{}", payout.id);
+        assert!(
+            ns.get(RecordType::Deposit, &eid).is_none(),
+            "some of its payments are not in NetSuite yet"
+        );
+        let waiting = stack
+            .store
+            .list_events(&mlc_store::EventFilter {
+                status: Some("waiting".into()),
+                limit: 100,
+                ..mlc_store::EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            waiting
+                .iter()
+                .any(|e| e.object_id.as_deref() == Some(payout.id.as_str())),
+            "the payout waits: {waiting:#?}"
+        );
+        // The product is mapped: its sales post, their payments wake the payout.
+        let item = ml_connector::stack::create_product_item(
+            &ns,
+            "Legacy Add-on",
+            &report.unmapped_product,
+        )
+        .unwrap();
+        mlc_service::mappings::set_mapping(
+            &stack.store,
+            &report.unmapped_product,
+            &item.to_string(),
+        )
+        .await
+        .unwrap();
+        assert!(stack.wait_idle(SETTLE).await);
+        let deposit = ns
+            .get(RecordType::Deposit, &eid)
+            .expect("deposited once its payments posted");
+        assert_eq!(
+            dec(&deposit["total"]),
+            mlc_core::Money::new(payout.amount, mlc_core::Currency::USD).to_decimal()
+        );
+        let counts = stack.store.job_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .all(|(s, n)| *n == 0 || s.as_str() == "succeeded"),
+            "every job succeeded: {counts:?}"
+        );
+        let reconciled =
+            crate::helpers::reconcile_today(&stack.config, Some(&stack.master_key)).await;
+        assert!(reconciled.is_clean(), "{reconciled:#?}");
+        stack.stop().await.unwrap();
+    }
+}
