@@ -316,6 +316,11 @@ async fn a_payout_waits_for_its_payments_and_deposits_once_they_post() {
                 .any(|e| e.object_id.as_deref() == Some(payout.id.as_str())),
             "the payout waits: {waiting:#?}"
         );
+        let audit = stack.store.audit_for_object(&payout.id).await.unwrap();
+        assert!(
+            audit.iter().any(|a| a.step == "waiting_for_payments"),
+            "the audit says why it waits: {audit:?}"
+        );
         // The product is mapped: its sales post, their payments wake the payout.
         let item = ml_connector::stack::create_product_item(
             &ns,

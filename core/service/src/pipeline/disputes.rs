@@ -138,6 +138,18 @@ impl Pipeline {
             })
             .await?;
         let Some(sale) = sale else {
+            self.audit(
+                job,
+                "waiting_for_sale",
+                Some(dispute.id.as_str()),
+                format!(
+                    "Dispute {} {}: in credit memo mode it posts once that sale is in NetSuite",
+                    dispute.id,
+                    waits_for_sale(charge)
+                ),
+                None,
+            )
+            .await;
             return Err(PipelineError::NeedsPerson(format!(
                 "dispute {} {}, which is not in NetSuite yet (it posts once the sale is)",
                 dispute.id,

@@ -135,6 +135,17 @@ impl Pipeline {
             }
         }
         if !missing.is_empty() {
+            self.audit(
+                job,
+                "waiting_for_payments",
+                Some(payout_id),
+                format!(
+                    "Payout {payout_id} carries {} charge(s) whose payments are not in NetSuite yet: it is deposited once they post",
+                    missing.len()
+                ),
+                None,
+            )
+            .await;
             return Err(PipelineError::NeedsPerson(format!(
                 "payout {payout_id} carries charges whose payments are not in NetSuite yet ({}): it posts once they are",
                 missing.join(", ")
