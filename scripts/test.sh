@@ -32,6 +32,11 @@ cargo test --workspace --locked "$@"
 # The GraphQL operations validate against the schema, and the schema breaks nothing released.
 scripts/check-graphql.sh
 
+# deploy/: no Docker daemon or cluster here, so the Dockerfile is linted (pinned hadolint), the
+# compose file and the rendered kustomize overlays validated against their schemas (pinned), and
+# the properties that matter checked (probes, drain time, no master key literal).
+scripts/check-deploy.sh
+
 # The dashboard in a real browser: Debian's Chromium (headless) driven by playwright-core (pinned in
 # tests/browser/package-lock.json), against `ml-connector demo --dashboard` built above.
 chromium_bin="${CHROMIUM:-/usr/bin/chromium}"

@@ -565,6 +565,31 @@ impl TenantSims {
     pub fn netsuite_invoices(&self) -> Vec<NsInvoice> {
         netsuite_invoices(self.netsuite.handle(), self.items.fee)
     }
+
+    /// Gives its connection a NetSuite account ID of its own. Every simulator calls itself
+    /// `1234567_SB1`, and the connector shares one concurrency budget among the connections
+    /// posting to one account: without this, several simulated accounts are governed as one.
+    pub async fn use_own_account(&self, account: &str) -> anyhow::Result<()> {
+        let store = self.store.store();
+        let tenant_store = store.tenant(&self.store.scope().tenant());
+        let id = self.store.scope().connection_id().clone();
+        let current = tenant_store
+            .get_connection(&id)
+            .await?
+            .context("the tenant's connection is gone")?;
+        let mut settings = current.settings.clone();
+        settings["netsuite"]["account_id"] = json!(account);
+        tenant_store
+            .upsert_connection(&NewConnection {
+                id,
+                name: current.name.clone(),
+                status: current.status,
+                settings,
+                netsuite_account: Some(account.to_string()),
+            })
+            .await?;
+        Ok(())
+    }
 }
 
 /// A scenario hook creating a NetSuite item, linked by `custitem_stripe_product_id`, for every

@@ -26,6 +26,7 @@ use apalis_sqlite::SqliteStorage;
 use mlc_core::ErrorClass;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use mlc_store::{Backend, ConnectionScope, Job, JobOutcome, JobTicket, Start, Store, StoreError};
 
@@ -584,8 +585,19 @@ async fn run_job<H: JobHandler>(
         .map_err(Into::into)
 }
 
-/// Runs a started job's handler and records its outcome.
+/// Runs a started job's handler and records its outcome, in a span that carries its tenant and
+/// connection (logs and traces).
 async fn run_attempt<H: JobHandler>(
+    store: &Store,
+    handler: Arc<H>,
+    job: mlc_store::Job,
+    task_id: String,
+) -> Result<(), String> {
+    let span = mlc_service::telemetry::job_span(&job.scope, &job.id, &job.kind);
+    attempt(store, handler, job, task_id).instrument(span).await
+}
+
+async fn attempt<H: JobHandler>(
     store: &Store,
     handler: Arc<H>,
     job: mlc_store::Job,
@@ -593,22 +605,23 @@ async fn run_attempt<H: JobHandler>(
 ) -> Result<(), String> {
     let job_id = job.id.clone();
     // Its own task, so a panic is contained and reported as a transient failure.
-    let outcome = match tokio::spawn(async move { handler.handle(job).await }).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let msg = if e.is_panic() {
-                panic_message(e.into_panic())
-            } else {
-                "the job handler was cancelled".into()
-            };
-            tracing::error!(job_id = %job_id, panic = %msg, "job handler crashed");
-            JobOutcome::Retry {
-                error: format!("the job handler crashed: {msg}"),
-                class: ErrorClass::Transient,
-                after_ms: None,
+    let outcome =
+        match tokio::spawn(async move { handler.handle(job).await }.in_current_span()).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let msg = if e.is_panic() {
+                    panic_message(e.into_panic())
+                } else {
+                    "the job handler was cancelled".into()
+                };
+                tracing::error!(job_id = %job_id, panic = %msg, "job handler crashed");
+                JobOutcome::Retry {
+                    error: format!("the job handler crashed: {msg}"),
+                    class: ErrorClass::Transient,
+                    after_ms: None,
+                }
             }
-        }
-    };
+        };
     // A brief database hiccup should not make apalis run the attempt again.
     let mut last = String::new();
     for attempt in 1..=3u64 {

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use mlc_netsuite_sim::RecordType;
-use mlc_store::{ConnectionStore, JobState, NewConnection, Store};
+use mlc_store::{ConnectionStore, JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 
 use mlc_service::connections;
 
 use crate::stack::{
-    Sims, Stack, StackOptions, TenantSims, catalog_hook, catalog_hook_for, netsuite_invoices,
-    scratch_dir, sqlite_url, wait_idle,
+    Sims, Stack, StackOptions, catalog_hook, catalog_hook_for, netsuite_invoices, scratch_dir,
+    sqlite_url, wait_idle,
 };
 
 #[derive(Debug, Args)]
@@ -416,31 +416,6 @@ struct Company {
     store: ConnectionStore,
 }
 
-/// Gives a tenant's connection a NetSuite account ID of its own. Every simulator calls itself
-/// `1234567_SB1`, and the connector shares one concurrency budget among the connections posting
-/// to one account: without this, ten simulated accounts would be governed as one.
-async fn own_account(tenant: &TenantSims, account: &str) -> anyhow::Result<()> {
-    let store = tenant.store.store();
-    let tenant_store = store.tenant(&tenant.store.scope().tenant());
-    let id = tenant.store.scope().connection_id().clone();
-    let current = tenant_store
-        .get_connection(&id)
-        .await?
-        .context("the tenant's connection is gone")?;
-    let mut settings = current.settings.clone();
-    settings["netsuite"]["account_id"] = serde_json::json!(account);
-    tenant_store
-        .upsert_connection(&NewConnection {
-            id,
-            name: current.name.clone(),
-            status: current.status,
-            settings,
-            netsuite_account: Some(account.to_string()),
-        })
-        .await?;
-    Ok(())
-}
-
 /// `--connections N`: N companies through one `serve`. Connection 1 is the configured default
 /// (as in the single run); connections 2..N are tenants made by [`Stack::add_tenant`] on an
 /// in-process connector that shares the database and the address, stopped before `serve` starts
@@ -462,7 +437,7 @@ async fn run_many(args: &PipelineArgs) -> anyhow::Result<()> {
         let tenant = stack
             .add_tenant(&format!("bench-{i:02}"), "main", &tenant_opts, None)
             .await?;
-        own_account(&tenant, &format!("BENCH{i:02}_SB1")).await?;
+        tenant.use_own_account(&format!("BENCH{i:02}_SB1")).await?;
         tenants.push(tenant);
     }
     let key_file = dir.path().join("master.key");

@@ -8,6 +8,7 @@ pub mod bench_queue;
 pub mod credentials;
 pub mod demo;
 pub mod events;
+pub mod health;
 pub mod mappings;
 pub mod ping;
 pub mod reconcile;
@@ -29,10 +30,18 @@ use mlc_service::config::{self, Config, Sources};
 use mlc_service::connections;
 use mlc_service::telemetry;
 
+/// `--version`: the package version and the git revision it was built from (`api/build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MLC_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ml-connector",
-    version,
+    version = VERSION,
     about = "Posts Stripe charges and invoices into NetSuite, exactly once."
 )]
 pub struct Cli {
@@ -59,6 +68,9 @@ pub enum Command {
     CheckConfig,
     /// Apply database migrations and exit (serve also applies them at start).
     Migrate,
+    /// Ask a running instance whether it is ready (`/readyz`) or alive (`--live`, `/healthz`);
+    /// exit 0 if so, 1 if not. For container health checks: the image carries no curl.
+    Healthcheck(health::HealthcheckArgs),
     /// Counts by state, the last 24 hours, and the last Stripe and NetSuite errors.
     Status(status::StatusArgs),
     /// Inspect stored events.
@@ -161,7 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => {
             let (config, _) = load_config(&cli)?;
-            telemetry::init_logging(&config.log);
+            let telemetry = telemetry::init(&config.log, &config.telemetry)?;
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .map_err(|e| {
@@ -173,7 +185,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = App::build(config, listener).await?;
             let shutdown = CancellationToken::new();
             startup::cancel_on_signals(shutdown.clone());
-            app.run_until_stopped(shutdown).await
+            let stopped = app.run_until_stopped(shutdown).await;
+            // The exporter's thread blocks on its last HTTP request; off the async workers.
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+            stopped
         }
         Command::Migrate => {
             let (config, _) = load_config(&cli)?;
@@ -181,6 +196,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = connections::connect_store(&config).await?;
             println!("migrations applied ({:?})", store.backend());
             Ok(())
+        }
+        Command::Healthcheck(args) => {
+            let (config, _) = load_config(&cli)?;
+            health::run(args, &config).await
         }
         Command::Status(args) => {
             let (config, _) = load_config(&cli)?;

@@ -22,7 +22,8 @@ use super::error::ApiError;
 use super::serve::BodyReadError;
 use super::webhook_routes::RouteTarget;
 use mlc_service::pipeline::{self, parse_event_body};
-use mlc_service::telemetry::names;
+use mlc_service::telemetry::{self, names};
+use tracing::Instrument as _;
 
 /// The envelope fields the intake needs; the rest of the body is kept as raw bytes.
 #[derive(Deserialize)]
@@ -52,7 +53,12 @@ struct DataObject {
 /// `POST /webhooks/stripe`: the configured default connection.
 pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let target = state.routes.default_target().clone();
-    answer(receive_inner(&state, &target, request).await)
+    let span = telemetry::webhook_span(target.store.scope());
+    answer(
+        receive_inner(&state, &target, request)
+            .instrument(span)
+            .await,
+    )
 }
 
 /// `POST /webhooks/stripe/{route}`: the connection whose route ID this is. An unknown route is a
@@ -64,7 +70,12 @@ pub async fn receive_routed(
 ) -> Response {
     use super::webhook_routes::Resolved;
     let result = match state.routes.resolve(&route).await {
-        Ok(Resolved::Found(target)) => receive_inner(&state, &target, request).await,
+        Ok(Resolved::Found(target)) => {
+            let span = telemetry::webhook_span(target.store.scope());
+            receive_inner(&state, &target, request)
+                .instrument(span)
+                .await
+        }
         Ok(Resolved::Unknown) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -241,12 +252,17 @@ async fn receive_inner(
         };
         metrics::counter!(names::EVENTS_RECEIVED, "type" => metric_type(&event.event_type), "outcome" => label)
             .increment(1);
+        if let Some(tenant) = telemetry::tenant_label(store.scope().tenant_id()) {
+            metrics::counter!(names::TENANT_WEBHOOK_EVENTS, "tenant" => tenant, "outcome" => label)
+                .increment(1);
+        }
         if outcome == RecordOutcome::Stored && handled {
             wake.notify_one();
         }
-        tracing::info!(connection = %store.scope(), stripe.event_id = %event.event_id, stripe.event_type = %event.event_type, outcome = label, "webhook accepted");
+        tracing::info!(stripe.event_id = %event.event_id, stripe.event_type = %event.event_type, outcome = label, "webhook accepted");
         Ok::<_, mlc_store::StoreError>(outcome)
-    });
+    }
+    .in_current_span());
     let outcome = match recorded.await {
         Ok(Ok(outcome)) => outcome,
         // Stripe retries any non-2xx, so a store failure loses nothing.

@@ -19,6 +19,7 @@ mod graphql_schemathesis;
 mod helpers;
 mod intake;
 mod lifecycle;
+mod observability;
 mod onboarding;
 mod payouts;
 mod ping;

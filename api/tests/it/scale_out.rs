@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ml_connector::stack::{Sims, StackOptions, catalog_hook, netsuite_invoices, wait_idle};
+use ml_connector::stack::{Sims, Stack, StackOptions, catalog_hook, netsuite_invoices, wait_idle};
 use mlc_store::testing::backends;
 use mlc_store::{JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
@@ -121,6 +121,347 @@ async fn three_instances_share_the_jobs_and_post_each_object_once() {
             eids.iter().cloned().collect::<BTreeSet<_>>(),
             expected,
             "missing or extra invoices"
+        );
+    }
+}
+
+/// A load balancer in front of the instances: each request goes to the next backend in turn. A
+/// backend that is down answers 502, and Stripe delivers again later. Counts, per backend, the
+/// deliveries it answered 2xx.
+fn round_robin(
+    listener: tokio::net::TcpListener,
+    backends: Vec<std::net::SocketAddr>,
+) -> (
+    std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+
+    let accepted: Arc<Vec<AtomicUsize>> =
+        Arc::new(backends.iter().map(|_| AtomicUsize::new(0)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let counts = accepted.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (backends, next, http, counts) =
+            (backends.clone(), next.clone(), http.clone(), counts.clone());
+        async move {
+            let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+            let (parts, body) = request.into_parts();
+            let Ok(body) = axum::body::to_bytes(body, 4 << 20).await else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut forward = http
+                .request(
+                    parts.method.clone(),
+                    format!("http://{}{path}", backends[i]),
+                )
+                .body(body);
+            for (name, value) in &parts.headers {
+                if name != header::HOST && name != header::CONTENT_LENGTH {
+                    forward = forward.header(name, value);
+                }
+            }
+            match forward.send().await {
+                Ok(answer) => {
+                    let status = answer.status();
+                    if status.is_success() {
+                        counts[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                    (status, answer.bytes().await.unwrap_or_default()).into_response()
+                }
+                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    (accepted, task)
+}
+
+/// Starts `serve` on `listen` and waits until it is ready.
+async fn spawn_ready(env: &[(String, String)], listen: std::net::SocketAddr) -> Child {
+    let mut child = spawn(env, Some(listen));
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(format!("http://{listen}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve on {listen} exited at start: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("serve on {listen} was not ready within 15 s");
+}
+
+/// Jobs this process has run (every handler run is timed in `mlc_job_run_seconds`).
+async fn jobs_run(listen: std::net::SocketAddr) -> u64 {
+    let Ok(answer) = reqwest::get(format!("http://{listen}/metrics")).await else {
+        return 0;
+    };
+    let text = answer.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("mlc_job_run_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until the process on `listen` has run a job: a fault injected then lands mid-run.
+async fn until_it_has_run_jobs(listen: std::net::SocketAddr) -> u64 {
+    for _ in 0..600 {
+        let n = jobs_run(listen).await;
+        if n > 0 {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the process on {listen} ran no job within 30 s");
+}
+
+/// The deployment the issue describes: three `serve` processes (the real binary) on one PostgreSQL,
+/// three companies each on its own Stripe and NetSuite account, Stripe's deliveries spread
+/// round-robin across the three by a load balancer, each event delivered 1–3 times and shuffled;
+/// one process SIGKILLed mid-run and restarted, another stopped by SIGTERM (it drains and exits
+/// 0) and restarted. At the end every company has exactly one NetSuite record per Stripe object
+/// and nothing missing, no NetSuite account ever saw more requests at once than its limit (the
+/// simulator refuses, and counts, any request over it), and every process took deliveries and
+/// ran jobs.
+#[tokio::test]
+async fn three_processes_share_round_robin_deliveries_through_a_sigkill_and_a_sigterm() {
+    use mlc_netsuite_sim::RecordType;
+    use mlc_stripe_sim::{DeliveryConfig, DeliveryFaults};
+
+    const LIMIT: usize = 3;
+    // Several instances share the work on PostgreSQL (on SQLite each process keeps its own
+    // NetSuite budget: one instance per file is the supported deployment there).
+    let postgres: Vec<_> = backends()
+        .await
+        .into_iter()
+        .filter(|db| db.backend() == mlc_store::Backend::Postgres)
+        .collect();
+    if postgres.is_empty() {
+        eprintln!("scale-out test skipped: TEST_DATABASE_URL (PostgreSQL) is not set");
+    }
+    for db in postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let front = free_addr();
+        let mut opts = StackOptions::new(db.url(), dir.path());
+        opts.delivery_faults = DeliveryFaults {
+            duplicate_probability: 1.0,
+            max_extra_copies: 2,
+            reorder_window: 8,
+            max_delay_ms: 20,
+            drop_probability: 0.0,
+        };
+        // Stripe retries a delivery that failed (a process down behind the balancer).
+        opts.delivery = DeliveryConfig {
+            max_attempts: 14,
+            base_delay_ms: 100,
+            ..DeliveryConfig::default()
+        };
+        opts.netsuite_concurrency_limit = LIMIT;
+        opts.netsuite_concurrency = LIMIT;
+        opts.netsuite_latency = Duration::from_millis(40);
+        opts.worker_concurrency = 4;
+        let sims = Sims::start(&opts, front).await.expect("simulators start");
+
+        // Two more companies, connected as an operator would, on an in-process connector that
+        // stops before the three processes start (it hands them its master key as a file).
+        let mut tenant_opts = opts.clone();
+        tenant_opts.key_dir = dir.path().join("tenants");
+        std::fs::create_dir_all(&tenant_opts.key_dir).unwrap();
+        tenant_opts.listen = Some(front);
+        let stack = Stack::start(tenant_opts.clone()).await.expect("stack");
+        let mut tenants = Vec::new();
+        for (i, name) in ["acme", "globex"].into_iter().enumerate() {
+            let t = stack
+                .add_tenant(name, "main", &tenant_opts, None)
+                .await
+                .expect("tenant");
+            t.use_own_account(&format!("SCALE{i}_SB1")).await.unwrap();
+            tenants.push(t);
+        }
+        let key_file = dir.path().join("master.key");
+        stack.master_key.write_new_file(&key_file).unwrap();
+        stack.stop().await.unwrap();
+        let mut env = sims.env.clone();
+        env.push((
+            mlc_store::sealed::MASTER_KEY_FILE_ENV.to_string(),
+            key_file.display().to_string(),
+        ));
+
+        let addrs = [free_addr(), free_addr(), free_addr()];
+        let mut procs = Vec::new();
+        for a in addrs {
+            procs.push(spawn_ready(&env, a).await);
+        }
+        let (accepted, balancer) = round_robin(
+            tokio::net::TcpListener::bind(front).await.unwrap(),
+            addrs.to_vec(),
+        );
+
+        // Each company's month, at the same time.
+        let store = Store::connect(db.url()).await.unwrap();
+        let default_store = mlc_service::connections::default_scoped(store.clone())
+            .await
+            .unwrap();
+        let mut companies = vec![(
+            "default",
+            sims.stripe.base_url.clone(),
+            sims.stripe.api_key_str().to_string(),
+            sims.stripe.handle.clone(),
+            sims.netsuite.handle().clone(),
+            sims.items.fee,
+            default_store,
+        )];
+        for (t, name) in tenants.iter().zip(["acme", "globex"]) {
+            let stripe = t.stripe.as_ref().expect("its own Stripe");
+            companies.push((
+                name,
+                stripe.base_url.clone(),
+                stripe.api_key_str().to_string(),
+                t.stripe_handle.clone(),
+                t.netsuite.handle().clone(),
+                t.items.fee,
+                store.scoped(t.store.scope()),
+            ));
+        }
+        let scenarios: Vec<_> = companies
+            .iter()
+            .enumerate()
+            .map(|(i, (_, base, key, _, netsuite, _, _))| {
+                let (base, key) = (base.clone(), key.clone());
+                let hook = catalog_hook(netsuite.clone(), true);
+                tokio::spawn(async move {
+                    run_scenario(
+                        &base,
+                        &key,
+                        ScenarioConfig {
+                            customers: 6,
+                            seed: 40 + i as u64,
+                            // One-time sales through Checkout, so each company refunds.
+                            checkout_percent: 100,
+                            refunds: 2,
+                            on_catalog: Some(hook),
+                            ..ScenarioConfig::default()
+                        },
+                    )
+                    .await
+                })
+            })
+            .collect();
+
+        // Mid-run, once each has run jobs: SIGKILL the first and start it again; SIGTERM the
+        // second, which drains and exits 0, and start it again.
+        let mut ran = [0_u64; 3];
+        ran[0] = until_it_has_run_jobs(addrs[0]).await;
+        procs[0].kill().await.expect("SIGKILL");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        procs[0] = spawn_ready(&env, addrs[0]).await;
+        ran[1] = until_it_has_run_jobs(addrs[1]).await;
+        let pid = procs[1].id().expect("running");
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), procs[1].wait())
+            .await
+            .expect("exits within the drain after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "SIGTERM exit status {status:?}");
+        procs[1] = spawn_ready(&env, addrs[1]).await;
+
+        let mut reports = Vec::new();
+        for s in scenarios {
+            reports.push(s.await.unwrap().expect("scenario runs"));
+        }
+        for (name, _, _, stripe, _, _, company_store) in &companies {
+            if !wait_idle(stripe, company_store, Duration::from_secs(180)).await {
+                panic!("{name} did not settle ({:?})", db.backend());
+            }
+        }
+        ran[2] = jobs_run(addrs[2]).await;
+        for p in &mut procs {
+            p.kill().await.ok();
+        }
+        balancer.abort();
+
+        for ((name, _, _, _, netsuite, fee_item, company_store), report) in
+            companies.iter().zip(&reports)
+        {
+            let counts: std::collections::HashMap<_, _> = company_store
+                .job_counts()
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            assert_eq!(counts[&JobState::Failed], 0, "{name}: {counts:?}");
+            assert_eq!(counts[&JobState::Waiting], 0, "{name}: {counts:?}");
+            // Exactly one invoice per paid Stripe invoice or standalone charge, nothing missing.
+            let eids: Vec<String> = netsuite_invoices(netsuite, *fee_item)
+                .iter()
+                .map(|i| i.external_id.to_lowercase())
+                .collect();
+            let unique: BTreeSet<&String> = eids.iter().collect();
+            assert_eq!(unique.len(), eids.len(), "{name}: an object posted twice");
+            let expected: BTreeSet<String> = report
+                .paid_invoices
+                .iter()
+                .chain(report.standalone_charges.iter())
+                .map(|id| format!("stripe_{id}").to_lowercase())
+                .collect();
+            assert!(!expected.is_empty(), "{name}: the scenario sells");
+            assert_eq!(
+                eids.iter().cloned().collect::<BTreeSet<_>>(),
+                expected,
+                "{name} ({:?}): missing or extra invoices",
+                db.backend()
+            );
+            assert_eq!(netsuite.count(RecordType::CustomerPayment), eids.len());
+            // Each refund: one credit memo and one customer refund.
+            assert!(!report.refunds.is_empty(), "{name}: the scenario refunds");
+            assert_eq!(netsuite.count(RecordType::CreditMemo), report.refunds.len());
+            assert_eq!(
+                netsuite.count(RecordType::CustomerRefund),
+                report.refunds.len()
+            );
+            // The account's concurrency limit held across the three processes: the simulator
+            // refuses a request over it (as NetSuite does, with 429) and counts the refusals.
+            let stats = netsuite.stats();
+            assert_eq!(
+                stats.rejected_concurrency,
+                0,
+                "{name} ({:?}): requests over the account's limit of {LIMIT}: {stats:?}",
+                db.backend()
+            );
+            assert!(stats.max_in_flight <= LIMIT, "{name}: {stats:?}");
+        }
+        // Every process took deliveries and ran jobs.
+        for (i, a) in addrs.iter().enumerate() {
+            let took = accepted[i].load(std::sync::atomic::Ordering::Relaxed);
+            assert!(took > 0, "process {i} on {a} took no delivery");
+            assert!(ran[i] > 0, "process {i} on {a} ran no job");
+        }
+        eprintln!(
+            "{:?}: deliveries taken per process {:?}, jobs run before the kill / the drain / the end {ran:?}",
+            db.backend(),
+            accepted
+                .iter()
+                .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+                .collect::<Vec<_>>()
         );
     }
 }

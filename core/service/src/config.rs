@@ -106,6 +106,18 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Per-tenant metrics and trace export (`[telemetry]`).
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Tenant handles allowed a `tenant` label on the per-tenant metrics; empty: none. Bounded by
+    /// design, so a deployment of thousands of tenants cannot explode the series count.
+    pub tenant_metrics: Vec<String>,
+    /// OTLP/HTTP collector (`http://collector:4318`); traces are exported only when set.
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service.name` of the exported traces.
+    pub service_name: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct StripeConfig {
     pub api_key: Option<SecretString>,
@@ -301,6 +313,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub stripe: StripeConfig,
     pub netsuite: NetSuiteConfig,
     pub worker: WorkerConfig,
@@ -702,6 +715,42 @@ impl Reader<'_> {
         })
     }
 
+    fn telemetry(&self) -> Result<TelemetryConfig, ConfigError> {
+        let otlp_endpoint = match self.opt_string("telemetry.otlp_endpoint") {
+            None => None,
+            Some(s) => Some(
+                url::Url::parse(s.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        invalid(
+                            "telemetry.otlp_endpoint",
+                            &self.merged.origin("telemetry.otlp_endpoint"),
+                            format!("`{s}` is not an http(s) URL"),
+                            "the collector's OTLP/HTTP address such as http://otel-collector:4318, or empty",
+                        )
+                    })?,
+            ),
+        };
+        let tenant_metrics = self.strings("telemetry.tenant_metrics");
+        if let Some(bad) = tenant_metrics
+            .iter()
+            .find(|t| mlc_core::TenantId::parse(t).is_err())
+        {
+            return Err(invalid(
+                "telemetry.tenant_metrics",
+                &self.merged.origin("telemetry.tenant_metrics"),
+                format!("`{bad}` is not a tenant handle"),
+                "tenant handles as `tenants list` prints them",
+            ));
+        }
+        Ok(TelemetryConfig {
+            tenant_metrics,
+            otlp_endpoint,
+            service_name: self.string("telemetry.service_name"),
+        })
+    }
+
     fn admin(&self, posting: &PostingConfig) -> Result<AdminConfig, ConfigError> {
         use secrecy::ExposeSecret;
         let token = self.secret("admin.token");
@@ -1030,6 +1079,7 @@ impl Config {
                 format: r.choice("log.format", "auto, pretty or json")?,
                 level: r.string("log.level"),
             },
+            telemetry: r.telemetry()?,
             stripe: StripeConfig {
                 api_key,
                 webhook_secrets,

@@ -5,29 +5,155 @@
 //! raw bodies are never logged.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// Installs the global tracing subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_logging(config: &LogConfig) {
+    let _ = install(config, None);
+}
+
+/// What a trace export needs at shutdown: the batch of spans not yet sent.
+#[must_use = "call shutdown() before the process exits, or the last spans are lost"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still batched and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "the last traces could not be exported");
+        }
+    }
+}
+
+/// `serve`'s telemetry: logs as [`init_logging`], the per-tenant metrics allow-list, and, when
+/// `telemetry.otlp_endpoint` is set, trace export over OTLP/HTTP.
+pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    set_tenant_metrics(&telemetry.tenant_metrics);
+    let provider = match &telemetry.otlp_endpoint {
+        None => None,
+        Some(endpoint) => Some(otlp_provider(endpoint, &telemetry.service_name)?),
+    };
+    install(log, provider.as_ref());
+    Ok(Telemetry { provider })
+}
+
+/// Trace export could not start (a bad collector address or HTTP client).
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry.otlp_endpoint: the OTLP exporter could not start: {0}")]
+pub struct TelemetryError(String);
+
+fn otlp_provider(
+    endpoint: &url::Url,
+    service_name: &str,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    // The configured address is the collector's base, as OTEL_EXPORTER_OTLP_ENDPOINT is; the
+    // exporter takes the signal's full URL.
+    let traces_url = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(traces_url)
+        .with_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| TelemetryError(e.to_string()))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_string())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+fn install(
+    config: &LogConfig,
+    traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> bool {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match config.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    // JSON lines carry the event's fields at the top level and the current span's (`tenant`,
+    // `connection`, `job.id`) under `span`.
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
+    let otel = traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("ml-connector")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .is_ok()
+}
+
+/// The span a job runs in: its tenant and connection, for logs and traces.
+pub fn job_span(scope: &mlc_store::ConnectionScope, job_id: &str, kind: &str) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        tenant = %scope.tenant_id(),
+        connection = %scope.connection_id(),
+        job.id = %job_id,
+        job.kind = %kind,
+    )
+}
+
+/// The span a webhook delivery is handled in, once its connection is known.
+pub fn webhook_span(scope: &mlc_store::ConnectionScope) -> tracing::Span {
+    tracing::info_span!(
+        "webhook",
+        tenant = %scope.tenant_id(),
+        connection = %scope.connection_id(),
+    )
+}
+
+/// Tenants allowed a `tenant` label (`telemetry.tenant_metrics`); process-wide, as the metrics
+/// recorder is.
+static TENANT_METRICS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Replaces the per-tenant metrics allow-list.
+pub fn set_tenant_metrics(tenants: &[String]) {
+    *TENANT_METRICS.write().unwrap_or_else(|p| p.into_inner()) = tenants.to_vec();
+}
+
+/// The `tenant` label value for `tenant`, when it is on the allow-list. Off the list, nothing is
+/// recorded per tenant: the series count stays bounded by the list, not the tenant count.
+pub fn tenant_label(tenant: &mlc_core::TenantId) -> Option<String> {
+    let allowed = TENANT_METRICS.read().unwrap_or_else(|p| p.into_inner());
+    allowed
+        .iter()
+        .any(|t| t == tenant.as_str())
+        .then(|| tenant.as_str().to_string())
 }
 
 /// The process-wide metrics recorder. Installed once; every `App` in the process (tests start
@@ -77,4 +203,13 @@ pub mod names {
     /// Counter: webhook deliveries answered 503 before their body was read
     /// (`server.max_inflight_body_bytes` reached).
     pub const WEBHOOK_BODIES_REFUSED: &str = "mlc_webhook_bodies_refused_total";
+    /// Counter, only for tenants on `telemetry.tenant_metrics`; labels `tenant`, `outcome`
+    /// (stored, duplicate, ignored).
+    pub const TENANT_WEBHOOK_EVENTS: &str = "mlc_tenant_webhook_events_total";
+    /// Counter, only for tenants on `telemetry.tenant_metrics`; labels `tenant`, `outcome`
+    /// (succeeded, retry, waiting, failed).
+    pub const TENANT_JOBS: &str = "mlc_tenant_jobs_total";
+    /// Histogram, seconds from a job's creation to its outcome, only for tenants on
+    /// `telemetry.tenant_metrics`; label `tenant`.
+    pub const TENANT_JOB_LATENCY: &str = "mlc_tenant_job_latency_seconds";
 }

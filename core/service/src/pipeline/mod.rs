@@ -450,6 +450,12 @@ impl Pipeline {
         let latency = (mlc_core::now_millis() - job.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!(crate::telemetry::names::JOB_LATENCY, "kind" => PROCESS_EVENT, "outcome" => label)
             .record(latency);
+        if let Some(tenant) = crate::telemetry::tenant_label(job.scope.tenant_id()) {
+            metrics::counter!(crate::telemetry::names::TENANT_JOBS, "tenant" => tenant.clone(), "outcome" => label)
+                .increment(1);
+            metrics::histogram!(crate::telemetry::names::TENANT_JOB_LATENCY, "tenant" => tenant)
+                .record(latency);
+        }
         outcome
     }
 }
