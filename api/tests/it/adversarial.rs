@@ -172,20 +172,12 @@ async fn sigkill_faults_and_adversarial_delivery_leave_exactly_one_record_per_st
 
         // Exactly one NetSuite invoice per Stripe invoice or standalone charge, nothing missing.
         let invoices = netsuite_invoices(sims.netsuite.handle(), sims.items.fee);
-        let eids: Vec<String> = invoices
-            .iter()
-            .map(|i| i.external_id.to_lowercase())
-            .collect();
-        let unique: BTreeSet<&String> = eids.iter().collect();
-        assert_eq!(unique.len(), eids.len(), "a Stripe object was posted twice");
-        let expected: BTreeSet<String> = report
-            .paid_invoices
-            .iter()
-            .chain(report.standalone_charges.iter())
-            .map(|id| format!("stripe_{id}").to_lowercase())
-            .collect();
-        let got: BTreeSet<String> = eids.iter().cloned().collect();
-        assert_eq!(got, expected, "missing or extra invoices");
+        crate::helpers::assert_one_invoice_per_sale(
+            sims.netsuite.handle(),
+            sims.items.fee,
+            &report,
+            &format!("{:?}", db.backend()),
+        );
         // One payment per invoice, every invoice paid.
         assert_eq!(
             sims.netsuite.handle().count(RecordType::CustomerPayment),

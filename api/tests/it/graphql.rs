@@ -2,12 +2,14 @@
 //! answer stays inside that key's tenant (tested with another tenant's IDs and cursors), and
 //! bad requests get a clear code.
 
+use std::time::Duration;
+
 use mlc_core::{ConnectionId, ConnectionStatus, ExposeSecret, TenantId};
 use mlc_store::testing::backends;
-use mlc_store::{ApiKeyRole, NewConnection, Store};
+use mlc_store::{ApiKeyRole, JobState, NewConnection, Store};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, eventually};
 
 /// A tenant with connections `names` and a key of `role`; returns the key's secret.
 pub(crate) async fn tenant_with(
@@ -777,6 +779,28 @@ async fn events_are_listed_and_read_within_the_tenant() {
             body["data"]["eventReplay"]["userErrors"][0]["code"], "NOT_FOUND",
             "{body}"
         );
+        // The worker may be running evt_a1's job right now, and a running job is not replayed
+        // (NOT_REPLAYABLE, as it should be): let it finish first.
+        let acme_eu = store.scoped(
+            &store
+                .connection_scope(
+                    &TenantId::parse("acme").unwrap(),
+                    &ConnectionId::parse("eu").unwrap(),
+                )
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        let settled = eventually(Duration::from_secs(20), || async {
+            acme_eu
+                .get_job_for_event("evt_a1")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.state != JobState::Running)
+        })
+        .await;
+        assert!(settled, "evt_a1's job is still running");
         let (_, body) = gql(
             &app,
             Some(&acme),

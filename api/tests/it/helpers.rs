@@ -254,3 +254,57 @@ pub async fn reconcile_today(
     store.close().await;
     report
 }
+
+/// Sends SIGTERM to a child process, as an orchestrator stopping it does.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("the process is running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// SIGTERM, then the process's exit status, which must come within 30 s (its drain).
+pub async fn sigterm_and_wait(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    sigterm(child);
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within its drain after SIGTERM")
+        .expect("exit status")
+}
+
+/// Asserts NetSuite holds exactly one invoice per paid Stripe invoice or one-time charge of
+/// `report`, none missing and none extra; returns how many.
+pub fn assert_one_invoice_per_sale(
+    netsuite: &mlc_netsuite_sim::SimHandle,
+    fee_item: u64,
+    report: &mlc_stripe_sim::ScenarioReport,
+    label: &str,
+) -> usize {
+    let eids: Vec<String> = ml_connector::stack::netsuite_invoices(netsuite, fee_item)
+        .iter()
+        .map(|i| i.external_id.to_lowercase())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = eids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        eids.len(),
+        "{label}: a Stripe object was posted twice"
+    );
+    let expected: std::collections::BTreeSet<String> = report
+        .paid_invoices
+        .iter()
+        .chain(report.standalone_charges.iter())
+        .map(|id| format!("stripe_{id}").to_lowercase())
+        .collect();
+    assert!(!expected.is_empty(), "{label}: the scenario sells");
+    assert_eq!(
+        eids.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected,
+        "{label}: missing or extra invoices"
+    );
+    eids.len()
+}

@@ -605,16 +605,7 @@ async fn a_delivery_whose_client_leaves_after_sending_is_counted_and_logged() {
             .unwrap();
         assert!(counted, "expected `{line}` in:\n{metrics}");
 
-        let pid = child.id().expect("pid");
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .unwrap();
+        let exit = sigterm_and_wait(&mut child).await;
         assert!(exit.success(), "{exit:?}");
         let log = std::fs::read_to_string(&log_path).unwrap();
         for id in &ids {

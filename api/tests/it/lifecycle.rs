@@ -80,12 +80,7 @@ async fn sigterm_loses_nothing() {
             let id = format!("evt_1Term{i}");
             let body = event_json(&id, "invoice.paid");
             if i == 20 {
-                let pid = child.id().expect("pid");
-                let status = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .unwrap();
-                assert!(status.success());
+                sigterm(&child);
             }
             let ok = client
                 .post(&url)

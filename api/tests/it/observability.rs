@@ -67,15 +67,6 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test]
 async fn version_names_the_git_revision_it_was_built_from() {
     let out = std::process::Command::new(BIN)
@@ -317,11 +308,7 @@ async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
     let metrics = metrics_text(listen).await;
     assert!(!metrics.contains("mlc_tenant_"), "{metrics}");
 
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    let status = sigterm_and_wait(&mut child).await;
     assert!(status.success(), "{status:?}");
 
     let exports = received.lock().unwrap().clone();

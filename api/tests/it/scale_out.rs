@@ -3,11 +3,10 @@
 //! NetSuite has exactly one invoice per Stripe object. On PostgreSQL this is the multi-instance
 //! deployment; on SQLite, several processes on one file in WAL mode.
 
-use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ml_connector::stack::{Sims, Stack, StackOptions, catalog_hook, netsuite_invoices, wait_idle};
+use ml_connector::stack::{Sims, Stack, StackOptions, catalog_hook, wait_idle};
 use mlc_store::testing::backends;
 use mlc_store::{JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
@@ -104,23 +103,11 @@ async fn three_instances_share_the_jobs_and_post_each_object_once() {
         assert!(jobs > 0);
 
         // Exactly one NetSuite invoice per paid Stripe invoice or standalone charge.
-        let invoices = netsuite_invoices(sims.netsuite.handle(), sims.items.fee);
-        let eids: Vec<String> = invoices
-            .iter()
-            .map(|i| i.external_id.to_lowercase())
-            .collect();
-        let unique: BTreeSet<&String> = eids.iter().collect();
-        assert_eq!(unique.len(), eids.len(), "a Stripe object was posted twice");
-        let expected: BTreeSet<String> = report
-            .paid_invoices
-            .iter()
-            .chain(report.standalone_charges.iter())
-            .map(|id| format!("stripe_{id}").to_lowercase())
-            .collect();
-        assert_eq!(
-            eids.iter().cloned().collect::<BTreeSet<_>>(),
-            expected,
-            "missing or extra invoices"
+        crate::helpers::assert_one_invoice_per_sale(
+            sims.netsuite.handle(),
+            sims.items.fee,
+            &report,
+            "default",
         );
     }
 }
@@ -371,16 +358,7 @@ async fn three_processes_share_round_robin_deliveries_through_a_sigkill_and_a_si
         tokio::time::sleep(Duration::from_millis(300)).await;
         procs[0] = spawn_ready(&env, addrs[0]).await;
         ran[1] = until_it_has_run_jobs(addrs[1]).await;
-        let pid = procs[1].id().expect("running");
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let status = tokio::time::timeout(Duration::from_secs(30), procs[1].wait())
-            .await
-            .expect("exits within the drain after SIGTERM")
-            .unwrap();
+        let status = crate::helpers::sigterm_and_wait(&mut procs[1]).await;
         assert!(status.success(), "SIGTERM exit status {status:?}");
         procs[1] = spawn_ready(&env, addrs[1]).await;
 
@@ -411,26 +389,10 @@ async fn three_processes_share_round_robin_deliveries_through_a_sigkill_and_a_si
             assert_eq!(counts[&JobState::Failed], 0, "{name}: {counts:?}");
             assert_eq!(counts[&JobState::Waiting], 0, "{name}: {counts:?}");
             // Exactly one invoice per paid Stripe invoice or standalone charge, nothing missing.
-            let eids: Vec<String> = netsuite_invoices(netsuite, *fee_item)
-                .iter()
-                .map(|i| i.external_id.to_lowercase())
-                .collect();
-            let unique: BTreeSet<&String> = eids.iter().collect();
-            assert_eq!(unique.len(), eids.len(), "{name}: an object posted twice");
-            let expected: BTreeSet<String> = report
-                .paid_invoices
-                .iter()
-                .chain(report.standalone_charges.iter())
-                .map(|id| format!("stripe_{id}").to_lowercase())
-                .collect();
-            assert!(!expected.is_empty(), "{name}: the scenario sells");
-            assert_eq!(
-                eids.iter().cloned().collect::<BTreeSet<_>>(),
-                expected,
-                "{name} ({:?}): missing or extra invoices",
-                db.backend()
-            );
-            assert_eq!(netsuite.count(RecordType::CustomerPayment), eids.len());
+            let label = format!("{name} ({:?})", db.backend());
+            let posted =
+                crate::helpers::assert_one_invoice_per_sale(netsuite, *fee_item, report, &label);
+            assert_eq!(netsuite.count(RecordType::CustomerPayment), posted);
             // Each refund: one credit memo and one customer refund.
             assert!(!report.refunds.is_empty(), "{name}: the scenario refunds");
             assert_eq!(netsuite.count(RecordType::CreditMemo), report.refunds.len());
