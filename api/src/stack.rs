@@ -536,6 +536,42 @@ impl Stack {
     }
 }
 
+/// Companies for a `serve` child process beside the default one `sims` wires: each a tenant
+/// (`name`, connection `main`) with its own Stripe and NetSuite simulators and its own NetSuite
+/// account ID (`<NAME>_SB1`), connected the way an operator would on an in-process connector
+/// that listens on `listen` (so Stripe delivers to it there) and stops before returning. Returns
+/// them and the child's environment: `sims.env` plus the master key file their credentials are
+/// sealed under (written into `dir`).
+pub async fn tenants_for_child(
+    sims: &Sims,
+    opts: &StackOptions,
+    dir: &Path,
+    listen: SocketAddr,
+    names: &[&str],
+) -> anyhow::Result<(Vec<TenantSims>, Vec<(String, String)>)> {
+    let mut tenant_opts = opts.clone();
+    tenant_opts.key_dir = dir.join("tenants");
+    std::fs::create_dir_all(&tenant_opts.key_dir)?;
+    tenant_opts.listen = Some(listen);
+    let stack = Stack::start(tenant_opts.clone()).await?;
+    let mut tenants = Vec::with_capacity(names.len());
+    for name in names {
+        let tenant = stack.add_tenant(name, "main", &tenant_opts, None).await?;
+        let account = format!("{}_SB1", name.to_ascii_uppercase().replace('-', ""));
+        tenant.use_own_account(&account).await?;
+        tenants.push(tenant);
+    }
+    let key_file = dir.join("master.key");
+    stack.master_key.write_new_file(&key_file)?;
+    stack.stop().await?;
+    let mut env = sims.env.clone();
+    env.push((
+        mlc_store::sealed::MASTER_KEY_FILE_ENV.to_string(),
+        key_file.display().to_string(),
+    ));
+    Ok((tenants, env))
+}
+
 /// Another company on the stack's connector (see [`Stack::add_tenant`]).
 pub struct TenantSims {
     /// Its connection's view of the store.

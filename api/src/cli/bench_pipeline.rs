@@ -22,8 +22,8 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use mlc_service::connections;
 
 use crate::stack::{
-    Sims, Stack, StackOptions, catalog_hook, catalog_hook_for, netsuite_invoices, scratch_dir,
-    sqlite_url, wait_idle,
+    Sims, StackOptions, catalog_hook, catalog_hook_for, netsuite_invoices, scratch_dir, sqlite_url,
+    tenants_for_child, wait_idle,
 };
 
 #[derive(Debug, Args)]
@@ -428,26 +428,9 @@ async fn run_many(args: &PipelineArgs) -> anyhow::Result<()> {
     let opts = stack_options(args, &url, dir.path());
     let setup = Instant::now();
     let sims = Sims::start(&opts, addr).await?;
-    let mut tenant_opts = opts.clone();
-    tenant_opts.key_dir = dir.path().join("tenants");
-    tenant_opts.listen = Some(addr);
-    let stack = Stack::start(tenant_opts.clone()).await?;
-    let mut tenants = Vec::with_capacity(n - 1);
-    for i in 1..n {
-        let tenant = stack
-            .add_tenant(&format!("bench-{i:02}"), "main", &tenant_opts, None)
-            .await?;
-        tenant.use_own_account(&format!("BENCH{i:02}_SB1")).await?;
-        tenants.push(tenant);
-    }
-    let key_file = dir.path().join("master.key");
-    stack.master_key.write_new_file(&key_file)?;
-    stack.stop().await?;
-    let mut env = sims.env.clone();
-    env.push((
-        mlc_store::sealed::MASTER_KEY_FILE_ENV.to_string(),
-        key_file.display().to_string(),
-    ));
+    let names: Vec<String> = (1..n).map(|i| format!("bench-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (tenants, env) = tenants_for_child(&sims, &opts, dir.path(), addr, &names).await?;
     let (mut child, pid) = spawn_serve(&env, addr).await?;
     let store = Store::connect(&url).await?;
     let mut companies = vec![Company {

@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ml_connector::stack::{Sims, StackOptions, catalog_hook, sqlite_url, wait_idle};
+use ml_connector::stack::{
+    Sims, StackOptions, catalog_hook, sqlite_url, tenants_for_child, wait_idle,
+};
 use mlc_store::Store;
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use tokio::process::{Child, Command};
@@ -353,4 +355,67 @@ async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
     }
     assert!(names.iter().any(|n| n == "webhook"), "{names:?}");
     assert!(names.iter().any(|n| n == "job"), "{names:?}");
+}
+
+/// `mlc_netsuite_api_requests_total` counts every connection's requests, not one client's.
+#[tokio::test]
+async fn api_request_counters_add_up_across_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let url = sqlite_url(dir.path(), "c.db");
+    let opts = StackOptions::new(&url, dir.path());
+    let sims = Sims::start(&opts, listen).await.unwrap();
+    let (tenants, env) = tenants_for_child(&sims, &opts, dir.path(), listen, &["acme"])
+        .await
+        .unwrap();
+    let acme = &tenants[0];
+    let log = dir.path().join("serve.log");
+    let mut child = serve(&env, &log);
+    until_ready(listen, &log).await;
+    let acme_stripe = acme.stripe.as_ref().unwrap();
+    for (base, key, netsuite) in [
+        (
+            &sims.stripe.base_url,
+            sims.stripe.api_key_str(),
+            sims.netsuite.handle(),
+        ),
+        (
+            &acme_stripe.base_url,
+            acme_stripe.api_key_str(),
+            acme.netsuite.handle(),
+        ),
+    ] {
+        run_scenario(
+            base,
+            key,
+            ScenarioConfig {
+                customers: 2,
+                seed: 8,
+                on_catalog: Some(catalog_hook(netsuite.clone(), true)),
+                ..ScenarioConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let store = Store::connect(&url).await.unwrap();
+    let default = mlc_service::connections::default_scoped(store.clone())
+        .await
+        .unwrap();
+    assert!(wait_idle(&sims.stripe.handle, &default, Duration::from_secs(60)).await);
+    assert!(acme.wait_idle(Duration::from_secs(60)).await);
+
+    let metrics = metrics_text(listen).await;
+    child.kill().await.ok();
+    let reported = sample(&metrics, "mlc_netsuite_api_requests_total").expect("the counter") as u64;
+    let (a, b) = (
+        sims.netsuite.handle().stats().rest_requests,
+        acme.netsuite.handle().stats().rest_requests,
+    );
+    assert!(a > 0 && b > 0, "{a} {b}");
+    // Both connections' requests (the last ones may be reported with a later job).
+    assert!(
+        reported > a.max(b) && reported <= a + b,
+        "reported {reported}, NetSuite saw {a} + {b}"
+    );
 }

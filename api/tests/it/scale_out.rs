@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use ml_connector::stack::{Sims, Stack, StackOptions, catalog_hook, wait_idle};
+use ml_connector::stack::{Sims, StackOptions, catalog_hook, tenants_for_child, wait_idle};
 use mlc_store::testing::backends;
 use mlc_store::{JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
@@ -266,28 +266,10 @@ async fn three_processes_share_round_robin_deliveries_through_a_sigkill_and_a_si
 
         // Two more companies, connected as an operator would, on an in-process connector that
         // stops before the three processes start (it hands them its master key as a file).
-        let mut tenant_opts = opts.clone();
-        tenant_opts.key_dir = dir.path().join("tenants");
-        std::fs::create_dir_all(&tenant_opts.key_dir).unwrap();
-        tenant_opts.listen = Some(front);
-        let stack = Stack::start(tenant_opts.clone()).await.expect("stack");
-        let mut tenants = Vec::new();
-        for (i, name) in ["acme", "globex"].into_iter().enumerate() {
-            let t = stack
-                .add_tenant(name, "main", &tenant_opts, None)
+        let (tenants, env) =
+            tenants_for_child(&sims, &opts, dir.path(), front, &["acme", "globex"])
                 .await
-                .expect("tenant");
-            t.use_own_account(&format!("SCALE{i}_SB1")).await.unwrap();
-            tenants.push(t);
-        }
-        let key_file = dir.path().join("master.key");
-        stack.master_key.write_new_file(&key_file).unwrap();
-        stack.stop().await.unwrap();
-        let mut env = sims.env.clone();
-        env.push((
-            mlc_store::sealed::MASTER_KEY_FILE_ENV.to_string(),
-            key_file.display().to_string(),
-        ));
+                .expect("tenants");
 
         let addrs = [free_addr(), free_addr(), free_addr()];
         let mut procs = Vec::new();

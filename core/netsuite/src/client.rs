@@ -239,6 +239,8 @@ pub struct RequestCounts {
 #[derive(Default)]
 struct Counters {
     total: AtomicU64,
+    /// The highest `total` reported by [`NetSuiteClient::requests_unreported`].
+    reported: AtomicU64,
     record_reads: AtomicU64,
     record_writes: AtomicU64,
     suiteql: AtomicU64,
@@ -400,6 +402,19 @@ impl NetSuiteClient {
     /// REST/SuiteQL requests sent so far (every attempt; token requests not included).
     pub fn requests_made(&self) -> u64 {
         self.inner.counters.total.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent since the last call (across clones), for a process-wide counter that
+    /// several connections' clients add to. `fetch_max`, so concurrent callers never count a
+    /// request twice.
+    pub fn requests_unreported(&self) -> u64 {
+        let now = self.requests_made();
+        let before = self
+            .inner
+            .counters
+            .reported
+            .fetch_max(now, Ordering::Relaxed);
+        now.saturating_sub(before)
     }
 
     /// Request counters by kind.

@@ -442,11 +442,12 @@ impl Pipeline {
             JobOutcome::Wait { .. } => "waiting",
             JobOutcome::Failed { .. } => "failed",
         };
-        // API request counts, for dashboards and `bench pipeline`.
+        // API request counts, for dashboards and `bench pipeline`: every connection's client adds
+        // what it sent since it last reported (an absolute value would be one client's total).
         metrics::counter!(crate::telemetry::names::STRIPE_REQUESTS)
-            .absolute(self.inner.stripe.requests_made());
+            .increment(self.inner.stripe.requests_unreported());
         metrics::counter!(crate::telemetry::names::NETSUITE_REQUESTS)
-            .absolute(self.inner.netsuite.requests_made());
+            .increment(self.inner.netsuite.requests_unreported());
         let latency = (mlc_core::now_millis() - job.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!(crate::telemetry::names::JOB_LATENCY, "kind" => PROCESS_EVENT, "outcome" => label)
             .record(latency);

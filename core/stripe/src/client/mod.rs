@@ -154,6 +154,8 @@ struct Inner {
     config: StripeClientConfig,
     limiter: DefaultDirectRateLimiter,
     requests: AtomicU64,
+    /// The highest `requests` reported by [`StripeClient::requests_unreported`].
+    reported: AtomicU64,
     mode: KeyMode,
     /// Expands and endpoints this account's API refused, so they are not asked for again.
     dialect: dialect::DialectMemory,
@@ -221,6 +223,7 @@ impl StripeClient {
                 config,
                 limiter,
                 requests: AtomicU64::new(0),
+                reported: AtomicU64::new(0),
                 mode,
                 dialect: dialect::DialectMemory::default(),
             }),
@@ -230,6 +233,15 @@ impl StripeClient {
     /// HTTP requests sent so far, retries included.
     pub fn requests_made(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent since the last call (across clones), for a process-wide counter that
+    /// several connections' clients add to. `fetch_max`, so concurrent callers never count a
+    /// request twice.
+    pub fn requests_unreported(&self) -> u64 {
+        let now = self.requests_made();
+        let before = self.inner.reported.fetch_max(now, Ordering::Relaxed);
+        now.saturating_sub(before)
     }
 
     /// Test or live, from the key.
