@@ -21,8 +21,10 @@ use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 
 use mlc_service::connections;
 
+use super::bench::BenchStore;
+use super::bench_queue::fresh_databases;
 use crate::stack::{
-    Sims, StackOptions, catalog_hook, catalog_hook_for, netsuite_invoices, scratch_dir, sqlite_url,
+    Sims, StackOptions, catalog_hook, catalog_hook_for, netsuite_invoices, scratch_dir,
     tenants_for_child, wait_idle,
 };
 
@@ -55,6 +57,14 @@ pub struct PipelineArgs {
     /// Print NetSuite's request count second by second.
     #[arg(long)]
     pub timeline: bool,
+    /// The store `serve` runs on: SQLite (a temporary file), or a fresh PostgreSQL database
+    /// (the store for many companies), dropped afterwards. `both` runs one after the other.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: BenchStore,
+    /// PostgreSQL server for `--store postgres` (default: TEST_DATABASE_URL, else
+    /// postgres://root@127.0.0.1:5432/test).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 /// A counter's value from Prometheus text.
@@ -226,11 +236,18 @@ fn print_timeline(samples: &[Sample]) {
 }
 
 pub async fn run(args: &PipelineArgs) -> anyhow::Result<()> {
+    for db in fresh_databases(args.store, &args.database_url).await? {
+        println!("store: {:?}", db.backend());
+        run_on(args, db.url()).await?;
+    }
+    Ok(())
+}
+
+async fn run_on(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     if args.connections > 1 {
-        return run_many(args).await;
+        return run_many(args, url).await;
     }
     let dir = scratch_dir("ml-connector-bench-")?;
-    let url = sqlite_url(dir.path(), "bench.db");
     let addr = free_addr()?;
     let opts = stack_options(args, &url, dir.path());
     let sims = Sims::start(&opts, addr).await?;
@@ -420,10 +437,9 @@ struct Company {
 /// (as in the single run); connections 2..N are tenants made by [`Stack::add_tenant`] on an
 /// in-process connector that shares the database and the address, stopped before `serve` starts
 /// (it seals their credentials under its master key, handed to `serve` as a key file).
-async fn run_many(args: &PipelineArgs) -> anyhow::Result<()> {
+async fn run_many(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     let n = args.connections as usize;
     let dir = scratch_dir("ml-connector-bench-")?;
-    let url = sqlite_url(dir.path(), "bench.db");
     let addr = free_addr()?;
     let opts = stack_options(args, &url, dir.path());
     let setup = Instant::now();
