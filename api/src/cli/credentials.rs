@@ -104,6 +104,19 @@ async fn store_secret(
     Ok(())
 }
 
+/// `credentials new-key FILE`: needs no store (run before one exists, e.g. for a container's
+/// secret), so the CLI calls it without opening one.
+pub fn new_key(path: &std::path::Path) -> anyhow::Result<()> {
+    MasterKey::generate().write_new_file(path)?;
+    println!(
+        "wrote a new master key to {} (mode 0600); set MLC_MASTER_KEY_FILE={} and keep a \
+         copy outside this machine: without it the stored credentials are lost",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
 pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::Result<()> {
     match cmd {
         CredentialsCommand::Set(set) => {
@@ -196,16 +209,7 @@ pub async fn run(cmd: &CredentialsCommand, store: &ConnectionStore) -> anyhow::R
             }
             Ok(())
         }
-        CredentialsCommand::NewKey { path } => {
-            MasterKey::generate().write_new_file(path)?;
-            println!(
-                "wrote a new master key to {} (mode 0600); set MLC_MASTER_KEY_FILE={} and keep a \
-                 copy outside this machine: without it the stored credentials are lost",
-                path.display(),
-                path.display()
-            );
-            Ok(())
-        }
+        CredentialsCommand::NewKey { path } => new_key(path),
         CredentialsCommand::RotateKey { new_key_file } => {
             let old = master_key()?;
             let new = if new_key_file.exists() {

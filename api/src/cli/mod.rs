@@ -247,6 +247,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sim(cmd) => sim::run(cmd).await,
         Command::Sync(cmd) => sync::run(cmd, &load_config(&cli)?.0).await,
+        Command::Credentials(credentials::CredentialsCommand::NewKey { path }) => {
+            credentials::new_key(path)
+        }
         Command::Credentials(cmd) => {
             let (config, _) = load_config(&cli)?;
             let (_, store) = connections::open_connection(&config, &cli.target()).await?;

@@ -257,3 +257,30 @@ async fn rotate_key_moves_everything_and_the_old_key_no_longer_opens() {
         }
     }
 }
+
+/// `credentials new-key` needs no store: run where no configuration or database exists (the
+/// first step of a container deployment), it writes a 0600 key that opens, and creates nothing
+/// else.
+#[tokio::test]
+async fn new_key_writes_a_key_file_without_a_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"))
+        .args(["credentials", "new-key", "master.key"])
+        .current_dir(dir.path())
+        .env_remove("MLC_CONFIG")
+        .env_remove("MLC__DATABASE__URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = dir.path().join("master.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    MasterKey::from_file(&key).expect("the key opens");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("master.key")]);
+}
