@@ -249,11 +249,11 @@ async fn run_on(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     }
     let dir = scratch_dir("ml-connector-bench-")?;
     let addr = free_addr()?;
-    let opts = stack_options(args, &url, dir.path());
+    let opts = stack_options(args, url, dir.path());
     let sims = Sims::start(&opts, addr).await?;
     let (mut child, pid) = spawn_serve(&sims.env, addr).await?;
     let http = reqwest::Client::new();
-    let store = connections::default_scoped(Store::connect(&url).await?).await?;
+    let store = connections::default_scoped(Store::connect(url).await?).await?;
 
     println!(
         "pipeline benchmark: {} customers, NetSuite limit {} × {} ms/request = {:.1} requests/s at most; worker concurrency {}, per-connection cap {}",
@@ -441,14 +441,14 @@ async fn run_many(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     let n = args.connections as usize;
     let dir = scratch_dir("ml-connector-bench-")?;
     let addr = free_addr()?;
-    let opts = stack_options(args, &url, dir.path());
+    let opts = stack_options(args, url, dir.path());
     let setup = Instant::now();
     let sims = Sims::start(&opts, addr).await?;
     let names: Vec<String> = (1..n).map(|i| format!("bench-{i:02}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let (tenants, env) = tenants_for_child(&sims, &opts, dir.path(), addr, &names).await?;
     let (mut child, pid) = spawn_serve(&env, addr).await?;
-    let store = Store::connect(&url).await?;
+    let store = Store::connect(url).await?;
     let mut companies = vec![Company {
         name: "default".into(),
         stripe_base: sims.stripe.base_url.clone(),
