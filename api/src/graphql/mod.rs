@@ -32,6 +32,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mlc_core::SecretString;
 use mlc_store::Store;
+use tracing::Instrument as _;
 
 use crate::http::AppState;
 use errors::Code;
@@ -231,6 +232,17 @@ enum Caller {
 }
 
 impl Caller {
+    /// The span a request runs in: the tenant asking, so its logs and traces name it.
+    fn span(&self) -> tracing::Span {
+        match self {
+            Caller::Tenant(v) | Caller::Session(v, _) => {
+                tracing::info_span!("graphql", tenant = %v.tenant.tenant_id())
+            }
+            Caller::Operator => tracing::info_span!("graphql", caller = "operator"),
+            Caller::Anonymous => tracing::info_span!("graphql", caller = "anonymous"),
+        }
+    }
+
     /// The request's data: who is asking, and their own DataLoaders.
     fn into_data(self, store: &Store) -> async_graphql::Data {
         let mut data = async_graphql::Data::default();
@@ -534,12 +546,13 @@ async fn execute(
 ) -> Response {
     match authenticate(state, gate, headers, &request).await {
         Ok(caller) => {
+            let span = caller.span();
             request.data = caller.into_data(state.store.store());
             let peer = extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| c.0.ip());
             request.data.insert(accounts::ClientAddr(peer));
-            let mut response = schema.execute(request).await;
+            let mut response = schema.execute(request).instrument(span).await;
             with_codes(&mut response.errors);
             GraphQLResponse::from(response).into_response()
         }

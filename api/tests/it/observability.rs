@@ -224,8 +224,9 @@ async fn allow_listed_tenant_metrics_and_logs_that_name_the_tenant_and_connectio
     assert!(finished["span"]["job.id"].is_string(), "{finished}");
 }
 
-/// With `telemetry.otlp_endpoint` set, the webhook's and the job's spans reach the collector
-/// (OTLP/HTTP protobuf), each with its tenant and connection; the last batch is sent on SIGTERM.
+/// With `telemetry.otlp_endpoint` set, the webhook's, the job's and a GraphQL request's spans
+/// reach the collector (OTLP/HTTP protobuf), each with its tenant (and the first two their
+/// connection); the last batch is sent on SIGTERM.
 /// Without the allow-list, no per-tenant series exists.
 #[tokio::test]
 async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
@@ -276,9 +277,36 @@ async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
             "mlc-test".to_string(),
         ),
     ];
+    // A tenant's API key, for a GraphQL request in its name.
+    let made = std::process::Command::new(BIN)
+        .args([
+            "api-keys", "create", "--tenant", "default", "--name", "otlp",
+        ])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let api_key = String::from_utf8(made.stdout)
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("mlck_"))
+        .expect("the key is printed")
+        .to_string();
     let log = dir.path().join("serve.log");
     let mut child = serve(&env, &log);
     until_ready(listen, &log).await;
+    let asked = reqwest::Client::new()
+        .post(format!("http://{listen}/graphql"))
+        .bearer_auth(&api_key)
+        .json(&serde_json::json!({ "query": "{ viewer { tenantId } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(asked["data"]["viewer"]["tenantId"], "default", "{asked}");
     let body = event_json("evt_1Otlp", "invoice.paid");
     let answer = reqwest::Client::new()
         .post(format!("http://{listen}/webhooks/stripe"))
@@ -340,6 +368,10 @@ async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
             );
             for scope in &resource.scope_spans {
                 for span in &scope.spans {
+                    if span.name == "graphql" {
+                        assert_eq!(attr(span, "tenant").as_deref(), Some("default"), "{span:?}");
+                        names.push(span.name.clone());
+                    }
                     if span.name == "webhook" || span.name == "job" {
                         assert_eq!(attr(span, "tenant").as_deref(), Some("default"), "{span:?}");
                         assert_eq!(
@@ -355,6 +387,7 @@ async fn traces_are_exported_over_otlp_with_tenant_and_connection() {
     }
     assert!(names.iter().any(|n| n == "webhook"), "{names:?}");
     assert!(names.iter().any(|n| n == "job"), "{names:?}");
+    assert!(names.iter().any(|n| n == "graphql"), "{names:?}");
 }
 
 /// `mlc_netsuite_api_requests_total` counts every connection's requests, not one client's.
