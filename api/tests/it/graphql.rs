@@ -449,14 +449,7 @@ async fn mutations_act_inside_the_keys_tenant_and_its_role() {
             theirs["data"]["connections"]["edges"][0]["node"]["status"],
             "DRAFT"
         );
-        let their_scope = store
-            .connection_scope(
-                &TenantId::parse("globex").unwrap(),
-                &ConnectionId::parse("main").unwrap(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let their_scope = crate::helpers::connection_scope(&store, "globex", "main").await;
         assert!(
             store
                 .scoped(&their_scope)
@@ -498,14 +491,7 @@ async fn mutations_act_inside_the_keys_tenant_and_its_role() {
             json!([]),
             "{body}"
         );
-        let eu_scope = store
-            .connection_scope(
-                &TenantId::parse("acme").unwrap(),
-                &ConnectionId::parse("eu").unwrap(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let eu_scope = crate::helpers::connection_scope(&store, "acme", "eu").await;
         let eu_store = store.scoped(&eu_scope);
         let links = eu_store.list_item_links().await.unwrap();
         assert_eq!(links.len(), 1, "{links:?}");
@@ -636,14 +622,7 @@ pub(crate) fn job_for(id: &str) -> mlc_store::NewJob {
 }
 
 pub(crate) async fn record(store: &Store, tenant: &str, connection: &str, id: &str, handled: bool) {
-    let scope = store
-        .connection_scope(
-            &TenantId::parse(tenant).unwrap(),
-            &ConnectionId::parse(connection).unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let scope = crate::helpers::connection_scope(store, tenant, connection).await;
     store
         .scoped(&scope)
         .record_event(&new_event(id, handled), handled.then(|| job_for(id)))
@@ -781,16 +760,7 @@ async fn events_are_listed_and_read_within_the_tenant() {
         );
         // The worker may be running evt_a1's job right now, and a running job is not replayed
         // (NOT_REPLAYABLE, as it should be): let it finish first.
-        let acme_eu = store.scoped(
-            &store
-                .connection_scope(
-                    &TenantId::parse("acme").unwrap(),
-                    &ConnectionId::parse("eu").unwrap(),
-                )
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        let acme_eu = store.scoped(&crate::helpers::connection_scope(&store, "acme", "eu").await);
         let settled = eventually(Duration::from_secs(20), || async {
             acme_eu
                 .get_job_for_event("evt_a1")

@@ -302,16 +302,7 @@ async fn credentials_are_sealed_and_only_ever_shown_as_fingerprints() {
         assert_eq!(credential(list, "stripe/webhook_secrets")["values"], 1);
         // Sealed in the store: the bytes there are not the key.
         let sealed = store
-            .scoped(
-                &store
-                    .connection_scope(
-                        &TenantId::parse("acme").unwrap(),
-                        &ConnectionId::parse("eu").unwrap(),
-                    )
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            )
+            .scoped(&crate::helpers::connection_scope(&store, "acme", "eu").await)
             .get_credential("stripe/api_key")
             .await
             .unwrap()
@@ -498,14 +489,7 @@ async fn mappings_are_listed_imported_set_and_removed_per_connection() {
         let globex = tenant_with(&store, "globex", &["main"], ApiKeyRole::Owner).await;
         let eu = connection_gid(&app, &operator, "eu").await;
         let theirs = connection_gid(&app, &globex, "main").await;
-        let scope = store
-            .connection_scope(
-                &TenantId::parse("acme").unwrap(),
-                &ConnectionId::parse("eu").unwrap(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let scope = crate::helpers::connection_scope(&store, "acme", "eu").await;
         store
             .scoped(&scope)
             .note_unmapped_product("prod_Waiting", Some("Gold plan"), "in_1", Some("evt_1"))
@@ -739,16 +723,7 @@ async fn events_are_replayed_by_window_as_a_batch_with_a_dry_run_first() {
         assert_eq!(batch["matchedByState"]["waiting"], 3);
         assert!(batch["id"].is_null());
         let audit_before = store
-            .scoped(
-                &store
-                    .connection_scope(
-                        &TenantId::parse("acme").unwrap(),
-                        &ConnectionId::parse("eu").unwrap(),
-                    )
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            )
+            .scoped(&crate::helpers::connection_scope(&store, "acme", "eu").await)
             .audit_for_event("evt_r1")
             .await
             .unwrap()
@@ -765,16 +740,7 @@ async fn events_are_replayed_by_window_as_a_batch_with_a_dry_run_first() {
             .sum();
         assert_eq!(in_batch, 3, "every replayed job is in the batch: {body}");
         let audit_after = store
-            .scoped(
-                &store
-                    .connection_scope(
-                        &TenantId::parse("acme").unwrap(),
-                        &ConnectionId::parse("eu").unwrap(),
-                    )
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            )
+            .scoped(&crate::helpers::connection_scope(&store, "acme", "eu").await)
             .audit_for_event("evt_r1")
             .await
             .unwrap();

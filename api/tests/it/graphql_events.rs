@@ -73,14 +73,7 @@ async fn connection_id(app: &TestApp, key: &str, handle: &str) -> String {
 
 /// Records event `id` received at `at` (Unix ms) on `tenant`'s connection, with its job.
 async fn record(store: &Store, tenant: &str, connection: &str, id: &str, at: i64) {
-    let scope = store
-        .connection_scope(
-            &TenantId::parse(tenant).unwrap(),
-            &ConnectionId::parse(connection).unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let scope = crate::helpers::connection_scope(store, tenant, connection).await;
     let event = mlc_store::NewEvent {
         event_id: id.to_string(),
         event_type: "invoice.paid".into(),

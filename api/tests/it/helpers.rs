@@ -308,3 +308,19 @@ pub fn assert_one_invoice_per_sale(
     );
     eids.len()
 }
+
+/// The scope of `tenant`'s connection `connection`, which the test made.
+pub async fn connection_scope(
+    store: &mlc_store::Store,
+    tenant: &str,
+    connection: &str,
+) -> mlc_store::ConnectionScope {
+    store
+        .connection_scope(
+            &mlc_core::TenantId::parse(tenant).unwrap(),
+            &mlc_core::ConnectionId::parse(connection).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no connection {tenant}/{connection}"))
+}
