@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use ml_connector::stack::StackOptions;
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use mlc_stripe_sim::ScenarioConfig;
 
-use crate::helpers::{dec, ref_id};
+use crate::helpers::{dec, ref_id, settled_month};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -19,13 +19,8 @@ const SETTLE: Duration = Duration::from_secs(120);
 async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_reconciles() {
     for db in backends().await {
         let keys = tempfile::tempdir().unwrap();
-        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
-            .await
-            .expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            StackOptions::new(db.url(), keys.path()),
             ScenarioConfig {
                 customers: 12,
                 seed: 63,
@@ -34,13 +29,11 @@ async fn each_credit_note_is_one_credit_memo_with_its_refund_and_the_month_recon
                 failed_payment_percent: 30,
                 refunds: 2,
                 credit_notes: 8,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         let notes = &report.credit_notes;
         assert!(
             notes

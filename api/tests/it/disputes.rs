@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use ml_connector::stack::StackOptions;
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use mlc_stripe_sim::ScenarioConfig;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::helpers::{dec, ref_id};
+use crate::helpers::{dec, ref_id, settled_month};
 
 const SETTLE: Duration = Duration::from_secs(120);
 const DISPUTES: &str = ml_connector::stack::DISPUTE_ACCOUNT;
@@ -44,11 +44,8 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
                 RECEIVABLES.into(),
             ),
         ]);
-        let stack = Stack::start(opts).await.expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            opts,
             ScenarioConfig {
                 customers: 10,
                 seed: 57,
@@ -56,13 +53,11 @@ async fn dispute_money_is_journaled_once_and_a_failed_refund_is_given_back() {
                 refunds: 3,
                 failed_refunds: 1,
                 disputes: 3,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         assert_eq!(report.disputes.len(), 3, "{:?}", report.disputes);
         let counts = stack.store.job_counts().await.unwrap();
         assert!(
@@ -238,23 +233,18 @@ async fn in_credit_memo_mode_a_dispute_is_credited_and_a_won_one_invoiced_back()
         let mut opts = StackOptions::new(db.url(), keys.path());
         opts.extra_env
             .push(("MLC__POSTING__DISPUTE_POSTING".into(), "credit_memo".into()));
-        let stack = Stack::start(opts).await.expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            opts,
             ScenarioConfig {
                 customers: 8,
                 seed: 58,
                 checkout_percent: 60,
                 disputes: 2,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         let counts = stack.store.job_counts().await.unwrap();
         assert!(
             counts

@@ -324,3 +324,27 @@ pub async fn connection_scope(
         .unwrap()
         .unwrap_or_else(|| panic!("no connection {tenant}/{connection}"))
 }
+
+/// A stack on `opts` that played `scenario` (its catalog mapped to NetSuite items first) and
+/// settled: where the money-flow tests start.
+pub async fn settled_month(
+    opts: ml_connector::stack::StackOptions,
+    mut scenario: mlc_stripe_sim::ScenarioConfig,
+) -> (ml_connector::stack::Stack, mlc_stripe_sim::ScenarioReport) {
+    let stack = ml_connector::stack::Stack::start(opts)
+        .await
+        .expect("stack starts");
+    scenario.on_catalog = Some(ml_connector::stack::catalog_hook(
+        stack.netsuite.handle().clone(),
+        true,
+    ));
+    let report =
+        mlc_stripe_sim::run_scenario(&stack.stripe.base_url, stack.stripe.api_key_str(), scenario)
+            .await
+            .expect("scenario runs");
+    assert!(
+        stack.wait_idle(Duration::from_secs(120)).await,
+        "the month did not settle"
+    );
+    (stack, report)
+}

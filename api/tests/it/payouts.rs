@@ -7,14 +7,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ml_connector::stack::{PAYOUT_BANK_ACCOUNT, Stack, StackOptions, catalog_hook};
+use ml_connector::stack::{PAYOUT_BANK_ACCOUNT, Stack, StackOptions};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::helpers::{dec, ref_id, stripe_get};
+use crate::helpers::{dec, ref_id, settled_month, stripe_get};
 
 const SETTLE: Duration = Duration::from_secs(120);
 const CLEARING: &str = "2";
@@ -23,13 +23,8 @@ const CLEARING: &str = "2";
 async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
     for db in backends().await {
         let keys = tempfile::tempdir().unwrap();
-        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
-            .await
-            .expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            StackOptions::new(db.url(), keys.path()),
             ScenarioConfig {
                 customers: 8,
                 seed: 71,
@@ -37,13 +32,11 @@ async fn each_payout_is_one_deposit_that_adds_up_and_a_failed_one_goes_back() {
                 refunds: 2,
                 disputes: 1,
                 payouts: true,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         let counts = stack.store.job_counts().await.unwrap();
         let waiting = stack
             .store

@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ml_connector::stack::{Stack, StackOptions, catalog_hook, stripe_gross_by_currency};
+use ml_connector::stack::{Stack, StackOptions, stripe_gross_by_currency};
 use mlc_core::{ExposeSecret, TenantId};
 use mlc_netsuite_sim::RecordType;
 use mlc_store::ApiKeyRole;
 use mlc_store::testing::backends;
-use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use mlc_stripe_sim::ScenarioConfig;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use crate::helpers::gql;
+use crate::helpers::{gql, settled_month};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -89,25 +89,18 @@ fn cli_reconcile(stack: &Stack, from: &str, to: &str) -> (bool, String, String) 
 async fn a_posted_month_reconciles_to_the_minor_unit_and_an_unposted_refund_is_named() {
     for db in backends().await {
         let keys = tempfile::tempdir().unwrap();
-        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
-            .await
-            .expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            StackOptions::new(db.url(), keys.path()),
             ScenarioConfig {
                 customers: 8,
                 seed: 41,
                 checkout_percent: 50,
                 refunds: 3,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         assert!(!report.refunds.is_empty(), "the scenario refunded nothing");
 
         let store = stack.store.store().clone();

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use ml_connector::stack::{Stack, StackOptions, catalog_hook};
+use ml_connector::stack::StackOptions;
 use mlc_netsuite_sim::RecordType;
 use mlc_store::testing::backends;
-use mlc_stripe_sim::{ScenarioConfig, run_scenario};
+use mlc_stripe_sim::ScenarioConfig;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::helpers::{dec, ref_id};
+use crate::helpers::{dec, ref_id, settled_month};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -20,25 +20,18 @@ const SETTLE: Duration = Duration::from_secs(120);
 async fn each_refund_is_one_credit_memo_paid_out_by_one_customer_refund() {
     for db in backends().await {
         let keys = tempfile::tempdir().unwrap();
-        let stack = Stack::start(StackOptions::new(db.url(), keys.path()))
-            .await
-            .expect("stack starts");
-        let ns = stack.netsuite.handle().clone();
-        let report = run_scenario(
-            &stack.stripe.base_url,
-            stack.stripe.api_key_str(),
+        let (stack, report) = settled_month(
+            StackOptions::new(db.url(), keys.path()),
             ScenarioConfig {
                 customers: 8,
                 seed: 31,
                 checkout_percent: 100,
                 refunds: 3,
-                on_catalog: Some(catalog_hook(ns.clone(), true)),
                 ..ScenarioConfig::default()
             },
         )
-        .await
-        .expect("scenario runs");
-        assert!(stack.wait_idle(SETTLE).await, "the month did not settle");
+        .await;
+        let ns = stack.netsuite.handle().clone();
         assert!(!report.refunds.is_empty(), "the scenario refunded nothing");
         let counts: Vec<_> = stack.store.job_counts().await.unwrap();
         assert!(
