@@ -296,12 +296,17 @@ impl<H: JobHandler> Worker<H> {
         // When the shutdown began: the grace period counts from then, across apalis' drain and
         // the wait for attempts below.
         let stopping_since = Arc::new(std::sync::OnceLock::new());
+        // A worker started again on the same store queues on SQLite's write lock again.
+        self.store.worker_running(true);
         let watcher = tokio::spawn({
             let shutdown = shutdown.clone();
             let stopping_since = stopping_since.clone();
+            let store = self.store.clone();
             async move {
                 shutdown.cancelled().await;
                 let _ = stopping_since.set(tokio::time::Instant::now());
+                // apalis may leave a begun fetch unpolled while it drains (SQLite's write lock).
+                store.worker_running(false);
             }
         });
         while !shutdown.is_cancelled() {
@@ -402,7 +407,12 @@ async fn run_once<H: JobHandler>(
                     .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS);
-                let backend = SqliteStorage::<Work>::new(store.orm().get_sqlite_connection_pool())
+                // The store's worker pool: apalis' writes queue on this process's write lock
+                // with the intake's instead of sleeping in SQLite's busy handler.
+                let pool = store
+                    .sqlite_worker_pool()
+                    .ok_or("a SQLite store without its worker pool")?;
+                let backend = SqliteStorage::<Work>::new(pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);
                 let worker = WorkerBuilder::new(name)

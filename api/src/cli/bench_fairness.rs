@@ -9,14 +9,16 @@
 //! flood, and the benchmark prints both and their ratio. Each intake nudges the worker as `serve`'s
 //! does. It prints figures, never asserts them (BENCHMARKS.md).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use mlc_core::now_millis;
-use mlc_jobs::Worker;
+use mlc_jobs::{JobHandler, Worker};
 use mlc_store::testing::TestDb;
-use mlc_store::{JobState, NewJob};
+use mlc_store::{Job, JobOutcome, JobState, NewJob};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::bench::BenchStore;
@@ -62,8 +64,10 @@ const TARGET_RATIO: f64 = 2.0;
 struct RunFigures {
     /// B's enqueue-to-succeeded times, in milliseconds, sorted.
     b_ms: Vec<i64>,
-    /// Which of B's jobs (0-based, in sending order) took longest.
+    /// Which of B's jobs (0-based, in sending order) took longest, and how long of that it
+    /// waited before its handler started.
     slowest: usize,
+    slowest_wait_ms: i64,
     /// A's jobs succeeded while B ran, and how many were still waiting when B's last finished.
     a_done: i64,
     a_left: i64,
@@ -103,12 +107,13 @@ pub async fn run(args: &FairnessArgs) -> anyhow::Result<()> {
         let flood = run_once(flood_db, args, args.flood).await?;
         let line = |name: &str, f: &RunFigures| {
             println!(
-                "  {label}, {name:<15} B: p50 {:>4.0} ms  p90 {:>4.0} ms  p99 {:>4.0} ms  max {:>4.0} ms (job #{})  ({} jobs over {:.1} s; A: {} done meanwhile, {} still queued at B's end)",
+                "  {label}, {name:<15} B: p50 {:>4.0} ms  p90 {:>4.0} ms  p99 {:>4.0} ms  max {:>4.0} ms (job #{}, {} ms of it before its handler started)  ({} jobs over {:.1} s; A: {} done meanwhile, {} still queued at B's end)",
                 percentile(&f.b_ms, 50.0),
                 percentile(&f.b_ms, 90.0),
                 percentile(&f.b_ms, 99.0),
                 f.b_ms.last().copied().unwrap_or_default() as f64,
                 f.slowest,
+                f.slowest_wait_ms,
                 f.b_ms.len(),
                 f.b_window.as_secs_f64(),
                 f.a_done,
@@ -139,10 +144,14 @@ async fn run_once(db: &TestDb, args: &FairnessArgs, flood: usize) -> anyhow::Res
     let store = db.store().await;
     let a = mlc_store::testing::connection(&store, "acme", "flood").await;
     let b = mlc_store::testing::connection(&store, "globex", "small").await;
+    let started = Arc::new(Mutex::new(HashMap::new()));
     let worker = Worker::new(
         store.clone(),
-        FixedHandler {
-            latency: Duration::from_millis(args.latency_ms),
+        StartLog {
+            inner: FixedHandler {
+                latency: Duration::from_millis(args.latency_ms),
+            },
+            started: started.clone(),
         },
         worker_config(
             args.concurrency,
@@ -223,20 +232,30 @@ async fn run_once(db: &TestDb, args: &FairnessArgs, flood: usize) -> anyhow::Res
     handle.await.context("the worker panicked")??;
 
     let mut b_ms = Vec::with_capacity(ids.len());
+    let mut b_wait_ms = Vec::with_capacity(ids.len());
     for id in &ids {
         let job = b.get_job(id).await?.context("B's job is gone")?;
         b_ms.push(job.updated_at - job.created_at);
+        let handler_started = started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or(job.updated_at);
+        b_wait_ms.push(handler_started - job.created_at);
     }
     let slowest = b_ms
         .iter()
         .enumerate()
         .max_by_key(|(_, ms)| **ms)
         .map_or(0, |(i, _)| i);
+    let slowest_wait_ms = b_wait_ms.get(slowest).copied().unwrap_or_default();
     b_ms.sort_unstable();
     store.close().await;
     Ok(RunFigures {
         b_ms,
         slowest,
+        slowest_wait_ms,
         a_done,
         a_left,
         b_window,
@@ -249,4 +268,22 @@ async fn a_succeeded(a: &mlc_store::ConnectionStore) -> anyhow::Result<i64> {
         .into_iter()
         .find(|(s, _)| *s == JobState::Succeeded)
         .map_or(0, |(_, n)| n))
+}
+
+/// The benchmark's handler, noting when each job's handler started (its first attempt), so the
+/// slowest job's time splits into waiting for the worker and running.
+struct StartLog {
+    inner: FixedHandler,
+    started: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl JobHandler for StartLog {
+    fn handle(&self, job: Job) -> impl Future<Output = JobOutcome> + Send {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(job.id.clone())
+            .or_insert_with(now_millis);
+        self.inner.handle(job)
+    }
 }

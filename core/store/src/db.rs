@@ -8,10 +8,12 @@ use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Row, Transaction};
+use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::model::{AuditEntry, Backend, Job, JobState, NewAudit, StoreError};
 use crate::scope::ConnectionScope;
+use crate::store::WorkerPool;
 use mlc_core::UnixMillis;
 
 /// Which rows a PostgreSQL transaction may see under row-level security (migration 0002).
@@ -86,6 +88,10 @@ impl std::ops::DerefMut for ReadConn {
     }
 }
 
+/// How often a writer waiting for the SQLite write lock checks for one the worker pool kept by
+/// mistake ([`Db::write_guard`]).
+const STALE_LOCK_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The pools and what is needed to write safely on either backend.
 pub(crate) struct Db {
     /// Every hot path (intake, claims, the queue, audit, links, …): raw SQL.
@@ -99,7 +105,10 @@ pub(crate) struct Db {
     /// SQLite allows one writer at a time. Serialising this process's writes on an async mutex
     /// makes them queue fairly instead of sleeping in SQLite's busy handler (whose back-off would
     /// dominate tail latency). Other processes are still handled by `busy_timeout`.
-    write_lock: Option<Mutex<()>>,
+    pub(crate) write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite: the pool apalis' worker runs on, whose every use holds `write_lock` (see
+    /// [`WorkerPool`]). `None` on PostgreSQL: the worker uses `orm`'s pool.
+    pub(crate) worker_pool: Option<WorkerPool>,
 }
 
 impl Db {
@@ -108,25 +117,38 @@ impl Db {
         orm: DatabaseConnection,
         backend: Backend,
         queue: String,
+        write_lock: Option<Arc<Mutex<()>>>,
+        worker_pool: Option<WorkerPool>,
     ) -> Self {
-        let write_lock = match backend {
-            Backend::Sqlite => Some(Mutex::new(())),
-            Backend::Postgres => None,
-        };
         Db {
             pool,
             orm,
             backend,
             queue,
             write_lock,
+            worker_pool,
         }
     }
 
     /// Held for the duration of any write on SQLite; a no-op on PostgreSQL.
+    ///
+    /// While it waits it looks, now and then, for a lock the worker pool kept by mistake
+    /// ([`WorkerPool::let_go_if_stale`]), which would otherwise never be given back. The lock
+    /// only spares SQLite's busy handler; SQLite's own locking keeps writes correct.
     pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
-        match &self.write_lock {
-            Some(m) => Some(m.lock().await),
-            None => None,
+        let m = self.write_lock.as_ref()?;
+        // Pinned across the checks, so the writer keeps its place in the queue.
+        let lock = m.lock();
+        tokio::pin!(lock);
+        loop {
+            tokio::select! {
+                guard = &mut lock => return Some(guard),
+                () = tokio::time::sleep(STALE_LOCK_CHECK) => {
+                    if let Some(worker) = &self.worker_pool {
+                        worker.let_go_if_stale();
+                    }
+                }
+            }
         }
     }
 
