@@ -61,8 +61,9 @@ impl ConcurrencyBudget for SharedBudget {
                         let account = self.account.clone();
                         let epoch = local.epoch();
                         return BudgetPermit::new(epoch, move || {
-                            drop(local);
                             // Release off the caller's path; if it is lost, the lease expires.
+                            // The local permit goes only once the row is free: the job it lets
+                            // in then finds a slot at once, instead of backing off 10–200 ms.
                             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                                 rt.spawn(async move {
                                     if let Err(e) =
@@ -70,7 +71,10 @@ impl ConcurrencyBudget for SharedBudget {
                                     {
                                         tracing::warn!("cannot release NetSuite slot {slot}: {e}");
                                     }
+                                    drop(local);
                                 });
+                            } else {
+                                drop(local);
                             }
                         });
                     }
