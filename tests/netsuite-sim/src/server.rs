@@ -203,42 +203,53 @@ async fn governance(State(h): State<SimHandle>, mut req: Request, next: Next) ->
         g.stats.max_in_flight = g.stats.max_in_flight.max(now);
         Some(guard)
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    match take_fault(&h, &method, &path, false) {
-        Some(FaultKind::ServerError) => return NsError::unexpected().into_response(),
-        Some(FaultKind::Drop) => return drop_connection(conn).await,
-        Some(FaultKind::PeriodClosed) => {
-            // The create handler refuses it, once it knows the record's external ID.
-            req.extensions_mut().insert(ClosePeriod);
-        }
-        _ => {}
-    }
-    if !is_token
-        && let Err(e) = auth::authenticate(
-            &h.shared,
-            &method,
-            &base,
-            &path,
-            req.uri().query(),
-            req.headers(),
-        )
-    {
-        h.shared.lock().stats.rejected_auth += 1;
-        return e.into_response();
-    }
-    let is_write = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
-        && path.starts_with("/services/rest/record/");
-    let resp = next.run(req).await;
-    if is_write && resp.status().is_success() {
-        h.shared.lock().stats.writes_committed += 1;
-        match take_fault(&h, &method, &path, true) {
-            Some(FaultKind::CommitThenError) => return NsError::unexpected().into_response(),
-            Some(FaultKind::CommitThenDrop) => return drop_connection(conn).await,
+    // The latency is the account's answer time: the request's own work (authentication, the
+    // record) happens within it, not on top of it, so C requests of L ms each allow C/L a second.
+    let answer_at = tokio::time::Instant::now() + latency;
+    let resp = async {
+        match take_fault(&h, &method, &path, false) {
+            Some(FaultKind::ServerError) => return NsError::unexpected().into_response(),
+            Some(FaultKind::Drop) => {
+                tokio::time::sleep_until(answer_at).await;
+                return drop_connection(conn).await;
+            }
+            Some(FaultKind::PeriodClosed) => {
+                // The create handler refuses it, once it knows the record's external ID.
+                req.extensions_mut().insert(ClosePeriod);
+            }
             _ => {}
         }
+        if !is_token
+            && let Err(e) = auth::authenticate(
+                &h.shared,
+                &method,
+                &base,
+                &path,
+                req.uri().query(),
+                req.headers(),
+            )
+        {
+            h.shared.lock().stats.rejected_auth += 1;
+            return e.into_response();
+        }
+        let is_write = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+            && path.starts_with("/services/rest/record/");
+        let resp = next.run(req).await;
+        if is_write && resp.status().is_success() {
+            h.shared.lock().stats.writes_committed += 1;
+            match take_fault(&h, &method, &path, true) {
+                Some(FaultKind::CommitThenError) => return NsError::unexpected().into_response(),
+                Some(FaultKind::CommitThenDrop) => {
+                    tokio::time::sleep_until(answer_at).await;
+                    return drop_connection(conn).await;
+                }
+                _ => {}
+            }
+        }
+        resp
     }
+    .await;
+    tokio::time::sleep_until(answer_at).await;
     resp
 }
 

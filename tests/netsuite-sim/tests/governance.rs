@@ -40,6 +40,24 @@ async fn requests_beyond_the_concurrency_limit_get_429() {
     );
 }
 
+/// The latency is the account's answer time, with the request's work inside it: a request is
+/// never answered sooner, and the record exists once the answer comes (it is made within the
+/// latency, not after it).
+#[tokio::test]
+async fn a_request_is_answered_after_the_latency_with_its_work_inside_it() {
+    let sim = sim_with(|c| c.latency = std::time::Duration::from_millis(300)).await;
+    let api = Api::new(&sim).await;
+    let started = std::time::Instant::now();
+    let cust = api.customer("stripe_cus_LAT1").await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "answered before the latency"
+    );
+    let found = api.get("customer", "eid:stripe_cus_LAT1").await;
+    assert_eq!(found.status, 200);
+    assert_eq!(found.body["id"].as_str(), Some(cust.as_str()));
+}
+
 fn invoice_body(eid: &str, cust: &str, item: &str) -> serde_json::Value {
     json!({"externalId": eid, "entity": {"id": cust}, "subsidiary": {"id": "1"},
            "item": {"items": [{"item": {"id": item}, "amount": "25.00"}]}})
