@@ -9,21 +9,9 @@ use std::time::Duration;
 
 use mlc_core::now_millis;
 use mlc_jobs::{JobHandler, Worker, WorkerConfig};
-use mlc_store::testing::backends;
-use mlc_store::{ConnectionStore, Job, JobOutcome, JobState, NewJob};
+use mlc_store::testing::{backends, plain_job};
+use mlc_store::{ConnectionStore, Job, JobOutcome, JobState};
 use tokio_util::sync::CancellationToken;
-
-/// A job with no event behind it.
-fn plain_job(key: &str, max_attempts: i32) -> NewJob {
-    NewJob {
-        kind: "test".into(),
-        event_id: None,
-        payload: serde_json::json!({ "key": key }),
-        dedupe_key: key.to_string(),
-        max_attempts,
-        run_at: now_millis(),
-    }
-}
 
 fn steps(entries: &[mlc_store::AuditEntry]) -> Vec<String> {
     entries.iter().map(|e| e.step.clone()).collect()

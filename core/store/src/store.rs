@@ -231,6 +231,19 @@ impl Store {
     }
 }
 
+/// The per-connection settings of the sea-orm pool and the worker pool on SQLite, the same as the
+/// raw pool's pragmas (`connect_with`): WAL, `synchronous = FULL` (an acknowledged webhook
+/// survives a power cut), the busy timeout, foreign keys.
+fn sqlite_settings(
+    o: sqlx::sqlite::SqliteConnectOptions,
+    busy: Duration,
+) -> sqlx::sqlite::SqliteConnectOptions {
+    o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .busy_timeout(busy)
+        .foreign_keys(true)
+}
+
 /// The pool apalis' worker runs on, on SQLite: one connection, and each use of it holds the
 /// store's write lock, the async mutex every writer of this process queues on.
 ///
@@ -272,13 +285,10 @@ impl WorkerPool {
         let (take, give_back) = (held.clone(), held.clone());
         let queue_on_lock = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let on = queue_on_lock.clone();
-        // The same per-connection settings as the store's pools (see `connect_with`).
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(db_err)?
-            .busy_timeout(Duration::from_millis(busy_ms))
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-            .foreign_keys(true);
+        let options = sqlite_settings(
+            sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_err)?,
+            Duration::from_millis(busy_ms),
+        );
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
             // Kept open, so every use goes through `before_acquire` (a new connection skips it).
@@ -376,12 +386,7 @@ async fn open_orm(
     match backend {
         Backend::Sqlite => {
             let busy = Duration::from_millis(options.sqlite_busy_timeout_ms);
-            orm.map_sqlx_sqlite_opts(move |o| {
-                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                    .busy_timeout(busy)
-                    .foreign_keys(true)
-            });
+            orm.map_sqlx_sqlite_opts(move |o| sqlite_settings(o, busy));
         }
         Backend::Postgres => {
             orm.map_sqlx_postgres_pool_opts(|pool| {
@@ -835,14 +840,7 @@ mod tests {
         let scoped = crate::testing::connection(&store, "acme", "main").await;
         tokio::time::timeout(
             Duration::from_secs(10),
-            scoped.enqueue(crate::model::NewJob {
-                kind: "test".into(),
-                event_id: None,
-                payload: serde_json::json!({}),
-                dedupe_key: "after".into(),
-                max_attempts: 3,
-                run_at: mlc_core::now_millis(),
-            }),
+            scoped.enqueue(crate::testing::plain_job("after", 3)),
         )
         .await
         .expect("the intake writes")
@@ -878,6 +876,25 @@ mod tests {
                 .get(0);
             assert_eq!((mode.as_str(), sync, busy), ("wal", 2, 5_000));
         }
+        // apalis' worker pool too: its acknowledgements are writes like any other.
+        let mut worker = store.sqlite_worker_pool().unwrap().acquire().await.unwrap();
+        let mut pragma = async |name: &str| -> String {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+                .fetch_one(&mut *worker)
+                .await
+                .unwrap();
+            row.try_get::<String, _>(0)
+                .unwrap_or_else(|_| row.get::<i64, _>(0).to_string())
+        };
+        assert_eq!(
+            [
+                pragma("journal_mode").await,
+                pragma("synchronous").await,
+                pragma("busy_timeout").await,
+                pragma("foreign_keys").await
+            ],
+            ["wal", "2", "5000", "1"]
+        );
     }
 
     #[tokio::test]

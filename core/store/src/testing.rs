@@ -236,3 +236,15 @@ pub async fn start_next(store: &Store, worker: &str) -> Option<(crate::Job, Stri
         }
     }
 }
+
+/// A job of kind `test` whose dedupe key and payload are `key`, due now.
+pub fn plain_job(key: &str, max_attempts: i32) -> crate::model::NewJob {
+    crate::model::NewJob {
+        kind: "test".into(),
+        event_id: None,
+        payload: serde_json::json!({ "key": key }),
+        dedupe_key: key.to_string(),
+        max_attempts,
+        run_at: mlc_core::now_millis(),
+    }
+}

@@ -1,5 +1,5 @@
 //! Builders shared by the store's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use mlc_core::now_millis;
 use mlc_store::{NewEvent, NewJob};
@@ -40,16 +40,7 @@ pub fn job_for(id: &str) -> NewJob {
     }
 }
 
-pub fn plain_job(key: &str, max_attempts: i32) -> NewJob {
-    NewJob {
-        kind: "test".into(),
-        event_id: None,
-        payload: serde_json::json!({ "key": key }),
-        dedupe_key: key.to_string(),
-        max_attempts,
-        run_at: now_millis(),
-    }
-}
+pub use mlc_store::testing::plain_job;
 
 pub fn steps(entries: &[mlc_store::AuditEntry]) -> Vec<String> {
     entries.iter().map(|e| e.step.clone()).collect()
