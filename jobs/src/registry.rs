@@ -47,7 +47,11 @@ const ACCOUNT_JOBS_PER_SLOT: usize = 2;
 /// Accounts that started a job within this window count as having work.
 const ACCOUNTS_BUSY_WINDOW: Duration = Duration::from_secs(5);
 /// How long a job of a saturated NetSuite account is put off (plus up to as much again, jittered).
-const SATURATED_DEFER: Duration = Duration::from_secs(2);
+/// About one NetSuite request: a saturated account of limit 5 at 200 ms finishes a job every
+/// ~40 ms, so 2–4 s (until 2026-12-07) left its put-off jobs queued long after it had room: the
+/// last seconds of `bench pipeline --connections 10` ran at a fifth of the limit. Each put-off is
+/// one write, and only jobs over the account's line are put off.
+const SATURATED_DEFER: Duration = Duration::from_millis(250);
 
 /// Whether a NetSuite account with `in_flight` jobs of this process under a limit of `limit`
 /// concurrent requests takes no more jobs for now, when `busy_accounts` accounts share

@@ -24,6 +24,7 @@ use apalis::prelude::{
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use mlc_core::ErrorClass;
+use mlc_service::telemetry::names::JOBS_DEFERRED;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -575,6 +576,7 @@ async fn run_job<H: JobHandler>(
     let scope = ticket.scope()?;
     let Some(_slot) = shared.take_slot(&scope) else {
         // The connection has its share of this worker: put the job off a moment, unstarted.
+        metrics::counter!(JOBS_DEFERRED, "reason" => "connection_cap").increment(1);
         shared
             .store
             .defer(&ticket.job, &task_id, CAP_DEFER_MS)
@@ -583,6 +585,7 @@ async fn run_job<H: JobHandler>(
     };
     if let Some(delay) = shared.handler.defer_for(&scope, shared.slots).await {
         let after_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        metrics::counter!(JOBS_DEFERRED, "reason" => "account_busy").increment(1);
         shared.store.defer(&ticket.job, &task_id, after_ms).await?;
         return Ok(());
     }

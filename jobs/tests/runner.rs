@@ -516,7 +516,9 @@ impl JobHandler for BusyAccount {
 /// held while it waits), and runs once the account has room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_of_a_saturated_account_is_put_off_unstarted() {
+    let metrics = mlc_service::telemetry::metrics_handle();
     for db in backends().await {
+        let put_off_before = account_busy_deferrals(&metrics.render());
         let store = db.scoped().await;
         let id = store.enqueue(plain_job("busy", 3)).await.unwrap().unwrap();
         let handler = BusyAccount::default();
@@ -536,5 +538,22 @@ async fn a_job_of_a_saturated_account_is_put_off_unstarted() {
             steps(&store.audit_for_job(&id).await.unwrap()),
             vec!["succeeded"]
         );
+        // Operators see how often jobs were put off (only this test's handler says "busy").
+        assert_eq!(
+            account_busy_deferrals(&metrics.render()) - put_off_before,
+            2,
+            "{:?}",
+            db.backend()
+        );
     }
+}
+
+/// `mlc_jobs_deferred_total{reason="account_busy"}` from Prometheus text (0 before the first).
+fn account_busy_deferrals(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("mlc_jobs_deferred_total") && l.contains("reason=\"account_busy\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

@@ -194,6 +194,10 @@ pub mod names {
     pub const NETSUITE_REQUESTS: &str = "mlc_netsuite_api_requests_total";
     /// Histogram, seconds spent in one handler run; label `kind`.
     pub const JOB_RUN: &str = "mlc_job_run_seconds";
+    /// Counter: job attempts the worker put off unstarted; label `reason` (connection_cap: the
+    /// connection had its share of the worker; account_busy: its NetSuite account was
+    /// saturated). Many of these mean the worker has more slots than its accounts can use.
+    pub const JOBS_DEFERRED: &str = "mlc_jobs_deferred_total";
     /// Counter: connections answered 503 and closed at `server.max_connections` (every open
     /// connection had a request in progress).
     pub const HTTP_CONNECTIONS_REFUSED: &str = "mlc_http_connections_refused_total";
