@@ -550,10 +550,6 @@ async fn a_job_of_a_saturated_account_is_put_off_unstarted() {
 
 /// `mlc_jobs_deferred_total{reason="account_busy"}` from Prometheus text (0 before the first).
 fn account_busy_deferrals(text: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with("mlc_jobs_deferred_total") && l.contains("reason=\"account_busy\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    mlc_service::telemetry::metric_sum(text, "mlc_jobs_deferred_total{reason=\"account_busy\"")
+        as u64
 }

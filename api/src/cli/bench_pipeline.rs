@@ -19,7 +19,7 @@ use mlc_netsuite_sim::RecordType;
 use mlc_store::{ConnectionStore, JobState, Store};
 use mlc_stripe_sim::{ScenarioConfig, run_scenario};
 
-use mlc_service::connections;
+use mlc_service::{connections, telemetry};
 
 use super::bench::BenchStore;
 use super::bench_queue::fresh_databases;
@@ -67,23 +67,10 @@ pub struct PipelineArgs {
     pub database_url: Option<String>,
 }
 
-/// A counter's value from Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The worker's put-off attempts for `reason`, from Prometheus text.
 fn deferred(text: &str, reason: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(mlc_service::telemetry::names::JOBS_DEFERRED)
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    let series = format!("{}{{reason=\"{reason}\"", telemetry::names::JOBS_DEFERRED);
+    telemetry::metric_sum(text, &series) as u64
 }
 
 /// Peak resident memory of a process, in MiB (Linux `VmHWM`).
@@ -349,8 +336,8 @@ async fn run_on(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
         (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
         _ => 0.0,
     };
-    let stripe_requests = metric(&metrics_text, "mlc_stripe_api_requests_total");
-    let ns_requests = metric(&metrics_text, "mlc_netsuite_api_requests_total");
+    let stripe_requests = telemetry::metric_sum(&metrics_text, "mlc_stripe_api_requests_total");
+    let ns_requests = telemetry::metric_sum(&metrics_text, "mlc_netsuite_api_requests_total");
     let limit_rps = args.limit as f64 * 1000.0 / args.latency_ms as f64;
     let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (first_at, done_at, _) = busy_window(&samples, None, elapsed);

@@ -178,6 +178,15 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The sum of the samples in Prometheus text (`/metrics`) whose series starts with `series`:
+/// a metric's name for all its labels, or e.g. `name{reason="x"` for one label's value.
+pub fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Metric names, in one place so dashboards and tests agree.
 pub mod names {
     /// Counter; labels `type`, `outcome` (stored, duplicate, ignored, rejected).
