@@ -298,16 +298,23 @@ impl<H: JobHandler> Worker<H> {
         // the wait for attempts below.
         let stopping_since = Arc::new(std::sync::OnceLock::new());
         // A worker started again on the same store queues on SQLite's write lock again.
-        self.store.worker_running(true);
+        self.store.worker_starting();
+        // What tells apalis to stop: the shutdown, once apalis has no database use under way.
+        let apalis_stop = CancellationToken::new();
+        let grace = Duration::from_millis(cfg.shutdown_grace_ms);
         let watcher = tokio::spawn({
             let shutdown = shutdown.clone();
+            let apalis_stop = apalis_stop.clone();
             let stopping_since = stopping_since.clone();
             let store = self.store.clone();
             async move {
                 shutdown.cancelled().await;
                 let _ = stopping_since.set(tokio::time::Instant::now());
-                // apalis may leave a begun fetch unpolled while it drains (SQLite's write lock).
-                store.worker_running(false);
+                // Stopping, apalis leaves a fetch it began unpolled until its jobs finish; on
+                // SQLite that fetch would keep the write lock the jobs' outcomes need.
+                let held = store.stop_worker_pool(grace / 2).await;
+                apalis_stop.cancel();
+                held
             }
         });
         while !shutdown.is_cancelled() {
@@ -316,7 +323,16 @@ impl<H: JobHandler> Worker<H> {
             let (wake_tx, wake_rx) = futures::channel::mpsc::channel::<()>(1);
             let bridge = tokio::spawn(bridge_wakes(self.notify.clone(), wake_tx));
             let born = std::time::Instant::now();
-            let result = run_once(&self.store, &shared, &cfg, &name, wake_rx, &shutdown).await;
+            let result = run_once(
+                &self.store,
+                &shared,
+                &cfg,
+                &name,
+                wake_rx,
+                &shutdown,
+                &apalis_stop,
+            )
+            .await;
             bridge.abort();
             if born.elapsed() >= HEALTHY_LIFE {
                 // A worker that ran a good while before failing starts the back-off afresh.
@@ -344,10 +360,11 @@ impl<H: JobHandler> Worker<H> {
                 }
             }
         }
+        // The write lock the watcher holds (SQLite) goes once apalis' worker is gone.
+        let _held = watcher.await.ok().flatten();
         // Attempts apalis let go of at shutdown still finish and record their outcome, within
         // what is left of the grace period.
         shared.attempts.close();
-        let grace = Duration::from_millis(cfg.shutdown_grace_ms);
         let left = stopping_since
             .get()
             .map_or(grace, |at| grace.saturating_sub(at.elapsed()));
@@ -361,7 +378,6 @@ impl<H: JobHandler> Worker<H> {
                  worker's heartbeat window has passed"
             );
         }
-        watcher.abort();
         Ok(())
     }
 }
@@ -378,7 +394,8 @@ async fn bridge_wakes(notify: Arc<Notify>, mut tx: futures::channel::mpsc::Sende
     }
 }
 
-/// One life of apalis' worker: until shutdown (`Ok`) or a backend error (`Err`).
+/// One life of apalis' worker: until it is told to stop (`apalis_stop`, `Ok`) or a backend
+/// error (`Err`); dropped once the grace period after `shutdown` is over.
 async fn run_once<H: JobHandler>(
     store: &Store,
     shared: &Arc<Shared<H>>,
@@ -386,6 +403,7 @@ async fn run_once<H: JobHandler>(
     name: &str,
     wake: futures::channel::mpsc::Receiver<()>,
     shutdown: &CancellationToken,
+    apalis_stop: &CancellationToken,
 ) -> Result<(), String> {
     let heartbeat = Duration::from_millis(cfg.heartbeat_ms.max(1_000));
     let poll = Duration::from_millis(cfg.poll_interval_ms.max(10));
@@ -395,7 +413,7 @@ async fn run_once<H: JobHandler>(
     let batch = (concurrency / 2).max(1);
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let strategy = Strategy::new().stream(wake).interval(poll);
-    let stop = shutdown.clone();
+    let stop = apalis_stop.clone();
     let signal = async move {
         stop.cancelled().await;
         Ok::<(), std::io::Error>(())

@@ -424,6 +424,78 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
     }
 }
 
+/// Holds each job until the test lets it go, then waits for a mapping.
+#[derive(Clone, Default)]
+struct Gated {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl JobHandler for Gated {
+    async fn handle(&self, _job: Job) -> JobOutcome {
+        self.started.notify_one();
+        self.release.notified().await;
+        JobOutcome::Wait {
+            reason: "needs a mapping".into(),
+            after_ms: 60_000,
+        }
+    }
+}
+
+/// A fetch apalis began before the stop and then stopped polling (it waits for in-flight jobs
+/// before closing) kept SQLite's write lock, so the jobs it waited for could not record their
+/// outcome and were left `running` (seen under CI's load). Here another connection holds the
+/// write lock, so the worker's next fetch is under way when the stop comes; the lock is then
+/// given up, and the in-flight job finishes: its outcome must be recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetch_under_way_at_shutdown_does_not_keep_in_flight_jobs_from_recording_their_outcome() {
+    for db in backends().await {
+        let store = db.scoped().await;
+        let id = store.enqueue(plain_job("q", 3)).await.unwrap().unwrap();
+        let handler = Gated::default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(
+            Worker::new(store.store().clone(), handler.clone(), config("fetching"))
+                .run(shutdown.clone()),
+        );
+        tokio::time::timeout(Duration::from_secs(30), handler.started.notified())
+            .await
+            .expect("the job starts");
+        // Another writer (on SQLite, another connection; as a CLI command would be).
+        let mut other = match store.store().backend() {
+            mlc_store::Backend::Sqlite => Some(
+                store
+                    .store()
+                    .orm()
+                    .get_sqlite_connection_pool()
+                    .acquire()
+                    .await
+                    .unwrap(),
+            ),
+            mlc_store::Backend::Postgres => None,
+        };
+        if let Some(other) = other.as_mut() {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut **other)
+                .await
+                .unwrap();
+        }
+        // The worker polls every 50 ms: its next fetch is now waiting for the lock.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(mut other) = other {
+            sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        handler.release.notify_one();
+        handle.await.unwrap().unwrap();
+        let job = store.get_job(&id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
+        assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
+    }
+}
+
 /// Takes a few milliseconds per job and records the order jobs finished in, by connection.
 #[derive(Clone, Default)]
 struct Ordered {

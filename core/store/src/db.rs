@@ -135,8 +135,20 @@ impl Db {
     /// While it waits it looks, now and then, for a lock the worker pool kept by mistake
     /// ([`WorkerPool::let_go_if_stale`]), which would otherwise never be given back. The lock
     /// only spares SQLite's busy handler; SQLite's own locking keeps writes correct.
+    ///
+    /// Once the worker is stopping ([`crate::Store::stop_worker_pool`]) the lock is held until
+    /// apalis has stopped, so writers no longer queue on it; one already waiting sees that at
+    /// its next check.
     pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
         let m = self.write_lock.as_ref()?;
+        let stopping = || {
+            self.worker_pool
+                .as_ref()
+                .is_some_and(|w| !w.queues_on_lock())
+        };
+        if stopping() {
+            return None;
+        }
         // Pinned across the checks, so the writer keeps its place in the queue.
         let lock = m.lock();
         tokio::pin!(lock);
@@ -144,6 +156,9 @@ impl Db {
             tokio::select! {
                 guard = &mut lock => return Some(guard),
                 () = tokio::time::sleep(STALE_LOCK_CHECK) => {
+                    if stopping() {
+                        return None;
+                    }
                     if let Some(worker) = &self.worker_pool {
                         worker.let_go_if_stale();
                     }

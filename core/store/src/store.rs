@@ -218,15 +218,33 @@ impl Store {
         self.db.worker_pool.as_ref().map(|w| &w.pool)
     }
 
-    /// Tells the SQLite worker pool whether its worker is running (`false` once it stops).
-    ///
-    /// While apalis drains at shutdown it stops polling a fetch it has already begun, so that
-    /// call keeps its connection, and with it the write lock, until the worker is dropped: the
-    /// draining jobs could not record their outcomes. A stopping worker's pool no longer takes
-    /// the lock. No-op on PostgreSQL.
-    pub fn worker_running(&self, running: bool) {
+    /// Tells the SQLite worker pool that its worker starts: apalis' uses of it, and this
+    /// process's writers, queue on the write lock again (after [`Store::stop_worker_pool`]).
+    /// No-op on PostgreSQL.
+    pub fn worker_starting(&self) {
         if let Some(worker) = &self.db.worker_pool {
-            worker.queue_on_lock(running);
+            worker.queue_on_lock(true);
+        }
+    }
+
+    /// Call before telling apalis' worker to stop (SQLite; `None` at once on PostgreSQL): waits,
+    /// at most `within`, until apalis has no use of the worker pool under way, then returns the
+    /// write lock held. From then on apalis' uses and this process's writers no longer queue on
+    /// it (SQLite's busy handler serialises them), until [`Store::worker_starting`].
+    ///
+    /// Once told to stop, apalis waits for its in-flight jobs before it polls its backend again,
+    /// so a fetch or heartbeat it had begun stays where it was, holding SQLite's own write lock
+    /// if its statement had run: the jobs it waited for could not record their outcome and were
+    /// left `running`. Told while nothing is under way, apalis begins nothing more that touches
+    /// SQLite: a use it starts waits on the lock held here. Keep the guard until apalis' worker
+    /// has stopped; dropping the worker drops that waiting use.
+    pub async fn stop_worker_pool(
+        &self,
+        within: Duration,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.db.worker_pool {
+            Some(worker) => worker.stop(within).await,
+            None => None,
         }
     }
 }
@@ -256,10 +274,14 @@ fn sqlite_settings(
 /// first served. apalis uses the pool one call at a time, so one connection is enough.
 pub(crate) struct WorkerPool {
     pub(crate) pool: sqlx::SqlitePool,
+    /// The store's write lock.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     /// The write lock while apalis holds the connection (taken before it is handed out, given
     /// back when it is returned), and when it was taken.
     held: HeldWriteLock,
-    /// Off while the worker stops (see [`Store::worker_running`]).
+    /// Whether apalis has the connection past the lock: its use is under way.
+    in_use: Arc<std::sync::atomic::AtomicBool>,
+    /// Off once the worker is stopping (see [`Store::stop_worker_pool`]).
     queue_on_lock: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -283,8 +305,11 @@ impl WorkerPool {
         use std::str::FromStr as _;
         let held: HeldWriteLock = Arc::default();
         let (take, give_back) = (held.clone(), held.clone());
+        let in_use = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (using, done) = (in_use.clone(), in_use.clone());
         let queue_on_lock = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let on = queue_on_lock.clone();
+        let lock_for_pool = write_lock.clone();
         let options = sqlite_settings(
             sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_err)?,
             Duration::from_millis(busy_ms),
@@ -298,9 +323,10 @@ impl WorkerPool {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .before_acquire(move |_conn, _meta| {
-                let lock = write_lock.clone();
+                let lock = lock_for_pool.clone();
                 let held = take.clone();
                 let on = on.clone();
+                let using = using.clone();
                 Box::pin(async move {
                     // One connection: a guard still held here belongs to a use whose connection
                     // was closed without being returned, so it is let go first.
@@ -310,12 +336,15 @@ impl WorkerPool {
                         *held.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((guard, std::time::Instant::now()));
                     }
+                    using.store(true, std::sync::atomic::Ordering::Relaxed);
                     Ok(true)
                 })
             })
             .after_release(move |_conn, _meta| {
                 let held = give_back.clone();
+                let done = done.clone();
                 Box::pin(async move {
+                    done.store(false, std::sync::atomic::Ordering::Relaxed);
                     let_go(&held);
                     Ok(true)
                 })
@@ -323,9 +352,48 @@ impl WorkerPool {
             .connect_lazy_with(options);
         Ok(WorkerPool {
             pool,
+            write_lock,
             held,
+            in_use,
             queue_on_lock,
         })
+    }
+
+    /// Whether apalis' use of the connection is under way: past the lock and not yet returned
+    /// (a connection back in the pool, or closed, is not in use whatever the flag says: an
+    /// acquire cancelled after `before_acquire` never runs the release hook).
+    fn in_use(&self) -> bool {
+        self.in_use.load(std::sync::atomic::Ordering::Relaxed)
+            && self.pool.num_idle() == 0
+            && self.pool.size() > 0
+    }
+
+    /// See [`Store::stop_worker_pool`].
+    async fn stop(&self, within: Duration) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let deadline = tokio::time::Instant::now() + within;
+        // apalis is still polled: its use under way ends and gives the lock back, and its next
+        // use waits behind this one.
+        let guard = tokio::time::timeout_at(deadline, self.write_lock.clone().lock_owned())
+            .await
+            .ok();
+        // A use whose lock was let go as stale may still be under way.
+        while self.in_use() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if guard.is_none() || self.in_use() {
+            tracing::warn!(
+                waited_ms = within.as_millis() as u64,
+                "the job worker's database use did not end in time; stopping it all the same"
+            );
+        }
+        self.queue_on_lock(false);
+        guard
+    }
+
+    /// Whether apalis' uses of the pool, and this process's writers, queue on the write lock.
+    pub(crate) fn queues_on_lock(&self) -> bool {
+        self.queue_on_lock
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets the write lock go when the pool has kept it by mistake: the connection is back in
@@ -345,7 +413,7 @@ impl WorkerPool {
         }
     }
 
-    /// Whether apalis' uses of the pool take the write lock (see [`Store::worker_running`]).
+    /// Whether apalis' uses of the pool take the write lock (see [`Store::stop_worker_pool`]).
     pub(crate) fn queue_on_lock(&self, on: bool) {
         self.queue_on_lock
             .store(on, std::sync::atomic::Ordering::Relaxed);
@@ -357,6 +425,8 @@ impl WorkerPool {
     /// Closes the pool, and lets the write lock go even if a use was cut short by it.
     pub(crate) async fn close(&self) {
         self.pool.close().await;
+        self.in_use
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let_go(&self.held);
     }
 }
