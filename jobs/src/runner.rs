@@ -311,8 +311,9 @@ impl<H: JobHandler> Worker<H> {
                 shutdown.cancelled().await;
                 let _ = stopping_since.set(tokio::time::Instant::now());
                 // Stopping, apalis leaves a fetch it began unpolled until its jobs finish; on
-                // SQLite that fetch would keep the write lock the jobs' outcomes need.
-                let held = store.stop_worker_pool(grace / 2).await;
+                // SQLite that fetch would keep the write lock the jobs' outcomes need. So apalis
+                // is told once it has nothing under way (`run_once`'s signal does the rest).
+                let held = store.quiesce_worker_pool(grace / 2).await;
                 apalis_stop.cancel();
                 held
             }
@@ -360,6 +361,8 @@ impl<H: JobHandler> Worker<H> {
                 }
             }
         }
+        // Stopped between two lives of apalis' worker: no signal said it.
+        self.store.worker_stopping();
         // The write lock the watcher holds (SQLite) goes once apalis' worker is gone.
         let _held = watcher.await.ok().flatten();
         // Attempts apalis let go of at shutdown still finish and record their outcome, within
@@ -414,8 +417,13 @@ async fn run_once<H: JobHandler>(
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let strategy = Strategy::new().stream(wake).interval(poll);
     let stop = apalis_stop.clone();
+    let stopping = store.clone();
     let signal = async move {
         stop.cancelled().await;
+        // apalis stops itself right after this, in the same poll, before it polls its fetch
+        // again: whoever waits for SQLite's write lock may go on without it now (what apalis
+        // does as it closes, the in-flight jobs' outcomes); the fetch stays unpolled.
+        stopping.worker_stopping();
         Ok::<(), std::io::Error>(())
     };
     let run: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> =

@@ -417,11 +417,22 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
         );
         wait_for(&store, JobState::Running, 1).await;
         shutdown.cancel();
+        let stopping = std::time::Instant::now();
         handle.await.unwrap().unwrap();
+        assert_stopped_before_the_grace_period_ended(stopping.elapsed());
         let job = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
         assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
     }
+}
+
+/// A worker whose jobs are done stops at once. One that waits out the grace period (5 s here)
+/// was waiting on something else: apalis' closing acknowledgements behind SQLite's write lock did.
+fn assert_stopped_before_the_grace_period_ended(took: Duration) {
+    assert!(
+        took < Duration::from_millis(4_500),
+        "the worker took {took:?} to stop"
+    );
 }
 
 /// Holds each job until the test lets it go, then waits for a mapping.
@@ -483,6 +494,7 @@ async fn a_fetch_under_way_at_shutdown_does_not_keep_in_flight_jobs_from_recordi
         // The worker polls every 50 ms: its next fetch is now waiting for the lock.
         tokio::time::sleep(Duration::from_millis(400)).await;
         shutdown.cancel();
+        let stopping = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Some(mut other) = other {
             sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
@@ -490,6 +502,7 @@ async fn a_fetch_under_way_at_shutdown_does_not_keep_in_flight_jobs_from_recordi
         tokio::time::sleep(Duration::from_millis(200)).await;
         handler.release.notify_one();
         handle.await.unwrap().unwrap();
+        assert_stopped_before_the_grace_period_ended(stopping.elapsed());
         let job = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
         assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));

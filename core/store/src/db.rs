@@ -136,29 +136,31 @@ impl Db {
     /// ([`WorkerPool::let_go_if_stale`]), which would otherwise never be given back. The lock
     /// only spares SQLite's busy handler; SQLite's own locking keeps writes correct.
     ///
-    /// Once the worker is stopping ([`crate::Store::stop_worker_pool`]) the lock is held until
-    /// apalis has stopped, so writers no longer queue on it; one already waiting sees that at
-    /// its next check.
+    /// Once the worker is stopping ([`crate::Store::worker_stopping`]) the lock is held until
+    /// apalis has stopped, so writers no longer queue on it, and those waiting go on.
     pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
         let m = self.write_lock.as_ref()?;
-        let stopping = || {
-            self.worker_pool
-                .as_ref()
-                .is_some_and(|w| !w.queues_on_lock())
-        };
-        if stopping() {
+        let mut queueing = self.worker_pool.as_ref().map(WorkerPool::queueing);
+        if queueing.as_mut().is_some_and(|q| !*q.borrow_and_update()) {
             return None;
         }
+        let stopping = async {
+            match queueing.as_mut() {
+                Some(q) => {
+                    let _ = q.wait_for(|on| !*on).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopping);
         // Pinned across the checks, so the writer keeps its place in the queue.
         let lock = m.lock();
         tokio::pin!(lock);
         loop {
             tokio::select! {
                 guard = &mut lock => return Some(guard),
+                () = &mut stopping => return None,
                 () = tokio::time::sleep(STALE_LOCK_CHECK) => {
-                    if stopping() {
-                        return None;
-                    }
                     if let Some(worker) = &self.worker_pool {
                         worker.let_go_if_stale();
                     }

@@ -227,24 +227,34 @@ impl Store {
         }
     }
 
-    /// Call before telling apalis' worker to stop (SQLite; `None` at once on PostgreSQL): waits,
-    /// at most `within`, until apalis has no use of the worker pool under way, then returns the
-    /// write lock held. From then on apalis' uses and this process's writers no longer queue on
-    /// it (SQLite's busy handler serialises them), until [`Store::worker_starting`].
+    /// The first step of stopping apalis' worker (SQLite; `None` at once on PostgreSQL): waits,
+    /// at most `within`, until apalis has no use of the worker pool under way, and returns the
+    /// write lock held. Tell apalis to stop next, and call [`Store::worker_stopping`] once it
+    /// has taken that in; keep the guard until its worker is gone.
     ///
-    /// Once told to stop, apalis waits for its in-flight jobs before it polls its backend again,
-    /// so a fetch or heartbeat it had begun stays where it was, holding SQLite's own write lock
-    /// if its statement had run: the jobs it waited for could not record their outcome and were
-    /// left `running`. Told while nothing is under way, apalis begins nothing more that touches
-    /// SQLite: a use it starts waits on the lock held here. Keep the guard until apalis' worker
-    /// has stopped; dropping the worker drops that waiting use.
-    pub async fn stop_worker_pool(
+    /// Once told to stop, apalis waits for its in-flight jobs before it polls its fetch again, so
+    /// a fetch it had begun stays where it was, holding SQLite's own write lock if its statement
+    /// had run: the jobs it waited for could not record their outcome and were left `running`.
+    /// Told while nothing is under way, apalis has begun nothing that touches SQLite: a use it
+    /// starts meanwhile waits on the lock held here.
+    pub async fn quiesce_worker_pool(
         &self,
         within: Duration,
     ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.db.worker_pool {
-            Some(worker) => worker.stop(within).await,
+            Some(worker) => worker.quiesce(within).await,
             None => None,
+        }
+    }
+
+    /// Once apalis' worker has taken in that it stops (after [`Store::quiesce_worker_pool`]):
+    /// its uses of the worker pool and this process's writers no longer queue on the write lock
+    /// (SQLite's busy handler serialises them), until [`Store::worker_starting`]. Those already
+    /// waiting go on at once: apalis' acknowledgements and heartbeat as it closes, and the
+    /// in-flight jobs' outcomes. No-op on PostgreSQL.
+    pub fn worker_stopping(&self) {
+        if let Some(worker) = &self.db.worker_pool {
+            worker.queue_on_lock(false);
         }
     }
 }
@@ -281,8 +291,9 @@ pub(crate) struct WorkerPool {
     held: HeldWriteLock,
     /// Whether apalis has the connection past the lock: its use is under way.
     in_use: Arc<std::sync::atomic::AtomicBool>,
-    /// Off once the worker is stopping (see [`Store::stop_worker_pool`]).
-    queue_on_lock: Arc<std::sync::atomic::AtomicBool>,
+    /// Off once the worker is stopping (see [`Store::worker_stopping`]); a watch, so that
+    /// whoever waits for the lock hears it.
+    queue_on_lock: tokio::sync::watch::Sender<bool>,
 }
 
 type HeldWriteLock =
@@ -307,8 +318,8 @@ impl WorkerPool {
         let (take, give_back) = (held.clone(), held.clone());
         let in_use = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (using, done) = (in_use.clone(), in_use.clone());
-        let queue_on_lock = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let on = queue_on_lock.clone();
+        let queue_on_lock = tokio::sync::watch::Sender::new(true);
+        let on = queue_on_lock.subscribe();
         let lock_for_pool = write_lock.clone();
         let options = sqlite_settings(
             sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_err)?,
@@ -331,10 +342,17 @@ impl WorkerPool {
                     // One connection: a guard still held here belongs to a use whose connection
                     // was closed without being returned, so it is let go first.
                     let_go(&held);
-                    if on.load(std::sync::atomic::Ordering::Relaxed) {
-                        let guard = lock.lock_owned().await;
-                        *held.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some((guard, std::time::Instant::now()));
+                    let mut on = on;
+                    if *on.borrow_and_update() {
+                        tokio::select! {
+                            guard = lock.lock_owned() => {
+                                *held.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some((guard, std::time::Instant::now()));
+                            }
+                            // The worker is stopping: what apalis still does as it closes must
+                            // not wait for the lock held until it is gone.
+                            _ = on.wait_for(|on| !*on) => {}
+                        }
                     }
                     using.store(true, std::sync::atomic::Ordering::Relaxed);
                     Ok(true)
@@ -368,8 +386,8 @@ impl WorkerPool {
             && self.pool.size() > 0
     }
 
-    /// See [`Store::stop_worker_pool`].
-    async fn stop(&self, within: Duration) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// See [`Store::quiesce_worker_pool`].
+    async fn quiesce(&self, within: Duration) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let deadline = tokio::time::Instant::now() + within;
         // apalis is still polled: its use under way ends and gives the lock back, and its next
         // use waits behind this one.
@@ -386,14 +404,13 @@ impl WorkerPool {
                 "the job worker's database use did not end in time; stopping it all the same"
             );
         }
-        self.queue_on_lock(false);
         guard
     }
 
-    /// Whether apalis' uses of the pool, and this process's writers, queue on the write lock.
-    pub(crate) fn queues_on_lock(&self) -> bool {
-        self.queue_on_lock
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Whether apalis' uses of the pool, and this process's writers, queue on the write lock:
+    /// a receiver, to wait for it to turn off.
+    pub(crate) fn queueing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.queue_on_lock.subscribe()
     }
 
     /// Lets the write lock go when the pool has kept it by mistake: the connection is back in
@@ -413,10 +430,9 @@ impl WorkerPool {
         }
     }
 
-    /// Whether apalis' uses of the pool take the write lock (see [`Store::stop_worker_pool`]).
+    /// Whether apalis' uses of the pool take the write lock (see [`Store::worker_stopping`]).
     pub(crate) fn queue_on_lock(&self, on: bool) {
-        self.queue_on_lock
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.queue_on_lock.send_replace(on);
         if !on {
             let_go(&self.held);
         }
