@@ -219,7 +219,7 @@ impl Store {
     }
 
     /// Tells the SQLite worker pool that its worker starts: apalis' uses of it, and this
-    /// process's writers, queue on the write lock again (after [`Store::stop_worker_pool`]).
+    /// process's writers, queue on the write lock again (after [`Store::worker_stopping`]).
     /// No-op on PostgreSQL.
     pub fn worker_starting(&self) {
         if let Some(worker) = &self.db.worker_pool {
