@@ -152,6 +152,9 @@ struct Sample {
     requests: Vec<u64>,
     /// Jobs queued, running and waiting across every connection.
     jobs: Option<[i64; 3]>,
+    /// From `serve`'s `/metrics`: webhook events received and Stripe API requests made so far
+    /// (where a slow start waits: the deliveries, or the re-fetches).
+    served: Option<[f64; 2]>,
 }
 
 impl Sample {
@@ -162,12 +165,18 @@ impl Sample {
 
 type Samples = Arc<Mutex<Vec<Sample>>>;
 
+/// With `timeline`, also the jobs in `store` and what `serve` at `addr` counts.
 fn sample_requests(
     handles: Vec<mlc_netsuite_sim::SimHandle>,
-    jobs_of: Option<Store>,
+    timeline: Option<(Store, SocketAddr)>,
     started: Instant,
 ) -> (Samples, tokio::task::JoinHandle<()>) {
     let samples: Samples = Arc::default();
+    let (jobs_of, metrics_url) = match timeline {
+        Some((store, addr)) => (Some(store), Some(format!("http://{addr}/metrics"))),
+        None => (None, None),
+    };
+    let http = reqwest::Client::new();
     let task = {
         let samples = samples.clone();
         tokio::spawn(async move {
@@ -187,10 +196,28 @@ fn sample_requests(
                     }),
                     None => None,
                 };
+                let served = match &metrics_url {
+                    // A refused or failed scrape (`serve` at its connection limit) is no sample.
+                    Some(url) => match http.get(url).send().await {
+                        Ok(r) if r.status().is_success() => r.text().await.ok().map(|text| {
+                            [
+                                telemetry::metric_sum(&text, telemetry::names::EVENTS_RECEIVED),
+                                telemetry::metric_sum(&text, telemetry::names::STRIPE_REQUESTS),
+                            ]
+                        }),
+                        _ => None,
+                    },
+                    None => None,
+                };
                 samples
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(Sample { at, requests, jobs });
+                    .push(Sample {
+                        at,
+                        requests,
+                        jobs,
+                        served,
+                    });
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -226,8 +253,17 @@ fn print_timeline(samples: &[Sample]) {
             let jobs = b.jobs.map_or(String::new(), |[q, r, wt]| {
                 format!("  jobs queued {q:>5}, running {r:>3}, waiting {wt:>3}")
             });
+            let mut scraped = w.iter().filter_map(|s| s.served);
+            let served = match (scraped.next(), scraped.next_back()) {
+                (Some([wa, sa]), Some([wb, sb])) => format!(
+                    "  webhooks {wb:>5} (+{:>4}), Stripe requests {sb:>5} (+{:>4})",
+                    wb - wa,
+                    sb - sa
+                ),
+                _ => String::new(),
+            };
             println!(
-                "    t={:>5.1}s  NetSuite requests {:>6}  (+{:>3}){jobs}",
+                "    t={:>5.1}s  NetSuite requests {:>6}  (+{:>3}){jobs}{served}",
                 b.at,
                 b.total(),
                 b.total() - a.total()
@@ -274,7 +310,7 @@ async fn run_on(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     // start: the connector posts while the scenario is still playing.
     let (samples, sampler) = sample_requests(
         vec![sims.netsuite.handle().clone()],
-        args.timeline.then(|| store.store().clone()),
+        args.timeline.then(|| (store.store().clone(), addr)),
         started,
     );
     let report = run_scenario(
@@ -491,7 +527,7 @@ async fn run_many(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let (samples, sampler) = sample_requests(
         companies.iter().map(|c| c.netsuite.clone()).collect(),
-        args.timeline.then(|| store.clone()),
+        args.timeline.then(|| (store.clone(), addr)),
         started,
     );
     let reports = futures::future::try_join_all(companies.iter().enumerate().map(|(i, c)| {
