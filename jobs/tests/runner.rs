@@ -420,9 +420,7 @@ async fn graceful_shutdown_lets_in_flight_jobs_finish_and_applies_their_outcome(
         let stopping = std::time::Instant::now();
         handle.await.unwrap().unwrap();
         assert_stopped_before_the_grace_period_ended(stopping.elapsed());
-        let job = store.get_job(&id).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
-        assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
+        assert_waiting_for_a_mapping(&store, &id).await;
     }
 }
 
@@ -433,6 +431,18 @@ fn assert_stopped_before_the_grace_period_ended(took: Duration) {
         took < Duration::from_millis(4_500),
         "the worker took {took:?} to stop"
     );
+}
+
+/// The in-flight job's outcome (it waits for a mapping) was recorded as the worker stopped.
+async fn assert_waiting_for_a_mapping(store: &ConnectionStore, id: &str) {
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Waiting,
+        "{:?}: {job:?}",
+        store.store().backend()
+    );
+    assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
 }
 
 /// Holds each job until the test lets it go, then waits for a mapping.
@@ -503,9 +513,7 @@ async fn a_fetch_under_way_at_shutdown_does_not_keep_in_flight_jobs_from_recordi
         handler.release.notify_one();
         handle.await.unwrap().unwrap();
         assert_stopped_before_the_grace_period_ended(stopping.elapsed());
-        let job = store.get_job(&id).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Waiting, "{:?}: {job:?}", db.backend());
-        assert_eq!(job.last_error.as_deref(), Some("needs a mapping"));
+        assert_waiting_for_a_mapping(&store, &id).await;
     }
 }
 
