@@ -110,16 +110,18 @@ async fn sigterm_loses_nothing() {
             .unwrap();
         let stopping = signalled.map(|at| at.elapsed()).unwrap_or_default();
         let log = log.await.unwrap();
+        // What went wrong, for the failure messages below.
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(status.success(), "exit status {status:?}");
         // Twenty quick jobs at most were in flight; the grace period is 20 s.
         assert!(
             stopping < Duration::from_secs(10),
-            "{:?}: stopping took {stopping:?}: {}",
+            "{:?}: stopping took {stopping:?}: {warnings}",
             db.backend(),
-            log.lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .collect::<Vec<_>>()
-                .join("\n")
         );
         assert!(accepted.len() >= 20, "only {} accepted", accepted.len());
 
@@ -138,7 +140,12 @@ async fn sigterm_loses_nothing() {
                 .await
                 .unwrap()
                 .expect("job kept");
-            assert_ne!(job.state, JobState::Running, "{id} left running");
+            assert_ne!(
+                job.state,
+                JobState::Running,
+                "{:?}: {id} left running: {warnings}",
+                db.backend()
+            );
         }
         let all = store
             .list_events(&EventFilter {

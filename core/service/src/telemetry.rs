@@ -184,7 +184,8 @@ pub fn metric_sum(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // Not `sum()`: its empty sum is -0.0, printed "-0" for a series not yet counted.
+        .fold(0.0, |total, v| total + v)
 }
 
 /// Metric names, in one place so dashboards and tests agree.
