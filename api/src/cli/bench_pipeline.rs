@@ -107,6 +107,19 @@ fn stack_options(args: &PipelineArgs, url: &str, dir: &std::path::Path) -> Stack
     opts
 }
 
+/// CPU seconds process `pid` has used so far (user and system, every thread), from
+/// `/proc/<pid>/stat`; its clock ticks are USER_HZ, 100 on the Linux targets we run on.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace();
+    // After the name: state is field 3, utime 14 and stime 15.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// A free port on loopback for the connector.
 fn free_addr() -> anyhow::Result<SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -153,8 +166,12 @@ struct Sample {
     /// Jobs queued, running and waiting across every connection.
     jobs: Option<[i64; 3]>,
     /// From `serve`'s `/metrics`: webhook events received and Stripe API requests made so far
-    /// (where a slow start waits: the deliveries, or the re-fetches).
-    served: Option<[f64; 2]>,
+    /// (where a slow start waits: the deliveries, or the re-fetches), and the microseconds
+    /// SQLite's write lock was held (whether the store is the wait).
+    served: Option<[f64; 3]>,
+    /// CPU seconds used so far by `serve` and by this benchmark (the simulators and scenarios),
+    /// to tell which of the two a busy second went to.
+    cpu: Option<[f64; 2]>,
 }
 
 impl Sample {
@@ -168,13 +185,17 @@ type Samples = Arc<Mutex<Vec<Sample>>>;
 /// With `timeline`, also the jobs in `store` and what `serve` at `addr` counts.
 fn sample_requests(
     handles: Vec<mlc_netsuite_sim::SimHandle>,
-    timeline: Option<(Store, SocketAddr)>,
+    timeline: Option<(Store, SocketAddr, u32)>,
     started: Instant,
 ) -> (Samples, tokio::task::JoinHandle<()>) {
     let samples: Samples = Arc::default();
-    let (jobs_of, metrics_url) = match timeline {
-        Some((store, addr)) => (Some(store), Some(format!("http://{addr}/metrics"))),
-        None => (None, None),
+    let (jobs_of, metrics_url, serve_pid) = match timeline {
+        Some((store, addr, pid)) => (
+            Some(store),
+            Some(format!("http://{addr}/metrics")),
+            Some(pid.to_string()),
+        ),
+        None => (None, None, None),
     };
     let http = reqwest::Client::new();
     let task = {
@@ -203,12 +224,19 @@ fn sample_requests(
                             [
                                 telemetry::metric_sum(&text, telemetry::names::EVENTS_RECEIVED),
                                 telemetry::metric_sum(&text, telemetry::names::STRIPE_REQUESTS),
+                                telemetry::metric_sum(
+                                    &text,
+                                    telemetry::names::STORE_WRITE_LOCK_HELD,
+                                ),
                             ]
                         }),
                         _ => None,
                     },
                     None => None,
                 };
+                let cpu = serve_pid
+                    .as_deref()
+                    .and_then(|pid| Some([cpu_secs(pid)?, cpu_secs("self")?]));
                 samples
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -217,6 +245,7 @@ fn sample_requests(
                         requests,
                         jobs,
                         served,
+                        cpu,
                     });
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -253,17 +282,32 @@ fn print_timeline(samples: &[Sample]) {
             let jobs = b.jobs.map_or(String::new(), |[q, r, wt]| {
                 format!("  jobs queued {q:>5}, running {r:>3}, waiting {wt:>3}")
             });
-            let mut scraped = w.iter().filter_map(|s| s.served);
+            let mut scraped = w.iter().filter_map(|s| Some((s.at, s.served?)));
             let served = match (scraped.next(), scraped.next_back()) {
-                (Some([wa, sa]), Some([wb, sb])) => format!(
-                    "  webhooks {wb:>5} (+{:>4}), Stripe requests {sb:>5} (+{:>4})",
+                (Some((ta, [wa, sa, la])), Some((tb, [wb, sb, lb]))) => format!(
+                    "  webhooks {wb:>5} (+{:>4}), Stripe requests {sb:>5} (+{:>4}){}",
                     wb - wa,
-                    sb - sa
+                    sb - sa,
+                    // Microseconds held per second of the interval, as a share of it.
+                    if lb > 0.0 && tb > ta {
+                        format!(", write lock {:>3.0}% held", (lb - la) / (tb - ta) / 1e4)
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => String::new(),
+            };
+            // Of the two cores, in percent of one: how busy each process kept them.
+            let cpu = match (a.cpu, b.cpu) {
+                (Some([sa, ba]), Some([sb, bb])) if b.at > a.at => format!(
+                    "  CPU serve {:>3.0}%, bench {:>3.0}%",
+                    100.0 * (sb - sa) / (b.at - a.at),
+                    100.0 * (bb - ba) / (b.at - a.at)
                 ),
                 _ => String::new(),
             };
             println!(
-                "    t={:>5.1}s  NetSuite requests {:>6}  (+{:>3}){jobs}{served}",
+                "    t={:>5.1}s  NetSuite requests {:>6}  (+{:>3}){jobs}{served}{cpu}",
                 b.at,
                 b.total(),
                 b.total() - a.total()
@@ -310,7 +354,7 @@ async fn run_on(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     // start: the connector posts while the scenario is still playing.
     let (samples, sampler) = sample_requests(
         vec![sims.netsuite.handle().clone()],
-        args.timeline.then(|| (store.store().clone(), addr)),
+        args.timeline.then(|| (store.store().clone(), addr, pid)),
         started,
     );
     let report = run_scenario(
@@ -527,7 +571,7 @@ async fn run_many(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let (samples, sampler) = sample_requests(
         companies.iter().map(|c| c.netsuite.clone()).collect(),
-        args.timeline.then(|| (store.clone(), addr)),
+        args.timeline.then(|| (store.clone(), addr, pid)),
         started,
     );
     let reports = futures::future::try_join_all(companies.iter().enumerate().map(|(i, c)| {

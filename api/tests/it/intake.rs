@@ -308,6 +308,18 @@ async fn health_readiness_and_metrics_answer() {
             || metrics.contains("mlc_jobs{state=\"succeeded\"}"),
         "{metrics}"
     );
+    // SQLite's one write lock: the delivery was committed by the group-commit writer, which
+    // held it for some microseconds (OPERATIONS.md: how busy the store is).
+    if db.backend() == mlc_store::Backend::Sqlite {
+        let held = mlc_service::telemetry::metric_sum(
+            &metrics,
+            &format!(
+                "{}{{holder=\"writer\"}}",
+                mlc_service::telemetry::names::STORE_WRITE_LOCK_HELD
+            ),
+        );
+        assert!(held > 0.0, "{metrics}");
+    }
     assert!(!metrics.contains("whsec_"));
     app.stop().await;
 }

@@ -226,4 +226,8 @@ pub mod names {
     /// Histogram, seconds from a job's creation to its outcome, only for tenants on
     /// `telemetry.tenant_metrics`; label `tenant`.
     pub const TENANT_JOB_LATENCY: &str = "mlc_tenant_job_latency_seconds";
+    /// Counter (SQLite): microseconds the store's write lock was held; label `holder` (writer:
+    /// the group commit of deliveries and jobs' writes; worker: apalis; other). A rate near
+    /// 1,000,000 per second is a write lock that is never free.
+    pub const STORE_WRITE_LOCK_HELD: &str = mlc_store::WRITE_LOCK_HELD;
 }

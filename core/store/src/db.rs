@@ -92,6 +92,51 @@ impl std::ops::DerefMut for ReadConn {
 /// mistake ([`Db::write_guard`]).
 const STALE_LOCK_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Who holds SQLite's write lock, the label of [`WRITE_LOCK_HELD`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockHolder {
+    /// The group-commit writer: deliveries and the jobs' writes, batched.
+    Writer,
+    /// apalis: fetching, locking and acknowledging tasks.
+    Worker,
+    /// Every other write (settings, mappings, replays, …), each a commit of its own.
+    Other,
+}
+
+impl LockHolder {
+    fn label(self) -> &'static str {
+        match self {
+            LockHolder::Writer => "writer",
+            LockHolder::Worker => "worker",
+            LockHolder::Other => "other",
+        }
+    }
+
+    /// Counts `held` against this holder.
+    pub(crate) fn count(self, held: std::time::Duration) {
+        metrics::counter!(WRITE_LOCK_HELD, "holder" => self.label())
+            .increment(u64::try_from(held.as_micros()).unwrap_or(u64::MAX));
+    }
+}
+
+/// Counter (SQLite): microseconds the store's one write lock was held, by `holder` (writer,
+/// worker, other). Its rate over all holders near 1,000,000 per second means writes queue for
+/// the lock: the instance has reached what one SQLite file can write (OPERATIONS.md).
+pub const WRITE_LOCK_HELD: &str = "mlc_store_write_lock_held_microseconds_total";
+
+/// The write lock, held; its hold time is counted when it is let go.
+pub(crate) struct WriteGuard<'a> {
+    _guard: MutexGuard<'a, ()>,
+    taken: std::time::Instant,
+    holder: LockHolder,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.holder.count(self.taken.elapsed());
+    }
+}
+
 /// The pools and what is needed to write safely on either backend.
 pub(crate) struct Db {
     /// Every hot path (intake, claims, the queue, audit, links, …): raw SQL.
@@ -138,7 +183,21 @@ impl Db {
     ///
     /// Once the worker is stopping ([`crate::Store::worker_stopping`]) the lock is held until
     /// apalis has stopped, so writers no longer queue on it, and those waiting go on.
-    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+    pub(crate) async fn write_guard(&self) -> Option<WriteGuard<'_>> {
+        self.write_guard_as(LockHolder::Other).await
+    }
+
+    /// [`Db::write_guard`] for `holder`, whose hold time is counted under its name.
+    pub(crate) async fn write_guard_as(&self, holder: LockHolder) -> Option<WriteGuard<'_>> {
+        let guard = self.wait_for_write_lock().await?;
+        Some(WriteGuard {
+            _guard: guard,
+            taken: std::time::Instant::now(),
+            holder,
+        })
+    }
+
+    async fn wait_for_write_lock(&self) -> Option<MutexGuard<'_, ()>> {
         let m = self.write_lock.as_ref()?;
         let mut queueing = self.worker_pool.as_ref().map(WorkerPool::queueing);
         if queueing.as_mut().is_some_and(|q| !*q.borrow_and_update()) {

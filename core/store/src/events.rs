@@ -14,7 +14,7 @@ use crate::model::{
     AuditEntry, Backend, EventFilter, EventSummary, JobOutcome, JobState, NewAudit, NewEvent,
     NewJob, RecordOutcome, StoreError, StoredEvent,
 };
-use crate::queue::{Start, finish_in, start_in};
+use crate::queue::{Start, defer_in, finish_in, start_in};
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
@@ -57,6 +57,19 @@ pub(crate) enum WriteOp {
         entry: NewAudit,
         reply: oneshot::Sender<Result<i64, StoreError>>,
     },
+    /// A job put off unstarted (see [`Store::defer`]).
+    Defer {
+        job_id: String,
+        task_id: String,
+        after_ms: i64,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    /// A posting or link the job wrote (see [`crate::links::LinkWrite`]).
+    Link {
+        scope: ConnectionScope,
+        write: crate::links::LinkWrite,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// What an op produced inside the transaction, sent once it has committed.
@@ -66,6 +79,8 @@ enum OpResult {
     Start(Result<Start, StoreError>),
     Finish(Result<JobState, StoreError>),
     Audit(Result<i64, StoreError>),
+    Link(Result<(), StoreError>),
+    Defer(Result<bool, StoreError>),
 }
 
 impl WriteOp {
@@ -101,6 +116,19 @@ impl WriteOp {
             WriteOp::Audit { scope, entry, .. } => {
                 OpResult::Audit(Ok(insert_audit(conn, scope, entry, now).await?))
             }
+            WriteOp::Defer {
+                job_id,
+                task_id,
+                after_ms,
+                ..
+            } => OpResult::Defer(Ok(defer_in(
+                conn, db.backend, &db.queue, job_id, task_id, *after_ms, now,
+            )
+            .await?)),
+            WriteOp::Link { scope, write, .. } => {
+                write.apply(conn, scope, now).await?;
+                OpResult::Link(Ok(()))
+            }
         })
     }
 
@@ -116,6 +144,12 @@ impl WriteOp {
             (WriteOp::Audit { reply, .. }, OpResult::Audit(r)) => {
                 let _ = reply.send(r);
             }
+            (WriteOp::Link { reply, .. }, OpResult::Link(r)) => {
+                let _ = reply.send(r);
+            }
+            (WriteOp::Defer { reply, .. }, OpResult::Defer(r)) => {
+                let _ = reply.send(r);
+            }
             (op, _) => op.fail(StoreError::Database("mismatched write result".into())),
         }
     }
@@ -129,6 +163,12 @@ impl WriteOp {
                 let _ = reply.send(Err(e));
             }
             WriteOp::Audit { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            WriteOp::Link { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            WriteOp::Defer { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }
@@ -268,7 +308,7 @@ async fn commit_with_ops(
     let result = async {
         let items: Vec<Item<'_>> = batch.iter().map(RecordRequest::item).collect();
         let now = now_millis();
-        let _guard = db.write_guard().await;
+        let _guard = db.write_guard_as(crate::db::LockHolder::Writer).await;
         let mut tx = begin(db, held).await?;
         let outcomes = if items.is_empty() {
             Vec::new()
@@ -309,7 +349,7 @@ async fn commit_with_ops(
             for op in ops {
                 let alone = async {
                     let now = now_millis();
-                    let _guard = db.write_guard().await;
+                    let _guard = db.write_guard_as(crate::db::LockHolder::Writer).await;
                     let mut tx = begin(db, held).await?;
                     let r = op.apply(&mut tx, db, retry, now).await?;
                     tx.commit().await.map_err(db_err)?;
@@ -408,7 +448,7 @@ async fn record_batch(
     items: &[Item<'_>],
 ) -> Result<Vec<RecordOutcome>, StoreError> {
     let now = now_millis();
-    let _guard = db.write_guard().await;
+    let _guard = db.write_guard_as(crate::db::LockHolder::Writer).await;
     let mut tx = begin(db, held).await?;
     let outcomes = record_batch_in(&mut tx, db, items, now).await?;
     tx.commit().await.map_err(db_err)?;

@@ -46,6 +46,7 @@ mod watermarks;
 pub use accounts::{Invitation, Member, SessionInfo, SignInLink, UserRecord, token_hash};
 pub use console::ActivityBucket;
 pub use credentials::CredentialInfo;
+pub use db::WRITE_LOCK_HELD;
 pub use history_runs::{HISTORY_RUN_JOB, HistoryRun, HistoryRunKind, HistoryRunState};
 pub use idempotency::{IDEMPOTENCY_TTL_MS, IdempotencyClaim};
 pub use links::{CustomerLink, Link, NewPosting, Posting, UnmappedProduct};

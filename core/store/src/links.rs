@@ -91,32 +91,10 @@ fn posting_from_row(row: &sqlx::any::AnyRow) -> Result<Posting, StoreError> {
 
 impl ConnectionStore {
     /// Records a posting; a second record for the same object and kind (in this connection)
-    /// keeps the first.
+    /// keeps the first. Committed before this returns, by the group-commit writer (see
+    /// [`LinkWrite`]).
     pub async fn record_posting(&self, p: NewPosting) -> Result<(), StoreError> {
-        let _guard = self.store.db.write_guard().await;
-        let mut conn = self.store.db.write_one(&self.scope).await?;
-        sqlx::query(
-            "INSERT INTO postings (stripe_object_id, kind, netsuite_record_type, netsuite_internal_id, \
-             external_id, event_id, amount_minor, currency, created_at, tenant_id, connection_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (tenant_id, connection_id, stripe_object_id, kind) DO NOTHING",
-        )
-        .bind(p.stripe_object_id)
-        .bind(p.kind)
-        .bind(p.netsuite_record_type)
-        .bind(p.netsuite_internal_id)
-        .bind(p.external_id)
-        .bind(p.event_id)
-        .bind(p.amount_minor)
-        .bind(p.currency)
-        .bind(now_millis())
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        conn.done().await?;
-        Ok(())
+        self.write_link(LinkWrite::Posting(p)).await
     }
 
     pub async fn get_posting(
@@ -180,23 +158,29 @@ impl ConnectionStore {
         payment_object_id: &str,
         invoice_id: &str,
     ) -> Result<(), StoreError> {
-        let _guard = self.store.db.write_guard().await;
-        let mut conn = self.store.db.write_one(&self.scope).await?;
-        sqlx::query(
-            "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at, tenant_id, \
-             connection_id) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, connection_id, payment_object_id) DO NOTHING",
-        )
-        .bind(payment_object_id.to_string())
-        .bind(invoice_id.to_string())
-        .bind(now_millis())
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .execute(&mut *conn)
+        self.record_covered_payments(&[payment_object_id], invoice_id)
+            .await
+    }
+
+    /// Records that each of `payment_object_ids` (charges, payment intents) paid a Stripe
+    /// invoice, in one statement; IDs already recorded keep their invoice.
+    pub async fn record_covered_payments(
+        &self,
+        payment_object_ids: &[&str],
+        invoice_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut ids: Vec<String> = payment_object_ids.iter().map(|s| s.to_string()).collect();
+        // One row per ID: a multi-row INSERT may not name a conflict target twice (PostgreSQL).
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write_link(LinkWrite::CoveredPayments {
+            payment_object_ids: ids,
+            invoice_id: invoice_id.to_string(),
+        })
         .await
-        .map_err(db_err)?;
-        conn.done().await?;
-        Ok(())
     }
 
     /// The Stripe invoice a charge or payment intent paid, if recorded.
@@ -294,27 +278,13 @@ impl ConnectionStore {
         source: &str,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
-        let _guard = self.store.db.write_guard().await;
-        let mut conn = self.store.db.write_one(&self.scope).await?;
-        sqlx::query(
-            "INSERT INTO customer_links (stripe_customer_id, netsuite_internal_id, source, updated_at, \
-             fingerprint, tenant_id, connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (tenant_id, connection_id, stripe_customer_id) DO UPDATE SET \
-             netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
-             updated_at = excluded.updated_at, fingerprint = excluded.fingerprint",
-        )
-        .bind(stripe_customer_id.to_string())
-        .bind(netsuite_internal_id.to_string())
-        .bind(source.to_string())
-        .bind(now_millis())
-        .bind(fingerprint.to_string())
-        .bind(self.scope.t())
-        .bind(self.scope.c())
-        .execute(&mut *conn)
+        self.write_link(LinkWrite::CustomerWritten {
+            stripe_customer_id: stripe_customer_id.to_string(),
+            netsuite_internal_id: netsuite_internal_id.to_string(),
+            source: source.to_string(),
+            fingerprint: fingerprint.to_string(),
+        })
         .await
-        .map_err(db_err)?;
-        conn.done().await?;
-        Ok(())
     }
 
     /// Stores the fingerprint of what was just written to (or read from) a linked NetSuite
@@ -603,4 +573,132 @@ async fn upsert_link(
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// The link writes a job makes while it posts (the posting, the payments an invoice covers, the
+/// customer it created). They ride the group-commit writer's next batch, as audit entries do:
+/// on SQLite each on its own was a commit (an fsync) on a pool connection whose page cache the
+/// writer's commits had made stale, under the one write lock, and with ten companies posting
+/// they held that lock a quarter of the time (BENCHMARKS.md, seventh pass).
+pub(crate) enum LinkWrite {
+    Posting(NewPosting),
+    CoveredPayments {
+        payment_object_ids: Vec<String>,
+        invoice_id: String,
+    },
+    CustomerWritten {
+        stripe_customer_id: String,
+        netsuite_internal_id: String,
+        source: String,
+        fingerprint: String,
+    },
+}
+
+impl ConnectionStore {
+    async fn write_link(&self, write: LinkWrite) -> Result<(), StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.store
+            .send_op(crate::events::WriteOp::Link {
+                scope: self.scope.clone(),
+                write,
+                reply,
+            })
+            .await?;
+        rx.await.map_err(|_| crate::events::writer_stopped())?
+    }
+}
+
+impl LinkWrite {
+    /// Applies the write inside the writer's transaction, every row in `scope`'s tenant and
+    /// connection.
+    pub(crate) async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        scope: &ConnectionScope,
+        now: mlc_core::UnixMillis,
+    ) -> Result<(), StoreError> {
+        match self {
+            LinkWrite::Posting(p) => {
+                sqlx::query(
+                    "INSERT INTO postings (stripe_object_id, kind, netsuite_record_type, netsuite_internal_id, \
+                     external_id, event_id, amount_minor, currency, created_at, tenant_id, connection_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (tenant_id, connection_id, stripe_object_id, kind) DO NOTHING",
+                )
+                .bind(p.stripe_object_id.clone())
+                .bind(p.kind.clone())
+                .bind(p.netsuite_record_type.clone())
+                .bind(p.netsuite_internal_id.clone())
+                .bind(p.external_id.clone())
+                .bind(p.event_id.clone())
+                .bind(p.amount_minor)
+                .bind(p.currency.clone())
+                .bind(now)
+                .bind(scope.t())
+                .bind(scope.c())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            }
+            LinkWrite::CoveredPayments {
+                payment_object_ids,
+                invoice_id,
+            } => {
+                let rows = (0..payment_object_ids.len())
+                    .map(|i| {
+                        let k = 5 * i;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${})",
+                            k + 1,
+                            k + 2,
+                            k + 3,
+                            k + 4,
+                            k + 5
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at, \
+                     tenant_id, connection_id) VALUES {rows} \
+                     ON CONFLICT (tenant_id, connection_id, payment_object_id) DO NOTHING"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in payment_object_ids {
+                    q = q
+                        .bind(id.clone())
+                        .bind(invoice_id.clone())
+                        .bind(now)
+                        .bind(scope.t())
+                        .bind(scope.c());
+                }
+                q.execute(&mut *conn).await.map_err(db_err)?;
+            }
+            LinkWrite::CustomerWritten {
+                stripe_customer_id,
+                netsuite_internal_id,
+                source,
+                fingerprint,
+            } => {
+                sqlx::query(
+                    "INSERT INTO customer_links (stripe_customer_id, netsuite_internal_id, source, updated_at, \
+                     fingerprint, tenant_id, connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant_id, connection_id, stripe_customer_id) DO UPDATE SET \
+                     netsuite_internal_id = excluded.netsuite_internal_id, source = excluded.source, \
+                     updated_at = excluded.updated_at, fingerprint = excluded.fingerprint",
+                )
+                .bind(stripe_customer_id.clone())
+                .bind(netsuite_internal_id.clone())
+                .bind(source.clone())
+                .bind(now)
+                .bind(fingerprint.clone())
+                .bind(scope.t())
+                .bind(scope.c())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        Ok(())
+    }
 }

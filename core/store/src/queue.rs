@@ -85,6 +85,43 @@ pub enum Start {
 
 /// Marks the job running under `task_id` (one more attempt) on `conn`. A job left `running` by a
 /// worker that died is started again by the task apalis re-runs, while attempts remain.
+/// [`Store::defer`] inside the writer's transaction.
+pub(crate) async fn defer_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    queue: &str,
+    job_id: &str,
+    task_id: &str,
+    after_ms: i64,
+    now: UnixMillis,
+) -> Result<bool, StoreError> {
+    let next_id = new_task_id();
+    let row = sqlx::query(
+        "UPDATE sync_jobs SET task_id = $3, state = 'queued', run_at = $5, locked_by = NULL, \
+         updated_at = $4 \
+         WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'waiting', 'running') \
+         RETURNING tenant_id, connection_id",
+    )
+    .bind(job_id.to_string())
+    .bind(task_id.to_string())
+    .bind(next_id.clone())
+    .bind(now)
+    .bind(now.saturating_add(after_ms.max(0)))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else { return Ok(false) };
+    let mut task = NewTask::new(
+        job_id,
+        &scope_of(&row)?,
+        now.saturating_add(after_ms.max(0)),
+    );
+    task.id = next_id;
+    prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+    push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
+    Ok(true)
+}
+
 pub(crate) async fn start_in(
     conn: &mut AnyConnection,
     job_id: &str,
@@ -400,35 +437,17 @@ impl Store {
         task_id: &str,
         after_ms: i64,
     ) -> Result<bool, StoreError> {
-        let now = now_millis();
-        let _guard = self.db.write_guard().await;
-        let mut tx = self.db.begin_write_as(Rls::AllTenants).await?;
-        let next_id = new_task_id();
-        let row = sqlx::query(
-            "UPDATE sync_jobs SET task_id = $3, state = 'queued', run_at = $5, locked_by = NULL, \
-             updated_at = $4 \
-             WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'waiting', 'running') \
-             RETURNING tenant_id, connection_id",
-        )
-        .bind(job_id.to_string())
-        .bind(task_id.to_string())
-        .bind(next_id.clone())
-        .bind(now)
-        .bind(now.saturating_add(after_ms.max(0)))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else { return Ok(false) };
-        let mut task = NewTask::new(
-            job_id,
-            &scope_of(&row)?,
-            now.saturating_add(after_ms.max(0)),
-        );
-        task.id = next_id;
-        prioritise_in(&mut tx, std::slice::from_mut(&mut task)).await?;
-        push_tasks_in(&mut tx, self.db.backend, &self.db.queue, &[task]).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        // Through the group-commit writer: on SQLite a deferral of its own was a commit under the
+        // one write lock, taking turns with the jobs' writes it made way for.
+        let (reply, rx) = oneshot::channel();
+        self.send_op(WriteOp::Defer {
+            job_id: job_id.to_string(),
+            task_id: task_id.to_string(),
+            after_ms,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| writer_stopped())?
     }
 
     /// Number of jobs in each state across every tenant (every state listed, zeros included):

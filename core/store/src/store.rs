@@ -304,7 +304,11 @@ type HeldWriteLock =
 const WORKER_LOCK_STALE: Duration = Duration::from_secs(2);
 
 fn let_go(held: &HeldWriteLock) {
-    drop(held.lock().unwrap_or_else(|p| p.into_inner()).take());
+    let taken = held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((guard, at)) = taken {
+        drop(guard);
+        crate::db::LockHolder::Worker.count(at.elapsed());
+    }
 }
 
 impl WorkerPool {

@@ -96,3 +96,59 @@ async fn customer_fingerprints_belong_to_one_netsuite_record() {
         );
     }
 }
+
+/// A posted invoice's payments are recorded in one write: every ID in the list (repeats
+/// once), an ID already recorded keeps the invoice it paid first, and another tenant's
+/// connection (with the same connection ID) sees none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoices_payments_are_recorded_together_and_stay_in_their_connection() {
+    for db in backends().await {
+        let b = db.backend();
+        let store = db.store().await;
+        let acme = mlc_store::testing::connection(&store, "acme", "main").await;
+        let globex = mlc_store::testing::connection(&store, "globex", "main").await;
+
+        acme.record_covered_payment("ch_first", "in_earlier")
+            .await
+            .unwrap();
+        acme.record_covered_payments(&["ch_1", "pi_1", "pi_1", "ch_first"], "in_1")
+            .await
+            .unwrap();
+        acme.record_covered_payments(&[], "in_nothing")
+            .await
+            .unwrap();
+
+        for (payment, invoice) in [
+            ("ch_1", "in_1"),
+            ("pi_1", "in_1"),
+            ("ch_first", "in_earlier"),
+        ] {
+            assert_eq!(
+                acme.invoice_covering(payment).await.unwrap().as_deref(),
+                Some(invoice),
+                "{b:?}: {payment}"
+            );
+            assert_eq!(
+                globex.invoice_covering(payment).await.unwrap(),
+                None,
+                "{b:?}: another connection sees {payment}"
+            );
+        }
+
+        // The same write from the other connection is its own row, with its own invoice.
+        globex
+            .record_covered_payments(&["ch_1"], "in_globex")
+            .await
+            .unwrap();
+        assert_eq!(
+            globex.invoice_covering("ch_1").await.unwrap().as_deref(),
+            Some("in_globex"),
+            "{b:?}"
+        );
+        assert_eq!(
+            acme.invoice_covering("ch_1").await.unwrap().as_deref(),
+            Some("in_1"),
+            "{b:?}"
+        );
+    }
+}

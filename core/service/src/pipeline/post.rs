@@ -152,21 +152,15 @@ impl Pipeline {
             Vec::new()
         };
         // Their own events (charge.succeeded, payment_intent.succeeded) then need no Stripe call.
-        for c in &charges {
-            store
-                .record_covered_payment(c.id.as_str(), invoice_id)
-                .await?;
-            if let Some(pi) = &c.payment_intent_id {
-                store
-                    .record_covered_payment(pi.as_str(), invoice_id)
-                    .await?;
-            }
-        }
-        for pi in &facts.payment_intent_ids {
-            store
-                .record_covered_payment(pi.as_str(), invoice_id)
-                .await?;
-        }
+        let covered: Vec<&str> = charges
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(c.id.as_str())
+                    .chain(c.payment_intent_id.as_ref().map(|p| p.as_str()))
+            })
+            .chain(facts.payment_intent_ids.iter().map(|p| p.as_str()))
+            .collect();
+        store.record_covered_payments(&covered, invoice_id).await?;
 
         let currency = self.currency_id(facts.currency)?;
         let customer_id = facts.customer_id.clone().ok_or_else(|| {
@@ -570,10 +564,10 @@ impl Pipeline {
         // A charge that paid an invoice is posted with that invoice, never on its own.
         if let Some(invoice) = invoice {
             let store = &self.inner.store;
-            store.record_covered_payment(&charge_id, &invoice).await?;
-            if let Some(pi) = &facts.payment_intent_id {
-                store.record_covered_payment(pi.as_str(), &invoice).await?;
-            }
+            let covered: Vec<&str> = std::iter::once(charge_id.as_str())
+                .chain(facts.payment_intent_id.as_ref().map(|p| p.as_str()))
+                .collect();
+            store.record_covered_payments(&covered, &invoice).await?;
             return self.audit_covered(job, &charge_id, &invoice).await;
         }
         let sold = self.what_the_charge_sold(&facts, session.as_ref());
