@@ -170,7 +170,7 @@ impl ConnectionStore {
         invoice_id: &str,
     ) -> Result<(), StoreError> {
         let mut ids: Vec<String> = payment_object_ids.iter().map(|s| s.to_string()).collect();
-        // One row per ID: a multi-row INSERT may not name a conflict target twice (PostgreSQL).
+        // One row per ID (an invoice's charge and its own list can name one payment intent twice).
         ids.sort();
         ids.dedup();
         if ids.is_empty() {
