@@ -1,10 +1,8 @@
 //! The append-only audit log. There is deliberately no update or delete: the database refuses
 //! both with triggers too.
 
-use tokio::sync::oneshot;
-
 use crate::db::{audit_from_row, db_err};
-use crate::events::{WriteOp, writer_stopped};
+use crate::events::WriteOp;
 use crate::model::{AuditEntry, NewAudit, StoreError};
 use crate::scope::ConnectionStore;
 
@@ -13,15 +11,13 @@ impl ConnectionStore {
     /// writer together with whatever else is pending (a handler's entries cost no commit of
     /// their own). One caller's entries keep their order: each waits for the one before.
     pub async fn append_audit(&self, entry: NewAudit) -> Result<i64, StoreError> {
-        let (reply, rx) = oneshot::channel();
         self.store
-            .send_op(WriteOp::Audit {
+            .write_op(|reply| WriteOp::Audit {
                 scope: self.scope.clone(),
                 entry,
                 reply,
             })
-            .await?;
-        rx.await.map_err(|_| writer_stopped())?
+            .await
     }
 
     /// Every entry about an event (including its jobs' entries), oldest first.

@@ -185,17 +185,23 @@ impl RecordRequest {
     }
 }
 
-pub(crate) fn writer_stopped() -> StoreError {
+fn writer_stopped() -> StoreError {
     StoreError::Database("the store's writer stopped".into())
 }
 
 impl Store {
-    /// Hands a worker's write to the writer task.
-    pub(crate) async fn send_op(&self, op: WriteOp) -> Result<(), StoreError> {
+    /// Hands a worker's write (`op`, made with the reply channel) to the writer task and waits
+    /// for its answer, sent once the batch holding it has committed.
+    pub(crate) async fn write_op<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
         self.writer
-            .send(WriterMsg::Op(Box::new(op)))
+            .send(WriterMsg::Op(Box::new(op(reply))))
             .await
-            .map_err(|_| StoreError::Database("the store is closed".into()))
+            .map_err(|_| StoreError::Database("the store is closed".into()))?;
+        rx.await.map_err(|_| writer_stopped())?
     }
 }
 

@@ -596,15 +596,13 @@ pub(crate) enum LinkWrite {
 
 impl ConnectionStore {
     async fn write_link(&self, write: LinkWrite) -> Result<(), StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
         self.store
-            .send_op(crate::events::WriteOp::Link {
+            .write_op(|reply| crate::events::WriteOp::Link {
                 scope: self.scope.clone(),
                 write,
                 reply,
             })
-            .await?;
-        rx.await.map_err(|_| crate::events::writer_stopped())?
+            .await
     }
 }
 

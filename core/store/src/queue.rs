@@ -6,10 +6,8 @@ use mlc_core::{UnixMillis, now_millis};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use tokio::sync::oneshot;
-
 use crate::db::{JOB_COLUMNS, Rls, db_err, get, insert_audit, job_from_row, to_i32};
-use crate::events::{WriteOp, writer_stopped};
+use crate::events::WriteOp;
 use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreError};
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
@@ -382,15 +380,13 @@ impl Store {
         task_id: &str,
         worker: &str,
     ) -> Result<Start, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send_op(WriteOp::Start {
+        self.write_op(|reply| WriteOp::Start {
             job_id: job_id.to_string(),
             task_id: task_id.to_string(),
             worker: worker.to_string(),
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| writer_stopped())?
+        .await
     }
 
     /// Applies a handler's outcome to a job running under `task_id` and appends an audit entry.
@@ -415,15 +411,13 @@ impl Store {
         task_id: &str,
         outcome: JobOutcome,
     ) -> Result<JobState, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send_op(WriteOp::Finish {
+        self.write_op(|reply| WriteOp::Finish {
             job_id: job_id.to_string(),
             task_id: task_id.to_string(),
             outcome,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| writer_stopped())?
+        .await
     }
 
     /// Moves a job that was not started (its connection is at its cap of jobs in flight, or its
@@ -439,15 +433,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Through the group-commit writer: on SQLite a deferral of its own was a commit under the
         // one write lock, taking turns with the jobs' writes it made way for.
-        let (reply, rx) = oneshot::channel();
-        self.send_op(WriteOp::Defer {
+        self.write_op(|reply| WriteOp::Defer {
             job_id: job_id.to_string(),
             task_id: task_id.to_string(),
             after_ms,
             reply,
         })
-        .await?;
-        rx.await.map_err(|_| writer_stopped())?
+        .await
     }
 
     /// Number of jobs in each state across every tenant (every state listed, zeros included):
