@@ -417,7 +417,7 @@ const CHUNK: usize = 200;
 
 /// `($1, $2, 1, $3), ($4, $5, 1, $6)…`: `n` rows of `template`, where `?` is the next parameter
 /// and anything else is copied as a literal.
-fn values_sql(n: usize, template: &[&str]) -> String {
+pub(crate) fn values_sql(n: usize, template: &[&str]) -> String {
     let mut out = String::new();
     let mut k = 0;
     for r in 0..n {

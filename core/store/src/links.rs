@@ -152,16 +152,6 @@ impl ConnectionStore {
         rows.iter().map(posting_from_row).collect()
     }
 
-    /// Records that a charge or payment intent paid a Stripe invoice.
-    pub async fn record_covered_payment(
-        &self,
-        payment_object_id: &str,
-        invoice_id: &str,
-    ) -> Result<(), StoreError> {
-        self.record_covered_payments(&[payment_object_id], invoice_id)
-            .await
-    }
-
     /// Records that each of `payment_object_ids` (charges, payment intents) paid a Stripe
     /// invoice, in one statement; IDs already recorded keep their invoice.
     pub async fn record_covered_payments(
@@ -642,20 +632,7 @@ impl LinkWrite {
                 payment_object_ids,
                 invoice_id,
             } => {
-                let rows = (0..payment_object_ids.len())
-                    .map(|i| {
-                        let k = 5 * i;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${})",
-                            k + 1,
-                            k + 2,
-                            k + 3,
-                            k + 4,
-                            k + 5
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let rows = crate::events::values_sql(payment_object_ids.len(), &["?"; 5]);
                 let sql = format!(
                     "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at, \
                      tenant_id, connection_id) VALUES {rows} \

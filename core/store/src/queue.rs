@@ -94,6 +94,7 @@ pub(crate) async fn defer_in(
     now: UnixMillis,
 ) -> Result<bool, StoreError> {
     let next_id = new_task_id();
+    let run_at = now.saturating_add(after_ms.max(0));
     let row = sqlx::query(
         "UPDATE sync_jobs SET task_id = $3, state = 'queued', run_at = $5, locked_by = NULL, \
          updated_at = $4 \
@@ -104,16 +105,12 @@ pub(crate) async fn defer_in(
     .bind(task_id.to_string())
     .bind(next_id.clone())
     .bind(now)
-    .bind(now.saturating_add(after_ms.max(0)))
+    .bind(run_at)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
     let Some(row) = row else { return Ok(false) };
-    let mut task = NewTask::new(
-        job_id,
-        &scope_of(&row)?,
-        now.saturating_add(after_ms.max(0)),
-    );
+    let mut task = NewTask::new(job_id, &scope_of(&row)?, run_at);
     task.id = next_id;
     prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
     push_tasks_in(&mut *conn, backend, queue, &[task]).await?;

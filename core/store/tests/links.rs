@@ -108,7 +108,7 @@ async fn an_invoices_payments_are_recorded_together_and_stay_in_their_connection
         let acme = mlc_store::testing::connection(&store, "acme", "main").await;
         let globex = mlc_store::testing::connection(&store, "globex", "main").await;
 
-        acme.record_covered_payment("ch_first", "in_earlier")
+        acme.record_covered_payments(&["ch_first"], "in_earlier")
             .await
             .unwrap();
         acme.record_covered_payments(&["ch_1", "pi_1", "pi_1", "ch_first"], "in_1")

@@ -248,7 +248,7 @@ async fn a_scope_asked_for_another_tenants_ids_finds_nothing() {
             .await
             .unwrap();
         globex
-            .record_covered_payment("py_b", "in_evt_only_b")
+            .record_covered_payments(&["py_b"], "in_evt_only_b")
             .await
             .unwrap();
         globex
