@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 
 use crate::db::{Rls, db_err, get};
-use crate::model::StoreError;
+use crate::model::{Backend, StoreError};
 use crate::scope::{ConnectionScope, ConnectionStore};
 
 /// A NetSuite record the connector wrote for a Stripe object.
@@ -602,6 +602,7 @@ impl LinkWrite {
     pub(crate) async fn apply(
         &self,
         conn: &mut AnyConnection,
+        backend: Backend,
         scope: &ConnectionScope,
         now: mlc_core::UnixMillis,
     ) -> Result<(), StoreError> {
@@ -632,7 +633,7 @@ impl LinkWrite {
                 payment_object_ids,
                 invoice_id,
             } => {
-                let rows = crate::events::values_sql(payment_object_ids.len(), &["?"; 5]);
+                let rows = crate::events::values_sql(backend, payment_object_ids.len(), &["?"; 5]);
                 let sql = format!(
                     "INSERT INTO covered_payments (payment_object_id, covered_by, recorded_at, \
                      tenant_id, connection_id) VALUES {rows} \

@@ -109,37 +109,33 @@ pub(crate) async fn push_tasks_in(
 ) -> Result<(), StoreError> {
     let now = now_millis();
     for chunk in tasks.chunks(CHUNK) {
-        let mut sql = String::new();
-        match backend {
-            Backend::Sqlite => sql.push_str(
-                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
-                 priority, metadata, idempotency_key) VALUES ",
-            ),
-            Backend::Postgres => sql.push_str(
-                "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, \
-                 run_at, priority, metadata, idempotency_key) VALUES ",
-            ),
-        }
-        for r in 0..chunk.len() {
-            let k = r * 6;
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            let (run_at, metadata) = match backend {
-                Backend::Sqlite => (format!("${}", k + 5), "'{}'"),
-                // `to_timestamp` takes seconds; milliseconds keep sub-second schedules. The
-                // empty metadata is an empty hstore, as `push_tasks` writes it.
-                Backend::Postgres => (format!("to_timestamp(${} / 1000.0)", k + 5), "''"),
-            };
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, 'Pending', 0, ${}, {run_at}, ${}, {metadata}, NULL)",
-                k + 1,
-                k + 2,
-                k + 3,
-                k + 4,
-                k + 6,
-            ));
-        }
+        // The run time in milliseconds; PostgreSQL's column is a timestamp (`to_timestamp` takes
+        // seconds, and milliseconds keep sub-second schedules). The empty metadata is an empty
+        // hstore there, as `push_tasks` writes it.
+        let (table, run_at, metadata) = match backend {
+            Backend::Sqlite => ("Jobs", "?", "'{}'"),
+            Backend::Postgres => ("apalis.jobs", "to_timestamp(? / 1000.0)", "''"),
+        };
+        let rows = crate::events::values_sql(
+            backend,
+            chunk.len(),
+            &[
+                "?",
+                "?",
+                "?",
+                "'Pending'",
+                "0",
+                "?",
+                run_at,
+                "?",
+                metadata,
+                "NULL",
+            ],
+        );
+        let sql = format!(
+            "INSERT INTO {table} (job, id, job_type, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) VALUES {rows}"
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for t in chunk {
             let body = serde_json::to_vec(&t.ticket)

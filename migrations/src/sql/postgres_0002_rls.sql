@@ -13,12 +13,18 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mlc_service') THEN
         BEGIN
             CREATE ROLE mlc_service NOLOGIN NOSUPERUSER NOBYPASSRLS;
-        EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN
-            RAISE NOTICE 'role mlc_service not created: the store will run as the connecting role';
+        -- Roles are shared by the server's databases: two databases migrating at once race
+        -- to create it, and the loser sees unique_violation (it exists all the same).
+        EXCEPTION WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
+            RAISE NOTICE 'role mlc_service not created here: it exists, or the store will run as the connecting role';
         END;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mlc_service') THEN
-        EXECUTE format('GRANT mlc_service TO %I', current_user);
+        BEGIN
+            EXECUTE format('GRANT mlc_service TO %I', current_user);
+        EXCEPTION WHEN unique_violation THEN
+            NULL; -- granted by a migration of another database at the same moment
+        END;
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO mlc_service', current_schema());
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO mlc_service', current_schema());
         EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO mlc_service', current_schema());
