@@ -610,7 +610,7 @@ async fn record_batch_in(
         .filter_map(|i| tasks[*i].clone())
         .collect();
     if !new_tasks.is_empty() {
-        prioritise_in(&mut *tx, &mut new_tasks).await?;
+        prioritise_in(&mut *tx, db.backend, &mut new_tasks).await?;
         push_tasks_in(&mut *tx, db.backend, &db.queue, &new_tasks).await?;
     }
     let mut job_of: HashMap<usize, (String, bool)> = HashMap::new();

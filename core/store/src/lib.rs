@@ -55,7 +55,7 @@ pub use queue::Start;
 pub use retry::{Jitter, RetryPolicy};
 pub use scope::{ConnectionScope, ConnectionStore, TenantScope, TenantStore};
 pub use store::{Store, StoreOptions};
-pub use tasks::{DEFAULT_QUEUE, JobTicket, PRIORITY_BASE, TASK_MAX_ATTEMPTS};
+pub use tasks::{BACKLOG_COUNTED, DEFAULT_QUEUE, JobTicket, PRIORITY_BASE, TASK_MAX_ATTEMPTS};
 pub use tenants::{
     API_KEY_PREFIX, ApiKeyInfo, ApiKeyRole, Connection, ConnectionHealth, DeleteConnection,
     NewApiKey, NewConnection, Tenant,

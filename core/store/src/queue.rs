@@ -50,7 +50,7 @@ pub(crate) async fn insert_job(
     .map_err(db_err)?
     .rows_affected();
     if inserted == 1 {
-        prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+        prioritise_in(&mut *conn, backend, std::slice::from_mut(&mut task)).await?;
         push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
         return Ok((id.to_string(), true));
     }
@@ -112,7 +112,7 @@ pub(crate) async fn defer_in(
     let Some(row) = row else { return Ok(false) };
     let mut task = NewTask::new(job_id, &scope_of(&row)?, run_at);
     task.id = next_id;
-    prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+    prioritise_in(&mut *conn, backend, std::slice::from_mut(&mut task)).await?;
     push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
     Ok(true)
 }
@@ -311,7 +311,7 @@ pub(crate) async fn finish_in(
         return Err(StoreError::NotRunning(job_id.to_string()));
     }
     if let Some(mut task) = next {
-        prioritise_in(&mut *conn, std::slice::from_mut(&mut task)).await?;
+        prioritise_in(&mut *conn, backend, std::slice::from_mut(&mut task)).await?;
         push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
     }
     let audit = NewAudit {
@@ -680,7 +680,7 @@ impl ConnectionStore {
             insert_audit(&mut tx, &self.scope, &audit, now).await?;
             tasks.push(task);
         }
-        prioritise_in(&mut tx, &mut tasks).await?;
+        prioritise_in(&mut tx, db.backend, &mut tasks).await?;
         push_tasks_in(&mut tx, db.backend, &db.queue, &tasks).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(rows.len() as u64)

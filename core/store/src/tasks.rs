@@ -222,10 +222,19 @@ pub(crate) async fn vacuum_in(
     Ok(n)
 }
 
-/// Each connection's queued backlog (jobs waiting for a worker, due or not), for the fair-share
-/// priority of the tasks about to be pushed. One statement for every connection asked about.
+/// How far a connection's backlog is counted for the fair-share priority. Counting is a walk of
+/// the connection's queued jobs in the index, inside the intake's write transaction: uncapped,
+/// it cost 1.4 ms of every group commit with 20,000 jobs queued, more than the commit's inserts.
+/// Past this, connections are all "far behind" and their new tasks share a priority (they run
+/// in arrival order among themselves), still behind every connection with less queued.
+pub const BACKLOG_COUNTED: i64 = 1_000;
+
+/// Each connection's queued backlog (jobs waiting for a worker, due or not), counted up to
+/// [`BACKLOG_COUNTED`], for the fair-share priority of the tasks about to be pushed. One
+/// statement for every connection asked about.
 pub(crate) async fn backlogs_in(
     conn: &mut AnyConnection,
+    backend: Backend,
     scopes: &[&ConnectionScope],
 ) -> Result<HashMap<ConnectionScope, i64>, StoreError> {
     let mut out = HashMap::new();
@@ -233,19 +242,16 @@ pub(crate) async fn backlogs_in(
     distinct.sort_by_key(|s| (s.t(), s.c()));
     distinct.dedup();
     for chunk in distinct.chunks(200) {
-        let cond = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(tenant_id = ${} AND connection_id = ${})",
-                    2 * i + 1,
-                    2 * i + 2
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        // Each connection's count stops at the cap (the LIMIT in the innermost query), so its
+        // cost does not grow with the backlog.
         let sql = format!(
-            "SELECT tenant_id, connection_id, COUNT(*) AS n FROM sync_jobs \
-             WHERE state = 'queued' AND ({cond}) GROUP BY tenant_id, connection_id"
+            "WITH asked (t, c) AS (VALUES {}) \
+             SELECT t AS tenant_id, c AS connection_id, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM sync_jobs \
+                  WHERE tenant_id = asked.t AND connection_id = asked.c AND state = 'queued' \
+                  LIMIT {BACKLOG_COUNTED}) AS queued) AS n \
+             FROM asked",
+            crate::events::values_sql(backend, chunk.len(), &["?", "?"])
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
@@ -263,9 +269,11 @@ pub(crate) async fn backlogs_in(
 }
 
 /// Sets each task's fair-share priority from its connection's backlog: the k-th task of a
-/// connection with `b` queued jobs gets `PRIORITY_BASE - (b + k)`.
+/// connection with `b` queued jobs (its own counted, up to [`BACKLOG_COUNTED`]) gets
+/// `PRIORITY_BASE - (b + k)`.
 pub(crate) async fn prioritise_in(
     conn: &mut AnyConnection,
+    backend: Backend,
     tasks: &mut [NewTask],
 ) -> Result<(), StoreError> {
     let scopes: Vec<ConnectionScope> = tasks
@@ -273,7 +281,7 @@ pub(crate) async fn prioritise_in(
         .map(|t| ConnectionScope::from_row(&t.ticket.tenant, &t.ticket.connection))
         .collect::<Result<_, _>>()?;
     let refs: Vec<&ConnectionScope> = scopes.iter().collect();
-    let mut backlog = backlogs_in(conn, &refs).await?;
+    let mut backlog = backlogs_in(conn, backend, &refs).await?;
     for (task, scope) in tasks.iter_mut().zip(&scopes) {
         let b = backlog.entry(scope.clone()).or_insert(0);
         task.priority = PRIORITY_BASE - (*b).min(PRIORITY_BASE);

@@ -10,7 +10,9 @@ mod common;
 use apalis::prelude::TaskBuilder;
 use common::{event, job_for};
 use mlc_store::testing::backends;
-use mlc_store::{Backend, JobTicket, PRIORITY_BASE, Store, TASK_MAX_ATTEMPTS};
+use mlc_store::{
+    BACKLOG_COUNTED, Backend, ConnectionStore, JobTicket, PRIORITY_BASE, Store, TASK_MAX_ATTEMPTS,
+};
 
 /// The columns that describe a task (not its ID), read back as text so both backends compare
 /// alike: payload, queue, status, attempts, max attempts, `run_at` in Unix seconds, priority,
@@ -117,6 +119,81 @@ async fn the_store_writes_the_row_apalis_push_tasks_writes() {
     }
 }
 
+/// The priority of the apalis task of `event_id`'s job.
+async fn task_priority(connection: &ConnectionStore, event_id: &str) -> i64 {
+    let job = connection
+        .get_job_for_event(event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = task_row(connection.store(), job.task_id.as_deref().unwrap()).await;
+    row[6].as_deref().unwrap().parse().unwrap()
+}
+
+/// The fair-share priority: a connection's new task ranks behind its queued backlog, so another
+/// connection's first task goes ahead of a flood. The backlog is counted up to
+/// `BACKLOG_COUNTED` (counting walks the queued jobs inside the intake's commit); a connection
+/// further behind ranks as that far behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_ranks_behind_its_connections_backlog_counted_up_to_the_cap() {
+    for db in backends().await {
+        let flood = db.scoped().await;
+        let store = flood.store().clone();
+        let other = mlc_store::testing::connection(&store, "other", "main").await;
+        flood
+            .record_event(&event("evt_first", true), Some(job_for("evt_first")))
+            .await
+            .unwrap();
+        // The count includes the job being queued.
+        assert_eq!(task_priority(&flood, "evt_first").await, PRIORITY_BASE - 1);
+        flood
+            .record_event(&event("evt_second", true), Some(job_for("evt_second")))
+            .await
+            .unwrap();
+        assert_eq!(task_priority(&flood, "evt_second").await, PRIORITY_BASE - 2);
+
+        // Past the cap: BACKLOG_COUNTED + 10 queued in all.
+        let ids: Vec<String> = (0..BACKLOG_COUNTED as usize + 8)
+            .map(|i| format!("evt_flood_{i}"))
+            .collect();
+        for chunk in ids.chunks(100) {
+            futures::future::join_all(chunk.iter().map(|id| {
+                let flood = &flood;
+                async move {
+                    flood
+                        .record_event(&event(id, true), Some(job_for(id)))
+                        .await
+                }
+            }))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        }
+        flood
+            .record_event(&event("evt_late", true), Some(job_for("evt_late")))
+            .await
+            .unwrap();
+        assert_eq!(
+            task_priority(&flood, "evt_late").await,
+            PRIORITY_BASE - BACKLOG_COUNTED,
+            "{:?}",
+            db.backend()
+        );
+        other
+            .record_event(&event("evt_other", true), Some(job_for("evt_other")))
+            .await
+            .unwrap();
+        assert_eq!(
+            task_priority(&other, "evt_other").await,
+            PRIORITY_BASE - 1,
+            "{:?}: another connection's first task goes ahead of the flood",
+            db.backend()
+        );
+    }
+}
+
 /// Finished tasks older than the retention go; pending ones and recent ones stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_tasks_past_their_retention_are_vacuumed() {
@@ -220,8 +297,40 @@ async fn instances_starting_together_migrate_once() {
 /// apalis acknowledges a task with `UPDATE Jobs … FROM json_each(?1) … WHERE Jobs.id = … AND
 /// Jobs.lock_by = ?2` (`apalis-sqlite` 1.0.0, `queries/task/ack.sql`, copied here). Unsteered,
 /// SQLite walked every task the worker had ever locked for each acknowledgement (index `LIdx`),
-/// so the queue slowed as it grew. The store's planner statistics make it look the task up by
-/// ID, on a database just made and on one opened again.
+/// and every pending task (three times) to claim each fetched task (`queries/task/lock.sql`),
+/// so the queue slowed as it grew. The store's planner statistics make both look the task up by
+/// ID, on a database just made and on one of the release before opened again, and leave the orphan check
+/// (`queries/backend/reenqueue_orphaned.sql`) finding running tasks by status.
+const LOCK: &str = "EXPLAIN QUERY PLAN UPDATE Jobs SET status = 'Running', \
+    lock_at = strftime('%s', 'now'), lock_by = ?2 WHERE id IN (SELECT value FROM json_each(?1)) \
+    AND (status = 'Queued' OR status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))";
+const ORPHANS: &str = "EXPLAIN QUERY PLAN UPDATE Jobs SET status = 'Pending', done_at = NULL, \
+    lock_by = NULL, lock_at = NULL, attempts = attempts + 1, \
+    last_result = '{\"Err\": \"Re-enqueued due to worker heartbeat timeout.\"}' \
+    WHERE id IN (SELECT Jobs.id FROM Jobs INNER JOIN Workers ON lock_by = Workers.id \
+    WHERE (status = 'Running' OR status = 'Queued') \
+    AND strftime('%s', 'now') - Workers.last_seen >= ?1 AND Workers.worker_type = ?2 \
+    AND (?3 IS NULL OR Workers.id != ?3) AND (?4 IS NULL OR Workers.id = ?4))";
+
+/// The `detail` column of `sql`'s query plan (`sql` is an `EXPLAIN QUERY PLAN`).
+async fn explain(
+    pool: &sqlx::SqlitePool,
+    sql: &'static str,
+    binds: &[Option<&str>],
+) -> Vec<String> {
+    use sqlx::Row as _;
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(b.map(str::to_string));
+    }
+    q.fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
     const ACK: &str = "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, \
@@ -233,7 +342,7 @@ async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
         if db.backend() != Backend::Sqlite {
             continue;
         }
-        for opening in ["made", "reopened"] {
+        for opening in ["made", "reopened, from the release before"] {
             let store = Store::connect(db.url()).await.unwrap();
             let plan: Vec<String> = {
                 use sqlx::Row as _;
@@ -262,6 +371,35 @@ async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
                 !plan.iter().any(|d| d.contains("LIdx")),
                 "{opening}: {plan:?}"
             );
+            let pool = store.orm().get_sqlite_connection_pool();
+            let lock = explain(pool, LOCK, &[Some(r#"["t1","t2"]"#), Some("worker-1")]).await;
+            assert!(
+                lock.iter().any(
+                    |d| d.starts_with("SEARCH Jobs USING INDEX sqlite_autoindex_Jobs")
+                        && d.contains("(id=?)")
+                ) && !lock.iter().any(|d| d.contains("MULTI-INDEX OR")),
+                "{opening}: claiming fetched tasks must find each by its ID, not walk every \
+                 pending task: {lock:?}"
+            );
+            let orphans = explain(
+                pool,
+                ORPHANS,
+                &[Some("15"), Some("mlc.jobs"), Some("worker-1"), None],
+            )
+            .await;
+            assert!(
+                orphans
+                    .iter()
+                    .any(|d| d.contains("idx_jobs_status_run_at (status=?)"))
+                    && !orphans.iter().any(|d| d.contains("LIdx")),
+                "{opening}: the orphan check must find running tasks by status, not walk every \
+                 task a worker ever locked: {orphans:?}"
+            );
+            // As a database of the release before: only the acknowledgement's statistics.
+            sqlx::query("DELETE FROM sqlite_stat1 WHERE idx = 'idx_jobs_status_run_at'")
+                .execute(pool)
+                .await
+                .unwrap();
             store.close().await;
         }
     }
