@@ -645,10 +645,8 @@ async fn run_many(args: &PipelineArgs, url: &str) -> anyhow::Result<()> {
     let rps = total as f64 / busy;
     // The companies' scenarios differ in size, so even accounts kept at their limit from the
     // first request finish apart: the busiest sets the window, and the others idle in it.
-    let best_busy = companies
-        .iter()
-        .enumerate()
-        .map(|(i, _)| busy_window(&samples, Some(i), elapsed).2 as f64 / limit_rps)
+    let best_busy = (0..companies.len())
+        .map(|i| busy_window(&samples, Some(i), elapsed).2 as f64 / limit_rps)
         .fold(0.1, f64::max);
     let best_rps = total as f64 / best_busy;
     per_rps.sort_by(f64::total_cmp);

@@ -119,6 +119,14 @@ async fn the_store_writes_the_row_apalis_push_tasks_writes() {
     }
 }
 
+/// Records `event_id` with its job, as the intake does.
+async fn record(connection: &ConnectionStore, event_id: &str) {
+    connection
+        .record_event(&event(event_id, true), Some(job_for(event_id)))
+        .await
+        .unwrap();
+}
+
 /// The priority of the apalis task of `event_id`'s job.
 async fn task_priority(connection: &ConnectionStore, event_id: &str) -> i64 {
     let job = connection
@@ -140,16 +148,10 @@ async fn a_task_ranks_behind_its_connections_backlog_counted_up_to_the_cap() {
         let flood = db.scoped().await;
         let store = flood.store().clone();
         let other = mlc_store::testing::connection(&store, "other", "main").await;
-        flood
-            .record_event(&event("evt_first", true), Some(job_for("evt_first")))
-            .await
-            .unwrap();
+        record(&flood, "evt_first").await;
         // The count includes the job being queued.
         assert_eq!(task_priority(&flood, "evt_first").await, PRIORITY_BASE - 1);
-        flood
-            .record_event(&event("evt_second", true), Some(job_for("evt_second")))
-            .await
-            .unwrap();
+        record(&flood, "evt_second").await;
         assert_eq!(task_priority(&flood, "evt_second").await, PRIORITY_BASE - 2);
 
         // Past the cap: BACKLOG_COUNTED + 10 queued in all.
@@ -157,34 +159,16 @@ async fn a_task_ranks_behind_its_connections_backlog_counted_up_to_the_cap() {
             .map(|i| format!("evt_flood_{i}"))
             .collect();
         for chunk in ids.chunks(100) {
-            futures::future::join_all(chunk.iter().map(|id| {
-                let flood = &flood;
-                async move {
-                    flood
-                        .record_event(&event(id, true), Some(job_for(id)))
-                        .await
-                }
-            }))
-            .await
-            .into_iter()
-            .for_each(|r| {
-                r.unwrap();
-            });
+            futures::future::join_all(chunk.iter().map(|id| record(&flood, id))).await;
         }
-        flood
-            .record_event(&event("evt_late", true), Some(job_for("evt_late")))
-            .await
-            .unwrap();
+        record(&flood, "evt_late").await;
         assert_eq!(
             task_priority(&flood, "evt_late").await,
             PRIORITY_BASE - BACKLOG_COUNTED,
             "{:?}",
             db.backend()
         );
-        other
-            .record_event(&event("evt_other", true), Some(job_for("evt_other")))
-            .await
-            .unwrap();
+        record(&other, "evt_other").await;
         assert_eq!(
             task_priority(&other, "evt_other").await,
             PRIORITY_BASE - 1,
@@ -294,13 +278,13 @@ async fn instances_starting_together_migrate_once() {
     }
 }
 
-/// apalis acknowledges a task with `UPDATE Jobs … FROM json_each(?1) … WHERE Jobs.id = … AND
-/// Jobs.lock_by = ?2` (`apalis-sqlite` 1.0.0, `queries/task/ack.sql`, copied here). Unsteered,
-/// SQLite walked every task the worker had ever locked for each acknowledgement (index `LIdx`),
-/// and every pending task (three times) to claim each fetched task (`queries/task/lock.sql`),
-/// so the queue slowed as it grew. The store's planner statistics make both look the task up by
-/// ID, on a database just made and on one of the release before opened again, and leave the orphan check
-/// (`queries/backend/reenqueue_orphaned.sql`) finding running tasks by status.
+/// apalis 1.0.0's statements (`apalis-sqlite`, `queries/`), copied here: the acknowledgement,
+/// the claim of fetched tasks, the orphan check.
+const ACK: &str = "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, \
+    value ->> 'attempt' AS attempt, value ->> 'result' AS result, value ->> 'status' AS status \
+    FROM json_each(?1)) UPDATE Jobs SET status = j.status, attempts = j.attempt, \
+    last_result = j.result, done_at = strftime('%s', 'now') FROM j \
+    WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
 const LOCK: &str = "EXPLAIN QUERY PLAN UPDATE Jobs SET status = 'Running', \
     lock_at = strftime('%s', 'now'), lock_by = ?2 WHERE id IN (SELECT value FROM json_each(?1)) \
     AND (status = 'Queued' OR status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))";
@@ -331,31 +315,31 @@ async fn explain(
         .collect()
 }
 
+/// apalis acknowledges a task with `UPDATE Jobs … FROM json_each(?1) … WHERE Jobs.id = … AND
+/// Jobs.lock_by = ?2` (`apalis-sqlite` 1.0.0, `queries/task/ack.sql`, copied here). Unsteered,
+/// SQLite walked every task the worker had ever locked for each acknowledgement (index `LIdx`),
+/// and every pending task (three times) to claim each fetched task (`queries/task/lock.sql`),
+/// so the queue slowed as it grew. The store's planner statistics make both look the task up by
+/// ID, on a database just made and on one of the release before opened again, and leave the
+/// orphan check (`queries/backend/reenqueue_orphaned.sql`) finding running tasks by status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
-    const ACK: &str = "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, \
-        value ->> 'attempt' AS attempt, value ->> 'result' AS result, value ->> 'status' AS status \
-        FROM json_each(?1)) UPDATE Jobs SET status = j.status, attempts = j.attempt, \
-        last_result = j.result, done_at = strftime('%s', 'now') FROM j \
-        WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+async fn apalis_acknowledges_and_claims_each_task_by_id_on_sqlite() {
     for db in backends().await {
         if db.backend() != Backend::Sqlite {
             continue;
         }
         for opening in ["made", "reopened, from the release before"] {
             let store = Store::connect(db.url()).await.unwrap();
-            let plan: Vec<String> = {
-                use sqlx::Row as _;
-                sqlx::query(ACK)
-                    .bind(r#"[{"task_id":"t1","attempt":1,"result":"{}","status":"Done"}]"#)
-                    .bind("worker-1")
-                    .fetch_all(store.orm().get_sqlite_connection_pool())
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<String, _>("detail"))
-                    .collect()
-            };
+            let pool = store.orm().get_sqlite_connection_pool();
+            let plan = explain(
+                pool,
+                ACK,
+                &[
+                    Some(r#"[{"task_id":"t1","attempt":1,"result":"{}","status":"Done"}]"#),
+                    Some("worker-1"),
+                ],
+            )
+            .await;
             assert!(
                 plan.iter().any(|d| d.starts_with("SCAN json_each")),
                 "{opening}: {plan:?}"
@@ -371,7 +355,6 @@ async fn acknowledging_a_task_looks_it_up_by_id_on_sqlite() {
                 !plan.iter().any(|d| d.contains("LIdx")),
                 "{opening}: {plan:?}"
             );
-            let pool = store.orm().get_sqlite_connection_pool();
             let lock = explain(pool, LOCK, &[Some(r#"["t1","t2"]"#), Some("worker-1")]).await;
             assert!(
                 lock.iter().any(
