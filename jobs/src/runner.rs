@@ -12,7 +12,7 @@
 //! - apalis' default orphan window is 1 minute (SQLite) or 5 (PostgreSQL): ours is a short
 //!   heartbeat with three missed beats, so a SIGKILLed job runs again within seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -140,8 +140,11 @@ impl Schedule {
 const MISSED_HEARTBEATS: usize = 3;
 /// Connections that had a task within this window count as wanting this worker's slots.
 const CONTENDED_WINDOW: Duration = Duration::from_secs(5);
-/// How long a task over its connection's cap is put off.
+/// How long a task over its connection's cap is put off, at most: a slot its connection gives
+/// back here brings it forward sooner (see [`Shared::parked`]).
 const CAP_DEFER_MS: i64 = 1_000;
+/// Tasks remembered per connection for bringing forward; any more wait out `CAP_DEFER_MS`.
+const PARKED_PER_CONNECTION: usize = 256;
 /// Restart back-off of the supervised apalis worker.
 const RESTART_MIN: Duration = Duration::from_millis(250);
 const RESTART_MAX: Duration = Duration::from_secs(30);
@@ -171,6 +174,13 @@ struct Shared<H> {
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
     /// When each connection last had a task here: the cap applies while several do.
     recent: Mutex<HashMap<ConnectionScope, Instant>>,
+    /// Each connection's tasks put off at its cap, oldest first. Each slot the connection gives
+    /// back brings the oldest forward; left to wait out `CAP_DEFER_MS`, a small tenant's burst
+    /// (all of it put off at once, being first in line) ran a few jobs a second while a flooding
+    /// tenant's tasks took the slots it left.
+    parked: Mutex<HashMap<ConnectionScope, VecDeque<String>>>,
+    /// Wakes the worker to claim a task brought forward.
+    wake: Arc<Notify>,
     schedules: HashMap<String, Schedule>,
 }
 
@@ -197,6 +207,60 @@ impl<H> Drop for Slot<'_, H> {
 }
 
 impl<H> Shared<H> {
+    /// Whether `scope` has a slot free here now (as [`Shared::take_slot`] would see it).
+    fn has_room(&self, scope: &ConnectionScope) -> bool {
+        let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(scope).is_none_or(|n| *n < self.cap)
+    }
+
+    fn park(&self, scope: &ConnectionScope, task_id: String) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = parked.entry(scope.clone()).or_default();
+        if queue.len() < PARKED_PER_CONNECTION {
+            queue.push_back(task_id);
+        }
+    }
+
+    /// Forgets `task_id` as parked: it was claimed (due, or brought forward).
+    fn unpark(&self, scope: &ConnectionScope, task_id: &str) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(queue) = parked.get_mut(scope) {
+            queue.retain(|t| t != task_id);
+            if queue.is_empty() {
+                parked.remove(scope);
+            }
+        }
+    }
+
+    fn next_parked(&self, scope: &ConnectionScope) -> Option<String> {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = parked.get_mut(scope)?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            parked.remove(scope);
+        }
+        next
+    }
+
+    /// Brings `scope`'s oldest parked task forward (one still waiting to be claimed) and wakes
+    /// the worker. A failure only leaves the task to its own time, so it is logged, not raised.
+    async fn release_parked(&self, scope: &ConnectionScope) {
+        while let Some(task_id) = self.next_parked(scope) {
+            match self.store.pull_forward(&task_id).await {
+                Ok(true) => {
+                    self.wake.notify_one();
+                    return;
+                }
+                // Claimed meanwhile (by another instance, or due): the next one.
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bring a put-off task forward; it runs at its time");
+                    return;
+                }
+            }
+        }
+    }
+
     /// A slot for a job of `scope`, unless the connection has its share of this worker while
     /// other connections have work too. With one connection busy (a single-company install, or
     /// one tenant active at a time) the cap would only leave slots idle, so it does not apply.
@@ -275,6 +339,8 @@ impl<H: JobHandler> Worker<H> {
             attempts: tokio_util::task::TaskTracker::new(),
             in_flight: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
+            wake: self.notify.clone(),
             schedules: self
                 .schedules
                 .iter()
@@ -600,13 +666,22 @@ async fn run_job<H: JobHandler>(
     worker: &str,
 ) -> Result<(), BoxDynError> {
     let scope = ticket.scope()?;
-    let Some(_slot) = shared.take_slot(&scope) else {
-        // The connection has its share of this worker: put the job off a moment, unstarted.
+    shared.unpark(&scope, &task_id);
+    let Some(slot) = shared.take_slot(&scope) else {
+        // The connection has its share of this worker: put the job off, unstarted, until the
+        // connection gives a slot back (or `CAP_DEFER_MS` has passed).
         metrics::counter!(JOBS_DEFERRED, "reason" => "connection_cap").increment(1);
-        shared
+        if let Some(later) = shared
             .store
             .defer(&ticket.job, &task_id, CAP_DEFER_MS)
-            .await?;
+            .await?
+        {
+            shared.park(&scope, later);
+            // Its slots may all have come back while it was being put off.
+            if shared.has_room(&scope) {
+                shared.release_parked(&scope).await;
+            }
+        }
         return Ok(());
     };
     if let Some(delay) = shared.handler.defer_for(&scope, shared.slots).await {
@@ -615,13 +690,18 @@ async fn run_job<H: JobHandler>(
         shared.store.defer(&ticket.job, &task_id, after_ms).await?;
         return Ok(());
     }
-    let job = match shared.store.start(&ticket.job, &task_id, worker).await? {
-        Start::Run(job) => job,
-        Start::Stale | Start::GaveUp => return Ok(()),
+    let result = match shared.store.start(&ticket.job, &task_id, worker).await {
+        Ok(Start::Run(job)) => run_attempt(&shared.store, shared.handler.clone(), job, task_id)
+            .await
+            .map_err(Into::into),
+        Ok(Start::Stale | Start::GaveUp) => Ok(()),
+        Err(e) => Err(e.into()),
     };
-    run_attempt(&shared.store, shared.handler.clone(), job, task_id)
-        .await
-        .map_err(Into::into)
+    // The slot is free: the connection's oldest task put off at its cap takes it. (Not after
+    // an account-busy deferral above: its account has no room for more of its work.)
+    drop(slot);
+    shared.release_parked(&scope).await;
+    result
 }
 
 /// Runs a started job's handler and records its outcome, in a span that carries its tenant and

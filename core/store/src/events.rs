@@ -18,7 +18,7 @@ use crate::queue::{Start, defer_in, finish_in, start_in};
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
 use crate::store::Store;
-use crate::tasks::{NewTask, prioritise_in, push_tasks_in};
+use crate::tasks::{NewTask, prioritise_in, pull_forward_in, push_tasks_in};
 
 /// A message to the writer task.
 pub(crate) enum WriterMsg {
@@ -62,6 +62,11 @@ pub(crate) enum WriteOp {
         job_id: String,
         task_id: String,
         after_ms: i64,
+        reply: oneshot::Sender<Result<Option<String>, StoreError>>,
+    },
+    /// A put-off task made due now (see [`Store::pull_forward`]).
+    PullForward {
+        task_id: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     /// A posting or link the job wrote (see [`crate::links::LinkWrite`]).
@@ -80,7 +85,8 @@ enum OpResult {
     Finish(Result<JobState, StoreError>),
     Audit(Result<i64, StoreError>),
     Link(Result<(), StoreError>),
-    Defer(Result<bool, StoreError>),
+    Defer(Result<Option<String>, StoreError>),
+    PullForward(Result<bool, StoreError>),
 }
 
 impl WriteOp {
@@ -125,6 +131,14 @@ impl WriteOp {
                 conn, db.backend, &db.queue, job_id, task_id, *after_ms, now,
             )
             .await?)),
+            WriteOp::PullForward { task_id, .. } => OpResult::PullForward(Ok(pull_forward_in(
+                conn,
+                db.backend,
+                &db.queue,
+                std::slice::from_ref(task_id),
+            )
+            .await?
+                > 0)),
             WriteOp::Link { scope, write, .. } => {
                 write.apply(conn, db.backend, scope, now).await?;
                 OpResult::Link(Ok(()))
@@ -150,6 +164,9 @@ impl WriteOp {
             (WriteOp::Defer { reply, .. }, OpResult::Defer(r)) => {
                 let _ = reply.send(r);
             }
+            (WriteOp::PullForward { reply, .. }, OpResult::PullForward(r)) => {
+                let _ = reply.send(r);
+            }
             (op, _) => op.fail(StoreError::Database("mismatched write result".into())),
         }
     }
@@ -169,6 +186,9 @@ impl WriteOp {
                 let _ = reply.send(Err(e));
             }
             WriteOp::Defer { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            WriteOp::PullForward { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }

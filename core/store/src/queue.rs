@@ -92,7 +92,7 @@ pub(crate) async fn defer_in(
     task_id: &str,
     after_ms: i64,
     now: UnixMillis,
-) -> Result<bool, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let next_id = new_task_id();
     let run_at = now.saturating_add(after_ms.max(0));
     let row = sqlx::query(
@@ -109,12 +109,12 @@ pub(crate) async fn defer_in(
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
-    let Some(row) = row else { return Ok(false) };
+    let Some(row) = row else { return Ok(None) };
     let mut task = NewTask::new(job_id, &scope_of(&row)?, run_at);
-    task.id = next_id;
+    task.id = next_id.clone();
     prioritise_in(&mut *conn, backend, std::slice::from_mut(&mut task)).await?;
     push_tasks_in(&mut *conn, backend, queue, &[task]).await?;
-    Ok(true)
+    Ok(Some(next_id))
 }
 
 pub(crate) async fn start_in(
@@ -421,19 +421,31 @@ impl Store {
     /// NetSuite account at its concurrency limit) to a new task due `after_ms` from now. No
     /// attempt is used and no audit entry written: nothing happened to the job. A job still
     /// `running` under `task_id` is one whose worker died (apalis re-ran its task): it moves too,
-    /// or nothing would ever run it again. Returns whether `task_id` still carried the job.
+    /// or nothing would ever run it again. Returns the new task, or `None` when `task_id` no
+    /// longer carried the job.
     pub async fn defer(
         &self,
         job_id: &str,
         task_id: &str,
         after_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         // Through the group-commit writer: on SQLite a deferral of its own was a commit under the
         // one write lock, taking turns with the jobs' writes it made way for.
         self.write_op(|reply| WriteOp::Defer {
             job_id: job_id.to_string(),
             task_id: task_id.to_string(),
             after_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Makes a task put off by [`Store::defer`] due now, e.g. once its connection has a slot
+    /// again. Returns whether it was still waiting to be claimed (one already claimed, or gone,
+    /// is left alone).
+    pub async fn pull_forward(&self, task_id: &str) -> Result<bool, StoreError> {
+        self.write_op(|reply| WriteOp::PullForward {
+            task_id: task_id.to_string(),
             reply,
         })
         .await

@@ -653,17 +653,19 @@ async fn defer_moves_an_unstarted_job_to_a_later_task() {
         let store = db.scoped().await;
         let id = store.enqueue(plain_job("defer", 3)).await.unwrap().unwrap();
         let task = store.get_job(&id).await.unwrap().unwrap().task_id.unwrap();
-        assert!(
-            !store
+        assert_eq!(
+            store
                 .store()
                 .defer(&id, &unknown_task(), 60_000)
                 .await
-                .unwrap()
+                .unwrap(),
+            None
         );
         let before = now_millis();
-        assert!(store.store().defer(&id, &task, 60_000).await.unwrap());
+        let moved_to = store.store().defer(&id, &task, 60_000).await.unwrap();
         let job = store.get_job(&id).await.unwrap().unwrap();
         let later = job.task_id.clone().unwrap();
+        assert_eq!(moved_to.as_deref(), Some(later.as_str()));
         assert_ne!(later, task);
         assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
         assert!(store.audit_for_job(&id).await.unwrap().is_empty());
@@ -672,12 +674,17 @@ async fn defer_moves_an_unstarted_job_to_a_later_task() {
             store.store().start(&id, &task, "w").await.unwrap(),
             Start::Stale
         ));
+        // Brought forward (its connection has a slot again): due now. A task that is not
+        // waiting (here: none by that ID) is left alone.
+        assert!(!store.store().pull_forward(&unknown_task()).await.unwrap());
+        assert!(store.store().pull_forward(&later).await.unwrap());
+        assert!(pending_task(store.store(), &later).await <= now_millis());
         // A job left running by a worker that died is deferred too when apalis re-runs its task
         // (or nothing would run it again): back to queued, on a new task, the attempt kept.
         let Start::Run(_) = store.store().start(&id, &later, "w").await.unwrap() else {
             panic!("the later task starts it")
         };
-        assert!(store.store().defer(&id, &later, 0).await.unwrap());
+        assert!(store.store().defer(&id, &later, 0).await.unwrap().is_some());
         let job = store.get_job(&id).await.unwrap().unwrap();
         assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
         assert_ne!(job.task_id.as_deref(), Some(later.as_str()));
@@ -696,12 +703,13 @@ async fn defer_moves_an_unstarted_job_to_a_later_task() {
             .finish(&id, job.task_id.as_deref().unwrap(), JobOutcome::Succeeded)
             .await
             .unwrap();
-        assert!(
-            !store
+        assert_eq!(
+            store
                 .store()
                 .defer(&id, job.task_id.as_deref().unwrap(), 0)
                 .await
-                .unwrap()
+                .unwrap(),
+            None
         );
     }
 }
