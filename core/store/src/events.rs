@@ -435,6 +435,17 @@ async fn commit_batch(db: &Db, held: &mut Held, batch: Vec<RecordRequest>) {
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound-parameter limit (13 per event).
 const CHUNK: usize = 200;
 
+/// `n` numbered parameters from `$first` on, for an `IN (…)` list (`row`: each as a VALUES row,
+/// `($3), ($4)`). Both stores take `$N`; these lists follow other numbered parameters, and are
+/// short and off the hot path (the writer's multi-row statements use [`values_sql`]).
+pub(crate) fn numbered_params(first: usize, n: usize, row: bool) -> String {
+    let (open, close) = if row { ("(", ")") } else { ("", "") };
+    (first..first + n)
+        .map(|k| format!("{open}${k}{close}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `n` rows of `template` for a multi-row VALUES: every `?` in a column is the next parameter,
 /// and the rest is copied as it is (`'queued'`, `to_timestamp(? / 1000.0)`).
 ///
@@ -905,7 +916,8 @@ impl ConnectionStore {
         // Parameters are numbered in the order they are bound: all texts first, then integers.
         let mut conds_text: Vec<String> = Vec::new();
         let mut conds_int: Vec<String> = Vec::new();
-        // The few jobs a status filter starts from: the numbers of their parameters.
+        // The few jobs a status filter starts from: the number of their first parameter, and
+        // how many.
         let mut few = None;
         match filter.status.as_deref() {
             None | Some("") => {}
@@ -913,7 +925,7 @@ impl ConnectionStore {
             Some(s) => match self.few_jobs_in(&mut conn, s).await? {
                 Some(jobs) if jobs.is_empty() => return Ok(Vec::new()),
                 Some(jobs) => {
-                    few = Some(texts.len() + 1..texts.len() + 1 + jobs.len());
+                    few = Some((texts.len() + 1, jobs.len()));
                     texts.extend(jobs);
                 }
                 None => {
@@ -989,14 +1001,11 @@ impl ConnectionStore {
         // read for the rows passed over, skipped by the offset or sorted.
         let mut sql = match few {
             // The jobs first (the CTE's rows drive the join on both backends), then sorted.
-            Some(numbers) => format!(
+            Some((first, n)) => format!(
                 "WITH few(job_id) AS (VALUES {}) SELECT e.event_id AS page_event_id \
                  FROM few CROSS JOIN events e \
                  WHERE e.tenant_id = $1 AND e.connection_id = $2 AND e.job_id = few.job_id",
-                numbers
-                    .map(|k| format!("(${k})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                numbered_params(first, n, true)
             ),
             None => "SELECT e.event_id AS page_event_id FROM events e \
                      WHERE e.tenant_id = $1 AND e.connection_id = $2"
@@ -1033,10 +1042,7 @@ impl ConnectionStore {
         // 2. Its rows, by key, with their jobs; put in the keys' order here. The keys drive the
         // join, so each is one lookup by primary key (`event_id IN (…)` led SQLite, which keeps
         // no statistics for these tables, to scan the connection's list on a covering index).
-        let list = (0..keys.len())
-            .map(|i| format!("(${})", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = numbered_params(3, keys.len(), true);
         let sql = format!(
             "WITH page(event_id) AS (VALUES {list}) \
              SELECT e.event_id, e.event_type, e.object_id, e.received_at, \
@@ -1106,10 +1112,7 @@ impl ConnectionStore {
         ids.dedup();
         // A page is at most a few hundred events; chunked anyway, for the bound-parameter limit.
         for chunk in ids.chunks(500) {
-            let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 3))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = numbered_params(3, chunk.len(), false);
             let sql = format!(
                 "SELECT id, at, event_id, job_id, stripe_object_id, step, message, data \
                  FROM audit WHERE tenant_id = $1 AND connection_id = $2 AND event_id IN ({list}) \
@@ -1635,5 +1638,12 @@ mod tests {
             values_sql(Backend::Sqlite, 2, &template),
             "(?, 1, f(? / 10)), (?, 1, f(? / 10))"
         );
+    }
+
+    #[test]
+    fn numbered_params_follow_the_parameters_before_them() {
+        assert_eq!(numbered_params(3, 3, false), "$3, $4, $5");
+        assert_eq!(numbered_params(2, 2, true), "($2), ($3)");
+        assert_eq!(numbered_params(1, 0, false), "");
     }
 }

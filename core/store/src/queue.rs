@@ -7,7 +7,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::db::{JOB_COLUMNS, Rls, db_err, get, insert_audit, job_from_row, to_i32};
-use crate::events::WriteOp;
+use crate::events::{WriteOp, numbered_params};
 use crate::model::{Backend, Job, JobOutcome, JobState, NewAudit, NewJob, StoreError};
 use crate::retry::RetryPolicy;
 use crate::scope::{ConnectionScope, ConnectionStore};
@@ -500,10 +500,7 @@ impl crate::scope::TenantStore {
     {
         let mut out = std::collections::HashMap::new();
         for chunk in connections.chunks(500) {
-            let list = (2..chunk.len() + 2)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = numbered_params(2, chunk.len(), false);
             let sql = format!(
                 "SELECT connection_id, state, COUNT(*) AS n FROM sync_jobs \
                  WHERE tenant_id = $1 AND connection_id IN ({list}) GROUP BY connection_id, state"
@@ -571,10 +568,7 @@ impl ConnectionStore {
         let mut queued = 0;
         // Bounded statements: one chunk's IDs are bound as parameters.
         for chunk in event_ids.chunks(500) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = numbered_params(1, chunk.len(), false);
             let (t, c) = (chunk.len() + 1, chunk.len() + 2);
             queued += self
                 .requeue(

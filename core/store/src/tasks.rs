@@ -167,10 +167,7 @@ pub(crate) async fn pull_forward_in(
 ) -> Result<u64, StoreError> {
     let mut n = 0;
     for chunk in task_ids.chunks(CHUNK) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::events::numbered_params(2, chunk.len(), false);
         let sql = match backend {
             Backend::Sqlite => format!(
                 "UPDATE Jobs SET run_at = strftime('%s', 'now') \
