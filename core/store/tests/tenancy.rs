@@ -1021,6 +1021,84 @@ async fn postgres_row_level_security_holds_for_a_query_without_a_tenant_filter()
     }
 }
 
+/// Databases on one server share its roles, so several migrating at once (a test suite; one
+/// database per environment deployed together) race to make the migrating role a member of
+/// `mlc_service`: the loser's `GRANT` fails on the membership's unique index, and its migration
+/// failed with it. A new role that may create roles migrates six new databases at once: each
+/// migration succeeds, and the role ends a member of `mlc_service`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn databases_migrating_at_once_on_one_server_all_succeed() {
+    use sqlx::Connection as _;
+    const DATABASES: usize = 6;
+    let Some(base) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return; // PostgreSQL only: a SQLite file has no roles.
+    };
+    let base = base.trim().to_string();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let role = format!("mlc_race_{}", &tag[..12]);
+    let names: Vec<String> = (0..DATABASES)
+        .map(|i| format!("mlc_t_{}_{i}", &tag[..12]))
+        .collect();
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&base).await.unwrap();
+    // Generated names (hex), so formatting them into SQL is safe.
+    let setup = std::iter::once(format!("CREATE ROLE {role} LOGIN CREATEROLE")).chain(
+        names
+            .iter()
+            .map(|n| format!("CREATE DATABASE {n} OWNER {role}")),
+    );
+    for sql in setup {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let urls: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_username(&role).unwrap();
+            url.set_password(None).unwrap();
+            url.set_path(&format!("/{n}"));
+            url.to_string()
+        })
+        .collect();
+    let opened = futures::future::join_all(urls.iter().map(|u| Store::connect(u))).await;
+    let mut failed = Vec::new();
+    for (name, store) in names.iter().zip(opened) {
+        match store {
+            Ok(store) => store.close().await,
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    let member = sqlx::query(
+        "SELECT COUNT(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+         JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'mlc_service' AND u.rolname = $1",
+    )
+    .bind(role.clone())
+    .fetch_one(&mut admin)
+    .await
+    .map(|row| sqlx::Row::get::<i64, _>(&row, 0));
+    let teardown = names
+        .iter()
+        .map(|n| format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+        .chain([format!("DROP ROLE IF EXISTS {role}")]);
+    for sql in teardown {
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut admin)
+            .await
+        {
+            eprintln!("cleaning up: {sql}: {e}");
+        }
+    }
+    let _ = admin.close().await;
+    assert!(failed.is_empty(), "migrations failed: {failed:#?}");
+    assert_eq!(member.unwrap(), 1, "{role} is not a member of mlc_service");
+}
+
 // ---------------------------------------------------------------------------------------------
 // API keys.
 
