@@ -1021,6 +1021,122 @@ async fn postgres_row_level_security_holds_for_a_query_without_a_tenant_filter()
     }
 }
 
+/// A role of its own and new databases it owns, on the `TEST_DATABASE_URL` server (roles are
+/// the server's, so each test makes its own); dropped by [`ScratchRole::drop_all`].
+struct ScratchRole {
+    admin: sqlx::AnyConnection,
+    base: String,
+    role: String,
+    names: Vec<String>,
+}
+
+impl ScratchRole {
+    /// `None` without `TEST_DATABASE_URL`: roles are PostgreSQL's (a SQLite file has none).
+    async fn create(options: &str, databases: usize) -> Option<ScratchRole> {
+        use sqlx::Connection as _;
+        let base = std::env::var("TEST_DATABASE_URL").ok()?;
+        let base = base.trim().to_string();
+        if base.is_empty() {
+            return None;
+        }
+        sqlx::any::install_default_drivers();
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let role = format!("mlc_scratch_{}", &tag[..12]);
+        let names: Vec<String> = (0..databases)
+            .map(|i| format!("mlc_t_{}_{i}", &tag[..12]))
+            .collect();
+        let mut admin = sqlx::AnyConnection::connect(&base).await.unwrap();
+        // Generated names (hex) and the callers' fixed options: safe to format into SQL.
+        let setup = std::iter::once(format!("CREATE ROLE {role} LOGIN {options}")).chain(
+            names
+                .iter()
+                .map(|n| format!("CREATE DATABASE {n} OWNER {role}")),
+        );
+        for sql in setup {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        Some(ScratchRole {
+            admin,
+            base,
+            role,
+            names,
+        })
+    }
+
+    /// Each database's URL, connecting as the role.
+    fn urls(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .map(|n| {
+                let mut url = url::Url::parse(&self.base).unwrap();
+                url.set_username(&self.role).unwrap();
+                url.set_password(None).unwrap();
+                url.set_path(&format!("/{n}"));
+                url.to_string()
+            })
+            .collect()
+    }
+
+    /// Opens a store on each database at once (each migrates it); the failures, by database.
+    async fn migrate_all(&self) -> Vec<String> {
+        let urls = self.urls();
+        let opened = futures::future::join_all(urls.iter().map(|u| Store::connect(u))).await;
+        let mut failed = Vec::new();
+        for (name, store) in self.names.iter().zip(opened) {
+            match store {
+                Ok(store) => store.close().await,
+                Err(e) => failed.push(format!("{name}: {e}")),
+            }
+        }
+        failed
+    }
+
+    /// As a DBA would: membership in `mlc_service`, without the right to grant it on.
+    async fn grant_service(&mut self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "GRANT mlc_service TO {}",
+            self.role
+        )))
+        .execute(&mut self.admin)
+        .await
+        .unwrap();
+    }
+
+    /// Whether the role is a member of `mlc_service`.
+    async fn acts_as_service(&mut self) -> bool {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+             JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'mlc_service' AND u.rolname = $1",
+        )
+        .bind(self.role.clone())
+        .fetch_one(&mut self.admin)
+        .await
+        .unwrap();
+        sqlx::Row::get::<i64, _>(&row, 0) > 0
+    }
+
+    async fn drop_all(mut self) {
+        use sqlx::Connection as _;
+        let teardown = self
+            .names
+            .iter()
+            .map(|n| format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+            .chain([format!("DROP ROLE IF EXISTS {}", self.role)]);
+        for sql in teardown {
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut self.admin)
+                .await
+            {
+                eprintln!("cleaning up: {sql}: {e}");
+            }
+        }
+        let _ = self.admin.close().await;
+    }
+}
+
 /// Databases on one server share its roles, so several migrating at once (a test suite; one
 /// database per environment deployed together) race to make the migrating role a member of
 /// `mlc_service`: the loser's `GRANT` fails on the membership's unique index, and its migration
@@ -1028,75 +1144,68 @@ async fn postgres_row_level_security_holds_for_a_query_without_a_tenant_filter()
 /// migration succeeds, and the role ends a member of `mlc_service`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn databases_migrating_at_once_on_one_server_all_succeed() {
-    use sqlx::Connection as _;
-    const DATABASES: usize = 6;
-    let Some(base) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        return; // PostgreSQL only: a SQLite file has no roles.
+    let Some(mut scratch) = ScratchRole::create("CREATEROLE", 6).await else {
+        return;
     };
-    let base = base.trim().to_string();
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let role = format!("mlc_race_{}", &tag[..12]);
-    let names: Vec<String> = (0..DATABASES)
-        .map(|i| format!("mlc_t_{}_{i}", &tag[..12]))
-        .collect();
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&base).await.unwrap();
-    // Generated names (hex), so formatting them into SQL is safe.
-    let setup = std::iter::once(format!("CREATE ROLE {role} LOGIN CREATEROLE")).chain(
-        names
-            .iter()
-            .map(|n| format!("CREATE DATABASE {n} OWNER {role}")),
-    );
-    for sql in setup {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
+    let failed = scratch.migrate_all().await;
+    let member = scratch.acts_as_service().await;
+    let role = scratch.role.clone();
+    scratch.drop_all().await;
+    assert!(failed.is_empty(), "migrations failed: {failed:#?}");
+    assert!(member, "{role} is not a member of mlc_service");
+}
+
+/// A DBA made `mlc_service` and granted it to the database's owner, without `ADMIN OPTION`: the
+/// migration's own grant is refused (it needed that option), the migration goes on, and the
+/// role acts as `mlc_service`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_role_granted_mlc_service_without_admin_option_migrates() {
+    for db in backends().await {
+        db.store().await.close().await;
+    }
+    let Some(mut scratch) = ScratchRole::create("NOCREATEROLE", 1).await else {
+        return;
+    };
+    scratch.grant_service().await;
+    let failed = scratch.migrate_all().await;
+    let member = scratch.acts_as_service().await;
+    scratch.drop_all().await;
+    assert!(failed.is_empty(), "migration failed: {failed:#?}");
+    assert!(member);
+}
+
+/// A database owned by a plain role (it may not create roles, nor grant `mlc_service`), on a
+/// server where `mlc_service` already exists (another database made it): the migration still
+/// succeeds, and the store runs as that role, which row-level security binds as the tables'
+/// owner (FORCE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_role_migrates_its_database_where_mlc_service_exists() {
+    // Any store on the server first, so that `mlc_service` exists.
+    for db in backends().await {
+        db.store().await.close().await;
+    }
+    let Some(mut scratch) = ScratchRole::create("NOCREATEROLE", 1).await else {
+        return;
+    };
+    let failed = scratch.migrate_all().await;
+    let member = scratch.acts_as_service().await;
+    // It works as that role: a webhook recorded for one tenant, its job queued, none for another.
+    let (mut queued, mut others) = (None, None);
+    if failed.is_empty() {
+        let store = Store::connect(&scratch.urls()[0]).await.unwrap();
+        let (acme, globex) = acme_and_globex(&store).await;
+        acme.record_event(&event("evt_plain", true), Some(job_for("evt_plain")))
             .await
             .unwrap();
+        let count = |counts: Vec<(JobState, i64)>| -> i64 { counts.iter().map(|(_, n)| n).sum() };
+        queued = Some(count(acme.job_counts().await.unwrap()));
+        others = Some(count(globex.job_counts().await.unwrap()));
+        store.close().await;
     }
-    let urls: Vec<String> = names
-        .iter()
-        .map(|n| {
-            let mut url = url::Url::parse(&base).unwrap();
-            url.set_username(&role).unwrap();
-            url.set_password(None).unwrap();
-            url.set_path(&format!("/{n}"));
-            url.to_string()
-        })
-        .collect();
-    let opened = futures::future::join_all(urls.iter().map(|u| Store::connect(u))).await;
-    let mut failed = Vec::new();
-    for (name, store) in names.iter().zip(opened) {
-        match store {
-            Ok(store) => store.close().await,
-            Err(e) => failed.push(format!("{name}: {e}")),
-        }
-    }
-    let member = sqlx::query(
-        "SELECT COUNT(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
-         JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'mlc_service' AND u.rolname = $1",
-    )
-    .bind(role.clone())
-    .fetch_one(&mut admin)
-    .await
-    .map(|row| sqlx::Row::get::<i64, _>(&row, 0));
-    let teardown = names
-        .iter()
-        .map(|n| format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
-        .chain([format!("DROP ROLE IF EXISTS {role}")]);
-    for sql in teardown {
-        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(&mut admin)
-            .await
-        {
-            eprintln!("cleaning up: {sql}: {e}");
-        }
-    }
-    let _ = admin.close().await;
-    assert!(failed.is_empty(), "migrations failed: {failed:#?}");
-    assert_eq!(member.unwrap(), 1, "{role} is not a member of mlc_service");
+    scratch.drop_all().await;
+    assert!(failed.is_empty(), "migration failed: {failed:#?}");
+    assert!(!member);
+    assert_eq!((queued, others), (Some(1), Some(0)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,8 +22,13 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mlc_service') THEN
         BEGIN
             EXECUTE format('GRANT mlc_service TO %I', current_user);
-        EXCEPTION WHEN unique_violation THEN
-            NULL; -- granted by a migration of another database at the same moment
+        EXCEPTION
+            WHEN unique_violation THEN
+                NULL; -- granted by a migration of another database at the same moment
+            -- A role that may not grant it (made by another database's migration): the store
+            -- runs as this role, which FORCE binds to the policies as the tables' owner.
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'role mlc_service not granted to %: the store will run as it', current_user;
         END;
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO mlc_service', current_schema());
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO mlc_service', current_schema());
