@@ -666,13 +666,15 @@ async fn migrate_apalis_sqlite(
 ///
 /// The statistics say what is true (one worker locks very many tasks; a status is shared by very
 /// many), so both look each task up by `id`. apalis' other statements keep their plans: the
-/// orphan check still finds running tasks by status. Each is written once; a later `ANALYZE`
-/// replaces them with measured ones, which say the same. `true` when any was written.
+/// orphan check still finds running tasks by status.
 const APALIS_PLANNER_STATS: [(&str, &str, &str); 2] = [
     ("Jobs", "LIdx", "1000000 100000"),
     ("Jobs", "idx_jobs_status_run_at", "1000000 20000 2"),
 ];
 
+/// Writes each of [`APALIS_PLANNER_STATS`] that is missing (so a database of an older release
+/// gets the new ones at its next start); a later `ANALYZE` replaces them with measured ones,
+/// which say the same. `true` when any was written: the pool must reopen to load them.
 async fn steer_apalis_plans(db: &sea_orm::DatabaseConnection) -> Result<bool, StoreError> {
     let pool = db.get_sqlite_connection_pool();
     let stat_table: Option<(String,)> =

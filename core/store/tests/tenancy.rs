@@ -1105,6 +1105,15 @@ impl ScratchRole {
         .unwrap();
     }
 
+    /// A role that may not create roles, on a server where `mlc_service` exists (a store opened
+    /// on any database of the server makes it).
+    async fn plain_where_service_exists() -> Option<ScratchRole> {
+        for db in backends().await {
+            db.store().await.close().await;
+        }
+        ScratchRole::create("NOCREATEROLE", 1).await
+    }
+
     /// Whether the role is a member of `mlc_service`.
     async fn acts_as_service(&mut self) -> bool {
         let row = sqlx::query(
@@ -1160,10 +1169,7 @@ async fn databases_migrating_at_once_on_one_server_all_succeed() {
 /// role acts as `mlc_service`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_role_granted_mlc_service_without_admin_option_migrates() {
-    for db in backends().await {
-        db.store().await.close().await;
-    }
-    let Some(mut scratch) = ScratchRole::create("NOCREATEROLE", 1).await else {
+    let Some(mut scratch) = ScratchRole::plain_where_service_exists().await else {
         return;
     };
     scratch.grant_service().await;
@@ -1180,11 +1186,7 @@ async fn a_role_granted_mlc_service_without_admin_option_migrates() {
 /// owner (FORCE).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plain_role_migrates_its_database_where_mlc_service_exists() {
-    // Any store on the server first, so that `mlc_service` exists.
-    for db in backends().await {
-        db.store().await.close().await;
-    }
-    let Some(mut scratch) = ScratchRole::create("NOCREATEROLE", 1).await else {
+    let Some(mut scratch) = ScratchRole::plain_where_service_exists().await else {
         return;
     };
     let failed = scratch.migrate_all().await;
