@@ -240,9 +240,9 @@ pub async fn run(args: &QueueArgs) -> anyhow::Result<()> {
             if done >= args.jobs as i64 {
                 break;
             }
-            // The count reads the whole queue, and a poll every 20 ms took a third of
-            // PostgreSQL's active time with 20,000 queued: after the first job, poll every 1% of
-            // the time so far (20–500 ms), which bounds both that cost and the clock's error.
+            // The count reads the whole queue: polled every 20 ms, it was in a third of
+            // PostgreSQL's active samples with 20,000 queued. After the first job, poll every 1%
+            // of the time so far (20–500 ms), which bounds both its cost and the clock's error.
             let pause = (started.elapsed() / 100)
                 .clamp(Duration::from_millis(20), Duration::from_millis(500));
             tokio::time::sleep(if first_done.is_some() {
