@@ -1115,7 +1115,7 @@ impl ScratchRole {
     }
 
     /// Whether the role is a member of `mlc_service`.
-    async fn acts_as_service(&mut self) -> bool {
+    async fn is_service_member(&mut self) -> bool {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
              JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'mlc_service' AND u.rolname = $1",
@@ -1157,7 +1157,7 @@ async fn databases_migrating_at_once_on_one_server_all_succeed() {
         return;
     };
     let failed = scratch.migrate_all().await;
-    let member = scratch.acts_as_service().await;
+    let member = scratch.is_service_member().await;
     let role = scratch.role.clone();
     scratch.drop_all().await;
     assert!(failed.is_empty(), "migrations failed: {failed:#?}");
@@ -1174,7 +1174,7 @@ async fn a_role_granted_mlc_service_without_admin_option_migrates() {
     };
     scratch.grant_service().await;
     let failed = scratch.migrate_all().await;
-    let member = scratch.acts_as_service().await;
+    let member = scratch.is_service_member().await;
     scratch.drop_all().await;
     assert!(failed.is_empty(), "migration failed: {failed:#?}");
     assert!(member);
@@ -1190,7 +1190,7 @@ async fn a_plain_role_migrates_its_database_where_mlc_service_exists() {
         return;
     };
     let failed = scratch.migrate_all().await;
-    let member = scratch.acts_as_service().await;
+    let member = scratch.is_service_member().await;
     // It works as that role: a webhook recorded for one tenant, its job queued, none for another.
     let (mut queued, mut others) = (None, None);
     if failed.is_empty() {

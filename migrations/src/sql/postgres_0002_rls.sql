@@ -25,10 +25,12 @@ BEGIN
         EXCEPTION
             WHEN unique_violation THEN
                 NULL; -- granted by a migration of another database at the same moment
-            -- A role that may not grant it (made by another database's migration): the store
-            -- runs as this role, which FORCE binds to the policies as the tables' owner.
+            -- A role that may not grant it (no CREATEROLE, no ADMIN OPTION; mlc_service made
+            -- by a DBA or another database's migration): the store acts as mlc_service if a
+            -- DBA made this role a member, else as this role, which FORCE binds to the
+            -- policies as the tables' owner.
             WHEN insufficient_privilege THEN
-                RAISE NOTICE 'role mlc_service not granted to %: the store will run as it', current_user;
+                RAISE NOTICE 'role mlc_service not granted to % (it may not grant it): the store acts as mlc_service if % is a member, else as %', current_user, current_user, current_user;
         END;
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO mlc_service', current_schema());
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO mlc_service', current_schema());
