@@ -379,6 +379,39 @@ async fn bodies_the_console_could_not_show_are_refused_as_invalid_json() {
     }
 }
 
+/// The intake reads the envelope straight from the bytes; a body that reading refuses (a repeated
+/// key, a field of the wrong type) gets the answer it always got, when the whole body was parsed
+/// first: the last of a repeated key counts, and a wrong type is a 400 that names it.
+#[tokio::test]
+async fn an_envelope_with_a_repeated_or_mistyped_field_is_answered_as_before() {
+    for db in backends().await {
+        let app = TestApp::start(&db).await;
+        let repeated = br#"{"id":"evt_1First","object":"event","type":"invoice.paid","created":1764201600,"data":{"object":{"id":"in_1X"}},"id":"evt_1Second"}"#;
+        let (status, json) = app
+            .post_webhook(repeated, Some(&sign_bytes(repeated)))
+            .await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["event_id"], "evt_1Second", "{json}");
+        assert!(app.store.get_event("evt_1Second").await.unwrap().is_some());
+        assert!(app.store.get_event("evt_1First").await.unwrap().is_none());
+
+        let mistyped =
+            br#"{"id":"evt_1Mistyped","object":"event","type":"invoice.paid","created":"soon"}"#;
+        let (status, json) = app
+            .post_webhook(mistyped, Some(&sign_bytes(mistyped)))
+            .await;
+        assert_eq!(status, 400, "{json}");
+        assert_eq!(json["error"]["code"], "invalid_json", "{json}");
+        assert_eq!(
+            json["error"]["message"],
+            "the body is not valid JSON: invalid type: string \"soon\", expected i64",
+            "{json}"
+        );
+        assert_eq!(count(&app).await, 1, "{:?}", db.backend());
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn events_show_prints_a_stored_body_that_is_not_json_as_its_bytes() {
     for db in backends().await {
