@@ -192,8 +192,8 @@ async fn receive_inner(
             format!("the body is not valid JSON: {e}"),
         )
     };
-    // Checked, not parsed: building the body's `Value` only to read six fields was the intake's
-    // largest CPU cost after SQLite.
+    // Checked, not parsed: building the body's `Value` only to read six fields cost about a
+    // tenth of `serve`'s CPU per webhook (BENCHMARKS.md, twelfth pass).
     check_event_body(&raw).map_err(invalid_json)?;
     let envelope = match serde_json::from_slice::<Envelope>(&raw) {
         Ok(envelope) => envelope,

@@ -103,8 +103,8 @@ impl Store {
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
-                    // SQLite's temporary files (statement journals past 64 KiB, sorts) were
-                    // written to /var/tmp inside the write lock: 25 files in 1.5 s of a burst.
+                    // SQLite's temporary files (such as statement journals and sorts) went to
+                    // /var/tmp inside the write lock: 25 files in 1.5 s of a burst.
                     sqlx::query("PRAGMA temp_store = MEMORY")
                         .execute(&mut *conn)
                         .await?;
@@ -810,8 +810,6 @@ async fn refuse_pre_release(
     Ok(())
 }
 
-/// Row-level security is defence in depth; say so loudly when it cannot hold (the service runs
-/// as a superuser or a BYPASSRLS role and `mlc_service` could not be created).
 /// Whether the linked SQLite was compiled with `SQLITE_ENABLE_QPSG` (`.cargo/config.toml`):
 /// without it SQLite 3.51 plans a bound `LIMIT ?` with its value, so each new value expires the
 /// statement and its next step prepares it again (apalis' fetch has three).
@@ -828,6 +826,8 @@ pub(crate) async fn sqlite_plans_are_stable(pool: &sqlx::AnyPool) -> bool {
     }
 }
 
+/// Row-level security is defence in depth; say so loudly when it cannot hold (the service runs
+/// as a superuser or a BYPASSRLS role and `mlc_service` could not be created).
 async fn warn_if_rls_bypassed(pool: &sqlx::AnyPool) {
     let row = sqlx::query(
         "SELECT (rolsuper OR rolbypassrls)::int::bigint AS bypass FROM pg_roles WHERE rolname = current_user",

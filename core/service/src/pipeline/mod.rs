@@ -109,8 +109,8 @@ pub fn parse_event_body(raw: &[u8]) -> Result<serde_json::Value, serde_json::Err
 
 /// [`parse_event_body`]'s verdict without building the value, for the intake: the same parser
 /// walks the body the same way (`deserialize_any` all the way down, so the same depth limit,
-/// UTF-8, escape and number checks, and the same error), but keeps nothing. A 4 KB event's
-/// `Value` is a few hundred allocations, the intake's largest CPU cost after SQLite.
+/// UTF-8, escape and number checks, and the same error), but keeps nothing: a 4 KB event's
+/// `Value` is hundreds of allocations, about a tenth of `serve`'s CPU per webhook.
 pub fn check_event_body(raw: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(raw);
     serde::Deserialize::deserialize(&mut de).map(|JsonChecked| ())?;
