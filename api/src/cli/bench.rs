@@ -604,7 +604,7 @@ async fn run_baseline(
 
 /// SIGTERM, then SIGKILL if the process has not exited within `grace`. gunicorn's master stops
 /// its workers on SIGTERM; killed outright it leaves them running until they notice, and they
-/// then take CPU from the next run (a baseline measured at a quarter of its speed that way).
+/// then take CPU from the next run (a baseline measured at about a third of its speed that way).
 /// `kill(1)` sends the signal, as the tests do: no dependency for a benchmark's clean-up.
 async fn stop_gracefully(child: &mut tokio::process::Child, grace: Duration) {
     let termed = match child.id() {

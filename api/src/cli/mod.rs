@@ -193,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let (config, _) = load_config(&cli)?;
             telemetry::init_logging(&config.log);
-            let store = connections::connect_store(&config).await?;
+            let store = connections::connect_store_for_command(&config).await?;
             println!("migrations applied ({:?})", store.backend());
             Ok(())
         }

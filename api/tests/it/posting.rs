@@ -582,6 +582,40 @@ async fn events_show_and_replay_from_the_command_line() {
     }
 }
 
+/// A command run beside `serve` waits for SQLite's write lock while another process holds it
+/// past the server's own 5 s busy timeout (a loaded machine's fsyncs), instead of failing with
+/// "database is locked"; what it set is there afterwards.
+#[tokio::test]
+async fn a_command_waits_for_a_write_lock_held_past_five_seconds() {
+    use sqlx::Connection as _;
+    let db = mlc_store::testing::TestDb::sqlite().unwrap();
+    db.store().await.close().await; // migrated, as `serve` leaves it
+    let mut holder = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let url = db.url().to_string();
+    let command = tokio::task::spawn_blocking(move || {
+        cli(&url, &["mappings", "set", "prod_WaitsForTheLock", "42"])
+    });
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    if command.is_finished() {
+        let (ok, out, err) = command.await.unwrap();
+        panic!("the command ended while another process held the lock (success: {ok}): {out}{err}");
+    }
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let (ok, out, err) = command.await.unwrap();
+    assert!(ok, "the command gave up waiting for the lock: {err}");
+    assert!(
+        out.contains("prod_WaitsForTheLock → NetSuite item 42"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(db.url(), &["mappings", "export", "--csv"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("prod_WaitsForTheLock,42"), "{out}");
+}
+
 #[tokio::test]
 async fn a_fee_journal_that_failed_once_is_still_posted() {
     for db in backends().await {

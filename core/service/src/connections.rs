@@ -11,7 +11,7 @@ use anyhow::Context;
 use mlc_core::{ConnectionId, ConnectionStatus, TenantId};
 use mlc_netsuite::{AccountId, Credentials, NetSuiteClient, NetSuiteConfig, SigningAlgorithm};
 use mlc_store::sealed::MasterKey;
-use mlc_store::{Connection, ConnectionStore, Job, JobOutcome, NewConnection, Store};
+use mlc_store::{Connection, ConnectionStore, Job, JobOutcome, NewConnection, Store, StoreOptions};
 use mlc_stripe::{StripeClient, StripeClientConfig};
 
 use crate::config::{Config, NetSuiteAuthKind};
@@ -213,7 +213,7 @@ pub async fn open_connection(
     config: &Config,
     target: &Target,
 ) -> anyhow::Result<(Store, ConnectionStore)> {
-    let store = connect_store(config).await?;
+    let store = connect_store_for_command(config).await?;
     if target.tenant.is_none() && target.connection.is_none() {
         // Commands read and act on the default connection; only a store that never ran
         // `serve` needs it made (a command writes nothing it does not need to).
@@ -381,14 +381,35 @@ pub async fn connection_handler(
     }
 }
 
+/// How long a command (`replay`, `mappings set`, …) waits for SQLite's write lock, held by a
+/// `serve` beside it: an operator would rather wait than type the command again, and a loaded
+/// machine's fsyncs can hold the lock longer than the server's own 5 s.
+const COMMAND_SQLITE_BUSY_TIMEOUT_MS: u64 = 30_000;
+
 /// Opens the configured store, with an error that says what to check.
 pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database.url).await.with_context(|| {
-        format!(
-            "cannot open the store at {} (database.url)",
-            crate::config::redact_url(&config.database.url)
-        )
-    })
+    connect_store_with(config, StoreOptions::default()).await
+}
+
+/// [`connect_store`] for a command run beside `serve`: it waits longer for SQLite's write lock
+/// (see [`COMMAND_SQLITE_BUSY_TIMEOUT_MS`]).
+pub async fn connect_store_for_command(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        sqlite_busy_timeout_ms: COMMAND_SQLITE_BUSY_TIMEOUT_MS,
+        ..StoreOptions::default()
+    };
+    connect_store_with(config, options).await
+}
+
+async fn connect_store_with(config: &Config, options: StoreOptions) -> anyhow::Result<Store> {
+    Store::connect_with(&config.database.url, options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {} (database.url)",
+                crate::config::redact_url(&config.database.url)
+            )
+        })
 }
 
 /// Whether `connection` is the configured default, which runs with the process configuration
