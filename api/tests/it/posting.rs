@@ -590,6 +590,13 @@ async fn a_command_waits_for_a_write_lock_held_past_five_seconds() {
     use sqlx::Connection as _;
     let db = mlc_store::testing::TestDb::sqlite().unwrap();
     db.store().await.close().await; // migrated, as `serve` leaves it
+    // The default connection made first (as `serve` makes it), so the write that waits below is
+    // the mapping's own: `BEGIN IMMEDIATE` on the store's pool, as `replay`'s is.
+    let (ok, _, err) = cli(
+        db.url(),
+        &["mappings", "set", "prod_SetBeforeTheLock", "41"],
+    );
+    assert!(ok, "{err}");
     let mut holder = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut holder)
@@ -613,6 +620,7 @@ async fn a_command_waits_for_a_write_lock_held_past_five_seconds() {
     );
     let (ok, out, err) = cli(db.url(), &["mappings", "export", "--csv"]);
     assert!(ok, "{err}");
+    assert!(out.contains("prod_SetBeforeTheLock,41"), "{out}");
     assert!(out.contains("prod_WaitsForTheLock,42"), "{out}");
 }
 
