@@ -137,6 +137,60 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
+/// Webhook deliveries between their hand-over to the group-commit writer and their answer, so
+/// that apalis' turns at SQLite's write lock can give way to them (see [`WorkerPool`]).
+///
+/// On SQLite the writer and apalis take turns at the one write lock, first come first served.
+/// apalis always has a fetch, claim or acknowledgement waiting, so during a burst of webhooks it
+/// took every other turn: a quarter of the lock (`bench intake`, BENCHMARKS.md fourteenth pass),
+/// which the deliveries waited for. A delivery waits for its commit before Stripe gets its
+/// answer; a job's dispatch can wait a few milliseconds.
+///
+/// [`WorkerPool`]: crate::store::WorkerPool
+#[derive(Default)]
+pub(crate) struct IntakeWaiting {
+    deliveries: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// A delivery counted in [`IntakeWaiting`]; uncounted on drop (answered, failed or cancelled
+/// alike), so the count cannot leak.
+pub(crate) struct WaitingDelivery<'a>(&'a IntakeWaiting);
+
+impl Drop for WaitingDelivery<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .deliveries
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+impl IntakeWaiting {
+    /// Counts a delivery until the guard is dropped.
+    pub(crate) fn enter(&self) -> WaitingDelivery<'_> {
+        self.deliveries
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        WaitingDelivery(self)
+    }
+
+    /// Returns once no delivery is waiting, or after `at_most`.
+    pub(crate) async fn give_way(&self, at_most: std::time::Duration) {
+        let drained = self.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the count is read: a drain in between still wakes it.
+        drained.as_mut().enable();
+        if self.deliveries.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        let _ = tokio::time::timeout(at_most, drained).await;
+    }
+}
+
 /// The pools and what is needed to write safely on either backend.
 pub(crate) struct Db {
     /// Every hot path (intake, claims, the queue, audit, links, …): raw SQL.
@@ -154,6 +208,8 @@ pub(crate) struct Db {
     /// SQLite: the pool apalis' worker runs on, whose every use holds `write_lock` (see
     /// [`WorkerPool`]). `None` on PostgreSQL: the worker uses `orm`'s pool.
     pub(crate) worker_pool: Option<WorkerPool>,
+    /// Deliveries waiting for their commit (shared with `worker_pool`).
+    pub(crate) intake: Arc<IntakeWaiting>,
 }
 
 impl Db {
@@ -164,6 +220,7 @@ impl Db {
         queue: String,
         write_lock: Option<Arc<Mutex<()>>>,
         worker_pool: Option<WorkerPool>,
+        intake: Arc<IntakeWaiting>,
     ) -> Self {
         Db {
             pool,
@@ -172,6 +229,7 @@ impl Db {
             queue,
             write_lock,
             worker_pool,
+            intake,
         }
     }
 
@@ -452,4 +510,59 @@ pub(crate) async fn insert_audit(
     .await
     .map_err(db_err)?;
     get(&row, "id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IntakeWaiting;
+    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(60);
+    const BOUND: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn giving_way_to_no_delivery_returns_at_once() {
+        let intake = IntakeWaiting::default();
+        tokio::time::timeout(BOUND, intake.give_way(LONG))
+            .await
+            .expect("nothing waits, so nothing to give way to");
+        // A delivery answered before the worker looks leaves nothing behind either.
+        drop(intake.enter());
+        tokio::time::timeout(BOUND, intake.give_way(LONG))
+            .await
+            .expect("the count went back to zero");
+    }
+
+    #[tokio::test]
+    async fn giving_way_lasts_until_the_last_delivery_is_answered() {
+        let intake = std::sync::Arc::new(IntakeWaiting::default());
+        let first = intake.enter();
+        let second = intake.enter();
+        let waiter = tokio::spawn({
+            let intake = intake.clone();
+            async move { intake.give_way(LONG).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "gave up while two deliveries waited");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "gave up while one delivery still waited"
+        );
+        drop(second);
+        tokio::time::timeout(BOUND, waiter)
+            .await
+            .expect("woken when the last delivery was answered")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn giving_way_ends_after_its_bound_even_if_deliveries_keep_waiting() {
+        let intake = IntakeWaiting::default();
+        let _stuck = intake.enter();
+        tokio::time::timeout(BOUND, intake.give_way(Duration::from_millis(20)))
+            .await
+            .expect("the worker's turn is not held back past its bound");
+    }
 }

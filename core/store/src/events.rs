@@ -845,6 +845,7 @@ impl ConnectionStore {
         event: &NewEvent,
         job: Option<NewJob>,
     ) -> Result<RecordOutcome, StoreError> {
+        let _waiting = self.store.db.intake.enter();
         let (reply, rx) = oneshot::channel();
         let msg = WriterMsg::Record(Box::new(RecordRequest {
             scope: self.scope.clone(),

@@ -140,10 +140,11 @@ impl Store {
             );
         }
 
+        let intake = Arc::new(crate::db::IntakeWaiting::default());
         let (write_lock, worker_pool) = match backend {
             Backend::Sqlite => {
                 let lock = Arc::new(tokio::sync::Mutex::new(()));
-                let worker = WorkerPool::open(&url, busy_ms, lock.clone())?;
+                let worker = WorkerPool::open(&url, busy_ms, lock.clone(), intake.clone())?;
                 (Some(lock), Some(worker))
             }
             Backend::Postgres => (None, None),
@@ -155,6 +156,7 @@ impl Store {
             options.job_queue.clone(),
             write_lock,
             worker_pool,
+            intake,
         ));
         // Bounded so that a stalled disk pushes back on the intake instead of growing memory.
         let (tx, rx) = mpsc::channel(options.max_batch.max(1) * 4);
@@ -294,7 +296,9 @@ fn sqlite_settings(
 /// worker's fetch sleeps through each gap, and once the burst was over the worker fetched up to
 /// 100 ms after the lock was free (a newly busy tenant's first job in `bench fairness`: p99
 /// 2.1–4×, now 1.4–1.6×). Queued on the same mutex they take turns with the writer, first come
-/// first served. apalis uses the pool one call at a time, so one connection is enough.
+/// first served, except that each use first gives way to webhook deliveries waiting for their
+/// commit, for at most [`GIVE_WAY`] ([`crate::db::IntakeWaiting`]). apalis uses the pool one
+/// call at a time, so one connection is enough.
 pub(crate) struct WorkerPool {
     pub(crate) pool: sqlx::SqlitePool,
     /// The store's write lock.
@@ -311,6 +315,10 @@ pub(crate) struct WorkerPool {
 
 type HeldWriteLock =
     Arc<std::sync::Mutex<Option<(tokio::sync::OwnedMutexGuard<()>, std::time::Instant)>>>;
+
+/// How long one of apalis' uses of the write lock waits for the webhook deliveries waiting
+/// for it, at most (see [`crate::db::IntakeWaiting`]).
+const GIVE_WAY: Duration = Duration::from_millis(10);
 
 /// Longer than any of apalis' transactions takes: a lock the worker pool has held this long is
 /// let go when a writer waits for it (see [`WorkerPool::let_go_if_stale`]).
@@ -329,6 +337,7 @@ impl WorkerPool {
         url: &str,
         busy_ms: u64,
         write_lock: Arc<tokio::sync::Mutex<()>>,
+        intake: Arc<crate::db::IntakeWaiting>,
     ) -> Result<WorkerPool, StoreError> {
         use std::str::FromStr as _;
         let held: HeldWriteLock = Arc::default();
@@ -355,11 +364,20 @@ impl WorkerPool {
                 let held = take.clone();
                 let on = on.clone();
                 let using = using.clone();
+                let intake = intake.clone();
                 Box::pin(async move {
                     // One connection: a guard still held here belongs to a use whose connection
                     // was closed without being returned, so it is let go first.
                     let_go(&held);
                     let mut on = on;
+                    if *on.borrow_and_update() {
+                        // Deliveries first (see `IntakeWaiting`), but never for long: apalis
+                        // still gets a turn at least every `GIVE_WAY`.
+                        tokio::select! {
+                            () = intake.give_way(GIVE_WAY) => {}
+                            _ = on.wait_for(|on| !*on) => {}
+                        }
+                    }
                     if *on.borrow_and_update() {
                         tokio::select! {
                             guard = lock.lock_owned() => {
@@ -958,6 +976,42 @@ mod tests {
             lock.try_lock().is_ok(),
             "closing the pool kept the write lock"
         );
+    }
+
+    /// apalis' use of the write lock waits while a webhook delivery waits for its commit, but
+    /// never past [`GIVE_WAY`]: a burst of webhooks gets the lock first, and the worker still
+    /// gets its turn.
+    #[tokio::test]
+    async fn the_worker_pool_gives_way_to_waiting_deliveries_for_a_while() {
+        let db = crate::testing::TestDb::sqlite().unwrap();
+        let store = db.store().await;
+        let pool = store.sqlite_worker_pool().unwrap().clone();
+        let intake = store.db.intake.clone();
+        let waiting = intake.enter();
+        let acquire = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire().await }
+        });
+        // A timer never fires early: within GIVE_WAY / 2 the pool has not handed it out.
+        tokio::time::sleep(GIVE_WAY / 2).await;
+        assert!(
+            !acquire.is_finished(),
+            "handed out at once while a delivery waited"
+        );
+        // The delivery is never answered: the worker gets its turn all the same.
+        let conn = tokio::time::timeout(Duration::from_secs(10), acquire)
+            .await
+            .expect("handed out after GIVE_WAY")
+            .unwrap()
+            .unwrap();
+        drop(conn);
+        drop(waiting);
+        // With no delivery waiting, it is handed out without waiting (well within GIVE_WAY
+        // would be a timing claim; that it comes at all, promptly, is what is checked).
+        tokio::time::timeout(Duration::from_secs(10), pool.acquire())
+            .await
+            .expect("handed out with nothing waiting")
+            .unwrap();
     }
 
     /// An acquire cancelled once the lock is taken (apalis drops its futures at shutdown) does
