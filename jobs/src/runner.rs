@@ -174,8 +174,8 @@ struct Shared<H> {
     in_flight: Mutex<HashMap<ConnectionScope, usize>>,
     /// When each connection last had a task here: the cap applies while several do.
     recent: Mutex<HashMap<ConnectionScope, Instant>>,
-    /// Each connection's tasks put off at its cap, oldest first. Each slot the connection gives
-    /// back brings the oldest forward; left to wait out `CAP_DEFER_MS`, a small tenant's burst
+    /// Each connection's tasks put off at its cap or while its NetSuite account was busy,
+    /// oldest first. Each slot the connection gives back brings the oldest forward; left to wait out `CAP_DEFER_MS`, a small tenant's burst
     /// (all of it put off at once, being first in line) ran a few jobs a second while a flooding
     /// tenant's tasks took the slots it left.
     parked: Mutex<HashMap<ConnectionScope, VecDeque<String>>>,
@@ -687,7 +687,12 @@ async fn run_job<H: JobHandler>(
     if let Some(delay) = shared.handler.defer_for(&scope, shared.slots).await {
         let after_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         metrics::counter!(JOBS_DEFERRED, "reason" => "account_busy").increment(1);
-        shared.store.defer(&ticket.job, &task_id, after_ms).await?;
+        // Parked as at the cap: the connection's next finished job (one fewer on its account)
+        // brings it forward. On SQLite apalis' `run_at` is whole seconds, so waiting out even
+        // a short put-off took up to a second and more while the account ran dry.
+        if let Some(later) = shared.store.defer(&ticket.job, &task_id, after_ms).await? {
+            shared.park(&scope, later);
+        }
         return Ok(());
     }
     let result = match shared.store.start(&ticket.job, &task_id, worker).await {
@@ -697,8 +702,9 @@ async fn run_job<H: JobHandler>(
         Ok(Start::Stale | Start::GaveUp) => Ok(()),
         Err(e) => Err(e.into()),
     };
-    // The slot is free: the connection's oldest task put off at its cap takes it. (Not after
-    // an account-busy deferral above: its account has no room for more of its work.)
+    // The slot is free, and its account has one job fewer: the connection's oldest task put
+    // off (at its cap, or while its account was busy) takes it. (Not after an account-busy
+    // deferral above: its account has no room for more of its work.)
     drop(slot);
     shared.release_parked(&scope).await;
     result
