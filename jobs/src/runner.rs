@@ -175,9 +175,9 @@ struct Shared<H> {
     /// When each connection last had a task here: the cap applies while several do.
     recent: Mutex<HashMap<ConnectionScope, Instant>>,
     /// Each connection's tasks put off at its cap or while its NetSuite account was busy,
-    /// oldest first. Each slot the connection gives back brings the oldest forward; left to wait out `CAP_DEFER_MS`, a small tenant's burst
-    /// (all of it put off at once, being first in line) ran a few jobs a second while a flooding
-    /// tenant's tasks took the slots it left.
+    /// oldest first. Each slot the connection gives back brings the oldest forward; left to
+    /// wait out `CAP_DEFER_MS`, a small tenant's burst (all of it put off at once, being first
+    /// in line) ran a few jobs a second while a flooding tenant's tasks took the slots it left.
     parked: Mutex<HashMap<ConnectionScope, VecDeque<String>>>,
     /// Wakes the worker to claim a task brought forward.
     wake: Arc<Notify>,
